@@ -1,0 +1,133 @@
+"""The one error tree of unified; every exception the library raises on purpose is here.
+
+    UnifiedError
+    ├── ValidationError            bad input: options, import paths, cron, JSON
+    │   ├── ImportPathError        an import path that does not resolve
+    │   └── SerializationError     a value that cannot be stored as JSON
+    ├── NotFoundError              an unknown task, run, workflow or version
+    ├── ConflictError              the request clashes with what exists
+    │   ├── DuplicateTaskError
+    │   ├── CycleError
+    │   ├── UnknownDependencyError
+    │   └── InvalidTransitionError
+    ├── TaskFailedError            a task ended badly; carries its error
+    ├── TimeoutExpired             waiting for a task or run took too long
+    └── StoreError                 the database could not be used
+
+Each message says what to do about it. ``HTTP_STATUS`` maps branches to HTTP codes for the API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class UnifiedError(Exception):
+    """Base of every error unified raises on purpose."""
+
+    code = "error"
+
+
+class ValidationError(UnifiedError, ValueError):
+    """Input that cannot be accepted as given."""
+
+    code = "invalid"
+
+
+class ImportPathError(ValidationError):
+    """An import path such as ``pkg.mod:function`` that does not resolve."""
+
+    code = "bad_import_path"
+
+
+class SerializationError(ValidationError):
+    """A value (result, argument, parameter) that cannot be stored as JSON."""
+
+    code = "not_serializable"
+
+
+class NotFoundError(UnifiedError, KeyError):
+    """An id that names nothing the store holds."""
+
+    code = "not_found"
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ConflictError(UnifiedError):
+    """A request that clashes with what already exists or with the current state."""
+
+    code = "conflict"
+
+
+class DuplicateTaskError(ConflictError):
+    """A task id that is already taken in its scope."""
+
+    code = "duplicate"
+
+
+class CycleError(ConflictError):
+    """Dependencies that form a cycle; ``cycle`` lists the task ids around it."""
+
+    code = "cycle"
+
+    def __init__(self, cycle: list[str]) -> None:
+        self.cycle = cycle
+        path = " -> ".join([*cycle, cycle[0]])
+        super().__init__(f"dependency cycle {path}: remove one of these dependencies")
+
+
+class UnknownDependencyError(ConflictError):
+    """A dependency on a task id that does not exist in the same workflow or group."""
+
+    code = "unknown_dependency"
+
+
+class InvalidTransitionError(ConflictError):
+    """A state change the task state machine does not allow."""
+
+    code = "invalid_transition"
+
+
+class TaskFailedError(UnifiedError):
+    """A task ended in failure, timeout, canceled or skipped; ``error`` holds what went wrong."""
+
+    code = "task_failed"
+
+    def __init__(self, message: str, *, task_id: str, state: str, error: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.task_id = task_id
+        self.state = state
+        self.error = error or {}
+
+
+class TimeoutExpired(UnifiedError, TimeoutError):
+    """Waiting for a task or run did not finish within the given timeout."""
+
+    code = "wait_timeout"
+
+
+class StoreError(UnifiedError):
+    """The store could not be reached or used."""
+
+    code = "store_error"
+
+
+HTTP_STATUS: dict[type[UnifiedError], int] = {
+    ValidationError: 422,
+    NotFoundError: 404,
+    ConflictError: 409,
+    TaskFailedError: 409,
+    TimeoutExpired: 504,
+    StoreError: 503,
+    UnifiedError: 400,
+}
+
+
+def http_status(error: UnifiedError) -> int:
+    """The HTTP status for ``error``: the entry of its nearest class in ``HTTP_STATUS``."""
+    for cls in type(error).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    return 400

@@ -1,0 +1,281 @@
+"""The store protocol: the records unified persists and the verbs that persist them, with no policy inside.
+
+Every implementation (memory, SQLite, PostgreSQL) passes the same contract tests in ``tests/contract``.
+The engine decides what changes; the store only moves records, atomically where a verb says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+CLAIMABLE_STATES = ("queued", "retrying")
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    """One task instance. ``id`` is global; ``task_id`` is the name within its run (equal for ad-hoc tasks)."""
+
+    id: str
+    task_id: str
+    run_id: str | None
+    name: str
+    spec: dict[str, Any]  # Task.spec(): what to run and how (JSON)
+    state: str
+    priority: int = 0
+    queue: str = "default"
+    dependencies: list[str] = field(default_factory=list)  # global ids of upstream tasks
+    attempts: int = 0
+    result: Any = None
+    error: dict[str, Any] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+    queued_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    not_before: float | None = None  # a retrying task is not claimed before this time
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    reason: str | None = None  # why it was skipped or canceled
+    seq: int = 0  # set by the store on insert: FIFO order among equal priorities
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    """One try of a task instance."""
+
+    task_id: str  # the global task id
+    number: int  # 1 for the first attempt; also the lease's fencing token
+    state: str  # running while it runs, then success / failure / timeout / canceled / lost
+    started_at: float
+    finished_at: float | None = None
+    error: dict[str, Any] | None = None  # {"type", "message", "traceback"}
+    worker: str | None = None
+
+
+@dataclass(slots=True)
+class LogRecord:
+    """One captured log line of one attempt."""
+
+    task_id: str
+    attempt: int
+    ts: float
+    level: str
+    message: str
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """One execution of a workflow version."""
+
+    run_id: str
+    workflow_id: str | None
+    version: int | None
+    state: str  # running, success, failure, canceled
+    params: dict[str, Any] = field(default_factory=dict)
+    trigger: str = "manual"  # manual, api, schedule, retry
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class WorkflowRecord:
+    """A workflow: its draft task specs and the number of its newest frozen version."""
+
+    workflow_id: str
+    name: str
+    description: str = ""
+    tasks: list[dict[str, Any]] = field(default_factory=list)  # the draft: edits since the last version
+    current_version: int | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(slots=True)
+class VersionRecord:
+    """An immutable snapshot of a workflow's task graph."""
+
+    workflow_id: str
+    number: int
+    hash: str
+    tasks: list[dict[str, Any]]
+    created_at: float
+
+
+@dataclass(slots=True)
+class AlertRecord:
+    """One alert raised by an event, with how its delivery went."""
+
+    alert_id: str
+    event: str
+    payload: dict[str, Any]
+    created_at: float
+    channel: str = "handler"
+    status: str = "sent"  # pending, sent, failed
+    error: str | None = None
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Persistence verbs. Lookups of unknown ids raise NotFoundError; duplicates raise DuplicateTaskError."""
+
+    url: str
+    keeps_objects: bool  # True if results are kept as Python objects (memory); False if they must be JSON
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+    def atomic(self) -> AbstractContextManager[None]:
+        """Group the verbs called inside into one transaction (re-entrant within a thread)."""
+        ...
+
+    # workflows and versions
+    def put_workflow(self, workflow: WorkflowRecord) -> None:
+        """Insert or replace a workflow."""
+        ...
+
+    def get_workflow(self, workflow_id: str) -> WorkflowRecord:
+        """The workflow with this id."""
+        ...
+
+    def list_workflows(self) -> list[WorkflowRecord]:
+        """Every workflow, oldest first."""
+        ...
+
+    def delete_workflow(self, workflow_id: str) -> None:
+        """Remove a workflow and its versions (its runs stay as history)."""
+        ...
+
+    def add_version(self, version: VersionRecord) -> None:
+        """Store a new frozen version; (workflow_id, number) is unique."""
+        ...
+
+    def get_version(self, workflow_id: str, number: int) -> VersionRecord:
+        """One version of a workflow."""
+        ...
+
+    def list_versions(self, workflow_id: str) -> list[VersionRecord]:
+        """Every version of a workflow, by number."""
+        ...
+
+    # runs
+    def insert_run(self, run: RunRecord) -> None:
+        """Store a new run."""
+        ...
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run with this id."""
+        ...
+
+    def list_runs(
+        self, workflow_id: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        """Runs, newest first, optionally filtered."""
+        ...
+
+    def update_run(self, run_id: str, expected_state: str | None, **changes: Any) -> bool:
+        """Set fields of a run if its state is ``expected_state`` (None: any); True if it changed."""
+        ...
+
+    # tasks
+    def insert_tasks(self, tasks: Iterable[TaskRecord]) -> None:
+        """Store new tasks in one transaction, assigning ``seq``; an existing id raises DuplicateTaskError."""
+        ...
+
+    def get_task(self, task_id: str) -> TaskRecord:
+        """The task with this global id."""
+        ...
+
+    def get_tasks(self, task_ids: Iterable[str]) -> list[TaskRecord]:
+        """The tasks with these ids that exist, in no particular order."""
+        ...
+
+    def list_tasks(
+        self, state: str | None = None, run_id: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[TaskRecord]:
+        """Tasks, newest first, optionally filtered by state and run."""
+        ...
+
+    def run_tasks(self, run_id: str) -> list[TaskRecord]:
+        """Every task of a run, in insertion order."""
+        ...
+
+    def dependants(self, task_id: str) -> list[TaskRecord]:
+        """The tasks that list ``task_id`` among their dependencies."""
+        ...
+
+    def update_task(self, task_id: str, expected_state: str | None, **changes: Any) -> bool:
+        """Compare-and-set: apply ``changes`` if the task's state is ``expected_state`` (None: any)."""
+        ...
+
+    def claim_tasks(
+        self, worker: str, now: float, lease_seconds: float, limit: int = 1, queues: Iterable[str] | None = None
+    ) -> list[TaskRecord]:
+        """Atomically take up to ``limit`` claimable tasks (queued, or retrying with not_before <= now).
+
+        Highest priority first, then lowest seq. Each taken task becomes ``running`` with attempts + 1,
+        started_at set if unset, lease_owner = worker and lease_expires_at = now + lease_seconds.
+        Two concurrent claims never take the same task. Returns the tasks as they are after the claim.
+        """
+        ...
+
+    def extend_leases(self, worker: str, leases: dict[str, int], until: float) -> list[str]:
+        """Extend the leases ``worker`` holds (task id -> attempt number); returns the ids still held."""
+        ...
+
+    def expired_leases(self, now: float, limit: int = 100) -> list[TaskRecord]:
+        """Running tasks whose lease expired before ``now``."""
+        ...
+
+    def next_not_before(self) -> float | None:
+        """The earliest not_before among retrying tasks, or None."""
+        ...
+
+    def count_tasks_by_state(self) -> dict[str, int]:
+        """How many tasks are in each state."""
+        ...
+
+    # attempts and logs
+    def insert_attempt(self, attempt: AttemptRecord) -> None:
+        """Record the start of an attempt."""
+        ...
+
+    def finish_attempt(self, task_id: str, number: int, **changes: Any) -> None:
+        """Set the outcome fields of an attempt."""
+        ...
+
+    def list_attempts(self, task_id: str) -> list[AttemptRecord]:
+        """The attempts of a task, by number."""
+        ...
+
+    def append_logs(self, lines: Iterable[LogRecord]) -> None:
+        """Store captured log lines."""
+        ...
+
+    def get_logs(self, task_id: str) -> list[LogRecord]:
+        """The log lines of a task, oldest first."""
+        ...
+
+    # alerts
+    def insert_alert(self, alert: AlertRecord) -> None:
+        """Store an alert."""
+        ...
+
+    def update_alert(self, alert_id: str, **changes: Any) -> None:
+        """Set the delivery fields of an alert."""
+        ...
+
+    def list_alerts(self, limit: int = 100) -> list[AlertRecord]:
+        """Alerts, newest first."""
+        ...
+
+
+def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    """``items`` in slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

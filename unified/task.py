@@ -1,0 +1,352 @@
+"""The task spec, its states and their allowed transitions, its retry policy, and the context a running task sees.
+
+A :class:`Task` is a plain description (what to run, how often to retry, how long to wait); running it is the
+executor's job (``Task.run``) or the engine's (``TaskManager.queue_task``).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import inspect
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from unified.errors import InvalidTransitionError, ValidationError
+from unified.utils import backoff_delay, import_path_of, resolve_import_path
+
+
+class TaskState(enum.StrEnum):
+    """Where a task instance is in its life."""
+
+    PENDING = "pending"  # waiting for its dependencies
+    QUEUED = "queued"  # ready, waiting for a worker
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    TIMEOUT = "timeout"
+    CANCELED = "canceled"
+    RETRYING = "retrying"  # failed, waiting for its backoff delay; holds no worker
+    SKIPPED = "skipped"  # an upstream task ended badly
+
+    @property
+    def finished(self) -> bool:
+        """True for the states a task never leaves on its own."""
+        return self in FINISHED_STATES
+
+
+FINISHED_STATES = frozenset(
+    {TaskState.SUCCESS, TaskState.FAILURE, TaskState.TIMEOUT, TaskState.CANCELED, TaskState.SKIPPED}
+)
+BAD_STATES = frozenset({TaskState.FAILURE, TaskState.TIMEOUT, TaskState.CANCELED, TaskState.SKIPPED})
+RETRYABLE_STATES = frozenset({TaskState.FAILURE, TaskState.TIMEOUT, TaskState.CANCELED, TaskState.SKIPPED})
+
+_S = TaskState
+ALLOWED_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    _S.PENDING: frozenset({_S.QUEUED, _S.CANCELED, _S.SKIPPED}),
+    _S.QUEUED: frozenset({_S.RUNNING, _S.CANCELED, _S.SKIPPED}),
+    _S.RUNNING: frozenset({_S.SUCCESS, _S.FAILURE, _S.TIMEOUT, _S.CANCELED, _S.RETRYING, _S.QUEUED}),
+    _S.RETRYING: frozenset({_S.RUNNING, _S.QUEUED, _S.CANCELED}),
+    # a finished task can only be retried by hand: it starts over as pending or queued
+    _S.SUCCESS: frozenset(),
+    _S.FAILURE: frozenset({_S.PENDING, _S.QUEUED}),
+    _S.TIMEOUT: frozenset({_S.PENDING, _S.QUEUED}),
+    _S.CANCELED: frozenset({_S.PENDING, _S.QUEUED}),
+    _S.SKIPPED: frozenset({_S.PENDING, _S.QUEUED}),
+}
+
+
+def check_transition(current: TaskState | str, new: TaskState | str) -> TaskState:
+    """Return ``new`` as a TaskState if ``current -> new`` is allowed, else raise InvalidTransitionError."""
+    current, new = TaskState(current), TaskState(new)
+    if new not in ALLOWED_TRANSITIONS[current]:
+        raise InvalidTransitionError(
+            f"a task cannot go from {current.value} to {new.value}; "
+            f"from {current.value} it may go to {sorted(s.value for s in ALLOWED_TRANSITIONS[current]) or 'nothing'}"
+        )
+    return new
+
+
+ISOLATIONS = ("thread", "process")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how soon a failed attempt is tried again."""
+
+    max_retries: int = 0
+    retry_delay_seconds: float = 0.0
+    backoff_factor: float = 2.0
+    max_retry_delay_seconds: float | None = None
+    jitter: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ValidationError(f"max_retries must be 0 or more, not {self.max_retries}")
+        if self.retry_delay_seconds < 0:
+            raise ValidationError(f"retry_delay_seconds must be 0 or more, not {self.retry_delay_seconds}")
+        if self.backoff_factor < 1:
+            raise ValidationError(f"backoff_factor must be at least 1, not {self.backoff_factor}")
+        if self.max_retry_delay_seconds is not None and self.max_retry_delay_seconds < 0:
+            raise ValidationError("max_retry_delay_seconds must be 0 or more, or None for no cap")
+
+    def delay(self, retry_number: int) -> float:
+        """Seconds before retry ``retry_number`` (1 for the first retry)."""
+        return backoff_delay(
+            retry_number,
+            self.retry_delay_seconds,
+            self.backoff_factor,
+            self.max_retry_delay_seconds,
+            self.jitter,
+        )
+
+    def allows_retry(self, attempts_made: int) -> bool:
+        """True if another attempt may follow ``attempts_made`` attempts."""
+        return attempts_made <= self.max_retries
+
+
+class TaskContext:
+    """What a running task sees when its function declares a ``ctx`` parameter."""
+
+    def __init__(
+        self,
+        task_id: str,
+        run_id: str | None = None,
+        attempt: int = 1,
+        params: dict[str, Any] | None = None,
+        upstream: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        add_task: Callable[[Task], str] | None = None,
+        cancel_event: threading.Event | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.task_id = task_id
+        self.run_id = run_id
+        self.attempt = attempt
+        self.params = params or {}
+        self.upstream = upstream or {}
+        self.metadata = metadata if metadata is not None else {}
+        self.logger = logger or logging.getLogger(f"unified.task.{task_id}")
+        self._add_task = add_task
+        self._cancel_event = cancel_event or threading.Event()
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the task was canceled or timed out: cooperative code should stop."""
+        return self._cancel_event.is_set()
+
+    def add_task(self, task: Task) -> str:
+        """Add ``task`` to the running workflow or task group; returns its task id."""
+        if self._add_task is None:
+            raise ValidationError("this task runs on its own (Task.run); add_task needs a TaskManager or workflow")
+        return self._add_task(task)
+
+
+def wants_context(func: Callable[..., Any]) -> bool:
+    """True if ``func`` declares a ``ctx`` parameter or one annotated ``TaskContext``."""
+    try:
+        parameters = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "ctx" or p.annotation in (TaskContext, "TaskContext") for p in parameters)
+
+
+def context_parameter(func: Callable[..., Any]) -> str | None:
+    """The name of the parameter that receives the TaskContext, or None."""
+    try:
+        parameters = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    for p in parameters:
+        if p.name == "ctx" or p.annotation in (TaskContext, "TaskContext"):
+            return p.name
+    return None
+
+
+def callable_identity(func: Callable[..., Any]) -> str:
+    """A stable name for ``func``: its import path, or for lambdas and closures a hash of their code."""
+    path = import_path_of(func)
+    if path:
+        return path
+    code = getattr(func, "__code__", None)
+    digest = hashlib.sha256(
+        repr((code.co_code, code.co_consts, code.co_names)).encode() if code else repr(func).encode()
+    ).hexdigest()[:16]
+    return f"inproc:{getattr(func, '__qualname__', type(func).__name__)}#{digest}"
+
+
+class Task:
+    """A unit of work: a Python callable, an import path ``"pkg.mod:function"`` or a shell command."""
+
+    def __init__(
+        self,
+        task_id: str | None = None,
+        func: Callable[..., Any] | str | None = None,
+        command: str | list[str] | None = None,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+        dependencies: Iterable[str] = (),
+        timeout: float | None = None,
+        max_retries: int = 0,
+        retry_delay_seconds: float = 0,
+        backoff_factor: float = 2.0,
+        max_retry_delay_seconds: float | None = None,
+        jitter: bool = False,
+        retry_on: Iterable[type[BaseException]] | type[BaseException] = (Exception,),
+        priority: int = 0,
+        metadata: dict[str, Any] | None = None,
+        isolation: str = "thread",
+        queue: str = "default",
+    ) -> None:
+        if (func is None) == (command is None):
+            raise ValidationError("give a task exactly one of func= (a callable or import path) or command=")
+        if timeout is not None and timeout <= 0:
+            raise ValidationError(f"timeout must be a positive number of seconds or None, not {timeout}")
+        if isolation not in ISOLATIONS:
+            raise ValidationError(f"isolation must be one of {ISOLATIONS}, not {isolation!r}")
+        if task_id is not None and (not isinstance(task_id, str) or not task_id.strip()):
+            raise ValidationError("task_id must be a non-empty string (or None to generate one)")
+        if isinstance(func, str):
+            target = resolve_import_path(func)
+            if not callable(target):
+                raise ValidationError(f"{func!r} names a {type(target).__name__}, not a function")
+            self.func_path: str | None = func
+        elif func is not None:
+            if not callable(func):
+                raise ValidationError(f"func must be callable or an import path, not {type(func).__name__}")
+            self.func_path = import_path_of(func)
+        else:
+            self.func_path = None
+        if isolation == "process" and func is not None and self.func_path is None:
+            raise ValidationError(
+                "isolation='process' needs a function another process can import: define it at module level "
+                "and pass it (or its import path 'pkg.mod:function'), not a lambda or closure"
+            )
+        self.retry_on = tuple(retry_on) if isinstance(retry_on, Iterable) else (retry_on,)
+        for exc_type in self.retry_on:
+            if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
+                raise ValidationError(f"retry_on takes exception classes, not {exc_type!r}")
+        self.task_id = task_id
+        self.func = func
+        self.command = command
+        self.args = tuple(args)
+        self.kwargs = dict(kwargs or {})
+        self.name = name or task_id or self._default_name()
+        self.dependencies = tuple(dependencies) if not isinstance(dependencies, str) else (dependencies,)
+        self.timeout = timeout
+        self.retry = RetryPolicy(max_retries, retry_delay_seconds, backoff_factor, max_retry_delay_seconds, jitter)
+        self.priority = int(priority)
+        self.metadata = dict(metadata or {})
+        self.isolation = isolation
+        self.queue = queue
+        self._cancel_event = threading.Event()
+
+    # the seed and the issue name these as plain attributes
+    @property
+    def max_retries(self) -> int:
+        """How many retries follow a failed first attempt."""
+        return self.retry.max_retries
+
+    @property
+    def retry_delay_seconds(self) -> float:
+        """Delay before the first retry."""
+        return self.retry.retry_delay_seconds
+
+    def _default_name(self) -> str:
+        if self.command is not None:
+            text = self.command if isinstance(self.command, str) else " ".join(self.command)
+            return text[:60]
+        if isinstance(self.func, str):
+            return self.func.rpartition(":")[2]
+        return getattr(self.func, "__name__", "task")
+
+    def resolve(self) -> Callable[..., Any] | None:
+        """The callable to run (None for a shell command)."""
+        if isinstance(self.func, str):
+            return resolve_import_path(self.func)
+        return self.func
+
+    def identity(self) -> str:
+        """What this task runs, as text: an import path, an in-process code hash, or ``shell:`` + command."""
+        if self.command is not None:
+            return f"shell:{self.command}"
+        if self.func_path:
+            return self.func_path
+        return callable_identity(self.func)  # type: ignore[arg-type]
+
+    def spec(self) -> dict[str, Any]:
+        """The JSON-ready description of this task, as stored in workflow versions and task records."""
+        return {
+            "task_id": self.task_id,
+            "name": self.name,
+            "func": self.identity() if self.command is None else None,
+            "command": self.command,
+            "args": list(self.args),
+            "kwargs": self.kwargs,
+            "dependencies": list(self.dependencies),
+            "timeout": self.timeout,
+            "max_retries": self.retry.max_retries,
+            "retry_delay_seconds": self.retry.retry_delay_seconds,
+            "backoff_factor": self.retry.backoff_factor,
+            "max_retry_delay_seconds": self.retry.max_retry_delay_seconds,
+            "jitter": self.retry.jitter,
+            "retry_on": [f"{t.__module__}:{t.__qualname__}" for t in self.retry_on],
+            "priority": self.priority,
+            "metadata": self.metadata,
+            "isolation": self.isolation,
+            "queue": self.queue,
+        }
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], func: Callable[..., Any] | None = None) -> Task:
+        """Rebuild a Task from :meth:`spec`; ``func`` stands in for an in-process callable."""
+        target: Callable[..., Any] | str | None = func
+        if target is None and spec.get("func") and not spec["func"].startswith("inproc:"):
+            target = spec["func"]
+        if target is None and spec.get("command") is None:
+            raise ValidationError(
+                f"task {spec.get('task_id')!r} ran a lambda or closure ({spec.get('func')}) that is not available "
+                "in this process; define it at module level so it can be found by import path"
+            )
+        retry_on = tuple(resolve_import_path(p) for p in spec.get("retry_on", ["builtins:Exception"]))
+        return cls(
+            task_id=spec.get("task_id"),
+            func=target,
+            command=spec.get("command") if target is None else None,
+            args=spec.get("args", ()),
+            kwargs=spec.get("kwargs"),
+            name=spec.get("name"),
+            dependencies=spec.get("dependencies", ()),
+            timeout=spec.get("timeout"),
+            max_retries=spec.get("max_retries", 0),
+            retry_delay_seconds=spec.get("retry_delay_seconds", 0),
+            backoff_factor=spec.get("backoff_factor", 2.0),
+            max_retry_delay_seconds=spec.get("max_retry_delay_seconds"),
+            jitter=spec.get("jitter", False),
+            retry_on=retry_on,
+            priority=spec.get("priority", 0),
+            metadata=spec.get("metadata"),
+            isolation=spec.get("isolation", "thread"),
+            queue=spec.get("queue", "default"),
+        )
+
+    def should_retry(self, error: BaseException | None) -> bool:
+        """True if ``error`` (None for a timeout) is one this task retries."""
+        return error is None or isinstance(error, self.retry_on)
+
+    def run(self, *, params: dict[str, Any] | None = None) -> Any:
+        """Run this task in the calling thread, with its retries and timeout; return its result or raise."""
+        from unified.executor import run_task_inline  # deferred: the executor is one layer up (see docs)
+
+        return run_task_inline(self, self._cancel_event, params=params)
+
+    def cancel(self) -> None:
+        """Cancel a run of this task started with :meth:`run` (cooperatively for threads, by kill for processes)."""
+        self._cancel_event.set()
+
+    def __repr__(self) -> str:
+        return f"Task(task_id={self.task_id!r}, name={self.name!r})"

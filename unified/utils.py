@@ -1,0 +1,156 @@
+"""Small pure helpers every layer uses: the injected clock, ids, backoff math, import paths, JSON."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from unified.errors import ImportPathError, SerializationError
+
+
+class Clock(Protocol):
+    """Where unified reads the time. Tests inject a :class:`FakeClock` instead of sleeping."""
+
+    def now(self) -> float:
+        """Seconds since the epoch (UTC)."""
+        ...
+
+    def on_advance(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever time jumps (only fake clocks jump)."""
+        ...
+
+
+class SystemClock:
+    """The real wall clock."""
+
+    def now(self) -> float:
+        """Seconds since the epoch, from ``time.time()``."""
+        return time.time()
+
+    def on_advance(self, callback: Callable[[], None]) -> None:
+        """Real time never jumps, so nothing is ever called."""
+
+
+class FakeClock:
+    """A clock that moves only when told, for tests of retries, schedules and leases."""
+
+    def __init__(self, start: float | datetime = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z
+        self._now = start.timestamp() if isinstance(start, datetime) else float(start)
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], None]] = []
+
+    def now(self) -> float:
+        """The current fake time."""
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward and wake whoever waits on it."""
+        if seconds < 0:
+            raise ValueError("a clock only moves forward")
+        with self._lock:
+            self._now += seconds
+            callbacks = list(self._callbacks)
+        for callback in callbacks:
+            callback()
+
+    def set(self, when: float | datetime) -> None:
+        """Jump to ``when`` (not earlier than now)."""
+        target = when.timestamp() if isinstance(when, datetime) else float(when)
+        self.advance(target - self.now())
+
+    def on_advance(self, callback: Callable[[], None]) -> None:
+        """Register ``callback`` to run after each advance."""
+        with self._lock:
+            self._callbacks.append(callback)
+
+
+def new_id() -> str:
+    """A fresh random id: 32 hex characters."""
+    return uuid.uuid4().hex
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds as ISO-8601 UTC text, or None."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def backoff_delay(
+    retry_number: int,
+    base_seconds: float,
+    factor: float,
+    max_seconds: float | None = None,
+    jitter: bool = False,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds to wait before retry ``retry_number`` (1-based): base * factor**(n-1), capped, full jitter."""
+    if retry_number < 1:
+        raise ValueError("retry_number starts at 1")
+    try:
+        delay = base_seconds * factor ** (retry_number - 1)
+    except OverflowError:
+        delay = float("inf")
+    if max_seconds is not None:
+        delay = min(delay, max_seconds)
+    if jitter:
+        delay = (rng or random).uniform(0, delay)
+    return delay
+
+
+def resolve_import_path(path: str) -> Any:
+    """The object named by ``"package.module:attribute"`` (dots allowed after the colon)."""
+    module_name, sep, attribute = path.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ImportPathError(f"import path {path!r} must look like 'package.module:function'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ImportPathError(f"cannot import module {module_name!r} of {path!r}: {exc}") from exc
+    for part in attribute.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ImportPathError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    return obj
+
+
+def import_path_of(obj: Any) -> str | None:
+    """The import path that finds ``obj`` again in another process, or None (lambdas, closures)."""
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
+    if not module or not qualname or "<" in qualname or module == "__main__":
+        return None
+    path = f"{module}:{qualname}"
+    try:
+        found = resolve_import_path(path)
+    except ImportPathError:
+        return None
+    # a decorator may wrap the function; the found object must lead back to the same code
+    if found is obj or getattr(found, "__wrapped__", None) is obj or getattr(found, "func", None) is obj:
+        return path
+    return None
+
+
+def to_json(value: Any, what: str = "value") -> str:
+    """``value`` as JSON text, or a SerializationError that says what could not be stored."""
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(
+            f"{what} of type {type(value).__name__} is not JSON-serialisable ({exc}); "
+            "return plain dicts, lists, strings, numbers, booleans or None"
+        ) from exc
+
+
+def from_json(text: str | None) -> Any:
+    """The value of JSON text (None stays None)."""
+    return None if text is None else json.loads(text)
