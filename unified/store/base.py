@@ -209,8 +209,15 @@ class Store(Protocol):
         """The tasks that list ``task_id`` among their dependencies."""
         ...
 
-    def update_task(self, task_id: str, expected_state: str | None, **changes: Any) -> bool:
-        """Compare-and-set: apply ``changes`` if the task's state is ``expected_state`` (None: any)."""
+    def update_task(
+        self, task_id: str, expected_state: str | None, expected_attempt: int | None = None, **changes: Any
+    ) -> bool:
+        """Compare-and-set: apply ``changes`` if the state is ``expected_state`` (None: any) and, when given,
+        ``attempts`` equals ``expected_attempt`` (the fencing token of a claim). True if it changed."""
+        ...
+
+    def run_progress(self, run_id: str) -> dict[str, int]:
+        """How many tasks of a run are in each state."""
         ...
 
     def claim_tasks(
