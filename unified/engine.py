@@ -1,0 +1,505 @@
+"""The engine: the only writer of task and run states.
+
+It turns Task specs into stored task instances, hands ready ones to workers (claim), and applies the outcome
+of each attempt: success releases dependants, failure retries with backoff or ends the task and skips what
+depends on it, and the last task of a run settles the run. Every change goes through :meth:`Engine._move`,
+which checks the transition table of ``unified.task`` and writes with a compare-and-set.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from unified import events as ev
+from unified.errors import ConflictError, SerializationError, UnknownDependencyError
+from unified.events import EventBus
+from unified.graph import validate_graph
+from unified.store.base import AttemptRecord, LogRecord, RunRecord, Store, TaskRecord
+from unified.task import (
+    BAD_STATES,
+    FINISHED_STATES,
+    RETRYABLE_STATES,
+    RetryPolicy,
+    Task,
+    TaskContext,
+    TaskState,
+    check_transition,
+)
+from unified.utils import Clock, SystemClock, new_id, resolve_import_path, to_json
+
+log = logging.getLogger("unified.engine")
+
+S = TaskState
+UNFINISHED = ("pending", "queued", "running", "retrying")
+
+
+class FunctionRegistry:
+    """Callables this process can run, by identity; import paths resolve on first use and are cached."""
+
+    def __init__(self) -> None:
+        self._functions: dict[str, Callable[..., Any]] = {}
+
+    def register(self, task: Task) -> None:
+        """Remember ``task``'s callable under its identity."""
+        if task.func is not None and not isinstance(task.func, str):
+            self._functions[task.identity()] = task.func
+
+    def rebuild(self, spec: dict[str, Any]) -> Task:
+        """The Task of a stored spec, with its callable found here or by import path."""
+        identity = spec.get("func")
+        func = self._functions.get(identity) if identity else None
+        if func is None and identity and not identity.startswith("inproc:"):
+            func = resolve_import_path(identity)
+            self._functions[identity] = func
+        return Task.from_spec(spec, func=func)
+
+
+def global_id(run_id: str | None, task_id: str) -> str:
+    """The store-wide id of a task: its own id for ad-hoc tasks, ``run_id.task_id`` inside a run."""
+    return task_id if run_id is None else f"{run_id}.{task_id}"
+
+
+class Engine:
+    """Applies every state change of tasks and runs to a store, and publishes events about them."""
+
+    def __init__(self, store: Store, clock: Clock | None = None, bus: EventBus | None = None) -> None:
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.bus = bus or EventBus()
+        self.functions = FunctionRegistry()
+        self._cancel_events: dict[str, threading.Event] = {}  # attempts running in this process
+        self._ready_listeners: list[Callable[[int], None]] = []
+        self._finished = threading.Condition()
+        self.finished_generation = 0  # bumped whenever a task or run finishes in this process
+        self._run_cache: dict[str, RunRecord] = {}
+
+    # -- listeners ---------------------------------------------------------------------------------------
+    def on_ready(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(n)`` when n tasks become ready to claim in this process."""
+        self._ready_listeners.append(listener)
+
+    def _notify_ready(self, count: int) -> None:
+        if count:
+            for listener in self._ready_listeners:
+                listener(count)
+
+    def _notify_finished(self) -> None:
+        with self._finished:
+            self.finished_generation += 1
+            self._finished.notify_all()
+
+    def wait_for_change(self, seen_generation: int, seconds: float) -> None:
+        """Block until a task finishes in this process after ``seen_generation`` was read, or ``seconds`` pass."""
+        with self._finished:
+            if self.finished_generation == seen_generation:
+                self._finished.wait(seconds)
+
+    # -- the one state writer ----------------------------------------------------------------------------
+    def _move(self, record: TaskRecord, new: TaskState, expected_attempt: int | None = None, **changes: Any) -> bool:
+        """Move ``record`` to ``new`` if allowed and nobody moved it first; updates ``record`` on success."""
+        check_transition(record.state, new)
+        if not self.store.update_task(record.id, record.state, expected_attempt, state=new.value, **changes):
+            return False
+        log.info("task %s: %s -> %s", record.id, record.state, new.value)
+        record.state = new.value
+        for name, value in changes.items():
+            setattr(record, name, value)
+        return True
+
+    # -- submitting --------------------------------------------------------------------------------------
+    def create_run(
+        self,
+        workflow_id: str | None,
+        version: int | None,
+        tasks: Iterable[Task],
+        params: dict[str, Any] | None = None,
+        trigger: str = "manual",
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        """Start a run of ``tasks`` and return its id."""
+        if not self.store.keeps_objects:
+            to_json(params or {}, "run params")
+        now = self.clock.now()
+        run = RunRecord(
+            new_id(), workflow_id, version, "running", dict(params or {}), trigger, now, now, None, dict(metadata or {})
+        )
+        with self.store.atomic():
+            self.store.insert_run(run)
+            self.submit(list(tasks), run_id=run.run_id)
+        self._run_cache[run.run_id] = run
+        return run.run_id
+
+    def submit(self, tasks: list[Task], run_id: str | None = None) -> list[str]:
+        """Store ``tasks`` (ad-hoc when ``run_id`` is None) and queue those whose dependencies are met."""
+        now = self.clock.now()
+        local_ids = [t.task_id or new_id() for t in tasks]
+        for task, local in zip(tasks, local_ids, strict=True):
+            task.task_id = local
+            self.functions.register(task)
+        upstream_ids = {d for t in tasks for d in t.dependencies} - set(local_ids)
+        existing = {r.task_id: r for r in self.store.get_tasks(global_id(run_id, d) for d in upstream_ids)}
+        scope = "the run" if run_id else "the queued tasks"
+        missing = upstream_ids - existing.keys()
+        if missing:
+            task = next(t for t in tasks if missing & set(t.dependencies))
+            dep = sorted(missing & set(task.dependencies))[0]
+            raise UnknownDependencyError(f"task {task.task_id!r} depends on {dep!r}, which is not in {scope}")
+        validate_graph({t.task_id: t.dependencies for t in tasks}, existing=existing, scope=scope)  # type: ignore[misc]
+        records = [self._new_record(t, run_id, now, existing) for t in tasks]
+        in_batch = {r.task_id: r for r in records}
+        for record in records:  # a task that depends on a batch-mate waits for it
+            if record.state == "queued" and any(d in in_batch for d in tasks[records.index(record)].dependencies):
+                record.state, record.queued_at = "pending", None
+        self.store.insert_tasks(records)
+        self._notify_ready(sum(r.state == "queued" for r in records))
+        for record in records:
+            if record.state == "skipped":
+                self._emit(ev.TASK_SKIPPED, record)
+        return [r.id for r in records]
+
+    def _new_record(self, task: Task, run_id: str | None, now: float, existing: dict[str, TaskRecord]) -> TaskRecord:
+        spec = task.spec()
+        if not self.store.keeps_objects:
+            to_json(spec, f"the arguments of task {task.task_id!r}")
+        state, reason, queued_at = "queued", None, now
+        bad = [existing[d] for d in task.dependencies if d in existing and existing[d].state in BAD_STATES]
+        if bad:
+            state, reason, queued_at = "skipped", f"upstream task {bad[0].task_id!r} ended {bad[0].state}", None
+        elif any(d in existing and existing[d].state != "success" for d in task.dependencies):
+            state, queued_at = "pending", None
+        return TaskRecord(
+            id=global_id(run_id, task.task_id),  # type: ignore[arg-type]
+            task_id=task.task_id,  # type: ignore[arg-type]
+            run_id=run_id,
+            name=task.name,
+            spec=spec,
+            state=state,
+            priority=task.priority,
+            queue=task.queue,
+            dependencies=[global_id(run_id, d) for d in task.dependencies],
+            metadata=dict(task.metadata),
+            created_at=now,
+            queued_at=queued_at,
+            finished_at=now if state == "skipped" else None,
+            reason=reason,
+        )
+
+    # -- claiming and running ----------------------------------------------------------------------------
+    def claim(
+        self, worker: str, limit: int = 1, queues: Iterable[str] | None = None, lease_seconds: float = 30.0
+    ) -> list[TaskRecord]:
+        """Take up to ``limit`` ready tasks for ``worker`` and record the start of their attempts."""
+        now = self.clock.now()
+        with self.store.atomic():
+            claimed = self.store.claim_tasks(worker, now, lease_seconds, limit, queues)
+            for record in claimed:
+                self.store.insert_attempt(AttemptRecord(record.id, record.attempts, "running", now, worker=worker))
+        for record in claimed:
+            log.info("task %s: claimed by %s (attempt %d)", record.id, worker, record.attempts)
+            self._cancel_events[record.id] = threading.Event()
+        return claimed
+
+    def prepare(self, record: TaskRecord, cancel_event: threading.Event) -> tuple[Task, TaskContext]:
+        """The runnable Task of a claimed record and the context its function sees."""
+        task = self.functions.rebuild(record.spec)
+        run = self._run(record.run_id)
+        upstream = {r.task_id: r.result for r in self.store.get_tasks(record.dependencies)}
+        ctx = TaskContext(
+            task_id=record.task_id,
+            run_id=record.run_id,
+            attempt=record.attempts,
+            params=run.params if run else {},
+            upstream=upstream,
+            metadata=dict(record.metadata),
+            add_task=lambda child: self.submit([child], run_id=record.run_id)[0],
+            cancel_event=cancel_event,
+        )
+        return task, ctx
+
+    def cancel_event(self, task_id: str) -> threading.Event:
+        """The event that tells a claimed attempt running in this process to stop."""
+        return self._cancel_events.setdefault(task_id, threading.Event())
+
+    def _run(self, run_id: str | None) -> RunRecord | None:
+        if run_id is None:
+            return None
+        run = self._run_cache.get(run_id)
+        if run is None:
+            run = self._run_cache[run_id] = self.store.get_run(run_id)
+        return run
+
+    def complete(
+        self,
+        record: TaskRecord,
+        state: str,
+        *,
+        result: Any = None,
+        error: dict[str, Any] | None = None,
+        exception: BaseException | None = None,
+        logs: Iterable[tuple[float, str, str]] = (),
+        metadata: dict[str, Any] | None = None,
+        attempt_state: str | None = None,
+        retryable: bool = True,
+    ) -> None:
+        """Apply the outcome of ``record``'s current attempt (success, failure, timeout or canceled)."""
+        now = self.clock.now()
+        attempt = record.attempts
+        if state == "success" and not self.store.keeps_objects:
+            try:
+                to_json(result, f"the result of task {record.task_id!r}")
+            except SerializationError as exc:
+                state, error, retryable = "failure", {"type": "SerializationError", "message": str(exc)}, False
+        if state == "failure" and exception is not None:
+            retryable = self.functions.rebuild(record.spec).should_retry(exception)
+        pending_events: list[tuple[str, TaskRecord]] = []
+        with self.store.atomic():
+            self.store.finish_attempt(record.id, attempt, state=attempt_state or state, finished_at=now, error=error)
+            if logs:
+                self.store.append_logs(LogRecord(record.id, attempt, ts, lvl, msg) for ts, lvl, msg in logs)
+            common = {"lease_owner": None, "lease_expires_at": None}
+            if metadata is not None:
+                common["metadata"] = metadata
+            if state == "success":
+                if self._move(record, S.SUCCESS, attempt, result=result, error=None, finished_at=now, **common):
+                    pending_events.append((ev.TASK_SUCCEEDED, record))
+                    self._release_dependants(record, now)
+            elif state == "canceled":
+                if record.state == "running" and self._move(record, S.CANCELED, attempt, finished_at=now, **common):
+                    pending_events.append((ev.TASK_CANCELED, record))
+                    pending_events += self._skip_downstream(record, now)
+            else:
+                pending_events += self._fail_or_retry(record, state, error, retryable, now, attempt, common)
+            run_event = self._settle_run(record.run_id, now) if record.state in FINISHED_STATES else None
+        self._cancel_events.pop(record.id, None)
+        for name, rec in pending_events:
+            self._emit(name, rec)
+        if run_event:
+            self._emit_run(*run_event)
+        self._notify_finished()
+
+    def _fail_or_retry(
+        self,
+        record: TaskRecord,
+        state: str,
+        error: dict[str, Any] | None,
+        retryable: bool,
+        now: float,
+        attempt: int | None,
+        common: dict[str, Any],
+    ) -> list[tuple[str, TaskRecord]]:
+        policy = self._policy(record)
+        tries = record.attempts - record.spec.get("retry_base", 0)
+        if retryable and policy.allows_retry(tries):
+            not_before = now + policy.delay(tries)
+            if self._move(record, S.RETRYING, attempt, error=error, not_before=not_before, **common):
+                self._notify_ready(1)
+                return [(ev.TASK_RETRYING, record)]
+            return []
+        final = S.TIMEOUT if state == "timeout" else S.FAILURE
+        if not self._move(record, final, attempt, error=error, finished_at=now, **common):
+            return []
+        event = ev.TASK_TIMEOUT if final is S.TIMEOUT else ev.TASK_FAILED
+        return [(event, record), *self._skip_downstream(record, now)]
+
+    @staticmethod
+    def _policy(record: TaskRecord) -> RetryPolicy:
+        spec = record.spec
+        return RetryPolicy(
+            spec.get("max_retries", 0),
+            spec.get("retry_delay_seconds", 0),
+            spec.get("backoff_factor", 2.0),
+            spec.get("max_retry_delay_seconds"),
+            spec.get("jitter", False),
+        )
+
+    def _release_dependants(self, record: TaskRecord, now: float) -> None:
+        released = 0
+        for dependant in self.store.dependants(record.id):
+            if dependant.state != "pending":
+                continue
+            upstream = self.store.get_tasks(dependant.dependencies)
+            if all(u.state == "success" for u in upstream) and self._move(dependant, S.QUEUED, queued_at=now):
+                released += 1
+        self._notify_ready(released)
+
+    def _skip_downstream(self, record: TaskRecord, now: float) -> list[tuple[str, TaskRecord]]:
+        skipped: list[tuple[str, TaskRecord]] = []
+        stack = [record]
+        while stack:
+            upstream = stack.pop()
+            reason = f"upstream task {upstream.task_id!r} ended {upstream.state}"
+            for dependant in self.store.dependants(upstream.id):
+                if dependant.state in ("pending", "queued") and self._move(
+                    dependant, S.SKIPPED, reason=reason, finished_at=now
+                ):
+                    skipped.append((ev.TASK_SKIPPED, dependant))
+                    stack.append(dependant)
+        return skipped
+
+    def _settle_run(self, run_id: str | None, now: float) -> tuple[str, RunRecord] | None:
+        if run_id is None:
+            return None
+        progress = self.store.run_progress(run_id)
+        if any(progress.get(s) for s in UNFINISHED):
+            return None
+        if progress.get("failure") or progress.get("timeout"):
+            state, event = "failure", ev.WORKFLOW_FAILED
+        elif progress.get("canceled"):
+            state, event = "canceled", ev.WORKFLOW_CANCELED
+        else:
+            state, event = "success", ev.WORKFLOW_SUCCEEDED
+        if not self.store.update_run(run_id, "running", state=state, finished_at=now):
+            return None
+        run = self.store.get_run(run_id)
+        self._run_cache.pop(run_id, None)
+        log.info("run %s: %s", run_id, state)
+        return event, run
+
+    # -- requests from users -----------------------------------------------------------------------------
+    def cancel_task(self, task_id: str) -> bool:
+        """Cancel a task that has not finished; False if it already had."""
+        for _ in range(10):  # the task may move under us (claimed, finished); look again
+            record = self.store.get_task(task_id)
+            if record.state in FINISHED_STATES:
+                return False
+            now = self.clock.now()
+            with self.store.atomic():
+                if not self._move(
+                    record,
+                    S.CANCELED,
+                    finished_at=now,
+                    reason="canceled by request",
+                    lease_owner=None,
+                    lease_expires_at=None,
+                ):
+                    continue
+                skipped = self._skip_downstream(record, now)
+                run_event = self._settle_run(record.run_id, now)
+            if record.id in self._cancel_events:
+                self._cancel_events[record.id].set()
+            for name, rec in [(ev.TASK_CANCELED, record), *skipped]:
+                self._emit(name, rec)
+            if run_event:
+                self._emit_run(*run_event)
+            self._notify_finished()
+            return True
+        raise ConflictError(f"task {task_id!r} kept changing state while being canceled; try again")
+
+    def cancel_run(self, run_id: str) -> int:
+        """Cancel every unfinished task of a run; returns how many were canceled."""
+        self.store.get_run(run_id)
+        return sum(self.cancel_task(r.id) for r in self.store.run_tasks(run_id) if r.state in UNFINISHED)
+
+    def retry_task(self, task_id: str) -> None:
+        """Run a task that ended in failure, timeout, canceled or skipped again, with a fresh retry budget."""
+        record = self.store.get_task(task_id)
+        if record.state not in RETRYABLE_STATES:
+            raise ConflictError(
+                f"task {record.task_id!r} is {record.state}; only failed, timed-out, canceled or skipped tasks retry"
+            )
+        upstream = self.store.get_tasks(record.dependencies)
+        blocked = [u for u in upstream if u.state in BAD_STATES]
+        if blocked:
+            first = blocked[0]
+            raise ConflictError(
+                f"task {record.task_id!r} waits on {first.task_id!r}, which is {first.state}: "
+                "retry that one (or the whole run) first"
+            )
+        self._reset([record], ready={record.id} if all(u.state == "success" for u in upstream) else set())
+
+    def retry_run(self, run_id: str) -> int:
+        """Run the failed, timed-out and canceled tasks of a run again, and what they skipped; returns the count."""
+        self.store.get_run(run_id)
+        tasks = [r for r in self.store.run_tasks(run_id) if r.state in RETRYABLE_STATES]
+        if not tasks:
+            raise ConflictError(f"run {run_id!r} has nothing to retry: no task failed, timed out or was canceled")
+        states = {r.id: r.state for r in self.store.run_tasks(run_id)}
+        ready = {r.id for r in tasks if all(states.get(d) == "success" for d in r.dependencies)}
+        self._reset(tasks, ready)
+        return len(tasks)
+
+    def _reset(self, records: list[TaskRecord], ready: set[str]) -> None:
+        now = self.clock.now()
+        with self.store.atomic():
+            to_reset = {r.id: r for r in records}
+            stack = list(records)
+            while stack:  # what these tasks skipped comes back as pending
+                for dependant in self.store.dependants(stack.pop().id):
+                    if dependant.state == "skipped" and dependant.id not in to_reset:
+                        to_reset[dependant.id] = dependant
+                        stack.append(dependant)
+            for record in to_reset.values():
+                spec = {**record.spec, "retry_base": record.attempts}
+                new = S.QUEUED if record.id in ready else S.PENDING
+                if not self._move(
+                    record,
+                    new,
+                    spec=spec,
+                    error=None,
+                    result=None,
+                    finished_at=None,
+                    reason=None,
+                    not_before=None,
+                    queued_at=now if new is S.QUEUED else None,
+                ):
+                    raise ConflictError(f"task {record.task_id!r} changed state during the retry; try again")
+            for run_id in {r.run_id for r in to_reset.values() if r.run_id}:
+                self.store.update_run(run_id, None, state="running", finished_at=None)
+        self._notify_ready(len(ready))
+
+    # -- leases ------------------------------------------------------------------------------------------
+    def extend_leases(self, worker: str, leases: dict[str, int], lease_seconds: float) -> list[str]:
+        """Renew the leases ``worker`` holds; returns the task ids it still owns."""
+        return self.store.extend_leases(worker, leases, self.clock.now() + lease_seconds)
+
+    def expire_leases(self) -> int:
+        """Take back tasks whose worker stopped renewing its lease; each lost attempt counts as a failure."""
+        expired = self.store.expired_leases(self.clock.now())
+        for record in expired:
+            error = {
+                "type": "LeaseExpired",
+                "message": f"worker {record.lease_owner} stopped renewing its lease; the attempt is presumed lost",
+            }
+            log.warning("task %s: lease of %s expired; attempt %d lost", record.id, record.lease_owner, record.attempts)
+            self.complete(record, "failure", error=error, attempt_state="lost")
+        return len(expired)
+
+    # -- events ------------------------------------------------------------------------------------------
+    def _emit(self, name: str, record: TaskRecord) -> None:
+        if not self.bus.has_subscribers:
+            return
+        run = self._run(record.run_id) if record.run_id else None
+        self.bus.publish(
+            {
+                "event": name,
+                "task_id": record.task_id,
+                "id": record.id,
+                "run_id": record.run_id,
+                "workflow_id": run.workflow_id if run else None,
+                "name": record.name,
+                "state": record.state,
+                "attempt": record.attempts,
+                "error": record.error,
+                "at": self.clock.now(),
+            }
+        )
+
+    def _emit_run(self, name: str, run: RunRecord) -> None:
+        if self.bus.has_subscribers:
+            self.bus.publish(
+                {
+                    "event": name,
+                    "task_id": None,
+                    "id": None,
+                    "run_id": run.run_id,
+                    "workflow_id": run.workflow_id,
+                    "name": None,
+                    "state": run.state,
+                    "attempt": None,
+                    "error": None,
+                    "at": self.clock.now(),
+                }
+            )

@@ -1,0 +1,70 @@
+"""Engine events and the bus that delivers them; a subscriber that raises is logged and never breaks a run."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from unified.errors import ValidationError
+
+log = logging.getLogger("unified.events")
+
+TASK_SUCCEEDED = "task_succeeded"
+TASK_FAILED = "task_failed"  # retries exhausted
+TASK_TIMEOUT = "task_timeout"
+TASK_RETRYING = "task_retrying"
+TASK_CANCELED = "task_canceled"
+TASK_SKIPPED = "task_skipped"
+WORKFLOW_SUCCEEDED = "workflow_succeeded"
+WORKFLOW_FAILED = "workflow_failed"
+WORKFLOW_CANCELED = "workflow_canceled"
+
+EVENTS = frozenset(
+    {
+        TASK_SUCCEEDED,
+        TASK_FAILED,
+        TASK_TIMEOUT,
+        TASK_RETRYING,
+        TASK_CANCELED,
+        TASK_SKIPPED,
+        WORKFLOW_SUCCEEDED,
+        WORKFLOW_FAILED,
+        WORKFLOW_CANCELED,
+    }
+)
+
+Handler = Callable[[dict[str, Any]], None]
+
+
+class EventBus:
+    """Synchronous publish/subscribe of event dicts (``{"event": name, ...}``)."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[tuple[Handler, frozenset[str] | None]] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, handler: Handler, events: Iterable[str] | None = None) -> None:
+        """Call ``handler`` for the named events (all when None)."""
+        wanted = None if events is None else frozenset(events)
+        if wanted is not None and (unknown := wanted - EVENTS):
+            raise ValidationError(f"unknown event names {sorted(unknown)}; choose from {sorted(EVENTS)}")
+        with self._lock:
+            self._subscribers = [*self._subscribers, (handler, wanted)]
+
+    @property
+    def has_subscribers(self) -> bool:
+        """True if anyone listens (lets the engine skip building event dicts)."""
+        return bool(self._subscribers)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        """Deliver ``event`` to every interested subscriber, logging (not raising) their errors."""
+        name = event["event"]
+        for handler, wanted in self._subscribers:
+            if wanted is not None and name not in wanted:
+                continue
+            try:
+                handler(event)
+            except Exception:
+                log.exception("event handler %r failed on %s; the run goes on", handler, name)

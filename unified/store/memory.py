@@ -1,0 +1,373 @@
+"""The in-memory store: first class, for tests and pure-library speed; nothing survives the process."""
+
+from __future__ import annotations
+
+import copy
+import heapq
+import itertools
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from unified.errors import DuplicateTaskError, NotFoundError
+from unified.store.base import (
+    CLAIMABLE_STATES,
+    AlertRecord,
+    AttemptRecord,
+    LogRecord,
+    RunRecord,
+    TaskRecord,
+    VersionRecord,
+    WorkflowRecord,
+)
+
+
+def _missing(kind: str, key: str) -> NotFoundError:
+    return NotFoundError(f"no {kind} with id {key!r}: check the id (list them to see what exists)")
+
+
+class _ReadyHeaps:
+    """Per-queue heaps of claimable task ids: ready ones by (-priority, seq), waiting ones by not_before."""
+
+    def __init__(self) -> None:
+        self.ready: dict[str, list[tuple[int, int, str, int]]] = defaultdict(list)
+        self.delayed: dict[str, list[tuple[float, int, int, str, int]]] = defaultdict(list)
+        self.token: dict[str, int] = {}  # a task's newest entry; older entries are stale
+        self._tokens = itertools.count(1)
+
+    def push(self, task: TaskRecord) -> None:
+        token = next(self._tokens)
+        self.token[task.id] = token
+        if task.not_before is not None and task.state == "retrying":
+            heapq.heappush(self.delayed[task.queue], (task.not_before, -task.priority, task.seq, task.id, token))
+        else:
+            heapq.heappush(self.ready[task.queue], (-task.priority, task.seq, task.id, token))
+
+    def best(self, queue: str, now: float) -> tuple[int, int, str] | None:
+        """The head of ``queue``'s ready heap after promoting due entries and dropping stale ones."""
+        delayed, ready = self.delayed[queue], self.ready[queue]
+        while delayed and delayed[0][0] <= now:
+            _, neg_priority, seq, task_id, token = heapq.heappop(delayed)
+            heapq.heappush(ready, (neg_priority, seq, task_id, token))
+        while ready and self.token.get(ready[0][2]) != ready[0][3]:
+            heapq.heappop(ready)
+        return ready[0][:3] if ready else None
+
+
+class MemoryStore:
+    """Every record in dicts behind one re-entrant lock."""
+
+    keeps_objects = True
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._lock = threading.RLock()
+        self._tasks: dict[str, TaskRecord] = {}
+        self._dependants: dict[str, list[str]] = defaultdict(list)
+        self._run_tasks: dict[str, list[str]] = defaultdict(list)
+        self._attempts: dict[str, list[AttemptRecord]] = defaultdict(list)
+        self._logs: dict[str, list[LogRecord]] = defaultdict(list)
+        self._runs: dict[str, RunRecord] = {}
+        self._workflows: dict[str, WorkflowRecord] = {}
+        self._versions: dict[str, list[VersionRecord]] = defaultdict(list)
+        self._alerts: dict[str, AlertRecord] = {}
+        self._heaps = _ReadyHeaps()
+        self._seq = itertools.count(1)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Hold the store's lock for the block (no rollback: the engine checks before it writes)."""
+        with self._lock:
+            yield
+
+    # workflows and versions
+    def put_workflow(self, workflow: WorkflowRecord) -> None:
+        """Insert or replace a workflow."""
+        with self._lock:
+            self._workflows[workflow.workflow_id] = copy.deepcopy(workflow)
+
+    def get_workflow(self, workflow_id: str) -> WorkflowRecord:
+        """The workflow with this id."""
+        with self._lock:
+            if workflow_id not in self._workflows:
+                raise _missing("workflow", workflow_id)
+            return copy.deepcopy(self._workflows[workflow_id])
+
+    def list_workflows(self) -> list[WorkflowRecord]:
+        """Every workflow, oldest first."""
+        with self._lock:
+            return [copy.deepcopy(w) for w in sorted(self._workflows.values(), key=lambda w: w.created_at)]
+
+    def delete_workflow(self, workflow_id: str) -> None:
+        """Remove a workflow and its versions."""
+        with self._lock:
+            if self._workflows.pop(workflow_id, None) is None:
+                raise _missing("workflow", workflow_id)
+            self._versions.pop(workflow_id, None)
+
+    def add_version(self, version: VersionRecord) -> None:
+        """Store a new frozen version."""
+        with self._lock:
+            versions = self._versions[version.workflow_id]
+            if any(v.number == version.number for v in versions):
+                raise DuplicateTaskError(f"workflow {version.workflow_id!r} already has version {version.number}")
+            versions.append(copy.deepcopy(version))
+
+    def get_version(self, workflow_id: str, number: int) -> VersionRecord:
+        """One version of a workflow."""
+        with self._lock:
+            for version in self._versions.get(workflow_id, ()):
+                if version.number == number:
+                    return copy.deepcopy(version)
+            raise NotFoundError(f"workflow {workflow_id!r} has no version {number}: list_versions shows them")
+
+    def list_versions(self, workflow_id: str) -> list[VersionRecord]:
+        """Every version of a workflow, by number."""
+        with self._lock:
+            return [copy.deepcopy(v) for v in sorted(self._versions.get(workflow_id, ()), key=lambda v: v.number)]
+
+    # runs
+    def insert_run(self, run: RunRecord) -> None:
+        """Store a new run."""
+        with self._lock:
+            if run.run_id in self._runs:
+                raise DuplicateTaskError(f"a run with id {run.run_id!r} already exists")
+            self._runs[run.run_id] = copy.deepcopy(run)
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run with this id."""
+        with self._lock:
+            if run_id not in self._runs:
+                raise _missing("run", run_id)
+            return copy.deepcopy(self._runs[run_id])
+
+    def list_runs(self, workflow_id: str | None = None, state: str | None = None, limit: int = 100) -> list[RunRecord]:
+        """Runs, newest first, optionally filtered."""
+        with self._lock:
+            runs = [
+                r
+                for r in self._runs.values()
+                if (workflow_id is None or r.workflow_id == workflow_id) and (state is None or r.state == state)
+            ]
+            runs.sort(key=lambda r: r.created_at, reverse=True)
+            return [copy.deepcopy(r) for r in runs[:limit]]
+
+    def update_run(self, run_id: str, expected_state: str | None, **changes: Any) -> bool:
+        """Set fields of a run if its state matches."""
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                raise _missing("run", run_id)
+            if expected_state is not None and run.state != expected_state:
+                return False
+            for name, value in changes.items():
+                setattr(run, name, copy.deepcopy(value))
+            return True
+
+    # tasks
+    def insert_tasks(self, tasks: Iterable[TaskRecord]) -> None:
+        """Store new tasks, all or none."""
+        tasks = list(tasks)
+        with self._lock:
+            ids = [t.id for t in tasks]
+            clash = next((i for i in ids if i in self._tasks), None)
+            if clash is None and len(set(ids)) != len(ids):
+                clash = next(i for i in ids if ids.count(i) > 1)
+            if clash is not None:
+                raise DuplicateTaskError(f"a task with id {clash!r} already exists: choose another task_id")
+            for task in tasks:
+                stored = copy.copy(task)
+                stored.dependencies = list(task.dependencies)
+                stored.seq = next(self._seq)
+                task.seq = stored.seq
+                self._tasks[stored.id] = stored
+                for upstream in stored.dependencies:
+                    self._dependants[upstream].append(stored.id)
+                if stored.run_id is not None:
+                    self._run_tasks[stored.run_id].append(stored.id)
+                if stored.state in CLAIMABLE_STATES:
+                    self._heaps.push(stored)
+
+    def _get(self, task_id: str) -> TaskRecord:
+        task = self._tasks.get(task_id)
+        if task is None:
+            raise _missing("task", task_id)
+        return task
+
+    def get_task(self, task_id: str) -> TaskRecord:
+        """The task with this global id."""
+        with self._lock:
+            return copy.copy(self._get(task_id))
+
+    def get_tasks(self, task_ids: Iterable[str]) -> list[TaskRecord]:
+        """The tasks with these ids that exist."""
+        with self._lock:
+            return [copy.copy(self._tasks[i]) for i in task_ids if i in self._tasks]
+
+    def list_tasks(
+        self, state: str | None = None, run_id: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[TaskRecord]:
+        """Tasks, newest first, optionally filtered by state and run."""
+        with self._lock:
+            source = self._run_tasks.get(run_id, []) if run_id is not None else self._tasks
+            found = []
+            for task_id in reversed(list(source)):
+                task = self._tasks[task_id]
+                if state is None or task.state == state:
+                    found.append(task)
+                    if len(found) >= offset + limit:
+                        break
+            return [copy.copy(t) for t in found[offset:]]
+
+    def run_tasks(self, run_id: str) -> list[TaskRecord]:
+        """Every task of a run, in insertion order."""
+        with self._lock:
+            return [copy.copy(self._tasks[i]) for i in self._run_tasks.get(run_id, ())]
+
+    def run_progress(self, run_id: str) -> dict[str, int]:
+        """How many tasks of a run are in each state."""
+        with self._lock:
+            counts: dict[str, int] = defaultdict(int)
+            for task_id in self._run_tasks.get(run_id, ()):
+                counts[self._tasks[task_id].state] += 1
+            return dict(counts)
+
+    def dependants(self, task_id: str) -> list[TaskRecord]:
+        """The tasks that depend on ``task_id``."""
+        with self._lock:
+            return [copy.copy(self._tasks[i]) for i in self._dependants.get(task_id, ())]
+
+    def update_task(
+        self, task_id: str, expected_state: str | None, expected_attempt: int | None = None, **changes: Any
+    ) -> bool:
+        """Compare-and-set on state (and attempt number)."""
+        with self._lock:
+            task = self._get(task_id)
+            if expected_state is not None and task.state != expected_state:
+                return False
+            if expected_attempt is not None and task.attempts != expected_attempt:
+                return False
+            for name, value in changes.items():
+                setattr(task, name, value)
+            if "state" in changes and task.state in CLAIMABLE_STATES:
+                self._heaps.push(task)
+            return True
+
+    def claim_tasks(
+        self, worker: str, now: float, lease_seconds: float, limit: int = 1, queues: Iterable[str] | None = None
+    ) -> list[TaskRecord]:
+        """Take up to ``limit`` claimable tasks, highest priority then oldest first."""
+        with self._lock:
+            names = list(queues) if queues is not None else list(self._heaps.ready.keys() | self._heaps.delayed.keys())
+            claimed: list[TaskRecord] = []
+            while len(claimed) < limit:
+                candidates = [(entry, q) for q in names if (entry := self._heaps.best(q, now)) is not None]
+                if not candidates:
+                    break
+                (_, _, task_id), queue = min(candidates)
+                heapq.heappop(self._heaps.ready[queue])
+                del self._heaps.token[task_id]
+                task = self._tasks[task_id]
+                if task.state not in CLAIMABLE_STATES:
+                    continue
+                task.state = "running"
+                task.attempts += 1
+                if task.started_at is None:
+                    task.started_at = now
+                task.lease_owner = worker
+                task.lease_expires_at = now + lease_seconds
+                claimed.append(copy.copy(task))
+            return claimed
+
+    def extend_leases(self, worker: str, leases: dict[str, int], until: float) -> list[str]:
+        """Extend the leases ``worker`` holds; returns the ids still held."""
+        with self._lock:
+            held = []
+            for task_id, attempt in leases.items():
+                task = self._tasks.get(task_id)
+                if task and task.state == "running" and task.lease_owner == worker and task.attempts == attempt:
+                    task.lease_expires_at = until
+                    held.append(task_id)
+            return held
+
+    def expired_leases(self, now: float, limit: int = 100) -> list[TaskRecord]:
+        """Running tasks whose lease expired before ``now``."""
+        with self._lock:
+            expired = [
+                copy.copy(t)
+                for t in self._tasks.values()
+                if t.state == "running" and t.lease_expires_at is not None and t.lease_expires_at < now
+            ]
+            return expired[:limit]
+
+    def next_not_before(self) -> float | None:
+        """The earliest not_before among retrying tasks."""
+        with self._lock:
+            times = [entry[0] for heap in self._heaps.delayed.values() for entry in heap[:1]]
+            return min(times, default=None)
+
+    def count_tasks_by_state(self) -> dict[str, int]:
+        """How many tasks are in each state."""
+        with self._lock:
+            counts: dict[str, int] = defaultdict(int)
+            for task in self._tasks.values():
+                counts[task.state] += 1
+            return dict(counts)
+
+    # attempts and logs
+    def insert_attempt(self, attempt: AttemptRecord) -> None:
+        """Record the start of an attempt."""
+        with self._lock:
+            self._attempts[attempt.task_id].append(copy.copy(attempt))
+
+    def finish_attempt(self, task_id: str, number: int, **changes: Any) -> None:
+        """Set the outcome fields of an attempt."""
+        with self._lock:
+            for attempt in self._attempts.get(task_id, ()):
+                if attempt.number == number:
+                    for name, value in changes.items():
+                        setattr(attempt, name, value)
+                    return
+            raise NotFoundError(f"task {task_id!r} has no attempt {number}")
+
+    def list_attempts(self, task_id: str) -> list[AttemptRecord]:
+        """The attempts of a task, by number."""
+        with self._lock:
+            return sorted((copy.copy(a) for a in self._attempts.get(task_id, ())), key=lambda a: a.number)
+
+    def append_logs(self, lines: Iterable[LogRecord]) -> None:
+        """Store captured log lines."""
+        with self._lock:
+            for line in lines:
+                self._logs[line.task_id].append(line)
+
+    def get_logs(self, task_id: str) -> list[LogRecord]:
+        """The log lines of a task, oldest first."""
+        with self._lock:
+            return list(self._logs.get(task_id, ()))
+
+    # alerts
+    def insert_alert(self, alert: AlertRecord) -> None:
+        """Store an alert."""
+        with self._lock:
+            self._alerts[alert.alert_id] = copy.deepcopy(alert)
+
+    def update_alert(self, alert_id: str, **changes: Any) -> None:
+        """Set the delivery fields of an alert."""
+        with self._lock:
+            alert = self._alerts.get(alert_id)
+            if alert is None:
+                raise _missing("alert", alert_id)
+            for name, value in changes.items():
+                setattr(alert, name, value)
+
+    def list_alerts(self, limit: int = 100) -> list[AlertRecord]:
+        """Alerts, newest first."""
+        with self._lock:
+            alerts = sorted(self._alerts.values(), key=lambda a: a.created_at, reverse=True)
+            return [copy.deepcopy(a) for a in alerts[:limit]]

@@ -1,0 +1,224 @@
+"""The seed's Python facade for single tasks: queue, wait, inspect, cancel and retry them.
+
+task_manager = TaskManager()
+task_id = task_manager.queue_task(func=lambda: "Hello, World!", timeout=10, max_retries=3)
+metadata = task_manager.get_task_metadata(task_id)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from unified import config
+from unified.engine import Engine
+from unified.errors import TaskFailedError, TimeoutExpired
+from unified.events import EventBus
+from unified.executor import Executor
+from unified.store import Store, open_store
+from unified.store.base import AlertRecord, AttemptRecord, TaskRecord
+from unified.task import FINISHED_STATES, Task
+from unified.utils import Clock, iso, new_id
+from unified.worker import WorkerPool
+
+log = logging.getLogger("unified.task_manager")
+
+
+def task_metadata(record: TaskRecord, attempts: list[AttemptRecord]) -> dict[str, Any]:
+    """The JSON-ready metadata dict of a task and its attempt history."""
+    duration = record.finished_at - record.started_at if record.finished_at and record.started_at is not None else None
+    error = {"type": record.error.get("type"), "message": record.error.get("message")} if record.error else None
+    return {
+        "task_id": record.task_id,
+        "id": record.id,
+        "name": record.name,
+        "run_id": record.run_id,
+        "state": record.state,
+        "priority": record.priority,
+        "queue": record.queue,
+        "attempts": record.attempts,
+        "max_retries": record.spec.get("max_retries", 0),
+        "timeout": record.spec.get("timeout"),
+        "dependencies": list(record.spec.get("dependencies", ())),
+        "created_at": iso(record.created_at),
+        "queued_at": iso(record.queued_at),
+        "started_at": iso(record.started_at),
+        "finished_at": iso(record.finished_at),
+        "duration_seconds": duration,
+        "result": record.result,
+        "error": error,
+        "reason": record.reason,
+        "metadata": dict(record.metadata),
+        "history": [
+            {
+                "attempt": a.number,
+                "state": a.state,
+                "started_at": iso(a.started_at),
+                "finished_at": iso(a.finished_at),
+                "duration_seconds": a.finished_at - a.started_at if a.finished_at is not None else None,
+                "error": {"type": a.error.get("type"), "message": a.error.get("message")} if a.error else None,
+                "traceback": a.error.get("traceback") if a.error else None,
+                "worker": a.worker,
+            }
+            for a in attempts
+        ],
+    }
+
+
+class TaskManager:
+    """Queues tasks on a store and runs them on a pool of worker threads in this process.
+
+    ``store`` is a URL (``memory://``, ``sqlite:///path.db``, ``postgresql://...``) or a store object; unset,
+    it reads ``UNIFIED_DATABASE_URL``, else memory. ``max_workers=0`` only queues: other processes run the work.
+    """
+
+    def __init__(
+        self,
+        store: str | Store | None = None,
+        max_workers: int | None = None,
+        clock: Clock | None = None,
+        *,
+        queues: Iterable[str] | None = None,
+        lease_seconds: float = 30.0,
+        heartbeat_seconds: float = 10.0,
+        engine: Engine | None = None,
+    ) -> None:
+        self._owns_store = engine is None and not (store is not None and not isinstance(store, str))
+        self.engine = engine or Engine(
+            open_store(config.database_url(store) if isinstance(store, str) or store is None else store),
+            clock,
+            EventBus(),
+        )
+        self.store = self.engine.store
+        self.clock = self.engine.clock
+        workers = config.default_max_workers() if max_workers is None else max_workers
+        self.pool: WorkerPool | None = None
+        if workers > 0:
+            self.pool = WorkerPool(self.engine, Executor(self.clock), workers, queues, lease_seconds, heartbeat_seconds)
+            self.pool.start()
+
+    # -- queueing ----------------------------------------------------------------------------------------
+    def queue_task(
+        self,
+        func: Callable[..., Any] | str | Task | None = None,
+        *,
+        command: str | list[str] | None = None,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+        task_id: str | None = None,
+        timeout: float | None = None,
+        max_retries: int = 0,
+        retry_delay_seconds: float = 0,
+        backoff_factor: float = 2.0,
+        priority: int = 0,
+        dependencies: Iterable[str] = (),
+        metadata: dict[str, Any] | None = None,
+        isolation: str = "thread",
+        **options: Any,
+    ) -> str:
+        """Queue a task (a callable, an import path, a shell ``command`` or a ready :class:`Task`); returns its id.
+
+        ``options`` takes the other Task options: ``jitter``, ``retry_on``, ``max_retry_delay_seconds``, ``queue``.
+        """
+        task = func if isinstance(func, Task) else Task(
+            task_id=task_id, func=func, command=command, args=args, kwargs=kwargs, name=name,
+            dependencies=dependencies, timeout=timeout, max_retries=max_retries,
+            retry_delay_seconds=retry_delay_seconds, backoff_factor=backoff_factor, priority=priority,
+            metadata=metadata, isolation=isolation, **options,
+        )  # fmt: skip
+        return self.engine.submit([task])[0]
+
+    # -- reading -----------------------------------------------------------------------------------------
+    def get_task_metadata(self, task_id: str) -> dict[str, Any]:
+        """Everything known about a task: state, attempts, timings, result, error and attempt history."""
+        return task_metadata(self.store.get_task(task_id), self.store.list_attempts(task_id))
+
+    def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Block until the task finishes (or raise TimeoutExpired); returns its final metadata."""
+        self._wait_until(lambda: self.store.get_task(task_id).state in FINISHED_STATES, timeout, f"task {task_id!r}")
+        return self.get_task_metadata(task_id)
+
+    def _wait_until(self, done: Callable[[], bool], timeout: float | None, what: str) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # with no local workers the work happens elsewhere: poll the store less eagerly
+        poll = 0.2 if self.pool is None else 0.5
+        while True:
+            seen = self.engine.finished_generation
+            if done():
+                return
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutExpired(f"{what} did not finish within {timeout} s; wait longer or cancel it")
+            self.engine.wait_for_change(seen, poll if remaining is None else min(poll, remaining))
+
+    def get_result(self, task_id: str, timeout: float | None = None) -> Any:
+        """The task's return value once it succeeds; raises TaskFailedError if it ends any other way."""
+        self.wait(task_id, timeout)
+        record = self.store.get_task(task_id)
+        if record.state == "success":
+            return record.result
+        error = record.error or {}
+        detail = f": {error.get('type')}: {error.get('message')}" if error else f" ({record.reason})"
+        raise TaskFailedError(
+            f"task {record.task_id!r} ended {record.state}{detail}", task_id=record.id, state=record.state, error=error
+        )
+
+    def list_tasks(self, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Metadata of the newest tasks, optionally only those in ``state``."""
+        return [task_metadata(r, self.store.list_attempts(r.id)) for r in self.store.list_tasks(state, limit=limit)]
+
+    def get_task_logs(self, task_id: str) -> list[dict[str, Any]]:
+        """The captured log lines of every attempt: ts, level, message, attempt."""
+        self.store.get_task(task_id)
+        return [
+            {"ts": iso(line.ts), "level": line.level, "message": line.message, "attempt": line.attempt}
+            for line in self.store.get_logs(task_id)
+        ]
+
+    # -- steering ----------------------------------------------------------------------------------------
+    def cancel_task(self, task_id: str) -> bool:
+        """Cancel a task that has not finished; False if it already had (nothing changes then)."""
+        return self.engine.cancel_task(task_id)
+
+    def retry_task(self, task_id: str) -> None:
+        """Run a task that ended in failure, timeout or canceled again, with a fresh retry budget."""
+        self.engine.retry_task(task_id)
+
+    def add_alert_handler(self, fn: Callable[[dict[str, Any]], Any], events: Iterable[str] | None = None) -> None:
+        """Call ``fn(alert_dict)`` for the named engine events (all when None); every alert is stored."""
+        channel = getattr(fn, "__qualname__", repr(fn))
+
+        def deliver(event: dict[str, Any]) -> None:
+            record = AlertRecord(new_id(), event["event"], event, self.clock.now(), channel)
+            try:
+                fn(event)
+            except Exception as exc:
+                record.status, record.error = "failed", f"{type(exc).__name__}: {exc}"
+                raise
+            finally:
+                self.store.insert_alert(record)
+
+        self.engine.bus.subscribe(deliver, events)
+
+    def run_until_idle(self) -> int:
+        """Run every task that is ready now in the calling thread (for tests and scripts); returns the count."""
+        pool = self.pool or WorkerPool(self.engine, Executor(self.clock), 0)
+        return pool.run_until_idle()
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the workers (letting running attempts finish when ``wait``) and close the store if we opened it."""
+        if self.pool is not None:
+            self.pool.stop(wait=wait)
+            self.pool = None
+        if self._owns_store:
+            self.store.close()
+
+    def __enter__(self) -> TaskManager:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()

@@ -1,0 +1,1 @@
+"""Workflows: named, versioned task graphs (see ``unified.workflow.workflow``)."""

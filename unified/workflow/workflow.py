@@ -1,0 +1,267 @@
+"""The seed's workflow facade: named task graphs, their frozen versions, and runs of them.
+
+    workflow_manager = WorkflowManager()
+    workflow_id = workflow_manager.register_workflow(name="My Workflow", description="Sample workflow")
+    workflow_manager.add_task_to_workflow(workflow_id, Task(task_id="task1", func=lambda: "Step 1"))
+    result = workflow_manager.run_workflow(workflow_id)
+
+Edits to a workflow coalesce in its draft; the first run after an edit freezes the draft as a new version
+(numbered, content-hashed, immutable). Every run records the version it ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from unified.errors import ConflictError, NotFoundError, ValidationError
+from unified.graph import check_new_tasks, graph_hash
+from unified.store import Store
+from unified.store.base import RunRecord, VersionRecord, WorkflowRecord
+from unified.task import Task
+from unified.task_manager import TaskManager, task_metadata
+from unified.utils import iso, new_id
+
+
+class Workflow:
+    """A named task graph defined in code; register it with :meth:`WorkflowManager.register`."""
+
+    def __init__(self, name: str, description: str = "", tasks: Iterable[Task] = ()) -> None:
+        if not name or not name.strip():
+            raise ValidationError("a workflow needs a non-empty name")
+        self.name = name
+        self.description = description
+        self.tasks: dict[str, Task] = {}
+        for task in tasks:
+            self.add_task(task)
+
+    def add_task(self, task: Task) -> Task:
+        """Add ``task``; its dependencies must already be in the workflow. Returns the task."""
+        if task.task_id is None:
+            task.task_id = _fresh_task_id(task, self.tasks)
+        check_new_tasks({task.task_id: task.dependencies}, _graph(self.tasks.values()), f"workflow {self.name!r}")
+        self.tasks[task.task_id] = task
+        return task
+
+
+def _graph(tasks: Iterable[Task]) -> dict[str, tuple[str, ...]]:
+    return {t.task_id: t.dependencies for t in tasks}  # type: ignore[misc]
+
+
+def _fresh_task_id(task: Task, taken: Iterable[str]) -> str:
+    taken = set(taken)
+    base = task.name or "task"
+    candidate, n = base, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
+@dataclass
+class WorkflowRun:
+    """One run of a workflow version: its state, timestamps, results and every task's metadata."""
+
+    run_id: str
+    workflow_id: str | None
+    version: int | None
+    state: str
+    started_at: str | None
+    finished_at: str | None
+    params: dict[str, Any] = field(default_factory=dict)
+    trigger: str = "manual"
+    results: dict[str, Any] = field(default_factory=dict)
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class WorkflowManager:
+    """Registers workflows, freezes their versions and runs them on a TaskManager's engine."""
+
+    def __init__(self, store: str | Store | None = None, task_manager: TaskManager | None = None) -> None:
+        self._owns_manager = task_manager is None
+        self.task_manager = task_manager or TaskManager(store=store)
+        self.engine = self.task_manager.engine
+        self.store = self.task_manager.store
+
+    # -- defining ----------------------------------------------------------------------------------------
+    def register_workflow(self, name: str, description: str = "") -> str:
+        """Create an empty workflow and return its id."""
+        Workflow(name, description)  # validates the name
+        now = self.engine.clock.now()
+        record = WorkflowRecord(new_id(), name, description, [], None, now, now)
+        self.store.put_workflow(record)
+        return record.workflow_id
+
+    def register(self, workflow: Workflow) -> str:
+        """Store a workflow defined in code; a workflow of the same name gets it as its new draft. Returns its id."""
+        now = self.engine.clock.now()
+        for task in workflow.tasks.values():
+            self.engine.functions.register(task)
+        specs = [t.spec() for t in workflow.tasks.values()]
+        existing = next((w for w in self.store.list_workflows() if w.name == workflow.name), None)
+        if existing is not None:
+            existing.tasks, existing.description, existing.updated_at = specs, workflow.description, now
+            self.store.put_workflow(existing)
+            return existing.workflow_id
+        record = WorkflowRecord(new_id(), workflow.name, workflow.description, specs, None, now, now)
+        self.store.put_workflow(record)
+        return record.workflow_id
+
+    def add_task_to_workflow(self, workflow_id: str, task: Task) -> str:
+        """Add ``task`` to the workflow's draft; refuses duplicates, unknown dependencies and cycles. Returns its id."""
+        record = self.store.get_workflow(workflow_id)
+        existing = {s["task_id"]: s["dependencies"] for s in record.tasks}
+        if task.task_id is None:
+            task.task_id = _fresh_task_id(task, existing)
+        check_new_tasks({task.task_id: task.dependencies}, existing, f"workflow {record.name!r}")
+        self.engine.functions.register(task)
+        record.tasks.append(task.spec())
+        record.updated_at = self.engine.clock.now()
+        self.store.put_workflow(record)
+        return task.task_id
+
+    def remove_task_from_workflow(self, workflow_id: str, task_id: str) -> None:
+        """Remove a task from the draft; refused while other tasks depend on it."""
+        record = self.store.get_workflow(workflow_id)
+        if not any(s["task_id"] == task_id for s in record.tasks):
+            raise NotFoundError(f"workflow {record.name!r} has no task {task_id!r}")
+        users = [s["task_id"] for s in record.tasks if task_id in s["dependencies"]]
+        if users:
+            raise ConflictError(f"tasks {users} depend on {task_id!r}: remove them or their dependency first")
+        record.tasks = [s for s in record.tasks if s["task_id"] != task_id]
+        record.updated_at = self.engine.clock.now()
+        self.store.put_workflow(record)
+
+    def delete_workflow(self, workflow_id: str) -> None:
+        """Remove a workflow and its versions; its runs stay as history."""
+        self.store.delete_workflow(workflow_id)
+
+    # -- reading -----------------------------------------------------------------------------------------
+    def get_workflow(self, workflow_id: str) -> dict[str, Any]:
+        """A workflow as a dict: id, name, description, current_version, draft tasks, timestamps."""
+        return _workflow_dict(self.store.get_workflow(workflow_id))
+
+    def list_workflows(self) -> list[dict[str, Any]]:
+        """Every workflow as a dict, oldest first."""
+        return [_workflow_dict(w) for w in self.store.list_workflows()]
+
+    def list_versions(self, workflow_id: str) -> list[dict[str, Any]]:
+        """Each frozen version: number, hash, created_at and task specs."""
+        self.store.get_workflow(workflow_id)
+        return [
+            {"number": v.number, "hash": v.hash, "created_at": iso(v.created_at), "tasks": v.tasks}
+            for v in self.store.list_versions(workflow_id)
+        ]
+
+    # -- running -----------------------------------------------------------------------------------------
+    def _freeze(self, record: WorkflowRecord) -> VersionRecord:
+        """The version matching the draft, frozen now if the draft changed since the last one."""
+        if not record.tasks:
+            raise ValidationError(f"workflow {record.name!r} has no tasks: add tasks before running it")
+        digest = graph_hash(record.tasks)
+        if record.current_version is not None:
+            current = self.store.get_version(record.workflow_id, record.current_version)
+            if current.hash == digest:
+                return current
+        number = (record.current_version or 0) + 1
+        version = VersionRecord(record.workflow_id, number, digest, record.tasks, self.engine.clock.now())
+        with self.store.atomic():
+            self.store.add_version(version)
+            record.current_version = number
+            self.store.put_workflow(record)
+        return version
+
+    def start_workflow(
+        self,
+        workflow_id: str,
+        params: dict[str, Any] | None = None,
+        version: int | None = None,
+        trigger: str = "manual",
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        """Start a run of the workflow (its draft, or an earlier ``version``) and return the run id at once."""
+        record = self.store.get_workflow(workflow_id)
+        frozen = self._freeze(record) if version is None else self.store.get_version(workflow_id, version)
+        tasks = []
+        for spec in frozen.tasks:
+            try:
+                tasks.append(self.engine.functions.rebuild(spec))
+            except ValidationError as exc:
+                raise ValidationError(f"version {frozen.number} of workflow {record.name!r} cannot run: {exc}") from exc
+        return self.engine.create_run(workflow_id, frozen.number, tasks, params, trigger, metadata)
+
+    def run_workflow(
+        self,
+        workflow_id: str,
+        params: dict[str, Any] | None = None,
+        version: int | None = None,
+        timeout: float | None = None,
+    ) -> WorkflowRun:
+        """Run the workflow and block until the run ends (or raise TimeoutExpired); returns the run."""
+        run_id = self.start_workflow(workflow_id, params, version)
+        return self.wait_run(run_id, timeout)
+
+    def wait_run(self, run_id: str, timeout: float | None = None) -> WorkflowRun:
+        """Block until the run ends; returns it."""
+        self.task_manager._wait_until(lambda: self.store.get_run(run_id).state != "running", timeout, f"run {run_id!r}")
+        return self.get_run(run_id)
+
+    def get_run(self, run_id: str) -> WorkflowRun:
+        """A run with every task's state and result."""
+        return self._run_view(self.store.get_run(run_id))
+
+    def _run_view(self, run: RunRecord) -> WorkflowRun:
+        tasks = self.store.run_tasks(run.run_id)
+        return WorkflowRun(
+            run_id=run.run_id,
+            workflow_id=run.workflow_id,
+            version=run.version,
+            state=run.state,
+            started_at=iso(run.started_at),
+            finished_at=iso(run.finished_at),
+            params=run.params,
+            trigger=run.trigger,
+            results={t.task_id: t.result for t in tasks if t.state == "success"},
+            tasks={t.task_id: task_metadata(t, self.store.list_attempts(t.id)) for t in tasks},
+            metadata=run.metadata,
+        )
+
+    def list_runs(
+        self, workflow_id: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[WorkflowRun]:
+        """Runs, newest first, optionally of one workflow and in one state."""
+        return [self._run_view(r) for r in self.store.list_runs(workflow_id, state, limit)]
+
+    def cancel_run(self, run_id: str) -> int:
+        """Cancel every unfinished task of a run; returns how many were canceled."""
+        return self.engine.cancel_run(run_id)
+
+    def retry_run(self, run_id: str) -> int:
+        """Re-run the failed, timed-out and canceled tasks of a run and what they skipped; returns the count."""
+        return self.engine.retry_run(run_id)
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the task manager this workflow manager created (not one it was given)."""
+        if self._owns_manager:
+            self.task_manager.shutdown(wait)
+
+    def __enter__(self) -> WorkflowManager:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+
+def _workflow_dict(record: WorkflowRecord) -> dict[str, Any]:
+    return {
+        "workflow_id": record.workflow_id,
+        "name": record.name,
+        "description": record.description,
+        "current_version": record.current_version,
+        "tasks": record.tasks,
+        "created_at": iso(record.created_at),
+        "updated_at": iso(record.updated_at),
+    }
