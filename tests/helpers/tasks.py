@@ -1,0 +1,96 @@
+"""Module-level task functions the tests run, including in child processes (isolation='process')."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+
+from unified.task import TaskContext
+
+
+def add(a: int, b: int) -> int:
+    """Return a + b."""
+    return a + b
+
+
+def boom(message: str = "boom") -> None:
+    """Raise ValueError(message)."""
+    raise ValueError(message)
+
+
+def sleep_for(seconds: float) -> str:
+    """Sleep, then return "slept"."""
+    time.sleep(seconds)
+    return "slept"
+
+
+def write_pid_and_sleep(path: str, seconds: float) -> None:
+    """Write this process's pid to ``path`` (atomically), then sleep."""
+    with open(path + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(path + ".tmp", path)
+    time.sleep(seconds)
+
+
+def not_json() -> object:
+    """Return something JSON cannot hold."""
+    return {1, 2, 3}
+
+
+def with_context(ctx: TaskContext, factor: int = 1) -> dict:
+    """Describe the context, log through ctx.logger, print, and write metadata."""
+    ctx.logger.info("hello from %s", ctx.task_id)
+    logging.getLogger("tests.helpers").warning("a warning")
+    print("printed line")
+    print("to stderr", file=sys.stderr)
+    ctx.metadata["rows"] = 3 * factor
+    return {
+        "task_id": ctx.task_id,
+        "run_id": ctx.run_id,
+        "attempt": ctx.attempt,
+        "params": ctx.params,
+        "upstream": ctx.upstream,
+    }
+
+
+def exit_hard(code: int = 3) -> None:
+    """Leave without reporting, as a crash would."""
+    print("about to die", file=sys.stderr, flush=True)
+    os._exit(code)
+
+
+def annotated(context: TaskContext) -> str:
+    """Receive the context through an annotated parameter that is not named ctx."""
+    return context.task_id
+
+
+async def async_add(a: int, b: int) -> int:
+    """An async function: return a + b."""
+    return a + b
+
+
+def wait_for_cancel(ctx: TaskContext, seconds: float = 5.0) -> bool:
+    """Poll ctx.cancelled cooperatively for up to ``seconds``; True if it was seen."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if ctx.cancelled:
+            return True
+        time.sleep(0.005)
+    return False
+
+
+class Flaky:
+    """A callable that raises on its first ``failures`` calls, then returns "ok"; counts its calls."""
+
+    def __init__(self, failures: int, error: type[Exception] = ValueError) -> None:
+        self.failures = failures
+        self.error = error
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error(f"failure {self.calls}")
+        return "ok"

@@ -1,0 +1,448 @@
+"""One attempt of a task: inline, thread with timeout, child process, shell command; timeouts, cancels, logs."""
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import tasks as helpers
+from unified.errors import ValidationError
+from unified.executor import AttemptOutcome, Executor
+from unified.task import Task, TaskContext
+
+
+@pytest.fixture(scope="module")
+def executor() -> Executor:
+    return Executor()
+
+
+def attempt(executor: Executor, task: Task, ctx: TaskContext | None = None) -> AttemptOutcome:
+    return executor.run_attempt(task, ctx or TaskContext(task.task_id or "t"), task.resolve())
+
+
+def wait_until(predicate, timeout: float = 5.0) -> bool:
+    """Wait for a condition (not for time): poll ``predicate`` until true or ``timeout`` passes."""
+    pause = threading.Event()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        pause.wait(0.005)
+    return predicate()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().rpartition(")")[2].split()[0] == "Z")
+
+
+def group_members(pgid: int) -> list[int]:
+    """Pids of live (non-zombie) processes in process group ``pgid``."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def run_in_background(executor: Executor, task: Task, ctx: TaskContext) -> tuple[threading.Thread, dict]:
+    box: dict = {}
+
+    def target() -> None:
+        box["outcome"] = executor.run_attempt(task, ctx, task.resolve())
+        box["returned_at"] = time.monotonic()
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, box
+
+
+# --- thread isolation ---------------------------------------------------------------------------------------------
+
+
+def test_success_passes_args_and_kwargs(executor):
+    outcome = attempt(executor, Task("t", func=helpers.add, args=(2,), kwargs={"b": 3}))
+    assert (outcome.state, outcome.result, outcome.error, outcome.exception) == ("success", 5, None, None)
+
+
+def test_failure_carries_type_message_and_traceback_of_user_code(executor):
+    outcome = attempt(executor, Task("t", func=helpers.boom, args=("bad input",)))
+    assert outcome.state == "failure"
+    assert isinstance(outcome.exception, ValueError)
+    assert outcome.error["type"] == "ValueError"
+    assert outcome.error["message"] == "bad input"
+    assert "in boom" in outcome.error["traceback"]
+    assert "raise ValueError(message)" in outcome.error["traceback"]
+    assert "executor.py" not in outcome.error["traceback"]
+
+
+def test_failure_in_timeout_thread_has_traceback(executor):
+    outcome = attempt(executor, Task("t", func=helpers.boom, timeout=5))
+    assert outcome.state == "failure"
+    assert isinstance(outcome.exception, ValueError)
+    assert "in boom" in outcome.error["traceback"]
+
+
+def test_context_injected_by_name(executor):
+    def job(x, ctx):
+        return (x, ctx.task_id, ctx.attempt, ctx.params)
+
+    ctx = TaskContext("named", attempt=2, params={"day": "monday"})
+    outcome = executor.run_attempt(Task("named", func=job, args=(1,)), ctx, job)
+    assert outcome.result == (1, "named", 2, {"day": "monday"})
+
+
+def test_context_injected_by_annotation(executor):
+    def job(context: TaskContext):
+        return context.task_id
+
+    assert attempt(executor, Task("by-annotation", func=job)).result == "by-annotation"
+    # the helper module uses postponed annotations: the annotation is the string "TaskContext"
+    assert attempt(executor, Task("by-string", func=helpers.annotated)).result == "by-string"
+
+
+def test_function_without_context_gets_none_injected(executor):
+    def job(**kwargs):
+        return kwargs
+
+    assert attempt(executor, Task("t", func=job, kwargs={"a": 1})).result == {"a": 1}
+
+
+def test_async_function_runs_to_completion(executor):
+    async def job(ctx):
+        await asyncio.sleep(0)
+        return ctx.task_id
+
+    assert attempt(executor, Task("async", func=job)).result == "async"
+    assert attempt(executor, Task("t", func=helpers.async_add, args=(1, 2), timeout=5)).result == 3
+
+
+def test_async_failure_is_a_failure(executor):
+    async def job():
+        raise KeyError("missing")
+
+    outcome = attempt(executor, Task("t", func=job))
+    assert outcome.state == "failure"
+    assert outcome.error["type"] == "KeyError"
+
+
+def test_async_function_inside_a_running_event_loop(executor):
+    async def job(ctx):
+        ctx.logger.info("inside")
+        return 42
+
+    async def notebook_cell():
+        return attempt(executor, Task("nb", func=job))
+
+    outcome = asyncio.run(notebook_cell())
+    assert outcome.result == 42
+    assert [line[2] for line in outcome.logs] == ["inside"]
+
+
+def test_thread_timeout_returns_on_time(executor):
+    started = time.monotonic()
+    outcome = attempt(executor, Task("t", func=helpers.sleep_for, args=(5,), timeout=0.2))
+    assert time.monotonic() - started < 2
+    assert outcome.state == "timeout"
+    assert outcome.error["type"] == "TimeoutError"
+    assert "0.2 s timeout" in outcome.error["message"]
+    assert "in sleep_for" in outcome.error["traceback"]  # where the abandoned thread was stuck
+    assert outcome.exception is None
+
+
+def test_timeout_sets_the_cooperative_cancel_flag(executor):
+    seen = threading.Event()
+
+    def job(ctx):
+        if helpers.wait_for_cancel(ctx, 5):
+            seen.set()
+
+    ctx = TaskContext("t")
+    outcome = executor.run_attempt(Task("t", func=job, timeout=0.2), ctx, job)
+    assert outcome.state == "timeout"
+    assert ctx.cancelled
+    assert seen.wait(2)
+
+
+def test_cancel_while_running_returns_promptly(executor):
+    started, never = threading.Event(), threading.Event()
+
+    def job():
+        started.set()
+        never.wait(5)  # not cooperative: the executor must not wait for it
+
+    ctx = TaskContext("t")
+    thread, box = run_in_background(executor, Task("t", func=job, timeout=30), ctx)
+    assert started.wait(2)
+    canceled_at = time.monotonic()
+    ctx._cancel_event.set()
+    thread.join(2)
+    assert box["outcome"].state == "canceled"
+    assert box["returned_at"] - canceled_at < 0.2
+    never.set()
+
+
+def test_return_after_cancel_is_canceled(executor):
+    def job(ctx):
+        ctx._cancel_event.set()  # what the engine does when the task is canceled mid-run
+        return "done anyway"
+
+    assert attempt(executor, Task("t", func=job)).state == "canceled"
+    assert attempt(executor, Task("t", func=job, timeout=5)).state == "canceled"
+
+
+def test_canceled_before_start_does_not_run(executor):
+    calls = []
+    ctx = TaskContext("t")
+    ctx._cancel_event.set()
+    outcome = executor.run_attempt(Task("t", func=calls.append, args=(1,)), ctx, calls.append)
+    assert outcome.state == "canceled"
+    assert calls == []
+
+
+def test_command_without_func_or_command_is_refused(executor):
+    task = Task("t", func=helpers.add)
+    with pytest.raises(ValidationError):
+        executor.run_attempt(task, TaskContext("t"), None)
+
+
+# --- log capture ---------------------------------------------------------------------------------------------------
+
+
+def test_logs_from_ctx_logger_and_logging_module_are_captured(executor):
+    def job(ctx):
+        ctx.logger.info("via ctx %s", 1)
+        ctx.logger.debug("debug via ctx")
+        logging.getLogger("tests.some.module").warning("via logging")
+        logging.getLogger("tests.some.module").debug("below the root level: dropped")
+
+    for timeout in (None, 5):
+        outcome = executor.run_attempt(Task("t", func=job, timeout=timeout), TaskContext("t"), job)
+        assert [(level, message) for _, level, message in outcome.logs] == [
+            ("INFO", "via ctx 1"),
+            ("DEBUG", "debug via ctx"),
+            ("WARNING", "via logging"),
+        ]
+        assert all(abs(ts - time.time()) < 60 for ts, _, _ in outcome.logs)
+
+
+def test_logged_exception_includes_its_traceback(executor):
+    def job(ctx):
+        try:
+            raise RuntimeError("inner")
+        except RuntimeError:
+            ctx.logger.exception("it broke")
+
+    (line,) = attempt(executor, Task("t", func=job)).logs
+    assert line[1] == "ERROR"
+    assert line[2].startswith("it broke") and "RuntimeError: inner" in line[2]
+
+
+@pytest.mark.parametrize("timeout", [None, 10])
+def test_concurrent_attempts_capture_only_their_own_lines(executor, timeout):
+    barrier = threading.Barrier(8, timeout=5)
+
+    def job(ctx):
+        barrier.wait()
+        for i in range(50):
+            ctx.logger.info("%s line %d", ctx.task_id, i)
+            logging.getLogger("tests.shared").warning("%s shared %d", ctx.task_id, i)
+        return ctx.task_id
+
+    outcomes: dict[str, AttemptOutcome] = {}
+
+    def one(name: str) -> None:
+        outcomes[name] = executor.run_attempt(Task(name, func=job, timeout=timeout), TaskContext(name), job)
+
+    threads = [threading.Thread(target=one, args=(f"w{n}",)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(outcomes) == 8
+    for name, outcome in outcomes.items():
+        assert outcome.state == "success"
+        messages = [message for _, _, message in outcome.logs]
+        assert len(messages) == 100
+        assert all(message.startswith(f"{name} ") for message in messages)
+
+
+def test_records_outside_an_attempt_are_not_captured(executor):
+    outcome = attempt(executor, Task("t", func=helpers.add, args=(1, 1)))
+    logging.getLogger("tests.outside").warning("after the attempt")
+    assert outcome.logs == []
+
+
+# --- process isolation ---------------------------------------------------------------------------------------------
+
+
+def test_process_success_with_context_metadata_and_logs(executor):
+    task = Task("proc", func=helpers.with_context, kwargs={"factor": 2}, isolation="process")
+    ctx = TaskContext("proc", run_id="r1", attempt=2, params={"p": 1}, upstream={"up": [1]}, metadata={"old": True})
+    outcome = executor.run_attempt(task, ctx, task.resolve())
+    assert outcome.state == "success", outcome.error
+    assert outcome.result == {
+        "task_id": "proc",
+        "run_id": "r1",
+        "attempt": 2,
+        "params": {"p": 1},
+        "upstream": {"up": [1]},
+    }
+    assert ctx.metadata == {"old": True, "rows": 6}
+    lines = [(level, message) for _, level, message in outcome.logs]
+    assert ("INFO", "hello from proc") in lines
+    assert ("WARNING", "a warning") in lines
+    assert ("INFO", "printed line") in lines
+    assert ("WARNING", "to stderr") in lines
+
+
+def test_process_failure_carries_child_traceback(executor):
+    outcome = attempt(executor, Task("t", func=helpers.boom, args=("child says no",), isolation="process"))
+    assert outcome.state == "failure"
+    assert outcome.error["type"] == "ValueError"
+    assert outcome.error["message"] == "child says no"
+    assert "in boom" in outcome.error["traceback"]
+    assert outcome.exception is None
+
+
+def test_process_async_function(executor):
+    assert (
+        attempt(executor, Task("t", func="tests.helpers.tasks:async_add", args=(2, 5), isolation="process")).result == 7
+    )
+
+
+def test_process_non_json_result_is_a_serialization_failure(executor):
+    outcome = attempt(executor, Task("t", func=helpers.not_json, isolation="process"))
+    assert outcome.state == "failure"
+    assert outcome.error["type"] == "SerializationError"
+    assert "set is not JSON-serialisable" in outcome.error["message"]
+
+
+def test_process_non_json_arguments_fail_before_starting(executor):
+    outcome = attempt(executor, Task("t", func=helpers.add, args=(object(), 1), isolation="process"))
+    assert outcome.state == "failure"
+    assert outcome.error["type"] == "SerializationError"
+
+
+def test_process_that_dies_without_reporting(executor):
+    outcome = attempt(executor, Task("t", func=helpers.exit_hard, args=(3,), isolation="process"))
+    assert outcome.state == "failure"
+    assert outcome.error["type"] == "ProcessDied"
+    assert "code 3" in outcome.error["message"] and "about to die" in outcome.error["message"]
+
+
+def test_process_timeout_kills_the_child(executor, tmp_path):
+    pid_file = tmp_path / "pid"
+    task = Task("t", func=helpers.write_pid_and_sleep, args=(str(pid_file), 30), isolation="process", timeout=1)
+    started = time.monotonic()
+    outcome = attempt(executor, task)
+    assert time.monotonic() - started < 3
+    assert outcome.state == "timeout"
+    assert "1 s timeout" in outcome.error["message"]
+    pid = int(pid_file.read_text())
+    assert wait_until(lambda: not alive(pid), timeout=1)
+
+
+def test_process_cancel_kills_the_child_within_a_second(executor, tmp_path):
+    pid_file = tmp_path / "pid"
+    task = Task("t", func=helpers.write_pid_and_sleep, args=(str(pid_file), 30), isolation="process", timeout=60)
+    ctx = TaskContext("t")
+    thread, box = run_in_background(executor, task, ctx)
+    assert wait_until(pid_file.exists)
+    canceled_at = time.monotonic()
+    ctx._cancel_event.set()
+    thread.join(5)
+    assert box["outcome"].state == "canceled"
+    assert box["returned_at"] - canceled_at < 1
+    pid = int(pid_file.read_text())
+    assert wait_until(lambda: not alive(pid), timeout=1)
+
+
+def test_lambda_with_process_isolation_is_refused_at_construction():
+    with pytest.raises(ValidationError, match="import"):
+        Task("t", func=lambda: 1, isolation="process")
+
+
+# --- shell commands ------------------------------------------------------------------------------------------------
+
+
+def test_shell_success_returns_stripped_stdout(executor):
+    outcome = executor.run_attempt(Task("t", command="echo hi"), TaskContext("t"), None)
+    assert (outcome.state, outcome.result) == ("success", "hi")
+    assert [(level, message) for _, level, message in outcome.logs] == [("INFO", "hi")]
+
+
+def test_shell_list_runs_without_a_shell_and_sees_task_env(executor):
+    outcome = executor.run_attempt(
+        Task("t", command=["sh", "-c", 'echo "$UNIFIED_TASK_ID" "$0"', "x*"]), TaskContext("env-id"), None
+    )
+    assert outcome.result == "env-id x*"
+
+
+def test_shell_failure_names_exit_code_and_last_stderr_line(executor):
+    command = "echo out; echo first >&2; echo 'last words' >&2; exit 4"
+    outcome = executor.run_attempt(Task("t", command=command), TaskContext("t"), None)
+    assert outcome.state == "failure"
+    assert outcome.error["type"] == "CommandFailed"
+    assert "exited with code 4" in outcome.error["message"]
+    assert "last words" in outcome.error["message"]
+    assert [(level, message) for _, level, message in outcome.logs] == [
+        ("INFO", "out"),
+        ("WARNING", "first"),
+        ("WARNING", "last words"),
+    ]
+
+
+def test_shell_missing_program_is_a_failure(executor):
+    outcome = executor.run_attempt(Task("t", command=["/nonexistent/program"]), TaskContext("t"), None)
+    assert outcome.state == "failure"
+    assert outcome.error["type"] == "FileNotFoundError"
+
+
+def test_shell_timeout_kills_the_whole_process_group(executor):
+    started = time.monotonic()
+    task = Task("t", command="echo $$; sh -c 'sleep 30 & sleep 30'", timeout=0.5)
+    outcome = executor.run_attempt(task, TaskContext("t"), None)
+    assert time.monotonic() - started < 2
+    assert outcome.state == "timeout"
+    pgid = int(outcome.logs[0][2])
+    assert wait_until(lambda: group_members(pgid) == [], timeout=1)  # SIGKILL lands asynchronously
+
+
+def test_shell_cancel_kills_the_whole_process_group(executor, tmp_path):
+    pid_file = tmp_path / "pid"
+    task = Task("t", command=f"sleep 30 & echo $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file}; sleep 30")
+    ctx = TaskContext("t")
+    thread, box = run_in_background(executor, task, ctx)
+    assert wait_until(pid_file.exists)
+    canceled_at = time.monotonic()
+    ctx._cancel_event.set()
+    thread.join(5)
+    assert box["outcome"].state == "canceled"
+    assert box["returned_at"] - canceled_at < 1
+    pgid = int(pid_file.read_text())
+    assert wait_until(lambda: group_members(pgid) == [], timeout=1)
+
+
+def test_shell_background_leftovers_do_not_hold_the_attempt(executor):
+    started = time.monotonic()
+    outcome = executor.run_attempt(Task("t", command="echo $$; sleep 30 & echo done"), TaskContext("t"), None)
+    assert time.monotonic() - started < 2
+    assert outcome.state == "success"
+    assert outcome.result.endswith("done")
+    pgid = int(outcome.logs[0][2])
+    assert wait_until(lambda: group_members(pgid) == [], timeout=1)

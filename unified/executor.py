@@ -1,0 +1,465 @@
+"""How one attempt of a task runs: in the calling thread, in a thread with a timeout, in a child process, or as a
+shell command; and ``Task.run()``, which repeats attempts with the task's retry policy.
+
+This module (with :mod:`unified.executor_child`) is the only place that starts threads or processes for user code.
+A thread cannot be killed: on timeout it is told to stop (``ctx.cancelled``) and abandoned. Child processes run
+in their own session, so a timeout or cancel kills their whole process group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from unified.errors import SerializationError, TaskFailedError, ValidationError
+from unified.logger import LogLine, capture, current_buffer, install_capture
+from unified.task import Task, TaskContext, context_parameter
+from unified.utils import Clock, SystemClock, to_json
+
+POLL_SECONDS = 0.02  # how often waits look at the cancel event: cancel is seen within ~20 ms
+EXIT_GRACE_SECONDS = 0.2  # how long pipes may stay open after the main process exited (background children)
+
+
+@dataclass(slots=True)
+class AttemptOutcome:
+    """What one attempt ended with: its state, result or error, and the log lines it produced."""
+
+    state: str  # "success" | "failure" | "timeout" | "canceled"
+    result: Any = None
+    error: dict[str, Any] | None = None
+    exception: BaseException | None = None
+    logs: list[LogLine] = field(default_factory=list)
+
+
+# --- calling a function ---------------------------------------------------------------------------------------
+
+_context_names: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary()
+
+
+def _context_name(func: Callable[..., Any]) -> str | None:
+    """``context_parameter(func)``, cached: inspecting a signature costs far more than the fast path may."""
+    key = getattr(func, "__func__", func)  # bound methods are new objects on every access
+    try:
+        return _context_names[key]
+    except KeyError:
+        name = _context_names[key] = context_parameter(func)
+        return name
+    except TypeError:  # not weak-referenceable
+        return context_parameter(func)
+
+
+def call_with_context(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], ctx: TaskContext) -> Any:
+    """Call ``func(*args, **kwargs)``, passing ``ctx`` to the parameter that asks for it; run coroutines to the end."""
+    name = _context_name(func)
+    if name is not None:
+        kwargs = {**kwargs, name: ctx}
+    result = func(*args, **kwargs)
+    if inspect.iscoroutine(result):  # async def functions (iscoroutinefunction) and wrappers that return one
+        result = _run_coroutine(result)
+    return result
+
+
+def _run_coroutine(coro: Any) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # this thread already runs a loop (a notebook): asyncio.run refuses, so run it on a thread of its own
+    box: dict[str, Any] = {}
+    buffer = current_buffer()
+
+    def target() -> None:
+        with capture(buffer if buffer is not None else []):
+            try:
+                box["result"] = asyncio.run(coro)
+            except BaseException as exc:
+                box["error"] = exc
+
+    thread = threading.Thread(target=target, name="unified-async", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+_OWN_FILES = frozenset({__file__, __file__.replace("executor.py", "executor_child.py")})
+
+
+def error_info(exc: BaseException) -> dict[str, Any]:
+    """The error dict of an exception: type name, message and traceback text (without the executor's frames)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename in _OWN_FILES:
+        tb = tb.tb_next
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, tb)),
+    }
+
+
+def _where(thread: threading.Thread) -> str:
+    """Where an abandoned thread is stuck, as stack text starting at the task's own code."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    if frame is None:
+        return ""
+    stack = traceback.extract_stack(frame)
+    own = [i for i, entry in enumerate(stack) if entry.filename in _OWN_FILES]
+    stack = stack[own[-1] + 1 :] if own else stack
+    return "the thread was still running here:\n" + "".join(traceback.format_list(stack))
+
+
+class _LinkedEvent(threading.Event):
+    """An attempt's own cancel flag that also reads as set once its parent (the task's cancel event) is set."""
+
+    def __init__(self, parent: threading.Event) -> None:
+        super().__init__()
+        self._parent = parent
+
+    def is_set(self) -> bool:
+        """True if this attempt or its parent was canceled."""
+        return self._flag or self._parent.is_set()  # type: ignore[attr-defined]
+
+
+# --- the executor -----------------------------------------------------------------------------------------------
+
+
+class Executor:
+    """Runs one attempt of a task."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock = clock or SystemClock()
+        install_capture()
+
+    def run_attempt(self, task: Task, ctx: TaskContext, func: Callable[..., Any] | None) -> AttemptOutcome:
+        """Run ``task`` once with ``ctx``: ``func`` is its resolved callable, None for ``task.command``."""
+        if ctx._cancel_event.is_set():
+            return AttemptOutcome("canceled", error={"type": "Canceled", "message": "canceled before it started"})
+        if func is None:
+            if task.command is None:
+                raise ValidationError(f"task {ctx.task_id!r} has neither a function nor a command to run")
+            return self._run_command(task, ctx)
+        if task.isolation == "process":
+            return self._run_process(task, ctx)
+        if task.timeout is None:
+            return self._run_inline(task, ctx, func)
+        return self._run_thread(task, ctx, func)
+
+    # thread isolation
+
+    def _run_inline(self, task: Task, ctx: TaskContext, func: Callable[..., Any]) -> AttemptOutcome:
+        logs: list[LogLine] = []
+        with capture(logs):
+            try:
+                result = call_with_context(func, task.args, task.kwargs, ctx)
+            except (Exception, SystemExit) as exc:  # KeyboardInterrupt still stops the caller
+                return AttemptOutcome("failure", error=error_info(exc), exception=exc, logs=logs)
+        if ctx._cancel_event.is_set():
+            return self._canceled(logs)
+        return AttemptOutcome("success", result=result, logs=logs)
+
+    def _run_thread(self, task: Task, ctx: TaskContext, func: Callable[..., Any]) -> AttemptOutcome:
+        logs: list[LogLine] = []
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def target() -> None:
+            with capture(logs):
+                try:
+                    box["result"] = call_with_context(func, task.args, task.kwargs, ctx)
+                except BaseException as exc:
+                    box["error"] = exc
+            done.set()
+
+        thread = threading.Thread(target=target, name=f"unified-task-{ctx.task_id}", daemon=True)
+        timeout = float(task.timeout)  # type: ignore[arg-type]
+        deadline = time.monotonic() + timeout
+        thread.start()
+        while not done.wait(max(0.0, min(POLL_SECONDS, deadline - time.monotonic()))):
+            if ctx._cancel_event.is_set():
+                return self._canceled(list(logs))  # a copy: the abandoned thread may keep logging
+            if time.monotonic() >= deadline:
+                ctx._cancel_event.set()
+                return self._timed_out(timeout, list(logs), _where(thread))
+        if "error" in box:
+            exc = box["error"]
+            return AttemptOutcome("failure", error=error_info(exc), exception=exc, logs=logs)
+        if ctx._cancel_event.is_set():
+            return self._canceled(logs)
+        return AttemptOutcome("success", result=box["result"], logs=logs)
+
+    def _timed_out(self, timeout: float, logs: list[LogLine], detail: str = "") -> AttemptOutcome:
+        message = f"attempt exceeded its {timeout:g} s timeout"
+        logs.append((self.clock.now(), "ERROR", message))
+        error = {"type": "TimeoutError", "message": message, "traceback": detail}
+        return AttemptOutcome("timeout", error=error, logs=logs)
+
+    def _canceled(self, logs: list[LogLine]) -> AttemptOutcome:
+        logs.append((self.clock.now(), "WARNING", "attempt canceled"))
+        return AttemptOutcome("canceled", error={"type": "Canceled", "message": "the attempt was canceled"}, logs=logs)
+
+    # process isolation
+
+    def _run_process(self, task: Task, ctx: TaskContext) -> AttemptOutcome:
+        if not task.func_path:
+            error = ValidationError("isolation='process' needs a function given by import path 'pkg.mod:function'")
+            return AttemptOutcome("failure", error=error_info(error))
+        try:
+            job = {
+                "func": task.func_path,
+                "args": json.loads(to_json(list(task.args), "task args")),
+                "kwargs": json.loads(to_json(task.kwargs, "task kwargs")),
+                "task_id": ctx.task_id,
+                "run_id": ctx.run_id,
+                "attempt": ctx.attempt,
+                "params": json.loads(to_json(ctx.params, "run params")),
+                "upstream": json.loads(to_json(ctx.upstream, "upstream results")),
+                "metadata": json.loads(to_json(ctx.metadata, "task metadata")),
+                "log_level": logging.root.level,  # the child adopts it
+            }
+        except SerializationError as exc:
+            return AttemptOutcome("failure", error=error_info(exc))
+        report_read, report_write = os.pipe()
+        job["report_fd"] = report_write
+        env = {**os.environ, "PYTHONPATH": _child_pythonpath(), "PYTHONUNBUFFERED": "1"}
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "unified.executor_child"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(report_write,),
+                env=env,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            os.close(report_read)
+            return AttemptOutcome("failure", error=error_info(exc))
+        finally:
+            os.close(report_write)
+        messages: list[bytes] = []
+        logs: list[LogLine] = []
+        try:
+            try:
+                proc.stdin.write(json.dumps(job).encode())  # type: ignore[union-attr]
+                proc.stdin.close()  # type: ignore[union-attr]
+            except BrokenPipeError:
+                pass  # the child died at once; its stderr says why
+            ended = self._supervise(proc, task.timeout, ctx, logs, extra={report_read: messages.append})
+        finally:
+            os.close(report_read)
+        report: dict[str, Any] = {}
+        for line in messages:
+            message = json.loads(line)
+            if "log" in message:
+                logs.append(tuple(message["log"]))  # type: ignore[arg-type]
+            else:
+                report = message
+        logs.sort(key=lambda line: line[0])
+        if ended == "timeout":
+            return self._timed_out(float(task.timeout), logs)  # type: ignore[arg-type]
+        if ended == "canceled":
+            return self._canceled(logs)
+        ctx.metadata.update(report.get("metadata") or {})
+        if "result" in report:
+            return AttemptOutcome("success", result=report["result"], logs=logs)
+        if "error" in report:
+            return AttemptOutcome("failure", error=report["error"], logs=logs)
+        last = next((line[2] for line in reversed(logs) if line[1] == "WARNING"), "")
+        message = f"the task process exited with code {proc.returncode} before reporting a result"
+        return AttemptOutcome(
+            "failure", error={"type": "ProcessDied", "message": f"{message}: {last}".rstrip(": ")}, logs=logs
+        )
+
+    # shell commands
+
+    def _run_command(self, task: Task, ctx: TaskContext) -> AttemptOutcome:
+        command = task.command
+        env = {
+            **os.environ,
+            "UNIFIED_TASK_ID": str(ctx.task_id),
+            "UNIFIED_RUN_ID": str(ctx.run_id or ""),
+            "UNIFIED_ATTEMPT": str(ctx.attempt),
+        }
+        try:
+            proc = subprocess.Popen(
+                command,  # type: ignore[arg-type]
+                shell=isinstance(command, str),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            return AttemptOutcome("failure", error=error_info(exc))
+        logs: list[LogLine] = []
+        stdout: list[str] = []
+        ended = self._supervise(proc, task.timeout, ctx, logs, stdout=stdout)
+        if ended == "timeout":
+            return self._timed_out(float(task.timeout), logs)  # type: ignore[arg-type]
+        if ended == "canceled":
+            return self._canceled(logs)
+        if proc.returncode == 0:
+            return AttemptOutcome("success", result="\n".join(stdout).strip(), logs=logs)
+        last = next((line[2] for line in reversed(logs) if line[1] == "WARNING"), "")
+        code = proc.returncode
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        message = f"command {how}" + (f": {last}" if last else "")
+        return AttemptOutcome("failure", error={"type": "CommandFailed", "message": message}, logs=logs)
+
+    # watching a child process
+
+    def _supervise(
+        self,
+        proc: subprocess.Popen[bytes],
+        timeout: float | None,
+        ctx: TaskContext,
+        logs: list[LogLine],
+        stdout: list[str] | None = None,
+        extra: dict[int, Callable[[bytes], None]] | None = None,
+    ) -> str | None:
+        """Read the child's pipes line by line until it ends; kill its group on timeout or cancel (returns why)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        cancel = ctx._cancel_event
+        clock = self.clock
+
+        def out_line(raw: bytes) -> None:
+            text = raw.decode("utf-8", "replace").rstrip("\r")
+            logs.append((clock.now(), "INFO", text))
+            if stdout is not None:
+                stdout.append(text)
+
+        def err_line(raw: bytes) -> None:
+            logs.append((clock.now(), "WARNING", raw.decode("utf-8", "replace").rstrip("\r")))
+
+        handlers: dict[int, Callable[[bytes], None]] = {
+            proc.stdout.fileno(): out_line,  # type: ignore[union-attr]
+            proc.stderr.fileno(): err_line,  # type: ignore[union-attr]
+            **(extra or {}),
+        }
+        partial = dict.fromkeys(handlers, b"")
+        exited_at: float | None = None
+        with selectors.DefaultSelector() as selector:
+            for fd in handlers:
+                selector.register(fd, selectors.EVENT_READ)
+            while True:
+                now = time.monotonic()
+                why = "canceled" if cancel.is_set() else "timeout" if deadline is not None and now >= deadline else None
+                if why is not None:
+                    _kill_group(proc)
+                    if why == "timeout":
+                        cancel.set()
+                    return why
+                if exited_at is None and _has_exited(proc.pid):
+                    exited_at = now
+                if not selector.get_map() and exited_at is not None:
+                    break
+                if exited_at is not None and now - exited_at > EXIT_GRACE_SECONDS:
+                    break  # a background child still holds the pipes open; it is killed below
+                wait = POLL_SECONDS if deadline is None else max(0.0, min(POLL_SECONDS, deadline - now))
+                if not selector.get_map():
+                    cancel.wait(wait)  # pipes closed, process still running
+                    continue
+                for key, _ in selector.select(wait):
+                    data = os.read(key.fd, 65536)
+                    if not data:
+                        selector.unregister(key.fd)
+                        if partial[key.fd]:
+                            handlers[key.fd](partial[key.fd])
+                        continue
+                    *lines, partial[key.fd] = (partial[key.fd] + data).split(b"\n")
+                    for line in lines:
+                        handlers[key.fd](line)
+        _kill_group(proc)  # whatever the task left running in its group
+        return None
+
+
+def _has_exited(pid: int) -> bool:
+    """True once ``pid`` exited; leaves it unreaped so its group id cannot be reused before the group is killed."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL every process in the child's group (its session), then reap the child."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=5)
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None and not pipe.closed:
+            pipe.close()
+
+
+def _child_pythonpath() -> str:
+    """This process's import path, so the child imports the same modules (tests, notebooks' cwd)."""
+    paths = [os.getcwd() if entry == "" else entry for entry in sys.path]
+    return os.pathsep.join(dict.fromkeys(p for p in paths if os.path.isdir(p)))
+
+
+# --- Task.run() -------------------------------------------------------------------------------------------------
+
+
+def run_task_inline(task: Task, cancel_event: threading.Event, params: dict[str, Any] | None = None) -> Any:
+    """Task.run(): attempts in the calling thread with the task's retries and timeout; the result or TaskFailedError."""
+    func = task.resolve()
+    executor = _inline_executor()
+    task_id = task.task_id or task.name
+    metadata: dict[str, Any] = {}
+    attempt = 0
+    try:
+        while True:
+            attempt += 1
+            ctx = TaskContext(
+                task_id, attempt=attempt, params=params, metadata=metadata, cancel_event=_LinkedEvent(cancel_event)
+            )
+            outcome = executor.run_attempt(task, ctx, func)
+            if func is None or task.isolation == "process":
+                for _ts, level, message in outcome.logs:  # child output has no other way to the user's handlers
+                    ctx.logger.log(logging.getLevelName(level), "%s", message)
+            if outcome.state == "success":
+                return outcome.result
+            if outcome.state != "canceled" and not cancel_event.is_set():
+                retryable = outcome.state == "timeout" or task.should_retry(outcome.exception)
+                if retryable and task.retry.allows_retry(attempt) and not cancel_event.wait(task.retry.delay(attempt)):
+                    continue
+            state = "canceled" if cancel_event.is_set() else outcome.state
+            error = outcome.error or {}
+            detail = f": {error.get('type')}: {error.get('message')}" if error else ""
+            raise TaskFailedError(
+                f"task {task_id!r} ended {state} after {attempt} attempt{'s' * (attempt > 1)}{detail}",
+                task_id=task_id,
+                state=state,
+                error=error,
+            )
+    finally:
+        cancel_event.clear()  # a cancel stops this run only; the task can run again
+
+
+_executor: Executor | None = None
+
+
+def _inline_executor() -> Executor:
+    global _executor
+    if _executor is None:
+        _executor = Executor()
+    else:
+        install_capture()  # cheap; someone may have reset the root handlers since
+    return _executor
