@@ -42,15 +42,19 @@ class FunctionRegistry:
     def __init__(self) -> None:
         self._functions: dict[str, Callable[..., Any]] = {}
 
-    def register(self, task: Task) -> None:
-        """Remember ``task``'s callable under its identity."""
-        if task.func is not None and not isinstance(task.func, str):
-            self._functions[task.identity()] = task.func
+    def register(self, task: Task) -> dict[str, Any]:
+        """Remember ``task``'s callable and return its spec, which names it (``ref``) if it has no import path."""
+        spec = task.spec()
+        if task.func is not None and task.func_path is None and not isinstance(task.func, str):
+            # lambdas with equal code can differ in defaults or closures: each object gets its own ref
+            spec["ref"] = f"{spec['func']}@{id(task.func):x}"
+            self._functions[spec["ref"]] = task.func
+        return spec
 
     def rebuild(self, spec: dict[str, Any]) -> Task:
         """The Task of a stored spec, with its callable found here or by import path."""
         identity = spec.get("func")
-        func = self._functions.get(identity) if identity else None
+        func = self._functions.get(spec.get("ref") or identity) if identity else None
         if func is None and identity and not identity.startswith("inproc:"):
             func = resolve_import_path(identity)
             self._functions[identity] = func
@@ -138,7 +142,6 @@ class Engine:
         local_ids = [t.task_id or new_id() for t in tasks]
         for task, local in zip(tasks, local_ids, strict=True):
             task.task_id = local
-            self.functions.register(task)
         upstream_ids = {d for t in tasks for d in t.dependencies} - set(local_ids)
         existing = {r.task_id: r for r in self.store.get_tasks(global_id(run_id, d) for d in upstream_ids)}
         scope = "the run" if run_id else "the queued tasks"
@@ -161,7 +164,7 @@ class Engine:
         return [r.id for r in records]
 
     def _new_record(self, task: Task, run_id: str | None, now: float, existing: dict[str, TaskRecord]) -> TaskRecord:
-        spec = task.spec()
+        spec = self.functions.register(task)
         if not self.store.keeps_objects:
             to_json(spec, f"the arguments of task {task.task_id!r}")
         state, reason, queued_at = "queued", None, now
@@ -214,10 +217,14 @@ class Engine:
             params=run.params if run else {},
             upstream=upstream,
             metadata=dict(record.metadata),
-            add_task=lambda child: self.submit([child], run_id=record.run_id)[0],
+            add_task=lambda child: self._add_child(child, record.run_id),
             cancel_event=cancel_event,
         )
         return task, ctx
+
+    def _add_child(self, child: Task, run_id: str | None) -> str:
+        self.submit([child], run_id=run_id)
+        return child.task_id  # type: ignore[return-value]
 
     def cancel_event(self, task_id: str) -> threading.Event:
         """The event that tells a claimed attempt running in this process to stop."""

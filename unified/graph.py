@@ -64,5 +64,8 @@ def check_new_tasks(new: Mapping[str, Iterable[str]], existing: Mapping[str, Ite
 
 def graph_hash(specs: Iterable[Mapping[str, Any]]) -> str:
     """A content hash of task specs that ignores their order: equal graphs hash equal."""
-    canonical = sorted(json.dumps(spec, sort_keys=True, default=str) for spec in specs)
+    # "ref" names a callable object of this process only; the content identity is in "func"
+    canonical = sorted(
+        json.dumps({k: v for k, v in spec.items() if k != "ref"}, sort_keys=True, default=str) for spec in specs
+    )
     return hashlib.sha256("\n".join(canonical).encode()).hexdigest()

@@ -172,9 +172,17 @@ def callable_identity(func: Callable[..., Any]) -> str:
     if path:
         return path
     code = getattr(func, "__code__", None)
-    digest = hashlib.sha256(
-        repr((code.co_code, code.co_consts, code.co_names)).encode() if code else repr(func).encode()
-    ).hexdigest()[:16]
+    if code is None:
+        material = repr(func)
+    else:
+        cells = []
+        for cell in getattr(func, "__closure__", None) or ():
+            try:
+                cells.append(repr(cell.cell_contents))
+            except ValueError:  # an empty cell
+                cells.append("<empty>")
+        material = repr((code.co_code, code.co_consts, code.co_names, func.__defaults__, func.__kwdefaults__, cells))
+    digest = hashlib.sha256(material.encode()).hexdigest()[:16]
     return f"inproc:{getattr(func, '__qualname__', type(func).__name__)}#{digest}"
 
 

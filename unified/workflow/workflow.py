@@ -97,9 +97,7 @@ class WorkflowManager:
     def register(self, workflow: Workflow) -> str:
         """Store a workflow defined in code; a workflow of the same name gets it as its new draft. Returns its id."""
         now = self.engine.clock.now()
-        for task in workflow.tasks.values():
-            self.engine.functions.register(task)
-        specs = [t.spec() for t in workflow.tasks.values()]
+        specs = [self.engine.functions.register(t) for t in workflow.tasks.values()]
         existing = next((w for w in self.store.list_workflows() if w.name == workflow.name), None)
         if existing is not None:
             existing.tasks, existing.description, existing.updated_at = specs, workflow.description, now
@@ -116,8 +114,7 @@ class WorkflowManager:
         if task.task_id is None:
             task.task_id = _fresh_task_id(task, existing)
         check_new_tasks({task.task_id: task.dependencies}, existing, f"workflow {record.name!r}")
-        self.engine.functions.register(task)
-        record.tasks.append(task.spec())
+        record.tasks.append(self.engine.functions.register(task))
         record.updated_at = self.engine.clock.now()
         self.store.put_workflow(record)
         return task.task_id

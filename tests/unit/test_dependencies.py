@@ -1,0 +1,116 @@
+"""Dependencies: ordering, skipping downstream of a bad end, refusing cycles and unknown names, dynamic tasks."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers.tasks import boom
+from unified.errors import CycleError, DuplicateTaskError, UnknownDependencyError
+from unified.task import Task, TaskContext
+from unified.task_manager import TaskManager
+from unified.workflow.workflow import Workflow, WorkflowManager
+
+
+def test_tasks_wait_for_their_dependencies(drained: TaskManager) -> None:
+    order: list[str] = []
+    drained.queue_task(lambda: order.append("a"), task_id="a")
+    drained.queue_task(lambda: order.append("b"), task_id="b", dependencies=["a"])
+    drained.queue_task(lambda: order.append("c"), task_id="c", dependencies=["a", "b"])
+    assert drained.store.get_task("c").state == "pending"
+    drained.run_until_idle()
+    assert order == ["a", "b", "c"]
+
+
+def test_unknown_dependency_and_duplicates_are_refused_before_anything_runs(drained: TaskManager) -> None:
+    with pytest.raises(UnknownDependencyError, match="'ghost'"):
+        drained.queue_task(lambda: 1, task_id="x", dependencies=["ghost"])
+    drained.queue_task(lambda: 1, task_id="x")
+    with pytest.raises(DuplicateTaskError, match="'x'"):
+        drained.queue_task(lambda: 1, task_id="x")
+    assert len(drained.store.list_tasks()) == 1
+
+
+def test_a_cycle_is_refused_and_named() -> None:
+    wf = Workflow("w", tasks=[Task(task_id="a", func=print)])
+    wf.add_task(Task(task_id="b", func=print, dependencies=["a"]))
+    with pytest.raises(CycleError, match="b -> c -> b|c -> b -> c") as info:
+        from unified.graph import validate_graph
+
+        validate_graph({"a": [], "b": ["a", "c"], "c": ["b"]})
+    assert set(info.value.cycle) == {"b", "c"}
+    with pytest.raises(UnknownDependencyError):
+        wf.add_task(Task(task_id="z", func=print, dependencies=["nope"]))
+
+
+def test_a_self_dependency_is_a_cycle(drained: TaskManager) -> None:
+    with pytest.raises(CycleError):
+        drained.queue_task(lambda: 1, task_id="me", dependencies=["me"])
+
+
+@pytest.mark.parametrize("bad_end", ["failure", "timeout", "canceled"])
+def test_dependants_of_a_bad_end_are_skipped_with_a_reason(drained: TaskManager, bad_end: str) -> None:
+    if bad_end == "failure":
+        drained.queue_task(boom, task_id="up")
+    elif bad_end == "timeout":
+        drained.queue_task("tests.helpers.tasks:sleep_for", args=(5,), timeout=0.1, task_id="up")
+    else:
+        drained.queue_task(lambda: 1, task_id="up", dependencies=[])
+        drained.cancel_task("up")
+    drained.queue_task(lambda: 1, task_id="down", dependencies=["up"])
+    drained.queue_task(lambda: 1, task_id="further", dependencies=["down"])
+    drained.run_until_idle()
+    assert drained.store.get_task("up").state == bad_end
+    down = drained.get_task_metadata("down")
+    assert down["state"] == "skipped" and "'up'" in down["reason"] and bad_end in down["reason"]
+    assert drained.get_task_metadata("further")["state"] == "skipped"
+
+
+def test_depending_on_an_already_failed_task_skips_at_once(drained: TaskManager) -> None:
+    drained.queue_task(boom, task_id="up")
+    drained.run_until_idle()
+    drained.queue_task(lambda: 1, task_id="late", dependencies=["up"])
+    assert drained.store.get_task("late").state == "skipped"
+
+
+def test_upstream_results_reach_the_context(drained: TaskManager) -> None:
+    drained.queue_task(lambda: 2, task_id="two")
+    drained.queue_task(lambda: 3, task_id="three")
+    total = drained.queue_task(lambda ctx: sum(ctx.upstream.values()), dependencies=["two", "three"])
+    drained.run_until_idle()
+    assert drained.get_result(total) == 5
+
+
+def fan_out(ctx: TaskContext) -> int:
+    children = [ctx.add_task(Task(task_id=f"child-{i}", func=lambda i=i: i * i)) for i in range(100)]
+    ctx.add_task(Task(task_id="total", func=lambda ctx: sum(ctx.upstream.values()), dependencies=children))
+    return len(children)
+
+
+def test_dynamic_fan_out_of_100_tasks_and_a_final_task_in_a_workflow() -> None:
+    with WorkflowManager() as wm:
+        workflow_id = wm.register(Workflow("fan", tasks=[Task(task_id="fan", func=fan_out)]))
+        run = wm.run_workflow(workflow_id, timeout=20)
+    assert run.state == "success"
+    assert len(run.tasks) == 102
+    assert run.results["fan"] == 100
+    assert run.results["total"] == sum(i * i for i in range(100))
+
+
+def test_dynamic_tasks_from_an_ad_hoc_task(drained: TaskManager) -> None:
+    def parent(ctx: TaskContext) -> str:
+        return ctx.add_task(Task(task_id="kid", func=lambda: "kid ran", dependencies=[ctx.task_id]))
+
+    parent_id = drained.queue_task(parent, task_id="parent")
+    drained.run_until_idle()
+    assert drained.get_result(parent_id) == "kid"
+    assert drained.get_result("kid") == "kid ran"
+
+
+def test_dynamic_task_with_a_cycle_or_unknown_name_fails_its_parent(drained: TaskManager) -> None:
+    def parent(ctx: TaskContext) -> None:
+        ctx.add_task(Task(task_id="orphan", func=print, dependencies=["nobody"]))
+
+    task_id = drained.queue_task(parent)
+    drained.run_until_idle()
+    meta = drained.get_task_metadata(task_id)
+    assert meta["state"] == "failure" and meta["error"]["type"] == "UnknownDependencyError"

@@ -1,0 +1,112 @@
+"""Retries with exponential backoff, on an injected clock: no test here sleeps."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+
+from tests.helpers.tasks import Flaky
+from unified.task_manager import TaskManager
+from unified.utils import FakeClock, backoff_delay
+
+
+def test_backoff_formula_cap_and_jitter() -> None:
+    assert [backoff_delay(n, 2, 3) for n in (1, 2, 3)] == [2, 6, 18]
+    assert backoff_delay(5, 2, 3, max_seconds=20) == 20
+    rng = random.Random(7)
+    delays = [backoff_delay(3, 2, 3, jitter=True, rng=rng) for _ in range(200)]
+    assert all(0 <= d <= 18 for d in delays) and len(set(delays)) > 100
+
+
+def test_max_retries_three_means_four_attempts_with_growing_delays(drained: TaskManager, clock: FakeClock) -> None:
+    flaky = Flaky(failures=10)
+    task_id = drained.queue_task(flaky, max_retries=3, retry_delay_seconds=10, backoff_factor=2)
+    start = clock.now()
+    drained.run_until_idle()
+    waits = []
+    for _ in range(3):
+        record = drained.store.get_task(task_id)
+        assert record.state == "retrying"
+        waits.append(record.not_before - clock.now())
+        clock.advance(record.not_before - clock.now() - 0.001)
+        assert drained.run_until_idle() == 0, "a retrying task must not run before its delay"
+        clock.advance(0.001)
+        assert drained.run_until_idle() == 1
+    assert waits == pytest.approx([10, 20, 40])
+    meta = drained.get_task_metadata(task_id)
+    assert meta["state"] == "failure" and meta["attempts"] == 4 and flaky.calls == 4
+    assert [h["state"] for h in meta["history"]] == ["failure"] * 4
+    assert meta["error"] == {"type": "ValueError", "message": "failure 4"}
+    assert "Traceback" in meta["history"][0]["traceback"]
+    assert clock.now() - start == pytest.approx(70)
+
+
+def test_delay_is_capped(drained: TaskManager, clock: FakeClock) -> None:
+    task_id = drained.queue_task(
+        Flaky(failures=3), max_retries=3, retry_delay_seconds=10, backoff_factor=10, max_retry_delay_seconds=15
+    )
+    drained.run_until_idle()
+    clock.advance(10)
+    drained.run_until_idle()
+    assert drained.store.get_task(task_id).not_before - clock.now() == pytest.approx(15)
+
+
+def test_success_after_retries(drained: TaskManager, clock: FakeClock) -> None:
+    task_id = drained.queue_task(Flaky(failures=2), max_retries=2, retry_delay_seconds=1)
+    for _ in range(3):
+        drained.run_until_idle()
+        clock.advance(5)
+    meta = drained.get_task_metadata(task_id)
+    assert (meta["state"], meta["result"], meta["attempts"]) == ("success", "ok", 3)
+    assert [h["state"] for h in meta["history"]] == ["failure", "failure", "success"]
+
+
+def test_only_exceptions_in_retry_on_are_retried(drained: TaskManager) -> None:
+    not_retried = drained.queue_task(Flaky(failures=1, error=KeyError), max_retries=3, retry_on=(ValueError,))
+    retried = drained.queue_task(Flaky(failures=1, error=ValueError), max_retries=3, retry_on=(ValueError,))
+    drained.run_until_idle()
+    assert drained.store.get_task(not_retried).state == "failure"
+    assert drained.store.get_task(retried).state == "success"
+
+
+def test_a_retrying_task_holds_no_worker(clock: FakeClock) -> None:
+    """One worker thread; a task waits an hour to retry while another task runs at once."""
+    with TaskManager(max_workers=1, clock=clock) as tm:
+        waiting = tm.queue_task(Flaky(failures=1), max_retries=1, retry_delay_seconds=3600)
+        other = tm.queue_task(lambda: "done")
+        assert tm.get_result(other, timeout=5) == "done"
+        assert tm.store.get_task(waiting).state == "retrying"
+        clock.advance(3600)  # waking the worker, which now runs the retry
+        assert tm.get_result(waiting, timeout=5) == "ok"
+
+
+def test_manual_retry_gives_a_fresh_budget(drained: TaskManager) -> None:
+    flaky = Flaky(failures=2)
+    task_id = drained.queue_task(flaky, max_retries=0)
+    drained.run_until_idle()
+    assert drained.store.get_task(task_id).state == "failure"
+    drained.retry_task(task_id)
+    drained.run_until_idle()
+    assert drained.store.get_task(task_id).state == "failure"
+    drained.retry_task(task_id)
+    drained.run_until_idle()
+    meta = drained.get_task_metadata(task_id)
+    assert meta["state"] == "success" and meta["attempts"] == 3
+
+
+def test_retrying_success_is_refused(drained: TaskManager) -> None:
+    from unified.errors import ConflictError
+
+    task_id = drained.queue_task(lambda: 1)
+    drained.run_until_idle()
+    with pytest.raises(ConflictError, match="only failed"):
+        drained.retry_task(task_id)
+
+
+def test_threads_are_not_used_by_drained_managers(drained: TaskManager) -> None:
+    seen = []
+    drained.queue_task(lambda: seen.append(threading.current_thread().name))
+    drained.run_until_idle()
+    assert seen == [threading.current_thread().name]

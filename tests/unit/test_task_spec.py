@@ -1,0 +1,92 @@
+"""Task options are validated, states are exactly the documented ones, and transitions are checked."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from unified.errors import ImportPathError, InvalidTransitionError, UnifiedError, ValidationError
+from unified.task import ALLOWED_TRANSITIONS, Task, TaskState, check_transition
+
+
+def test_states_are_exactly_the_documented_strings() -> None:
+    assert [s.value for s in TaskState] == [
+        "pending", "queued", "running", "success", "failure", "timeout", "canceled", "retrying", "skipped",
+    ]  # fmt: skip
+    assert TaskState.SUCCESS == "success" and isinstance(TaskState.SUCCESS, str)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({}, "exactly one of func"),
+        ({"func": print, "command": "echo"}, "exactly one of func"),
+        ({"func": print, "timeout": -1}, "timeout must be a positive"),
+        ({"func": print, "timeout": 0}, "timeout must be a positive"),
+        ({"func": print, "max_retries": -1}, "max_retries must be 0 or more"),
+        ({"func": print, "retry_delay_seconds": -2}, "retry_delay_seconds"),
+        ({"func": print, "backoff_factor": 0.5}, "backoff_factor"),
+        ({"func": print, "isolation": "gpu"}, "isolation must be one of"),
+        ({"func": lambda: 1, "isolation": "process"}, "not a lambda"),
+        ({"func": print, "task_id": "  "}, "task_id must be a non-empty"),
+        ({"func": 42}, "must be callable"),
+        ({"func": print, "retry_on": (int,)}, "exception classes"),
+    ],
+)
+def test_bad_options_raise_validation_errors_that_say_what_to_do(kwargs: dict, words: str) -> None:
+    with pytest.raises(ValidationError, match=words) as info:
+        Task(**kwargs)
+    assert isinstance(info.value, UnifiedError)
+
+
+@pytest.mark.parametrize("path", ["nodots", "no_such_module_xyz:f", "tests.helpers.tasks:missing", "os.path:"])
+def test_import_paths_that_do_not_resolve_are_refused(path: str) -> None:
+    with pytest.raises(ImportPathError):
+        Task(func=path)
+
+
+def test_import_path_task_resolves_and_names_itself() -> None:
+    task = Task(func="tests.helpers.tasks:add", args=(1, 2))
+    assert task.resolve()(1, 2) == 3
+    assert task.name == "add"
+    assert task.spec()["func"] == "tests.helpers.tasks:add"
+
+
+def test_spec_round_trip_keeps_every_option() -> None:
+    task = Task(
+        task_id="t", func="tests.helpers.tasks:add", args=(1,), kwargs={"b": 2}, dependencies=["a"], timeout=3,
+        max_retries=2, retry_delay_seconds=1.5, backoff_factor=3, max_retry_delay_seconds=10, jitter=True,
+        retry_on=(ValueError,), priority=7, metadata={"k": "v"}, isolation="process", queue="etl",
+    )  # fmt: skip
+    again = Task.from_spec(task.spec())
+    assert again.spec() == task.spec()
+    assert again.retry_on == (ValueError,)
+
+
+def test_lambda_spec_cannot_be_rebuilt_elsewhere_and_says_why() -> None:
+    spec = Task(task_id="t", func=lambda: 1).spec()
+    assert spec["func"].startswith("inproc:")
+    with pytest.raises(ValidationError, match="module level"):
+        Task.from_spec(spec)
+
+
+def test_illegal_transition_raises() -> None:
+    with pytest.raises(InvalidTransitionError, match="cannot go from success to running"):
+        check_transition("success", "running")
+    assert check_transition("queued", "running") is TaskState.RUNNING
+
+
+@given(st.sampled_from(list(TaskState)), st.sampled_from(list(TaskState)))
+def test_transition_check_matches_the_table(current: TaskState, new: TaskState) -> None:
+    if new in ALLOWED_TRANSITIONS[current]:
+        assert check_transition(current, new) is new
+    else:
+        with pytest.raises(InvalidTransitionError):
+            check_transition(current, new)
+
+
+def test_finished_states_have_no_way_out_but_a_manual_retry() -> None:
+    for state in (TaskState.FAILURE, TaskState.TIMEOUT, TaskState.CANCELED, TaskState.SKIPPED):
+        assert ALLOWED_TRANSITIONS[state] == {TaskState.PENDING, TaskState.QUEUED}
+    assert ALLOWED_TRANSITIONS[TaskState.SUCCESS] == frozenset()
