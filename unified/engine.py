@@ -398,7 +398,9 @@ class Engine:
     def cancel_run(self, run_id: str) -> int:
         """Cancel every unfinished task of a run; returns how many were canceled."""
         self.store.get_run(run_id)
-        return sum(self.cancel_task(r.id) for r in self.store.run_tasks(run_id) if r.state in UNFINISHED)
+        # newest first: a task's dependants were added after it, so they are canceled rather than skipped
+        tasks = reversed(self.store.run_tasks(run_id))
+        return sum(self.cancel_task(r.id) for r in tasks if r.state in UNFINISHED)
 
     def retry_task(self, task_id: str) -> None:
         """Run a task that ended in failure, timeout, canceled or skipped again, with a fresh retry budget."""
@@ -418,17 +420,16 @@ class Engine:
         self._reset([record], ready={record.id} if all(u.state == "success" for u in upstream) else set())
 
     def retry_run(self, run_id: str) -> int:
-        """Run the failed, timed-out and canceled tasks of a run again, and what they skipped; returns the count."""
+        """Run the failed, timed-out and canceled tasks of a run again, and what they skipped; returns how many."""
         self.store.get_run(run_id)
-        tasks = [r for r in self.store.run_tasks(run_id) if r.state in RETRYABLE_STATES]
+        tasks = [r for r in self.store.run_tasks(run_id) if r.state in ("failure", "timeout", "canceled")]
         if not tasks:
             raise ConflictError(f"run {run_id!r} has nothing to retry: no task failed, timed out or was canceled")
         states = {r.id: r.state for r in self.store.run_tasks(run_id)}
         ready = {r.id for r in tasks if all(states.get(d) == "success" for d in r.dependencies)}
-        self._reset(tasks, ready)
-        return len(tasks)
+        return self._reset(tasks, ready)
 
-    def _reset(self, records: list[TaskRecord], ready: set[str]) -> None:
+    def _reset(self, records: list[TaskRecord], ready: set[str]) -> int:
         now = self.clock.now()
         with self.store.atomic():
             to_reset = {r.id: r for r in records}
@@ -456,6 +457,7 @@ class Engine:
             for run_id in {r.run_id for r in to_reset.values() if r.run_id}:
                 self.store.update_run(run_id, None, state="running", finished_at=None)
         self._notify_ready(len(ready))
+        return len(to_reset)
 
     # -- leases ------------------------------------------------------------------------------------------
     def extend_leases(self, worker: str, leases: dict[str, int], lease_seconds: float) -> list[str]:

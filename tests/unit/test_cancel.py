@@ -1,0 +1,129 @@
+"""Cancellation: queued tasks never run, running thread tasks see ctx.cancelled, processes and shells die."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from unified.task import Task, TaskContext
+from unified.task_manager import TaskManager
+from unified.workflow.workflow import Workflow, WorkflowManager
+
+
+def test_a_queued_task_never_runs(drained: TaskManager) -> None:
+    ran = []
+    task_id = drained.queue_task(lambda: ran.append(1))
+    assert drained.cancel_task(task_id) is True
+    drained.run_until_idle()
+    assert ran == [] and drained.get_task_metadata(task_id)["state"] == "canceled"
+
+
+def test_a_pending_task_never_runs_and_its_dependants_are_skipped(drained: TaskManager) -> None:
+    drained.queue_task(lambda: 1, task_id="a")
+    drained.queue_task(lambda: 1, task_id="b", dependencies=["a"])
+    drained.queue_task(lambda: 1, task_id="c", dependencies=["b"])
+    assert drained.cancel_task("b")
+    drained.run_until_idle()
+    assert [drained.store.get_task(t).state for t in "abc"] == ["success", "canceled", "skipped"]
+
+
+def test_cancelling_a_finished_task_returns_false_and_changes_nothing(drained: TaskManager) -> None:
+    task_id = drained.queue_task(lambda: "x")
+    drained.run_until_idle()
+    before = drained.get_task_metadata(task_id)
+    assert drained.cancel_task(task_id) is False
+    assert drained.get_task_metadata(task_id) == before
+
+
+def test_a_running_thread_task_sees_ctx_cancelled(manager: TaskManager) -> None:
+    started, stopped = threading.Event(), threading.Event()
+
+    def cooperative(ctx: TaskContext) -> str:
+        started.set()
+        deadline = time.monotonic() + 10
+        while not ctx.cancelled and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stopped.set()
+        return "stopped"
+
+    task_id = manager.queue_task(cooperative)
+    assert started.wait(5)
+    assert manager.cancel_task(task_id)
+    assert stopped.wait(5)
+    meta = manager.wait(task_id, timeout=5)
+    assert meta["state"] == "canceled"
+    assert manager.cancel_task(task_id) is False
+
+
+def test_a_process_task_is_killed_within_a_second(manager: TaskManager, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    task_id = manager.queue_task(
+        "tests.helpers.tasks:write_pid_and_sleep", args=(str(pid_file), 30), isolation="process"
+    )
+    deadline = time.monotonic() + 10
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    pid = int(pid_file.read_text())
+    started = time.monotonic()
+    assert manager.cancel_task(task_id)
+    manager.wait(task_id, timeout=5)
+    while _alive(pid) and time.monotonic() - started < 2:
+        time.sleep(0.02)
+    assert not _alive(pid), "the child process survived its cancellation"
+    assert time.monotonic() - started < 1.5
+    assert manager.get_task_metadata(task_id)["state"] == "canceled"
+
+
+def test_a_shell_task_is_killed_within_a_second(manager: TaskManager, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    task_id = manager.queue_task(command=f"echo $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file} && sleep 30")
+    deadline = time.monotonic() + 10
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    pid = int(pid_file.read_text())
+    started = time.monotonic()
+    assert manager.cancel_task(task_id)
+    while _alive(pid) and time.monotonic() - started < 2:
+        time.sleep(0.02)
+    assert not _alive(pid)
+    assert time.monotonic() - started < 1.5
+    assert manager.wait(task_id, timeout=5)["state"] == "canceled"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a killed child that is not yet reaped is a zombie: dead for our purpose
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_cancel_run_cancels_every_unfinished_task() -> None:
+    gate = threading.Event()
+    started = threading.Event()
+
+    def slow(ctx: TaskContext) -> None:
+        started.set()
+        while not ctx.cancelled and not gate.wait(0.01):
+            pass
+
+    with WorkflowManager() as wm:
+        workflow_id = wm.register(
+            Workflow(
+                "c", tasks=[Task(task_id="slow", func=slow), Task(task_id="after", func=print, dependencies=["slow"])]
+            )
+        )
+        run_id = wm.start_workflow(workflow_id)
+        assert started.wait(5)
+        assert wm.cancel_run(run_id) == 2
+        run = wm.wait_run(run_id, timeout=5)
+    assert run.state == "canceled"
+    assert run.tasks["slow"]["state"] == "canceled"
+    assert run.tasks["after"]["state"] == "canceled"

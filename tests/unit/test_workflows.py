@@ -1,0 +1,128 @@
+"""Workflows: registration, edits, frozen versions with hashes, runs of earlier versions, run results."""
+
+from __future__ import annotations
+
+import pytest
+
+from unified.errors import ConflictError, NotFoundError, ValidationError
+from unified.task import Task
+from unified.task_manager import TaskManager
+from unified.testing import run_until_idle
+from unified.workflow.workflow import Workflow, WorkflowManager
+from tests.helpers.tasks import add, boom
+
+
+@pytest.fixture
+def wm(drained: TaskManager) -> WorkflowManager:
+    return WorkflowManager(task_manager=drained)
+
+
+def run(wm: WorkflowManager, workflow_id: str, **kwargs):
+    run_id = wm.start_workflow(workflow_id, **kwargs)
+    run_until_idle(wm)
+    return wm.get_run(run_id)
+
+
+def test_edits_coalesce_and_the_first_run_after_an_edit_freezes_a_version(wm: WorkflowManager) -> None:
+    wid = wm.register_workflow("etl", "extract and load")
+    wm.add_task_to_workflow(wid, Task(task_id="a", func=add, args=(1, 2)))
+    wm.add_task_to_workflow(wid, Task(task_id="b", func=add, args=(3, 4), dependencies=["a"]))
+    assert wm.list_versions(wid) == []
+    first = run(wm, wid)
+    second = run(wm, wid)
+    assert first.version == second.version == 1
+    wm.add_task_to_workflow(wid, Task(task_id="c", func=add, args=(5, 6)))
+    wm.remove_task_from_workflow(wid, "c")
+    assert run(wm, wid).version == 1, "an edit undone before a run is no new version"
+    wm.add_task_to_workflow(wid, Task(task_id="c", func=add, args=(5, 6)))
+    third = run(wm, wid)
+    assert third.version == 2 and third.results == {"a": 3, "b": 7, "c": 11}
+    versions = wm.list_versions(wid)
+    assert [v["number"] for v in versions] == [1, 2]
+    assert versions[0]["hash"] != versions[1]["hash"] and len(versions[1]["hash"]) == 64
+    assert [t["task_id"] for t in versions[0]["tasks"]] == ["a", "b"]
+    assert wm.get_workflow(wid)["current_version"] == 2
+
+
+def test_an_earlier_version_runs_while_its_callables_exist(wm: WorkflowManager) -> None:
+    wid = wm.register(Workflow("w", tasks=[Task(task_id="t", func=lambda: "v1")]))
+    assert run(wm, wid).results == {"t": "v1"}
+    wm.register(Workflow("w", tasks=[Task(task_id="t", func=lambda: "v2")]))
+    assert run(wm, wid).results == {"t": "v2"}
+    old = run(wm, wid, version=1)
+    assert (old.version, old.results) == (1, {"t": "v1"})
+
+
+def test_an_earlier_version_whose_lambda_is_gone_says_which_one(drained: TaskManager) -> None:
+    first = WorkflowManager(task_manager=drained)
+    wid = first.register(Workflow("w", tasks=[Task(task_id="t", func=lambda: "v1")]))
+    run(first, wid)
+    # a new process knows the store but not the lambda: simulate with a fresh engine on the same store
+    other = WorkflowManager(task_manager=TaskManager(store=drained.store, max_workers=0, clock=drained.clock))
+    with pytest.raises(ValidationError, match=r"version 1 of workflow 'w' cannot run: task 't'.*lambda"):
+        other.start_workflow(wid, version=1)
+
+
+def test_each_run_records_params_and_trigger(wm: WorkflowManager) -> None:
+    wid = wm.register(Workflow("p", tasks=[Task(task_id="t", func=lambda ctx: ctx.params["x"] * 2)]))
+    result = run(wm, wid, params={"x": 21})
+    assert result.results == {"t": 42} and result.params == {"x": 21} and result.trigger == "manual"
+    assert [r.run_id for r in wm.list_runs(wid)] == [result.run_id]
+
+
+def test_a_failing_task_fails_the_run_and_retry_run_reruns_it_and_what_it_skipped(wm: WorkflowManager) -> None:
+    state = {"fail": True}
+
+    def sometimes() -> str:
+        if state["fail"]:
+            raise RuntimeError("not yet")
+        return "fine"
+
+    wid = wm.register(
+        Workflow(
+            "r", tasks=[Task(task_id="a", func=sometimes), Task(task_id="b", func=lambda: "b", dependencies=["a"])]
+        )
+    )
+    failed = run(wm, wid)
+    assert failed.state == "failure"
+    assert failed.tasks["b"]["state"] == "skipped"
+    state["fail"] = False
+    assert wm.retry_run(failed.run_id) == 2
+    run_until_idle(wm)
+    again = wm.get_run(failed.run_id)
+    assert again.state == "success" and again.results == {"a": "fine", "b": "b"}
+
+
+def test_timeout_fails_a_run(wm: WorkflowManager) -> None:
+    wid = wm.register(
+        Workflow("t", tasks=[Task(task_id="slow", func="tests.helpers.tasks:sleep_for", args=(5,), timeout=0.1)])
+    )
+    assert run(wm, wid).state == "failure"
+
+
+def test_bad_workflow_requests(wm: WorkflowManager) -> None:
+    wid = wm.register_workflow("x")
+    with pytest.raises(ValidationError, match="no tasks"):
+        wm.start_workflow(wid)
+    wm.add_task_to_workflow(wid, Task(task_id="a", func=boom))
+    wm.add_task_to_workflow(wid, Task(task_id="b", func=boom, dependencies=["a"]))
+    with pytest.raises(ConflictError, match="depend on 'a'"):
+        wm.remove_task_from_workflow(wid, "a")
+    with pytest.raises(ConflictError, match="already used"):
+        wm.add_task_to_workflow(wid, Task(task_id="a", func=boom))
+    with pytest.raises(NotFoundError, match="no workflow"):
+        wm.get_workflow("missing")
+    with pytest.raises(NotFoundError, match="no run"):
+        wm.get_run("missing")
+    with pytest.raises(NotFoundError, match="no version 9"):
+        wm.start_workflow(wid, version=9)
+    with pytest.raises(ValidationError, match="non-empty name"):
+        wm.register_workflow(" ")
+
+
+def test_run_workflow_blocks_until_done_with_real_threads() -> None:
+    with WorkflowManager() as wm:
+        wid = wm.register(Workflow("w", tasks=[Task(task_id="a", func=add, args=(2, 3))]))
+        result = wm.run_workflow(wid, timeout=10)
+    assert result.state == "success" and result.results == {"a": 5}
+    assert result.tasks["a"]["history"][0]["state"] == "success"
