@@ -1,8 +1,38 @@
 """unified: a workflow orchestrator that runs in-process, on SQLite, or across machines on PostgreSQL.
 
-This module stays light: importing it loads neither SQLAlchemy nor any web framework.
+The public names below load on first use, so ``import unified`` stays light (no SQLAlchemy, no web framework).
 """
 
-__all__ = ["__version__"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "Task": "unified.task",
+    "TaskContext": "unified.task",
+    "TaskState": "unified.task",
+    "RetryPolicy": "unified.task",
+    "TaskManager": "unified.task_manager",
+    "Workflow": "unified.workflow.workflow",
+    "WorkflowManager": "unified.workflow.workflow",
+    "WorkflowRun": "unified.workflow.workflow",
+    "FakeClock": "unified.utils",
+    "configure_logging": "unified.logger",
+    "UnifiedError": "unified.errors",
+    "ValidationError": "unified.errors",
+    "NotFoundError": "unified.errors",
+    "ConflictError": "unified.errors",
+    "CycleError": "unified.errors",
+    "TaskFailedError": "unified.errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'unified' has no attribute {name!r}")
