@@ -1,0 +1,1 @@
+"""Example workflows shipped with unified (the demo that `make run` starts)."""
