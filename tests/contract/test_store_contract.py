@@ -1,0 +1,405 @@
+"""The store contract: every verb of ``unified.store.base.Store``, the same tests for every implementation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from unified.errors import ConflictError, DuplicateTaskError, NotFoundError, SerializationError
+from unified.store.base import (
+    AlertRecord,
+    AttemptRecord,
+    LogRecord,
+    RunRecord,
+    Store,
+    TaskRecord,
+    VersionRecord,
+    WorkflowRecord,
+)
+
+MakeTask = Callable[..., TaskRecord]
+NOW = 1000.0
+
+
+def ids(records: list[TaskRecord]) -> list[str]:
+    return [r.id for r in records]
+
+
+def test_store_satisfies_protocol(store: Store) -> None:
+    assert isinstance(store, Store)
+    assert isinstance(store.url, str)
+    assert isinstance(store.keeps_objects, bool)
+
+
+# tasks: insert, get, list
+def test_insert_and_get_round_trip_every_field(store: Store, make_task: MakeTask) -> None:
+    record = make_task(
+        "a",
+        run_id="r1",
+        spec={"func": "m:f", "args": [1, 2.5, None, True], "kwargs": {"ü": "ß"}},
+        priority=7,
+        queue="q",
+        dependencies=["x", "y"],
+        attempts=2,
+        result={"rows": [1, 2], "ok": True},
+        error={"type": "ValueError", "message": "bad", "traceback": "..."},
+        metadata={"owner": "ana"},
+        queued_at=1001.5,
+        started_at=1002.25,
+        finished_at=1003.125,
+        not_before=1004.0,
+        lease_owner="w1",
+        lease_expires_at=1005.0,
+        reason="because",
+    )
+    store.insert_tasks([record])
+    assert record.seq > 0
+    assert store.get_task("a") == record
+
+
+def test_insert_assigns_increasing_seq_across_batches(store: Store, make_task: MakeTask) -> None:
+    first = [make_task(f"a{i}") for i in range(3)]
+    second = [make_task(f"b{i}") for i in range(3)]
+    store.insert_tasks(first)
+    store.insert_tasks(second)
+    seqs = [store.get_task(r.id).seq for r in first + second]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 6
+    assert [r.seq for r in first + second] == seqs
+
+
+def test_insert_nothing_is_fine(store: Store) -> None:
+    store.insert_tasks([])
+    assert store.count_tasks_by_state() == {}
+
+
+def test_duplicate_id_rejects_the_whole_batch(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks([make_task("a")])
+    with pytest.raises(DuplicateTaskError, match="'a'"):
+        store.insert_tasks([make_task("b"), make_task("a")])
+    with pytest.raises(DuplicateTaskError, match="'c'"):
+        store.insert_tasks([make_task("c"), make_task("c")])
+    assert ids(store.get_tasks(["a", "b", "c"])) == ["a"]
+
+
+def test_duplicate_inside_atomic_leaves_other_writes(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks([make_task("a")])
+    with store.atomic():
+        store.insert_tasks([make_task("b")])
+        with pytest.raises(DuplicateTaskError):
+            store.insert_tasks([make_task("c"), make_task("a")])
+        store.insert_tasks([make_task("d")])
+    assert sorted(ids(store.get_tasks(["a", "b", "c", "d"]))) == ["a", "b", "d"]
+
+
+def test_unknown_ids_raise_not_found_naming_the_id(store: Store) -> None:
+    calls = [
+        lambda: store.get_task("nope-task"),
+        lambda: store.update_task("nope-task", None, priority=1),
+        lambda: store.update_task("nope-task", "queued", state="running"),
+        lambda: store.get_run("nope-run"),
+        lambda: store.update_run("nope-run", None, state="success"),
+        lambda: store.get_workflow("nope-wf"),
+        lambda: store.delete_workflow("nope-wf"),
+        lambda: store.get_version("nope-wf", 1),
+        lambda: store.finish_attempt("nope-task", 1, state="success"),
+        lambda: store.update_alert("nope-alert", status="failed"),
+    ]
+    for call in calls:
+        with pytest.raises(NotFoundError, match="nope-"):
+            call()
+
+
+def test_get_tasks_returns_the_existing_ones(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks([make_task("a"), make_task("b")])
+    assert sorted(ids(store.get_tasks(["b", "missing", "a"]))) == ["a", "b"]
+    assert store.get_tasks([]) == []
+
+
+def test_list_tasks_newest_first_with_filters(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks([make_task(f"t{i}", run_id="r1" if i % 2 else "r2", created_at=NOW + i) for i in range(6)])
+    store.update_task("t4", None, state="success")
+    assert ids(store.list_tasks()) == ["t5", "t4", "t3", "t2", "t1", "t0"]
+    assert ids(store.list_tasks(limit=2, offset=1)) == ["t4", "t3"]
+    assert ids(store.list_tasks(run_id="r1")) == ["t5", "t3", "t1"]
+    assert ids(store.list_tasks(state="queued", run_id="r2")) == ["t2", "t0"]
+    assert ids(store.list_tasks(state="success")) == ["t4"]
+
+
+def test_run_tasks_in_insertion_order_and_progress(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks([make_task("z", run_id="r"), make_task("a", run_id="r"), make_task("o", run_id="other")])
+    store.insert_tasks([make_task("m", run_id="r", state="pending")])
+    assert ids(store.run_tasks("r")) == ["z", "a", "m"]
+    assert store.run_tasks("none") == []
+    assert store.run_progress("r") == {"queued": 2, "pending": 1}
+
+
+def test_dependants_follow_dependencies(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks(
+        [make_task("up"), make_task("d1", dependencies=["up"]), make_task("d2", dependencies=["up", "other"])]
+    )
+    assert ids(store.dependants("up")) == ["d1", "d2"]
+    assert ids(store.dependants("other")) == ["d2"]
+    assert store.dependants("d1") == []
+
+
+# compare-and-set
+def test_update_task_compare_and_set(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks([make_task("a")])
+    assert store.update_task("a", "queued", state="running", lease_owner="w") is True
+    assert store.update_task("a", "queued", state="canceled") is False
+    task = store.get_task("a")
+    assert (task.state, task.lease_owner) == ("running", "w")
+    assert store.update_task("a", None, priority=9) is True
+    assert store.get_task("a").priority == 9
+
+
+def test_update_task_checks_the_attempt_fencing_token(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks([make_task("a", state="running", attempts=2)])
+    assert store.update_task("a", "running", 1, state="success") is False
+    assert store.update_task("a", "running", 2, state="success", result=[1, {"x": None}]) is True
+    task = store.get_task("a")
+    assert (task.state, task.result) == ("success", [1, {"x": None}])
+
+
+def test_update_task_round_trips_json_and_refuses_other_values(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks([make_task("a")])
+    store.update_task("a", None, result={"n": 1.5, "s": "é", "l": [None]}, error=None, metadata={"k": [1]})
+    task = store.get_task("a")
+    assert (task.result, task.error, task.metadata) == ({"n": 1.5, "s": "é", "l": [None]}, None, {"k": [1]})
+    if store.keeps_objects:
+        return
+    with pytest.raises(SerializationError, match="result"):
+        store.update_task("a", None, state="success", result=object())
+    with pytest.raises(SerializationError):
+        store.insert_tasks([make_task("b", spec={"func": object()})])
+    assert store.get_task("a").state == "queued"
+    assert store.get_tasks(["b"]) == []
+
+
+def test_update_task_dependencies_moves_dependants(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks([make_task("a"), make_task("b"), make_task("c", dependencies=["a"])])
+    assert store.update_task("c", None, dependencies=["b"]) is True
+    assert store.dependants("a") == []
+    assert ids(store.dependants("b")) == ["c"]
+    assert store.get_task("c").dependencies == ["b"]
+
+
+# claims and leases
+def test_claim_highest_priority_then_fifo(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks(
+        [make_task("low1"), make_task("high1", priority=5), make_task("low2"), make_task("mid", priority=1)]
+    )
+    store.insert_tasks([make_task("high2", priority=5), make_task("neg", priority=-1)])
+    order = []
+    while claimed := store.claim_tasks("w", NOW, 30.0, limit=1):
+        order += ids(claimed)
+    assert order == ["high1", "high2", "mid", "low1", "low2", "neg"]
+
+
+def test_claim_batch_is_ordered_and_limited(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks([make_task(f"t{i}", priority=i % 2) for i in range(6)])
+    assert store.claim_tasks("w", NOW, 30.0, limit=0) == []
+    assert ids(store.claim_tasks("w", NOW, 30.0, limit=4)) == ["t1", "t3", "t5", "t0"]
+    assert ids(store.claim_tasks("w", NOW, 30.0, limit=4)) == ["t2", "t4"]
+    assert store.claim_tasks("w", NOW, 30.0, limit=4) == []
+
+
+def test_claim_sets_the_lease(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks([make_task("fresh"), make_task("again", state="retrying", attempts=1, started_at=500.0)])
+    claimed = {t.id: t for t in store.claim_tasks("w1", NOW, 30.0, limit=5)}
+    for task_id, attempts, started in (("fresh", 1, NOW), ("again", 2, 500.0)):
+        task = claimed[task_id]
+        assert (task.state, task.attempts, task.started_at) == ("running", attempts, started)
+        assert (task.lease_owner, task.lease_expires_at) == ("w1", NOW + 30.0)
+        assert store.get_task(task_id) == task
+
+
+def test_claim_takes_only_claimable_states(store: Store, make_task: MakeTask) -> None:
+    states = ["pending", "running", "success", "failure", "timeout", "canceled", "skipped", "queued"]
+    store.insert_tasks([make_task(state, state=state) for state in states])
+    assert ids(store.claim_tasks("w", NOW, 30.0, limit=10)) == ["queued"]
+
+
+def test_retrying_waits_for_not_before(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks(
+        [
+            make_task("later", state="retrying", not_before=NOW + 20),
+            make_task("soon", state="retrying", not_before=NOW + 10),
+            make_task("now", state="retrying", not_before=NOW),
+        ]
+    )
+    assert store.next_not_before() == NOW
+    assert ids(store.claim_tasks("w", NOW, 30.0, limit=5)) == ["now"]
+    assert store.next_not_before() == NOW + 10
+    assert store.claim_tasks("w", NOW + 9.9, 30.0, limit=5) == []
+    assert ids(store.claim_tasks("w", NOW + 15, 30.0, limit=5)) == ["soon"]
+    assert ids(store.claim_tasks("w", NOW + 25, 30.0, limit=5)) == ["later"]
+    assert store.next_not_before() is None
+
+
+def test_claim_filters_queues(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks([make_task("a", queue="alpha"), make_task("b", queue="beta"), make_task("c", queue="gamma")])
+    assert store.claim_tasks("w", NOW, 30.0, limit=5, queues=[]) == []
+    assert ids(store.claim_tasks("w", NOW, 30.0, limit=5, queues=["beta", "gamma"])) == ["b", "c"]
+    assert ids(store.claim_tasks("w", NOW, 30.0, limit=5, queues=iter(["alpha"]))) == ["a"]
+
+
+def test_requeued_task_is_claimed_again(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks([make_task("a")])
+    (task,) = store.claim_tasks("w1", NOW, 30.0)
+    assert store.update_task("a", "running", task.attempts, state="queued", lease_owner=None, lease_expires_at=None)
+    (again,) = store.claim_tasks("w2", NOW + 1, 30.0)
+    assert (again.id, again.attempts, again.lease_owner) == ("a", 2, "w2")
+
+
+def test_extend_leases_only_for_the_owner_and_attempt(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks([make_task("a"), make_task("b"), make_task("c")])
+    store.claim_tasks("w1", NOW, 30.0, limit=2)  # a and b, attempt 1
+    store.claim_tasks("w2", NOW, 30.0, limit=1)  # c
+    held = store.extend_leases("w1", {"a": 1, "b": 2, "c": 1, "missing": 1}, NOW + 100)
+    assert held == ["a"]
+    assert store.get_task("a").lease_expires_at == NOW + 100
+    assert store.get_task("b").lease_expires_at == NOW + 30
+    assert store.get_task("c").lease_expires_at == NOW + 30
+    assert store.extend_leases("w1", {}, NOW + 100) == []
+    store.update_task("a", "running", state="success")
+    assert store.extend_leases("w1", {"a": 1}, NOW + 200) == []
+
+
+def test_expired_leases(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks([make_task("a"), make_task("b"), make_task("c"), make_task("idle")])
+    store.claim_tasks("w", NOW, 10.0, limit=1)  # a expires at NOW + 10
+    store.claim_tasks("w", NOW, 50.0, limit=2)  # b and c at NOW + 50
+    assert store.expired_leases(NOW + 5) == []
+    assert ids(store.expired_leases(NOW + 20)) == ["a"]
+    assert sorted(ids(store.expired_leases(NOW + 60))) == ["a", "b", "c"]
+    assert len(store.expired_leases(NOW + 60, limit=2)) == 2
+    store.update_task("a", "running", state="success")
+    assert sorted(ids(store.expired_leases(NOW + 60))) == ["b", "c"]
+
+
+def test_count_tasks_by_state(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks([make_task("a"), make_task("b"), make_task("c", state="pending")])
+    store.claim_tasks("w", NOW, 30.0)
+    assert store.count_tasks_by_state() == {"running": 1, "queued": 1, "pending": 1}
+
+
+# attempts and logs
+def test_attempts_by_number_and_finished(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks([make_task("a")])
+    store.insert_attempt(AttemptRecord("a", 2, "running", NOW + 10, worker="w2"))
+    store.insert_attempt(AttemptRecord("a", 1, "running", NOW, worker="w1"))
+    error = {"type": "KeyError", "message": "k", "traceback": "Traceback ..."}
+    store.finish_attempt("a", 1, state="failure", finished_at=NOW + 5, error=error)
+    first, second = store.list_attempts("a")
+    assert first == AttemptRecord("a", 1, "failure", NOW, NOW + 5, error, "w1")
+    assert second == AttemptRecord("a", 2, "running", NOW + 10, worker="w2")
+    assert store.list_attempts("other") == []
+    with pytest.raises(NotFoundError, match="3"):
+        store.finish_attempt("a", 3, state="success")
+
+
+def test_logs_oldest_first(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks([make_task("a"), make_task("b")])
+    lines = [LogRecord("a", 1, NOW + i, "INFO", f"line {i} ✓") for i in range(3)]
+    store.append_logs(lines[:2])
+    store.append_logs(iter([LogRecord("b", 1, NOW, "ERROR", "other"), lines[2]]))
+    store.append_logs([])
+    assert store.get_logs("a") == lines
+    assert [line.message for line in store.get_logs("b")] == ["other"]
+    assert store.get_logs("none") == []
+
+
+# workflows and versions
+def workflow(workflow_id: str, created_at: float, **fields: object) -> WorkflowRecord:
+    return WorkflowRecord(workflow_id, f"wf {workflow_id}", created_at=created_at, updated_at=created_at, **fields)  # type: ignore[arg-type]
+
+
+def test_workflows_put_replace_list_delete(store: Store) -> None:
+    store.put_workflow(workflow("w2", NOW + 1))
+    store.put_workflow(workflow("w1", NOW, tasks=[{"task_id": "t1", "dependencies": []}]))
+    replaced = workflow("w2", NOW + 1, description="new", current_version=1)
+    replaced.updated_at = NOW + 9
+    store.put_workflow(replaced)
+    assert store.get_workflow("w2") == replaced
+    assert [w.workflow_id for w in store.list_workflows()] == ["w1", "w2"]
+    assert store.get_workflow("w1").tasks == [{"task_id": "t1", "dependencies": []}]
+    store.add_version(VersionRecord("w2", 1, "h1", [], NOW + 2))
+    store.delete_workflow("w2")
+    assert [w.workflow_id for w in store.list_workflows()] == ["w1"]
+    assert store.list_versions("w2") == []
+    with pytest.raises(NotFoundError, match="w2"):
+        store.get_workflow("w2")
+
+
+def test_versions_are_unique_and_ordered(store: Store) -> None:
+    store.put_workflow(workflow("w", NOW))
+    spec = [{"task_id": "t", "spec": {"func": "m:f", "timeout": 1.5}}]
+    store.add_version(VersionRecord("w", 2, "h2", spec, NOW + 2))
+    store.add_version(VersionRecord("w", 1, "h1", [], NOW + 1))
+    assert [v.number for v in store.list_versions("w")] == [1, 2]
+    assert store.get_version("w", 2) == VersionRecord("w", 2, "h2", spec, NOW + 2)
+    with pytest.raises(ConflictError):
+        store.add_version(VersionRecord("w", 2, "other", [], NOW + 3))
+    assert store.get_version("w", 2).hash == "h2"
+    with pytest.raises(NotFoundError, match="3"):
+        store.get_version("w", 3)
+
+
+# runs
+def test_runs_insert_get_list_update(store: Store) -> None:
+    runs = [
+        RunRecord("r1", "w1", 1, "success", params={"day": "2026-01-01"}, created_at=NOW),
+        RunRecord("r2", "w2", 1, "running", trigger="schedule", created_at=NOW + 1, metadata={"k": [1]}),
+        RunRecord("r3", "w1", 2, "running", created_at=NOW + 2, started_at=NOW + 2),
+        RunRecord("r4", None, None, "failure", trigger="api", created_at=NOW + 3),
+    ]
+    for run in runs:
+        store.insert_run(run)
+    assert store.get_run("r2") == runs[1]
+    assert [r.run_id for r in store.list_runs()] == ["r4", "r3", "r2", "r1"]
+    assert [r.run_id for r in store.list_runs(workflow_id="w1")] == ["r3", "r1"]
+    assert [r.run_id for r in store.list_runs(state="running", limit=1)] == ["r3"]
+    assert [r.run_id for r in store.list_runs(workflow_id="w1", state="running")] == ["r3"]
+    assert store.update_run("r3", "running", state="success", finished_at=NOW + 5) is True
+    assert store.update_run("r3", "running", state="failure") is False
+    assert store.update_run("r3", None, metadata={"note": "x"}) is True
+    run = store.get_run("r3")
+    assert (run.state, run.finished_at, run.metadata) == ("success", NOW + 5, {"note": "x"})
+    with pytest.raises(ConflictError, match="r1"):
+        store.insert_run(RunRecord("r1", None, None, "running"))
+
+
+# alerts
+def test_alerts_insert_update_list(store: Store) -> None:
+    store.insert_alert(AlertRecord("a1", "task.failed", {"task_id": "t", "n": [1]}, NOW, status="pending"))
+    store.insert_alert(AlertRecord("a2", "run.success", {}, NOW + 1, channel="webhook"))
+    store.update_alert("a1", status="failed", error="HTTP 500")
+    assert store.list_alerts() == [
+        AlertRecord("a2", "run.success", {}, NOW + 1, channel="webhook"),
+        AlertRecord("a1", "task.failed", {"task_id": "t", "n": [1]}, NOW, status="failed", error="HTTP 500"),
+    ]
+    assert [a.alert_id for a in store.list_alerts(limit=1)] == ["a2"]
+
+
+# transactions
+def test_atomic_is_reentrant_and_groups_writes(store: Store, make_task: MakeTask) -> None:
+    with store.atomic():
+        store.insert_tasks([make_task("a")])
+        with store.atomic():
+            assert store.update_task("a", "queued", state="running")
+        assert store.get_task("a").state == "running"
+    assert store.get_task("a").state == "running"
+
+
+def test_atomic_rolls_back_on_error(store: Store, make_task: MakeTask) -> None:
+    if store.keeps_objects:
+        pytest.skip("the memory store has no rollback: the engine checks before it writes")
+    store.insert_tasks([make_task("a")])
+    with pytest.raises(RuntimeError), store.atomic():
+        store.update_task("a", None, state="running")
+        store.insert_tasks([make_task("b")])
+        raise RuntimeError("boom")
+    assert store.get_task("a").state == "queued"
+    assert store.get_tasks(["b"]) == []

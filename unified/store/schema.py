@@ -1,0 +1,222 @@
+"""The SQL schema of the store (SQLAlchemy Core tables) and the mapping between its rows and the records of base.py.
+
+Column names equal the record field names. JSON fields are Text holding JSON; timestamps are float epoch seconds.
+Tables whose records have no order field carry a hidden autoincrement ``seq`` that breaks ties in insertion order.
+The Alembic migrations in ``migrations/versions`` must build exactly these tables (a test compares them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Generic, TypeVar
+
+import sqlalchemy as sa
+
+from unified.errors import ValidationError
+from unified.store.base import (
+    AlertRecord,
+    AttemptRecord,
+    LogRecord,
+    RunRecord,
+    TaskRecord,
+    VersionRecord,
+    WorkflowRecord,
+)
+from unified.utils import from_json, to_json
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+# the claim index holds only claimable tasks; queries must repeat this exact text for the planner to use it
+CLAIMABLE_SQL = "state IN ('queued', 'retrying')"
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+# SQLite makes only "INTEGER PRIMARY KEY" an autoincrementing rowid; PostgreSQL gets a bigserial
+SeqType = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Id = sa.String(255)
+Time = sa.Double
+
+
+def _seq() -> sa.Column[int]:
+    return sa.Column("seq", SeqType, primary_key=True, autoincrement=True)
+
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    _seq(),
+    sa.Column("id", Id, nullable=False, unique=True),
+    sa.Column("task_id", Id, nullable=False),
+    sa.Column("run_id", Id, nullable=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("queue", sa.String(255), nullable=False),
+    sa.Column("dependencies", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("result", sa.Text, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("metadata", sa.Text, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("queued_at", Time, nullable=True),
+    sa.Column("started_at", Time, nullable=True),
+    sa.Column("finished_at", Time, nullable=True),
+    sa.Column("not_before", Time, nullable=True),
+    sa.Column("lease_owner", sa.String(255), nullable=True),
+    sa.Column("lease_expires_at", Time, nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Index("ix_tasks_state", "state", "seq"),
+    sa.Index("ix_tasks_run", "run_id", "seq"),
+    sa.Index("ix_tasks_not_before", "state", "not_before"),
+    sa.Index("ix_tasks_lease", "state", "lease_expires_at"),
+    sqlite_autoincrement=True,  # seq never reuses a number
+)
+sa.Index(
+    "ix_tasks_claim",
+    tasks.c.priority.desc(),
+    tasks.c.seq,
+    sqlite_where=sa.text(CLAIMABLE_SQL),
+    postgresql_where=sa.text(CLAIMABLE_SQL),
+)
+
+task_deps = sa.Table(
+    "task_deps",
+    metadata,
+    sa.Column("task_id", Id, sa.ForeignKey("tasks.id"), primary_key=True),
+    sa.Column("depends_on", Id, primary_key=True),
+    sa.Index("ix_task_deps_depends_on", "depends_on"),
+)
+
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column("task_id", Id, sa.ForeignKey("tasks.id"), primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("started_at", Time, nullable=False),
+    sa.Column("finished_at", Time, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("worker", sa.String(255), nullable=True),
+)
+
+logs = sa.Table(
+    "logs",
+    metadata,
+    _seq(),
+    sa.Column("task_id", Id, sa.ForeignKey("tasks.id"), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("ts", Time, nullable=False),
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Index("ix_logs_task", "task_id", "ts"),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    _seq(),
+    sa.Column("run_id", Id, nullable=False, unique=True),
+    sa.Column("workflow_id", Id, nullable=True),
+    sa.Column("version", sa.Integer, nullable=True),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("trigger", sa.String(32), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("started_at", Time, nullable=True),
+    sa.Column("finished_at", Time, nullable=True),
+    sa.Column("metadata", sa.Text, nullable=False),
+    sa.Index("ix_runs_created", "created_at", "seq"),
+    sa.Index("ix_runs_workflow", "workflow_id", "created_at"),
+)
+
+workflows = sa.Table(
+    "workflows",
+    metadata,
+    _seq(),
+    sa.Column("workflow_id", Id, nullable=False, unique=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("tasks", sa.Text, nullable=False),
+    sa.Column("current_version", sa.Integer, nullable=True),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+)
+
+versions = sa.Table(
+    "versions",
+    metadata,
+    sa.Column("workflow_id", Id, sa.ForeignKey("workflows.workflow_id"), primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("hash", sa.String(128), nullable=False),
+    sa.Column("tasks", sa.Text, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    _seq(),
+    sa.Column("alert_id", Id, nullable=False, unique=True),
+    sa.Column("event", sa.String(255), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("channel", sa.String(255), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index("ix_alerts_created", "created_at", "seq"),
+)
+
+R = TypeVar("R")
+
+
+class Codec(Generic[R]):
+    """Converts one record type to and from rows of its table, encoding its JSON fields."""
+
+    def __init__(self, cls: type[R], table: sa.Table, key: str, json_fields: Iterable[str], fixed: Iterable[str]):
+        self.cls = cls
+        self.table = table
+        self.key = key
+        self.names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        self.columns = [table.c[name] for name in self.names]
+        self.json = frozenset(json_fields)
+        self.fixed = frozenset(fixed)  # fields a change may not touch (keys, seq)
+        self._decoders: list[Callable[[Any], Any] | None] = [from_json if n in self.json else None for n in self.names]
+
+    def record(self, row: Iterable[Any]) -> R:
+        """The record of a row selected as ``self.columns``."""
+        return self.cls(*[dec(v) if dec else v for dec, v in zip(self._decoders, row, strict=True)])
+
+    def row(self, record: R, skip: Iterable[str] = ()) -> dict[str, Any]:
+        """The column values of ``record`` (JSON fields encoded), leaving out ``skip``."""
+        values = {n: getattr(record, n) for n in self.names if n not in skip}
+        return self._encode(values, getattr(record, self.key))
+
+    def changes(self, changes: Mapping[str, Any], key: str) -> dict[str, Any]:
+        """Validated, encoded column values for an update of the record ``key``."""
+        wrong = sorted(n for n in changes if n not in self.names or n in self.fixed)
+        if wrong:
+            raise ValidationError(
+                f"cannot change {', '.join(wrong)} of {self.table.name} {key!r}; "
+                f"changeable fields: {', '.join(n for n in self.names if n not in self.fixed)}"
+            )
+        return self._encode(dict(changes), key)
+
+    def _encode(self, values: dict[str, Any], key: str) -> dict[str, Any]:
+        for name in self.json.intersection(values):
+            values[name] = to_json(values[name], f"{name} of {self.table.name} {key!r}")
+        return values
+
+
+TASKS = Codec(TaskRecord, tasks, "id", ("spec", "dependencies", "result", "error", "metadata"), ("id", "seq"))
+ATTEMPTS = Codec(AttemptRecord, attempts, "task_id", ("error",), ("task_id", "number"))
+LOGS = Codec(LogRecord, logs, "task_id", (), ())
+RUNS = Codec(RunRecord, runs, "run_id", ("params", "metadata"), ("run_id",))
+WORKFLOWS = Codec(WorkflowRecord, workflows, "workflow_id", ("tasks",), ("workflow_id",))
+VERSIONS = Codec(VersionRecord, versions, "workflow_id", ("tasks",), ("workflow_id", "number"))
+ALERTS = Codec(AlertRecord, alerts, "alert_id", ("payload",), ("alert_id",))

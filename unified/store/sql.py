@@ -1,0 +1,480 @@
+"""The SQL store: every verb of the Store protocol on SQLAlchemy Core, the same code for PostgreSQL and SQLite.
+
+It owns transactions (a re-entrant, per-thread ``atomic()``), the claim query (one ``UPDATE ... RETURNING`` whose
+subquery takes ``FOR UPDATE SKIP LOCKED`` rows on PostgreSQL; SQLite serialises writers with ``BEGIN IMMEDIATE``, see
+sqlite.py), translation of database errors into the unified error tree, and bringing the schema to the Alembic head.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from unified.errors import ConflictError, DuplicateTaskError, NotFoundError, StoreError
+from unified.store import migrations
+from unified.store.base import (
+    AlertRecord,
+    AttemptRecord,
+    LogRecord,
+    RunRecord,
+    TaskRecord,
+    VersionRecord,
+    WorkflowRecord,
+    chunks,
+)
+from unified.store.schema import (
+    ALERTS,
+    ATTEMPTS,
+    CLAIMABLE_SQL,
+    LOGS,
+    RUNS,
+    TASKS,
+    VERSIONS,
+    WORKFLOWS,
+    Codec,
+    task_deps,
+    tasks,
+)
+
+CHUNK = 500  # ids per IN (...) list
+READ_ONLY = "unified_read_only"  # execution option: a read outside atomic(); SQLite then skips BEGIN IMMEDIATE
+MIGRATION_LOCK = 7_415_532  # PostgreSQL advisory lock key: one process migrates at a time
+
+
+def driver_url(url: str) -> str:
+    """``url`` with the psycopg 3 driver named for plain ``postgresql://`` and ``postgres://`` URLs."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _fk_violation(exc: sa.exc.IntegrityError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) == "23503" or "FOREIGN KEY" in str(exc.orig)
+
+
+class SqlStore:
+    """A store on a SQLAlchemy URL; ``SqlStore("sqlite:///...")`` gives a :class:`SqliteStore`."""
+
+    keeps_objects = False
+
+    def __new__(cls, url: str, **engine_options: Any) -> SqlStore:
+        """Pick SqliteStore for SQLite URLs, so both classes open any supported URL."""
+        if cls is SqlStore and url.startswith("sqlite"):
+            from unified.store.sqlite import SqliteStore
+
+            cls = SqliteStore
+        return super().__new__(cls)
+
+    def __init__(self, url: str, **engine_options: Any) -> None:
+        self.url = url
+        self._local = threading.local()
+        self._engine = self._create_engine(driver_url(url), engine_options)
+        self._safe_url = self._engine.url.render_as_string(hide_password=True)
+        upsert = sqlite.insert if self._engine.dialect.name == "sqlite" else postgresql.insert
+        self._upsert_insert = upsert
+        try:
+            with self._wrap_errors():
+                self._migrate()
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    def _create_engine(self, url: str, options: dict[str, Any]) -> sa.Engine:
+        """The engine for ``url``; SqliteStore adds its pragmas and transaction hooks."""
+        return sa.create_engine(url, **{"pool_size": 10, "max_overflow": 40, **options})
+
+    def _migrate(self) -> None:
+        with self._engine.connect() as conn:
+            conn.execution_options(**{READ_ONLY: True})
+            try:
+                current = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+            except sa.exc.DBAPIError:
+                current = None
+        if current == migrations.HEAD:
+            return
+        with self._engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+            migrations.upgrade(conn)
+
+    def close(self) -> None:
+        """Release connections."""
+        self._engine.dispose()
+
+    def __enter__(self) -> SqlStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._safe_url!r})"
+
+    # transactions
+    @contextmanager
+    def _wrap_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            raise StoreError(
+                f"the database {self._safe_url} could not be used ({exc.orig}); check that it is reachable and writable"
+            ) from exc
+
+    @contextmanager
+    def _tx(self, write: bool = True) -> Iterator[sa.Connection]:
+        """The thread's open transaction, or a new one (a read outside atomic() needs no transaction)."""
+        local = self._local
+        conn: sa.Connection | None = getattr(local, "conn", None)
+        if conn is not None:
+            local.depth += 1
+            try:
+                yield conn
+            finally:
+                local.depth -= 1
+            return
+        with self._wrap_errors(), self._engine.connect() as conn:
+            if not write:
+                conn.execution_options(**{READ_ONLY: True})
+                yield conn
+                return
+            local.conn, local.depth = conn, 0
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                local.conn = None
+
+    @contextmanager
+    def _savepoint(self, conn: sa.Connection) -> Iterator[None]:
+        """Inside a caller's atomic(), undo only this verb's writes if it fails (PostgreSQL would abort them all)."""
+        if self._local.depth:
+            with conn.begin_nested():
+                yield
+        else:
+            yield
+
+    def atomic(self) -> Iterator[None]:
+        """Group the verbs called inside into one transaction (re-entrant within a thread)."""
+        return self._atomic()
+
+    @contextmanager
+    def _atomic(self) -> Iterator[None]:
+        with self._tx():
+            yield
+
+    # generic helpers
+    def _one(self, codec: Codec[Any], what: str, *where: Any) -> Any:
+        with self._tx(write=False) as conn:
+            row = conn.execute(sa.select(*codec.columns).where(*where)).first()
+        if row is None:
+            raise NotFoundError(f"no {what}: check the id (list them to see what exists)")
+        return codec.record(row)
+
+    def _all(self, codec: Codec[Any], stmt: sa.Select[Any]) -> list[Any]:
+        with self._tx(write=False) as conn:
+            return [codec.record(row) for row in conn.execute(stmt)]
+
+    def _select(self, codec: Codec[Any]) -> sa.Select[Any]:
+        return sa.select(*codec.columns)
+
+    def _insert(self, codec: Codec[Any], rows: list[dict[str, Any]], duplicate: str, parent: str = "") -> None:
+        if not rows:
+            return
+        with self._tx() as conn, self._savepoint(conn):
+            try:
+                conn.execute(sa.insert(codec.table), rows)
+            except sa.exc.IntegrityError as exc:
+                if parent and _fk_violation(exc):
+                    raise NotFoundError(f"no {parent}: create it first") from exc
+                raise ConflictError(f"{duplicate} already exists") from exc
+
+    def _update(self, codec: Codec[Any], key: str, where: list[Any], values: dict[str, Any], what: str) -> bool:
+        """Apply ``values`` to the row matching ``where`` (key condition first); NotFoundError if no row has the key."""
+        table = codec.table
+        with self._tx() as conn:
+            if values:
+                if conn.execute(sa.update(table).where(*where).values(values)).rowcount == 1:
+                    return True
+            elif conn.execute(sa.select(sa.literal(1)).select_from(table).where(*where)).first():
+                return True
+            if conn.execute(sa.select(sa.literal(1)).select_from(table).where(where[0])).first() is None:
+                raise NotFoundError(f"no {what}: check the id (list them to see what exists)")
+            return False
+
+    def _cas(self, codec: Codec[Any], key: str, expected_state: str | None, changes: dict[str, Any]) -> bool:
+        keycol = codec.table.c[codec.key]
+        where = [keycol == key] if expected_state is None else [keycol == key, codec.table.c.state == expected_state]
+        return self._update(codec, key, where, codec.changes(changes, key), f"{codec.table.name[:-1]} {key!r}")
+
+    # workflows and versions
+    def put_workflow(self, workflow: WorkflowRecord) -> None:
+        """Insert or replace a workflow."""
+        row = WORKFLOWS.row(workflow)
+        stmt = self._upsert_insert(WORKFLOWS.table).values(row)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["workflow_id"], set_={name: stmt.excluded[name] for name in row if name != "workflow_id"}
+        )
+        with self._tx() as conn:
+            conn.execute(stmt)
+
+    def get_workflow(self, workflow_id: str) -> WorkflowRecord:
+        """The workflow with this id."""
+        return self._one(WORKFLOWS, f"workflow {workflow_id!r}", WORKFLOWS.table.c.workflow_id == workflow_id)
+
+    def list_workflows(self) -> list[WorkflowRecord]:
+        """Every workflow, oldest first."""
+        table = WORKFLOWS.table
+        return self._all(WORKFLOWS, self._select(WORKFLOWS).order_by(table.c.created_at, table.c.seq))
+
+    def delete_workflow(self, workflow_id: str) -> None:
+        """Remove a workflow and its versions (its runs stay as history)."""
+        with self._tx() as conn:
+            conn.execute(sa.delete(VERSIONS.table).where(VERSIONS.table.c.workflow_id == workflow_id))
+            table = WORKFLOWS.table
+            if conn.execute(sa.delete(table).where(table.c.workflow_id == workflow_id)).rowcount == 0:
+                raise NotFoundError(f"no workflow {workflow_id!r}: check the id (list them to see what exists)")
+
+    def add_version(self, version: VersionRecord) -> None:
+        """Store a new frozen version; (workflow_id, number) is unique."""
+        duplicate = f"version {version.number} of workflow {version.workflow_id!r}"
+        self._insert(VERSIONS, [VERSIONS.row(version)], duplicate, f"workflow {version.workflow_id!r}")
+
+    def get_version(self, workflow_id: str, number: int) -> VersionRecord:
+        """One version of a workflow."""
+        c = VERSIONS.table.c
+        return self._one(
+            VERSIONS, f"version {number} of workflow {workflow_id!r}", c.workflow_id == workflow_id, c.number == number
+        )
+
+    def list_versions(self, workflow_id: str) -> list[VersionRecord]:
+        """Every version of a workflow, by number."""
+        c = VERSIONS.table.c
+        return self._all(VERSIONS, self._select(VERSIONS).where(c.workflow_id == workflow_id).order_by(c.number))
+
+    # runs
+    def insert_run(self, run: RunRecord) -> None:
+        """Store a new run."""
+        self._insert(RUNS, [RUNS.row(run)], f"run {run.run_id!r}")
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run with this id."""
+        return self._one(RUNS, f"run {run_id!r}", RUNS.table.c.run_id == run_id)
+
+    def list_runs(self, workflow_id: str | None = None, state: str | None = None, limit: int = 100) -> list[RunRecord]:
+        """Runs, newest first, optionally filtered."""
+        c = RUNS.table.c
+        stmt = self._select(RUNS).order_by(c.created_at.desc(), c.seq.desc()).limit(limit)
+        if workflow_id is not None:
+            stmt = stmt.where(c.workflow_id == workflow_id)
+        if state is not None:
+            stmt = stmt.where(c.state == state)
+        return self._all(RUNS, stmt)
+
+    def update_run(self, run_id: str, expected_state: str | None, **changes: Any) -> bool:
+        """Set fields of a run if its state is ``expected_state`` (None: any); True if it changed."""
+        return self._cas(RUNS, run_id, expected_state, changes)
+
+    # tasks
+    def insert_tasks(self, tasks: Iterable[TaskRecord]) -> None:
+        """Store new tasks in one transaction, assigning ``seq``; an existing id raises DuplicateTaskError."""
+        records = list(tasks)
+        if not records:
+            return
+        ids = [r.id for r in records]
+        if len(set(ids)) != len(ids):
+            clash = next(i for n, i in enumerate(ids) if i in ids[:n])
+            raise DuplicateTaskError(f"task id {clash!r} appears twice in one batch: give each task its own id")
+        rows = [TASKS.row(r, skip=("seq",)) for r in records]
+        deps = [{"task_id": r.id, "depends_on": d} for r in records for d in dict.fromkeys(r.dependencies)]
+        table = TASKS.table
+        with self._tx() as conn, self._savepoint(conn):
+            for chunk in chunks(ids, CHUNK):
+                clash = conn.execute(sa.select(table.c.id).where(table.c.id.in_(chunk)).limit(1)).scalar()
+                if clash is not None:
+                    raise DuplicateTaskError(f"a task with id {clash!r} already exists: choose another task_id")
+            try:
+                seqs = dict(conn.execute(sa.insert(table).returning(table.c.id, table.c.seq), rows).all())
+                if deps:
+                    conn.execute(sa.insert(task_deps), deps)
+            except sa.exc.IntegrityError as exc:  # a concurrent insert of the same id
+                raise DuplicateTaskError(f"a task id among {ids[:3]}... already exists: choose others") from exc
+        for record in records:
+            record.seq = seqs[record.id]
+
+    def get_task(self, task_id: str) -> TaskRecord:
+        """The task with this global id."""
+        return self._one(TASKS, f"task {task_id!r}", tasks.c.id == task_id)
+
+    def get_tasks(self, task_ids: Iterable[str]) -> list[TaskRecord]:
+        """The tasks with these ids that exist, in no particular order."""
+        found: list[TaskRecord] = []
+        for chunk in chunks(list(dict.fromkeys(task_ids)), CHUNK):
+            found += self._all(TASKS, self._select(TASKS).where(tasks.c.id.in_(chunk)))
+        return found
+
+    def list_tasks(
+        self, state: str | None = None, run_id: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[TaskRecord]:
+        """Tasks, newest first, optionally filtered by state and run."""
+        stmt = self._select(TASKS).order_by(tasks.c.seq.desc()).limit(limit).offset(offset)
+        if state is not None:
+            stmt = stmt.where(tasks.c.state == state)
+        if run_id is not None:
+            stmt = stmt.where(tasks.c.run_id == run_id)
+        return self._all(TASKS, stmt)
+
+    def run_tasks(self, run_id: str) -> list[TaskRecord]:
+        """Every task of a run, in insertion order."""
+        return self._all(TASKS, self._select(TASKS).where(tasks.c.run_id == run_id).order_by(tasks.c.seq))
+
+    def run_progress(self, run_id: str) -> dict[str, int]:
+        """How many tasks of a run are in each state."""
+        return self._count_by_state(tasks.c.run_id == run_id)
+
+    def dependants(self, task_id: str) -> list[TaskRecord]:
+        """The tasks that list ``task_id`` among their dependencies."""
+        stmt = (
+            self._select(TASKS)
+            .join(task_deps, task_deps.c.task_id == tasks.c.id)
+            .where(task_deps.c.depends_on == task_id)
+            .order_by(tasks.c.seq)
+        )
+        return self._all(TASKS, stmt)
+
+    def update_task(
+        self, task_id: str, expected_state: str | None, expected_attempt: int | None = None, **changes: Any
+    ) -> bool:
+        """Compare-and-set: apply ``changes`` if the state is ``expected_state`` (None: any) and, when given,
+        ``attempts`` equals ``expected_attempt`` (the fencing token of a claim). True if it changed."""
+        values = TASKS.changes(changes, task_id)
+        where = [tasks.c.id == task_id]
+        if expected_state is not None:
+            where.append(tasks.c.state == expected_state)
+        if expected_attempt is not None:
+            where.append(tasks.c.attempts == expected_attempt)
+        with self._tx() as conn:
+            changed = self._update(TASKS, task_id, where, values, f"task {task_id!r}")
+            if changed and "dependencies" in changes:
+                conn.execute(sa.delete(task_deps).where(task_deps.c.task_id == task_id))
+                deps = [{"task_id": task_id, "depends_on": d} for d in dict.fromkeys(changes["dependencies"])]
+                if deps:
+                    conn.execute(sa.insert(task_deps), deps)
+        return changed
+
+    def claim_tasks(
+        self, worker: str, now: float, lease_seconds: float, limit: int = 1, queues: Iterable[str] | None = None
+    ) -> list[TaskRecord]:
+        """Atomically take up to ``limit`` claimable tasks (queued, or retrying with not_before <= now).
+
+        Highest priority first, then lowest seq; one UPDATE whose subquery picks (and on PostgreSQL locks,
+        skipping rows other claimers hold) the tasks it takes.
+        """
+        names = None if queues is None else list(queues)
+        if limit <= 0 or names == []:
+            return []
+        c = tasks.c
+        due = sa.or_(c.state == "queued", c.not_before.is_(None), c.not_before <= now)
+        pick = sa.select(c.seq).where(sa.text(CLAIMABLE_SQL), due)  # the text matches the partial claim index
+        if names is not None:
+            pick = pick.where(c.queue.in_(names))
+        pick = pick.order_by(c.priority.desc(), c.seq).limit(limit).with_for_update(skip_locked=True)
+        stmt = (
+            sa.update(tasks)
+            .where(c.seq.in_(pick))
+            .values(
+                state="running",
+                attempts=c.attempts + 1,
+                started_at=sa.func.coalesce(c.started_at, now),
+                lease_owner=worker,
+                lease_expires_at=now + lease_seconds,
+            )
+            .returning(*TASKS.columns)
+        )
+        with self._tx() as conn:
+            claimed = [TASKS.record(row) for row in conn.execute(stmt)]
+        claimed.sort(key=lambda t: (-t.priority, t.seq))
+        return claimed
+
+    def extend_leases(self, worker: str, leases: dict[str, int], until: float) -> list[str]:
+        """Extend the leases ``worker`` holds (task id -> attempt number); returns the ids still held."""
+        if not leases:
+            return []
+        c = tasks.c
+        held: set[str] = set()
+        with self._tx() as conn:
+            for chunk in chunks(list(leases.items()), CHUNK):
+                stmt = (
+                    sa.update(tasks)
+                    .where(sa.tuple_(c.id, c.attempts).in_(chunk), c.state == "running", c.lease_owner == worker)
+                    .values(lease_expires_at=until)
+                    .returning(c.id)
+                )
+                held.update(conn.execute(stmt).scalars())
+        return [task_id for task_id in leases if task_id in held]
+
+    def expired_leases(self, now: float, limit: int = 100) -> list[TaskRecord]:
+        """Running tasks whose lease expired before ``now``."""
+        c = tasks.c
+        stmt = self._select(TASKS).where(c.state == "running", c.lease_expires_at < now)
+        return self._all(TASKS, stmt.order_by(c.lease_expires_at, c.seq).limit(limit))
+
+    def next_not_before(self) -> float | None:
+        """The earliest not_before among retrying tasks, or None."""
+        with self._tx(write=False) as conn:
+            return conn.execute(sa.select(sa.func.min(tasks.c.not_before)).where(tasks.c.state == "retrying")).scalar()
+
+    def count_tasks_by_state(self) -> dict[str, int]:
+        """How many tasks are in each state."""
+        return self._count_by_state()
+
+    def _count_by_state(self, *where: Any) -> dict[str, int]:
+        stmt = sa.select(tasks.c.state, sa.func.count()).where(*where).group_by(tasks.c.state)
+        with self._tx(write=False) as conn:
+            return {state: count for state, count in conn.execute(stmt)}
+
+    # attempts and logs
+    def insert_attempt(self, attempt: AttemptRecord) -> None:
+        """Record the start of an attempt."""
+        duplicate = f"attempt {attempt.number} of task {attempt.task_id!r}"
+        self._insert(ATTEMPTS, [ATTEMPTS.row(attempt)], duplicate, f"task {attempt.task_id!r}")
+
+    def finish_attempt(self, task_id: str, number: int, **changes: Any) -> None:
+        """Set the outcome fields of an attempt."""
+        c = ATTEMPTS.table.c
+        where = [sa.and_(c.task_id == task_id, c.number == number)]
+        what = f"attempt {number} of task {task_id!r}"
+        self._update(ATTEMPTS, task_id, where, ATTEMPTS.changes(changes, task_id), what)
+
+    def list_attempts(self, task_id: str) -> list[AttemptRecord]:
+        """The attempts of a task, by number."""
+        c = ATTEMPTS.table.c
+        return self._all(ATTEMPTS, self._select(ATTEMPTS).where(c.task_id == task_id).order_by(c.number))
+
+    def append_logs(self, lines: Iterable[LogRecord]) -> None:
+        """Store captured log lines."""
+        self._insert(LOGS, [LOGS.row(line) for line in lines], "a log line", "task for these log lines")
+
+    def get_logs(self, task_id: str) -> list[LogRecord]:
+        """The log lines of a task, oldest first."""
+        c = LOGS.table.c
+        return self._all(LOGS, self._select(LOGS).where(c.task_id == task_id).order_by(c.ts, c.seq))
+
+    # alerts
+    def insert_alert(self, alert: AlertRecord) -> None:
+        """Store an alert."""
+        self._insert(ALERTS, [ALERTS.row(alert)], f"alert {alert.alert_id!r}")
+
+    def update_alert(self, alert_id: str, **changes: Any) -> None:
+        """Set the delivery fields of an alert."""
+        self._cas(ALERTS, alert_id, None, changes)
+
+    def list_alerts(self, limit: int = 100) -> list[AlertRecord]:
+        """Alerts, newest first."""
+        c = ALERTS.table.c
+        return self._all(ALERTS, self._select(ALERTS).order_by(c.created_at.desc(), c.seq.desc()).limit(limit))

@@ -1,0 +1,71 @@
+"""The SQLite store: SqlStore plus what a file database needs to be durable and safe under threads and processes.
+
+WAL mode (readers never block the writer), ``synchronous=FULL`` (an acknowledged write survives power loss),
+a busy timeout, foreign keys on, and ``BEGIN IMMEDIATE`` for every write transaction, so two claimers (threads or
+processes) are serialised before they read what they will update. Reads outside ``atomic()`` run without a
+transaction of their own (a single SELECT is consistent in SQLite).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from unified.errors import ValidationError
+from unified.store.sql import READ_ONLY, SqlStore
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def sqlite_path(url: str) -> Path:
+    """The database file of a ``sqlite:///path.db`` URL; in-memory databases are refused."""
+    database = sa.engine.make_url(url).database
+    if not database or database == ":memory:" or "mode=memory" in url:
+        raise ValidationError(
+            f"{url!r} is an in-memory SQLite database, which threads cannot share safely: "
+            "use memory:// for a store that lives in this process, or sqlite:///path/to/file.db"
+        )
+    return Path(database)
+
+
+def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # SQLAlchemy's begin hook below emits BEGIN, not the sqlite3 module
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _on_begin(connection: sa.Connection) -> None:
+    if not connection.get_execution_options().get(READ_ONLY):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class SqliteStore(SqlStore):
+    """A store in one SQLite file, shared safely by threads and processes."""
+
+    def __init__(self, url: str, **engine_options: Any) -> None:
+        sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(url, **engine_options)
+
+    def _create_engine(self, url: str, options: dict[str, Any]) -> sa.Engine:
+        """An engine whose connections use WAL, full sync, foreign keys and BEGIN IMMEDIATE writes."""
+        engine = sa.create_engine(
+            url,
+            **{
+                "connect_args": {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+                "poolclass": sa.pool.QueuePool,
+                "pool_size": 16,
+                "max_overflow": 64,
+                **options,
+            },
+        )
+        sa.event.listen(engine, "connect", _on_connect)
+        sa.event.listen(engine, "begin", _on_begin)
+        return engine
