@@ -219,27 +219,27 @@ class Executor:
         if not task.func_path:
             error = ValidationError("isolation='process' needs a function given by import path 'pkg.mod:function'")
             return AttemptOutcome("failure", error=error_info(error))
+        job = {
+            "func": task.func_path,
+            "args": list(task.args),
+            "kwargs": task.kwargs,
+            "task_id": ctx.task_id,
+            "run_id": ctx.run_id,
+            "attempt": ctx.attempt,
+            "params": ctx.params,
+            "upstream": ctx.upstream,
+            "metadata": ctx.metadata,
+            "log_level": logging.root.level,  # the child adopts it
+        }
         try:
-            job = {
-                "func": task.func_path,
-                "args": json.loads(to_json(list(task.args), "task args")),
-                "kwargs": json.loads(to_json(task.kwargs, "task kwargs")),
-                "task_id": ctx.task_id,
-                "run_id": ctx.run_id,
-                "attempt": ctx.attempt,
-                "params": json.loads(to_json(ctx.params, "run params")),
-                "upstream": json.loads(to_json(ctx.upstream, "upstream results")),
-                "metadata": json.loads(to_json(ctx.metadata, "task metadata")),
-                "log_level": logging.root.level,  # the child adopts it
-            }
+            payload = to_json(job, "the task's args, kwargs, params, upstream results or metadata")
         except SerializationError as exc:
             return AttemptOutcome("failure", error=error_info(exc))
         report_read, report_write = os.pipe()
-        job["report_fd"] = report_write
         env = {**os.environ, "PYTHONPATH": _child_pythonpath(), "PYTHONUNBUFFERED": "1"}
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "unified.executor_child"],
+                [sys.executable, "-m", "unified.executor_child", str(report_write)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -256,7 +256,7 @@ class Executor:
         logs: list[LogLine] = []
         try:
             try:
-                proc.stdin.write(json.dumps(job).encode())  # type: ignore[union-attr]
+                proc.stdin.write(payload.encode())  # type: ignore[union-attr]
                 proc.stdin.close()  # type: ignore[union-attr]
             except BrokenPipeError:
                 pass  # the child died at once; its stderr says why
@@ -265,7 +265,10 @@ class Executor:
             os.close(report_read)
         report: dict[str, Any] = {}
         for line in messages:
-            message = json.loads(line)
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue  # not from the child's reporter (a grandchild that inherited the pipe)
             if "log" in message:
                 logs.append(tuple(message["log"]))  # type: ignore[arg-type]
             else:
@@ -280,11 +283,8 @@ class Executor:
             return AttemptOutcome("success", result=report["result"], logs=logs)
         if "error" in report:
             return AttemptOutcome("failure", error=report["error"], logs=logs)
-        last = next((line[2] for line in reversed(logs) if line[1] == "WARNING"), "")
-        message = f"the task process exited with code {proc.returncode} before reporting a result"
-        return AttemptOutcome(
-            "failure", error={"type": "ProcessDied", "message": f"{message}: {last}".rstrip(": ")}, logs=logs
-        )
+        message = f"the task process exited with code {proc.returncode} before reporting a result{_last_err(logs)}"
+        return AttemptOutcome("failure", error={"type": "ProcessDied", "message": message}, logs=logs)
 
     # shell commands
 
@@ -317,10 +317,9 @@ class Executor:
             return self._canceled(logs)
         if proc.returncode == 0:
             return AttemptOutcome("success", result="\n".join(stdout).strip(), logs=logs)
-        last = next((line[2] for line in reversed(logs) if line[1] == "WARNING"), "")
         code = proc.returncode
         how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-        message = f"command {how}" + (f": {last}" if last else "")
+        message = f"command {how}{_last_err(logs)}"
         return AttemptOutcome("failure", error={"type": "CommandFailed", "message": message}, logs=logs)
 
     # watching a child process
@@ -388,6 +387,12 @@ class Executor:
                         handlers[key.fd](line)
         _kill_group(proc)  # whatever the task left running in its group
         return None
+
+
+def _last_err(logs: list[LogLine]) -> str:
+    """``": <last stderr line>"``, or nothing if the child wrote none."""
+    last = next((message for _, level, message in reversed(logs) if level == "WARNING"), "")
+    return f": {last}" if last else ""
 
 
 def _has_exited(pid: int) -> bool:

@@ -1,6 +1,6 @@
-"""The child side of process isolation: ``python -m unified.executor_child`` reads one JSON job on stdin, runs the
-function it names, and reports log records and the JSON result (or the error) as JSON lines on the job's
-``report_fd``. Its stdout and stderr stay free for the task's own output, which the parent captures.
+"""The child side of process isolation: ``python -m unified.executor_child REPORT_FD`` reads one JSON job on stdin,
+runs the function it names, and reports log records and the JSON result (or the error) as JSON lines on the file
+descriptor REPORT_FD. Its stdout and stderr stay free for the task's own output, which the parent captures.
 
 Only JSON crosses the boundary: nothing is pickled either way.
 """
@@ -80,7 +80,7 @@ def run_job(job: dict[str, Any], reporter: _Reporter) -> None:
 def main() -> None:
     """Entry point of the child process."""
     job = json.loads(sys.stdin.buffer.read())
-    reporter = _Reporter(os.fdopen(job["report_fd"], "w", encoding="utf-8"))
+    reporter = _Reporter(os.fdopen(int(sys.argv[1]), "w", encoding="utf-8"))
     run_job(job, reporter)
     sys.stdout.flush()
     sys.stderr.flush()
