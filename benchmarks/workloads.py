@@ -1,0 +1,85 @@
+"""The benchmark workloads (W1-W4 of docs/performance.md) as functions of a store URL.
+
+Each returns the seconds from the first queue call to the moment the last result is known; process start,
+imports and store creation are outside the timing.
+"""
+
+from __future__ import annotations
+
+import time
+
+from unified.task import Task, TaskContext
+from unified.task_manager import TaskManager
+from unified.workflow.workflow import Workflow, WorkflowManager
+
+
+def noop() -> None:
+    """A task that does nothing."""
+
+
+def step(ctx: TaskContext) -> int:
+    """Return the upstream result + 1 (0 at the start of a chain)."""
+    return sum(ctx.upstream.values()) + 1
+
+
+def add_upstream(ctx: TaskContext) -> int:
+    """Return the sum of the upstream results (1 for a task with none)."""
+    return sum(ctx.upstream.values()) if ctx.upstream else 1
+
+
+def fails_twice(ctx: TaskContext) -> int:
+    """Raise on attempts 1 and 2, succeed on attempt 3."""
+    if ctx.attempt < 3:
+        raise RuntimeError(f"attempt {ctx.attempt} fails")
+    return ctx.attempt
+
+
+def w1_fan_out(url: str, n: int = 10_000, workers: int = 2) -> float:
+    """W1: n independent no-op tasks queued through queue_task, then all awaited."""
+    with TaskManager(store=url, max_workers=workers) as tm:
+        start = time.perf_counter()
+        ids = [tm.queue_task(noop) for _ in range(n)]
+        for task_id in ids:
+            tm.wait(task_id)
+        return time.perf_counter() - start
+
+
+def _run_workflow(url: str, workflow: Workflow, workers: int) -> float:
+    with WorkflowManager(task_manager=TaskManager(store=url, max_workers=workers)) as wm:
+        workflow_id = wm.register(workflow)
+        start = time.perf_counter()
+        run_id = wm.start_workflow(workflow_id)
+        wm.task_manager._wait_until(lambda: wm.store.get_run(run_id).state != "running", None, "run")
+        elapsed = time.perf_counter() - start
+        assert wm.store.get_run(run_id).state == "success", "benchmark run did not succeed"
+        wm.task_manager.shutdown()
+        return elapsed
+
+
+def w2_chain(url: str, n: int = 1_000, workers: int = 2) -> float:
+    """W2: a workflow of n tasks, each depending on the previous one."""
+    tasks = [Task(task_id="t0", func=step)]
+    tasks += [Task(task_id=f"t{i}", func=step, dependencies=[f"t{i - 1}"]) for i in range(1, n)]
+    return _run_workflow(url, Workflow(f"chain-{n}", tasks=tasks), workers)
+
+
+def w3_layered(url: str, layers: int = 20, width: int = 100, workers: int = 2) -> float:
+    """W3: layers x width; task i of layer k depends on tasks i and (7i+3) mod width of layer k-1."""
+    tasks = [Task(task_id=f"0-{i}", func=add_upstream) for i in range(width)]
+    for k in range(1, layers):
+        for i in range(width):
+            deps = sorted({f"{k - 1}-{i}", f"{k - 1}-{(7 * i + 3) % width}"})
+            tasks.append(Task(task_id=f"{k}-{i}", func=add_upstream, dependencies=deps))
+    return _run_workflow(url, Workflow(f"layered-{layers}x{width}", tasks=tasks), workers)
+
+
+def w4_retries(url: str, n: int = 1_000, workers: int = 2) -> float:
+    """W4: n tasks that raise on attempts 1 and 2 and succeed on attempt 3, retry delay 0."""
+    with TaskManager(store=url, max_workers=workers) as tm:
+        start = time.perf_counter()
+        ids = [tm.queue_task(fails_twice, max_retries=2) for _ in range(n)]
+        for task_id in ids:
+            tm.wait(task_id)
+        elapsed = time.perf_counter() - start
+        assert all(tm.store.get_task(i).state == "success" for i in ids[:10])
+        return elapsed
