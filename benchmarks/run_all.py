@@ -80,8 +80,10 @@ def main() -> int:
                     "value": value, "unit": unit, "ms_per_task": seconds / tasks * 1000,
                     "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "runs": [r["seconds"] for r in runs],
                 })  # fmt: skip
-                print(f"{name:<4} {store:<8} {tasks:>7} tasks  {value:>10.1f} {unit:<8} "
-                      f"{seconds / tasks * 1000:>8.3f} ms/task  peak RSS {rows[-1]['peak_rss_mb']:.0f} MB", flush=True)  # fmt: skip
+                per_task = seconds / tasks * 1000
+                rss = rows[-1]["peak_rss_mb"]
+                line = f"{name:<4} {store:<8} {tasks:>7} tasks  {value:>10.1f} {unit:<8} {per_task:>8.3f} ms/task"
+                print(f"{line}  peak RSS {rss:.0f} MB", flush=True)
     results = ROOT / "benchmarks" / "results"
     results.mkdir(exist_ok=True)
     meta = {"date": time.strftime("%Y-%m-%d"), "python": platform.python_version(), "machine": platform.machine(),

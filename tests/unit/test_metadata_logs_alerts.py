@@ -7,12 +7,12 @@ import logging
 
 import pytest
 
+from tests.helpers.tasks import Flaky, boom
 from unified.errors import NotFoundError, TaskFailedError
 from unified.task import Task, TaskContext
 from unified.task_manager import TaskManager
 from unified.utils import FakeClock
 from unified.workflow.workflow import Workflow, WorkflowManager
-from tests.helpers.tasks import Flaky, boom
 
 METADATA_KEYS = {
     "task_id", "name", "run_id", "state", "priority", "attempts", "max_retries", "timeout", "dependencies",
@@ -30,7 +30,7 @@ def test_metadata_has_every_documented_field_and_is_json(drained: TaskManager, c
     task_id = drained.queue_task(work, name="work", priority=3, timeout=30, max_retries=2, metadata={"team": "data"})
     drained.run_until_idle()
     meta = drained.get_task_metadata(task_id)
-    assert METADATA_KEYS <= meta.keys()
+    assert meta.keys() >= METADATA_KEYS
     json.dumps(meta)
     assert meta["state"] == "success" and meta["result"] == 7 and meta["name"] == "work"
     assert meta["metadata"] == {"team": "data", "rows": 10}

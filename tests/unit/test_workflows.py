@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from tests.helpers.tasks import add, boom
 from unified.errors import ConflictError, NotFoundError, ValidationError
 from unified.task import Task
 from unified.task_manager import TaskManager
 from unified.testing import run_until_idle
 from unified.workflow.workflow import Workflow, WorkflowManager
-from tests.helpers.tasks import add, boom
 
 
 @pytest.fixture
