@@ -8,9 +8,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from examples.etl import demo_etl  # noqa: E402
-from unified.logger import configure_logging  # noqa: E402
-from unified.workflow.workflow import WorkflowManager  # noqa: E402
+from examples.etl import demo_etl
+from unified.logger import configure_logging
+from unified.workflow.workflow import WorkflowManager
 
 
 def main() -> int:
