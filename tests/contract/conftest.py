@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
+from tests.contract.postgres import postgres_schema_url
 from unified.store.base import Store, TaskRecord
 from unified.store.memory import MemoryStore
-from unified.store.sql import SqlStore, driver_url
+from unified.store.sql import SqlStore
 
-POSTGRES_ENV = "UNIFIED_TEST_POSTGRES_URL"
 KINDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 DURABLE_KINDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -27,20 +24,8 @@ def open_test_store(url: str) -> Store:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A URL whose connections use a fresh PostgreSQL schema, dropped after the test."""
-    base = os.environ.get(POSTGRES_ENV)
-    if not base:
-        pytest.skip(f"{POSTGRES_ENV} is not set")
-    schema = f"unified_test_{uuid.uuid4().hex[:16]}"
-    admin = sa.create_engine(driver_url(base), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-        separator = "&" if "?" in base else "?"
-        yield f"{base}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        admin.dispose()
+    with postgres_schema_url() as url:
+        yield url
 
 
 def _url(kind: str, request: pytest.FixtureRequest, tmp_path: Any) -> str:
@@ -61,6 +46,12 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
 def durable_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
     """The URL of a fresh database that outlives a store object (SQLite file, PostgreSQL schema)."""
     return _url(request.param, request, tmp_path)
+
+
+@pytest.fixture
+def open_store() -> Callable[[str], Store]:
+    """Opens the store of a test URL (the caller closes it)."""
+    return open_test_store
 
 
 @pytest.fixture
