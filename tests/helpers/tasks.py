@@ -94,3 +94,13 @@ class Flaky:
         if self.calls <= self.failures:
             raise self.error(f"failure {self.calls}")
         return "ok"
+
+
+def hang_first_time(marker: str) -> str:
+    """On the first call create ``marker`` and hang (the test kills the process); later calls return at once."""
+    if not os.path.exists(marker):
+        with open(marker + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.replace(marker + ".tmp", marker)
+        time.sleep(60)
+    return "recovered"
