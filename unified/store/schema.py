@@ -187,6 +187,8 @@ class Codec(Generic[R]):
         self.json = frozenset(json_fields)
         self.fixed = frozenset(fixed)  # fields a change may not touch (keys, seq)
         self._decoders: list[Callable[[Any], Any] | None] = [from_json if n in self.json else None for n in self.names]
+        self.select = sa.select(*self.columns)  # built once: building a 20-column select costs more than running it
+        self.by_key = self.select.where(table.c[key] == sa.bindparam("_key"))
 
     def record(self, row: Iterable[Any]) -> R:
         """The record of a row selected as ``self.columns``."""

@@ -7,6 +7,7 @@ sqlite.py), translation of database errors into the unified error tree, and brin
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -54,6 +55,53 @@ def driver_url(url: str) -> str:
     return url
 
 
+def _claim_statement(by_queue: bool) -> sa.Update:
+    """The claim: an UPDATE of the tasks a subquery picks (and on PostgreSQL locks, skipping rows others hold)."""
+    c = tasks.c
+    due = sa.or_(c.state == "queued", c.not_before.is_(None), c.not_before <= sa.bindparam("_now"))
+    pick = sa.select(c.seq).where(sa.text(CLAIMABLE_SQL), due)  # the text matches the partial claim index
+    if by_queue:
+        pick = pick.where(c.queue.in_(sa.bindparam("_queues", expanding=True)))
+    pick = (
+        pick.order_by(c.priority.desc(), c.seq)
+        .limit(sa.bindparam("_limit"))
+        .with_for_update(skip_locked=True)
+        .with_hint(tasks, "INDEXED BY ix_tasks_claim", "sqlite")  # SQLite's planner may not pick it before ANALYZE
+    )
+    return (
+        sa.update(tasks)
+        .where(c.seq.in_(pick))
+        .values(
+            state="running",
+            attempts=c.attempts + 1,
+            started_at=sa.func.coalesce(c.started_at, sa.bindparam("_now")),
+            lease_owner=sa.bindparam("_worker"),
+            lease_expires_at=sa.bindparam("_until"),
+        )
+        .returning(*TASKS.columns)
+    )
+
+
+_CLAIM_ANY = _claim_statement(by_queue=False)
+_CLAIM_QUEUES = _claim_statement(by_queue=True)
+
+
+def _matching(table: sa.Table, conditions: tuple[str, ...]) -> list[sa.ColumnElement[bool]]:
+    return [table.c[name] == sa.bindparam(f"_w_{name}") for name in conditions]
+
+
+@functools.lru_cache(maxsize=256)
+def _update_statement(table: sa.Table, columns: tuple[str, ...], conditions: tuple[str, ...]) -> sa.Update:
+    """``UPDATE table SET columns WHERE conditions``, with bind parameters ``_v_<column>`` and ``_w_<column>``."""
+    values = {name: sa.bindparam(f"_v_{name}") for name in columns}
+    return sa.update(table).where(*_matching(table, conditions)).values(values)
+
+
+@functools.lru_cache(maxsize=64)
+def _exists_statement(table: sa.Table, conditions: tuple[str, ...]) -> sa.Select[Any]:
+    return sa.select(sa.literal(1)).select_from(table).where(*_matching(table, conditions))
+
+
 def _fk_violation(exc: sa.exc.IntegrityError) -> bool:
     return getattr(exc.orig, "sqlstate", None) == "23503" or "FOREIGN KEY" in str(exc.orig)
 
@@ -76,8 +124,7 @@ class SqlStore:
         self._local = threading.local()
         self._engine = self._create_engine(driver_url(url), engine_options)
         self._safe_url = self._engine.url.render_as_string(hide_password=True)
-        upsert = sqlite.insert if self._engine.dialect.name == "sqlite" else postgresql.insert
-        self._upsert_insert = upsert
+        self._upsert_insert = sqlite.insert if self._engine.dialect.name == "sqlite" else postgresql.insert
         try:
             with self._wrap_errors():
                 self._migrate()
@@ -159,19 +206,16 @@ class SqlStore:
         else:
             yield
 
+    @contextmanager
     def atomic(self) -> Iterator[None]:
         """Group the verbs called inside into one transaction (re-entrant within a thread)."""
-        return self._atomic()
-
-    @contextmanager
-    def _atomic(self) -> Iterator[None]:
         with self._tx():
             yield
 
     # generic helpers
-    def _one(self, codec: Codec[Any], what: str, *where: Any) -> Any:
+    def _one(self, codec: Codec[Any], what: str, stmt: sa.Select[Any], params: dict[str, Any]) -> Any:
         with self._tx(write=False) as conn:
-            row = conn.execute(sa.select(*codec.columns).where(*where)).first()
+            row = conn.execute(stmt, params).first()
         if row is None:
             raise NotFoundError(f"no {what}: check the id (list them to see what exists)")
         return codec.record(row)
@@ -179,9 +223,6 @@ class SqlStore:
     def _all(self, codec: Codec[Any], stmt: sa.Select[Any]) -> list[Any]:
         with self._tx(write=False) as conn:
             return [codec.record(row) for row in conn.execute(stmt)]
-
-    def _select(self, codec: Codec[Any]) -> sa.Select[Any]:
-        return sa.select(*codec.columns)
 
     def _insert(self, codec: Codec[Any], rows: list[dict[str, Any]], duplicate: str, parent: str = "") -> None:
         if not rows:
@@ -194,23 +235,24 @@ class SqlStore:
                     raise NotFoundError(f"no {parent}: create it first") from exc
                 raise ConflictError(f"{duplicate} already exists") from exc
 
-    def _update(self, codec: Codec[Any], key: str, where: list[Any], values: dict[str, Any], what: str) -> bool:
-        """Apply ``values`` to the row matching ``where`` (key condition first); NotFoundError if no row has the key."""
-        table = codec.table
+    def _update(self, codec: Codec[Any], where: dict[str, Any], keys: int, values: dict[str, Any], what: str) -> bool:
+        """Apply ``values`` to the row matching ``where``; NotFoundError if none matches its first ``keys`` fields."""
+        conditions = tuple(where)
+        params = {f"_w_{name}": value for name, value in where.items()}
         with self._tx() as conn:
             if values:
-                if conn.execute(sa.update(table).where(*where).values(values)).rowcount == 1:
+                params.update({f"_v_{name}": value for name, value in values.items()})
+                if conn.execute(_update_statement(codec.table, tuple(values), conditions), params).rowcount == 1:
                     return True
-            elif conn.execute(sa.select(sa.literal(1)).select_from(table).where(*where)).first():
+            elif conn.execute(_exists_statement(codec.table, conditions), params).first():
                 return True
-            if conn.execute(sa.select(sa.literal(1)).select_from(table).where(where[0])).first() is None:
+            if conn.execute(_exists_statement(codec.table, conditions[:keys]), params).first() is None:
                 raise NotFoundError(f"no {what}: check the id (list them to see what exists)")
             return False
 
     def _cas(self, codec: Codec[Any], key: str, expected_state: str | None, changes: dict[str, Any]) -> bool:
-        keycol = codec.table.c[codec.key]
-        where = [keycol == key] if expected_state is None else [keycol == key, codec.table.c.state == expected_state]
-        return self._update(codec, key, where, codec.changes(changes, key), f"{codec.table.name[:-1]} {key!r}")
+        where = {codec.key: key} if expected_state is None else {codec.key: key, "state": expected_state}
+        return self._update(codec, where, 1, codec.changes(changes, key), f"{codec.table.name[:-1]} {key!r}")
 
     # workflows and versions
     def put_workflow(self, workflow: WorkflowRecord) -> None:
@@ -225,12 +267,12 @@ class SqlStore:
 
     def get_workflow(self, workflow_id: str) -> WorkflowRecord:
         """The workflow with this id."""
-        return self._one(WORKFLOWS, f"workflow {workflow_id!r}", WORKFLOWS.table.c.workflow_id == workflow_id)
+        return self._one(WORKFLOWS, f"workflow {workflow_id!r}", WORKFLOWS.by_key, {"_key": workflow_id})
 
     def list_workflows(self) -> list[WorkflowRecord]:
         """Every workflow, oldest first."""
         table = WORKFLOWS.table
-        return self._all(WORKFLOWS, self._select(WORKFLOWS).order_by(table.c.created_at, table.c.seq))
+        return self._all(WORKFLOWS, WORKFLOWS.select.order_by(table.c.created_at, table.c.seq))
 
     def delete_workflow(self, workflow_id: str) -> None:
         """Remove a workflow and its versions (its runs stay as history)."""
@@ -247,15 +289,13 @@ class SqlStore:
 
     def get_version(self, workflow_id: str, number: int) -> VersionRecord:
         """One version of a workflow."""
-        c = VERSIONS.table.c
-        return self._one(
-            VERSIONS, f"version {number} of workflow {workflow_id!r}", c.workflow_id == workflow_id, c.number == number
-        )
+        stmt = VERSIONS.by_key.where(VERSIONS.table.c.number == number)
+        return self._one(VERSIONS, f"version {number} of workflow {workflow_id!r}", stmt, {"_key": workflow_id})
 
     def list_versions(self, workflow_id: str) -> list[VersionRecord]:
         """Every version of a workflow, by number."""
         c = VERSIONS.table.c
-        return self._all(VERSIONS, self._select(VERSIONS).where(c.workflow_id == workflow_id).order_by(c.number))
+        return self._all(VERSIONS, VERSIONS.select.where(c.workflow_id == workflow_id).order_by(c.number))
 
     # runs
     def insert_run(self, run: RunRecord) -> None:
@@ -264,12 +304,12 @@ class SqlStore:
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run with this id."""
-        return self._one(RUNS, f"run {run_id!r}", RUNS.table.c.run_id == run_id)
+        return self._one(RUNS, f"run {run_id!r}", RUNS.by_key, {"_key": run_id})
 
     def list_runs(self, workflow_id: str | None = None, state: str | None = None, limit: int = 100) -> list[RunRecord]:
         """Runs, newest first, optionally filtered."""
         c = RUNS.table.c
-        stmt = self._select(RUNS).order_by(c.created_at.desc(), c.seq.desc()).limit(limit)
+        stmt = RUNS.select.order_by(c.created_at.desc(), c.seq.desc()).limit(limit)
         if workflow_id is not None:
             stmt = stmt.where(c.workflow_id == workflow_id)
         if state is not None:
@@ -309,20 +349,20 @@ class SqlStore:
 
     def get_task(self, task_id: str) -> TaskRecord:
         """The task with this global id."""
-        return self._one(TASKS, f"task {task_id!r}", tasks.c.id == task_id)
+        return self._one(TASKS, f"task {task_id!r}", TASKS.by_key, {"_key": task_id})
 
     def get_tasks(self, task_ids: Iterable[str]) -> list[TaskRecord]:
         """The tasks with these ids that exist, in no particular order."""
         found: list[TaskRecord] = []
         for chunk in chunks(list(dict.fromkeys(task_ids)), CHUNK):
-            found += self._all(TASKS, self._select(TASKS).where(tasks.c.id.in_(chunk)))
+            found += self._all(TASKS, TASKS.select.where(tasks.c.id.in_(chunk)))
         return found
 
     def list_tasks(
         self, state: str | None = None, run_id: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[TaskRecord]:
         """Tasks, newest first, optionally filtered by state and run."""
-        stmt = self._select(TASKS).order_by(tasks.c.seq.desc()).limit(limit).offset(offset)
+        stmt = TASKS.select.order_by(tasks.c.seq.desc()).limit(limit).offset(offset)
         if state is not None:
             stmt = stmt.where(tasks.c.state == state)
         if run_id is not None:
@@ -331,7 +371,7 @@ class SqlStore:
 
     def run_tasks(self, run_id: str) -> list[TaskRecord]:
         """Every task of a run, in insertion order."""
-        return self._all(TASKS, self._select(TASKS).where(tasks.c.run_id == run_id).order_by(tasks.c.seq))
+        return self._all(TASKS, TASKS.select.where(tasks.c.run_id == run_id).order_by(tasks.c.seq))
 
     def run_progress(self, run_id: str) -> dict[str, int]:
         """How many tasks of a run are in each state."""
@@ -340,8 +380,7 @@ class SqlStore:
     def dependants(self, task_id: str) -> list[TaskRecord]:
         """The tasks that list ``task_id`` among their dependencies."""
         stmt = (
-            self._select(TASKS)
-            .join(task_deps, task_deps.c.task_id == tasks.c.id)
+            TASKS.select.join(task_deps, task_deps.c.task_id == tasks.c.id)
             .where(task_deps.c.depends_on == task_id)
             .order_by(tasks.c.seq)
         )
@@ -353,13 +392,13 @@ class SqlStore:
         """Compare-and-set: apply ``changes`` if the state is ``expected_state`` (None: any) and, when given,
         ``attempts`` equals ``expected_attempt`` (the fencing token of a claim). True if it changed."""
         values = TASKS.changes(changes, task_id)
-        where = [tasks.c.id == task_id]
+        where: dict[str, Any] = {"id": task_id}
         if expected_state is not None:
-            where.append(tasks.c.state == expected_state)
+            where["state"] = expected_state
         if expected_attempt is not None:
-            where.append(tasks.c.attempts == expected_attempt)
+            where["attempts"] = expected_attempt
         with self._tx() as conn:
-            changed = self._update(TASKS, task_id, where, values, f"task {task_id!r}")
+            changed = self._update(TASKS, where, 1, values, f"task {task_id!r}")
             if changed and "dependencies" in changes:
                 conn.execute(sa.delete(task_deps).where(task_deps.c.task_id == task_id))
                 deps = [{"task_id": task_id, "depends_on": d} for d in dict.fromkeys(changes["dependencies"])]
@@ -372,32 +411,15 @@ class SqlStore:
     ) -> list[TaskRecord]:
         """Atomically take up to ``limit`` claimable tasks (queued, or retrying with not_before <= now).
 
-        Highest priority first, then lowest seq; one UPDATE whose subquery picks (and on PostgreSQL locks,
-        skipping rows other claimers hold) the tasks it takes.
+        Highest priority first, then lowest seq; one statement, see ``_claim_statement``.
         """
         names = None if queues is None else list(queues)
         if limit <= 0 or names == []:
             return []
-        c = tasks.c
-        due = sa.or_(c.state == "queued", c.not_before.is_(None), c.not_before <= now)
-        pick = sa.select(c.seq).where(sa.text(CLAIMABLE_SQL), due)  # the text matches the partial claim index
-        if names is not None:
-            pick = pick.where(c.queue.in_(names))
-        pick = pick.order_by(c.priority.desc(), c.seq).limit(limit).with_for_update(skip_locked=True)
-        stmt = (
-            sa.update(tasks)
-            .where(c.seq.in_(pick))
-            .values(
-                state="running",
-                attempts=c.attempts + 1,
-                started_at=sa.func.coalesce(c.started_at, now),
-                lease_owner=worker,
-                lease_expires_at=now + lease_seconds,
-            )
-            .returning(*TASKS.columns)
-        )
+        params = {"_now": now, "_limit": limit, "_worker": worker, "_until": now + lease_seconds, "_queues": names}
+        stmt = _CLAIM_ANY if names is None else _CLAIM_QUEUES
         with self._tx() as conn:
-            claimed = [TASKS.record(row) for row in conn.execute(stmt)]
+            claimed = [TASKS.record(row) for row in conn.execute(stmt, params)]
         claimed.sort(key=lambda t: (-t.priority, t.seq))
         return claimed
 
@@ -421,7 +443,7 @@ class SqlStore:
     def expired_leases(self, now: float, limit: int = 100) -> list[TaskRecord]:
         """Running tasks whose lease expired before ``now``."""
         c = tasks.c
-        stmt = self._select(TASKS).where(c.state == "running", c.lease_expires_at < now)
+        stmt = TASKS.select.where(c.state == "running", c.lease_expires_at < now)
         return self._all(TASKS, stmt.order_by(c.lease_expires_at, c.seq).limit(limit))
 
     def next_not_before(self) -> float | None:
@@ -446,15 +468,13 @@ class SqlStore:
 
     def finish_attempt(self, task_id: str, number: int, **changes: Any) -> None:
         """Set the outcome fields of an attempt."""
-        c = ATTEMPTS.table.c
-        where = [sa.and_(c.task_id == task_id, c.number == number)]
         what = f"attempt {number} of task {task_id!r}"
-        self._update(ATTEMPTS, task_id, where, ATTEMPTS.changes(changes, task_id), what)
+        self._update(ATTEMPTS, {"task_id": task_id, "number": number}, 2, ATTEMPTS.changes(changes, task_id), what)
 
     def list_attempts(self, task_id: str) -> list[AttemptRecord]:
         """The attempts of a task, by number."""
         c = ATTEMPTS.table.c
-        return self._all(ATTEMPTS, self._select(ATTEMPTS).where(c.task_id == task_id).order_by(c.number))
+        return self._all(ATTEMPTS, ATTEMPTS.select.where(c.task_id == task_id).order_by(c.number))
 
     def append_logs(self, lines: Iterable[LogRecord]) -> None:
         """Store captured log lines."""
@@ -463,7 +483,7 @@ class SqlStore:
     def get_logs(self, task_id: str) -> list[LogRecord]:
         """The log lines of a task, oldest first."""
         c = LOGS.table.c
-        return self._all(LOGS, self._select(LOGS).where(c.task_id == task_id).order_by(c.ts, c.seq))
+        return self._all(LOGS, LOGS.select.where(c.task_id == task_id).order_by(c.ts, c.seq))
 
     # alerts
     def insert_alert(self, alert: AlertRecord) -> None:
@@ -477,4 +497,4 @@ class SqlStore:
     def list_alerts(self, limit: int = 100) -> list[AlertRecord]:
         """Alerts, newest first."""
         c = ALERTS.table.c
-        return self._all(ALERTS, self._select(ALERTS).order_by(c.created_at.desc(), c.seq.desc()).limit(limit))
+        return self._all(ALERTS, ALERTS.select.order_by(c.created_at.desc(), c.seq.desc()).limit(limit))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 
 from unified.errors import ValidationError
 from unified.store.sql import READ_ONLY, SqlStore
@@ -28,6 +29,14 @@ def sqlite_path(url: str) -> Path:
             "use memory:// for a store that lives in this process, or sqlite:///path/to/file.db"
         )
     return Path(database)
+
+
+class _HintingCompiler(SQLiteCompiler):
+    """Renders ``with_hint`` texts after table names, for SQLite's ``INDEXED BY``."""
+
+    def get_from_hint_text(self, table: Any, text: str | None) -> str | None:
+        """The hint text as written."""
+        return text
 
 
 def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -66,6 +75,7 @@ class SqliteStore(SqlStore):
                 **options,
             },
         )
+        engine.dialect.statement_compiler = _HintingCompiler
         sa.event.listen(engine, "connect", _on_connect)
         sa.event.listen(engine, "begin", _on_begin)
         return engine
