@@ -66,3 +66,13 @@ def test_opening_a_store_migrates_once(url: str) -> None:
             assert conn.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar() == 1
     finally:
         engine.dispose()
+
+
+def test_reopening_a_current_database_skips_alembic(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    SqlStore(url).close()
+
+    def refuse(connection: sa.Connection) -> None:
+        raise AssertionError("upgrade ran on a database already at head")
+
+    monkeypatch.setattr(migrations, "upgrade", refuse)
+    SqlStore(url).close()

@@ -1,6 +1,7 @@
 """The SQLite store: SqlStore plus what a file database needs to be durable and safe under threads and processes.
 
-WAL mode (readers never block the writer), ``synchronous=FULL`` (an acknowledged write survives power loss),
+WAL mode (readers never block the writer), ``synchronous=FULL`` by default (an acknowledged write survives power
+loss; each commit then waits for one fsync),
 a busy timeout, foreign keys on, and ``BEGIN IMMEDIATE`` for every write transaction, so two claimers (threads or
 processes) are serialised before they read what they will update. Reads outside ``atomic()`` run without a
 transaction of their own (a single SELECT is consistent in SQLite).
@@ -8,6 +9,7 @@ transaction of their own (a single SELECT is consistent in SQLite).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from unified.errors import ValidationError
 from unified.store.sql import READ_ONLY, SqlStore
 
 BUSY_TIMEOUT_MS = 30_000
+SYNCHRONOUS = ("EXTRA", "FULL", "NORMAL")  # NORMAL: a crash of the machine may lose the newest commits, never corrupt
 
 
 def sqlite_path(url: str) -> Path:
@@ -39,13 +42,13 @@ class _HintingCompiler(SQLiteCompiler):
         return text
 
 
-def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+def _on_connect(dbapi_connection: Any, _record: Any, synchronous: str) -> None:
     dbapi_connection.isolation_level = None  # SQLAlchemy's begin hook below emits BEGIN, not the sqlite3 module
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute(f"PRAGMA synchronous = {synchronous}")
         cursor.execute("PRAGMA foreign_keys = ON")
     finally:
         cursor.close()
@@ -59,7 +62,10 @@ def _on_begin(connection: sa.Connection) -> None:
 class SqliteStore(SqlStore):
     """A store in one SQLite file, shared safely by threads and processes."""
 
-    def __init__(self, url: str, **engine_options: Any) -> None:
+    def __init__(self, url: str, *, synchronous: str = "FULL", **engine_options: Any) -> None:
+        if synchronous.upper() not in SYNCHRONOUS:
+            raise ValidationError(f"synchronous={synchronous!r} is not one of {', '.join(SYNCHRONOUS)}")
+        self.synchronous = synchronous.upper()
         sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
         super().__init__(url, **engine_options)
 
@@ -76,6 +82,6 @@ class SqliteStore(SqlStore):
             },
         )
         engine.dialect.statement_compiler = _HintingCompiler
-        sa.event.listen(engine, "connect", _on_connect)
+        sa.event.listen(engine, "connect", functools.partial(_on_connect, synchronous=self.synchronous))
         sa.event.listen(engine, "begin", _on_begin)
         return engine

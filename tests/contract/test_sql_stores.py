@@ -1,0 +1,60 @@
+"""What only the SQL stores promise: SQLite pragmas and URL handling, driver names, errors of an unusable database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from unified.errors import StoreError, ValidationError
+from unified.store.sql import SqlStore, driver_url
+from unified.store.sqlite import SqliteStore
+
+
+def pragma(store: SqliteStore, name: str) -> object:
+    with store._tx(write=False) as conn:
+        return conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+
+
+def test_sqlite_url_opens_a_durable_sqlite_store(tmp_path: Path) -> None:
+    with SqlStore(f"sqlite:///{tmp_path}/deep/er/unified.db") as store:
+        assert isinstance(store, SqliteStore)
+        assert store.url == f"sqlite:///{tmp_path}/deep/er/unified.db"
+        assert store.keeps_objects is False
+        assert pragma(store, "journal_mode") == "wal"
+        assert pragma(store, "synchronous") == 2  # FULL
+        assert pragma(store, "foreign_keys") == 1
+        assert pragma(store, "busy_timeout") == 30_000
+    assert (tmp_path / "deep" / "er" / "unified.db").exists()
+
+
+def test_sqlite_synchronous_can_be_relaxed_but_not_disabled(tmp_path: Path) -> None:
+    with SqliteStore(f"sqlite:///{tmp_path}/normal.db", synchronous="normal") as store:
+        assert pragma(store, "synchronous") == 1
+    with pytest.raises(ValidationError, match="OFF"):
+        SqliteStore(f"sqlite:///{tmp_path}/off.db", synchronous="OFF")
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite:///file:x?mode=memory&uri=true"])
+def test_in_memory_sqlite_is_refused_with_a_pointer_to_memory_store(url: str) -> None:
+    with pytest.raises(ValidationError, match="memory://"):
+        SqlStore(url)
+
+
+def test_postgres_urls_use_psycopg_3() -> None:
+    assert driver_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert driver_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert driver_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert driver_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_unreachable_database_raises_store_error() -> None:
+    with pytest.raises(StoreError, match=r"127\.0\.0\.1") as caught:
+        SqlStore("postgresql://nobody:secret@127.0.0.1:1/none?connect_timeout=5")
+    assert "secret" not in str(caught.value)
+
+
+def test_unusable_sqlite_file_raises_store_error(tmp_path: Path) -> None:
+    (tmp_path / "dir.db").mkdir()
+    with pytest.raises(StoreError, match="could not be used"):
+        SqliteStore(f"sqlite:///{tmp_path}/dir.db")
