@@ -82,6 +82,8 @@ def _claim_statement(by_queue: bool) -> sa.Update:
     )
 
 
+_FIRST_EXISTING = sa.select(tasks.c.id).where(tasks.c.id.in_(sa.bindparam("_ids", expanding=True))).limit(1)
+_INSERT_TASKS = sa.insert(tasks).returning(tasks.c.id, tasks.c.seq)
 _CLAIM_ANY = _claim_statement(by_queue=False)
 _CLAIM_QUEUES = _claim_statement(by_queue=True)
 
@@ -332,14 +334,13 @@ class SqlStore:
             raise DuplicateTaskError(f"task id {clash!r} appears twice in one batch: give each task its own id")
         rows = [TASKS.row(r, skip=("seq",)) for r in records]
         deps = [{"task_id": r.id, "depends_on": d} for r in records for d in dict.fromkeys(r.dependencies)]
-        table = TASKS.table
         with self._tx() as conn, self._savepoint(conn):
             for chunk in chunks(ids, CHUNK):
-                clash = conn.execute(sa.select(table.c.id).where(table.c.id.in_(chunk)).limit(1)).scalar()
+                clash = conn.execute(_FIRST_EXISTING, {"_ids": chunk}).scalar()
                 if clash is not None:
                     raise DuplicateTaskError(f"a task with id {clash!r} already exists: choose another task_id")
             try:
-                seqs = dict(conn.execute(sa.insert(table).returning(table.c.id, table.c.seq), rows).all())
+                seqs = dict(conn.execute(_INSERT_TASKS, rows).all())
                 if deps:
                     conn.execute(sa.insert(task_deps), deps)
             except sa.exc.IntegrityError as exc:  # a concurrent insert of the same id
