@@ -3,11 +3,13 @@
 Column names equal the record field names. JSON fields are Text holding JSON; timestamps are float epoch seconds.
 Tables whose records have no order field carry a hidden autoincrement ``seq`` that breaks ties in insertion order.
 The Alembic migrations in ``migrations/versions`` must build exactly these tables (a test compares them).
+The hot statements (claim, insert, compare-and-set updates) are built here once, with bind parameters.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -222,3 +224,54 @@ RUNS = Codec(RunRecord, runs, "run_id", ("params", "metadata"), ("run_id",))
 WORKFLOWS = Codec(WorkflowRecord, workflows, "workflow_id", ("tasks",), ("workflow_id",))
 VERSIONS = Codec(VersionRecord, versions, "workflow_id", ("tasks",), ("workflow_id", "number"))
 ALERTS = Codec(AlertRecord, alerts, "alert_id", ("payload",), ("alert_id",))
+
+
+# statements built once (building a many-column statement costs more than running it)
+def claim_statement(by_queue: bool) -> sa.Update:
+    """The claim: an UPDATE of the tasks a subquery picks (and on PostgreSQL locks, skipping rows others hold)."""
+    c = tasks.c
+    due = sa.or_(c.state == "queued", c.not_before.is_(None), c.not_before <= sa.bindparam("_now"))
+    pick = sa.select(c.seq).where(sa.text(CLAIMABLE_SQL), due)  # the text matches the partial claim index
+    if by_queue:
+        pick = pick.where(c.queue.in_(sa.bindparam("_queues", expanding=True)))
+    pick = (
+        pick.order_by(c.priority.desc(), c.seq)
+        .limit(sa.bindparam("_limit"))
+        .with_for_update(skip_locked=True)
+        .with_hint(tasks, "INDEXED BY ix_tasks_claim", "sqlite")  # SQLite's planner may not pick it before ANALYZE
+    )
+    return (
+        sa.update(tasks)
+        .where(c.seq.in_(pick))
+        .values(
+            state="running",
+            attempts=c.attempts + 1,
+            started_at=sa.func.coalesce(c.started_at, sa.bindparam("_now")),
+            lease_owner=sa.bindparam("_worker"),
+            lease_expires_at=sa.bindparam("_until"),
+        )
+        .returning(*TASKS.columns)
+    )
+
+
+FIRST_EXISTING_TASK = sa.select(tasks.c.id).where(tasks.c.id.in_(sa.bindparam("_ids", expanding=True))).limit(1)
+INSERT_TASKS = sa.insert(tasks).returning(tasks.c.id, tasks.c.seq)
+CLAIM_ANY = claim_statement(by_queue=False)
+CLAIM_IN_QUEUES = claim_statement(by_queue=True)
+
+
+def _matching(table: sa.Table, conditions: tuple[str, ...]) -> list[sa.ColumnElement[bool]]:
+    return [table.c[name] == sa.bindparam(f"_w_{name}") for name in conditions]
+
+
+@functools.lru_cache(maxsize=256)
+def update_statement(table: sa.Table, columns: tuple[str, ...], conditions: tuple[str, ...]) -> sa.Update:
+    """``UPDATE table SET columns WHERE conditions``, with bind parameters ``_v_<column>`` and ``_w_<column>``."""
+    values = {name: sa.bindparam(f"_v_{name}") for name in columns}
+    return sa.update(table).where(*_matching(table, conditions)).values(values)
+
+
+@functools.lru_cache(maxsize=64)
+def exists_statement(table: sa.Table, conditions: tuple[str, ...]) -> sa.Select[Any]:
+    """``SELECT 1 FROM table WHERE conditions``, with bind parameters ``_w_<column>``."""
+    return sa.select(sa.literal(1)).select_from(table).where(*_matching(table, conditions))

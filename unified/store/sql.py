@@ -7,7 +7,6 @@ sqlite.py), translation of database errors into the unified error tree, and brin
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -31,15 +30,20 @@ from unified.store.base import (
 from unified.store.schema import (
     ALERTS,
     ATTEMPTS,
-    CLAIMABLE_SQL,
+    CLAIM_ANY,
+    CLAIM_IN_QUEUES,
+    FIRST_EXISTING_TASK,
+    INSERT_TASKS,
     LOGS,
     RUNS,
     TASKS,
     VERSIONS,
     WORKFLOWS,
     Codec,
+    exists_statement,
     task_deps,
     tasks,
+    update_statement,
 )
 
 CHUNK = 500  # ids per IN (...) list
@@ -53,55 +57,6 @@ def driver_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
-
-
-def _claim_statement(by_queue: bool) -> sa.Update:
-    """The claim: an UPDATE of the tasks a subquery picks (and on PostgreSQL locks, skipping rows others hold)."""
-    c = tasks.c
-    due = sa.or_(c.state == "queued", c.not_before.is_(None), c.not_before <= sa.bindparam("_now"))
-    pick = sa.select(c.seq).where(sa.text(CLAIMABLE_SQL), due)  # the text matches the partial claim index
-    if by_queue:
-        pick = pick.where(c.queue.in_(sa.bindparam("_queues", expanding=True)))
-    pick = (
-        pick.order_by(c.priority.desc(), c.seq)
-        .limit(sa.bindparam("_limit"))
-        .with_for_update(skip_locked=True)
-        .with_hint(tasks, "INDEXED BY ix_tasks_claim", "sqlite")  # SQLite's planner may not pick it before ANALYZE
-    )
-    return (
-        sa.update(tasks)
-        .where(c.seq.in_(pick))
-        .values(
-            state="running",
-            attempts=c.attempts + 1,
-            started_at=sa.func.coalesce(c.started_at, sa.bindparam("_now")),
-            lease_owner=sa.bindparam("_worker"),
-            lease_expires_at=sa.bindparam("_until"),
-        )
-        .returning(*TASKS.columns)
-    )
-
-
-_FIRST_EXISTING = sa.select(tasks.c.id).where(tasks.c.id.in_(sa.bindparam("_ids", expanding=True))).limit(1)
-_INSERT_TASKS = sa.insert(tasks).returning(tasks.c.id, tasks.c.seq)
-_CLAIM_ANY = _claim_statement(by_queue=False)
-_CLAIM_QUEUES = _claim_statement(by_queue=True)
-
-
-def _matching(table: sa.Table, conditions: tuple[str, ...]) -> list[sa.ColumnElement[bool]]:
-    return [table.c[name] == sa.bindparam(f"_w_{name}") for name in conditions]
-
-
-@functools.lru_cache(maxsize=256)
-def _update_statement(table: sa.Table, columns: tuple[str, ...], conditions: tuple[str, ...]) -> sa.Update:
-    """``UPDATE table SET columns WHERE conditions``, with bind parameters ``_v_<column>`` and ``_w_<column>``."""
-    values = {name: sa.bindparam(f"_v_{name}") for name in columns}
-    return sa.update(table).where(*_matching(table, conditions)).values(values)
-
-
-@functools.lru_cache(maxsize=64)
-def _exists_statement(table: sa.Table, conditions: tuple[str, ...]) -> sa.Select[Any]:
-    return sa.select(sa.literal(1)).select_from(table).where(*_matching(table, conditions))
 
 
 def _fk_violation(exc: sa.exc.IntegrityError) -> bool:
@@ -244,11 +199,11 @@ class SqlStore:
         with self._tx() as conn:
             if values:
                 params.update({f"_v_{name}": value for name, value in values.items()})
-                if conn.execute(_update_statement(codec.table, tuple(values), conditions), params).rowcount == 1:
+                if conn.execute(update_statement(codec.table, tuple(values), conditions), params).rowcount == 1:
                     return True
-            elif conn.execute(_exists_statement(codec.table, conditions), params).first():
+            elif conn.execute(exists_statement(codec.table, conditions), params).first():
                 return True
-            if conn.execute(_exists_statement(codec.table, conditions[:keys]), params).first() is None:
+            if conn.execute(exists_statement(codec.table, conditions[:keys]), params).first() is None:
                 raise NotFoundError(f"no {what}: check the id (list them to see what exists)")
             return False
 
@@ -336,11 +291,11 @@ class SqlStore:
         deps = [{"task_id": r.id, "depends_on": d} for r in records for d in dict.fromkeys(r.dependencies)]
         with self._tx() as conn, self._savepoint(conn):
             for chunk in chunks(ids, CHUNK):
-                clash = conn.execute(_FIRST_EXISTING, {"_ids": chunk}).scalar()
+                clash = conn.execute(FIRST_EXISTING_TASK, {"_ids": chunk}).scalar()
                 if clash is not None:
                     raise DuplicateTaskError(f"a task with id {clash!r} already exists: choose another task_id")
             try:
-                seqs = dict(conn.execute(_INSERT_TASKS, rows).all())
+                seqs = dict(conn.execute(INSERT_TASKS, rows).all())
                 if deps:
                     conn.execute(sa.insert(task_deps), deps)
             except sa.exc.IntegrityError as exc:  # a concurrent insert of the same id
@@ -412,13 +367,13 @@ class SqlStore:
     ) -> list[TaskRecord]:
         """Atomically take up to ``limit`` claimable tasks (queued, or retrying with not_before <= now).
 
-        Highest priority first, then lowest seq; one statement, see ``_claim_statement``.
+        Highest priority first, then lowest seq; one statement, see ``schema.claim_statement``.
         """
         names = None if queues is None else list(queues)
         if limit <= 0 or names == []:
             return []
         params = {"_now": now, "_limit": limit, "_worker": worker, "_until": now + lease_seconds, "_queues": names}
-        stmt = _CLAIM_ANY if names is None else _CLAIM_QUEUES
+        stmt = CLAIM_ANY if names is None else CLAIM_IN_QUEUES
         with self._tx() as conn:
             claimed = [TASKS.record(row) for row in conn.execute(stmt, params)]
         claimed.sort(key=lambda t: (-t.priority, t.seq))
