@@ -67,6 +67,7 @@ class SqlStore:
     """A store on a SQLAlchemy URL; ``SqlStore("sqlite:///...")`` gives a :class:`SqliteStore`."""
 
     keeps_objects = False
+    _read_options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}  # a read is one statement: no BEGIN/ROLLBACK
 
     def __new__(cls, url: str, **engine_options: Any) -> SqlStore:
         """Pick SqliteStore for SQLite URLs, so both classes open any supported URL."""
@@ -144,7 +145,7 @@ class SqlStore:
             return
         with self._wrap_errors(), self._engine.connect() as conn:
             if not write:
-                conn.execution_options(**{READ_ONLY: True})
+                conn.execution_options(**{READ_ONLY: True}, **self._read_options)
                 yield conn
                 return
             local.conn, local.depth = conn, 0

@@ -62,6 +62,8 @@ def _on_begin(connection: sa.Connection) -> None:
 class SqliteStore(SqlStore):
     """A store in one SQLite file, shared safely by threads and processes."""
 
+    _read_options: dict[str, Any] = {}  # the begin hook already skips BEGIN for reads
+
     def __init__(self, url: str, *, synchronous: str = "FULL", **engine_options: Any) -> None:
         if synchronous.upper() not in SYNCHRONOUS:
             raise ValidationError(f"synchronous={synchronous!r} is not one of {', '.join(SYNCHRONOUS)}")
