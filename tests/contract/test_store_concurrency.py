@@ -12,8 +12,6 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from unified.store.base import Store, TaskRecord
 
 TASKS = 500
@@ -72,7 +70,6 @@ def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
     return proc.stdout.readline()
 
 
-@pytest.mark.slow
 def test_processes_claim_every_task_exactly_once(
     durable_url: str, open_store: Callable[[str], Store], make_task: Callable[..., TaskRecord]
 ) -> None:
