@@ -172,9 +172,7 @@ class Store(Protocol):
         """The run with this id."""
         ...
 
-    def list_runs(
-        self, workflow_id: str | None = None, state: str | None = None, limit: int = 100
-    ) -> list[RunRecord]:
+    def list_runs(self, workflow_id: str | None = None, state: str | None = None, limit: int = 100) -> list[RunRecord]:
         """Runs, newest first, optionally filtered."""
         ...
 

@@ -252,6 +252,12 @@ class MemoryStore:
                 return False
             if expected_attempt is not None and task.attempts != expected_attempt:
                 return False
+            if "dependencies" in changes:
+                for upstream in task.dependencies:
+                    self._dependants[upstream].remove(task_id)
+                for upstream in changes["dependencies"]:
+                    self._dependants[upstream].append(task_id)
+                changes["dependencies"] = list(changes["dependencies"])
             for name, value in changes.items():
                 setattr(task, name, value)
             if "state" in changes and task.state in CLAIMABLE_STATES:
