@@ -122,21 +122,32 @@ class Engine:
         params: dict[str, Any] | None = None,
         trigger: str = "manual",
         metadata: dict[str, Any] | None = None,
+        schedule_id: str | None = None,
     ) -> str:
         """Start a run of ``tasks`` and return its id."""
         if not self.store.keeps_objects:
             to_json(params or {}, "run params")
         now = self.clock.now()
         run = RunRecord(
-            new_id(), workflow_id, version, "running", dict(params or {}), trigger, now, now, None, dict(metadata or {})
+            new_id(),
+            workflow_id,
+            version,
+            "running",
+            dict(params or {}),
+            trigger,
+            now,
+            now,
+            None,
+            dict(metadata or {}),
+            schedule_id,
         )
         with self.store.atomic():
             self.store.insert_run(run)
-            self.submit(list(tasks), run_id=run.run_id)
+            self.submit(list(tasks), run_id=run.run_id, schedule_id=schedule_id)
         self._run_cache[run.run_id] = run
         return run.run_id
 
-    def submit(self, tasks: list[Task], run_id: str | None = None) -> list[str]:
+    def submit(self, tasks: list[Task], run_id: str | None = None, schedule_id: str | None = None) -> list[str]:
         """Store ``tasks`` (ad-hoc when ``run_id`` is None) and queue those whose dependencies are met."""
         now = self.clock.now()
         local_ids = [t.task_id or new_id() for t in tasks]
@@ -152,6 +163,8 @@ class Engine:
             raise UnknownDependencyError(f"task {task.task_id!r} depends on {dep!r}, which is not in {scope}")
         validate_graph({t.task_id: t.dependencies for t in tasks}, existing=existing, scope=scope)  # type: ignore[misc]
         records = [self._new_record(t, run_id, now, existing) for t in tasks]
+        for record in records:
+            record.schedule_id = schedule_id
         in_batch = {r.task_id: r for r in records}
         for record in records:  # a task that depends on a batch-mate waits for it
             if record.state == "queued" and any(d in in_batch for d in tasks[records.index(record)].dependencies):
@@ -217,13 +230,13 @@ class Engine:
             params=run.params if run else {},
             upstream=upstream,
             metadata=dict(record.metadata),
-            add_task=lambda child: self._add_child(child, record.run_id),
+            add_task=lambda child: self._add_child(child, record),
             cancel_event=cancel_event,
         )
         return task, ctx
 
-    def _add_child(self, child: Task, run_id: str | None) -> str:
-        self.submit([child], run_id=run_id)
+    def _add_child(self, child: Task, parent: TaskRecord) -> str:
+        self.submit([child], run_id=parent.run_id, schedule_id=parent.schedule_id)
         return child.task_id  # type: ignore[return-value]
 
     def cancel_event(self, task_id: str) -> threading.Event:

@@ -40,6 +40,7 @@ class TaskRecord:
     lease_expires_at: float | None = None
     reason: str | None = None  # why it was skipped or canceled
     seq: int = 0  # set by the store on insert: FIFO order among equal priorities
+    schedule_id: str | None = None  # the schedule that fired it, if any
 
 
 @dataclass(slots=True)
@@ -80,6 +81,7 @@ class RunRecord:
     started_at: float | None = None
     finished_at: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    schedule_id: str | None = None  # the schedule that fired it, if any
 
 
 @dataclass(slots=True)
@@ -117,6 +119,87 @@ class AlertRecord:
     channel: str = "handler"
     status: str = "sent"  # pending, sent, failed
     error: str | None = None
+    rule_id: str | None = None
+    attempts: int = 0  # delivery attempts made
+    delivered_at: float | None = None
+
+
+@dataclass(slots=True)
+class ScheduleRecord:
+    """When to start a workflow run or an ad-hoc task: a cron expression or an interval, in a time zone."""
+
+    schedule_id: str
+    name: str
+    target_type: str  # "workflow" or "task"
+    target: dict[str, Any]  # {"workflow_id", "params"} or {"task": Task.spec()}
+    cron: str | None = None
+    interval_seconds: float | None = None
+    timezone: str = "UTC"
+    start_at: float | None = None
+    end_at: float | None = None
+    catchup: bool = False
+    max_active_runs: int = 1
+    paused: bool = False
+    next_fire_at: float | None = None  # None once the schedule has ended
+    last_fire_at: float | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(slots=True)
+class FireRecord:
+    """One fire time of a schedule; (schedule_id, fire_time) is unique, so a fire happens once."""
+
+    schedule_id: str
+    fire_time: float
+    created_at: float
+    run_id: str | None = None  # the run it started (workflow targets)
+    task_id: str | None = None  # the task it queued (task targets)
+    state: str = "started"  # started, or skipped (with reason) when max_active_runs was reached
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class AlertRuleRecord:
+    """Which events, optionally of one workflow or task name, go to which channel."""
+
+    rule_id: str
+    events: list[str]
+    channel: dict[str, Any]  # {"type": "webhook", "url": ..., ...}: what alerts.channel_from_config builds
+    workflow: str | None = None  # a workflow id or name
+    task_name: str | None = None
+    enabled: bool = True
+    created_at: float = 0.0
+
+
+@dataclass(slots=True)
+class ApiKeyRecord:
+    """An API key: only its hash is stored; ``key_id`` is the public part the secret is found by."""
+
+    key_id: str
+    name: str
+    role: str  # viewer, operator, admin
+    key_hash: str
+    created_at: float
+    owner: str | None = None
+    expires_at: float | None = None
+    last_used_at: float | None = None
+    revoked_at: float | None = None
+
+
+@dataclass(slots=True)
+class AuditRecord:
+    """One mutating request: who, what, on which target, with what outcome."""
+
+    audit_id: str
+    at: float
+    key_name: str | None
+    role: str | None
+    method: str
+    path: str
+    target: str | None
+    outcome: int  # the HTTP status
+    detail: str | None = None
 
 
 @runtime_checkable
@@ -172,8 +255,16 @@ class Store(Protocol):
         """The run with this id."""
         ...
 
-    def list_runs(self, workflow_id: str | None = None, state: str | None = None, limit: int = 100) -> list[RunRecord]:
-        """Runs, newest first, optionally filtered."""
+    def list_runs(
+        self,
+        workflow_id: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+        schedule_id: str | None = None,
+        since: float | None = None,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        """Runs, newest first, optionally filtered (``since``: created at or after)."""
         ...
 
     def update_run(self, run_id: str, expected_state: str | None, **changes: Any) -> bool:
@@ -194,9 +285,15 @@ class Store(Protocol):
         ...
 
     def list_tasks(
-        self, state: str | None = None, run_id: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        state: str | None = None,
+        run_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        schedule_id: str | None = None,
+        before_seq: int | None = None,
     ) -> list[TaskRecord]:
-        """Tasks, newest first, optionally filtered by state and run."""
+        """Tasks, newest first (by seq), optionally filtered; ``before_seq`` is a cursor: only seq < it."""
         ...
 
     def run_tasks(self, run_id: str) -> list[TaskRecord]:
@@ -277,6 +374,84 @@ class Store(Protocol):
 
     def list_alerts(self, limit: int = 100) -> list[AlertRecord]:
         """Alerts, newest first."""
+        ...
+
+    def put_alert_rule(self, rule: AlertRuleRecord) -> None:
+        """Insert or replace an alert rule."""
+        ...
+
+    def list_alert_rules(self) -> list[AlertRuleRecord]:
+        """Every alert rule, oldest first."""
+        ...
+
+    def delete_alert_rule(self, rule_id: str) -> None:
+        """Remove an alert rule."""
+        ...
+
+    # schedules and their fires
+    def put_schedule(self, schedule: ScheduleRecord) -> None:
+        """Insert or replace a schedule."""
+        ...
+
+    def get_schedule(self, schedule_id: str) -> ScheduleRecord:
+        """The schedule with this id."""
+        ...
+
+    def list_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule, oldest first."""
+        ...
+
+    def update_schedule(self, schedule_id: str, **changes: Any) -> None:
+        """Set fields of a schedule."""
+        ...
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        """Remove a schedule (its fires stay as history)."""
+        ...
+
+    def due_schedules(self, now: float, limit: int = 100) -> list[ScheduleRecord]:
+        """Unpaused schedules whose next_fire_at is at or before ``now``, earliest first."""
+        ...
+
+    def next_schedule_fire(self) -> float | None:
+        """The earliest next_fire_at among unpaused schedules, or None."""
+        ...
+
+    def insert_fire(self, fire: FireRecord) -> bool:
+        """Record a fire; False (and nothing written) if that (schedule_id, fire_time) exists already."""
+        ...
+
+    def update_fire(self, schedule_id: str, fire_time: float, **changes: Any) -> None:
+        """Set fields of a fire (run_id, task_id, state, reason)."""
+        ...
+
+    def list_fires(self, schedule_id: str, limit: int = 100) -> list[FireRecord]:
+        """Fires of a schedule, newest fire_time first."""
+        ...
+
+    # api keys and the audit log
+    def put_api_key(self, key: ApiKeyRecord) -> None:
+        """Insert or replace an API key."""
+        ...
+
+    def get_api_key(self, key_id: str) -> ApiKeyRecord:
+        """The API key with this id."""
+        ...
+
+    def list_api_keys(self) -> list[ApiKeyRecord]:
+        """Every API key, oldest first."""
+        ...
+
+    def update_api_key(self, key_id: str, **changes: Any) -> None:
+        """Set fields of an API key (last_used_at, revoked_at)."""
+        ...
+
+    def insert_audit(self, entry: AuditRecord) -> None:
+        """Append to the audit log."""
+        ...
+
+    def list_audit(self, limit: int = 100, offset: int = 0) -> list[AuditRecord]:
+        """Audit entries, newest first."""
         ...
 
 

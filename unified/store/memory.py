@@ -22,6 +22,7 @@ from unified.store.base import (
     VersionRecord,
     WorkflowRecord,
 )
+from unified.store.memory_admin import MemoryAdminRecords
 
 
 def _missing(kind: str, key: str) -> NotFoundError:
@@ -56,7 +57,7 @@ class _ReadyHeaps:
         return ready[0][:3] if ready else None
 
 
-class MemoryStore:
+class MemoryStore(MemoryAdminRecords):
     """Every record in dicts behind one re-entrant lock."""
 
     keeps_objects = True
@@ -75,6 +76,7 @@ class MemoryStore:
         self._alerts: dict[str, AlertRecord] = {}
         self._heaps = _ReadyHeaps()
         self._seq = itertools.count(1)
+        self._init_admin()
 
     def close(self) -> None:
         """Nothing to release."""
@@ -146,16 +148,27 @@ class MemoryStore:
                 raise _missing("run", run_id)
             return copy.deepcopy(self._runs[run_id])
 
-    def list_runs(self, workflow_id: str | None = None, state: str | None = None, limit: int = 100) -> list[RunRecord]:
+    def list_runs(
+        self,
+        workflow_id: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+        schedule_id: str | None = None,
+        since: float | None = None,
+        offset: int = 0,
+    ) -> list[RunRecord]:
         """Runs, newest first, optionally filtered."""
         with self._lock:
             runs = [
                 r
-                for r in self._runs.values()
-                if (workflow_id is None or r.workflow_id == workflow_id) and (state is None or r.state == state)
+                for r in reversed(self._runs.values())
+                if (workflow_id is None or r.workflow_id == workflow_id)
+                and (state is None or r.state == state)
+                and (schedule_id is None or r.schedule_id == schedule_id)
+                and (since is None or r.created_at >= since)
             ]
-            runs.sort(key=lambda r: r.created_at, reverse=True)
-            return [copy.deepcopy(r) for r in runs[:limit]]
+            runs.sort(key=lambda r: r.created_at, reverse=True)  # stable: ties stay newest-inserted first
+            return [copy.deepcopy(r) for r in runs[offset : offset + limit]]
 
     def update_run(self, run_id: str, expected_state: str | None, **changes: Any) -> bool:
         """Set fields of a run if its state matches."""
@@ -210,15 +223,23 @@ class MemoryStore:
             return [copy.copy(self._tasks[i]) for i in task_ids if i in self._tasks]
 
     def list_tasks(
-        self, state: str | None = None, run_id: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        state: str | None = None,
+        run_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        schedule_id: str | None = None,
+        before_seq: int | None = None,
     ) -> list[TaskRecord]:
-        """Tasks, newest first, optionally filtered by state and run."""
+        """Tasks, newest first, optionally filtered; ``before_seq`` is a cursor."""
         with self._lock:
             source = self._run_tasks.get(run_id, []) if run_id is not None else self._tasks
             found = []
             for task_id in reversed(list(source)):
                 task = self._tasks[task_id]
-                if state is None or task.state == state:
+                if before_seq is not None and task.seq >= before_seq:
+                    continue
+                if (state is None or task.state == state) and (schedule_id is None or task.schedule_id == schedule_id):
                     found.append(task)
                     if len(found) >= offset + limit:
                         break

@@ -1,0 +1,163 @@
+"""The memory store's records around the work itself: schedules and fires, alert rules, API keys, audit log.
+
+A mixin of :class:`unified.store.memory.MemoryStore`, sharing its lock; split out to keep each module small.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from typing import Any
+
+from unified.errors import NotFoundError
+from unified.store.base import AlertRuleRecord, ApiKeyRecord, AuditRecord, FireRecord, ScheduleRecord
+
+
+def _missing(kind: str, key: str) -> NotFoundError:
+    return NotFoundError(f"no {kind} with id {key!r}: check the id (list them to see what exists)")
+
+
+class MemoryAdminRecords:
+    """Schedules, fires, alert rules, API keys and the audit log, in dicts under the store's lock."""
+
+    _lock: threading.RLock
+
+    def _init_admin(self) -> None:
+        self._schedules: dict[str, ScheduleRecord] = {}
+        self._fires: dict[tuple[str, float], FireRecord] = {}
+        self._rules: dict[str, AlertRuleRecord] = {}
+        self._keys: dict[str, ApiKeyRecord] = {}
+        self._audit: list[AuditRecord] = []
+
+    # alert rules
+    def put_alert_rule(self, rule: AlertRuleRecord) -> None:
+        """Insert or replace an alert rule."""
+        with self._lock:
+            self._rules[rule.rule_id] = copy.deepcopy(rule)
+
+    def list_alert_rules(self) -> list[AlertRuleRecord]:
+        """Every alert rule, oldest first."""
+        with self._lock:
+            return [copy.deepcopy(r) for r in self._rules.values()]
+
+    def delete_alert_rule(self, rule_id: str) -> None:
+        """Remove an alert rule."""
+        with self._lock:
+            if self._rules.pop(rule_id, None) is None:
+                raise _missing("alert rule", rule_id)
+
+    # schedules
+    def put_schedule(self, schedule: ScheduleRecord) -> None:
+        """Insert or replace a schedule."""
+        with self._lock:
+            self._schedules[schedule.schedule_id] = copy.deepcopy(schedule)
+
+    def _schedule(self, schedule_id: str) -> ScheduleRecord:
+        schedule = self._schedules.get(schedule_id)
+        if schedule is None:
+            raise _missing("schedule", schedule_id)
+        return schedule
+
+    def get_schedule(self, schedule_id: str) -> ScheduleRecord:
+        """The schedule with this id."""
+        with self._lock:
+            return copy.deepcopy(self._schedule(schedule_id))
+
+    def list_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule, oldest first."""
+        with self._lock:
+            return [copy.deepcopy(s) for s in self._schedules.values()]
+
+    def update_schedule(self, schedule_id: str, **changes: Any) -> None:
+        """Set fields of a schedule."""
+        with self._lock:
+            schedule = self._schedule(schedule_id)
+            for name, value in changes.items():
+                setattr(schedule, name, copy.deepcopy(value))
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        """Remove a schedule; its fires stay."""
+        with self._lock:
+            self._schedule(schedule_id)
+            del self._schedules[schedule_id]
+
+    def due_schedules(self, now: float, limit: int = 100) -> list[ScheduleRecord]:
+        """Unpaused schedules due at ``now``, earliest first."""
+        with self._lock:
+            due = [
+                s
+                for s in self._schedules.values()
+                if not s.paused and s.next_fire_at is not None and s.next_fire_at <= now
+            ]
+            due.sort(key=lambda s: s.next_fire_at)  # type: ignore[arg-type, return-value]
+            return [copy.deepcopy(s) for s in due[:limit]]
+
+    def next_schedule_fire(self) -> float | None:
+        """The earliest next fire among unpaused schedules."""
+        with self._lock:
+            times = [s.next_fire_at for s in self._schedules.values() if not s.paused and s.next_fire_at is not None]
+            return min(times, default=None)
+
+    def insert_fire(self, fire: FireRecord) -> bool:
+        """Record a fire once."""
+        with self._lock:
+            key = (fire.schedule_id, fire.fire_time)
+            if key in self._fires:
+                return False
+            self._fires[key] = copy.deepcopy(fire)
+            return True
+
+    def update_fire(self, schedule_id: str, fire_time: float, **changes: Any) -> None:
+        """Set fields of a fire."""
+        with self._lock:
+            fire = self._fires.get((schedule_id, fire_time))
+            if fire is None:
+                raise NotFoundError(f"schedule {schedule_id!r} has no fire at {fire_time}")
+            for name, value in changes.items():
+                setattr(fire, name, value)
+
+    def list_fires(self, schedule_id: str, limit: int = 100) -> list[FireRecord]:
+        """Fires of a schedule, newest first."""
+        with self._lock:
+            fires = [f for (sid, _), f in self._fires.items() if sid == schedule_id]
+            fires.sort(key=lambda f: f.fire_time, reverse=True)
+            return [copy.deepcopy(f) for f in fires[:limit]]
+
+    # api keys and audit
+    def put_api_key(self, key: ApiKeyRecord) -> None:
+        """Insert or replace an API key."""
+        with self._lock:
+            self._keys[key.key_id] = copy.deepcopy(key)
+
+    def get_api_key(self, key_id: str) -> ApiKeyRecord:
+        """The API key with this id."""
+        with self._lock:
+            key = self._keys.get(key_id)
+            if key is None:
+                raise _missing("API key", key_id)
+            return copy.deepcopy(key)
+
+    def list_api_keys(self) -> list[ApiKeyRecord]:
+        """Every API key, oldest first."""
+        with self._lock:
+            return [copy.deepcopy(k) for k in self._keys.values()]
+
+    def update_api_key(self, key_id: str, **changes: Any) -> None:
+        """Set fields of an API key."""
+        with self._lock:
+            key = self._keys.get(key_id)
+            if key is None:
+                raise _missing("API key", key_id)
+            for name, value in changes.items():
+                setattr(key, name, value)
+
+    def insert_audit(self, entry: AuditRecord) -> None:
+        """Append to the audit log."""
+        with self._lock:
+            self._audit.append(copy.deepcopy(entry))
+
+    def list_audit(self, limit: int = 100, offset: int = 0) -> list[AuditRecord]:
+        """Audit entries, newest first."""
+        with self._lock:
+            newest = list(reversed(self._audit))
+            return [copy.deepcopy(a) for a in newest[offset : offset + limit]]
