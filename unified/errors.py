@@ -12,7 +12,9 @@
     │   └── InvalidTransitionError
     ├── TaskFailedError            a task ended badly; carries its error
     ├── TimeoutExpired             waiting for a task or run took too long
-    └── StoreError                 the database could not be used
+    ├── StoreError                 the database could not be used
+    ├── AuthenticationError        no API key, or one that is wrong, revoked or expired
+    └── PermissionDeniedError      a valid key whose role is too low for the request
 
 Each message says what to do about it. ``HTTP_STATUS`` maps branches to HTTP codes for the API.
 """
@@ -114,7 +116,21 @@ class StoreError(UnifiedError):
     code = "store_error"
 
 
+class AuthenticationError(UnifiedError):
+    """A request without a usable API key: none given, unknown, revoked or expired."""
+
+    code = "unauthorized"
+
+
+class PermissionDeniedError(UnifiedError):
+    """A request whose API key is valid but whose role does not allow it."""
+
+    code = "forbidden"
+
+
 HTTP_STATUS: dict[type[UnifiedError], int] = {
+    AuthenticationError: 401,
+    PermissionDeniedError: 403,
     ValidationError: 422,
     NotFoundError: 404,
     ConflictError: 409,
