@@ -154,7 +154,11 @@ class Engine:
         for task, local in zip(tasks, local_ids, strict=True):
             task.task_id = local
         upstream_ids = {d for t in tasks for d in t.dependencies} - set(local_ids)
-        existing = {r.task_id: r for r in self.store.get_tasks(global_id(run_id, d) for d in upstream_ids)}
+        existing = (
+            {r.task_id: r for r in self.store.get_tasks(global_id(run_id, d) for d in upstream_ids)}
+            if upstream_ids
+            else {}
+        )
         scope = "the run" if run_id else "the queued tasks"
         missing = upstream_ids - existing.keys()
         if missing:
@@ -222,7 +226,9 @@ class Engine:
         """The runnable Task of a claimed record and the context its function sees."""
         task = self.functions.rebuild(record.spec)
         run = self._run(record.run_id)
-        upstream = {r.task_id: r.result for r in self.store.get_tasks(record.dependencies)}
+        upstream = (
+            {r.task_id: r.result for r in self.store.get_tasks(record.dependencies)} if record.dependencies else {}
+        )
         ctx = TaskContext(
             task_id=record.task_id,
             run_id=record.run_id,
