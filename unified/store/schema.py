@@ -18,9 +18,14 @@ import sqlalchemy as sa
 from unified.errors import ValidationError
 from unified.store.base import (
     AlertRecord,
+    AlertRuleRecord,
+    ApiKeyRecord,
     AttemptRecord,
+    AuditRecord,
+    FireRecord,
     LogRecord,
     RunRecord,
+    ScheduleRecord,
     TaskRecord,
     VersionRecord,
     WorkflowRecord,
@@ -73,8 +78,10 @@ tasks = sa.Table(
     sa.Column("lease_owner", sa.String(255), nullable=True),
     sa.Column("lease_expires_at", Time, nullable=True),
     sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("schedule_id", Id, nullable=True),
     sa.Index("ix_tasks_state", "state", "seq"),
     sa.Index("ix_tasks_run", "run_id", "seq"),
+    sa.Index("ix_tasks_schedule", "schedule_id", "seq"),
     sa.Index("ix_tasks_not_before", "state", "not_before"),
     sa.Index("ix_tasks_lease", "state", "lease_expires_at"),
     sqlite_autoincrement=True,  # seq never reuses a number
@@ -133,8 +140,10 @@ runs = sa.Table(
     sa.Column("started_at", Time, nullable=True),
     sa.Column("finished_at", Time, nullable=True),
     sa.Column("metadata", sa.Text, nullable=False),
+    sa.Column("schedule_id", Id, nullable=True),
     sa.Index("ix_runs_created", "created_at", "seq"),
     sa.Index("ix_runs_workflow", "workflow_id", "created_at"),
+    sa.Index("ix_runs_schedule", "schedule_id", "created_at"),
 )
 
 workflows = sa.Table(
@@ -171,7 +180,89 @@ alerts = sa.Table(
     sa.Column("channel", sa.String(255), nullable=False),
     sa.Column("status", sa.String(32), nullable=False),
     sa.Column("error", sa.Text, nullable=True),
+    sa.Column("rule_id", Id, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("delivered_at", Time, nullable=True),
     sa.Index("ix_alerts_created", "created_at", "seq"),
+)
+
+alert_rules = sa.Table(
+    "alert_rules",
+    metadata,
+    _seq(),
+    sa.Column("rule_id", Id, nullable=False, unique=True),
+    sa.Column("events", sa.Text, nullable=False),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("workflow", Id, nullable=True),
+    sa.Column("task_name", sa.Text, nullable=True),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    _seq(),
+    sa.Column("schedule_id", Id, nullable=False, unique=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("target_type", sa.String(32), nullable=False),
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("cron", sa.String(255), nullable=True),
+    sa.Column("interval_seconds", Time, nullable=True),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("start_at", Time, nullable=True),
+    sa.Column("end_at", Time, nullable=True),
+    sa.Column("catchup", sa.Boolean, nullable=False),
+    sa.Column("max_active_runs", sa.Integer, nullable=False),
+    sa.Column("paused", sa.Boolean, nullable=False),
+    sa.Column("next_fire_at", Time, nullable=True),
+    sa.Column("last_fire_at", Time, nullable=True),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Index("ix_schedules_due", "paused", "next_fire_at"),
+)
+
+# no foreign key to schedules: a deleted schedule's fires stay as history
+fires = sa.Table(
+    "fires",
+    metadata,
+    sa.Column("schedule_id", Id, primary_key=True),
+    sa.Column("fire_time", Time, primary_key=True),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("run_id", Id, nullable=True),
+    sa.Column("task_id", Id, nullable=True),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    _seq(),
+    sa.Column("key_id", Id, nullable=False, unique=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("key_hash", sa.String(255), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("owner", sa.Text, nullable=True),
+    sa.Column("expires_at", Time, nullable=True),
+    sa.Column("last_used_at", Time, nullable=True),
+    sa.Column("revoked_at", Time, nullable=True),
+)
+
+audit = sa.Table(
+    "audit",
+    metadata,
+    _seq(),
+    sa.Column("audit_id", Id, nullable=False, unique=True),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("key_name", sa.Text, nullable=True),
+    sa.Column("role", sa.String(32), nullable=True),
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("target", sa.Text, nullable=True),
+    sa.Column("outcome", sa.Integer, nullable=False),
+    sa.Column("detail", sa.Text, nullable=True),
 )
 
 R = TypeVar("R")
@@ -224,6 +315,11 @@ RUNS = Codec(RunRecord, runs, "run_id", ("params", "metadata"), ("run_id",))
 WORKFLOWS = Codec(WorkflowRecord, workflows, "workflow_id", ("tasks",), ("workflow_id",))
 VERSIONS = Codec(VersionRecord, versions, "workflow_id", ("tasks",), ("workflow_id", "number"))
 ALERTS = Codec(AlertRecord, alerts, "alert_id", ("payload",), ("alert_id",))
+ALERT_RULES = Codec(AlertRuleRecord, alert_rules, "rule_id", ("events", "channel"), ("rule_id",))
+SCHEDULES = Codec(ScheduleRecord, schedules, "schedule_id", ("target",), ("schedule_id",))
+FIRES = Codec(FireRecord, fires, "schedule_id", (), ("schedule_id", "fire_time"))
+API_KEYS = Codec(ApiKeyRecord, api_keys, "key_id", (), ("key_id",))
+AUDIT = Codec(AuditRecord, audit, "audit_id", (), ("audit_id",))
 
 
 # statements built once (building a many-column statement costs more than running it)

@@ -45,6 +45,7 @@ from unified.store.schema import (
     tasks,
     update_statement,
 )
+from unified.store.sql_admin import SqlAdminRecords
 
 CHUNK = 500  # ids per IN (...) list
 READ_ONLY = "unified_read_only"  # execution option: a read outside atomic(); SQLite then skips BEGIN IMMEDIATE
@@ -63,7 +64,7 @@ def _fk_violation(exc: sa.exc.IntegrityError) -> bool:
     return getattr(exc.orig, "sqlstate", None) == "23503" or "FOREIGN KEY" in str(exc.orig)
 
 
-class SqlStore:
+class SqlStore(SqlAdminRecords):
     """A store on a SQLAlchemy URL; ``SqlStore("sqlite:///...")`` gives a :class:`SqliteStore`."""
 
     keeps_objects = False
@@ -212,16 +213,27 @@ class SqlStore:
         where = {codec.key: key} if expected_state is None else {codec.key: key, "state": expected_state}
         return self._update(codec, where, 1, codec.changes(changes, key), f"{codec.table.name[:-1]} {key!r}")
 
-    # workflows and versions
-    def put_workflow(self, workflow: WorkflowRecord) -> None:
-        """Insert or replace a workflow."""
-        row = WORKFLOWS.row(workflow)
-        stmt = self._upsert_insert(WORKFLOWS.table).values(row)
+    def _upsert(self, codec: Codec[Any], record: Any) -> None:
+        """Insert ``record``, or replace every field of the row with its key (keeping the row's seq)."""
+        row = codec.row(record)
+        stmt = self._upsert_insert(codec.table).values(row)
         stmt = stmt.on_conflict_do_update(
-            index_elements=["workflow_id"], set_={name: stmt.excluded[name] for name in row if name != "workflow_id"}
+            index_elements=[codec.key], set_={name: stmt.excluded[name] for name in row if name != codec.key}
         )
         with self._tx() as conn:
             conn.execute(stmt)
+
+    def _delete(self, codec: Codec[Any], key: str, what: str) -> None:
+        """Delete the row with this key; NotFoundError if there is none."""
+        table = codec.table
+        with self._tx() as conn:
+            if conn.execute(sa.delete(table).where(table.c[codec.key] == key)).rowcount == 0:
+                raise NotFoundError(f"no {what} {key!r}: check the id (list them to see what exists)")
+
+    # workflows and versions
+    def put_workflow(self, workflow: WorkflowRecord) -> None:
+        """Insert or replace a workflow."""
+        self._upsert(WORKFLOWS, workflow)
 
     def get_workflow(self, workflow_id: str) -> WorkflowRecord:
         """The workflow with this id."""
@@ -236,9 +248,7 @@ class SqlStore:
         """Remove a workflow and its versions (its runs stay as history)."""
         with self._tx() as conn:
             conn.execute(sa.delete(VERSIONS.table).where(VERSIONS.table.c.workflow_id == workflow_id))
-            table = WORKFLOWS.table
-            if conn.execute(sa.delete(table).where(table.c.workflow_id == workflow_id)).rowcount == 0:
-                raise NotFoundError(f"no workflow {workflow_id!r}: check the id (list them to see what exists)")
+            self._delete(WORKFLOWS, workflow_id, "workflow")
 
     def add_version(self, version: VersionRecord) -> None:
         """Store a new frozen version; (workflow_id, number) is unique."""
@@ -264,14 +274,23 @@ class SqlStore:
         """The run with this id."""
         return self._one(RUNS, f"run {run_id!r}", RUNS.by_key, {"_key": run_id})
 
-    def list_runs(self, workflow_id: str | None = None, state: str | None = None, limit: int = 100) -> list[RunRecord]:
-        """Runs, newest first, optionally filtered."""
+    def list_runs(
+        self,
+        workflow_id: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+        schedule_id: str | None = None,
+        since: float | None = None,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        """Runs, newest first, optionally filtered (``since``: created at or after)."""
         c = RUNS.table.c
-        stmt = RUNS.select.order_by(c.created_at.desc(), c.seq.desc()).limit(limit)
-        if workflow_id is not None:
-            stmt = stmt.where(c.workflow_id == workflow_id)
-        if state is not None:
-            stmt = stmt.where(c.state == state)
+        stmt = RUNS.select.order_by(c.created_at.desc(), c.seq.desc()).limit(limit).offset(offset)
+        for column, value in ((c.workflow_id, workflow_id), (c.state, state), (c.schedule_id, schedule_id)):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if since is not None:
+            stmt = stmt.where(c.created_at >= since)
         return self._all(RUNS, stmt)
 
     def update_run(self, run_id: str, expected_state: str | None, **changes: Any) -> bool:
@@ -316,14 +335,22 @@ class SqlStore:
         return found
 
     def list_tasks(
-        self, state: str | None = None, run_id: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        state: str | None = None,
+        run_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        schedule_id: str | None = None,
+        before_seq: int | None = None,
     ) -> list[TaskRecord]:
-        """Tasks, newest first, optionally filtered by state and run."""
-        stmt = TASKS.select.order_by(tasks.c.seq.desc()).limit(limit).offset(offset)
-        if state is not None:
-            stmt = stmt.where(tasks.c.state == state)
-        if run_id is not None:
-            stmt = stmt.where(tasks.c.run_id == run_id)
+        """Tasks, newest first (by seq), optionally filtered; ``before_seq`` is a cursor: only seq < it."""
+        c = tasks.c
+        stmt = TASKS.select.order_by(c.seq.desc()).limit(limit).offset(offset)
+        for column, value in ((c.state, state), (c.run_id, run_id), (c.schedule_id, schedule_id)):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if before_seq is not None:
+            stmt = stmt.where(c.seq < before_seq)
         return self._all(TASKS, stmt)
 
     def run_tasks(self, run_id: str) -> list[TaskRecord]:
