@@ -282,9 +282,6 @@ class Engine:
             retryable = self.functions.rebuild(record.spec).should_retry(exception)
         pending_events: list[tuple[str, TaskRecord]] = []
         with self.store.atomic():
-            self.store.finish_attempt(record.id, attempt, state=attempt_state or state, finished_at=now, error=error)
-            if logs:
-                self.store.append_logs(LogRecord(record.id, attempt, ts, lvl, msg) for ts, lvl, msg in logs)
             common = {"lease_owner": None, "lease_expires_at": None}
             if metadata is not None:
                 common["metadata"] = metadata
@@ -298,6 +295,13 @@ class Engine:
                     pending_events += self._skip_downstream(record, now)
             else:
                 pending_events += self._fail_or_retry(record, state, error, retryable, now, attempt, common)
+            # a report that lost the race (fenced out) must not rewrite an attempt already recorded as lost
+            if record.state != "running" or self._attempt_open(record.id, attempt):
+                self.store.finish_attempt(
+                    record.id, attempt, state=attempt_state or state, finished_at=now, error=error
+                )
+            if logs:
+                self.store.append_logs(LogRecord(record.id, attempt, ts, lvl, msg) for ts, lvl, msg in logs)
             run_event = self._settle_run(record.run_id, now) if record.state in FINISHED_STATES else None
         self._cancel_events.pop(record.id, None)
         for name, rec in pending_events:
@@ -305,6 +309,25 @@ class Engine:
         if run_event:
             self._emit_run(*run_event)
         self._notify_finished()
+
+    def _attempt_open(self, task_id: str, number: int) -> bool:
+        return any(a.number == number and a.state == "running" for a in self.store.list_attempts(task_id))
+
+    def hand_back(self, task_id: str, attempt: int) -> bool:
+        """Put a running task back in the queue because its worker is shutting down; the attempt costs no retry."""
+        now = self.clock.now()
+        record = self.store.get_task(task_id)
+        if record.state != "running" or record.attempts != attempt:
+            return False
+        spec = {**record.spec, "retry_base": record.spec.get("retry_base", 0) + 1}
+        with self.store.atomic():
+            if not self._move(record, S.QUEUED, attempt, spec=spec, queued_at=now, lease_owner=None,
+                              lease_expires_at=None):  # fmt: skip
+                return False
+            error = {"type": "HandedBack", "message": "the worker shut down before the attempt finished"}
+            self.store.finish_attempt(task_id, attempt, state="handed_back", finished_at=now, error=error)
+        self._notify_ready(1)
+        return True
 
     def _fail_or_retry(
         self,

@@ -13,14 +13,17 @@ import socket
 import threading
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from unified.engine import Engine
-from unified.errors import UnifiedError
+from unified.errors import StoreError, UnifiedError
 from unified.executor import Executor
 from unified.store.base import TaskRecord
 from unified.utils import new_id
 
 log = logging.getLogger("unified.worker")
+
+MAX_BACKOFF_SECONDS = 30.0
 
 
 def default_worker_id() -> str:
@@ -76,12 +79,22 @@ class WorkerPool:
         self._threads.append(beat)
 
     def stop(self, wait: bool = True, timeout: float | None = 10.0) -> None:
-        """Stop taking work; with ``wait``, let running attempts finish (up to ``timeout`` seconds each)."""
+        """Stop taking work. With ``wait``, let running attempts finish for up to ``timeout`` seconds, then hand
+        back what is still running (it returns to the queue for another worker) and stop those attempts."""
         self._stopping.set()
         self.wake(len(self._threads))
         if wait:
+            deadline = None if timeout is None else time.monotonic() + timeout
             for thread in self._threads:
-                thread.join(timeout)
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        for task_id, attempt in list(self._held.items()):
+            try:
+                if self.engine.hand_back(task_id, attempt):
+                    log.warning("worker %s handed back task %s (attempt %d)", self.worker_id, task_id, attempt)
+            except UnifiedError as exc:
+                log.error("worker %s could not hand back task %s (%s); its lease will expire", self.worker_id,
+                          task_id, exc)  # fmt: skip
+            self.engine.cancel_event(task_id).set()
         self._threads.clear()
 
     def wake(self, count: int = 1) -> None:
@@ -109,12 +122,19 @@ class WorkerPool:
 
     # -- internals ---------------------------------------------------------------------------------------
     def _loop(self) -> None:
+        failures = 0
         while not self._stopping.is_set():
             try:
                 if self.run_once():
+                    failures = 0
                     continue
-            except UnifiedError:
-                log.exception("worker %s could not claim work; retrying", self.worker_id)
+                failures = 0
+            except StoreError as exc:
+                failures += 1
+                delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** (failures - 1))
+                log.error("worker %s cannot reach the store (%s); retrying in %.1f s", self.worker_id, exc, delay)
+                self._stopping.wait(delay)
+                continue
             self._idle_wait()
 
     def _idle_wait(self) -> None:
@@ -138,7 +158,7 @@ class WorkerPool:
                 self.engine.complete(record, "failure", error=error, retryable=False)
                 return
             outcome = self.executor.run_attempt(task, ctx, task.resolve())
-            self.engine.complete(
+            self._report(
                 record,
                 outcome.state,
                 result=outcome.result,
@@ -149,9 +169,29 @@ class WorkerPool:
             )
         except Exception:
             log.exception("worker %s failed while running task %s", self.worker_id, record.id)
-            self.engine.complete(record, "failure", error={"type": "WorkerError", "message": "see the worker log"})
+            self._report(record, "failure", error={"type": "WorkerError", "message": "see the worker log"})
         finally:
             self._held.pop(record.id, None)
+
+    def _report(self, record: TaskRecord, state: str, **outcome: Any) -> None:
+        """Hand an outcome to the engine, retrying while the store is unreachable so no finished result is lost.
+
+        If the lease lapses meanwhile, another worker may take the task over; the fencing token then makes the
+        engine refuse this late report, so the result is never written twice.
+        """
+        failures = 0
+        while True:
+            try:
+                self.engine.complete(record, state, **outcome)
+                return
+            except StoreError as exc:
+                failures += 1
+                delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** (failures - 1))
+                log.error("worker %s cannot report task %s (%s); retrying in %.1f s", self.worker_id, record.id,
+                          exc, delay)  # fmt: skip
+                if self._stopping.wait(delay) and failures > 3:
+                    log.error("worker %s gives up reporting task %s; its lease will expire", self.worker_id, record.id)
+                    return
 
     def heartbeat(self) -> None:
         """Renew held leases, stop attempts whose lease was lost, and take back expired leases of others."""
@@ -164,10 +204,19 @@ class WorkerPool:
         self.engine.expire_leases()
 
     def _heartbeat_loop(self) -> None:
-        next_beat = time.monotonic()
+        next_beat = last_renewed = time.monotonic()
         while not self._stopping.wait(max(0.0, next_beat - time.monotonic())):
             next_beat += self.heartbeat_seconds
             try:
                 self.heartbeat()
-            except UnifiedError:
-                log.exception("worker %s heartbeat failed; retrying", self.worker_id)
+                last_renewed = time.monotonic()
+            except UnifiedError as exc:
+                log.error("worker %s heartbeat failed (%s); retrying", self.worker_id, exc)
+                if time.monotonic() - last_renewed >= self.lease_seconds:
+                    self._abandon_held("its leases could not be renewed for a whole lease period")
+
+    def _abandon_held(self, why: str) -> None:
+        """Stop every attempt this pool holds: another worker may already be running them."""
+        for task_id in list(self._held):
+            log.error("worker %s stops task %s: %s", self.worker_id, task_id, why)
+            self.engine.cancel_event(task_id).set()

@@ -1,0 +1,83 @@
+"""The worker pool: graceful stop hands back unfinished work, late reports are fenced out, lost leases stop work."""
+
+from __future__ import annotations
+
+import threading
+
+from unified.engine import Engine
+from unified.errors import StoreError
+from unified.store.memory import MemoryStore
+from unified.task import Task, TaskContext
+from unified.task_manager import TaskManager
+from unified.utils import FakeClock
+from unified.worker import WorkerPool
+
+
+def test_stop_hands_back_a_running_task_without_spending_a_retry() -> None:
+    store = MemoryStore()
+    started, release = threading.Event(), threading.Event()
+
+    def slow(ctx: TaskContext) -> str:
+        started.set()
+        while not ctx.cancelled and not release.wait(0.01):
+            pass
+        return f"attempt {ctx.attempt}"
+
+    first = TaskManager(store=store, max_workers=1)
+    task_id = first.queue_task(slow, max_retries=0)
+    assert started.wait(5)
+    first.pool.stop(wait=True, timeout=0.1)
+    record = store.get_task(task_id)
+    assert record.state == "queued"
+    assert [a.state for a in store.list_attempts(task_id)] == ["handed_back"]
+
+    release.set()
+    second = TaskManager(store=store, max_workers=1, engine=first.engine)
+    assert second.get_result(task_id, timeout=5) == "attempt 2"
+    assert [a.state for a in store.list_attempts(task_id)] == ["handed_back", "success"]
+    second.shutdown()
+
+
+def test_a_late_report_after_lease_expiry_is_refused() -> None:
+    clock = FakeClock()
+    engine = Engine(MemoryStore(), clock)
+    pool = WorkerPool(engine, max_workers=0, lease_seconds=30, heartbeat_seconds=10)
+    engine.submit([Task(task_id="t", func=lambda: "late", max_retries=1)])
+    (record,) = engine.claim("slow-worker", lease_seconds=30)
+    clock.advance(31)
+    assert engine.expire_leases() == 1  # another process's heartbeat takes the task back
+    assert pool.run_until_idle() == 1  # and runs it again: attempt 2 succeeds
+    engine.complete(record, "success", result="late")  # the first worker finally reports attempt 1
+    task = engine.store.get_task("t")
+    assert (task.state, task.attempts) == ("success", 2)
+    assert [a.state for a in engine.store.list_attempts("t")] == ["lost", "success"]
+
+
+class FlakyStore(MemoryStore):
+    """A memory store whose lease renewals fail while ``down`` is set."""
+
+    down = False
+
+    def extend_leases(self, worker: str, leases: dict[str, int], until: float) -> list[str]:
+        if self.down:
+            raise StoreError("database unreachable")
+        return super().extend_leases(worker, leases, until)
+
+
+def test_a_worker_that_cannot_renew_its_lease_stops_its_attempts() -> None:
+    store = FlakyStore()
+    started, stopped = threading.Event(), threading.Event()
+
+    def cooperative(ctx: TaskContext) -> None:
+        started.set()
+        while not ctx.cancelled:
+            if stopped.wait(0.01):
+                return
+        stopped.set()
+
+    with TaskManager(store=store, max_workers=1, lease_seconds=0.3, heartbeat_seconds=0.05) as tm:
+        tm.queue_task(cooperative)
+        assert started.wait(5)
+        store.down = True
+        assert stopped.wait(5), "the attempt kept running after its lease could not be renewed"
+        store.down = False
