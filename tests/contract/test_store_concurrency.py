@@ -1,4 +1,7 @@
-"""Concurrent claimers (threads, and separate processes for the durable stores) take every task exactly once."""
+"""Concurrent claimers take every task exactly once, and concurrent schedulers record every fire exactly once.
+
+Both run as threads on every store, and as separate processes on the durable ones.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +14,12 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from unified.store.base import Store, TaskRecord
+from unified.store.base import FireRecord, Store, TaskRecord
 
 TASKS = 500
+FIRES = 200
 WAIT_SECONDS = 60.0
 REPO = Path(__file__).resolve().parents[2]
 CLAIMER = """
@@ -29,6 +34,17 @@ while batch := store.claim_tasks(sys.argv[2], 1000.0, 60.0, limit=int(sys.argv[3
 store.close()
 print(json.dumps(taken), flush=True)
 """
+FIRER = """
+import sys
+from unified.store.base import FireRecord
+from unified.store.sql import SqlStore
+store = SqlStore(sys.argv[1])
+print("ready", flush=True)
+sys.stdin.readline()
+won = sum(store.insert_fire(FireRecord(f"s{i % 4}", 1000.0 + i, 1000.0)) for i in range(int(sys.argv[2])))
+store.close()
+print(won, flush=True)
+"""
 
 
 def fill(store: Store, make_task: Callable[..., TaskRecord]) -> None:
@@ -41,24 +57,35 @@ def assert_each_claimed_once(claimed: list[str]) -> None:
     assert sorted(claimed) == [f"t{i:03}" for i in range(TASKS)]
 
 
-def test_threads_claim_every_task_exactly_once(store: Store, make_task: Callable[..., TaskRecord]) -> None:
-    fill(store, make_task)
-    results: dict[int, list[str]] = {}
-    start = threading.Barrier(4, timeout=WAIT_SECONDS)
+def run_threads(work: Callable[[int], object], count: int = 4) -> dict[int, object]:
+    """Run ``work(n)`` for n in range(count) in threads released together; what each returned, by n."""
+    results: dict[int, object] = {}
+    start = threading.Barrier(count, timeout=WAIT_SECONDS)
 
-    def claim(n: int) -> None:
-        taken: list[str] = []
+    def run(n: int) -> None:
         start.wait()
-        while batch := store.claim_tasks(f"w{n}", 1000.0, 60.0, limit=1 + n % 3):
-            taken += [task.id for task in batch]
-        results[n] = taken
+        results[n] = work(n)
 
-    threads = [threading.Thread(target=claim, args=(n,)) for n in range(4)]
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(WAIT_SECONDS)
     assert not any(thread.is_alive() for thread in threads)
+    assert sorted(results) == list(range(count)), "a thread failed: see its exception above"
+    return results
+
+
+def test_threads_claim_every_task_exactly_once(store: Store, make_task: Callable[..., TaskRecord]) -> None:
+    fill(store, make_task)
+
+    def claim(n: int) -> list[str]:
+        taken: list[str] = []
+        while batch := store.claim_tasks(f"w{n}", 1000.0, 60.0, limit=1 + n % 3):
+            taken += [task.id for task in batch]
+        return taken
+
+    results: dict[int, Any] = run_threads(claim)
     assert_each_claimed_once([task_id for taken in results.values() for task_id in taken])
     assert store.count_tasks_by_state() == {"running": TASKS}
 
@@ -66,29 +93,23 @@ def test_threads_claim_every_task_exactly_once(store: Store, make_task: Callable
 def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    assert ready, "the claimer process did not answer in time"
+    assert ready, "the racing process did not answer in time"
     return proc.stdout.readline()
 
 
-def test_processes_claim_every_task_exactly_once(
-    durable_url: str, open_store: Callable[[str], Store], make_task: Callable[..., TaskRecord]
-) -> None:
-    store = open_store(durable_url)
-    try:
-        fill(store, make_task)
-    finally:
-        store.close()
+def run_processes(script: str, argvs: list[list[str]]) -> list[str]:
+    """Start one process per argv, release them together once all are ready, and return what each printed."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", CLAIMER, durable_url, f"p{n}", str(n + 1)],
+            [sys.executable, "-c", script, *argv],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             env=env,
             cwd=REPO,
         )
-        for n in range(2)
+        for argv in argvs
     ]
     try:
         for proc in procs:
@@ -103,9 +124,43 @@ def test_processes_claim_every_task_exactly_once(
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
-    assert [proc.returncode for proc in procs] == [0, 0]
+    assert [proc.returncode for proc in procs] == [0] * len(procs)
+    return outputs
+
+
+def test_processes_claim_every_task_exactly_once(
+    durable_url: str, open_store: Callable[[str], Store], make_task: Callable[..., TaskRecord]
+) -> None:
+    store = open_store(durable_url)
+    try:
+        fill(store, make_task)
+    finally:
+        store.close()
+    outputs = run_processes(CLAIMER, [[durable_url, f"p{n}", str(n + 1)] for n in range(2)])
     taken = [json.loads(output) for output in outputs]
     assert_each_claimed_once(taken[0] + taken[1])
+
+
+def fire(store: Store, i: int) -> bool:
+    """Record fire ``i`` of the FIRES fires spread over four schedules."""
+    return store.insert_fire(FireRecord(f"s{i % 4}", 1000.0 + i, 1000.0))
+
+
+def test_threads_record_every_fire_exactly_once(store: Store) -> None:
+    won: dict[int, Any] = run_threads(lambda n: sum(fire(store, i) for i in range(FIRES)))
+    assert sum(won.values()) == FIRES
+    assert sum(len(store.list_fires(f"s{s}", limit=FIRES)) for s in range(4)) == FIRES
+
+
+def test_processes_record_every_fire_exactly_once(durable_url: str, open_store: Callable[[str], Store]) -> None:
+    open_store(durable_url).close()  # migrate first, so the racers only race on fires
+    outputs = run_processes(FIRER, [[durable_url, str(FIRES)] for _ in range(2)])
+    assert sum(int(output) for output in outputs) == FIRES
+    store = open_store(durable_url)
+    try:
+        assert sum(len(store.list_fires(f"s{s}", limit=FIRES)) for s in range(4)) == FIRES
+    finally:
+        store.close()
 
 
 def test_data_survives_reopening(
