@@ -3,6 +3,8 @@
 It owns transactions (a re-entrant, per-thread ``atomic()``), the claim query (one ``UPDATE ... RETURNING`` whose
 subquery takes ``FOR UPDATE SKIP LOCKED`` rows on PostgreSQL; SQLite serialises writers with ``BEGIN IMMEDIATE``, see
 sqlite.py), translation of database errors into the unified error tree, and bringing the schema to the Alembic head.
+The verbs of the records around the work (schedules and fires, alert rules, API keys, audit log) are in the
+``SqlAdminRecords`` mixin of sql_admin.py, on the row helpers defined here.
 """
 
 from __future__ import annotations
