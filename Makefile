@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+PORT ?= 8000
 
 .PHONY: run test bench lint clean
 
@@ -13,8 +14,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# `make run`: the server with examples/ as its workflows folder, on .unified/unified.db. The admin key is made once
+# (random, kept in .unified/admin.key, which git ignores) and handed to the server as UNIFIED_ADMIN_KEY.
 run: $(STAMP)
-	$(PY) examples/demo.py
+	@mkdir -p .unified
+	@test -s .unified/admin.key || (umask 077 && $(PY) -c 'import secrets; print(secrets.token_urlsafe(32))' > .unified/admin.key)
+	@echo "unified server: http://127.0.0.1:$(PORT)  (API docs: http://127.0.0.1:$(PORT)/docs)"
+	@echo "admin API key:  $$(cat .unified/admin.key)"
+	@echo "try:  curl -H \"X-API-Key: $$(cat .unified/admin.key)\" http://127.0.0.1:$(PORT)/workflows"
+	UNIFIED_ADMIN_KEY="$$(cat .unified/admin.key)" $(VENV)/bin/unified server --port $(PORT) --workflows examples
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "unified.task_manager": 5,
     "unified.workflow": 5,
     "unified.testing": 5,
+    "unified.registry": 5,
     "unified.auth": 6,
     "unified.schemas": 6,
     "unified.routes": 6,

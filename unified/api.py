@@ -1,0 +1,222 @@
+"""The FastAPI app: routers, API-key auth, the error envelope, the body-size limit and the audit log.
+
+``uvicorn unified.api:app`` serves it configured from ``UNIFIED_*`` environment variables; tests and the CLI
+build their own with :func:`create_app`. Every error answers ``{"error": {"code", "message", "details"}}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from unified import __version__
+from unified.errors import AuthenticationError, CycleError, UnifiedError, http_status
+from unified.routes import api_keys, audit, health, metrics, runs, tasks, workflows
+from unified.server import Server, ServerSettings
+from unified.store.base import AuditRecord
+from unified.utils import Clock, new_id
+
+log = logging.getLogger("unified.api")
+
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+ROUTERS = [health.router, workflows.router, runs.router, tasks.router, api_keys.router, audit.router, metrics.router]
+HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The error envelope every failure answers with."""
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+# -- error handlers ----------------------------------------------------------------------------------------------
+async def on_unified_error(request: Request, exc: Exception) -> JSONResponse:
+    """unified's own errors, with the status of ``errors.HTTP_STATUS``."""
+    assert isinstance(exc, UnifiedError)
+    details = {"cycle": exc.cycle} if isinstance(exc, CycleError) else None
+    headers = {"WWW-Authenticate": 'ApiKey header="X-API-Key"'} if isinstance(exc, AuthenticationError) else None
+    return error_response(http_status(exc), exc.code, str(exc), details, headers)
+
+
+async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """Request bodies and parameters that fail validation: 400 for malformed JSON, else 422 with each problem."""
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        for e in exc.errors()
+    ]
+    if any(p["type"] == "json_invalid" for p in problems):
+        return error_response(
+            400,
+            "malformed_json",
+            "the request body is not valid JSON: check quotes, commas and "
+            "brackets, and send Content-Type: application/json",
+            problems,
+        )
+    first = problems[0] if problems else {"loc": [], "msg": "invalid request"}
+    where = ".".join(str(part) for part in first["loc"]) or "request"
+    message = f"{where}: {first['msg']}" + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else "")
+    return error_response(422, "invalid", message, problems)
+
+
+async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own errors (unknown path, wrong method, body too large) in the same envelope."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (404, 405) and exc.detail in ("Not Found", "Method Not Allowed"):
+        what = "no such path" if exc.status_code == 404 else "this path does not take this method"
+        message = f"{what}: {request.method} {request.url.path}; the API is described at /docs"
+        return error_response(exc.status_code, HTTP_CODES[exc.status_code], message, headers=exc.headers)
+    return error_response(
+        exc.status_code, HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail), headers=exc.headers
+    )
+
+
+async def on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    """A bug: logged with its traceback, answered as a 500 without internals."""
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal", "the server failed unexpectedly; the log has the details")
+
+
+# -- middleware ----------------------------------------------------------------------------------------------------
+class BodyLimitMiddleware:
+    """Refuses request bodies over ``max_bytes`` with 413, before anything parses them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Check the declared length first, then count the bytes as they arrive."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        message = (
+            f"the request body is over the limit of {self.max_bytes} bytes: send less, or raise "
+            "UNIFIED_MAX_BODY_BYTES on the server"
+        )
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            status, code = (413, "payload_too_large") if declared.isdigit() else (400, "bad_request")
+            text = message if status == 413 else "the Content-Length header is not a number"
+            await error_response(status, code, text)(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            incoming = await receive()
+            seen += len(incoming.get("body", b""))
+            if seen > self.max_bytes:
+                raise HTTPException(413, message)
+            return incoming
+
+        await self.app(scope, counted, send)
+
+
+def _header_key(scope: Scope) -> str | None:
+    """The API key in a raw request's headers (for requests refused before authentication ran)."""
+    headers = dict(scope.get("headers", []))
+    key = headers.get(b"x-api-key", b"").decode("latin-1").strip()
+    scheme, _, value = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+    return key or (value.strip() if scheme.lower() == "bearer" else "") or None
+
+
+class AuditMiddleware:
+    """Writes every mutating request to the audit log: key name, role, method, path, target, outcome."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on and record how it ended."""
+        if scope["type"] != "http" or scope["method"] not in MUTATING:
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        outcome = 500
+
+        async def watch(message: Message) -> None:
+            nonlocal outcome
+            if message["type"] == "http.response.start":
+                outcome = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            await run_in_threadpool(self._record, scope, state, outcome)
+
+    @staticmethod
+    def _record(scope: Scope, state: dict[str, Any], outcome: int) -> None:
+        services = getattr(scope.get("app"), "state", None)
+        services = getattr(services, "services", None)
+        if services is None:
+            return
+        principal = state.get("principal") or services.keys.identify(_header_key(scope))
+        target = state.get("audit_target") or "/".join(str(v) for v in scope.get("path_params", {}).values()) or None
+        entry = AuditRecord(
+            audit_id=new_id(),
+            at=services.task_manager.clock.now(),
+            key_name=principal.name if principal else None,
+            role=principal.role.value if principal else None,
+            method=scope["method"],
+            path=scope["path"],
+            target=target,
+            outcome=outcome,
+        )
+        try:
+            services.store.insert_audit(entry)
+        except Exception:
+            log.exception("cannot write the audit entry for %s %s", entry.method, entry.path)
+
+
+# -- the app -------------------------------------------------------------------------------------------------------
+def create_app(settings: ServerSettings | None = None, clock: Clock | None = None) -> FastAPI:
+    """A FastAPI app whose lifespan starts a :class:`Server` with ``settings`` (default: from the environment)."""
+    settings = settings or ServerSettings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        server = Server(settings, clock)
+        app.state.services = await run_in_threadpool(server.start)
+        app.state.server = server
+        if settings.announce:
+            print(server.banner(), flush=True)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(server.stop)
+            app.state.services = None
+
+    app = FastAPI(
+        title="unified",
+        version=__version__,
+        description="Workflow orchestrator REST API. Authenticate with the X-API-Key header "
+        "(or Authorization: Bearer). Roles: viewer < operator < admin.",
+        lifespan=lifespan,
+    )
+    app.state.services = None
+    app.state.settings = settings
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_exception_handler(UnifiedError, on_unified_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(HTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected_error)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AuditMiddleware)
+    return app
+
+
+app = create_app()

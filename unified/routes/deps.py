@@ -1,0 +1,162 @@
+"""What every router shares: the services of the app, the role each route needs, cursors, JSON-safe values."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import Depends, Request
+
+from unified.auth import ApiKeys, Principal, Role, check_role, presented_key
+from unified.errors import PermissionDeniedError, ValidationError
+from unified.metrics import Metrics
+from unified.registry import REGISTRY, RegisteredTask, TaskRegistry, WorkflowsFolder
+from unified.schemas import ErrorResponse, TaskIn
+from unified.store.base import Store
+from unified.task import Task
+from unified.task_manager import TaskManager
+from unified.workflow.workflow import WorkflowManager
+
+MAX_PAGE = 1000
+
+
+@dataclass
+class Services:
+    """The parts one server process is made of, as the routes see them."""
+
+    store: Store
+    task_manager: TaskManager
+    workflow_manager: WorkflowManager
+    keys: ApiKeys
+    folder: WorkflowsFolder
+    registry: TaskRegistry = REGISTRY
+    allow_shell: bool = False
+    workers: int = 0
+    metrics: Metrics | None = None
+    scheduler: Any = None  # unified.scheduler's scheduler, when it runs in this process
+
+
+def services(request: Request) -> Services:
+    """The app's services (set up by the app's lifespan)."""
+    found = getattr(request.app.state, "services", None)
+    if found is None:
+        raise RuntimeError("the app's services are not started: run it under uvicorn or `with TestClient(app)`")
+    return found
+
+
+ROLE_ATTRIBUTE = "required_role"
+
+
+def require(role: Role) -> Any:
+    """A dependency that authenticates the request and refuses it unless its key has ``role`` or higher."""
+
+    def dependency(request: Request) -> Principal:
+        principal = services(request).keys.authenticate(presented_key(request))
+        request.state.principal = principal  # the audit log names the key even when the role is too low
+        check_role(principal, role)
+        return principal
+
+    setattr(dependency, ROLE_ATTRIBUTE, role)
+    dependency.__name__ = f"require_{role.value}"
+    return Depends(dependency)
+
+
+VIEWER = require(Role.VIEWER)
+OPERATOR = require(Role.OPERATOR)
+ADMIN = require(Role.ADMIN)
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in [
+        (400, "bad request"),
+        (401, "no API key, or one that is wrong, revoked or expired"),
+        (403, "the key's role is too low"),
+        (404, "unknown id"),
+        (409, "conflict with the current state"),
+        (413, "request body too large"),
+        (422, "invalid input"),
+    ]
+}
+
+
+def set_target(request: Request, target: str) -> None:
+    """Name what a mutating request acted on, for the audit log."""
+    request.state.audit_target = target
+
+
+# -- cursors ---------------------------------------------------------------------------------------------------
+def encode_cursor(kind: str, value: int) -> str:
+    """An opaque cursor for the next page."""
+    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, kind: str) -> int | None:
+    """The position inside a cursor made by :func:`encode_cursor`; ValidationError if it is not one."""
+    if cursor is None:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        found_kind, _, value = text.partition(":")
+        number = int(value)
+        if found_kind != kind or number < 0:
+            raise ValueError(text)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationError(
+            f"cursor {cursor!r} is not valid here: pass the next_cursor of the previous page unchanged"
+        ) from None
+    return number
+
+
+def offset_page(items: list[Any], offset: int, limit: int) -> tuple[list[Any], str | None]:
+    """A page of an already-fetched list that holds up to ``limit + 1`` items from ``offset``."""
+    more = len(items) > limit
+    return items[:limit], encode_cursor("o", offset + limit) if more else None
+
+
+def timestamp(value: datetime | None) -> float | None:
+    """Epoch seconds of an aware or naive-UTC datetime."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` made safe for a JSON response: non-JSON values (memory-store results) become their repr."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    try:
+        json.dumps(value, allow_nan=False)
+        return value
+    except (TypeError, ValueError):
+        if isinstance(value, dict):
+            return {str(k): jsonable(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [jsonable(v) for v in value]
+        return repr(value)
+
+
+def safe_task(meta: dict[str, Any]) -> dict[str, Any]:
+    """Task metadata with its result made JSON-safe."""
+    return {**meta, "result": jsonable(meta.get("result"))}
+
+
+# -- building tasks from requests -------------------------------------------------------------------------------
+def build_task(body: TaskIn, svc: Services, principal: Principal) -> Task:
+    """The Task a request describes: a registered name or folder import path, or (admin, --allow-shell) a command."""
+    options = body.model_dump(exclude_none=True, exclude={"task_id", "task", "command", "args", "kwargs"})
+    if (body.task is None) == (body.command is None):
+        raise ValidationError("give exactly one of 'task' (a registered name or import path) or 'command'")
+    if body.command is not None:
+        if not svc.allow_shell:
+            raise PermissionDeniedError("shell tasks are off: an admin can start the server with --allow-shell")
+        check_role(principal, Role.ADMIN)
+        return Task(task_id=body.task_id, command=body.command, args=body.args, kwargs=body.kwargs, **options)
+    entry: RegisteredTask = svc.folder.resolve(body.task, svc.registry)  # type: ignore[arg-type]
+    return entry.build(body.task_id, args=body.args, kwargs=body.kwargs, **options)

@@ -1,0 +1,169 @@
+"""The one module that wires a whole service into one process: store, engine and workers, scheduler, API keys,
+the workflows folder and metrics; and runs it under uvicorn (``unified server``).
+
+Settings are read once, here at the edge, from command-line options and environment variables.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from unified import config
+from unified.auth import ApiKeys
+from unified.errors import ValidationError
+from unified.metrics import Metrics
+from unified.registry import WorkflowsFolder, load_workflows
+from unified.routes.deps import Services
+from unified.store import open_store
+from unified.task_manager import TaskManager
+from unified.utils import Clock
+from unified.workflow.workflow import WorkflowManager
+
+log = logging.getLogger("unified.server")
+
+DEFAULT_DB = "sqlite:///.unified/unified.db"
+DEFAULT_MAX_BODY_BYTES = 1_048_576
+
+
+def _flag(value: str, name: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ValidationError(f"{name}={value!r} is not a yes/no value: use 1 or 0")
+
+
+def _int(value: str, name: str, minimum: int = 0) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = minimum - 1
+    if number < minimum:
+        raise ValidationError(f"{name}={value!r} must be a whole number of at least {minimum}")
+    return number
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How one server process runs; ``from_env`` fills what the command line left unset."""
+
+    database_url: str = DEFAULT_DB
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workflows_dir: str | None = None
+    allow_shell: bool = False
+    workers: int | None = None  # worker threads; None: a default for the machine; 0: this process runs no tasks
+    scheduler: bool = True
+    admin_key: str | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    announce: bool = True  # print the URL and a created admin key on start
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ServerSettings:
+        """Settings from ``UNIFIED_*`` environment variables; ``overrides`` that are not None win."""
+        env = os.environ if env is None else env
+        found: dict[str, Any] = {}
+        if env.get("UNIFIED_DATABASE_URL"):
+            found["database_url"] = env["UNIFIED_DATABASE_URL"]
+        if env.get("UNIFIED_WORKFLOWS_DIR"):
+            found["workflows_dir"] = env["UNIFIED_WORKFLOWS_DIR"]
+        if env.get("UNIFIED_ADMIN_KEY"):
+            found["admin_key"] = env["UNIFIED_ADMIN_KEY"]
+        if "UNIFIED_ALLOW_SHELL" in env:
+            found["allow_shell"] = _flag(env["UNIFIED_ALLOW_SHELL"], "UNIFIED_ALLOW_SHELL")
+        if env.get("UNIFIED_WORKERS"):
+            found["workers"] = _int(env["UNIFIED_WORKERS"], "UNIFIED_WORKERS")
+        if env.get("UNIFIED_MAX_BODY_BYTES"):
+            found["max_body_bytes"] = _int(env["UNIFIED_MAX_BODY_BYTES"], "UNIFIED_MAX_BODY_BYTES", 1024)
+        found.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**found)
+
+    def with_changes(self, **changes: Any) -> ServerSettings:
+        """A copy with ``changes``."""
+        return replace(self, **changes)
+
+    @property
+    def url(self) -> str:
+        """Where the API answers."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+def _ensure_sqlite_folder(url: str) -> None:
+    """Create the folder of a SQLite file so the first start works on a fresh checkout."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+        if str(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+
+class Server:
+    """Starts and stops the parts of one service process, and holds them as :class:`Services`."""
+
+    def __init__(self, settings: ServerSettings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.services: Services | None = None
+        self.created_admin_key: str | None = None  # printed once, never stored
+        self._scheduler: Any = None
+
+    def start(self) -> Services:
+        """Open the store, start workers (and the scheduler), ensure an admin key, load the workflows folder."""
+        settings = self.settings
+        _ensure_sqlite_folder(settings.database_url)
+        store = open_store(settings.database_url)
+        workers = config.default_max_workers() if settings.workers is None else settings.workers
+        task_manager = TaskManager(store=store, max_workers=workers, clock=self.clock)
+        clock = task_manager.clock
+        keys = ApiKeys(store, clock)
+        self.created_admin_key = keys.bootstrap(settings.admin_key)
+        workflow_manager = WorkflowManager(task_manager=task_manager)
+        folder = WorkflowsFolder(settings.workflows_dir)
+        report = load_workflows(folder, workflow_manager)
+        if report.folder:
+            found, failed = len(report.workflows), len(report.errors)
+            log.info("workflows folder %s: %d workflow(s), %d error(s)", report.folder, found, failed)
+        self.services = Services(
+            store=store,
+            task_manager=task_manager,
+            workflow_manager=workflow_manager,
+            keys=keys,
+            folder=folder,
+            allow_shell=settings.allow_shell,
+            workers=workers,
+            metrics=Metrics(store, clock, task_manager.engine.bus),
+            scheduler=self._scheduler,
+        )
+        return self.services
+
+    def stop(self) -> None:
+        """Stop the scheduler and workers (letting running attempts finish) and close the store."""
+        if self.services is None:
+            return
+        self.services.task_manager.shutdown(wait=True)
+        self.services.store.close()
+        self.services = None
+
+    def banner(self) -> str:
+        """What the server prints on start: where it answers and, the first time, the admin key."""
+        lines = [f"unified server: {self.settings.url} (API docs at {self.settings.url}/docs)"]
+        lines.append(f"store: {self.settings.database_url}")
+        if self.created_admin_key:
+            lines.append(f"admin API key (shown once, keep it): {self.created_admin_key}")
+        elif self.settings.admin_key:
+            lines.append("admin API key: the one in UNIFIED_ADMIN_KEY")
+        else:
+            lines.append("admin API key: created on the first start (create more with POST /api-keys)")
+        return "\n".join(lines)
+
+
+def serve(app: Any, settings: ServerSettings, log_level: str = "info") -> None:
+    """Run ``app`` under uvicorn until interrupted."""
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, lifespan="on")

@@ -1,0 +1,99 @@
+"""The ``unified`` command line (also ``python -m unified.ui.ui``).
+
+One command per process kind (``server``) and, as they arrive, one command group per noun (``workflows``,
+``runs``, ``tasks``, ``schedules``, ``keys``, ``db``), each added to :data:`app` with ``app.add_typer``.
+Settings come from options first, then ``UNIFIED_*`` environment variables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from unified import __version__
+from unified.errors import UnifiedError
+
+app = typer.Typer(
+    name="unified",
+    help="A workflow orchestrator: run the server, and inspect and steer workflows, runs and tasks.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``message`` to stderr and return the Exit to raise with ``code``."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def version_callback(value: bool) -> None:
+    """Print the version and stop."""
+    if value:
+        typer.echo(f"unified {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """unified: workflows as code, with a REST API, a scheduler and workers."""
+
+
+@app.command()
+def server(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            help="Store URL (sqlite:///path.db, postgresql://...); default UNIFIED_DATABASE_URL, "
+            "else sqlite:///.unified/unified.db."
+        ),
+    ] = None,
+    workflows: Annotated[
+        Path | None,
+        typer.Option(help="Folder of Python files defining Workflow objects, loaded at start and on reload."),
+    ] = None,
+    allow_shell: Annotated[bool, typer.Option("--allow-shell", help="Let admins queue shell commands.")] = False,
+    no_worker: Annotated[bool, typer.Option("--no-worker", help="Run no tasks in this process.")] = False,
+    workers: Annotated[int | None, typer.Option(min=0, help="Worker threads (default: CPUs + 4, up to 32).")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Start the REST API, the scheduler and a worker pool in one process."""
+    # imported here so that `unified --help` and the light commands do not load the web stack
+    from unified.api import create_app
+    from unified.logger import configure_logging
+    from unified.server import ServerSettings, serve
+
+    if workflows is not None and not workflows.is_dir():
+        raise fail(f"--workflows {workflows} is not a folder: give the folder that holds your workflow files")
+    try:
+        configure_logging(log_level)
+        settings = ServerSettings.from_env(
+            host=host,
+            port=port,
+            database_url=db,
+            workflows_dir=str(workflows) if workflows else None,
+            allow_shell=allow_shell or None,
+            workers=0 if no_worker else workers,
+        )
+    except UnifiedError as exc:
+        raise fail(str(exc)) from None
+    serve(create_app(settings), settings, log_level=log_level.lower())
+
+
+def main() -> None:
+    """The console script's entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
