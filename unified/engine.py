@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from unified import events as ev
-from unified.errors import ConflictError, SerializationError, UnknownDependencyError
+from unified.errors import ConflictError, SerializationError, UnknownDependencyError, ValidationError
 from unified.events import EventBus
-from unified.graph import validate_graph
-from unified.store.base import AttemptRecord, LogRecord, RunRecord, Store, TaskRecord
+from unified.graph import graph_hash, validate_graph
+from unified.store.base import AttemptRecord, LogRecord, RunRecord, Store, TaskRecord, VersionRecord, WorkflowRecord
 from unified.task import (
     BAD_STATES,
     FINISHED_STATES,
@@ -76,21 +77,57 @@ class Engine:
         self.functions = FunctionRegistry()
         self._cancel_events: dict[str, threading.Event] = {}  # attempts running in this process
         self._ready_listeners: list[Callable[[int], None]] = []
+        self._submit_listeners: list[Callable[[list[TaskRecord], RunRecord | None], None]] = []
         self._finished = threading.Condition()
         self.finished_generation = 0  # bumped whenever a task or run finishes in this process
         self._run_cache: dict[str, RunRecord] = {}
+        self._local = threading.local()  # per thread: transaction depth and after-commit callbacks
+
+    # -- transactions ------------------------------------------------------------------------------------
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One store transaction for everything inside; wake-ups and events wait until it commits.
+
+        Nested blocks join the outermost one. Waking a worker or a waiter before the commit would let it read
+        the old state, so every notification is deferred to after the outermost commit.
+        """
+        depth = getattr(self._local, "depth", 0)
+        if depth == 0:
+            self._local.after = []
+        self._local.depth = depth + 1
+        try:
+            with self.store.atomic():
+                yield
+        finally:
+            self._local.depth = depth
+        if depth == 0:
+            callbacks, self._local.after = self._local.after, []
+            for callback in callbacks:
+                callback()
+
+    def _after_commit(self, callback: Callable[[], None]) -> None:
+        if getattr(self._local, "depth", 0):
+            self._local.after.append(callback)
+        else:
+            callback()
 
     # -- listeners ---------------------------------------------------------------------------------------
     def on_ready(self, listener: Callable[[int], None]) -> None:
         """Call ``listener(n)`` when n tasks become ready to claim in this process."""
         self._ready_listeners.append(listener)
 
+    def on_submitted(self, listener: Callable[[list[TaskRecord], RunRecord | None], None]) -> None:
+        """Call ``listener(records, run)`` with the tasks each submit stores (and their run, if any)."""
+        self._submit_listeners.append(listener)
+
     def _notify_ready(self, count: int) -> None:
         if count:
-            for listener in self._ready_listeners:
-                listener(count)
+            self._after_commit(lambda: [listener(count) for listener in self._ready_listeners])
 
     def _notify_finished(self) -> None:
+        self._after_commit(self._bump_finished)
+
+    def _bump_finished(self) -> None:
         with self._finished:
             self.finished_generation += 1
             self._finished.notify_all()
@@ -141,11 +178,52 @@ class Engine:
             dict(metadata or {}),
             schedule_id,
         )
-        with self.store.atomic():
-            self.store.insert_run(run)
-            self.submit(list(tasks), run_id=run.run_id, schedule_id=schedule_id)
-        self._run_cache[run.run_id] = run
+        self._run_cache[run.run_id] = run  # submit's listeners see the run
+        try:
+            with self.batch():
+                self.store.insert_run(run)
+                self.submit(list(tasks), run_id=run.run_id, schedule_id=schedule_id)
+        except BaseException:
+            self._run_cache.pop(run.run_id, None)
+            raise
         return run.run_id
+
+    def start_workflow(
+        self,
+        workflow_id: str,
+        params: dict[str, Any] | None = None,
+        version: int | None = None,
+        trigger: str = "manual",
+        metadata: dict[str, Any] | None = None,
+        schedule_id: str | None = None,
+    ) -> str:
+        """Start a run of a stored workflow (its draft, frozen first if it changed, or ``version``); returns the id."""
+        record = self.store.get_workflow(workflow_id)
+        frozen = self._freeze(record) if version is None else self.store.get_version(workflow_id, version)
+        tasks = []
+        for spec in frozen.tasks:
+            try:
+                tasks.append(self.functions.rebuild(spec))
+            except ValidationError as exc:
+                raise ValidationError(f"version {frozen.number} of workflow {record.name!r} cannot run: {exc}") from exc
+        return self.create_run(workflow_id, frozen.number, tasks, params, trigger, metadata, schedule_id)
+
+    def _freeze(self, record: WorkflowRecord) -> VersionRecord:
+        """The version matching the workflow's draft, frozen now if the draft changed since the last one."""
+        if not record.tasks:
+            raise ValidationError(f"workflow {record.name!r} has no tasks: add tasks before running it")
+        digest = graph_hash(record.tasks)
+        if record.current_version is not None:
+            current = self.store.get_version(record.workflow_id, record.current_version)
+            if current.hash == digest:
+                return current
+        number = (record.current_version or 0) + 1
+        version = VersionRecord(record.workflow_id, number, digest, record.tasks, self.clock.now())
+        with self.store.atomic():
+            self.store.add_version(version)
+            record.current_version = number
+            self.store.put_workflow(record)
+        return version
 
     def submit(self, tasks: list[Task], run_id: str | None = None, schedule_id: str | None = None) -> list[str]:
         """Store ``tasks`` (ad-hoc when ``run_id`` is None) and queue those whose dependencies are met."""
@@ -174,6 +252,12 @@ class Engine:
             if record.state == "queued" and any(d in in_batch for d in tasks[records.index(record)].dependencies):
                 record.state, record.queued_at = "pending", None
         self.store.insert_tasks(records)
+        run = self._run_cache.get(run_id) if run_id else None
+        for listener in self._submit_listeners:
+            try:
+                listener(records, run)
+            except Exception:
+                log.exception("submit listener %r failed; the tasks are stored all the same", listener)
         self._notify_ready(sum(r.state == "queued" for r in records))
         for record in records:
             if record.state == "skipped":
@@ -213,7 +297,7 @@ class Engine:
     ) -> list[TaskRecord]:
         """Take up to ``limit`` ready tasks for ``worker`` and record the start of their attempts."""
         now = self.clock.now()
-        with self.store.atomic():
+        with self.batch():
             claimed = self.store.claim_tasks(worker, now, lease_seconds, limit, queues)
             for record in claimed:
                 self.store.insert_attempt(AttemptRecord(record.id, record.attempts, "running", now, worker=worker))
@@ -281,7 +365,7 @@ class Engine:
         if state == "failure" and exception is not None:
             retryable = self.functions.rebuild(record.spec).should_retry(exception)
         pending_events: list[tuple[str, TaskRecord]] = []
-        with self.store.atomic():
+        with self.batch():
             common = {"lease_owner": None, "lease_expires_at": None}
             if metadata is not None:
                 common["metadata"] = metadata
@@ -320,7 +404,7 @@ class Engine:
         if record.state != "running" or record.attempts != attempt:
             return False
         spec = {**record.spec, "retry_base": record.spec.get("retry_base", 0) + 1}
-        with self.store.atomic():
+        with self.batch():
             if not self._move(record, S.QUEUED, attempt, spec=spec, queued_at=now, lease_owner=None,
                               lease_expires_at=None):  # fmt: skip
                 return False
@@ -415,7 +499,7 @@ class Engine:
             if record.state in FINISHED_STATES:
                 return False
             now = self.clock.now()
-            with self.store.atomic():
+            with self.batch():
                 if not self._move(
                     record,
                     S.CANCELED,
@@ -473,7 +557,7 @@ class Engine:
 
     def _reset(self, records: list[TaskRecord], ready: set[str]) -> int:
         now = self.clock.now()
-        with self.store.atomic():
+        with self.batch():
             to_reset = {r.id: r for r in records}
             stack = list(records)
             while stack:  # what these tasks skipped comes back as pending
@@ -523,7 +607,7 @@ class Engine:
         if not self.bus.has_subscribers:
             return
         run = self._run(record.run_id) if record.run_id else None
-        self.bus.publish(
+        self._publish(
             {
                 "event": name,
                 "task_id": record.task_id,
@@ -540,7 +624,7 @@ class Engine:
 
     def _emit_run(self, name: str, run: RunRecord) -> None:
         if self.bus.has_subscribers:
-            self.bus.publish(
+            self._publish(
                 {
                     "event": name,
                     "task_id": None,
@@ -554,3 +638,6 @@ class Engine:
                     "at": self.clock.now(),
                 }
             )
+
+    def _publish(self, event: dict[str, Any]) -> None:
+        self._after_commit(lambda: self.bus.publish(event))
