@@ -1,14 +1,17 @@
-"""Workers: threads that claim ready tasks, run each attempt with the executor and report to the engine.
+"""Workers: a pool that claims ready tasks, runs each attempt with the executor and reports to the engine.
 
-A pool holds a lease on every task it runs and renews it from a heartbeat thread; a task whose lease is
-taken away (canceled, or taken over after this process stalled) is told to stop. ``run_once`` and
-``run_until_idle`` drain the queue in the calling thread, for tests and scripts.
+Inside a pool, one dispatcher thread claims as many tasks as there are idle runner threads (one store
+transaction for the lot), runners execute attempts, and one reporter thread applies finished attempts in
+batches (one transaction for all outcomes that arrived meanwhile: group commit). A heartbeat thread renews the
+leases of everything the pool holds and takes back expired leases of dead workers; a task whose lease is
+taken away is told to stop. ``run_once`` and ``run_until_idle`` drain the queue in the calling thread instead.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
 import threading
 import time
@@ -24,15 +27,23 @@ from unified.utils import new_id
 log = logging.getLogger("unified.worker")
 
 MAX_BACKOFF_SECONDS = 30.0
+REPORT_BATCH = 256
+
+Report = tuple[TaskRecord, str, dict[str, Any]]
 
 
 def default_worker_id() -> str:
-    """``host:pid:random`` — unique per pool, readable in attempt records."""
+    """``host:pid:random``: unique per pool, readable in attempt records."""
     return f"{socket.gethostname()}:{os.getpid()}:{new_id()[:6]}"
 
 
+def backoff(failures: int) -> float:
+    """Seconds to wait after ``failures`` consecutive store errors: 0.5, 1, 2, ... capped."""
+    return min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** (failures - 1))
+
+
 class WorkerPool:
-    """``max_workers`` threads serving ``queues`` (all when None) of one engine."""
+    """``max_workers`` runner threads serving ``queues`` (all when None) of one engine."""
 
     def __init__(
         self,
@@ -57,58 +68,80 @@ class WorkerPool:
         self.heartbeat_seconds = heartbeat_seconds
         self.poll_seconds = poll_seconds
         self.worker_id = worker_id or default_worker_id()
-        self._held: dict[str, int] = {}  # task id -> attempt number, for the heartbeat
-        self._cond = threading.Condition()
+        self._held: dict[str, int] = {}  # task id -> attempt number: what the heartbeat renews
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)  # work may be claimable
+        self._freed = threading.Condition(self._lock)  # a runner became idle
         self._signals = 0
+        self._busy = 0
+        self._work: queue.SimpleQueue[TaskRecord | None] = queue.SimpleQueue()
+        self._reports: queue.SimpleQueue[Report | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._runners: list[threading.Thread] = []
+        self._services: list[threading.Thread] = []
         engine.on_ready(self.wake)
-        engine.clock.on_advance(lambda: self.wake(max_workers or 1))
+        engine.clock.on_advance(lambda: self.wake(1))
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the worker threads and the heartbeat."""
-        if self._threads:
+        """Start the runners, the dispatcher, the reporter and the heartbeat."""
+        if self._runners or self.max_workers == 0:
             return
-        for n in range(self.max_workers):
-            thread = threading.Thread(target=self._loop, name=f"unified-worker-{n}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        beat = threading.Thread(target=self._heartbeat_loop, name="unified-heartbeat", daemon=True)
-        beat.start()
-        self._threads.append(beat)
+        self._runners = [self._thread(self._run_loop, f"unified-runner-{n}") for n in range(self.max_workers)]
+        self._services = [
+            self._thread(self._dispatch_loop, "unified-dispatcher"),
+            self._thread(self._report_loop, "unified-reporter"),
+            self._thread(self._heartbeat_loop, "unified-heartbeat"),
+        ]
+
+    @staticmethod
+    def _thread(target: Any, name: str) -> threading.Thread:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        return thread
 
     def stop(self, wait: bool = True, timeout: float | None = 10.0) -> None:
-        """Stop taking work. With ``wait``, let running attempts finish for up to ``timeout`` seconds, then hand
-        back what is still running (it returns to the queue for another worker) and stop those attempts."""
+        """Stop taking work. With ``wait``, let running attempts finish for up to ``timeout`` seconds; what is still
+        running then is handed back (it returns to the queue for another worker) and told to stop."""
         self._stopping.set()
-        self.wake(len(self._threads))
-        if wait:
-            deadline = None if timeout is None else time.monotonic() + timeout
-            for thread in self._threads:
-                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self.wake(1)
+        with self._lock:
+            self._freed.notify_all()
+        for _ in self._runners:
+            self._work.put(None)
+        deadline = None if timeout is None else time.monotonic() + (timeout if wait else 0.0)
+        for thread in self._runners:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self._reports.put(None)
+        for thread in self._services:
+            thread.join(5.0)
+        self._hand_back_held()
+        self._runners, self._services = [], []
+
+    def _hand_back_held(self) -> None:
         for task_id, attempt in list(self._held.items()):
             try:
                 if self.engine.hand_back(task_id, attempt):
                     log.warning("worker %s handed back task %s (attempt %d)", self.worker_id, task_id, attempt)
             except UnifiedError as exc:
-                log.error("worker %s could not hand back task %s (%s); its lease will expire", self.worker_id,
-                          task_id, exc)  # fmt: skip
+                log.error("worker %s could not hand back task %s (%s); its lease will expire",
+                          self.worker_id, task_id, exc)  # fmt: skip
             self.engine.cancel_event(task_id).set()
-        self._threads.clear()
+            self._held.pop(task_id, None)
 
     def wake(self, count: int = 1) -> None:
-        """Tell up to ``count`` idle threads that work may be ready."""
-        with self._cond:
+        """Tell the dispatcher that ``count`` tasks may have become claimable."""
+        with self._lock:
             self._signals += count
-            self._cond.notify(count)
+            self._ready.notify()
 
-    # -- draining ----------------------------------------------------------------------------------------
+    # -- draining in the calling thread ------------------------------------------------------------------
     def run_once(self, limit: int = 1) -> int:
         """Claim up to ``limit`` ready tasks and run them in this thread; returns how many ran."""
         claimed = self.engine.claim(self.worker_id, limit, self.queues, self.lease_seconds)
         for record in claimed:
-            self._execute(record)
+            self._held[record.id] = record.attempts
+            self._apply([self._attempt(record)])
         return len(claimed)
 
     def run_until_idle(self, max_tasks: int | None = None) -> int:
@@ -120,87 +153,128 @@ class WorkerPool:
             total += 1
         return total
 
-    # -- internals ---------------------------------------------------------------------------------------
-    def _loop(self) -> None:
+    # -- the threads -------------------------------------------------------------------------------------
+    def _dispatch_loop(self) -> None:
         failures = 0
         while not self._stopping.is_set():
+            with self._lock:
+                while self._busy >= self.max_workers and not self._stopping.is_set():
+                    self._freed.wait()
+                idle = self.max_workers - self._busy
+            if self._stopping.is_set():
+                return
             try:
-                if self.run_once():
-                    failures = 0
-                    continue
+                claimed = self.engine.claim(self.worker_id, idle, self.queues, self.lease_seconds)
                 failures = 0
             except StoreError as exc:
                 failures += 1
-                delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** (failures - 1))
-                log.error("worker %s cannot reach the store (%s); retrying in %.1f s", self.worker_id, exc, delay)
-                self._stopping.wait(delay)
+                log.error("worker %s cannot reach the store (%s); retrying in %.1f s",
+                          self.worker_id, exc, backoff(failures))  # fmt: skip
+                self._stopping.wait(backoff(failures))
                 continue
-            self._idle_wait()
+            if not claimed:
+                self._idle_wait()
+                continue
+            with self._lock:
+                self._busy += len(claimed)
+            for record in claimed:
+                self._held[record.id] = record.attempts
+                self._work.put(record)
 
     def _idle_wait(self) -> None:
         timeout = self.poll_seconds
         due = self.engine.store.next_not_before()
         if due is not None:
             timeout = max(0.0, min(timeout, due - self.engine.clock.now()))
-        with self._cond:
-            if self._signals <= 0 and timeout > 0:
-                self._cond.wait(timeout)
-            self._signals = max(0, self._signals - 1)
+        with self._lock:
+            if self._signals <= 0 and timeout > 0 and not self._stopping.is_set():
+                self._ready.wait(timeout)
+            self._signals = 0
 
-    def _execute(self, record: TaskRecord) -> None:
+    def _run_loop(self) -> None:
+        while (record := self._work.get()) is not None:
+            self._reports.put(self._attempt(record))
+            with self._lock:
+                self._busy -= 1
+                self._freed.notify()
+
+    def _report_loop(self) -> None:
+        while (first := self._reports.get()) is not None:
+            batch = [first]
+            while len(batch) < REPORT_BATCH:
+                try:
+                    item = self._reports.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._apply(batch)
+                    return
+                batch.append(item)
+            self._apply(batch)
+
+    # -- one attempt, and applying outcomes --------------------------------------------------------------
+    def _attempt(self, record: TaskRecord) -> Report:
+        """Run one claimed attempt; returns what to report (never raises)."""
         cancel = self.engine.cancel_event(record.id)
-        self._held[record.id] = record.attempts
         try:
-            try:
-                task, ctx = self.engine.prepare(record, cancel)
-            except UnifiedError as exc:
-                error = {"type": type(exc).__name__, "message": str(exc)}
-                self.engine.complete(record, "failure", error=error, retryable=False)
-                return
+            task, ctx = self.engine.prepare(record, cancel)
+        except UnifiedError as exc:
+            return record, "failure", {"error": {"type": type(exc).__name__, "message": str(exc)}, "retryable": False}
+        try:
             outcome = self.executor.run_attempt(task, ctx, task.resolve())
-            self._report(
-                record,
-                outcome.state,
-                result=outcome.result,
-                error=outcome.error,
-                exception=outcome.exception,
-                logs=outcome.logs,
-                metadata=ctx.metadata,
-            )
         except Exception:
             log.exception("worker %s failed while running task %s", self.worker_id, record.id)
-            self._report(record, "failure", error={"type": "WorkerError", "message": "see the worker log"})
-        finally:
-            self._held.pop(record.id, None)
+            return record, "failure", {"error": {"type": "WorkerError", "message": "see the worker log"}}
+        return (
+            record,
+            outcome.state,
+            {
+                "result": outcome.result,
+                "error": outcome.error,
+                "exception": outcome.exception,
+                "logs": outcome.logs,
+                "metadata": ctx.metadata,
+            },
+        )
 
-    def _report(self, record: TaskRecord, state: str, **outcome: Any) -> None:
-        """Hand an outcome to the engine, retrying while the store is unreachable so no finished result is lost.
+    def _apply(self, batch: list[Report]) -> None:
+        """Apply outcomes in one transaction, retrying while the store is unreachable so no result is lost.
 
-        If the lease lapses meanwhile, another worker may take the task over; the fencing token then makes the
-        engine refuse this late report, so the result is never written twice.
+        If a lease lapses meanwhile, another worker may take the task over; the fencing token then makes the
+        engine refuse the late report, so a result is never written twice.
         """
         failures = 0
         while True:
             try:
-                self.engine.complete(record, state, **outcome)
-                return
+                with self.engine.batch():
+                    for record, state, outcome in batch:
+                        self.engine.complete(record, state, **outcome)
+                break
             except StoreError as exc:
-                failures += 1
-                delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** (failures - 1))
-                log.error("worker %s cannot report task %s (%s); retrying in %.1f s", self.worker_id, record.id,
-                          exc, delay)  # fmt: skip
-                if self._stopping.wait(delay) and failures > 3:
-                    log.error("worker %s gives up reporting task %s; its lease will expire", self.worker_id, record.id)
+                if len(batch) > 1:  # one bad outcome must not hold the others back: apply them one by one
+                    for report in batch:
+                        self._apply([report])
                     return
+                failures += 1
+                log.error("worker %s cannot report task %s (%s); retrying in %.1f s",
+                          self.worker_id, batch[0][0].id, exc, backoff(failures))  # fmt: skip
+                if self._stopping.wait(backoff(failures)) and failures > 3:
+                    log.error("worker %s gives up reporting task %s; its lease will expire",
+                              self.worker_id, batch[0][0].id)  # fmt: skip
+                    break
+        for record, _, _ in batch:
+            self._held.pop(record.id, None)
 
+    # -- leases ------------------------------------------------------------------------------------------
     def heartbeat(self) -> None:
         """Renew held leases, stop attempts whose lease was lost, and take back expired leases of others."""
         held = dict(self._held)
         if held:
             kept = set(self.engine.extend_leases(self.worker_id, held, self.lease_seconds))
             for task_id in held.keys() - kept:
-                log.warning("worker %s lost the lease of task %s; stopping its attempt", self.worker_id, task_id)
-                self.engine.cancel_event(task_id).set()
+                if task_id in self._held:
+                    log.warning("worker %s lost the lease of task %s; stopping its attempt", self.worker_id, task_id)
+                    self.engine.cancel_event(task_id).set()
         self.engine.expire_leases()
 
     def _heartbeat_loop(self) -> None:
