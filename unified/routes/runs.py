@@ -81,19 +81,18 @@ def get_run(request: Request, run_id: str) -> RunDetail:
     return RunDetail(**run)
 
 
+def _act(request: Request, run_id: str, count: int) -> RunAction:
+    set_target(request, run_id)
+    return RunAction(run_id=run_id, state=services(request).store.get_run(run_id).state, count=count)
+
+
 @router.post("/{run_id}/cancel", response_model=RunAction, dependencies=[OPERATOR], summary="Cancel a run")
 def cancel_run(request: Request, run_id: str) -> RunAction:
     """Cancel every unfinished task of the run; ``count`` says how many were canceled."""
-    svc = services(request)
-    set_target(request, run_id)
-    count = svc.workflow_manager.cancel_run(run_id)
-    return RunAction(run_id=run_id, state=svc.store.get_run(run_id).state, count=count)
+    return _act(request, run_id, services(request).workflow_manager.cancel_run(run_id))
 
 
 @router.post("/{run_id}/retry", response_model=RunAction, dependencies=[OPERATOR], summary="Retry a run")
 def retry_run(request: Request, run_id: str) -> RunAction:
     """Re-run the failed, timed-out and canceled tasks of the run and what they skipped (409 if none)."""
-    svc = services(request)
-    set_target(request, run_id)
-    count = svc.workflow_manager.retry_run(run_id)
-    return RunAction(run_id=run_id, state=svc.store.get_run(run_id).state, count=count)
+    return _act(request, run_id, services(request).workflow_manager.retry_run(run_id))

@@ -1,0 +1,124 @@
+"""Bad input never answers 500: every refusal is the JSON error envelope with the right status."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.conftest import Api
+
+
+def error_of(response) -> dict:  # type: ignore[no-untyped-def]
+    """The error object of an error response, after checking the envelope's shape."""
+    body = response.json()
+    assert set(body) == {"error"} and {"code", "message", "details"} <= set(body["error"]), body
+    return body["error"]
+
+
+def test_malformed_json_is_400_with_a_clear_message(api: Api) -> None:
+    response = api.call("POST", "/workflows", content=b'{"name": "x",', headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "malformed_json" and "not valid JSON" in error_of(response)["message"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"name": ""}, {"name": 3}, {"name": "x", "unknown": 1}, [], "text", {"name": "x", "tasks": "no"}],
+    ids=["missing", "empty", "wrong-type", "unknown-field", "list", "string", "tasks-not-a-list"],
+)
+def test_invalid_bodies_are_422_naming_the_field(api: Api, body: object) -> None:
+    response = api.call("POST", "/workflows", json=body)
+    assert response.status_code == 422
+    error = error_of(response)
+    assert error["code"] == "invalid" and error["details"] and "loc" in error["details"][0]
+
+
+def test_numbers_out_of_range_and_nan_are_refused(api: Api) -> None:
+    for body in (
+        {"task": "add", "priority": 10**30},
+        {"task": "add", "timeout": -1},
+        {"task": "add", "max_retries": -1},
+    ):
+        assert api.call("POST", "/tasks", json=body).status_code == 422, body
+    nan = api.call(
+        "POST", "/tasks", content=b'{"task": "add", "timeout": NaN}', headers={"Content-Type": "application/json"}
+    )
+    assert nan.status_code in (400, 422)
+
+
+def test_cyclic_dependencies_are_409_naming_the_cycle(api: Api) -> None:
+    tasks = [
+        {"task_id": "a", "task": "add", "args": [1, 1], "dependencies": ["c"]},
+        {"task_id": "b", "task": "add", "args": [1, 1], "dependencies": ["a"]},
+        {"task_id": "c", "task": "add", "args": [1, 1], "dependencies": ["b"]},
+    ]
+    response = api.call("POST", "/workflows", json={"name": "loop", "tasks": tasks})
+    assert response.status_code == 409
+    error = error_of(response)
+    assert error["code"] == "cycle" and set(error["details"]["cycle"]) == {"a", "b", "c"}
+    assert "remove one of these dependencies" in error["message"]
+    me = {"task_id": "a", "task": "add", "dependencies": ["a"]}
+    self_loop = api.call("POST", "/workflows", json={"name": "me", "tasks": [me]})
+    assert self_loop.status_code == 409
+
+
+def test_unknown_dependencies_and_duplicate_ids_are_409(api: Api) -> None:
+    unknown = api.call("POST", "/workflows", json={"name": "u", "tasks": [{"task": "add", "dependencies": ["ghost"]}]})
+    assert unknown.status_code == 409 and error_of(unknown)["code"] == "unknown_dependency"
+    twice = [{"task_id": "a", "task": "add"}, {"task_id": "a", "task": "add"}]
+    assert api.call("POST", "/workflows", json={"name": "d", "tasks": twice}).status_code == 409
+
+
+def test_unknown_task_names_and_foreign_import_paths_are_refused(api: Api) -> None:
+    unknown = api.call("POST", "/tasks", json={"task": "no_such_task"})
+    assert unknown.status_code == 404 and "@task" in error_of(unknown)["message"]
+    foreign = api.call("POST", "/tasks", json={"task": "os:system", "args": ["true"]})
+    assert foreign.status_code == 422 and error_of(foreign)["code"] == "bad_import_path"
+    assert api.call("POST", "/tasks", json={"task": "api_flows:nothing"}).status_code == 422
+    both = api.call("POST", "/tasks", json={"task": "add", "command": "true"})
+    assert both.status_code == 422 and "exactly one" in error_of(both)["message"]
+    wid = api.call("POST", "/workflows", json={"name": "w"}).json()["workflow_id"]
+    assert api.call("POST", f"/workflows/{wid}/tasks", json={"task": "no_such_task"}).status_code == 404
+
+
+def test_unknown_ids_are_404(api: Api) -> None:
+    for path in ("/workflows/none", "/workflows/none/versions", "/runs/none", "/tasks/none", "/api-keys/none"):
+        response = api.call("GET", path)
+        assert response.status_code == 404 and error_of(response)["code"] == "not_found", path
+    assert api.call("POST", "/workflows/none/runs", json={}).status_code == 404
+
+
+def test_a_workflow_without_tasks_cannot_run(api: Api) -> None:
+    wid = api.call("POST", "/workflows", json={"name": "empty"}).json()["workflow_id"]
+    response = api.call("POST", f"/workflows/{wid}/runs", json={})
+    assert response.status_code == 422 and "add tasks" in error_of(response)["message"]
+
+
+def test_an_oversized_body_is_413_before_parsing(api: Api) -> None:
+    big = b'{"name": "' + b"x" * (70 * 1024) + b'"}'
+    response = api.call("POST", "/workflows", content=big, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and error_of(response)["code"] == "payload_too_large"
+
+    def chunks():  # no Content-Length: the limit counts the bytes as they arrive
+        yield b'{"name": "'
+        for _ in range(70):
+            yield b"x" * 1024
+        yield b'"}'
+
+    streamed = api.call("POST", "/workflows", content=chunks(), headers={"Content-Type": "application/json"})
+    assert streamed.status_code == 413 and error_of(streamed)["code"] == "payload_too_large"
+    assert api.call("GET", "/audit").json()["items"][0]["outcome"] == 413
+
+
+def test_bad_query_parameters_and_cursors_are_422(api: Api) -> None:
+    for params in ({"limit": 0}, {"limit": 10**6}, {"state": "bogus"}, {"cursor": "not-a-cursor"}, {"since": "later"}):
+        response = api.call("GET", "/runs", params=params)
+        assert response.status_code == 422 and error_of(response), params
+    task_cursor = api.call("GET", "/tasks", params={"cursor": api.call("GET", "/runs").json()["next_cursor"] or "bz0x"})
+    assert task_cursor.status_code == 422
+
+
+def test_unknown_paths_and_methods_answer_in_the_envelope(api: Api) -> None:
+    missing = api.client.get("/no/such/path")
+    assert missing.status_code == 404 and "/docs" in error_of(missing)["message"]
+    wrong = api.client.put("/health")
+    assert wrong.status_code == 405 and error_of(wrong)["code"] == "method_not_allowed"
