@@ -20,6 +20,8 @@ TASK_SKIPPED = "task_skipped"
 WORKFLOW_SUCCEEDED = "workflow_succeeded"
 WORKFLOW_FAILED = "workflow_failed"
 WORKFLOW_CANCELED = "workflow_canceled"
+SCHEDULE_MISSED = "schedule_missed"  # a fire time passed without a run (scheduler down, max_active_runs, error)
+SLA_MISSED = "sla_missed"  # a task or run had not finished sla_seconds after it was queued
 
 EVENTS = frozenset(
     {
@@ -32,6 +34,8 @@ EVENTS = frozenset(
         WORKFLOW_SUCCEEDED,
         WORKFLOW_FAILED,
         WORKFLOW_CANCELED,
+        SCHEDULE_MISSED,
+        SLA_MISSED,
     }
 )
 

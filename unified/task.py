@@ -73,6 +73,15 @@ def check_transition(current: TaskState | str, new: TaskState | str) -> TaskStat
 ISOLATIONS = ("thread", "process")
 
 
+def check_sla(sla_seconds: float | None) -> float | None:
+    """``sla_seconds`` if it is None or a positive number; a ValidationError otherwise."""
+    if sla_seconds is None:
+        return None
+    if isinstance(sla_seconds, bool) or not isinstance(sla_seconds, int | float) or not sla_seconds > 0:
+        raise ValidationError(f"sla_seconds must be a positive number of seconds or None, not {sla_seconds!r}")
+    return float(sla_seconds)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often and how soon a failed attempt is tried again."""
@@ -209,6 +218,7 @@ class Task:
         metadata: dict[str, Any] | None = None,
         isolation: str = "thread",
         queue: str = "default",
+        sla_seconds: float | None = None,
     ) -> None:
         if (func is None) == (command is None):
             raise ValidationError("give a task exactly one of func= (a callable or import path) or command=")
@@ -251,6 +261,7 @@ class Task:
         self.metadata = dict(metadata or {})
         self.isolation = isolation
         self.queue = queue
+        self.sla_seconds = check_sla(sla_seconds)  # an sla_missed alert if not finished this long after queueing
         self._cancel_event = threading.Event()
 
     # the seed and the issue name these as plain attributes
@@ -307,6 +318,7 @@ class Task:
             "metadata": self.metadata,
             "isolation": self.isolation,
             "queue": self.queue,
+            "sla_seconds": self.sla_seconds,
         }
 
     @classmethod
@@ -340,6 +352,7 @@ class Task:
             metadata=spec.get("metadata"),
             isolation=spec.get("isolation", "thread"),
             queue=spec.get("queue", "default"),
+            sla_seconds=spec.get("sla_seconds"),
         )
 
     def should_retry(self, error: BaseException | None) -> bool:

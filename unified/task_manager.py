@@ -10,17 +10,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from unified import config
+from unified.alerts import AlertService, Channel
 from unified.engine import Engine
-from unified.errors import TaskFailedError, TimeoutExpired
+from unified.errors import TaskFailedError, TimeoutExpired, ValidationError
 from unified.events import EventBus
 from unified.executor import Executor
+from unified.scheduler import Scheduler, When
 from unified.store import Store, open_store
 from unified.store.base import AlertRecord, AttemptRecord, TaskRecord
 from unified.task import FINISHED_STATES, Task
-from unified.utils import Clock, iso, new_id
+from unified.utils import Clock, FakeClock, iso, new_id
 from unified.worker import WorkerPool
 
 log = logging.getLogger("unified.task_manager")
@@ -67,11 +70,76 @@ def task_metadata(record: TaskRecord, attempts: list[AttemptRecord]) -> dict[str
     }
 
 
-class TaskManager:
+class ScheduleMethods:
+    """The schedule and alert methods TaskManager and WorkflowManager share (they delegate to the services)."""
+
+    scheduler: Scheduler
+    alerts: AlertService
+
+    def pause_schedule(self, schedule_id: str) -> None:
+        """Stop firing a schedule until :meth:`resume_schedule`."""
+        self.scheduler.pause(schedule_id)
+
+    def resume_schedule(self, schedule_id: str) -> None:
+        """Fire a paused schedule again; fire times missed while paused run only if its catchup is on."""
+        self.scheduler.resume(schedule_id)
+
+    def remove_schedule(self, schedule_id: str) -> None:
+        """Delete a schedule; what it started stays in the history."""
+        self.scheduler.remove(schedule_id)
+
+    def get_schedule(self, schedule_id: str) -> dict[str, Any]:
+        """A schedule as a dict: timing, target, paused, ``next_fire_time`` and ``last_fire``."""
+        return self.scheduler.describe(schedule_id)
+
+    def list_schedules(self) -> list[dict[str, Any]]:
+        """Every schedule as a dict (see :meth:`get_schedule`), oldest first."""
+        return self.scheduler.describe_all()
+
+    def next_fire_times(self, schedule_id: str, n: int = 5) -> list[datetime]:
+        """The next ``n`` fire times (from now, or from start_at when later) as aware datetimes in its zone."""
+        return self.scheduler.next_fire_times(schedule_id, n)
+
+    def backfill(
+        self, schedule_id: str, start: datetime | float | str, end: datetime | float | str
+    ) -> list[dict[str, Any]]:
+        """Run the schedule's fire times in ``[start, end]`` that never fired; one dict per fire started."""
+        return [
+            {"fire_time": iso(f.fire_time), "state": f.state, "run_id": f.run_id, "task_id": f.task_id,
+             "reason": f.reason}
+            for f in self.scheduler.backfill(schedule_id, start, end)
+        ]  # fmt: skip
+
+    def add_alert_rule(
+        self,
+        events: Iterable[str] | str,
+        channel: Channel | dict[str, Any],
+        workflow: str | None = None,
+        task_name: str | None = None,
+    ) -> str:
+        """Send the named events (optionally of one workflow or task name) to ``channel``; returns the rule id."""
+        return self.alerts.add_rule(events, channel, workflow, task_name)
+
+    def remove_alert_rule(self, rule_id: str) -> None:
+        """Delete an alert rule."""
+        self.alerts.remove_rule(rule_id)
+
+    def list_alert_rules(self) -> list[dict[str, Any]]:
+        """Every alert rule with its channel config."""
+        return self.alerts.list_rules()
+
+    def list_alerts(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Alerts raised, newest first, each with its delivery status, attempts and error."""
+        return self.alerts.list_alerts(limit)
+
+
+class TaskManager(ScheduleMethods):
     """Queues tasks on a store and runs them on a pool of worker threads in this process.
 
     ``store`` is a URL (``memory://``, ``sqlite:///path.db``, ``postgresql://...``) or a store object; unset,
     it reads ``UNIFIED_DATABASE_URL``, else memory. ``max_workers=0`` only queues: other processes run the work.
+    ``run_scheduler`` fires due schedules while the manager is alive: from a background thread on the real
+    clock, and on every ``advance`` (plus in :meth:`run_until_idle`) of a :class:`FakeClock`, without threads.
     """
 
     def __init__(
@@ -84,6 +152,7 @@ class TaskManager:
         lease_seconds: float = 30.0,
         heartbeat_seconds: float = 10.0,
         engine: Engine | None = None,
+        run_scheduler: bool = True,
     ) -> None:
         self._owns_store = engine is None and not (store is not None and not isinstance(store, str))
         self.engine = engine or Engine(
@@ -98,6 +167,18 @@ class TaskManager:
         if workers > 0:
             self.pool = WorkerPool(self.engine, Executor(self.clock), workers, queues, lease_seconds, heartbeat_seconds)
             self.pool.start()
+        fake_time = isinstance(self.clock, FakeClock)
+        self.scheduler = Scheduler(self.engine)
+        self.alerts = AlertService(self.engine, sla_thread=not fake_time)
+        self.run_scheduler = run_scheduler
+        if run_scheduler and fake_time:
+            self.clock.on_advance(self._fire_due_schedules)
+        elif run_scheduler:
+            self.scheduler.start()
+
+    def _fire_due_schedules(self) -> None:
+        if self.run_scheduler:
+            self.scheduler.run_once()
 
     # -- queueing ----------------------------------------------------------------------------------------
     def queue_task(
@@ -130,6 +211,32 @@ class TaskManager:
             metadata=metadata, isolation=isolation, **options,
         )  # fmt: skip
         return self.engine.submit([task])[0]
+
+    def schedule_task(
+        self,
+        func: Callable[..., Any] | str | Task | None = None,
+        *,
+        command: str | list[str] | None = None,
+        cron: str | None = None,
+        interval_seconds: float | None = None,
+        timezone: str = "UTC",
+        start_at: datetime | float | str | None = None,
+        end_at: datetime | float | str | None = None,
+        catchup: bool = False,
+        max_active_runs: int = 1,
+        name: str | None = None,
+        **task_options: Any,
+    ) -> str:
+        """Queue a fresh copy of a task on a cron expression or every ``interval_seconds``; returns the schedule id.
+
+        ``task_options`` are those of :meth:`queue_task` (``timeout``, ``max_retries``, ``sla_seconds``, ...).
+        See docs/scheduling.md for time zones, daylight saving, ``catchup`` and ``max_active_runs``.
+        """
+        if task_options.get("dependencies"):
+            raise ValidationError("a scheduled task cannot depend on other tasks: schedule a workflow instead")
+        task = func if isinstance(func, Task) else Task(func=func, command=command, name=name, **task_options)
+        when = When(cron, interval_seconds, timezone, start_at, end_at, catchup, max_active_runs)
+        return self.scheduler.add_task(task, when, name)
 
     # -- reading -----------------------------------------------------------------------------------------
     def get_task_metadata(self, task_id: str) -> dict[str, Any]:
@@ -166,9 +273,12 @@ class TaskManager:
             f"task {record.task_id!r} ended {record.state}{detail}", task_id=record.id, state=record.state, error=error
         )
 
-    def list_tasks(self, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """Metadata of the newest tasks, optionally only those in ``state``."""
-        return [task_metadata(r, self.store.list_attempts(r.id)) for r in self.store.list_tasks(state, limit=limit)]
+    def list_tasks(
+        self, state: str | None = None, limit: int = 100, schedule_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Metadata of the newest tasks, optionally only those in ``state`` or fired by one schedule."""
+        records = self.store.list_tasks(state, limit=limit, schedule_id=schedule_id)
+        return [task_metadata(r, self.store.list_attempts(r.id)) for r in records]
 
     def get_task_logs(self, task_id: str) -> list[dict[str, Any]]:
         """The captured log lines of every attempt: ts, level, message, attempt."""
@@ -204,16 +314,24 @@ class TaskManager:
         self.engine.bus.subscribe(deliver, events)
 
     def run_until_idle(self) -> int:
-        """Run every task that is ready now in the calling thread (for tests and scripts); returns the count."""
+        """Fire due schedules (if ``run_scheduler``), then run every task that is ready now in this thread.
+
+        For tests and scripts; returns how many tasks ran.
+        """
+        self._fire_due_schedules()
         pool = self.pool or WorkerPool(self.engine, Executor(self.clock), 0)
         return pool.run_until_idle()
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def shutdown(self, wait: bool = True) -> None:
-        """Stop the workers (letting running attempts finish when ``wait``) and close the store if we opened it."""
+        """Stop the scheduler and the workers (letting running attempts finish when ``wait``), send queued alerts
+        (for up to 5 s), and close the store if we opened it."""
+        self.run_scheduler = False
+        self.scheduler.stop()
         if self.pool is not None:
             self.pool.stop(wait=wait)
             self.pool = None
+        self.alerts.close()
         if self._owns_store:
             self.store.close()
 

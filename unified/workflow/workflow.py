@@ -13,14 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from unified.errors import ConflictError, NotFoundError, ValidationError
-from unified.graph import check_new_tasks, graph_hash
+from unified.graph import check_new_tasks
+from unified.scheduler import When
 from unified.store import Store
-from unified.store.base import RunRecord, VersionRecord, WorkflowRecord
-from unified.task import Task
-from unified.task_manager import TaskManager, task_metadata
+from unified.store.base import RunRecord, WorkflowRecord
+from unified.task import Task, check_sla
+from unified.task_manager import ScheduleMethods, TaskManager, task_metadata
 from unified.utils import iso, new_id
 
 
@@ -76,14 +78,22 @@ class WorkflowRun:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-class WorkflowManager:
-    """Registers workflows, freezes their versions and runs them on a TaskManager's engine."""
+class WorkflowManager(ScheduleMethods):
+    """Registers workflows, freezes their versions, runs and schedules them on a TaskManager's engine.
 
-    def __init__(self, store: str | Store | None = None, task_manager: TaskManager | None = None) -> None:
+    Without ``task_manager`` it makes one on ``store``; ``run_scheduler=False`` keeps that one from firing
+    schedules in the background.
+    """
+
+    def __init__(
+        self, store: str | Store | None = None, task_manager: TaskManager | None = None, *, run_scheduler: bool = True
+    ) -> None:
         self._owns_manager = task_manager is None
-        self.task_manager = task_manager or TaskManager(store=store)
+        self.task_manager = task_manager or TaskManager(store=store, run_scheduler=run_scheduler)
         self.engine = self.task_manager.engine
         self.store = self.task_manager.store
+        self.scheduler = self.task_manager.scheduler
+        self.alerts = self.task_manager.alerts
 
     # -- defining ----------------------------------------------------------------------------------------
     def register_workflow(self, name: str, description: str = "") -> str:
@@ -153,23 +163,6 @@ class WorkflowManager:
         ]
 
     # -- running -----------------------------------------------------------------------------------------
-    def _freeze(self, record: WorkflowRecord) -> VersionRecord:
-        """The version matching the draft, frozen now if the draft changed since the last one."""
-        if not record.tasks:
-            raise ValidationError(f"workflow {record.name!r} has no tasks: add tasks before running it")
-        digest = graph_hash(record.tasks)
-        if record.current_version is not None:
-            current = self.store.get_version(record.workflow_id, record.current_version)
-            if current.hash == digest:
-                return current
-        number = (record.current_version or 0) + 1
-        version = VersionRecord(record.workflow_id, number, digest, record.tasks, self.engine.clock.now())
-        with self.store.atomic():
-            self.store.add_version(version)
-            record.current_version = number
-            self.store.put_workflow(record)
-        return version
-
     def start_workflow(
         self,
         workflow_id: str,
@@ -177,17 +170,38 @@ class WorkflowManager:
         version: int | None = None,
         trigger: str = "manual",
         metadata: dict[str, Any] | None = None,
+        sla_seconds: float | None = None,
     ) -> str:
-        """Start a run of the workflow (its draft, or an earlier ``version``) and return the run id at once."""
-        record = self.store.get_workflow(workflow_id)
-        frozen = self._freeze(record) if version is None else self.store.get_version(workflow_id, version)
-        tasks = []
-        for spec in frozen.tasks:
-            try:
-                tasks.append(self.engine.functions.rebuild(spec))
-            except ValidationError as exc:
-                raise ValidationError(f"version {frozen.number} of workflow {record.name!r} cannot run: {exc}") from exc
-        return self.engine.create_run(workflow_id, frozen.number, tasks, params, trigger, metadata)
+        """Start a run of the workflow (its draft, or an earlier ``version``) and return the run id at once.
+
+        With ``sla_seconds``, an ``sla_missed`` alert goes out if the run has not finished that long after now.
+        """
+        metadata = dict(metadata or {})
+        if check_sla(sla_seconds) is not None:
+            metadata["sla_seconds"] = sla_seconds
+        return self.engine.start_workflow(workflow_id, params, version, trigger, metadata)
+
+    def schedule_workflow(
+        self,
+        workflow_id: str,
+        *,
+        cron: str | None = None,
+        interval_seconds: float | None = None,
+        timezone: str = "UTC",
+        start_at: datetime | float | str | None = None,
+        end_at: datetime | float | str | None = None,
+        catchup: bool = False,
+        max_active_runs: int = 1,
+        params: dict[str, Any] | None = None,
+        name: str | None = None,
+        sla_seconds: float | None = None,
+    ) -> str:
+        """Run the workflow on a cron expression or every ``interval_seconds``; returns the schedule id.
+
+        See docs/scheduling.md for time zones, daylight saving, ``catchup`` and ``max_active_runs``.
+        """
+        when = When(cron, interval_seconds, timezone, start_at, end_at, catchup, max_active_runs)
+        return self.scheduler.add_workflow(workflow_id, when, params, name, sla_seconds)
 
     def run_workflow(
         self,
@@ -226,10 +240,14 @@ class WorkflowManager:
         )
 
     def list_runs(
-        self, workflow_id: str | None = None, state: str | None = None, limit: int = 100
+        self,
+        workflow_id: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+        schedule_id: str | None = None,
     ) -> list[WorkflowRun]:
-        """Runs, newest first, optionally of one workflow and in one state."""
-        return [self._run_view(r) for r in self.store.list_runs(workflow_id, state, limit)]
+        """Runs, newest first, optionally of one workflow, in one state, or started by one schedule."""
+        return [self._run_view(r) for r in self.store.list_runs(workflow_id, state, limit, schedule_id=schedule_id)]
 
     def cancel_run(self, run_id: str) -> int:
         """Cancel every unfinished task of a run; returns how many were canceled."""

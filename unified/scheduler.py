@@ -1,0 +1,404 @@
+"""The scheduler: decides when a schedule fires, records each fire once, and starts its run or task.
+
+A fire is written to the store under the unique key (schedule_id, fire_time) in the same transaction that
+starts its run, so any number of schedulers sharing one database start each fire time exactly once. The
+background loop sleeps until the earliest next fire (or until a schedule changes, or the clock jumps) instead
+of polling the table; ``run_once`` fires what is due now in the calling thread, for tests and scripts.
+
+Missed fire times (the scheduler was down) follow the schedule's ``catchup``: off, one run for the latest
+missed time and a ``schedule_missed`` event for the rest; on, one run per missed time, oldest first, never
+more than ``max_active_runs`` active at once (the rest wait for a later pass).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from unified import events as ev
+from unified.cron import Timing, load_zone, to_epoch
+from unified.engine import Engine
+from unified.errors import UnifiedError, ValidationError
+from unified.store.base import FireRecord, ScheduleRecord
+from unified.task import Task, check_sla
+from unified.utils import iso, new_id, to_json
+
+log = logging.getLogger("unified.scheduler")
+
+UNFINISHED_TASK_STATES = ("pending", "queued", "running", "retrying")
+FINISH_EVENTS = (
+    ev.TASK_SUCCEEDED, ev.TASK_FAILED, ev.TASK_TIMEOUT, ev.TASK_CANCELED, ev.TASK_SKIPPED,
+    ev.WORKFLOW_SUCCEEDED, ev.WORKFLOW_FAILED, ev.WORKFLOW_CANCELED,
+)  # fmt: skip
+BACKFILL_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class When:
+    """When a schedule fires: a cron expression or an interval, its zone and bounds, and its catch-up policy."""
+
+    cron: str | None = None
+    interval_seconds: float | None = None
+    timezone: str = "UTC"
+    start_at: datetime | float | str | None = None  # naive datetimes are read in ``timezone``
+    end_at: datetime | float | str | None = None
+    catchup: bool = False
+    max_active_runs: int = 1
+
+
+@dataclass(frozen=True)
+class Fired:
+    """What one fire did: ``started`` a run or task, ``skipped`` it (max_active_runs), or ``failed`` to start."""
+
+    schedule_id: str
+    fire_time: float
+    state: str
+    run_id: str | None = None
+    task_id: str | None = None
+    reason: str | None = None
+
+
+def timing_of(schedule: ScheduleRecord) -> Timing:
+    """The fire-time rules of a stored schedule."""
+    anchor = schedule.start_at
+    if anchor is None and schedule.interval_seconds is not None:
+        anchor = schedule.created_at + schedule.interval_seconds
+    return Timing(
+        schedule.cron, schedule.interval_seconds, schedule.timezone, schedule.start_at, schedule.end_at, anchor
+    )
+
+
+class Scheduler:
+    """Fires the schedules of one store through one engine; ``start()`` runs it in a background thread."""
+
+    def __init__(self, engine: Engine, *, max_wait_seconds: float = 30.0, busy_wait_seconds: float = 2.0) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.clock = engine.clock
+        self.max_wait_seconds = max_wait_seconds  # also how soon schedules added by other processes are seen
+        self.busy_wait_seconds = busy_wait_seconds  # re-check of catch-up waiting on max_active_runs
+        self._blocked: set[str] = set()  # catch-up schedules waiting for an active run to finish
+        self._cond = threading.Condition()
+        self._woken = False
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._listening = False
+        self.clock.on_advance(self.wake)
+
+    # -- defining schedules ------------------------------------------------------------------------------
+    def add_task(self, task: Task, when: When, name: str | None = None) -> str:
+        """Schedule an ad-hoc task (each fire queues a fresh copy); returns the schedule id."""
+        spec = self.engine.functions.register(task)
+        spec["task_id"] = None
+        if not self.store.keeps_objects:
+            to_json({k: v for k, v in spec.items() if k != "ref"}, f"the arguments of task {task.name!r}")
+        return self._add("task", {"task": spec}, when, name or task.name)
+
+    def add_workflow(
+        self,
+        workflow_id: str,
+        when: When,
+        params: dict[str, Any] | None = None,
+        name: str | None = None,
+        sla_seconds: float | None = None,
+    ) -> str:
+        """Schedule runs of a stored workflow with ``params``; returns the schedule id."""
+        workflow = self.store.get_workflow(workflow_id)
+        if not self.store.keeps_objects:
+            to_json(params or {}, "the params of the scheduled runs")
+        target = {"workflow_id": workflow_id, "params": dict(params or {}), "sla_seconds": check_sla(sla_seconds)}
+        return self._add("workflow", target, when, name or workflow.name)
+
+    def _add(self, target_type: str, target: dict[str, Any], when: When, name: str) -> str:
+        runs = when.max_active_runs
+        if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
+            raise ValidationError(f"max_active_runs must be a whole number of at least 1, not {runs!r}")
+        tz = load_zone(when.timezone)
+        now = self.clock.now()
+        record = ScheduleRecord(
+            new_id(), name, target_type, target, when.cron, when.interval_seconds, when.timezone,
+            to_epoch(when.start_at, tz, "start_at"), to_epoch(when.end_at, tz, "end_at"), bool(when.catchup), runs,
+            created_at=now, updated_at=now,
+        )  # fmt: skip
+        timing = timing_of(record)  # validates cron, interval and the start/end order
+        record.cron = timing.cron
+        if record.start_at is not None and (record.catchup or record.start_at > now):
+            record.next_fire_at = timing.first_at_or_after(record.start_at)
+        else:
+            record.next_fire_at = timing.next_after(now)
+        self.store.put_schedule(record)
+        log.info("schedule %s (%s) added; first fire %s", record.schedule_id, record.name, iso(record.next_fire_at))
+        self.wake()
+        return record.schedule_id
+
+    def pause(self, schedule_id: str) -> None:
+        """Stop firing a schedule until it is resumed."""
+        self.store.get_schedule(schedule_id)
+        self.store.update_schedule(schedule_id, paused=True, updated_at=self.clock.now())
+        self.wake()
+
+    def resume(self, schedule_id: str) -> None:
+        """Fire a paused schedule again; what it missed while paused fires only if its catchup is on."""
+        schedule = self.store.get_schedule(schedule_id)
+        now = self.clock.now()
+        changes: dict[str, Any] = {"paused": False, "updated_at": now}
+        if not schedule.catchup and schedule.next_fire_at is not None and schedule.next_fire_at <= now:
+            changes["next_fire_at"] = timing_of(schedule).next_after(now)
+        self.store.update_schedule(schedule_id, **changes)
+        self.wake()
+
+    def remove(self, schedule_id: str) -> None:
+        """Delete a schedule; the runs it started and its fire history stay."""
+        self.store.delete_schedule(schedule_id)
+        self._blocked.discard(schedule_id)
+        self.wake()
+
+    # -- reading -----------------------------------------------------------------------------------------
+    def describe(self, schedule_id: str) -> dict[str, Any]:
+        """A schedule as a JSON-ready dict, with its next fire time and its last fire."""
+        return self._describe(self.store.get_schedule(schedule_id))
+
+    def describe_all(self) -> list[dict[str, Any]]:
+        """Every schedule as a dict, oldest first."""
+        return [self._describe(s) for s in self.store.list_schedules()]
+
+    def _describe(self, s: ScheduleRecord) -> dict[str, Any]:
+        fires = self.store.list_fires(s.schedule_id, 1)
+        last = fires[0] if fires else None
+        target = dict(s.target)
+        if "task" in target:
+            target["task"] = {k: v for k, v in target["task"].items() if k != "ref"}
+        return {
+            "schedule_id": s.schedule_id,
+            "name": s.name,
+            "target_type": s.target_type,
+            "target": target,
+            "cron": s.cron,
+            "interval_seconds": s.interval_seconds,
+            "timezone": s.timezone,
+            "start_at": iso(s.start_at),
+            "end_at": iso(s.end_at),
+            "catchup": s.catchup,
+            "max_active_runs": s.max_active_runs,
+            "paused": s.paused,
+            "next_fire_time": iso(s.next_fire_at),
+            "last_fire_time": iso(s.last_fire_at),
+            "last_fire": None
+            if last is None
+            else {
+                "fire_time": iso(last.fire_time),
+                "state": last.state,
+                "run_id": last.run_id,
+                "task_id": last.task_id,
+                "reason": last.reason,
+            },
+            "created_at": iso(s.created_at),
+            "updated_at": iso(s.updated_at),
+        }
+
+    def next_fire_times(self, schedule_id: str, n: int = 5) -> list[datetime]:
+        """The next ``n`` fire times after now (or from start_at when later), as aware datetimes in its zone."""
+        timing = timing_of(self.store.get_schedule(schedule_id))
+        now = self.clock.now()
+        if timing.start_at is not None and timing.start_at > now:
+            fires = timing.times_from(timing.start_at)
+        else:
+            fires = (t for t in timing.times_from(now) if t > now)
+        return [timing.local(t) for _, t in zip(range(n), fires, strict=False)]
+
+    # -- firing ------------------------------------------------------------------------------------------
+    def run_once(self) -> list[Fired]:
+        """Fire every schedule that is due now, in this thread; returns what was fired."""
+        now = self.clock.now()
+        fired: list[Fired] = []
+        for schedule in self.store.due_schedules(now, limit=100 + len(self._blocked)):
+            try:
+                fired += self._fire_due(schedule, now)
+            except UnifiedError:
+                log.exception("schedule %s (%s) could not fire; will try again", schedule.schedule_id, schedule.name)
+        return fired
+
+    def backfill(self, schedule_id: str, start: datetime | float | str, end: datetime | float | str) -> list[Fired]:
+        """Fire the schedule's fire times in ``[start, end]`` (up to now) that have not fired yet, oldest first."""
+        schedule = self.store.get_schedule(schedule_id)
+        timing = timing_of(schedule)
+        first, last = to_epoch(start, timing.zone, "start"), to_epoch(end, timing.zone, "end")
+        if last < first:  # type: ignore[operator]
+            raise ValidationError("backfill end is before its start: give start <= end")
+        now = self.clock.now()
+        times = timing.between(first, min(last, now), bounded=False, limit=BACKFILL_LIMIT + 1)  # type: ignore[arg-type, type-var]
+        if len(times) > BACKFILL_LIMIT:
+            raise ValidationError(f"that range holds more than {BACKFILL_LIMIT} fire times: backfill it in parts")
+        fired = [f for t in times if (f := self._fire(schedule, t, now)) is not None]
+        log.info("schedule %s backfilled %d fire(s) of %d in range", schedule_id, len(fired), len(times))
+        return fired
+
+    def _fire_due(self, schedule: ScheduleRecord, now: float) -> list[Fired]:
+        timing = timing_of(schedule)
+        fired: list[Fired] = []
+        due: float | None = schedule.next_fire_at
+        if schedule.catchup:
+            free = schedule.max_active_runs - self._active(schedule)
+            while due is not None and due <= now and free > 0:
+                outcome = self._fire(schedule, due, now)
+                if outcome is not None:
+                    fired.append(outcome)
+                    free -= outcome.state == "started"
+                due = timing.next_after(due)
+            if due is not None and due <= now:
+                self._block(schedule.schedule_id)
+            else:
+                self._blocked.discard(schedule.schedule_id)
+            next_fire = due
+        else:
+            latest, missed = timing.latest_between(due, now)  # type: ignore[arg-type]
+            if latest is not None:
+                full = self._active(schedule) >= schedule.max_active_runs
+                outcome = self._fire(schedule, latest, now, skip_reason="max_active_runs reached" if full else None)
+                if outcome is not None:
+                    fired.append(outcome)
+                    if missed:
+                        self._missed(schedule, due, missed, "the scheduler was not running at those times")  # type: ignore[arg-type]
+            next_fire = timing.next_after(now)
+        last = max([f.fire_time for f in fired], default=None)
+        changes: dict[str, Any] = {"next_fire_at": next_fire, "updated_at": now}
+        if last is not None and (schedule.last_fire_at is None or last > schedule.last_fire_at):
+            changes["last_fire_at"] = last
+        self.store.update_schedule(schedule.schedule_id, **changes)
+        return fired
+
+    def _active(self, schedule: ScheduleRecord) -> int:
+        """How many runs (or tasks) this schedule started are not finished, counted up to max_active_runs."""
+        cap, sid = schedule.max_active_runs, schedule.schedule_id
+        if schedule.target_type == "workflow":
+            return len(self.store.list_runs(state="running", limit=cap, schedule_id=sid))
+        return sum(len(self.store.list_tasks(state=s, limit=cap, schedule_id=sid)) for s in UNFINISHED_TASK_STATES)
+
+    def _fire(
+        self, schedule: ScheduleRecord, fire_time: float, now: float, skip_reason: str | None = None
+    ) -> Fired | None:
+        """Record the fire and start its target in one transaction; None if another scheduler fired it first."""
+        sid = schedule.schedule_id
+        run_id = task_id = None
+        inserted = False
+        try:
+            with self.engine.batch():
+                state = "skipped" if skip_reason else "started"
+                if not self.store.insert_fire(FireRecord(sid, fire_time, now, state=state, reason=skip_reason)):
+                    return None
+                inserted = True
+                if skip_reason:
+                    outcome = Fired(sid, fire_time, "skipped", reason=skip_reason)
+                else:
+                    run_id, task_id = self._start(schedule, fire_time)
+                    self.store.update_fire(sid, fire_time, run_id=run_id, task_id=task_id)
+                    outcome = Fired(sid, fire_time, "started", run_id, task_id)
+        except UnifiedError as exc:
+            if not inserted:
+                raise
+            reason = f"{type(exc).__name__}: {exc}"
+            log.error("schedule %s (%s) could not start its %s fire: %s", sid, schedule.name, iso(fire_time), reason)
+            # a SQL store rolled the fire back with the run; the memory store keeps it
+            if not self.store.insert_fire(FireRecord(sid, fire_time, now, state="failed", reason=reason)):
+                self.store.update_fire(sid, fire_time, state="failed", reason=reason)
+            outcome = Fired(sid, fire_time, "failed", reason=reason)
+        if outcome.state != "started":
+            self._missed(schedule, fire_time, 1, outcome.reason or "")
+        else:
+            log.info("schedule %s fired %s: %s", sid, iso(fire_time), run_id or task_id)
+        return outcome
+
+    def _start(self, schedule: ScheduleRecord, fire_time: float) -> tuple[str | None, str | None]:
+        """Start the schedule's target for one fire; returns (run_id, task_id)."""
+        sid, target = schedule.schedule_id, schedule.target
+        metadata = {"schedule_id": sid, "fire_time": iso(fire_time), "trigger": "schedule"}
+        if schedule.target_type == "workflow":
+            if target.get("sla_seconds") is not None:
+                metadata["sla_seconds"] = target["sla_seconds"]
+            run_id = self.engine.start_workflow(
+                target["workflow_id"], target.get("params"), None, "schedule", metadata, schedule_id=sid
+            )
+            return run_id, None
+        task = self.engine.functions.rebuild(target["task"])
+        task.metadata = {**task.metadata, **metadata}
+        return None, self.engine.submit([task], schedule_id=sid)[0]
+
+    def _missed(self, schedule: ScheduleRecord, first: float, count: int, reason: str) -> None:
+        target = schedule.target
+        self.engine.bus.publish(
+            {
+                "event": ev.SCHEDULE_MISSED,
+                "task_id": None,
+                "id": None,
+                "run_id": None,
+                "workflow_id": target.get("workflow_id"),
+                "name": target["task"].get("name") if "task" in target else schedule.name,
+                "state": None,
+                "attempt": None,
+                "error": {"type": "ScheduleMissed", "message": reason},
+                "at": self.clock.now(),
+                "schedule_id": schedule.schedule_id,
+                "schedule_name": schedule.name,
+                "fire_time": iso(first),
+                "missed": count,
+            }
+        )
+
+    def _block(self, schedule_id: str) -> None:
+        self._blocked.add(schedule_id)
+        if not self._listening:  # wake up when a run ends rather than polling for it
+            self._listening = True
+            self.engine.bus.subscribe(lambda _event: self._blocked and self.wake(), FINISH_EVENTS)
+
+    # -- the background loop -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Fire due schedules from a background thread until :meth:`stop`."""
+        if self._thread is None:
+            self._stopping.clear()
+            self._thread = threading.Thread(target=self._loop, name="unified-scheduler", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the background thread (waiting up to ``timeout`` seconds for a pass in progress)."""
+        self._stopping.set()
+        self.wake()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def wake(self) -> None:
+        """Look at the schedules again now (they changed, or the clock jumped)."""
+        with self._cond:
+            self._woken = True
+            self._cond.notify_all()
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("scheduler pass failed; trying again shortly")
+            self._sleep()
+
+    def seconds_to_sleep(self) -> float:
+        """How long the loop may sleep: until the earliest next fire, capped; short while catch-up waits."""
+        try:
+            due = self.store.next_schedule_fire()
+        except UnifiedError:
+            return self.busy_wait_seconds
+        if due is None:
+            return self.max_wait_seconds
+        remaining = due - self.clock.now()
+        if remaining <= 0:  # only a catch-up waiting for max_active_runs is still due after a pass
+            return self.busy_wait_seconds
+        return min(remaining, self.max_wait_seconds)
+
+    def _sleep(self) -> None:
+        timeout = self.seconds_to_sleep()
+        with self._cond:
+            if not self._woken and not self._stopping.is_set():
+                self._cond.wait(timeout)
+            self._woken = False
