@@ -1,0 +1,198 @@
+"""Alert channels: where an alert goes (log, webhook, Slack-compatible webhook, email) and how it is sent once.
+
+A channel's ``send(alert)`` makes one delivery attempt and raises if it failed; retrying with backoff is the
+alert sender's job (``unified.alerts``). ``config()`` is the JSON stored with an alert rule and
+:func:`channel_from_config` builds the channel again from it, so rules survive restarts and can be edited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import smtplib
+import ssl
+from email.message import EmailMessage
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import httpx
+
+from unified.errors import ValidationError
+
+SIGNATURE_HEADER = "X-Unified-Signature"
+
+
+@runtime_checkable
+class Channel(Protocol):
+    """Something that delivers one alert per call and describes itself as JSON."""
+
+    type: str
+
+    def send(self, alert: dict[str, Any]) -> None:
+        """Deliver ``alert`` once; raise if it could not be delivered."""
+        ...
+
+    def config(self) -> dict[str, Any]:
+        """The JSON that :func:`channel_from_config` turns back into this channel."""
+        ...
+
+
+def summary(alert: dict[str, Any]) -> str:
+    """One line a person reads: what happened to which task, run or schedule."""
+    event = alert.get("event", "alert")
+    subject = alert.get("name") or alert.get("task_id") or alert.get("workflow_name") or alert.get("workflow_id")
+    where = f" {subject!r}" if subject else ""
+    if alert.get("run_id"):
+        where += f" in run {alert['run_id']}"
+    error = alert.get("error") or {}
+    detail = f": {error.get('type')}: {error.get('message')}" if error.get("message") else ""
+    return f"[unified] {event}{where}{detail}"
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The signature header value of ``body``: ``sha256=`` + hex HMAC-SHA256 with ``secret``."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
+    """True if ``header`` is the signature of ``body`` under ``secret`` (for webhook receivers)."""
+    return header is not None and hmac.compare_digest(sign(secret, body), header)
+
+
+def _positive(value: float, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValidationError(f"{what} must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+class LogChannel:
+    """Writes each alert as one log line (logger ``unified.alerts`` unless named)."""
+
+    type = "log"
+
+    def __init__(self, level: str = "WARNING", logger: str = "unified.alerts") -> None:
+        if not isinstance(logging.getLevelName(level.upper()), int):
+            raise ValidationError(f"log level {level!r} is unknown: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        self.level, self.logger = level.upper(), logger
+
+    def send(self, alert: dict[str, Any]) -> None:
+        """Log the alert's summary line."""
+        logging.getLogger(self.logger).log(logging.getLevelName(self.level), "%s", summary(alert))
+
+    def config(self) -> dict[str, Any]:
+        """``{"type": "log", "level", "logger"}``."""
+        return {"type": self.type, "level": self.level, "logger": self.logger}
+
+
+class WebhookChannel:
+    """HTTP POST of the alert dict as JSON; with a ``secret``, signed in the X-Unified-Signature header."""
+
+    type = "webhook"
+
+    def __init__(self, url: str, secret: str | None = None, timeout_seconds: float = 10.0) -> None:
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValidationError(f"webhook url {url!r} must start with http:// or https://")
+        self.url, self.secret = url, secret
+        self.timeout_seconds = _positive(timeout_seconds, "timeout_seconds")
+
+    def body(self, alert: dict[str, Any]) -> bytes:
+        """The request body: the alert as JSON."""
+        return json.dumps(alert, default=str, sort_keys=True).encode()
+
+    def send(self, alert: dict[str, Any]) -> None:
+        """POST once; raises on a connection error, a timeout or a status other than 2xx."""
+        body = self.body(alert)
+        headers = {"Content-Type": "application/json", "User-Agent": "unified-alerts"}
+        if self.secret:
+            headers[SIGNATURE_HEADER] = sign(self.secret, body)
+        response = httpx.post(self.url, content=body, headers=headers, timeout=self.timeout_seconds)
+        response.raise_for_status()
+
+    def config(self) -> dict[str, Any]:
+        """``{"type": "webhook", "url", "secret", "timeout_seconds"}``."""
+        return {"type": self.type, "url": self.url, "secret": self.secret, "timeout_seconds": self.timeout_seconds}
+
+
+class SlackChannel(WebhookChannel):
+    """A Slack (or Mattermost, Teams-compatible) incoming webhook: ``{"text": summary}``."""
+
+    type = "slack"
+
+    def __init__(self, url: str, timeout_seconds: float = 10.0) -> None:
+        super().__init__(url, None, timeout_seconds)
+
+    def body(self, alert: dict[str, Any]) -> bytes:
+        """``{"text": ...}``: the summary line, then the run and task ids."""
+        ids = ", ".join(f"{k}={alert[k]}" for k in ("workflow_id", "run_id", "task_id", "schedule_id") if alert.get(k))
+        text = summary(alert) + (f"\n{ids}" if ids else "")
+        return json.dumps({"text": text}).encode()
+
+    def config(self) -> dict[str, Any]:
+        """``{"type": "slack", "url", "timeout_seconds"}``."""
+        return {"type": self.type, "url": self.url, "timeout_seconds": self.timeout_seconds}
+
+
+class EmailChannel:
+    """SMTP via the standard library: STARTTLS when ``starttls``, login when ``username`` is set."""
+
+    type = "email"
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "host", "port", "sender", "recipients", "username", "password", "starttls", "cafile", "timeout_seconds",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        host: str,
+        sender: str,
+        recipients: list[str] | str,
+        port: int = 25,
+        username: str | None = None,
+        password: str | None = None,
+        starttls: bool = False,
+        cafile: str | None = None,
+        timeout_seconds: float = 10.0,
+    ) -> None:
+        recipients = [recipients] if isinstance(recipients, str) else list(recipients)
+        if not host or not sender or not recipients:
+            raise ValidationError("an email channel needs host=, sender= and at least one recipient")
+        self.host, self.port, self.sender, self.recipients = host, int(port), sender, recipients
+        self.username, self.password, self.starttls, self.cafile = username, password, bool(starttls), cafile
+        self.timeout_seconds = _positive(timeout_seconds, "timeout_seconds")
+
+    def message(self, alert: dict[str, Any]) -> EmailMessage:
+        """The email: the summary as subject, the summary and the alert as JSON in the body."""
+        message = EmailMessage()
+        message["Subject"] = summary(alert)
+        message["From"] = self.sender
+        message["To"] = ", ".join(self.recipients)
+        message.set_content(summary(alert) + "\n\n" + json.dumps(alert, default=str, indent=2, sort_keys=True))
+        return message
+
+    def send(self, alert: dict[str, Any]) -> None:
+        """Connect, upgrade to TLS and log in as configured, and send one message."""
+        with smtplib.SMTP(self.host, self.port, timeout=self.timeout_seconds) as smtp:
+            if self.starttls:
+                smtp.starttls(context=ssl.create_default_context(cafile=self.cafile))
+            if self.username:
+                smtp.login(self.username, self.password or "")
+            smtp.send_message(self.message(alert))
+
+    def config(self) -> dict[str, Any]:
+        """Every constructor argument, under ``{"type": "email"}``."""
+        return {"type": self.type, **{name: getattr(self, name) for name in self.FIELDS}}
+
+
+CHANNELS: dict[str, type] = {c.type: c for c in (LogChannel, WebhookChannel, SlackChannel, EmailChannel)}
+
+
+def channel_from_config(config: dict[str, Any]) -> Channel:
+    """The channel a stored config describes (``{"type": "webhook", "url": ...}`` and so on)."""
+    options = dict(config)
+    kind = options.pop("type", None)
+    if kind not in CHANNELS:
+        raise ValidationError(f"unknown alert channel type {kind!r}: use one of {sorted(CHANNELS)}")
+    try:
+        return CHANNELS[kind](**options)  # type: ignore[no-any-return]
+    except TypeError as exc:
+        raise ValidationError(f"bad options for a {kind} channel: {exc}") from None
