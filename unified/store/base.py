@@ -2,6 +2,11 @@
 
 Every implementation (memory, SQLite, PostgreSQL) passes the same contract tests in ``tests/contract``.
 The engine decides what changes; the store only moves records, atomically where a verb says so.
+
+One optional capability is not in the protocol: ``listen(callback) -> stop | None``. A store that can tell other
+processes that work arrived (PostgreSQL's LISTEN/NOTIFY) calls ``callback(queue)`` from its own thread whenever a
+task of ``queue`` may have become claimable (``""``: any queue) and returns the function that stops listening;
+workers look it up with ``getattr`` and poll when it is missing or returns None.
 """
 
 from __future__ import annotations
@@ -320,7 +325,8 @@ class Store(Protocol):
     ) -> list[TaskRecord]:
         """Atomically take up to ``limit`` claimable tasks (queued, or retrying with not_before <= now).
 
-        Highest priority first, then lowest seq. Each taken task becomes ``running`` with attempts + 1,
+        Highest priority first, then lowest seq, never taking a task of a queue that already has its limit of
+        running tasks (``set_queue_limit``). Each taken task becomes ``running`` with attempts + 1,
         started_at set if unset, lease_owner = worker and lease_expires_at = now + lease_seconds.
         Two concurrent claims never take the same task. Returns the tasks as they are after the claim.
         """
@@ -452,6 +458,18 @@ class Store(Protocol):
 
     def list_audit(self, limit: int = 100, offset: int = 0) -> list[AuditRecord]:
         """Audit entries, newest first."""
+        ...
+
+    # queue limits
+    def set_queue_limit(self, queue: str, max_running: int | None) -> None:
+        """Let at most ``max_running`` tasks of ``queue`` be running at once; None removes the limit.
+
+        ``claim_tasks`` honours it across every worker of the store, also under concurrent claims.
+        """
+        ...
+
+    def queue_limits(self) -> dict[str, int]:
+        """Every queue limit: queue name -> max_running."""
         ...
 
 

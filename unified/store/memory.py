@@ -6,7 +6,7 @@ import copy
 import heapq
 import itertools
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,7 +23,6 @@ from unified.store.base import (
     WorkflowRecord,
 )
 from unified.store.memory_admin import MemoryAdminRecords
-
 
 _TASK_FIELDS = TaskRecord.__slots__
 
@@ -302,8 +301,11 @@ class MemoryStore(MemoryAdminRecords):
         """Take up to ``limit`` claimable tasks, highest priority then oldest first."""
         with self._lock:
             names = list(queues) if queues is not None else list(self._heaps.ready.keys() | self._heaps.delayed.keys())
+            room = self._room(names)
             claimed: list[TaskRecord] = []
             while len(claimed) < limit:
+                if room:
+                    names = [q for q in names if room.get(q, 1) > 0]
                 candidates = [(entry, q) for q in names if (entry := self._heaps.best(q, now)) is not None]
                 if not candidates:
                     break
@@ -320,7 +322,17 @@ class MemoryStore(MemoryAdminRecords):
                 task.lease_owner = worker
                 task.lease_expires_at = now + lease_seconds
                 claimed.append(_clone(task))
+                if queue in room:
+                    room[queue] -= 1
             return claimed
+
+    def _room(self, names: list[str]) -> dict[str, int]:
+        """How many more tasks each limited queue among ``names`` may run now (empty: none is limited)."""
+        limits = {q: self._queue_limits[q] for q in names if q in self._queue_limits}
+        if not limits:
+            return {}
+        running = Counter(t.queue for t in self._tasks.values() if t.state == "running" and t.queue in limits)
+        return {q: max_running - running[q] for q, max_running in limits.items()}
 
     def extend_leases(self, worker: str, leases: dict[str, int], until: float) -> list[str]:
         """Extend the leases ``worker`` holds; returns the ids still held."""

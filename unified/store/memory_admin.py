@@ -28,6 +28,7 @@ class MemoryAdminRecords:
         self._rules: dict[str, AlertRuleRecord] = {}
         self._keys: dict[str, ApiKeyRecord] = {}
         self._audit: list[AuditRecord] = []
+        self._queue_limits: dict[str, int] = {}
 
     # alert rules
     def put_alert_rule(self, rule: AlertRuleRecord) -> None:
@@ -161,3 +162,17 @@ class MemoryAdminRecords:
         with self._lock:
             newest = list(reversed(self._audit))
             return [copy.deepcopy(a) for a in newest[offset : offset + limit]]
+
+    # queue limits (the claim honours them)
+    def set_queue_limit(self, queue: str, max_running: int | None) -> None:
+        """Let at most ``max_running`` tasks of ``queue`` run at once; None removes the limit."""
+        with self._lock:
+            if max_running is None:
+                self._queue_limits.pop(queue, None)
+            else:
+                self._queue_limits[queue] = max_running
+
+    def queue_limits(self) -> dict[str, int]:
+        """Every queue limit: queue name -> max_running."""
+        with self._lock:
+            return dict(sorted(self._queue_limits.items()))

@@ -265,6 +265,14 @@ audit = sa.Table(
     sa.Column("detail", sa.Text, nullable=True),
 )
 
+# at most max_running tasks of a queue run at once, across every worker of the database
+queue_limits = sa.Table(
+    "queue_limits",
+    metadata,
+    sa.Column("queue", sa.String(255), primary_key=True),
+    sa.Column("max_running", sa.Integer, nullable=False),
+)
+
 R = TypeVar("R")
 
 
@@ -323,22 +331,28 @@ AUDIT = Codec(AuditRecord, audit, "audit_id", (), ("audit_id",))
 
 
 # statements built once (building a many-column statement costs more than running it)
-def claim_statement(by_queue: bool) -> sa.Update:
-    """The claim: an UPDATE of the tasks a subquery picks (and on PostgreSQL locks, skipping rows others hold)."""
+def pick_statement(where: sa.ColumnElement[bool] | None, limit: Any = None) -> sa.Select[Any]:
+    """The seqs (and priorities) of claimable tasks, best first; on PostgreSQL they are locked, skipping rows others
+    hold. ``where`` narrows the queues; ``limit`` defaults to the ``_limit`` bind parameter."""
     c = tasks.c
     due = sa.or_(c.state == "queued", c.not_before.is_(None), c.not_before <= sa.bindparam("_now"))
-    pick = sa.select(c.seq).where(sa.text(CLAIMABLE_SQL), due)  # the text matches the partial claim index
-    if by_queue:
-        pick = pick.where(c.queue.in_(sa.bindparam("_queues", expanding=True)))
-    pick = (
+    pick = sa.select(c.seq, c.priority).where(sa.text(CLAIMABLE_SQL), due)  # the text matches the claim index
+    if where is not None:
+        pick = pick.where(where)
+    return (
         pick.order_by(c.priority.desc(), c.seq)
-        .limit(sa.bindparam("_limit"))
+        .limit(sa.bindparam("_limit") if limit is None else limit)
         .with_for_update(skip_locked=True)
         .with_hint(tasks, "INDEXED BY ix_tasks_claim", "sqlite")  # SQLite's planner may not pick it before ANALYZE
     )
+
+
+def claim_statement(seqs: Any) -> sa.Update:
+    """The claim: an UPDATE of the tasks whose seq is in ``seqs`` (a subquery of picked rows, or a list)."""
+    c = tasks.c
     return (
         sa.update(tasks)
-        .where(c.seq.in_(pick))
+        .where(c.seq.in_(seqs))
         .values(
             state="running",
             attempts=c.attempts + 1,
@@ -350,10 +364,21 @@ def claim_statement(by_queue: bool) -> sa.Update:
     )
 
 
+def _picked(where: sa.ColumnElement[bool] | None) -> sa.Select[Any]:
+    return pick_statement(where).with_only_columns(tasks.c.seq)
+
+
 FIRST_EXISTING_TASK = sa.select(tasks.c.id).where(tasks.c.id.in_(sa.bindparam("_ids", expanding=True))).limit(1)
 INSERT_TASKS = sa.insert(tasks).returning(tasks.c.id, tasks.c.seq)
-CLAIM_ANY = claim_statement(by_queue=False)
-CLAIM_IN_QUEUES = claim_statement(by_queue=True)
+IN_QUEUES = tasks.c.queue.in_(sa.bindparam("_queues", expanding=True))
+CLAIM_ANY = claim_statement(_picked(None))
+CLAIM_IN_QUEUES = claim_statement(_picked(IN_QUEUES))
+CLAIM_SEQS = claim_statement(sa.bindparam("_seqs", expanding=True))
+# PostgreSQL: tell listeners (postgres.Listener) that a task of a queue became claimable; delivered at commit
+CHANNEL = "unified_tasks"
+NOTIFY_QUEUE = sa.text(f"SELECT pg_notify('{CHANNEL}', :_queue)")
+NOTIFY_TASK_QUEUE = sa.text(f"SELECT pg_notify('{CHANNEL}', queue) FROM tasks WHERE id = :_id")
+QUEUE_LIMITS = sa.select(queue_limits.c.queue, queue_limits.c.max_running).order_by(queue_limits.c.queue)
 
 
 def _matching(table: sa.Table, conditions: tuple[str, ...]) -> list[sa.ColumnElement[bool]]:

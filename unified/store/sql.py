@@ -10,7 +10,7 @@ The verbs of the records around the work (schedules and fires, alert rules, API 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from unified.errors import ConflictError, DuplicateTaskError, NotFoundError, StoreError
 from unified.store import migrations
 from unified.store.base import (
+    CLAIMABLE_STATES,
     AlertRecord,
     AttemptRecord,
     LogRecord,
@@ -32,11 +33,11 @@ from unified.store.base import (
 from unified.store.schema import (
     ALERTS,
     ATTEMPTS,
-    CLAIM_ANY,
-    CLAIM_IN_QUEUES,
     FIRST_EXISTING_TASK,
     INSERT_TASKS,
     LOGS,
+    NOTIFY_QUEUE,
+    NOTIFY_TASK_QUEUE,
     RUNS,
     TASKS,
     VERSIONS,
@@ -48,6 +49,7 @@ from unified.store.schema import (
     update_statement,
 )
 from unified.store.sql_admin import SqlAdminRecords
+from unified.store.sql_claim import claim_rows
 
 CHUNK = 500  # ids per IN (...) list
 READ_ONLY = "unified_read_only"  # execution option: a read outside atomic(); SQLite then skips BEGIN IMMEDIATE
@@ -86,6 +88,7 @@ class SqlStore(SqlAdminRecords):
         self._engine = self._create_engine(driver_url(url), engine_options)
         self._safe_url = self._engine.url.render_as_string(hide_password=True)
         self._upsert_insert = sqlite.insert if self._engine.dialect.name == "sqlite" else postgresql.insert
+        self._notifies = self._engine.dialect.name == "postgresql"  # NOTIFY listeners when work becomes claimable
         try:
             with self._wrap_errors():
                 self._migrate()
@@ -94,8 +97,12 @@ class SqlStore(SqlAdminRecords):
             raise
 
     def _create_engine(self, url: str, options: dict[str, Any]) -> sa.Engine:
-        """The engine for ``url``; SqliteStore adds its pragmas and transaction hooks."""
-        return sa.create_engine(url, **{"pool_size": 10, "max_overflow": 40, **options})
+        """The engine for ``url``; SqliteStore adds its pragmas and transaction hooks.
+
+        Pooled connections are pinged on checkout, so those a restarted or terminating server dropped are replaced
+        instead of failing the next transaction (SQLAlchemy also discards the whole pool on a disconnect error).
+        """
+        return sa.create_engine(url, **{"pool_size": 10, "max_overflow": 40, "pool_pre_ping": True, **options})
 
     def _migrate(self) -> None:
         with self._engine.connect() as conn:
@@ -115,6 +122,15 @@ class SqlStore(SqlAdminRecords):
         """Release connections."""
         self._engine.dispose()
 
+    def listen(self, callback: Callable[[str], None]) -> Callable[[], None] | None:
+        """Call ``callback(queue)`` from a thread when a task of ``queue`` may have become claimable (``""``: any
+        queue); returns the function that stops listening, or None when the database cannot notify (SQLite)."""
+        if not self._notifies:
+            return None
+        from unified.store.postgres import Listener, libpq_url
+
+        return Listener(libpq_url(self._engine.url), callback, self._safe_url).stop
+
     def __enter__(self) -> SqlStore:
         return self
 
@@ -129,7 +145,10 @@ class SqlStore(SqlAdminRecords):
     def _wrap_errors(self) -> Iterator[None]:
         try:
             yield
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        except sa.exc.DBAPIError as exc:
+            lost = isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)) or exc.connection_invalidated
+            if not lost:
+                raise
             raise StoreError(
                 f"the database {self._safe_url} could not be used ({exc.orig}); check that it is reachable and writable"
             ) from exc
@@ -320,6 +339,10 @@ class SqlStore(SqlAdminRecords):
                 seqs = dict(conn.execute(INSERT_TASKS, rows).all())
                 if deps:
                     conn.execute(sa.insert(task_deps), deps)
+                if self._notifies:
+                    queues = {r.queue for r in records if r.state in CLAIMABLE_STATES}
+                    for queue in sorted(queues):
+                        conn.execute(NOTIFY_QUEUE, {"_queue": queue})
             except sa.exc.IntegrityError as exc:  # a concurrent insert of the same id
                 raise DuplicateTaskError(f"a task id among {ids[:3]}... already exists: choose others") from exc
         for record in records:
@@ -390,6 +413,8 @@ class SqlStore(SqlAdminRecords):
                 deps = [{"task_id": task_id, "depends_on": d} for d in dict.fromkeys(changes["dependencies"])]
                 if deps:
                     conn.execute(sa.insert(task_deps), deps)
+            if changed and self._notifies and changes.get("state") in CLAIMABLE_STATES:
+                conn.execute(NOTIFY_TASK_QUEUE, {"_id": task_id})
         return changed
 
     def claim_tasks(
@@ -397,15 +422,14 @@ class SqlStore(SqlAdminRecords):
     ) -> list[TaskRecord]:
         """Atomically take up to ``limit`` claimable tasks (queued, or retrying with not_before <= now).
 
-        Highest priority first, then lowest seq; one statement, see ``schema.claim_statement``.
+        Highest priority first, then lowest seq, never beyond a queue's limit; see sql_claim.py.
         """
         names = None if queues is None else list(queues)
         if limit <= 0 or names == []:
             return []
         params = {"_now": now, "_limit": limit, "_worker": worker, "_until": now + lease_seconds, "_queues": names}
-        stmt = CLAIM_ANY if names is None else CLAIM_IN_QUEUES
         with self._tx() as conn:
-            claimed = [TASKS.record(row) for row in conn.execute(stmt, params)]
+            claimed = [TASKS.record(row) for row in claim_rows(conn, names, params)]
         claimed.sort(key=lambda t: (-t.priority, t.seq))
         return claimed
 

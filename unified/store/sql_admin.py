@@ -1,4 +1,4 @@
-"""The SQL store's records around the work itself: schedules and fires, alert rules, API keys, audit log.
+"""The SQL store's records around the work itself: schedules and fires, alert rules, API keys, audit log, queue limits.
 
 A mixin of :class:`unified.store.sql.SqlStore`, using its transaction and row helpers; split out to keep each module
 small, as ``memory_admin.py`` is from ``memory.py``. A fire is written with ``INSERT ... ON CONFLICT DO NOTHING`` on
@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from unified.store.base import AlertRuleRecord, ApiKeyRecord, AuditRecord, FireRecord, ScheduleRecord
-from unified.store.schema import ALERT_RULES, API_KEYS, AUDIT, FIRES, SCHEDULES, Codec
+from unified.store.schema import ALERT_RULES, API_KEYS, AUDIT, FIRES, QUEUE_LIMITS, SCHEDULES, Codec, queue_limits
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects.postgresql import Insert
 
 
 class SqlAdminRecords:
-    """Schedules, fires, alert rules, API keys and the audit log, as rows of their tables."""
+    """Schedules, fires, alert rules, API keys, the audit log and queue limits, as rows of their tables."""
 
     if TYPE_CHECKING:  # provided by SqlStore
 
@@ -137,3 +137,19 @@ class SqlAdminRecords:
     def list_audit(self, limit: int = 100, offset: int = 0) -> list[AuditRecord]:
         """Audit entries, newest first."""
         return self._all(AUDIT, AUDIT.select.order_by(AUDIT.table.c.seq.desc()).limit(limit).offset(offset))
+
+    # queue limits (the claim honours them: sql_claim.py)
+    def set_queue_limit(self, queue: str, max_running: int | None) -> None:
+        """Let at most ``max_running`` tasks of ``queue`` run at once across all workers; None removes the limit."""
+        table = queue_limits
+        with self._tx() as conn:
+            if max_running is None:
+                conn.execute(sa.delete(table).where(table.c.queue == queue))
+                return
+            stmt = self._upsert_insert(table).values(queue=queue, max_running=max_running)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["queue"], set_={"max_running": max_running}))
+
+    def queue_limits(self) -> dict[str, int]:
+        """Every queue limit: queue name -> max_running."""
+        with self._tx(write=False) as conn:
+            return dict(conn.execute(QUEUE_LIMITS).all())

@@ -1,0 +1,101 @@
+"""Queue limits hold in every store, also under racing claimers; PostgreSQL notifies listeners when work arrives."""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.contract.test_store_concurrency import run_threads
+from unified.store.base import Store, TaskRecord
+
+NOW = 1000.0
+
+
+def claim_ids(store: Store, limit: int = 10, queues: list[str] | None = None, worker: str = "w") -> list[str]:
+    return [t.id for t in store.claim_tasks(worker, NOW, 60.0, limit=limit, queues=queues)]
+
+
+def test_queue_limits_are_set_replaced_and_removed(store: Store) -> None:
+    assert store.queue_limits() == {}
+    store.set_queue_limit("gpu", 2)
+    store.set_queue_limit("io", 5)
+    store.set_queue_limit("gpu", 1)
+    assert store.queue_limits() == {"gpu": 1, "io": 5}
+    store.set_queue_limit("io", None)
+    store.set_queue_limit("never-set", None)
+    assert store.queue_limits() == {"gpu": 1}
+
+
+def test_a_claim_stops_at_the_limit_of_running_tasks(store: Store, make_task: Callable[..., TaskRecord]) -> None:
+    store.insert_tasks([make_task(f"g{i}", queue="gpu") for i in range(5)])
+    store.insert_tasks([make_task(f"d{i}", queue="default") for i in range(3)])
+    store.set_queue_limit("gpu", 2)
+    first = claim_ids(store)
+    assert sorted(first) == ["d0", "d1", "d2", "g0", "g1"], "two of gpu, every other task"
+    assert claim_ids(store, queues=["gpu"]) == [], "gpu already runs its two"
+    store.update_task("g0", "running", 1, state="success")
+    assert claim_ids(store) == ["g2"], "one finished: room for one more"
+    store.set_queue_limit("gpu", None)
+    assert sorted(claim_ids(store)) == ["g3", "g4"]
+
+
+def test_a_limited_claim_keeps_priority_order_across_queues(
+    store: Store, make_task: Callable[..., TaskRecord]
+) -> None:
+    store.insert_tasks([make_task("low", priority=0), make_task("g-high", queue="gpu", priority=9),
+                        make_task("g-mid", queue="gpu", priority=5), make_task("mid", priority=5)])  # fmt: skip
+    store.set_queue_limit("gpu", 1)
+    assert claim_ids(store, limit=2) == ["g-high", "mid"]
+    assert claim_ids(store, limit=2) == ["low"]
+
+
+def test_a_limit_of_zero_pauses_a_queue(store: Store, make_task: Callable[..., TaskRecord]) -> None:
+    store.insert_tasks([make_task("a", queue="paused"), make_task("b")])
+    store.set_queue_limit("paused", 0)
+    assert claim_ids(store) == ["b"]
+    assert claim_ids(store, queues=["paused"]) == []
+
+
+def test_racing_claimers_never_exceed_a_limit(store: Store, make_task: Callable[..., TaskRecord]) -> None:
+    store.insert_tasks([make_task(f"g{i:02}", queue="gpu") for i in range(40)])
+    store.insert_tasks([make_task(f"d{i:02}") for i in range(40)])
+    store.set_queue_limit("gpu", 3)
+    taken = run_threads(lambda n: claim_ids(store, limit=4, worker=f"w{n}"), count=6)
+    claimed = [task_id for ids in taken.values() for task_id in ids]  # type: ignore[attr-defined]
+    assert len(claimed) == len(set(claimed)) == 24
+    assert sum(task_id.startswith("g") for task_id in claimed) == 3
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_stores_that_cannot_notify_say_so(kind: str, tmp_path: Path, open_store: Callable[[str], Store]) -> None:
+    store = open_store("memory://" if kind == "memory" else f"sqlite:///{tmp_path}/u.db")
+    listen = getattr(store, "listen", None)
+    assert listen is None or listen(lambda queue: None) is None, "workers then poll"
+    store.close()
+
+
+@pytest.mark.postgres
+def test_postgres_notifies_listeners_when_work_becomes_claimable(
+    postgres_url: str, open_store: Callable[[str], Store], make_task: Callable[..., TaskRecord]
+) -> None:
+    listener, writer = open_store(postgres_url), open_store(postgres_url)
+    heard: queue.SimpleQueue[str] = queue.SimpleQueue()
+    stop = listener.listen(heard.put)  # type: ignore[attr-defined]
+    try:
+        writer.insert_tasks([make_task("p", state="pending")])
+        writer.insert_tasks([make_task("q1", queue="reports"), make_task("q2", queue="reports")])
+        assert heard.get(timeout=5) == "reports", "one notification per queue and transaction"
+        writer.update_task("p", "pending", state="queued", queue="other")
+        assert heard.get(timeout=5) == "other"
+        writer.claim_tasks("w", NOW, 60.0, limit=1, queues=["reports"])
+        writer.update_task("q1", "running", 1, state="retrying", not_before=NOW + 5)
+        assert heard.get(timeout=5) == "reports"
+        with pytest.raises(queue.Empty):
+            heard.get(timeout=0.3)  # a claim and a pending insert notify nobody
+    finally:
+        stop()
+        listener.close()
+        writer.close()

@@ -1,0 +1,74 @@
+"""What only PostgreSQL offers the SQL store: NOTIFY when a task becomes claimable, and a LISTEN thread to hear it.
+
+Every transaction that makes a task claimable (an insert of queued tasks, a move to ``queued`` or ``retrying``)
+sends ``NOTIFY unified_tasks, '<queue>'`` (the statements are in schema.py); PostgreSQL delivers it at commit,
+once per distinct payload, to every listening session of the database. :class:`Listener` holds one dedicated
+autocommit connection in a daemon thread and calls back with the queue name; when the connection drops it
+reconnects with backoff and calls back once with ``""`` (any queue), because notifications sent meanwhile are
+lost. Listening is a wake-up, never the only way work is found: workers still poll, slowly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import psycopg
+import sqlalchemy as sa
+
+from unified.store.schema import CHANNEL
+
+log = logging.getLogger("unified.store.postgres")
+
+WAIT_SECONDS = 1.0  # how often the listener looks at its stop flag
+MAX_BACKOFF_SECONDS = 30.0
+
+
+def libpq_url(url: sa.URL) -> str:
+    """A URL libpq understands (no ``+psycopg`` driver name), password included."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class Listener:
+    """A thread that LISTENs on :data:`CHANNEL` and calls ``callback(queue)`` for each notification."""
+
+    def __init__(self, conninfo: str, callback: Callable[[str], None], safe_url: str) -> None:
+        self._conninfo = conninfo
+        self._callback = callback
+        self._safe_url = safe_url
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="unified-listener", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop listening (within about a second) and close the connection."""
+        self._stopping.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(WAIT_SECONDS * 3)
+
+    def _loop(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    if failures:
+                        log.warning("listening on %s again after %d failed attempt(s)", self._safe_url, failures)
+                        self._call("")  # notifications sent while we were away are lost: look once
+                    failures = 0
+                    while not self._stopping.is_set():
+                        for notify in conn.notifies(timeout=WAIT_SECONDS):
+                            self._call(notify.payload)
+            except psycopg.Error as exc:
+                failures += 1
+                delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** (failures - 1))
+                log.error("lost the notification connection to %s (%s); reconnecting in %.1f s; workers poll meanwhile",
+                          self._safe_url, str(exc).strip(), delay)  # fmt: skip
+                self._stopping.wait(delay)
+
+    def _call(self, queue: str) -> None:
+        try:
+            self._callback(queue)
+        except Exception:
+            log.exception("a notification callback failed; listening goes on")

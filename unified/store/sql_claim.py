@@ -1,0 +1,55 @@
+"""The SQL store's claim, with per-queue concurrency limits that hold across every worker of a database.
+
+Without limits on the queues served, a claim is one ``UPDATE ... WHERE seq IN (SELECT ... FOR UPDATE SKIP LOCKED)``.
+When some of them are limited, the claim first locks their ``queue_limits`` rows (``FOR UPDATE``, in queue order, so
+claimers of a limited queue take turns and never deadlock; SQLite's ``BEGIN IMMEDIATE`` already serialises them),
+counts their running tasks, then picks the best candidates of the unlimited queues and at most the free room of each
+limited one, and updates the best ``limit`` of those. A task leaves ``running`` without the lock: the count only
+falls, so the limit still holds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from unified.store.schema import (
+    CLAIM_ANY,
+    CLAIM_IN_QUEUES,
+    CLAIM_SEQS,
+    QUEUE_LIMITS,
+    pick_statement,
+    queue_limits,
+    tasks,
+)
+
+
+def claim_rows(conn: sa.Connection, names: list[str] | None, params: dict[str, Any]) -> list[sa.Row[Any]]:
+    """Claim up to ``params["_limit"]`` tasks of the queues ``names`` (all when None) on ``conn``'s transaction."""
+    stmt = QUEUE_LIMITS if names is None else QUEUE_LIMITS.where(queue_limits.c.queue.in_(names))
+    limits: dict[str, int] = dict(conn.execute(stmt.with_for_update()).all())
+    if not limits:
+        return list(conn.execute(CLAIM_ANY if names is None else CLAIM_IN_QUEUES, params))
+    running = dict(
+        conn.execute(
+            sa.select(tasks.c.queue, sa.func.count())
+            .where(tasks.c.state == "running", tasks.c.queue.in_(list(limits)))
+            .group_by(tasks.c.queue)
+        ).all()
+    )
+    want = params["_limit"]
+    picks: list[tuple[str | None, Any, int]] = []  # (queue, condition, how many) for each pick
+    if names is None:
+        picks.append((None, tasks.c.queue.not_in(list(limits)), want))
+    elif unlimited := [q for q in names if q not in limits]:
+        picks.append((None, tasks.c.queue.in_(unlimited), want))
+    for queue, max_running in limits.items():
+        room = min(want, max_running - running.get(queue, 0))
+        if room > 0:
+            picks.append((queue, tasks.c.queue == queue, room))
+    candidates = [row for _, where, n in picks for row in conn.execute(pick_statement(where, n), params)]
+    best = sorted(candidates, key=lambda row: (-row.priority, row.seq))[:want]
+    if not best:
+        return []
+    return list(conn.execute(CLAIM_SEQS, {**params, "_seqs": [row.seq for row in best]}))
