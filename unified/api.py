@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from unified import __version__
 from unified.errors import AuthenticationError, CycleError, UnifiedError, http_status
-from unified.routes import api_keys, audit, health, metrics, runs, tasks, workflows
+from unified.routes import alerts, api_keys, audit, health, metrics, runs, schedules, tasks, workflows
 from unified.server import Server, ServerSettings
 from unified.store.base import AuditRecord
 from unified.utils import Clock, new_id
@@ -28,7 +28,17 @@ from unified.utils import Clock, new_id
 log = logging.getLogger("unified.api")
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-ROUTERS = [health.router, workflows.router, runs.router, tasks.router, api_keys.router, audit.router, metrics.router]
+ROUTERS = [
+    health.router,
+    workflows.router,
+    runs.router,
+    tasks.router,
+    schedules.router,
+    alerts.router,
+    api_keys.router,
+    audit.router,
+    metrics.router,
+]
 HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 

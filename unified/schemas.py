@@ -327,3 +327,113 @@ class AuditPage(Page):
     """A page of the audit log, newest first."""
 
     items: list[AuditOut]
+
+
+# -- schedules and alerts --------------------------------------------------------------------------------------
+class ScheduleIn(Request):
+    """A schedule: a workflow (with params) or one task, on a cron expression or an interval."""
+
+    name: Name | None = None
+    workflow_id: Identifier | None = Field(None, description="the workflow to run (or give 'task')")
+    task: TaskIn | None = Field(None, description="the task to queue on each fire (or give 'workflow_id')")
+    params: JsonObject = Field(default_factory=dict, description="params of each run (workflow schedules)")
+    cron: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(None, description="e.g. '*/5 * * * *'")
+    interval_seconds: Annotated[float, Field(gt=0, le=31_536_000)] | None = None
+    timezone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    catchup: bool = False
+    max_active_runs: Annotated[int, Field(ge=1, le=1000)] = 1
+
+
+class FireOut(Response):
+    """One fire of a schedule."""
+
+    fire_time: str | None
+    state: str
+    run_id: str | None = None
+    task_id: str | None = None
+    reason: str | None = None
+
+
+class ScheduleOut(Response):
+    """A schedule with its next fire time and its last fire."""
+
+    schedule_id: str
+    name: str
+    target_type: str
+    target: JsonObject
+    cron: str | None
+    interval_seconds: float | None
+    timezone: str
+    start_at: str | None
+    end_at: str | None
+    catchup: bool
+    max_active_runs: int
+    paused: bool
+    next_fire_time: str | None
+    last_fire_time: str | None
+    last_fire: FireOut | None
+    created_at: str | None
+    updated_at: str | None
+
+
+class ScheduleDetail(ScheduleOut):
+    """A schedule with its next few fire times."""
+
+    next_fire_times: list[str]
+
+
+class SchedulePage(Page):
+    """A page of schedules, oldest first."""
+
+    items: list[ScheduleOut]
+
+
+class BackfillIn(Request):
+    """The range of fire times to run that never fired."""
+
+    start: datetime
+    end: datetime
+
+
+class AlertRuleIn(Request):
+    """Which events (optionally of one workflow or task name) go to which channel."""
+
+    events: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(min_length=1, max_length=50)
+    channel: JsonObject = Field(description='e.g. {"type": "webhook", "url": "https://...", "secret": "..."}')
+    workflow: Annotated[str, Field(max_length=200)] | None = None
+    task_name: Annotated[str, Field(max_length=200)] | None = None
+
+
+class AlertRuleOut(Response):
+    """An alert rule; secrets in its channel are masked."""
+
+    rule_id: str
+    events: list[str]
+    channel: JsonObject
+    workflow: str | None
+    task_name: str | None
+    enabled: bool
+    created_at: str | None
+
+
+class AlertOut(Response):
+    """An alert raised by an event, with its delivery outcome."""
+
+    alert_id: str
+    event: str
+    rule_id: str | None
+    channel: str
+    status: str
+    attempts: int
+    error: str | None
+    created_at: str | None
+    delivered_at: str | None
+    alert: JsonObject
+
+
+class AlertPage(Page):
+    """A page of alerts, newest first."""
+
+    items: list[AlertOut]

@@ -112,7 +112,6 @@ class Server:
         self.clock = clock
         self.services: Services | None = None
         self.created_admin_key: str | None = None  # printed once, never stored
-        self._scheduler: Any = None
 
     def start(self) -> Services:
         """Open the store, start workers (and the scheduler), ensure an admin key, load the workflows folder."""
@@ -120,7 +119,7 @@ class Server:
         _ensure_sqlite_folder(settings.database_url)
         store = open_store(settings.database_url)
         workers = config.default_max_workers() if settings.workers is None else settings.workers
-        task_manager = TaskManager(store=store, max_workers=workers, clock=self.clock)
+        task_manager = TaskManager(store=store, max_workers=workers, clock=self.clock, run_scheduler=settings.scheduler)
         clock = task_manager.clock
         keys = ApiKeys(store, clock)
         self.created_admin_key = keys.bootstrap(settings.admin_key)
@@ -139,7 +138,7 @@ class Server:
             allow_shell=settings.allow_shell,
             workers=workers,
             metrics=Metrics(store, clock, task_manager.engine.bus),
-            scheduler=self._scheduler,
+            scheduler=task_manager.scheduler if settings.scheduler else None,
         )
         return self.services
 
