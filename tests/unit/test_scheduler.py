@@ -291,3 +291,40 @@ def test_two_schedulers_on_one_store_fire_each_time_once(clock: FakeClock) -> No
         thread.join(10)
     assert len(fire_times(tm, sid)) == 60 == len(set(fire_times(tm, sid)))
     tm.shutdown()
+
+
+def test_the_loop_sleeps_until_the_next_fire_or_a_change(clock: FakeClock) -> None:
+    import threading
+
+    from unified.engine import Engine
+    from unified.scheduler import Scheduler, When
+    from unified.store.memory import MemoryStore
+
+    engine = Engine(MemoryStore(), clock)
+    scheduler = Scheduler(engine, max_wait_seconds=7200)
+    passes: list[float] = []
+    looked, fired = threading.Event(), threading.Event()
+    due_schedules = engine.store.due_schedules
+
+    def counting(now: float, limit: int = 100) -> list:
+        passes.append(now)
+        looked.set()
+        return due_schedules(now, limit)
+
+    engine.store.due_schedules = counting  # type: ignore[method-assign]
+    engine.on_ready(lambda n: fired.set())
+    assert scheduler.seconds_to_sleep() == 7200, "nothing scheduled: the longest sleep"
+    scheduler.start()
+    try:
+        assert looked.wait(5)
+        looked.clear()
+        scheduler.add_task(Task(func=add, args=(1, 1)), When(cron="@hourly"))  # a change wakes the loop
+        assert looked.wait(5)
+        assert scheduler.seconds_to_sleep() == 3600, "it sleeps until 01:00, not a fixed poll"
+        assert not fired.is_set()
+        clock.advance(3600)  # the jump wakes it
+        assert fired.wait(5)
+        assert len(passes) <= 4, "one pass per wake-up"
+    finally:
+        scheduler.stop()
+    assert passes[-1] == clock.now()
