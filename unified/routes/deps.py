@@ -118,6 +118,12 @@ def offset_page(items: list[Any], offset: int, limit: int) -> tuple[list[Any], s
     return items[:limit], encode_cursor("o", offset + limit) if more else None
 
 
+def page_of(every: list[Any], cursor: str | None, limit: int) -> tuple[list[Any], str | None]:
+    """The page of a list held in full that ``cursor`` points at, and the cursor of the next one."""
+    offset = decode_cursor(cursor, "o") or 0
+    return offset_page(every[offset : offset + limit + 1], offset, limit)
+
+
 def timestamp(value: datetime | None) -> float | None:
     """Epoch seconds of an aware or naive-UTC datetime."""
     if value is None:

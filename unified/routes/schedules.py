@@ -16,8 +16,7 @@ from unified.routes.deps import (
     OPERATOR,
     VIEWER,
     build_task,
-    decode_cursor,
-    offset_page,
+    page_of,
     services,
     set_target,
 )
@@ -58,9 +57,7 @@ def list_schedules(
     request: Request, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50, cursor: str | None = None
 ) -> SchedulePage:
     """Schedules, oldest first, each with its next fire time and last fire; paginated."""
-    offset = decode_cursor(cursor, "o") or 0
-    every = services(request).task_manager.list_schedules()
-    items, next_cursor = offset_page(every[offset : offset + limit + 1], offset, limit)
+    items, next_cursor = page_of(services(request).task_manager.list_schedules(), cursor, limit)
     return SchedulePage(items=items, next_cursor=next_cursor)
 
 

@@ -16,7 +16,7 @@ from unified.routes.deps import (
     build_task,
     decode_cursor,
     encode_cursor,
-    offset_page,
+    page_of,
     safe_task,
     services,
     set_target,
@@ -93,7 +93,5 @@ def task_logs(
     request: Request, task_id: str, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000, cursor: str | None = None
 ) -> LogPage:
     """The captured log lines of every attempt, oldest first; paginated."""
-    offset = decode_cursor(cursor, "o") or 0
-    lines = services(request).task_manager.get_task_logs(task_id)
-    items, next_cursor = offset_page(lines[offset : offset + limit + 1], offset, limit)
+    items, next_cursor = page_of(services(request).task_manager.get_task_logs(task_id), cursor, limit)
     return LogPage(items=items, next_cursor=next_cursor)

@@ -17,8 +17,7 @@ from unified.routes.deps import (
     OPERATOR,
     VIEWER,
     build_task,
-    decode_cursor,
-    offset_page,
+    page_of,
     services,
     set_target,
 )
@@ -57,9 +56,7 @@ def folder_report(request: Request) -> FolderReport:
 @router.get("", response_model=WorkflowPage, dependencies=[VIEWER], summary="List workflows")
 def list_workflows(request: Request, limit: Limit = 50, cursor: str | None = None) -> WorkflowPage:
     """Workflows, oldest first; paginated."""
-    offset = decode_cursor(cursor, "o") or 0
-    every = services(request).workflow_manager.list_workflows()
-    items, next_cursor = offset_page(every[offset : offset + limit + 1], offset, limit)
+    items, next_cursor = page_of(services(request).workflow_manager.list_workflows(), cursor, limit)
     return WorkflowPage(items=items, next_cursor=next_cursor)
 
 
