@@ -7,6 +7,7 @@ executor's job (``Task.run``) or the engine's (``TaskManager.queue_task``).
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import inspect
 import logging
@@ -71,6 +72,11 @@ def check_transition(current: TaskState | str, new: TaskState | str) -> TaskStat
 
 
 ISOLATIONS = ("thread", "process")
+
+
+@functools.lru_cache(maxsize=256)
+def _exception_class(path: str) -> type[BaseException]:
+    return resolve_import_path(path)  # type: ignore[no-any-return]
 
 
 def check_sla(sla_seconds: float | None) -> float | None:
@@ -332,7 +338,7 @@ class Task:
                 f"task {spec.get('task_id')!r} ran a lambda or closure ({spec.get('func')}) that is not available "
                 "in this process; define it at module level so it can be found by import path"
             )
-        retry_on = tuple(resolve_import_path(p) for p in spec.get("retry_on", ["builtins:Exception"]))
+        retry_on = tuple(_exception_class(p) for p in spec.get("retry_on", ["builtins:Exception"]))
         return cls(
             task_id=spec.get("task_id"),
             func=target,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import random
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -123,8 +125,22 @@ def resolve_import_path(path: str) -> Any:
     return obj
 
 
+_PATHS: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary()
+
+
 def import_path_of(obj: Any) -> str | None:
     """The import path that finds ``obj`` again in another process, or None (lambdas, closures)."""
+    try:
+        return _PATHS[obj]
+    except (KeyError, TypeError):  # not seen yet, or not weakly referenceable
+        pass
+    path = _find_import_path(obj)
+    with contextlib.suppress(TypeError):
+        _PATHS[obj] = path
+    return path
+
+
+def _find_import_path(obj: Any) -> str | None:
     module = getattr(obj, "__module__", None)
     qualname = getattr(obj, "__qualname__", None)
     if not module or not qualname or "<" in qualname or module == "__main__":
