@@ -61,6 +61,14 @@ class FunctionRegistry:
             self._functions[identity] = func
         return Task.from_spec(spec, func=func)
 
+    def forget(self, modules: Iterable[str]) -> int:
+        """Drop cached import paths into ``modules`` (e.g. reloaded ones) so they resolve afresh; returns how many."""
+        names = set(modules)
+        stale = [key for key in list(self._functions) if key.partition(":")[0] in names]
+        for key in stale:
+            self._functions.pop(key, None)
+        return len(stale)
+
 
 def global_id(run_id: str | None, task_id: str) -> str:
     """The store-wide id of a task: its own id for ad-hoc tasks, ``run_id.task_id`` inside a run."""
@@ -584,6 +592,13 @@ class Engine:
                 self.store.update_run(run_id, None, state="running", finished_at=None)
         self._notify_ready(len(ready))
         return len(to_reset)
+
+    def set_queue_limit(self, queue: str, max_running: int | None) -> None:
+        """Let at most ``max_running`` tasks of ``queue`` run at once across the store's workers (None: no limit)."""
+        if not queue or not (max_running is None or (type(max_running) is int and max_running >= 0)):
+            raise ValidationError(f"a queue limit is a queue name and a whole number >= 0 or None, not {max_running!r}")
+        self.store.set_queue_limit(queue, max_running)
+        self._notify_ready(1)  # a raised limit may make waiting tasks claimable
 
     # -- leases ------------------------------------------------------------------------------------------
     def extend_leases(self, worker: str, leases: dict[str, int], lease_seconds: float) -> list[str]:

@@ -297,6 +297,10 @@ class TaskManager(ScheduleMethods):
         """Run a task that ended in failure, timeout or canceled again, with a fresh retry budget."""
         self.engine.retry_task(task_id)
 
+    def set_queue_limit(self, queue: str, max_running: int | None) -> None:
+        """Let at most ``max_running`` tasks of ``queue`` run at once on all workers of the store (None: no limit)."""
+        self.engine.set_queue_limit(queue, max_running)
+
     def add_alert_handler(self, fn: Callable[[dict[str, Any]], Any], events: Iterable[str] | None = None) -> None:
         """Call ``fn(alert_dict)`` for the named engine events (all when None); every alert is stored."""
         channel = getattr(fn, "__qualname__", repr(fn))

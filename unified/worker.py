@@ -5,6 +5,10 @@ transaction for the lot), runners execute attempts, and one reporter thread appl
 batches (one transaction for all outcomes that arrived meanwhile: group commit). A heartbeat thread renews the
 leases of everything the pool holds and takes back expired leases of dead workers; a task whose lease is
 taken away is told to stop. ``run_once`` and ``run_until_idle`` drain the queue in the calling thread instead.
+
+The dispatcher sleeps when nothing is claimable. It wakes when this process makes work ready (``Engine.on_ready``),
+when a store that can notify (PostgreSQL's LISTEN/NOTIFY, ``store.listen``) says another process did, and otherwise
+every ``poll_seconds``, or sooner when a retry delay ends.
 """
 
 from __future__ import annotations
@@ -15,13 +19,15 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from unified.engine import Engine
 from unified.errors import StoreError, UnifiedError
 from unified.executor import Executor
 from unified.store.base import TaskRecord
+from unified.task import ISOLATIONS
 from unified.utils import new_id
 
 log = logging.getLogger("unified.worker")
@@ -55,11 +61,14 @@ class WorkerPool:
         heartbeat_seconds: float = 10.0,
         poll_seconds: float = 1.0,
         worker_id: str | None = None,
+        isolation: str | None = None,
     ) -> None:
         if max_workers < 0:
             raise ValueError("max_workers must be 0 or more")
         if heartbeat_seconds >= lease_seconds:
             raise ValueError("heartbeat_seconds must be shorter than lease_seconds, or leases lapse between beats")
+        if isolation is not None and isolation not in ISOLATIONS:
+            raise ValueError(f"isolation must be one of {', '.join(ISOLATIONS)} (or None: each task's own)")
         self.engine = engine
         self.executor = executor or Executor(engine.clock)
         self.max_workers = max_workers
@@ -68,8 +77,11 @@ class WorkerPool:
         self.heartbeat_seconds = heartbeat_seconds
         self.poll_seconds = poll_seconds
         self.worker_id = worker_id or default_worker_id()
+        self.isolation = isolation  # run every function task in a thread or a child process, whatever it asked
+        self._unlisten: Callable[[], None] | None = None
         self._held: dict[str, int] = {}  # task id -> attempt number: what the heartbeat renews
         self._lock = threading.Lock()
+        self._held_lock = threading.Lock()  # reporting and renewing leases take turns
         self._ready = threading.Condition(self._lock)  # work may be claimable
         self._freed = threading.Condition(self._lock)  # a runner became idle
         self._signals = 0
@@ -93,6 +105,14 @@ class WorkerPool:
             self._thread(self._report_loop, "unified-reporter"),
             self._thread(self._heartbeat_loop, "unified-heartbeat"),
         ]
+        listen = getattr(self.engine.store, "listen", None)
+        if listen is not None:
+            self._unlisten = listen(self._heard)
+
+    def _heard(self, queue_name: str) -> None:
+        """A notification from another process: work of ``queue_name`` ("" for any) may be claimable."""
+        if not queue_name or self.queues is None or queue_name in self.queues:
+            self.wake(1)
 
     @staticmethod
     def _thread(target: Any, name: str) -> threading.Thread:
@@ -104,6 +124,9 @@ class WorkerPool:
         """Stop taking work. With ``wait``, let running attempts finish for up to ``timeout`` seconds; what is still
         running then is handed back (it returns to the queue for another worker) and told to stop."""
         self._stopping.set()
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
         self.wake(1)
         with self._lock:
             self._freed.notify_all()
@@ -141,7 +164,8 @@ class WorkerPool:
         claimed = self.engine.claim(self.worker_id, limit, self.queues, self.lease_seconds)
         for record in claimed:
             self._held[record.id] = record.attempts
-            self._apply([self._attempt(record)])
+            if (report := self._attempt(record)) is not None:
+                self._apply([report])
         return len(claimed)
 
     def run_until_idle(self, max_tasks: int | None = None) -> int:
@@ -183,7 +207,10 @@ class WorkerPool:
 
     def _idle_wait(self) -> None:
         timeout = self.poll_seconds
-        due = self.engine.store.next_not_before()
+        try:
+            due = self.engine.store.next_not_before()
+        except StoreError:
+            due = None  # the next claim reports it and backs off
         if due is not None:
             timeout = max(0.0, min(timeout, due - self.engine.clock.now()))
         with self._lock:
@@ -193,7 +220,8 @@ class WorkerPool:
 
     def _run_loop(self) -> None:
         while (record := self._work.get()) is not None:
-            self._reports.put(self._attempt(record))
+            if (report := self._attempt(record)) is not None:
+                self._reports.put(report)
             with self._lock:
                 self._busy -= 1
                 self._freed.notify()
@@ -213,13 +241,26 @@ class WorkerPool:
             self._apply(batch)
 
     # -- one attempt, and applying outcomes --------------------------------------------------------------
-    def _attempt(self, record: TaskRecord) -> Report:
-        """Run one claimed attempt; returns what to report (never raises)."""
+    def _attempt(self, record: TaskRecord) -> Report | None:
+        """Run one claimed attempt; returns what to report, None if the attempt is given up (never raises)."""
         cancel = self.engine.cancel_event(record.id)
-        try:
-            task, ctx = self.engine.prepare(record, cancel)
-        except UnifiedError as exc:
-            return record, "failure", {"error": {"type": type(exc).__name__, "message": str(exc)}, "retryable": False}
+        failures = 0
+        while True:
+            try:
+                task, ctx = self.engine.prepare(record, cancel)
+                break
+            except StoreError as exc:  # the database is away: wait for it rather than fail the task
+                failures += 1
+                log.error("worker %s cannot load task %s (%s); retrying in %.1f s",
+                          self.worker_id, record.id, exc, backoff(failures))  # fmt: skip
+                if cancel.wait(backoff(failures)):  # lease lost or abandoned: no longer renewed, it expires
+                    self._held.pop(record.id, None)
+                    return None
+            except UnifiedError as exc:
+                error = {"type": type(exc).__name__, "message": str(exc)}
+                return record, "failure", {"error": error, "retryable": False}
+        if self.isolation == "thread" or (self.isolation == "process" and task.func_path is not None):
+            task.isolation = self.isolation
         try:
             outcome = self.executor.run_attempt(task, ctx, task.resolve())
         except Exception:
@@ -246,10 +287,13 @@ class WorkerPool:
         failures = 0
         while True:
             try:
-                with self.engine.batch():
-                    for record, state, outcome in batch:
-                        self.engine.complete(record, state, **outcome)
-                break
+                with self._held_lock:  # the heartbeat must not renew these while they are reported (see heartbeat)
+                    with self.engine.batch():
+                        for record, state, outcome in batch:  # a copy: a failed commit must not leave moved records
+                            self.engine.complete(replace(record), state, **outcome)
+                    self._forget(batch)
+                self.wake(1)  # a finished task may have made room in a limited queue
+                return
             except StoreError as exc:
                 if len(batch) > 1:  # one bad outcome must not hold the others back: apply them one by one
                     for report in batch:
@@ -261,20 +305,25 @@ class WorkerPool:
                 if self._stopping.wait(backoff(failures)) and failures > 3:
                     log.error("worker %s gives up reporting task %s; its lease will expire",
                               self.worker_id, batch[0][0].id)  # fmt: skip
-                    break
+                    self._forget(batch)
+                    return
+
+    def _forget(self, batch: list[Report]) -> None:
         for record, _, _ in batch:
             self._held.pop(record.id, None)
 
     # -- leases ------------------------------------------------------------------------------------------
     def heartbeat(self) -> None:
         """Renew held leases, stop attempts whose lease was lost, and take back expired leases of others."""
-        held = dict(self._held)
-        if held:
-            kept = set(self.engine.extend_leases(self.worker_id, held, self.lease_seconds))
-            for task_id in held.keys() - kept:
-                if task_id in self._held:
-                    log.warning("worker %s lost the lease of task %s; stopping its attempt", self.worker_id, task_id)
-                    self.engine.cancel_event(task_id).set()
+        # under the reporter's lock: a task reported meanwhile would look lost, and the two transactions could
+        # deadlock on the same rows locked in different orders
+        with self._held_lock:
+            held = dict(self._held)
+            kept = set(self.engine.extend_leases(self.worker_id, held, self.lease_seconds)) if held else set()
+            lost = [task_id for task_id in held.keys() - kept if task_id in self._held]
+        for task_id in lost:
+            log.warning("worker %s lost the lease of task %s; stopping its attempt", self.worker_id, task_id)
+            self.engine.cancel_event(task_id).set()
         self.engine.expire_leases()
 
     def _heartbeat_loop(self) -> None:

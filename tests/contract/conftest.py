@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.contract.postgres import postgres_schema_url
+from tests.helpers.postgres import postgres_schema_url
 from unified.store.base import Store, TaskRecord
 from unified.store.memory import MemoryStore
 from unified.store.sql import SqlStore

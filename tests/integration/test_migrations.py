@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from tests.contract.postgres import postgres_schema_url
+from tests.helpers.postgres import postgres_schema_url
 from unified.store import migrations
 from unified.store.schema import metadata
 from unified.store.sql import SqlStore, driver_url

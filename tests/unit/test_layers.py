@@ -17,6 +17,7 @@ LAYERS: dict[str, int] = {
     "unified.utils": 0,
     "unified.config": 0,
     "unified.task": 1,
+    "unified.registration": 1,
     "unified.graph": 1,
     "unified.queue": 1,
     "unified.events": 1,
@@ -34,6 +35,7 @@ LAYERS: dict[str, int] = {
     "unified.workflow": 5,
     "unified.testing": 5,
     "unified.registry": 5,
+    "unified.workflows_folder": 5,
     "unified.auth": 6,
     "unified.schemas": 6,
     "unified.routes": 6,
@@ -42,6 +44,7 @@ LAYERS: dict[str, int] = {
     "unified.api": 7,
     "unified.ui": 7,
     "unified.server": 7,
+    "unified.service": 7,
     "unified.client": 7,
 }
 

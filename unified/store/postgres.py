@@ -21,7 +21,7 @@ from unified.store.schema import CHANNEL
 
 log = logging.getLogger("unified.store.postgres")
 
-WAIT_SECONDS = 1.0  # how often the listener looks at its stop flag
+WAIT_SECONDS = 0.25  # how often the listener looks at its stop flag
 MAX_BACKOFF_SECONDS = 30.0
 
 

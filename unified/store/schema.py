@@ -378,6 +378,10 @@ CLAIM_SEQS = claim_statement(sa.bindparam("_seqs", expanding=True))
 CHANNEL = "unified_tasks"
 NOTIFY_QUEUE = sa.text(f"SELECT pg_notify('{CHANNEL}', :_queue)")
 NOTIFY_TASK_QUEUE = sa.text(f"SELECT pg_notify('{CHANNEL}', queue) FROM tasks WHERE id = :_id")
+# a task of a limited queue stopped running: room for another
+NOTIFY_ROOM = sa.text(
+    f"SELECT pg_notify('{CHANNEL}', t.queue) FROM tasks t JOIN queue_limits l ON l.queue = t.queue WHERE t.id = :_id"
+)
 QUEUE_LIMITS = sa.select(queue_limits.c.queue, queue_limits.c.max_running).order_by(queue_limits.c.queue)
 
 

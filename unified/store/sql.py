@@ -37,6 +37,7 @@ from unified.store.schema import (
     INSERT_TASKS,
     LOGS,
     NOTIFY_QUEUE,
+    NOTIFY_ROOM,
     NOTIFY_TASK_QUEUE,
     RUNS,
     TASKS,
@@ -413,8 +414,11 @@ class SqlStore(SqlAdminRecords):
                 deps = [{"task_id": task_id, "depends_on": d} for d in dict.fromkeys(changes["dependencies"])]
                 if deps:
                     conn.execute(sa.insert(task_deps), deps)
-            if changed and self._notifies and changes.get("state") in CLAIMABLE_STATES:
-                conn.execute(NOTIFY_TASK_QUEUE, {"_id": task_id})
+            if changed and self._notifies and "state" in changes:
+                if changes["state"] in CLAIMABLE_STATES:
+                    conn.execute(NOTIFY_TASK_QUEUE, {"_id": task_id})
+                elif expected_state == "running" != changes["state"]:
+                    conn.execute(NOTIFY_ROOM, {"_id": task_id})
         return changed
 
     def claim_tasks(

@@ -13,7 +13,17 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from unified.store.base import AlertRuleRecord, ApiKeyRecord, AuditRecord, FireRecord, ScheduleRecord
-from unified.store.schema import ALERT_RULES, API_KEYS, AUDIT, FIRES, QUEUE_LIMITS, SCHEDULES, Codec, queue_limits
+from unified.store.schema import (
+    ALERT_RULES,
+    API_KEYS,
+    AUDIT,
+    FIRES,
+    NOTIFY_QUEUE,
+    QUEUE_LIMITS,
+    SCHEDULES,
+    Codec,
+    queue_limits,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects.postgresql import Insert
@@ -23,6 +33,8 @@ class SqlAdminRecords:
     """Schedules, fires, alert rules, API keys, the audit log and queue limits, as rows of their tables."""
 
     if TYPE_CHECKING:  # provided by SqlStore
+
+        _notifies: bool
 
         def _upsert_insert(self, table: sa.Table) -> Insert: ...
         def _tx(self, write: bool = True) -> AbstractContextManager[sa.Connection]: ...
@@ -145,9 +157,11 @@ class SqlAdminRecords:
         with self._tx() as conn:
             if max_running is None:
                 conn.execute(sa.delete(table).where(table.c.queue == queue))
-                return
-            stmt = self._upsert_insert(table).values(queue=queue, max_running=max_running)
-            conn.execute(stmt.on_conflict_do_update(index_elements=["queue"], set_={"max_running": max_running}))
+            else:
+                stmt = self._upsert_insert(table).values(queue=queue, max_running=max_running)
+                conn.execute(stmt.on_conflict_do_update(index_elements=["queue"], set_={"max_running": max_running}))
+            if self._notifies:  # a raised limit may make waiting tasks claimable
+                conn.execute(NOTIFY_QUEUE, {"_queue": queue})
 
     def queue_limits(self) -> dict[str, int]:
         """Every queue limit: queue name -> max_running."""
