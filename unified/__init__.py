@@ -1,6 +1,8 @@
 """unified: a workflow orchestrator that runs in-process, on SQLite, or across machines on PostgreSQL.
 
 The public names below load on first use, so ``import unified`` stays light (no SQLAlchemy, no web framework).
+``unified.task`` is both the module holding :class:`Task` and the decorator that registers task functions
+(``@unified.task`` or ``@unified.task(name=..., max_retries=...)``).
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ _EXPORTS = {
     "TaskFailedError": "unified.errors",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", "task", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "task":  # the submodule, whose module object is callable as the decorator
+        return importlib.import_module("unified.task")
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'unified' has no attribute {name!r}")

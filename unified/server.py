@@ -19,12 +19,12 @@ from unified import config
 from unified.auth import ApiKeys
 from unified.errors import ValidationError
 from unified.metrics import Metrics
-from unified.registry import WorkflowsFolder, load_workflows
 from unified.routes.deps import Services
 from unified.store import open_store
 from unified.task_manager import TaskManager
 from unified.utils import Clock
 from unified.workflow.workflow import WorkflowManager
+from unified.workflows_folder import WorkflowsFolder, load_workflows
 
 log = logging.getLogger("unified.server")
 

@@ -11,7 +11,9 @@ import functools
 import hashlib
 import inspect
 import logging
+import sys
 import threading
+import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -377,3 +379,16 @@ class Task:
 
     def __repr__(self) -> str:
         return f"Task(task_id={self.task_id!r}, name={self.name!r})"
+
+
+class _CallableModule(types.ModuleType):
+    """This module's type: calling ``unified.task`` registers a function, as ``@unified.task`` or with options."""
+
+    def __call__(self, func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        """``@unified.task`` or ``@unified.task(name=..., max_retries=...)``: see :func:`unified.registration.task`."""
+        from unified.registration import task  # same layer; deferred because registration imports this module
+
+        return task(func, **options) if func is not None else task(**options)
+
+
+sys.modules[__name__].__class__ = _CallableModule

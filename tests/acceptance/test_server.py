@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
 KEY_LINE = re.compile(r"admin API key \(shown once, keep it\): (\S+)")
 
 FLOWS = """
-from unified.registry import task
+import unified
 
 
-@task(name="greet", max_retries=1)
+@unified.task(name="greet", max_retries=1)
 def greet(name: str) -> str:
     return f"Hello, {name}!"
 

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from unified.registry import task
+import unified
 from unified.task import TaskContext
 
 
-@task(name="add")
+@unified.task(name="add")
 def add(a: int, b: int) -> int:
     """Return a + b."""
     return a + b
 
 
-@task(name="fail", max_retries=1)
+@unified.task(name="fail", max_retries=1)
 def fail(message: str = "boom") -> None:
     """Raise ValueError(message); registered with one retry."""
     raise ValueError(message)
 
 
-@task(name="log_value", timeout=30)
+@unified.task(name="log_value", timeout=30)
 def log_value(value: str, ctx: TaskContext) -> str:
     """Log ``value`` through the task logger and return it."""
     ctx.logger.info("value is %s", value)

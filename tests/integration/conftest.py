@@ -19,12 +19,12 @@ from unified.server import ServerSettings
 from unified.utils import FakeClock
 
 FLOWS = """
-from unified.registry import task
+import unified
 from unified.task import Task
 from unified.workflow.workflow import Workflow
 
 
-@task(max_retries=2)
+@unified.task(max_retries=2)
 def double(x: int) -> int:
     return 2 * x
 

@@ -15,12 +15,13 @@ from fastapi import Depends, Request
 from unified.auth import ApiKeys, Principal, Role, check_role, presented_key
 from unified.errors import PermissionDeniedError, ValidationError
 from unified.metrics import Metrics
-from unified.registry import REGISTRY, RegisteredTask, TaskRegistry, WorkflowsFolder
+from unified.registration import REGISTRY, RegisteredTask, TaskRegistry
 from unified.schemas import ErrorResponse, TaskIn
 from unified.store.base import Store
 from unified.task import Task
 from unified.task_manager import TaskManager
 from unified.workflow.workflow import WorkflowManager
+from unified.workflows_folder import WorkflowsFolder
 
 MAX_PAGE = 1000
 

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Query, Request, Response, status
 from unified.auth import Principal
 from unified.errors import ConflictError, NotFoundError
 from unified.graph import validate_graph
-from unified.registry import load_workflows
 from unified.routes.deps import (
     ADMIN,
     ERROR_RESPONSES,
@@ -35,6 +34,7 @@ from unified.schemas import (
     WorkflowTaskAdded,
 )
 from unified.workflow.workflow import Workflow
+from unified.workflows_folder import load_workflows
 
 router = APIRouter(prefix="/workflows", tags=["workflows"], responses=ERROR_RESPONSES)
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]

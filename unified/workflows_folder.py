@@ -1,0 +1,150 @@
+"""The workflows folder the server loads at start and on reload, and how the API resolves task names in it.
+
+A workflows folder holds Python files that define module-level :class:`Workflow` objects. Each file is imported
+on its own: one that fails to import is reported with its traceback and the others still load. On a reload the
+engine forgets the functions it resolved from the folder's modules, so runs started afterwards use the new code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import threading
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from unified.errors import ImportPathError, NotFoundError, UnifiedError
+from unified.registration import REGISTRY, RegisteredTask, TaskRegistry
+from unified.workflow.workflow import Workflow, WorkflowManager
+
+log = logging.getLogger("unified.workflows_folder")
+
+
+@dataclass
+class LoadError:
+    """A workflows-folder file that failed to import, with its traceback."""
+
+    file: str
+    error: str
+    traceback: str
+
+
+@dataclass
+class LoadReport:
+    """What one load of the workflows folder found."""
+
+    folder: str | None
+    modules: list[str] = field(default_factory=list)
+    workflows: list[Workflow] = field(default_factory=list)
+    errors: list[LoadError] = field(default_factory=list)
+
+
+class WorkflowsFolder:
+    """Imports every ``*.py`` file of a folder (not recursively, skipping ``_*.py``) and collects its workflows.
+
+    A folder that is a package (has ``__init__.py``) is imported as that package (``examples.etl``), with its
+    parent on ``sys.path``; otherwise each file is a top-level module and the folder is on ``sys.path``.
+    """
+
+    def __init__(self, folder: str | Path | None) -> None:
+        self.folder = Path(folder).resolve() if folder else None
+        self.report = LoadReport(str(self.folder) if self.folder else None)
+        self._lock = threading.Lock()
+
+    def _module_names(self) -> list[tuple[str, Path]]:
+        assert self.folder is not None
+        package = self.folder.name if (self.folder / "__init__.py").exists() else None
+        files = sorted(p for p in self.folder.glob("*.py") if not p.name.startswith("_"))
+        return [(f"{package}.{p.stem}" if package else p.stem, p) for p in files]
+
+    def load(self) -> LoadReport:
+        """(Re)import the folder's files; returns and keeps the report. Never raises for a broken file."""
+        with self._lock:
+            report = LoadReport(str(self.folder) if self.folder else None)
+            if self.folder is None:
+                self.report = report
+                return report
+            if not self.folder.is_dir():
+                report.errors.append(LoadError(str(self.folder), "the workflows folder does not exist", ""))
+                self.report = report
+                return report
+            root = str(self.folder.parent if (self.folder / "__init__.py").exists() else self.folder)
+            if root not in sys.path:
+                sys.path.insert(0, root)
+            importlib.invalidate_caches()
+            seen: dict[str, Workflow] = {}
+            names = self._module_names()
+            for module_name, _ in names:  # forget the last pass, so files that import each other agree
+                sys.modules.pop(module_name, None)
+            for module_name, path in names:
+                try:
+                    module = importlib.import_module(module_name)
+                except BaseException as exc:  # a user's file may raise anything, even SystemExit
+                    if isinstance(exc, KeyboardInterrupt):
+                        raise
+                    text = "".join(traceback.format_exception(exc))
+                    log.error("workflows folder: %s failed to import; the server goes on without it\n%s", path, text)
+                    report.errors.append(LoadError(str(path), f"{type(exc).__name__}: {exc}", text))
+                    continue
+                report.modules.append(module_name)
+                for value in vars(module).values():
+                    if isinstance(value, Workflow) and seen.get(value.name) is not value:
+                        if value.name in seen:
+                            message = f"workflow name {value.name!r} is defined twice; the first definition is kept"
+                            report.errors.append(LoadError(str(path), message, ""))
+                            continue
+                        seen[value.name] = value
+                        report.workflows.append(value)
+            self.report = report
+            return report
+
+    def owns(self, import_path: str) -> bool:
+        """True if ``import_path`` names something in a module loaded from the folder."""
+        module_name = import_path.partition(":")[0]
+        return module_name in self.report.modules
+
+    def resolve(self, name_or_path: str, registry: TaskRegistry = REGISTRY) -> RegisteredTask:
+        """A registered name, or an import path into a module of the folder, as a RegisteredTask."""
+        if name_or_path in registry:
+            return registry.get(name_or_path)
+        if ":" in name_or_path:
+            if not self.owns(name_or_path):
+                raise ImportPathError(
+                    f"{name_or_path!r} is not in a module of the workflows folder: the API runs only tasks "
+                    "registered with @task or defined in that folder"
+                )
+            module_name, _, attribute = name_or_path.partition(":")
+            obj: Any = sys.modules[module_name]
+            for part in attribute.split("."):
+                obj = getattr(obj, part, None)
+            if not callable(obj):
+                raise ImportPathError(f"{name_or_path!r} does not name a function in the workflows folder")
+            return RegisteredTask(attribute.rsplit(".", 1)[-1], obj)
+        raise NotFoundError(
+            f"no registered task named {name_or_path!r}: register it with @task, or give an import path "
+            "'module:function' of a module in the workflows folder"
+        )
+
+
+def load_workflows(folder: WorkflowsFolder, manager: WorkflowManager) -> LoadReport:
+    """Load the folder and register each workflow it defines; a workflow that cannot be stored is reported.
+
+    The engine forgets the functions it resolved from the folder's modules (before and after this load), so tasks
+    run after a reload use the reloaded code.
+    """
+    previous = folder.report.modules
+    report = folder.load()
+    manager.engine.functions.forget({*previous, *report.modules})
+    stored = []
+    for workflow in report.workflows:
+        try:
+            manager.register(workflow)
+            stored.append(workflow)
+        except UnifiedError as exc:
+            log.error("workflows folder: workflow %r cannot be registered: %s", workflow.name, exc)
+            report.errors.append(LoadError(report.folder or "", f"workflow {workflow.name!r}: {exc}", ""))
+    report.workflows = stored
+    return report
