@@ -23,6 +23,7 @@ from unified.errors import AuthenticationError, CycleError, UnifiedError, http_s
 from unified.routes import alerts, api_keys, audit, health, metrics, runs, schedules, tasks, workflows
 from unified.server import Server, ServerSettings
 from unified.store.base import AuditRecord
+from unified.ui import web
 from unified.utils import Clock, new_id
 
 log = logging.getLogger("unified.api")
@@ -226,6 +227,7 @@ def create_app(settings: ServerSettings | None = None, clock: Clock | None = Non
     app.add_exception_handler(Exception, on_unexpected_error)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AuditMiddleware)
+    web.install(app)
     return app
 
 

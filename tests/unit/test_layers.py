@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "unified.routes": 6,
     "unified.metrics": 6,
     "unified.ui.web": 6,
+    "unified.ui.pages": 6,
     "unified.api": 7,
     "unified.ui": 7,
     "unified.server": 7,

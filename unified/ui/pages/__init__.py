@@ -1,0 +1,1 @@
+"""The web pages, one module per part of the UI; ``unified.ui.web`` mounts them."""

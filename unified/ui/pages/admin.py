@@ -1,0 +1,128 @@
+"""Schedules (pause, resume, backfill), alerts (rules and history), API keys and the audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cron_descriptor import Options, get_description
+from fastapi import Request, Response
+
+from unified.auth import Role, parse_role
+from unified.errors import NotFoundError
+from unified.routes.api_keys import revoke_key
+from unified.ui.pages.base import PAGE_SIZE, Form, Page, back, clamp, page_router, redirect, render
+
+router = page_router()
+
+ALERT_PAGE = 100
+MAX_ALERTS = 2000
+UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+
+
+def every(seconds: float) -> str:
+    """An interval in words: ``every 5 minutes``, ``every hour``, ``every 90 seconds``."""
+    for unit, size in UNITS:
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"every {unit}" if count == 1 else f"every {count} {unit}s"
+    return f"every {seconds:g} seconds"
+
+
+def in_words(schedule: dict[str, Any]) -> str:
+    """When a schedule fires, in words (cron-descriptor for cron expressions)."""
+    if schedule.get("cron"):
+        options = Options()
+        options.use_24hour_time_format = True
+        try:
+            return str(get_description(schedule["cron"], options))
+        except Exception:  # a form the describer does not know: the expression itself still reads
+            return schedule["cron"]
+    return every(float(schedule.get("interval_seconds") or 0))
+
+
+@router.get("/ui/schedules")
+def schedules_page(ui: Page) -> Response:
+    """Every schedule: timing in words, time zone, next five fire times, last fire; pause, resume, backfill."""
+    ui.require(Role.VIEWER)
+    manager = ui.svc.workflow_manager
+    names = {w.workflow_id: w.name for w in ui.svc.store.list_workflows()}
+    rows = [
+        {"s": s, "words": in_words(s), "next": manager.next_fire_times(s["schedule_id"], 5) if not s["paused"] else []}
+        for s in manager.list_schedules()
+    ]
+    return render(ui, "schedules.html", rows=rows, workflow_names=names)
+
+
+@router.post("/ui/schedules/{schedule_id}/{action}")
+def schedule_action(request: Request, schedule_id: str, action: str, ui: Page, form: Form) -> Response:
+    """Pause, resume or backfill (``start`` to ``end``, read in the schedule's time zone) one schedule."""
+    ui.require(Role.OPERATOR)
+    request.state.audit_target = schedule_id
+    manager = ui.svc.workflow_manager
+    if action == "pause":
+        manager.pause_schedule(schedule_id)
+        message = "schedule paused"
+    elif action == "resume":
+        manager.resume_schedule(schedule_id)
+        message = "schedule resumed"
+    elif action == "backfill":
+        fired = manager.backfill(schedule_id, form.get("start", ""), form.get("end", ""))
+        message = f"backfill started {len(fired)} fire(s)"
+    else:
+        raise NotFoundError(f"schedules have no action {action!r}: use pause, resume or backfill")
+    return back(ui, form, "/ui/schedules", message)
+
+
+@router.get("/ui/alerts")
+def alerts_page(ui: Page, limit: str | None = None, status: str | None = None) -> Response:
+    """Alert rules and the newest alerts with their delivery outcome (sent, failed, pending)."""
+    ui.require(Role.VIEWER)
+    shown = clamp(limit, ALERT_PAGE, 1, MAX_ALERTS)
+    manager = ui.svc.workflow_manager
+    alerts = manager.list_alerts(shown + 1)
+    if status in ("sent", "failed", "pending"):
+        alerts = [a for a in alerts if a["status"] == status]
+    return render(
+        ui,
+        "alerts.html",
+        rules=manager.list_alert_rules(),
+        alerts=alerts[:shown],
+        more=len(alerts) > shown and shown < MAX_ALERTS,
+        limit=shown,
+        status=status or "",
+    )
+
+
+@router.get("/ui/keys")
+def keys_page(ui: Page) -> Response:
+    """Every API key (admin): name, role, owner, created, last used, revoked."""
+    ui.require(Role.ADMIN)
+    return render(ui, "keys.html", keys=ui.svc.keys.list(), created=None)
+
+
+@router.post("/ui/keys")
+def create_key(request: Request, ui: Page, form: Form) -> Response:
+    """Create a key; the page shows its secret this once."""
+    ui.require(Role.ADMIN)
+    role = parse_role(form.get("role", "viewer"))
+    record, key = ui.svc.keys.create(form.get("name", ""), role.value, owner=form.get("owner") or None)
+    request.state.audit_target = record.key_id
+    return render(ui, "keys.html", status_code=201, keys=ui.svc.keys.list(), created={"record": record, "key": key})
+
+
+@router.post("/ui/keys/{key_id}/revoke")
+def revoke(request: Request, key_id: str, ui: Page, form: Form) -> Response:
+    """Revoke a key at once; the last working admin key cannot be revoked."""
+    ui.require(Role.ADMIN)
+    record = revoke_key(request, key_id)
+    return redirect(ui, "/ui/keys", f"revoked key {record.name!r} ({record.key_id})")
+
+
+@router.get("/ui/audit")
+def audit_page(ui: Page, offset: str | None = None) -> Response:
+    """The audit log (admin), newest first, paginated on the server."""
+    ui.require(Role.ADMIN)
+    start = clamp(offset, 0, 0, 10**9)
+    found = ui.svc.store.list_audit(PAGE_SIZE + 1, start)
+    return render(ui, "audit.html", entries=found[:PAGE_SIZE], more=len(found) > PAGE_SIZE, offset=start,
+                  page_size=PAGE_SIZE)  # fmt: skip

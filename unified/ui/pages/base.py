@@ -1,0 +1,342 @@
+"""What every web page shares: the signed session cookie, CSRF tokens, roles, templates and error pages.
+
+A session is a cookie holding ``{key id, CSRF token, issued at}`` signed with HMAC-SHA256 under the server's
+secret; it never holds the API key itself. Each request looks the key up again, so a revoked or expired key
+ends its sessions at once. The cookie is HttpOnly and SameSite=Strict, and every POST must carry the session's
+CSRF token (form field ``csrf`` or header ``X-CSRF-Token``), sign-in included (visitors get a session without a
+key). Templates autoescape everything; pages are served with a Content-Security-Policy that allows no inline
+script.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import math
+import secrets
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qsl, quote
+
+from fastapi import Depends, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute, APIRouter
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from unified.auth import Principal, Role, check_role
+from unified.errors import NotFoundError, UnifiedError, http_status
+from unified.routes.deps import Services, services
+
+HERE = Path(__file__).resolve().parent.parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+COOKIE = "unified_session"
+FLASH_COOKIE = "unified_flash"
+SESSION_SECONDS = 12 * 3600
+MAX_FORM_BYTES = 64 * 1024
+PAGE_SIZE = 50
+
+# every state a user can see: an icon and a label as well as a colour, so none is told by colour alone
+STATES: dict[str, str] = {
+    "pending": "◌",
+    "queued": "◷",
+    "running": "▶",
+    "retrying": "↻",
+    "success": "✓",
+    "failure": "✕",
+    "timeout": "◔",
+    "canceled": "⊘",
+    "skipped": "↷",
+    "lost": "?",
+    "handed_back": "↩",
+    "sent": "✓",
+    "failed": "✕",
+    "started": "▶",
+    "paused": "❚❚",
+    "active": "▶",
+}
+TASK_STATES = ("pending", "queued", "running", "retrying", "success", "failure", "timeout", "canceled", "skipped")
+RUN_STATES = ("running", "success", "failure", "canceled")
+RETRYABLE = frozenset({"failure", "timeout", "canceled", "skipped"})  # states a task can be retried from
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+# -- formatting ------------------------------------------------------------------------------------------------
+def when(value: float | str | None) -> str:
+    """An epoch or ISO time as ``2026-01-31 14:05:09 UTC``; empty for None."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        moment = datetime.fromisoformat(value)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    else:
+        moment = datetime.fromtimestamp(value, UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds as ``850 ms``, ``4.2 s``, ``3 m 04 s`` or ``2 h 05 m``; empty for None."""
+    if seconds is None or not math.isfinite(seconds):
+        return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} m {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} m"
+
+
+def first_line(text: Any, limit: int = 200) -> str:
+    """The first line of ``text``, cut to ``limit`` characters."""
+    line = str(text or "").strip().splitlines()[0] if str(text or "").strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def error_line(error: dict[str, Any] | None) -> str:
+    """``Type: message`` of a stored error, on one line."""
+    if not error:
+        return ""
+    return first_line(f"{error.get('type') or 'Error'}: {error.get('message') or ''}")
+
+
+def pretty(value: Any) -> str:
+    """``value`` as indented JSON (its repr when it is not JSON)."""
+    try:
+        return json.dumps(value, indent=2, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def url_part(value: Any) -> str:
+    """``value`` quoted to be one part of a URL path (a slash too)."""
+    return quote(str(value), safe="")
+
+
+ENV = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]))
+ENV.filters.update(
+    when=when, duration=duration, first_line=first_line, error_line=error_line, pretty=pretty, q=url_part
+)
+ENV.globals.update(STATES=STATES, TASK_STATES=TASK_STATES, RUN_STATES=RUN_STATES, Role=Role)
+
+
+# -- sessions -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Session:
+    """What the session cookie holds: the signed-in key's id (None for a visitor) and the CSRF token."""
+
+    key_id: str | None
+    csrf: str
+    issued_at: float
+
+    @classmethod
+    def fresh(cls, key_id: str | None = None) -> Session:
+        """A new session with a new CSRF token."""
+        return cls(key_id, secrets.token_urlsafe(24), time.time())
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def encode_session(session: Session, secret: bytes) -> str:
+    """The cookie value: base64 JSON, a dot, and its HMAC-SHA256."""
+    body = _b64(json.dumps({"k": session.key_id, "c": session.csrf, "t": session.issued_at}).encode())
+    return f"{body}.{_b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())}"
+
+
+def decode_session(value: str | None, secret: bytes, now: float) -> Session | None:
+    """The session in a cookie value, or None if it is missing, forged, malformed or older than 12 hours."""
+    if not value or value.count(".") != 1:
+        return None
+    body, signature = value.split(".")
+    expected = _b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())
+    if not hmac.compare_digest(signature, expected):
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        session = Session(data["k"], str(data["c"]), float(data["t"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+    return session if 0 <= now - session.issued_at < SESSION_SECONDS else None
+
+
+def secret_of(request: Request) -> bytes:
+    """The key sessions are signed with (set by ``unified.ui.web.install``)."""
+    return request.app.state.ui_secret
+
+
+def set_session(response: Response, request: Request, session: Session) -> None:
+    """Put ``session`` in the response's cookie: HttpOnly, SameSite=Strict, Secure over HTTPS."""
+    response.set_cookie(
+        COOKIE,
+        encode_session(session, secret_of(request)),
+        max_age=SESSION_SECONDS,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+
+
+class LoginRequired(Exception):
+    """No signed-in key: the page answers with a redirect to the sign-in page."""
+
+
+class CsrfError(UnifiedError):
+    """A form or action arrived without the session's CSRF token."""
+
+    code = "csrf"
+
+
+@dataclass
+class Ui:
+    """One request as the pages see it: the services, the session and the signed-in principal (if any)."""
+
+    request: Request
+    svc: Services
+    session: Session
+    principal: Principal | None
+    new_session: bool = False
+
+    def can(self, role: str | Role) -> bool:
+        """True if the signed-in key may act as ``role``."""
+        return self.principal is not None and self.principal.role.allows(Role(role))
+
+    def require(self, role: Role) -> Principal:
+        """The principal, if it has ``role``; LoginRequired or PermissionDeniedError otherwise."""
+        if self.principal is None:
+            raise LoginRequired
+        self.request.state.principal = self.principal  # the audit log names the key
+        check_role(self.principal, role)
+        return self.principal
+
+    def now(self) -> float:
+        """The service clock's time."""
+        return self.svc.task_manager.clock.now()
+
+
+def _principal(svc: Services, key_id: str | None, now: float) -> Principal | None:
+    if key_id is None:
+        return None
+    try:
+        record = svc.store.get_api_key(key_id)
+    except NotFoundError:
+        return None
+    if record.revoked_at is not None or (record.expires_at is not None and record.expires_at <= now):
+        return None
+    return Principal(record.key_id, record.name, Role(record.role))
+
+
+def ui(request: Request) -> Ui:
+    """The dependency every page takes: the session (a fresh visitor one if none) and its principal."""
+    svc = services(request)
+    found = decode_session(request.cookies.get(COOKIE), secret_of(request), time.time())
+    session = found or Session.fresh()
+    return Ui(request, svc, session, _principal(svc, session.key_id, svc.task_manager.clock.now()), found is None)
+
+
+async def form_of(request: Request) -> dict[str, str]:
+    """The request's urlencoded form, once its CSRF token matched the session's; CsrfError otherwise."""
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        raise CsrfError(f"the form is over {MAX_FORM_BYTES} bytes")
+    form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    found = decode_session(request.cookies.get(COOKIE), secret_of(request), time.time())
+    token = form.get("csrf") or request.headers.get("x-csrf-token") or ""
+    if found is None or not hmac.compare_digest(token.encode(), found.csrf.encode()):
+        raise CsrfError("the form's security token is missing or out of date: reload the page and try again")
+    return form
+
+
+Page = Annotated[Ui, Depends(ui)]  # a page's request: session and principal
+Form = Annotated[dict[str, str], Depends(form_of)]  # a POST's form, CSRF-checked
+
+
+# -- responses ------------------------------------------------------------------------------------------------
+def _finish(response: Response, ui: Ui) -> Response:
+    response.headers.update(SECURITY_HEADERS)
+    if ui.new_session:
+        set_session(response, ui.request, ui.session)
+    if ui.request.cookies.get(FLASH_COOKIE):
+        response.delete_cookie(FLASH_COOKIE, path="/")
+    return response
+
+
+def render(ui: Ui, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """The page ``template`` rendered with ``context`` plus the session, principal and flash message."""
+    flash = ui.request.cookies.get(FLASH_COOKIE, "")
+    html = ENV.get_template(template).render(
+        ui=ui, principal=ui.principal, csrf=ui.session.csrf, flash=flash[:300], path=ui.request.url.path, **context
+    )
+    return _finish(HTMLResponse(html, status_code=status_code), ui)  # type: ignore[return-value]
+
+
+def redirect(ui: Ui, url: str, flash: str | None = None) -> Response:
+    """A 303 to ``url`` (a path on this server), with an optional one-time message for the next page."""
+    target = url if url.startswith("/") and not url.startswith("//") else "/"
+    response = _finish(RedirectResponse(target, status_code=303), ui)
+    if flash:
+        response.set_cookie(FLASH_COOKIE, flash[:300], max_age=60, httponly=True, samesite="strict", path="/")
+    return response
+
+
+def back(ui: Ui, form: dict[str, str], fallback: str, flash: str) -> Response:
+    """Redirect to the form's ``next`` page (a local path), else to ``fallback``."""
+    target = form.get("next", "")
+    return redirect(ui, target if target.startswith("/") and not target.startswith("//") else fallback, flash)
+
+
+class UiRoute(APIRoute):
+    """A page route: no session sends the visitor to sign in; unified's errors become an HTML error page."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """Wrap the handler so pages never answer with the API's JSON errors."""
+        handler = super().get_route_handler()
+
+        async def page_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except LoginRequired:
+                wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(f"/login?next={quote(wanted, safe='')}", status_code=303)
+            except UnifiedError as exc:
+                current = ui(request)
+                status = 403 if isinstance(exc, CsrfError) else http_status(exc)
+                return render(current, "error.html", status_code=status, status=status, message=str(exc))
+
+        return page_handler
+
+
+def page_router() -> APIRouter:
+    """A router for pages: hidden from the OpenAPI document, errors shown as pages."""
+    return APIRouter(route_class=UiRoute, include_in_schema=False)
+
+
+def clamp(value: str | None, default: int, low: int, high: int) -> int:
+    """A whole-number query parameter, defaulted when absent or malformed, kept within [low, high]."""
+    try:
+        number = int(value) if value not in (None, "") else default
+    except ValueError:
+        number = default
+    return max(low, min(high, number))
+
+
+def one_of(value: str | None, allowed: tuple[str, ...]) -> str | None:
+    """``value`` if it is one of ``allowed``, else None (a filter that is not set)."""
+    return value if value in allowed else None

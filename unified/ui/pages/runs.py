@@ -1,0 +1,155 @@
+"""Run pages: the list, and one run (graph, Gantt timeline of attempts, tasks with their errors, actions, live)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
+
+from unified.auth import Role
+from unified.errors import NotFoundError
+from unified.store.base import AttemptRecord, RunRecord, TaskRecord
+from unified.task import FINISHED_STATES
+from unified.ui.pages.base import (
+    PAGE_SIZE,
+    RETRYABLE,
+    RUN_STATES,
+    SECURITY_HEADERS,
+    Form,
+    Page,
+    Ui,
+    back,
+    clamp,
+    error_line,
+    one_of,
+    page_router,
+    render,
+)
+from unified.ui.pages.workflows import graph_data, run_graph_nodes
+
+router = page_router()
+
+
+@router.get("/ui/runs")
+def runs_page(ui: Page, workflow: str | None = None, state: str | None = None, offset: str | None = None) -> Response:
+    """Runs, newest first, filtered by workflow and state; paginated on the server."""
+    ui.require(Role.VIEWER)
+    start = clamp(offset, 0, 0, 10**9)
+    run_state = one_of(state, RUN_STATES)
+    found = ui.svc.store.list_runs(workflow or None, run_state, PAGE_SIZE + 1, offset=start)
+    workflows = ui.svc.store.list_workflows()
+    return render(
+        ui,
+        "runs.html",
+        runs=found[:PAGE_SIZE],
+        more=len(found) > PAGE_SIZE,
+        offset=start,
+        page_size=PAGE_SIZE,
+        workflow=workflow or "",
+        run_state=run_state,
+        workflows=workflows,
+        workflow_names={w.workflow_id: w.name for w in workflows},
+    )
+
+
+def run_parts(ui: Ui, run_id: str) -> tuple[RunRecord, list[TaskRecord], dict[str, list[AttemptRecord]]]:
+    """A run, its tasks in insertion order and each task's attempts."""
+    store = ui.svc.store
+    run = store.get_run(run_id)
+    tasks = store.run_tasks(run_id)
+    return run, tasks, {t.id: store.list_attempts(t.id) for t in tasks}
+
+
+def live_context(ui: Ui, run_id: str) -> dict[str, Any]:
+    """What the live part of a run page shows: state, actions and every task with its attempts."""
+    run, tasks, attempts = run_parts(ui, run_id)
+    try:
+        workflow = ui.svc.store.get_workflow(run.workflow_id) if run.workflow_id else None
+    except NotFoundError:  # deleted since: its runs stay as history
+        workflow = None
+    return {
+        "run": run,
+        "tasks": tasks,
+        "attempts": attempts,
+        "workflow": workflow,
+        "retryable": RETRYABLE,
+        "finished": FINISHED_STATES,
+        "failed": [t for t in tasks if t.state in RETRYABLE],
+        "counts": {s: sum(1 for t in tasks if t.state == s) for s in {t.state for t in tasks}},
+    }
+
+
+@router.get("/ui/runs/{run_id}")
+def run_page(run_id: str, ui: Page) -> Response:
+    """One run: the graph coloured by task state, the timeline of attempts, tasks and actions."""
+    ui.require(Role.VIEWER)
+    context = live_context(ui, run_id)
+    return render(ui, "run.html", graph=graph_data(run_graph_nodes(context["tasks"])), **context)
+
+
+@router.get("/ui/runs/{run_id}/live")
+def run_live(run_id: str, ui: Page) -> Response:
+    """The live part of the run page alone (swapped in while the run goes on)."""
+    ui.require(Role.VIEWER)
+    return render(ui, "run_live.html", **live_context(ui, run_id))
+
+
+def _bar(task: TaskRecord, start: float, end: float, state: str, label: str, error: str = "") -> dict[str, Any]:
+    return {"group": task.task_id, "start": start * 1000, "end": max(end, start) * 1000, "state": state,
+            "label": label, "error": error}  # fmt: skip
+
+
+def timeline_items(ui: Ui, tasks: list[TaskRecord], attempts: dict[str, list[AttemptRecord]]) -> list[dict[str, Any]]:
+    """One bar per attempt, and one per wait: in the queue before the first, and for the backoff before a retry.
+
+    Times are epoch milliseconds; what is still going on ends now."""
+    now = ui.now()
+    items: list[dict[str, Any]] = []
+    for task in tasks:
+        tries = attempts.get(task.id, [])
+        queued_from = task.queued_at or task.created_at
+        first = tries[0].started_at if tries else (now if task.state == "queued" else None)
+        if queued_from and first is not None and first - queued_from > 0.001:
+            items.append(_bar(task, queued_from, first, "queued", "queued"))
+        previous_end: float | None = None
+        for attempt in tries:
+            if previous_end is not None and attempt.started_at - previous_end > 0.001:
+                items.append(_bar(task, previous_end, attempt.started_at, "retrying", "retry wait"))
+            end = attempt.finished_at if attempt.finished_at is not None else now
+            label = f"#{attempt.number} {attempt.state}"
+            items.append(_bar(task, attempt.started_at, end, attempt.state, label, error_line(attempt.error)))
+            previous_end = attempt.finished_at
+        if task.state == "retrying" and previous_end is not None:
+            items.append(_bar(task, previous_end, now, "retrying", "waiting to retry"))
+    return items
+
+
+@router.get("/ui/runs/{run_id}/data")
+def run_data(run_id: str, ui: Page) -> Response:
+    """The run as JSON for the page's script: task states for the graph and attempt bars for the timeline."""
+    ui.require(Role.VIEWER)
+    run, tasks, attempts = run_parts(ui, run_id)
+    body = {
+        "run": {"run_id": run.run_id, "state": run.state},
+        "tasks": [{"id": t.task_id, "state": t.state, "attempts": t.attempts} for t in tasks],
+        "items": timeline_items(ui, tasks, attempts),
+        "now": ui.now() * 1000,
+    }
+    return JSONResponse(body, headers=SECURITY_HEADERS)
+
+
+@router.post("/ui/runs/{run_id}/{action}")
+def run_action(request: Request, run_id: str, action: str, ui: Page, form: Form) -> Response:
+    """``cancel``: cancel every unfinished task of the run; ``retry``: run its failed, timed-out and canceled tasks
+    again, with what they skipped."""
+    ui.require(Role.OPERATOR)
+    request.state.audit_target = run_id
+    manager = ui.svc.workflow_manager
+    if action == "cancel":
+        message = f"canceled {manager.cancel_run(run_id)} task(s)"
+    elif action == "retry":
+        message = f"retrying {manager.retry_run(run_id)} task(s)"
+    else:
+        raise NotFoundError(f"runs have no action {action!r}: use cancel or retry")
+    return back(ui, form, f"/ui/runs/{run_id}", message)

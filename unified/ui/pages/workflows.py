@@ -1,0 +1,195 @@
+"""Workflow pages: the list (last run, schedule, next fire) and one workflow (graph, versions and diff, runs, Run)."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from typing import Any
+
+from fastapi import Request, Response
+
+from unified.auth import Role
+from unified.errors import ValidationError
+from unified.store.base import TaskRecord
+from unified.ui.pages.base import (
+    PAGE_SIZE,
+    RUN_STATES,
+    STATES,
+    Form,
+    Page,
+    Ui,
+    clamp,
+    one_of,
+    page_router,
+    pretty,
+    redirect,
+    render,
+)
+
+router = page_router()
+
+
+def schedules_by_workflow(ui: Ui) -> dict[str, list[dict[str, Any]]]:
+    """Every schedule that starts a workflow, by workflow id."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for schedule in ui.svc.workflow_manager.list_schedules():
+        if schedule["target_type"] == "workflow":
+            found.setdefault(schedule["target"].get("workflow_id"), []).append(schedule)
+    return found
+
+
+def graph_nodes(specs: list[dict[str, Any]], states: dict[str, str], link: str | None = None) -> list[dict[str, Any]]:
+    """The nodes the graph script draws: id, state, dependencies and the page a node opens."""
+    return [
+        {
+            "id": s["task_id"],
+            "label": s.get("name") or s["task_id"],
+            "state": states.get(s["task_id"], "none"),
+            "deps": list(s.get("dependencies", ())),
+            "href": f"{link}{s['task_id']}" if link else None,
+        }
+        for s in specs
+    ]
+
+
+def graph_data(nodes: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the graph script reads: the nodes, the layout direction and each state's icon."""
+    return {"nodes": nodes, "direction": "LR", "icons": STATES}
+
+
+def run_graph_nodes(tasks: list[TaskRecord]) -> list[dict[str, Any]]:
+    """Graph nodes for the tasks of a run, each opening its task page."""
+    return [
+        {
+            "id": t.task_id,
+            "label": t.name or t.task_id,
+            "state": t.state,
+            "deps": list(t.spec.get("dependencies", ())),
+            "href": f"/ui/tasks/{t.id}",
+        }
+        for t in tasks
+    ]
+
+
+def diff_rows(left: list[dict[str, Any]], right: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Side-by-side rows of two versions' task specs (as indented JSON): tag, left line, right line."""
+
+    def lines(specs: list[dict[str, Any]]) -> list[str]:
+        clean = [{k: v for k, v in s.items() if k != "ref"} for s in specs]
+        return pretty(clean).splitlines()
+
+    a, b = lines(left), lines(right)
+    rows: list[dict[str, Any]] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if tag == "equal" and i2 - i1 > 6:  # fold long unchanged stretches
+            rows += [{"tag": "equal", "left": a[i], "right": b[j1 + i - i1]} for i in range(i1, i1 + 3)]
+            rows.append({"tag": "fold", "left": f"… {i2 - i1 - 6} unchanged lines", "right": ""})
+            rows += [{"tag": "equal", "left": a[i], "right": b[j1 + i - i1]} for i in range(i2 - 3, i2)]
+            continue
+        for n in range(max(i2 - i1, j2 - j1)):
+            rows.append(
+                {
+                    "tag": tag,
+                    "left": a[i1 + n] if i1 + n < i2 else None,
+                    "right": b[j1 + n] if j1 + n < j2 else None,
+                }
+            )
+    return rows
+
+
+@router.get("/ui/workflows")
+def workflows_page(ui: Page, q: str = "", offset: str | None = None) -> Response:
+    """Workflows, oldest first, filtered by name; each with its last run, schedules and next fire."""
+    ui.require(Role.VIEWER)
+    start = clamp(offset, 0, 0, 10**9)
+    every = [w for w in ui.svc.store.list_workflows() if q.lower() in w.name.lower()]
+    page = every[start : start + PAGE_SIZE]
+    schedules = schedules_by_workflow(ui)
+    rows = []
+    for workflow in page:
+        last = ui.svc.store.list_runs(workflow.workflow_id, limit=1)
+        own = schedules.get(workflow.workflow_id, [])
+        fires = sorted(s["next_fire_time"] for s in own if s["next_fire_time"] and not s["paused"])
+        rows.append({"w": workflow, "last": last[0] if last else None, "schedules": own, "next": fires[:1]})
+    return render(
+        ui,
+        "workflows.html",
+        rows=rows,
+        q=q,
+        offset=start,
+        total=len(every),
+        page_size=PAGE_SIZE,
+    )
+
+
+@router.get("/ui/workflows/{workflow_id}")
+def workflow_page(
+    workflow_id: str,
+    ui: Page,
+    a: str | None = None,
+    b: str | None = None,
+    state: str | None = None,
+    offset: str | None = None,
+) -> Response:
+    """One workflow: its graph coloured by the latest run, versions with a diff, runs and the Run form."""
+    ui.require(Role.VIEWER)
+    store = ui.svc.store
+    workflow = store.get_workflow(workflow_id)
+    versions = store.list_versions(workflow_id)
+    latest = store.list_runs(workflow_id, limit=1)
+    states = {t.task_id: t.state for t in store.run_tasks(latest[0].run_id)} if latest else {}
+    specs = workflow.tasks or (versions[-1].tasks if versions else [])
+    numbers = [v.number for v in versions]
+    left = clamp(a, numbers[-2] if len(numbers) > 1 else 0, 0, 10**6)
+    right = clamp(b, numbers[-1] if numbers else 0, 0, 10**6)
+    by_number = {v.number: v for v in versions}
+    same = left == right or left not in by_number or right not in by_number
+    diff = [] if same else diff_rows(by_number[left].tasks, by_number[right].tasks)
+    start = clamp(offset, 0, 0, 10**9)
+    run_state = one_of(state, RUN_STATES)
+    runs = store.list_runs(workflow_id, run_state, PAGE_SIZE + 1, offset=start)
+    return render(
+        ui,
+        "workflow.html",
+        workflow=workflow,
+        versions=versions,
+        latest=latest[0] if latest else None,
+        graph=graph_data(graph_nodes(specs, states)),
+        left=left,
+        right=right,
+        diff=diff,
+        runs=runs[:PAGE_SIZE],
+        more_runs=len(runs) > PAGE_SIZE,
+        run_state=run_state,
+        offset=start,
+        page_size=PAGE_SIZE,
+        schedules=schedules_by_workflow(ui).get(workflow_id, []),
+    )
+
+
+def parse_params(text: str) -> dict[str, Any]:
+    """The Run form's params: a JSON object, or empty."""
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(
+            f"params are not valid JSON ({exc.msg} at line {exc.lineno}): fix them and retry"
+        ) from None
+    if not isinstance(value, dict):
+        raise ValidationError('params must be a JSON object, like {"day": "2026-01-31"}')
+    return value
+
+
+@router.post("/ui/workflows/{workflow_id}/run")
+def start_run(request: Request, workflow_id: str, ui: Page, form: Form) -> Response:
+    """Start a run with the form's params (and version), then open its page."""
+    principal = ui.require(Role.OPERATOR)
+    params = parse_params(form.get("params", ""))
+    version = clamp(form.get("version"), 0, 0, 10**6) or None
+    run_id = ui.svc.workflow_manager.start_workflow(
+        workflow_id, params, version, trigger="manual", metadata={"started_by": principal.name, "from": "web"}
+    )
+    request.state.audit_target = run_id
+    return redirect(ui, f"/ui/runs/{run_id}", "run started")

@@ -1,0 +1,27 @@
+// unified web UI: what every page shares. Data from the server is only ever put in the page with textContent.
+(function () {
+  "use strict";
+  var csrf = document.querySelector('meta[name="csrf-token"]');
+
+  // htmx requests carry the session's CSRF token (the server refuses a POST without it)
+  document.addEventListener("htmx:configRequest", function (event) {
+    if (csrf) event.detail.headers["X-CSRF-Token"] = csrf.getAttribute("content");
+  });
+
+  // forms that change something important ask first
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var question = form.getAttribute && form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+
+  // follow mode: keep the newest log line in view
+  function followLogs() {
+    var wrap = document.getElementById("logs");
+    if (!wrap || !wrap.getAttribute("data-follow")) return;
+    var box = wrap.querySelector(".logs");
+    if (box) box.scrollTop = box.scrollHeight;
+  }
+  document.addEventListener("htmx:afterSettle", followLogs);
+  document.addEventListener("DOMContentLoaded", followLogs);
+})();

@@ -1,0 +1,88 @@
+// The run page: a vis-timeline Gantt of every attempt, and live updates (polling) of the graph, the timeline
+// and the task table until the run ends. Names from the server go into the page with textContent only.
+(function () {
+  "use strict";
+  var POLL_MS = 1500;
+
+  function text(tag, value, cls) {
+    var node = document.createElement(tag);
+    node.textContent = value;
+    if (cls) node.className = cls;
+    return node;
+  }
+
+  function itemOf(item, n) {
+    var content = text("span", item.label);
+    content.setAttribute("title", item.group + " · " + item.label + (item.error ? " · " + item.error : ""));
+    return { id: item.group + "#" + n, group: item.group, start: item.start, end: item.end, content: content,
+      className: "tl-" + item.state, type: "range" };
+  }
+
+  function items(data) {
+    var seen = {};
+    return data.items.map(function (item) {
+      seen[item.group] = (seen[item.group] || 0) + 1;
+      return itemOf(item, seen[item.group]);
+    });
+  }
+
+  function signature(data) {
+    return data.run.state + "|" + data.tasks.map(function (t) { return t.id + ":" + t.state + ":" + t.attempts; }).join(",");
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var page = document.getElementById("run-page");
+    if (!page) return;
+    var dataUrl = page.getAttribute("data-data-url"), liveUrl = page.getAttribute("data-live-url");
+    var box = document.getElementById("timeline"), timeline = null, dataset = null, touched = false, last = null;
+
+    function draw(data) {
+      if (!window.vis || !box) return;
+      var list = items(data);
+      if (!timeline) {
+        var groups = new vis.DataSet(data.tasks.map(function (t, n) {
+          return { id: t.id, content: text("span", t.id), order: n };
+        }));
+        dataset = new vis.DataSet(list);
+        timeline = new vis.Timeline(box, dataset, groups, {
+          stack: false, groupOrder: "order", orientation: "top", maxHeight: 560, verticalScroll: true,
+          zoomKey: "ctrlKey", margin: { item: 4, axis: 4 }, showCurrentTime: data.run.state === "running",
+          tooltip: { followMouse: true }, selectable: true,
+        });
+        timeline.on("rangechange", function (props) { if (props.byUser) touched = true; });
+        timeline.fit({ animation: false });
+        return;
+      }
+      var ids = {};
+      list.forEach(function (i) { ids[i.id] = true; });
+      dataset.update(list);
+      dataset.getIds().forEach(function (id) { if (!ids[id]) dataset.remove(id); });
+      if (!touched) timeline.fit({ animation: false });
+    }
+
+    function refreshLive() {
+      if (window.htmx) window.htmx.ajax("GET", liveUrl, { target: "#run-live", swap: "outerHTML" });
+    }
+
+    function poll() {
+      fetch(dataUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
+        .then(function (data) {
+          var graph = window.unifiedGraphs && window.unifiedGraphs.graph;
+          if (graph) data.tasks.forEach(function (t) { graph.setState(t.id, t.state); });
+          draw(data);
+          var sig = signature(data);
+          if (sig !== last) refreshLive();  // the first time too: the run may have moved since the page was made
+          last = sig;
+          page.setAttribute("data-state", data.run.state);
+          if (data.run.state === "running" || data.tasks.some(function (t) { return t.state === "running"; })) {
+            window.setTimeout(poll, POLL_MS);
+          } else if (timeline) {
+            timeline.setOptions({ showCurrentTime: false });
+          }
+        })
+        .catch(function () { window.setTimeout(poll, POLL_MS * 4); });
+    }
+    poll();
+  });
+})();

@@ -1,0 +1,81 @@
+"""The web UI: sign-in and sign-out, the page routers of ``unified.ui.pages``, and the vendored static files.
+
+``install(app)`` adds it all to the FastAPI app: the dashboard at ``/``, pages under ``/ui/``, static files
+under ``/ui/static/``. Pages call the managers and the store in-process, as the REST routes do. Sessions are
+signed with ``UNIFIED_SESSION_SECRET`` when it is set (needed when several server processes share sign-ins),
+else with a random secret made at start, so a restart signs everyone out.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+from fastapi import FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
+
+from unified.errors import AuthenticationError
+from unified.ui.pages import admin, dashboard, runs, tasks, workflows
+from unified.ui.pages.base import (
+    COOKIE,
+    STATIC,
+    Form,
+    Page,
+    Session,
+    page_router,
+    redirect,
+    render,
+    set_session,
+)
+
+router = page_router()
+
+
+def local_path(target: str | None) -> str:
+    """``target`` if it is a path on this server, else ``/`` (no open redirects)."""
+    return target if target and target.startswith("/") and not target.startswith("//") else "/"
+
+
+@router.get("/login")
+def login_page(ui: Page, next: str | None = None) -> Response:
+    """The sign-in form (an API key)."""
+    return render(ui, "login.html", next=local_path(next), error=None)
+
+
+@router.post("/login")
+def login(request: Request, ui: Page, form: Form) -> Response:
+    """Check the key; on success start a new session (new CSRF token) and go where the visitor was going."""
+    try:
+        principal = ui.svc.keys.authenticate(form.get("api_key", "").strip() or None)
+    except AuthenticationError as exc:
+        return render(ui, "login.html", status_code=401, next=local_path(form.get("next")), error=str(exc))
+    request.state.principal = principal
+    ui.session = Session.fresh(principal.key_id)
+    ui.new_session = True
+    return redirect(ui, local_path(form.get("next")), f"signed in as {principal.name} ({principal.role.value})")
+
+
+@router.post("/logout")
+def logout(ui: Page, form: Form) -> Response:
+    """End the session and go back to the sign-in page."""
+    response = redirect(ui, "/login")
+    set_session(response, ui.request, Session.fresh())
+    return response
+
+
+router.include_router(dashboard.router)
+router.include_router(workflows.router)
+router.include_router(runs.router)
+router.include_router(tasks.router)
+router.include_router(admin.router)
+
+
+def install(app: FastAPI, secret: str | None = None) -> None:
+    """Serve the web UI from ``app``: pages, sign-in, and static files under ``/ui/static``."""
+    chosen = secret or os.environ.get("UNIFIED_SESSION_SECRET")
+    app.state.ui_secret = chosen.encode() if chosen else secrets.token_bytes(32)
+    app.include_router(router)
+    app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
+
+
+__all__ = ["COOKIE", "install", "router"]
