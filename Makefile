@@ -25,6 +25,7 @@ run: $(STAMP)
 	UNIFIED_ADMIN_KEY="$$(cat .unified/admin.key)" $(VENV)/bin/unified server --port $(PORT) --workflows examples
 
 test: $(STAMP)
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null 2>&1 || echo "chromium could not be installed: the browser tests will be skipped"
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

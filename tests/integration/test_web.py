@@ -1,0 +1,266 @@
+"""The web pages without a browser: sessions, CSRF, roles, escaping, actions and server-side pagination."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.helpers.api_tasks import log_value
+from tests.integration.conftest import Api, start_api
+from unified.server import ServerSettings
+from unified.store.base import TaskRecord
+from unified.ui.pages.base import COOKIE, Session, decode_session, encode_session
+
+XSS = "<script>alert(1)</script>"
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def csrf_of(client: TestClient, path: str = "/login") -> str:
+    """The CSRF token a page's forms carry."""
+    found = CSRF.search(client.get(path).text)
+    assert found, f"{path} has no form with a CSRF token"
+    return found.group(1)
+
+
+def sign_in(api: Api, role: str = "admin") -> TestClient:
+    """The app's test client, signed in with a key of ``role``."""
+    key = api.admin_key if role == "admin" else api.services.keys.create(f"{role}-web", role)[1]
+    api.client.cookies.clear()
+    response = api.client.post("/login", data={"api_key": key, "csrf": csrf_of(api.client), "next": "/"})
+    assert response.status_code == 200, response.text
+    return api.client
+
+
+def pipeline_id(api: Api) -> str:
+    """The id of the ``pipeline`` workflow of the test workflows folder."""
+    return next(w["workflow_id"] for w in api.services.workflow_manager.list_workflows() if w["name"] == "pipeline")
+
+
+def test_pages_send_visitors_to_sign_in(api: Api) -> None:
+    for path in ("/", "/ui/workflows", "/ui/runs", "/ui/tasks", "/ui/schedules", "/ui/keys"):
+        response = api.client.get(path, follow_redirects=False)
+        assert response.status_code == 303
+        assert response.headers["location"].startswith("/login?next=")
+    assert api.client.get("/login").status_code == 200
+
+
+def test_sign_in_sets_a_signed_httponly_strict_cookie_and_sign_out_ends_it(api: Api) -> None:
+    client = api.client
+    token = csrf_of(client)
+    wrong = client.post("/login", data={"api_key": "not-a-key", "csrf": token})
+    assert wrong.status_code == 401 and "not valid" in wrong.text
+    response = client.post("/login", data={"api_key": api.admin_key, "csrf": token}, follow_redirects=False)
+    assert response.status_code == 303
+    cookie = next(v for k, v in response.headers.multi_items() if k == "set-cookie" and v.startswith(COOKIE))
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and api.admin_key not in cookie
+    assert client.get("/").status_code == 200
+    client.post("/logout", data={"csrf": csrf_of(client, "/")})
+    assert client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_a_forged_or_expired_session_is_a_visitor(api: Api) -> None:
+    secret = api.app.state.ui_secret
+    key_id = api.services.keys.list()[0].key_id
+    forged = encode_session(Session(key_id, "x", time.time()), b"another secret")
+    assert decode_session(forged, secret, time.time()) is None
+    old = encode_session(Session(key_id, "x", time.time() - 13 * 3600), secret)
+    assert decode_session(old, secret, time.time()) is None
+    for value in (forged, old, "garbage", "a.b.c"):
+        api.client.cookies.set(COOKIE, value)
+        assert api.client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_every_post_needs_the_session_csrf_token(api: Api) -> None:
+    client = sign_in(api)
+    workflow = pipeline_id(api)
+    before = len(api.services.store.list_runs())
+    assert client.post(f"/ui/workflows/{workflow}/run", data={"params": ""}).status_code == 403
+    assert client.post(f"/ui/workflows/{workflow}/run", data={"params": "", "csrf": "wrong"}).status_code == 403
+    assert client.post("/login", data={"api_key": api.admin_key}).status_code == 403
+    assert len(api.services.store.list_runs()) == before, "a refused form changes nothing"
+    token = csrf_of(client, f"/ui/workflows/{workflow}")
+    by_header = client.post(f"/ui/workflows/{workflow}/run", data={"params": "{}"}, headers={"X-CSRF-Token": token})
+    assert by_header.status_code == 200 and "/ui/runs/" in str(by_header.url)
+
+
+def test_a_viewer_sees_no_operator_controls_and_the_server_refuses_them(api: Api) -> None:
+    workflow = pipeline_id(api)
+    run_id = api.services.workflow_manager.start_workflow(workflow)
+    client = sign_in(api, "viewer")
+    page = client.get(f"/ui/workflows/{workflow}").text
+    assert "Run workflow" not in page and "needs the operator role" in page
+    run_page = client.get(f"/ui/runs/{run_id}").text
+    assert "Cancel" not in run_page and "/ui/task-actions/" not in run_page
+    assert "API keys" not in client.get("/").text
+    token = csrf_of(client, "/")
+    for path in (f"/ui/workflows/{workflow}/run", f"/ui/runs/{run_id}/cancel", "/ui/keys"):
+        refused = client.post(path, data={"csrf": token, "name": "x", "role": "admin"})
+        assert refused.status_code == 403, path
+        assert "needs the operator role" in refused.text or "needs the admin role" in refused.text
+    assert client.get("/ui/keys").status_code == 403
+    assert client.get("/ui/audit").status_code == 403
+    assert api.services.store.get_run(run_id).state == "running"
+
+
+def test_an_operator_runs_cancels_and_retries_and_the_audit_log_names_the_key(api: Api) -> None:
+    client = sign_in(api, "operator")
+    workflow = pipeline_id(api)
+    token = csrf_of(client, f"/ui/workflows/{workflow}")
+    started = client.post(f"/ui/workflows/{workflow}/run", data={"csrf": token, "params": '{"day": "2026-01-31"}'})
+    run_id = str(started.url).rsplit("/", 1)[1]
+    run = api.services.store.get_run(run_id)
+    assert run.params == {"day": "2026-01-31"} and "run started" in started.text
+    bad = client.post(f"/ui/workflows/{workflow}/run", data={"csrf": token, "params": "[1, 2"})
+    assert bad.status_code == 422 and "not valid JSON" in bad.text
+    client.post(f"/ui/runs/{run_id}/cancel", data={"csrf": token})
+    assert api.services.store.get_run(run_id).state == "canceled"
+    retried = client.post(f"/ui/runs/{run_id}/retry", data={"csrf": token})
+    assert "retrying 3 task(s)" in retried.text
+    api.drain()
+    assert api.services.store.get_run(run_id).state == "success"
+    task = api.call("POST", "/tasks", json={"task": "fail", "args": ["nope"], "max_retries": 0}).json()["task_id"]
+    api.drain()
+    client.post(f"/ui/task-actions/retry/{task}", data={"csrf": token, "next": f"/ui/tasks/{task}"})
+    assert api.services.store.get_task(task).state == "queued"
+    client.post(f"/ui/task-actions/cancel/{task}", data={"csrf": token})
+    assert api.services.store.get_task(task).state == "canceled"
+    again = client.post(f"/ui/task-actions/cancel/{task}", data={"csrf": token})
+    assert again.status_code == 409 and "already ended canceled" in again.text
+    assert client.get("/ui/keys").status_code == 403
+    entries = api.services.store.list_audit(100)
+    mine = [e for e in entries if e.path.startswith("/ui/") and e.key_name == "operator-web"]
+    assert {e.target for e in mine} >= {run_id, task}
+
+
+def test_user_strings_are_escaped_everywhere(api: Api) -> None:
+    store = api.services.store
+    manager = api.services.task_manager  # the REST API refuses such ids; code may use them
+    task_id = manager.queue_task(log_value, task_id=XSS, args=["<img src=x onerror=alert(2)>"])
+    failing = api.call("POST", "/tasks", json={"task": "fail", "args": [XSS], "max_retries": 0}).json()["task_id"]
+    api.drain()
+    client = sign_in(api)
+    pages = [
+        client.get("/ui/tasks").text,
+        client.get(f"/ui/tasks/{task_id.replace('/', '%2F')}").text,
+        client.get(f"/ui/task-logs/{task_id}").text,
+        client.get(f"/ui/tasks/{failing}").text,
+        client.get("/").text,
+    ]
+    for page in pages:
+        assert XSS not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[0]
+    assert "&lt;img src=x onerror=alert(2)&gt;" in pages[2]
+    assert "ValueError: &lt;script&gt;" in pages[3]
+    assert store.get_task(task_id).state == "success"
+    csp = client.get("/").headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+
+
+def test_long_lists_paginate_on_the_server(api: Api) -> None:
+    for n in range(120):
+        api.call("POST", "/tasks", json={"task_id": f"job-{n:03d}", "task": "add", "args": [n, 1]})
+    client = sign_in(api)
+    first = client.get("/ui/tasks").text
+    assert first.count('href="/ui/tasks/job-') == 50 and "job-119" in first and "job-069" not in first
+    cursor = re.search(r'cursor=([^"&]+)"', first)
+    assert cursor
+    second = client.get(f"/ui/tasks?cursor={cursor.group(1)}").text
+    assert "job-069" in second and "job-119" not in second and "Newest" in second
+    assert client.get("/ui/tasks?state=success").text.count('href="/ui/tasks/job-') == 0
+    assert client.get("/ui/tasks?state=queued").text.count('href="/ui/tasks/job-') == 50
+    assert client.get("/ui/tasks?cursor=not-a-cursor").status_code == 422
+
+
+def test_keys_are_shown_once_and_the_last_admin_key_stays(api: Api) -> None:
+    client = sign_in(api)
+    token = csrf_of(client, "/ui/keys")
+    created = client.post("/ui/keys", data={"csrf": token, "name": "ci <pipeline>", "role": "operator"})
+    assert created.status_code == 201
+    secret = re.search(r'id="new-key">([^<]+)<', created.text)
+    assert secret and api.services.keys.identify(secret.group(1)) is not None
+    assert "ci &lt;pipeline&gt;" in created.text
+    assert secret.group(1) not in client.get("/ui/keys").text, "the secret is shown once"
+    admin = api.services.keys.list()[0]
+    refused = client.post(f"/ui/keys/{admin.key_id}/revoke", data={"csrf": token})
+    assert refused.status_code == 409 and "last working admin key" in refused.text
+    record = api.services.keys.identify(secret.group(1))
+    assert record is not None
+    client.post(f"/ui/keys/{record.key_id}/revoke", data={"csrf": token})
+    assert api.services.keys.identify(secret.group(1)) is not None  # identify ignores revocation; authenticate not
+    assert api.call("GET", "/workflows", headers={"X-API-Key": secret.group(1)}).status_code == 401
+
+
+def test_a_revoked_key_ends_its_sessions(api: Api) -> None:
+    client = sign_in(api, "operator")
+    assert client.get("/").status_code == 200
+    key = next(k for k in api.services.keys.list() if k.name == "operator-web")
+    api.services.keys.revoke(key.key_id)
+    assert client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_schedules_read_in_words_and_pause(api: Api) -> None:
+    manager = api.services.workflow_manager
+    schedule = manager.schedule_workflow(pipeline_id(api), cron="*/5 * * * *", timezone="Europe/Paris", name="five")
+    interval = manager.schedule_workflow(pipeline_id(api), interval_seconds=7200, name="two hours")
+    client = sign_in(api, "operator")
+    page = client.get("/ui/schedules").text
+    assert "Every 5 minutes" in page and "every 2 hours" in page and "Europe/Paris" in page
+    assert page.count("<li><time") == 10
+    client.post(f"/ui/schedules/{schedule}/pause", data={"csrf": csrf_of(client, "/ui/schedules")})
+    assert manager.get_schedule(schedule)["paused"] is True
+    assert manager.get_schedule(interval)["paused"] is False
+    assert "paused" in client.get("/ui/workflows").text
+
+
+def test_the_run_page_feeds_its_graph_and_timeline(api: Api) -> None:
+    run_id = api.services.workflow_manager.start_workflow(pipeline_id(api))
+    api.drain()
+    client = sign_in(api)
+    data = client.get(f"/ui/runs/{run_id}/data").json()
+    assert data["run"]["state"] == "success"
+    assert {t["id"] for t in data["tasks"]} == {"a", "b", "sum"}
+    assert {i["state"] for i in data["items"]} >= {"success"}
+    page = client.get(f"/ui/runs/{run_id}").text
+    assert 'id="graph-data"' in page and "vis-timeline-graph2d.min.js" in page
+    workflow_page = client.get(f"/ui/workflows/{pipeline_id(api)}").text
+    assert '"state": "success"' in workflow_page  # the graph is coloured by the latest run
+
+
+def test_static_files_are_served_from_the_package(api: Api) -> None:
+    for name in ("app.css", "app.js", "graph.js", "run.js", "vendor/htmx.min.js", "vendor/dagre.min.js"):
+        assert api.client.get(f"/ui/static/{name}").status_code == 200, name
+
+
+def test_the_ui_stays_out_of_the_openapi_document(api: Api) -> None:
+    paths = api.client.get("/openapi.json").json()["paths"]
+    assert not [p for p in paths if p == "/" or p.startswith(("/ui", "/login", "/logout"))]
+
+
+@pytest.mark.slow
+def test_a_page_loads_in_under_a_second_with_100000_tasks(flows_folder: Path, tmp_path: Path) -> None:
+    settings = ServerSettings(
+        database_url=f"sqlite:///{tmp_path / 'big.db'}", workers=0, announce=False, workflows_dir=str(flows_folder)
+    )
+    for api in start_api(settings):
+        store = api.services.store
+        now = api.clock.now()
+        spec = {"func": "json:dumps", "args": [], "kwargs": {}}
+        for start in range(0, 100_000, 10_000):
+            states = ("success", "failure", "queued", "running")
+            store.insert_tasks(
+                TaskRecord(f"t{n}", f"t{n}", None, "job", spec, states[n % 4], created_at=now, queued_at=now,
+                           error={"type": "ValueError", "message": "bad row"} if n % 4 == 1 else None)
+                for n in range(start, start + 10_000)
+            )  # fmt: skip
+        client = sign_in(api)
+        for path in ("/ui/tasks", "/ui/tasks?state=failure", "/", "/ui/runs", "/ui/tasks/t99999"):
+            client.get(path)  # warm
+            began = time.perf_counter()
+            response = client.get(path)
+            took = time.perf_counter() - began
+            assert response.status_code == 200, path
+            assert took < 1.0, f"{path} took {took:.2f} s with 100,000 tasks"
