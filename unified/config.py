@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 DEFAULT_STORE_URL = "memory://"
+SERVICE_STORE_URL = "sqlite:///.unified/unified.db"  # the server's and the CLI's default: history survives restarts
 
 
 def database_url(explicit: str | None = None) -> str:
@@ -15,3 +17,23 @@ def database_url(explicit: str | None = None) -> str:
 def default_max_workers() -> int:
     """Worker threads when none is asked for: enough for I/O-bound tasks, like the standard thread pool."""
     return min(32, (os.cpu_count() or 1) + 4)
+
+
+def service_database_url(explicit: str | None = None) -> str:
+    """The store URL of the server and the CLI: ``explicit``, else ``UNIFIED_DATABASE_URL``, else the SQLite file."""
+    return explicit or os.environ.get("UNIFIED_DATABASE_URL") or SERVICE_STORE_URL
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL (None for other stores and in-memory SQLite)."""
+    if not url.startswith("sqlite:///") or url.startswith("sqlite:///:memory:"):
+        return None
+    path = url.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(path) if path else None
+
+
+def ensure_sqlite_folder(url: str) -> None:
+    """Create the folder of a SQLite file so the first start works on a fresh checkout."""
+    path = sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,6 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -28,7 +27,7 @@ from unified.workflows_folder import WorkflowsFolder, load_workflows
 
 log = logging.getLogger("unified.server")
 
-DEFAULT_DB = "sqlite:///.unified/unified.db"
+DEFAULT_DB = config.SERVICE_STORE_URL
 DEFAULT_MAX_BODY_BYTES = 1_048_576
 
 
@@ -96,14 +95,6 @@ class ServerSettings:
         return f"http://{host}:{self.port}"
 
 
-def _ensure_sqlite_folder(url: str) -> None:
-    """Create the folder of a SQLite file so the first start works on a fresh checkout."""
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
-        if str(path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-
-
 class Server:
     """Starts and stops the parts of one service process, and holds them as :class:`Services`."""
 
@@ -116,7 +107,7 @@ class Server:
     def start(self) -> Services:
         """Open the store, start workers (and the scheduler), ensure an admin key, load the workflows folder."""
         settings = self.settings
-        _ensure_sqlite_folder(settings.database_url)
+        config.ensure_sqlite_folder(settings.database_url)
         store = open_store(settings.database_url)
         workers = config.default_max_workers() if settings.workers is None else settings.workers
         task_manager = TaskManager(store=store, max_workers=workers, clock=self.clock, run_scheduler=settings.scheduler)

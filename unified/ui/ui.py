@@ -1,8 +1,9 @@
 """The ``unified`` command line (also ``python -m unified.ui.ui``).
 
-One command per process kind (``server``) and, as they arrive, one command group per noun (``workflows``,
-``runs``, ``tasks``, ``schedules``, ``keys``, ``db``), each added to :data:`app` with ``app.add_typer``.
-Settings come from options first, then ``UNIFIED_*`` environment variables.
+One command per process kind (``server``), ``run``, and one command group per noun (``workflows``, ``runs``,
+``tasks``, ``schedules``, ``keys``, ``db``), each a module of :mod:`unified.ui.commands` added to :data:`app` with
+``app.add_typer``. Settings come from options first, then ``UNIFIED_*`` environment variables; shared options,
+output (tables or ``--json``) and exit codes are in :mod:`unified.ui.commands.common`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from unified import __version__
 from unified.errors import UnifiedError
+from unified.ui.commands import db, keys, run, runs, schedules, tasks, workflows
+from unified.ui.commands.common import fail
 
 app = typer.Typer(
     name="unified",
@@ -22,14 +24,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-err = Console(stderr=True)
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print ``message`` to stderr and return the Exit to raise with ``code``."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code)
-
 
 def version_callback(value: bool) -> None:
     """Print the version and stop."""
@@ -88,6 +82,18 @@ def server(
     except UnifiedError as exc:
         raise fail(str(exc)) from None
     serve(create_app(settings), settings, log_level=log_level.lower())
+
+
+app.command()(run.run)
+for group, module in [
+    ("workflows", workflows),
+    ("runs", runs),
+    ("tasks", tasks),
+    ("schedules", schedules),
+    ("keys", keys),
+    ("db", db),
+]:
+    app.add_typer(module.app, name=group)
 
 
 def main() -> None:
