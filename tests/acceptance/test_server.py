@@ -3,25 +3,15 @@ prints an admin key, and runs a workflow created with the seed's curl-style requ
 
 from __future__ import annotations
 
-import os
-import queue
-import re
-import signal
-import socket
-import subprocess
-import sys
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-KEY_LINE = re.compile(r"admin API key \(shown once, keep it\): (\S+)")
+from tests.helpers.server import RunningServer, running_server
 
 FLOWS = """
 import unified
@@ -37,73 +27,14 @@ def shout(ctx) -> str:
 """
 
 
-@dataclass
-class RunningServer:
-    """A server process, its base URL and the admin key it printed."""
-
-    process: subprocess.Popen[str]
-    url: str
-    admin_key: str
-    output: list[str]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def command() -> list[str]:
-    """The `unified` console script next to this Python, else the module form."""
-    script = Path(sys.executable).parent / "unified"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "unified.ui.ui"]
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[RunningServer]:
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "acceptance_flows.py").write_text(textwrap.dedent(FLOWS))
     (flows / "broken.py").write_text("raise RuntimeError('this file is broken on purpose')\n")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UNIFIED_")}
-    env["PYTHONPATH"] = str(ROOT)
-    db = f"sqlite:///{tmp_path / 'unified.db'}"
-    args = [*command(), "server", "--port", str(port), "--db", db, "--workflows", str(flows), "--workers", "2"]
-    process = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: queue.Queue[str] = queue.Queue()
-    output: list[str] = []
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()  # type: ignore[union-attr]
-    key = None
-    deadline = time.monotonic() + 30
-    try:
-        while key is None and time.monotonic() < deadline and process.poll() is None:
-            try:
-                line = lines.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            output.append(line)
-            if match := KEY_LINE.search(line):
-                key = match.group(1)
-        assert key, "the server printed no admin key within 30 s:\n" + "".join(output)
-        url = f"http://127.0.0.1:{port}"
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("/health did not answer within 30 s:\n" + "".join(output))
-        yield RunningServer(process, url, key, output)
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        process.stdout.close()  # type: ignore[union-attr]
+    with running_server(tmp_path, flows) as running:
+        yield running
 
 
 def test_the_server_runs_a_workflow_made_with_curl_style_requests(server: RunningServer) -> None:

@@ -1,0 +1,199 @@
+"""The CLI through Typer's CliRunner on a temp SQLite file: every command group, --json output, exit codes."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from unified.ui.ui import app
+
+FLOWS = """
+from unified.task import Task
+from unified.workflow.workflow import Workflow
+
+
+def hello(ctx) -> str:
+    ctx.logger.info("hello to %s", ctx.params.get("who"))
+    return f"hello {ctx.params.get('who')}"
+
+
+def boom() -> None:
+    raise ValueError("boom on purpose")
+
+
+good = Workflow("good", "says hello twice", [
+    Task(task_id="first", func=hello),
+    Task(task_id="second", func=hello, dependencies=["first"]),
+])
+bad = Workflow("bad", "fails in the middle", [
+    Task(task_id="first", func=hello),
+    Task(task_id="boom", func=boom, dependencies=["first"]),
+    Task(task_id="never", func=hello, dependencies=["boom"]),
+])
+"""
+
+
+class Cli:
+    """Runs the CLI in-process against one database."""
+
+    def __init__(self, db: str, folder: Path) -> None:
+        self.db = db
+        self.folder = folder
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, code: int = 0) -> Any:
+        """Run ``unified ARGS --db DB`` and check its exit code; returns the result."""
+        result = self.runner.invoke(app, [*args, "--db", self.db])
+        assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr, result.exception)
+        return result
+
+    def json(self, *args: str, code: int = 0) -> Any:
+        """Run a command with --json and parse its output."""
+        return json.loads(self(*args, "--json", code=code).stdout)
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    """A CLI on a fresh SQLite file, with ``cli_flows.py`` (workflows good and bad) next to it."""
+    (tmp_path / "cli_flows.py").write_text(textwrap.dedent(FLOWS))
+    return Cli(f"sqlite:///{tmp_path / 'cli.db'}", tmp_path)
+
+
+def run_file(cli: Cli, name: str, *extra: str, code: int = 0) -> dict[str, Any]:
+    """``unified run cli_flows.py --workflow NAME --wait --json``; returns the finished run."""
+    return cli.json("run", str(cli.folder / "cli_flows.py"), "--workflow", name, "--wait", *extra, code=code)
+
+
+def test_run_wait_exits_0_on_success_and_passes_params(cli: Cli) -> None:
+    run = run_file(cli, "good", "--param", "who=world")
+    assert run["state"] == "success"
+    assert run["results"] == {"first": "hello world", "second": "hello world"}
+    assert run["params"] == {"who": "world"}
+
+
+def test_run_wait_exits_1_when_the_run_fails_and_shows_why(cli: Cli) -> None:
+    run = run_file(cli, "bad", code=1)
+    assert {k: t["state"] for k, t in run["tasks"].items()} == {"first": "success", "boom": "failure", "never": "skipped"}
+    table = cli("run", "bad", "--wait", code=1)  # by name from the database, this time as a table
+    assert "ValueError: boom on purpose" in table.stdout
+    assert "ended failure" in table.stderr
+
+
+def test_workflows_list_show_versions_graph(cli: Cli) -> None:
+    run_file(cli, "bad", code=1)
+    [listed] = cli.json("workflows", "list")
+    assert (listed["name"], listed["current_version"], listed["task_count"]) == ("bad", 1, 3)
+    shown = cli.json("workflows", "show", "bad")
+    assert [t["task_id"] for t in shown["tasks"]] == ["first", "boom", "never"]
+    assert cli.json("workflows", "show", listed["workflow_id"])["name"] == "bad"
+    assert [v["number"] for v in cli.json("workflows", "versions", "bad")] == [1]
+    graph = cli.json("workflows", "graph", "bad", "--version", "1")
+    assert graph["levels"] == [["first"], ["boom"], ["never"]]
+    assert graph["edges"] == [["first", "boom"], ["boom", "never"]]
+    text = cli("workflows", "graph", "bad").stdout
+    assert "└─ never  <- boom" in text
+    assert "bad" in cli("workflows", "list").stdout
+    missing = cli("workflows", "show", "nope", code=3)
+    assert "no workflow with id or name 'nope'" in missing.stderr
+    assert "has no version 7" in cli("workflows", "graph", "bad", "--version", "7", code=3).stderr
+
+
+def test_runs_list_show_cancel_retry(cli: Cli) -> None:
+    queued = cli.json("run", str(cli.folder / "cli_flows.py"), "--workflow", "good")  # no --wait: only queued
+    run_id = queued["run_id"]
+    [listed] = cli.json("runs", "list", "--workflow", "good", "--state", "running")
+    assert (listed["run_id"], listed["tasks_done"]) == (run_id, "0/2")
+    assert cli.json("runs", "show", run_id)["tasks"]["first"]["state"] == "queued"
+    canceled = cli.json("runs", "cancel", run_id)
+    assert (canceled["state"], canceled["count"]) == ("canceled", 2)
+    retried = cli.json("runs", "retry", run_id)
+    assert (retried["state"], retried["count"]) == ("running", 2)
+    assert run_id in cli("runs", "show", run_id).stdout
+    assert cli.json("runs", "list", "--state", "success") == []
+    assert "not allowed here" in cli("runs", "list", "--state", "done", code=2).stderr
+    assert "no run" in cli("runs", "show", "nope", code=3).stderr
+
+
+def test_tasks_list_show_logs_cancel_retry(cli: Cli) -> None:
+    run = run_file(cli, "bad", "--param", "who=logs", code=1)
+    first = run["tasks"]["first"]["id"]
+    boom = run["tasks"]["boom"]["id"]
+    failed = cli.json("tasks", "list", "--state", "failure")
+    assert [t["id"] for t in failed] == [boom]
+    assert {t["task_id"] for t in cli.json("tasks", "list", "--run", run["run_id"])} == {"first", "boom", "never"}
+    shown = cli.json("tasks", "show", boom)
+    assert shown["error"]["type"] == "ValueError"
+    assert shown["history"][0]["traceback"]
+    lines = [json.loads(line) for line in cli("tasks", "logs", first, "--json").stdout.splitlines()]
+    assert [line["message"] for line in lines] == ["hello to logs"]
+    assert "hello to logs" in cli("tasks", "logs", first, "--follow").stdout  # a finished task: follow ends at once
+    assert "already ended success" in cli("tasks", "cancel", first, code=4).stderr
+    assert cli.json("tasks", "retry", boom)["state"] == "queued"
+    assert cli.json("tasks", "cancel", boom)["state"] == "canceled"
+    assert "ValueError" in cli("tasks", "show", boom).stdout
+    assert "no task 'nope'" in cli("tasks", "logs", "nope", code=3).stderr
+
+
+def test_schedules_add_list_pause_resume_backfill_remove(cli: Cli) -> None:
+    run_file(cli, "good")
+    added = cli.json("schedules", "add", "--workflow", "good", "--cron", "0 2 * * *", "--timezone", "Europe/Berlin",
+                     "-p", "who=cron", "--name", "nightly")  # fmt: skip
+    schedule_id = added["schedule_id"]
+    assert len(added["next_fire_times"]) == 5
+    assert added["target"]["params"] == {"who": "cron"}
+    every = cli.json("schedules", "add", "--task", "json:dumps", "--arg", "[1, 2]", "--every", "60")
+    assert every["target"]["task"]["args"] == [[1, 2]]
+    assert [s["name"] for s in cli.json("schedules", "list")] == ["nightly", "dumps"]
+    assert "0 2 * * *" in cli("schedules", "list").stdout
+    cli("schedules", "pause", schedule_id)
+    assert cli.json("schedules", "list")[0]["paused"] is True
+    cli("schedules", "resume", schedule_id)
+    assert cli.json("schedules", "list")[0]["paused"] is False
+    fires = cli.json("schedules", "backfill", schedule_id, "--start", "2026-01-01T00:00:00Z",
+                     "--end", "2026-01-03T00:00:00Z")  # fmt: skip
+    assert [f["fire_time"] for f in fires] == ["2026-01-01T01:00:00Z", "2026-01-02T01:00:00Z"]  # 02:00 in Berlin
+    assert all(f["run_id"] for f in fires)
+    cli("schedules", "remove", schedule_id)
+    assert [s["name"] for s in cli.json("schedules", "list")] == ["dumps"]
+    assert "no schedule" in cli("schedules", "remove", schedule_id, code=3).stderr
+    bad_cron = cli("schedules", "add", "--workflow", "good", "--cron", "not a cron", code=2)
+    assert "cron" in bad_cron.stderr
+    assert "exactly one of --workflow" in cli("schedules", "add", "--cron", "@daily", code=2).stderr
+
+
+def test_keys_create_list_revoke(cli: Cli) -> None:
+    created = cli.json("keys", "create", "ci", "--role", "operator", "--owner", "data team")
+    assert created["key"].startswith("unified_") and created["role"] == "operator"
+    [listed] = cli.json("keys", "list")
+    assert listed["key_id"] == created["key_id"] and "key" not in listed
+    assert cli.json("keys", "revoke", created["key_id"])["revoked_at"]
+    assert "unknown role" in cli("keys", "create", "x", "--role", "root", code=2).stderr
+    assert "past" in cli("keys", "create", "x", "--expires", "2000-01-01T00:00:00Z", code=2).stderr
+    assert "shown once" in cli("keys", "create", "y", "--role", "admin").stdout
+
+
+def test_db_upgrade_and_bad_input(cli: Cli, tmp_path: Path) -> None:
+    fresh = f"sqlite:///{tmp_path / 'sub' / 'fresh.db'}"
+    upgraded = json.loads(CliRunner().invoke(app, ["db", "upgrade", "--db", fresh, "--json"]).stdout)
+    assert upgraded["revision"]
+    assert (tmp_path / "sub" / "fresh.db").exists()
+    missing = CliRunner().invoke(app, ["runs", "list", "--db", f"sqlite:///{tmp_path / 'none.db'}"])
+    assert missing.exit_code == 2 and "no database at" in missing.stderr and "db upgrade" in missing.stderr
+    assert "is not key=value" in cli("run", "good", "--param", "oops", code=2).stderr
+    assert "no file" in cli("run", "missing.py", code=2).stderr
+    assert "choose one with --workflow" in cli("run", str(cli.folder / "cli_flows.py"), code=2).stderr
+    (cli.folder / "cli_broken.py").write_text("raise RuntimeError('broken on purpose')\n")
+    broken = cli("run", str(cli.folder / "cli_broken.py"), code=2)
+    assert "failed to import (RuntimeError: broken on purpose)" in broken.stderr
+
+
+def test_database_from_the_environment(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_file(cli, "good")
+    monkeypatch.setenv("UNIFIED_DATABASE_URL", cli.db)
+    result = CliRunner().invoke(app, ["workflows", "list", "--json"])
+    assert [w["name"] for w in json.loads(result.stdout)] == ["good"]

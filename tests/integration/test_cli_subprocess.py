@@ -1,0 +1,64 @@
+"""The `unified` console script as a real process: `run --wait` exit codes, JSON for scripts, errors on stderr."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+from pathlib import Path
+
+from tests.helpers.server import clean_env, command
+
+FLOWS = """
+from unified.task import Task
+from unified.workflow.workflow import Workflow
+
+
+def step(ctx) -> int:
+    ctx.logger.info("step of %s", ctx.params.get("day"))
+    return 1
+
+
+def crash() -> None:
+    raise RuntimeError("crash on purpose")
+
+
+ok = Workflow("ok", "", [Task(task_id="step", func=step)])
+"""
+
+CRASH = """
+from sub_flows import crash
+from unified.task import Task
+from unified.workflow.workflow import Workflow
+
+crashes = Workflow("crashes", "", [Task(task_id="crash", func=crash)])
+"""
+
+
+def unified(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the console script in ``folder`` with its default database (./.unified/unified.db)."""
+    return subprocess.run([*command(), *args], cwd=folder, env=clean_env(), capture_output=True, text=True, timeout=60)
+
+
+def test_the_console_script_runs_lists_and_refuses(tmp_path: Path) -> None:
+    (tmp_path / "sub_flows.py").write_text(textwrap.dedent(FLOWS))
+    (tmp_path / "sub_crash.py").write_text(textwrap.dedent(CRASH))
+
+    ok = unified(tmp_path, "run", "sub_flows.py", "--wait", "-p", "day=2026-01-01")
+    assert ok.returncode == 0, ok.stderr
+    assert "success" in ok.stdout and "step" in ok.stdout
+    assert (tmp_path / ".unified" / "unified.db").exists()  # the server's default database
+
+    crashed = unified(tmp_path, "run", "sub_crash.py", "--wait")
+    assert crashed.returncode == 1
+    assert "RuntimeError: crash on purpose" in crashed.stdout
+    assert "ended failure" in crashed.stderr
+
+    runs = json.loads(unified(tmp_path, "runs", "list", "--json").stdout)
+    assert [(r["workflow"], r["state"]) for r in runs] == [("crashes", "failure"), ("ok", "success")]
+
+    missing = unified(tmp_path, "runs", "show", "no-such-run")
+    assert missing.returncode == 3
+    assert "no run" in missing.stderr and missing.stdout == ""
+    usage = unified(tmp_path, "runs", "list", "--limit", "0")
+    assert usage.returncode == 2 and "--limit" in usage.stderr
