@@ -7,11 +7,7 @@ Every wait is bounded. The screenshots in docs/images/ are written by the last t
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
-import subprocess
 import textwrap
 import time
 from collections.abc import Iterator
@@ -22,12 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.acceptance.test_server import command, free_port
+from tests.helpers.server import running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ROOT / "docs" / "images"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ADMIN_KEY = "ui-test-admin-key-0123456789abcdefghijklmnop"
 WAIT_MS = 20_000
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is missing: pip install -e '.[dev]'")
@@ -69,6 +64,15 @@ def wait_for_cancel(ctx) -> str:
     return "done"
 
 
+def chatty(ctx) -> str:
+    ctx.logger.info("attempt %d starting", ctx.attempt)
+    if ctx.attempt < 4:
+        ctx.logger.warning("attempt %d failed", ctx.attempt)
+        raise RuntimeError(f"attempt {ctx.attempt} failed")
+    ctx.logger.info("attempt %d done", ctx.attempt)
+    return "done"
+
+
 def fails_first(ctx) -> str:
     marker = pathlib.Path("fails_first.marker")
     if not marker.exists():
@@ -96,6 +100,10 @@ demo = Workflow("ui-demo", "three steps in a row", [
 ])
 
 slow = Workflow("ui-slow", "one task that waits until canceled", [Task(task_id="wait", func=wait_for_cancel)])
+
+talks = Workflow("ui-chatty", "logs on every attempt", [
+    Task(task_id="chatty", func=chatty, max_retries=3, retry_delay_seconds=1.2, backoff_factor=1),
+])
 
 flaky = Workflow("ui-flaky", "fails once", [
     Task(task_id="fails-first", func=fails_first),
@@ -134,10 +142,10 @@ big = Workflow("warehouse-rebuild", "120 tasks in eleven stages", big_tasks)
 
 @dataclass
 class UiServer:
-    """The server under test: its URL, its process and an HTTP client with the admin key."""
+    """The server under test: its URL, its admin key and an HTTP client that uses it."""
 
     url: str
-    process: subprocess.Popen[bytes]
+    admin_key: str
     api: httpx.Client
 
     def workflow_id(self, name: str) -> str:
@@ -155,45 +163,17 @@ class UiServer:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
-    """`unified server` on a free port with the UI flows folder and a known admin key."""
+    """`unified server` on a free port with the UI flows folder, four workers and the admin key it printed."""
     home = tmp_path_factory.mktemp("ui")
     flows = home / "flows"
     flows.mkdir()
     (flows / "ui_flows.py").write_text(textwrap.dedent(FLOWS))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UNIFIED_")}
-    env.update(PYTHONPATH=str(ROOT), UNIFIED_ADMIN_KEY=ADMIN_KEY)
-    db = f"sqlite:///{home / 'unified.db'}"
-    args = [*command(), "server", "--port", str(port), "--db", db, "--workflows", str(flows), "--workers", "4"]
-    log = (home / "server.log").open("wb")
-    process = subprocess.Popen(args, cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    api = httpx.Client(base_url=url, headers={"X-API-Key": ADMIN_KEY}, timeout=10)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                if api.get("/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("the server did not answer /health within 30 s:\n" + (home / "server.log").read_text())
-        yield UiServer(url, process, api)
-    finally:
-        api.close()
-        stop(process)
-        log.close()
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGINT (the server's graceful stop), then SIGKILL if it is still up after 15 s."""
-    process.send_signal(signal.SIGINT)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=15)
-    if process.poll() is None:
-        process.kill()
-        process.wait(timeout=5)
+    with running_server(home, flows, workers=4) as running:
+        api = httpx.Client(base_url=running.url, headers={"X-API-Key": running.admin_key}, timeout=10)
+        try:
+            yield UiServer(running.url, running.admin_key, api)
+        finally:
+            api.close()
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +229,7 @@ def row(page: Any, task_id: str) -> Any:
 
 
 def test_sign_in_and_watch_a_run_reach_success_live(browser: Any, server: UiServer, dialogs: list[str]) -> None:
-    page = open_page(browser, server, ADMIN_KEY, dialogs)
+    page = open_page(browser, server, server.admin_key, dialogs)
     cookie = next(c for c in page.context.cookies() if c["name"] == "unified_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     start_run(page, server, "ui-demo")
@@ -268,7 +248,7 @@ def test_sign_in_and_watch_a_run_reach_success_live(browser: Any, server: UiServ
 
 
 def test_cancel_a_running_task(browser: Any, server: UiServer, dialogs: list[str]) -> None:
-    page = open_page(browser, server, ADMIN_KEY, dialogs)
+    page = open_page(browser, server, server.admin_key, dialogs)
     run_id = start_run(page, server, "ui-slow")
     sync_api.expect(row(page, "wait")).to_contain_text("running")
     row(page, "wait").locator("button", has_text="Cancel").click()
@@ -278,8 +258,24 @@ def test_cancel_a_running_task(browser: Any, server: UiServer, dialogs: list[str
     page.context.close()
 
 
+def test_task_logs_follow_and_filter_by_level(browser: Any, server: UiServer, dialogs: list[str]) -> None:
+    page = open_page(browser, server, server.admin_key, dialogs)
+    start_run(page, server, "ui-chatty")
+    row(page, "chatty").locator("a").click()
+    page.wait_for_url("**/ui/tasks/**")
+    page.evaluate("window.__sameDocument = true")
+    logs = page.locator("#logs")
+    assert "attempt 4 done" not in (logs.text_content() or ""), "the task is still going when the page opens"
+    sync_api.expect(logs).to_contain_text("attempt 4 done")  # follow mode brought it in
+    assert page.evaluate("window.__sameDocument === true"), "logs follow without a reload"
+    page.select_option("#log-filters select", "WARNING")
+    sync_api.expect(page.locator("#logs .log")).to_have_count(3)
+    sync_api.expect(page.locator("#logs")).not_to_contain_text("starting")
+    page.context.close()
+
+
 def test_retry_a_failed_task(browser: Any, server: UiServer, dialogs: list[str]) -> None:
-    page = open_page(browser, server, ADMIN_KEY, dialogs)
+    page = open_page(browser, server, server.admin_key, dialogs)
     start_run(page, server, "ui-flaky")
     sync_api.expect(page.locator("#run-state")).to_contain_text("failure")
     failed = row(page, "fails-first")
@@ -296,7 +292,7 @@ def test_pause_and_resume_a_schedule(browser: Any, server: UiServer, dialogs: li
     body = {"name": "demo every five", "workflow_id": server.workflow_id("ui-demo"), "cron": "*/5 * * * *",
             "timezone": "Europe/Paris"}  # fmt: skip
     assert server.api.post("/schedules", json=body).status_code == 201
-    page = open_page(browser, server, ADMIN_KEY, dialogs)
+    page = open_page(browser, server, server.admin_key, dialogs)
     page.goto("/ui/schedules")
     card = page.locator('[data-schedule="demo every five"]')
     sync_api.expect(card).to_contain_text("Every 5 minutes")
@@ -313,7 +309,7 @@ def test_pause_and_resume_a_schedule(browser: Any, server: UiServer, dialogs: li
 def test_create_and_revoke_keys_and_a_viewer_sees_no_operator_buttons(
     browser: Any, server: UiServer, dialogs: list[str]
 ) -> None:
-    page = open_page(browser, server, ADMIN_KEY, dialogs)
+    page = open_page(browser, server, server.admin_key, dialogs)
     page.goto("/ui/keys")
     for name, role in (("bob (viewer)", "viewer"), ("temporary", "operator")):
         page.fill("#key-name", name)
@@ -356,7 +352,7 @@ def test_create_and_revoke_keys_and_a_viewer_sees_no_operator_buttons(
 
 
 def test_user_strings_show_as_text(browser: Any, server: UiServer, dialogs: list[str]) -> None:
-    page = open_page(browser, server, ADMIN_KEY, dialogs)
+    page = open_page(browser, server, server.admin_key, dialogs)
     page.goto("/ui/workflows")
     sync_api.expect(page.locator("table")).to_contain_text("<script>alert(1)</script>")
     run_id = start_run(page, server, "<script>alert(1)</script>")
@@ -375,7 +371,7 @@ def test_user_strings_show_as_text(browser: Any, server: UiServer, dialogs: list
 
 def test_phone_width_and_screenshots(browser: Any, server: UiServer, dialogs: list[str]) -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
-    page = open_page(browser, server, ADMIN_KEY, dialogs)
+    page = open_page(browser, server, server.admin_key, dialogs)
     big = server.workflow_id("warehouse-rebuild")
     run = server.api.post(f"/workflows/{big}/runs", json={"params": {}}).json()
     etl = start_run(page, server, "nightly-etl")
@@ -397,7 +393,7 @@ def test_phone_width_and_screenshots(browser: Any, server: UiServer, dialogs: li
     assert etl
     page.context.close()
 
-    phone = open_page(browser, server, ADMIN_KEY, dialogs, width=390)
+    phone = open_page(browser, server, server.admin_key, dialogs, width=390)
     phone.goto(f"/ui/runs/{etl}")
     sync_api.expect(phone.locator("#run-state")).to_contain_text("success")
     overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")

@@ -94,9 +94,10 @@
   // fit the width (never smaller than MIN_SCALE, so labels stay readable), grow the box up to MAX_HEIGHT
   Graph.prototype.fit = function () {
     var width = this.container.clientWidth || 800;
-    var scale = Math.max(MIN_SCALE, Math.min(1, width / this.width));
-    var wanted = Math.min(MAX_HEIGHT, Math.max(180, this.height * scale + 8));
-    if (window.innerWidth > 640) this.container.style.height = wanted + "px";
+    var floor = width < 600 ? MIN_SCALE * 0.65 : MIN_SCALE;  // a phone shows more of the graph, smaller
+    var scale = Math.max(floor, Math.min(1, width / this.width));
+    var tallest = Math.min(MAX_HEIGHT, window.innerHeight * 0.7);
+    this.container.style.height = Math.min(tallest, Math.max(160, this.height * scale + 8)) + "px";
     var fitsTall = this.height * scale <= this.container.clientHeight;
     var x = this.width * scale < width ? -(width / scale - this.width) / 2 : 0;
     var y = fitsTall ? -(this.container.clientHeight / scale - this.height) / 2 : 0;
