@@ -78,7 +78,8 @@ def test_run_wait_exits_0_on_success_and_passes_params(cli: Cli) -> None:
 
 def test_run_wait_exits_1_when_the_run_fails_and_shows_why(cli: Cli) -> None:
     run = run_file(cli, "bad", code=1)
-    assert {k: t["state"] for k, t in run["tasks"].items()} == {"first": "success", "boom": "failure", "never": "skipped"}
+    states = {k: t["state"] for k, t in run["tasks"].items()}
+    assert states == {"first": "success", "boom": "failure", "never": "skipped"}
     table = cli("run", "bad", "--wait", code=1)  # by name from the database, this time as a table
     assert "ValueError: boom on purpose" in table.stdout
     assert "ended failure" in table.stderr
@@ -197,3 +198,13 @@ def test_database_from_the_environment(cli: Cli, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("UNIFIED_DATABASE_URL", cli.db)
     result = CliRunner().invoke(app, ["workflows", "list", "--json"])
     assert [w["name"] for w in json.loads(result.stdout)] == ["good"]
+
+
+def test_a_file_inside_a_package_imports_as_the_package_module(cli: Cli) -> None:
+    package = cli.folder / "cli_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "flows.py").write_text(textwrap.dedent(FLOWS))
+    assert cli.json("run", str(package / "flows.py"), "--workflow", "good", "--wait")["state"] == "success"
+    [task] = cli.json("workflows", "show", "good")["tasks"][:1]
+    assert task["func"] == "cli_pkg.flows:hello"

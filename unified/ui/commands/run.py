@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from unified.errors import TimeoutExpired
+from unified.logger import configure_logging
 from unified.store.base import RunRecord, TaskRecord
 from unified.task import FINISHED_STATES
 from unified.ui.commands.common import (
@@ -61,12 +62,14 @@ REFRESH_SECONDS = 0.2
 def load_file(path: Path, name: str | None) -> Workflow:
     """The module-level Workflow of a Python file (the one named ``name`` if it defines several).
 
-    The file is imported as a top-level module with its folder on ``sys.path``, so its functions have import paths
-    (``file_stem:function``) that other processes with the same folder on their path can resolve.
+    The file is imported with its folder on ``sys.path`` (or, inside packages, the folder above the top package), so
+    its functions have import paths (``file_stem:function``, ``pkg.file:function``) other processes can resolve.
     """
-    folder, module_name = str(path.resolve().parent), path.stem
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
+    folder, module_name = path.resolve().parent, path.stem
+    while (folder / "__init__.py").exists():  # a file inside packages imports as pkg.sub.file, like the server's folder
+        module_name, folder = f"{folder.name}.{module_name}", folder.parent
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
     sys.modules.pop(module_name, None)
     importlib.invalidate_caches()
     try:
@@ -167,7 +170,10 @@ def run(
             done(f"run {run_id} queued; a server or worker on this database runs it: `unified runs show {run_id}`",
                  record, as_json)  # fmt: skip
             return
-        final = watch(s, run_id, timeout, live=not as_json and out.is_terminal)
+        live = not as_json and out.is_terminal
+        if live:  # task log lines are captured per attempt; printed, they would tear the live view
+            configure_logging("error")
+        final = watch(s, run_id, timeout, live)
         if as_json:
             print_json(asdict(s.workflows.get_run(run_id)))
         elif not out.is_terminal:  # a log or a pipe gets the final view once
