@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 from tests.helpers.api_tasks import log_value
 from tests.integration.conftest import Api, start_api
 from unified.server import ServerSettings
-from unified.store.base import TaskRecord
+from unified.store.base import AlertRecord, TaskRecord
+from unified.task import Task
 from unified.ui.pages.base import COOKIE, Session, decode_session, encode_session
 
 XSS = "<script>alert(1)</script>"
@@ -264,3 +265,32 @@ def test_a_page_loads_in_under_a_second_with_100000_tasks(flows_folder: Path, tm
             took = time.perf_counter() - began
             assert response.status_code == 200, path
             assert took < 1.0, f"{path} took {took:.2f} s with 100,000 tasks"
+
+
+def test_alerts_show_rules_and_delivery_outcomes(api: Api) -> None:
+    store = api.services.store
+    api.services.workflow_manager.add_alert_rule(["task_failed"], {"type": "log"}, workflow="pipeline")
+    now = api.clock.now()
+    store.insert_alert(
+        AlertRecord("a1", "task_failed", {"task_id": XSS}, now, "webhook", "failed", "HTTP 500 <b>", None, 3)
+    )
+    store.insert_alert(AlertRecord("a2", "task_failed", {"task_id": "ok"}, now, "log", "sent", None, None, 1))
+    client = sign_in(api, "viewer")
+    page = client.get("/ui/alerts").text
+    assert "task_failed" in page and "pipeline" in page
+    assert "HTTP 500 &lt;b&gt;" in page and XSS not in page
+    failed_only = client.get("/ui/alerts?status=failed").text
+    assert "HTTP 500" in failed_only and "task ok" not in failed_only
+
+
+def test_two_versions_are_compared_side_by_side(api: Api) -> None:
+    manager = api.services.workflow_manager
+    workflow = pipeline_id(api)
+    manager.start_workflow(workflow)
+    manager.add_task_to_workflow(workflow, Task(task_id="extra", func=log_value, args=["v2"], dependencies=["sum"]))
+    manager.start_workflow(workflow)
+    api.drain()
+    client = sign_in(api)
+    page = client.get(f"/ui/workflows/{workflow}?a=1&b=2").text
+    assert "v1 ↔ v2" in page and "diff-insert" in page and '"extra"' in page.replace("&#34;", '"')
+    assert "diff-row" not in client.get(f"/ui/workflows/{workflow}?a=2&b=2").text

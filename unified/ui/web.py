@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
@@ -29,6 +30,7 @@ from unified.ui.pages.base import (
 )
 
 router = page_router()
+STATIC_NAME = "ui-static"
 
 
 def local_path(target: str | None) -> str:
@@ -70,12 +72,17 @@ router.include_router(tasks.router)
 router.include_router(admin.router)
 
 
+def owns(route: Any) -> bool:
+    """True for the entries ``install`` adds to an app's route table (the page router and the static files)."""
+    return getattr(route, "original_router", None) is router or getattr(route, "name", None) == STATIC_NAME
+
+
 def install(app: FastAPI, secret: str | None = None) -> None:
     """Serve the web UI from ``app``: pages, sign-in, and static files under ``/ui/static``."""
     chosen = secret or os.environ.get("UNIFIED_SESSION_SECRET")
     app.state.ui_secret = chosen.encode() if chosen else secrets.token_bytes(32)
     app.include_router(router)
-    app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
+    app.mount("/ui/static", StaticFiles(directory=STATIC), name=STATIC_NAME)
 
 
-__all__ = ["COOKIE", "install", "router"]
+__all__ = ["COOKIE", "install", "owns", "router"]
