@@ -3,6 +3,10 @@ manager with no workers of its own only queues, and SIGTERM hands back what a wo
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -11,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.postgres import postgres_schema_url
-from tests.helpers.workers import FAST_LEASES, Fleet, wait_until
+from tests.helpers.workers import FAST_LEASES, ROOT, Fleet, wait_until
 from unified.task import Task
 from unified.task_manager import TaskManager
 
@@ -123,3 +127,38 @@ def test_several_worker_processes_share_a_sqlite_file(tmp_path: Path) -> None:
         assert len(workers) == 2
     finally:
         assert fleet.stop() == [0, 0], fleet.output()
+
+
+def test_the_cli_worker_and_scheduler_commands_run_until_sigterm(pg_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cli = [sys.executable, "-m", "unified.ui.ui"]
+    log = open(tmp_path / "cli.log", "wb")  # noqa: SIM115 - the children write to it
+    worker = subprocess.Popen([*cli, "worker", "--db", pg_url, "--queues", "cli,other", "--concurrency", "2",
+                               "--isolation", "process", "--lease-seconds", "2", "--heartbeat-seconds", "0.5"],
+                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    scheduler = subprocess.Popen([*cli, "scheduler", "--db", pg_url], cwd=ROOT, env=env, stdout=log,
+                                 stderr=subprocess.STDOUT)  # fmt: skip
+    log.close()
+    try:
+        with TaskManager(store=pg_url, max_workers=0) as tm:
+            task_id = tm.queue_task("tests.helpers.tasks:write_pid_and_sleep", args=(str(tmp_path / "pid"), 0),
+                                    queue="cli")  # fmt: skip
+            tm.wait(task_id, timeout=30)
+            assert tm.get_task_metadata(task_id)["state"] == "success"
+        assert int((tmp_path / "pid").read_text()) != worker.pid, "--isolation process ran it in a child process"
+    finally:
+        for proc in (worker, scheduler):
+            proc.send_signal(signal.SIGTERM)
+        codes = [proc.wait(15) for proc in (worker, scheduler)]
+    assert codes == [0, 0], (tmp_path / "cli.log").read_text()
+    assert "received SIGTERM" in (tmp_path / "cli.log").read_text()
+
+
+def test_the_cli_worker_refuses_bad_options(pg_url: str) -> None:
+    cli = [sys.executable, "-m", "unified.ui.ui", "worker", "--db", pg_url]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    bad = subprocess.run([*cli, "--isolation", "fork"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "isolation must be one of thread, process" in bad.stderr
+    slow = subprocess.run([*cli, "--lease-seconds", "1", "--heartbeat-seconds", "2"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert slow.returncode == 2 and "heartbeat_seconds must be shorter than lease_seconds" in slow.stderr

@@ -1,9 +1,9 @@
 """The ``unified`` command line (also ``python -m unified.ui.ui``).
 
-One command per process kind (``server``), ``run``, and one command group per noun (``workflows``, ``runs``,
-``tasks``, ``schedules``, ``keys``, ``db``), each a module of :mod:`unified.ui.commands` added to :data:`app` with
-``app.add_typer``. Settings come from options first, then ``UNIFIED_*`` environment variables; shared options,
-output (tables or ``--json``) and exit codes are in :mod:`unified.ui.commands.common`.
+One command per process kind (``server``, ``worker``, ``scheduler``), ``run``, and one command group per noun
+(``workflows``, ``runs``, ``tasks``, ``schedules``, ``keys``, ``db``), each a module of :mod:`unified.ui.commands`
+added to :data:`app` with ``app.add_typer``. Settings come from options first, then ``UNIFIED_*`` environment
+variables; shared options, output (tables or ``--json``) and exit codes are in :mod:`unified.ui.commands.common`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Annotated
 
 import typer
 
-from unified import __version__
+from unified import __version__, config
 from unified.errors import UnifiedError
 from unified.ui.commands import db, keys, run, runs, schedules, tasks, workflows
-from unified.ui.commands.common import fail
+from unified.ui.commands.common import Db, fail
 
 app = typer.Typer(
     name="unified",
@@ -82,6 +82,50 @@ def server(
     except UnifiedError as exc:
         raise fail(str(exc)) from None
     serve(create_app(settings), settings, log_level=log_level.lower())
+
+
+@app.command()
+def worker(
+    db: Db = None,
+    queues: Annotated[str | None, typer.Option(help="Comma-separated queues to serve (default: all).")] = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, help="Runner threads (default: CPUs + 4, max 32).")] = None,
+    isolation: Annotated[
+        str | None, typer.Option(help="Run every function task in a 'thread' or a child 'process' (default: its own).")
+    ] = None,
+    lease_seconds: Annotated[float, typer.Option(min=0.1, help="How long a claim holds without a heartbeat.")] = 30.0,
+    heartbeat_seconds: Annotated[float, typer.Option(min=0.05, help="How often held leases are renewed.")] = 10.0,
+    grace_seconds: Annotated[float, typer.Option(min=0, help="On SIGTERM, how long running tasks may finish.")] = 30.0,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run tasks from the database until SIGTERM or Ctrl-C, then finish or hand back what this worker holds."""
+    from unified.logger import configure_logging
+    from unified.service import run_worker
+
+    served = None if queues is None else [q.strip() for q in queues.split(",") if q.strip()]
+    try:
+        configure_logging(log_level)
+        run_worker(
+            config.service_database_url(db), queues=served, concurrency=concurrency, isolation=isolation,
+            lease_seconds=lease_seconds, heartbeat_seconds=heartbeat_seconds, grace_seconds=grace_seconds,
+        )  # fmt: skip
+    except (UnifiedError, ValueError) as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command()
+def scheduler(
+    db: Db = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Fire the database's schedules until SIGTERM or Ctrl-C; any number may run, each fire happens once."""
+    from unified.logger import configure_logging
+    from unified.service import run_scheduler
+
+    try:
+        configure_logging(log_level)
+        run_scheduler(config.service_database_url(db))
+    except UnifiedError as exc:
+        raise fail(str(exc)) from None
 
 
 app.command()(run.run)
