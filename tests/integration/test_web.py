@@ -294,3 +294,13 @@ def test_two_versions_are_compared_side_by_side(api: Api) -> None:
     page = client.get(f"/ui/workflows/{workflow}?a=1&b=2").text
     assert "v1 ↔ v2" in page and "diff-insert" in page and '"extra"' in page.replace("&#34;", '"')
     assert "diff-row" not in client.get(f"/ui/workflows/{workflow}?a=2&b=2").text
+
+
+def test_sign_in_never_redirects_off_the_site(api: Api) -> None:
+    for target in ("https://evil.example", "//evil.example", "/\\evil.example"):
+        token = csrf_of(api.client)
+        response = api.client.post(
+            "/login", data={"api_key": api.admin_key, "csrf": token, "next": target}, follow_redirects=False
+        )
+        assert response.headers["location"] == "/", target
+        api.client.cookies.clear()

@@ -23,6 +23,7 @@ from unified.ui.pages.base import (
     Form,
     Page,
     Session,
+    local_path,
     page_router,
     redirect,
     render,
@@ -31,11 +32,6 @@ from unified.ui.pages.base import (
 
 router = page_router()
 STATIC_NAME = "ui-static"
-
-
-def local_path(target: str | None) -> str:
-    """``target`` if it is a path on this server, else ``/`` (no open redirects)."""
-    return target if target and target.startswith("/") and not target.startswith("//") else "/"
 
 
 @router.get("/login")

@@ -287,9 +287,16 @@ def render(ui: Ui, template: str, status_code: int = 200, **context: Any) -> HTM
     return _finish(HTMLResponse(html, status_code=status_code), ui)  # type: ignore[return-value]
 
 
+def local_path(target: str | None, fallback: str = "/") -> str:
+    """``target`` if it is a path on this server, else ``fallback``: no redirect leaves the site."""
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return fallback
+
+
 def redirect(ui: Ui, url: str, flash: str | None = None) -> Response:
     """A 303 to ``url`` (a path on this server), with an optional one-time message for the next page."""
-    target = url if url.startswith("/") and not url.startswith("//") else "/"
+    target = local_path(url)
     response = _finish(RedirectResponse(target, status_code=303), ui)
     if flash:
         response.set_cookie(FLASH_COOKIE, flash[:300], max_age=60, httponly=True, samesite="strict", path="/")
@@ -299,7 +306,7 @@ def redirect(ui: Ui, url: str, flash: str | None = None) -> Response:
 def back(ui: Ui, form: dict[str, str], fallback: str, flash: str) -> Response:
     """Redirect to the form's ``next`` page (a local path), else to ``fallback``."""
     target = form.get("next", "")
-    return redirect(ui, target if target.startswith("/") and not target.startswith("//") else fallback, flash)
+    return redirect(ui, local_path(target, fallback), flash)
 
 
 class UiRoute(APIRoute):
