@@ -95,6 +95,11 @@ def test_postgres_notifies_listeners_when_work_becomes_claimable(
         assert heard.get(timeout=5) == "reports"
         with pytest.raises(queue.Empty):
             heard.get(timeout=0.3)  # a claim and a pending insert notify nobody
+        writer.set_queue_limit("reports", 1)
+        assert heard.get(timeout=5) == "reports", "a changed limit may make room"
+        writer.claim_tasks("w", NOW, 60.0, limit=1, queues=["reports"])
+        writer.update_task("q2", "running", 1, state="success")
+        assert heard.get(timeout=5) == "reports", "a task of a limited queue stopped running: room for another"
     finally:
         stop()
         listener.close()
