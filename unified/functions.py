@@ -1,0 +1,42 @@
+"""Which Python callables this process can run: in-process functions by a per-object ref, others by import path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from unified.task import Task
+from unified.utils import resolve_import_path
+
+
+class FunctionRegistry:
+    """Callables this process can run, by identity; import paths resolve on first use and are cached."""
+
+    def __init__(self) -> None:
+        self._functions: dict[str, Callable[..., Any]] = {}
+
+    def register(self, task: Task) -> dict[str, Any]:
+        """Remember ``task``'s callable and return its spec, which names it (``ref``) if it has no import path."""
+        spec = task.spec()
+        if task.func is not None and task.func_path is None and not isinstance(task.func, str):
+            # lambdas with equal code can differ in defaults or closures: each object gets its own ref
+            spec["ref"] = f"{spec['func']}@{id(task.func):x}"
+            self._functions[spec["ref"]] = task.func
+        return spec
+
+    def rebuild(self, spec: dict[str, Any]) -> Task:
+        """The Task of a stored spec, with its callable found here or by import path."""
+        identity = spec.get("func")
+        func = self._functions.get(spec.get("ref") or identity) if identity else None
+        if func is None and identity and not identity.startswith("inproc:"):
+            func = resolve_import_path(identity)
+            self._functions[identity] = func
+        return Task.from_spec(spec, func=func)
+
+    def forget(self, modules: Iterable[str]) -> int:
+        """Drop cached import paths into ``modules`` (e.g. reloaded ones) so they resolve afresh; returns how many."""
+        names = set(modules)
+        stale = [key for key in list(self._functions) if key.partition(":")[0] in names]
+        for key in stale:
+            self._functions.pop(key, None)
+        return len(stale)

@@ -1,0 +1,177 @@
+"""Interventions in the life of tasks: cancel, manual retry, queue limits, and taking work back from workers
+(expired leases, hand-back on shutdown). A mixin of :class:`unified.engine.Engine`, whose state writer and
+helpers it uses; split out so that engine.py keeps the normal path (submit, claim, complete).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+from unified import events as ev
+from unified.errors import ConflictError, ValidationError
+from unified.store.base import RunRecord, Store, TaskRecord
+from unified.task import BAD_STATES, FINISHED_STATES, RETRYABLE_STATES, TaskState
+from unified.utils import Clock
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
+
+log = logging.getLogger("unified.engine")
+
+S = TaskState
+UNFINISHED = ("pending", "queued", "running", "retrying")
+
+
+class Interventions:
+    """Cancel, retry, queue limits, leases and hand-back; mixed into Engine."""
+
+    store: Store
+    clock: Clock
+    _cancel_events: dict[str, threading.Event]
+    if TYPE_CHECKING:
+        batch: Callable[[], AbstractContextManager[None]]
+        _move: Callable[..., bool]
+        _skip_downstream: Callable[[TaskRecord, float], list[tuple[str, TaskRecord]]]
+        _settle_run: Callable[[str | None, float], tuple[str, RunRecord] | None]
+        _emit: Callable[[str, TaskRecord], None]
+        _emit_run: Callable[[str, RunRecord], None]
+        _notify_ready: Callable[[int], None]
+        _notify_finished: Callable[[], None]
+        complete: Callable[..., None]
+
+    # -- requests from users -----------------------------------------------------------------------------
+    def cancel_task(self, task_id: str) -> bool:
+        """Cancel a task that has not finished; False if it already had."""
+        for _ in range(10):  # the task may move under us (claimed, finished); look again
+            record = self.store.get_task(task_id)
+            if record.state in FINISHED_STATES:
+                return False
+            now = self.clock.now()
+            with self.batch():
+                if not self._move(
+                    record,
+                    S.CANCELED,
+                    finished_at=now,
+                    reason="canceled by request",
+                    lease_owner=None,
+                    lease_expires_at=None,
+                ):
+                    continue
+                skipped = self._skip_downstream(record, now)
+                run_event = self._settle_run(record.run_id, now)
+            if record.id in self._cancel_events:
+                self._cancel_events[record.id].set()
+            for name, rec in [(ev.TASK_CANCELED, record), *skipped]:
+                self._emit(name, rec)
+            if run_event:
+                self._emit_run(*run_event)
+            self._notify_finished()
+            return True
+        raise ConflictError(f"task {task_id!r} kept changing state while being canceled; try again")
+
+    def cancel_run(self, run_id: str) -> int:
+        """Cancel every unfinished task of a run; returns how many were canceled."""
+        self.store.get_run(run_id)
+        # newest first: a task's dependants were added after it, so they are canceled rather than skipped
+        tasks = reversed(self.store.run_tasks(run_id))
+        return sum(self.cancel_task(r.id) for r in tasks if r.state in UNFINISHED)
+
+    def retry_task(self, task_id: str) -> None:
+        """Run a task that ended in failure, timeout, canceled or skipped again, with a fresh retry budget."""
+        record = self.store.get_task(task_id)
+        if record.state not in RETRYABLE_STATES:
+            raise ConflictError(
+                f"task {record.task_id!r} is {record.state}; only failed, timed-out, canceled or skipped tasks retry"
+            )
+        upstream = self.store.get_tasks(record.dependencies)
+        blocked = [u for u in upstream if u.state in BAD_STATES]
+        if blocked:
+            first = blocked[0]
+            raise ConflictError(
+                f"task {record.task_id!r} waits on {first.task_id!r}, which is {first.state}: "
+                "retry that one (or the whole run) first"
+            )
+        self._reset([record], ready={record.id} if all(u.state == "success" for u in upstream) else set())
+
+    def retry_run(self, run_id: str) -> int:
+        """Run the failed, timed-out and canceled tasks of a run again, and what they skipped; returns how many."""
+        self.store.get_run(run_id)
+        tasks = [r for r in self.store.run_tasks(run_id) if r.state in ("failure", "timeout", "canceled")]
+        if not tasks:
+            raise ConflictError(f"run {run_id!r} has nothing to retry: no task failed, timed out or was canceled")
+        states = {r.id: r.state for r in self.store.run_tasks(run_id)}
+        ready = {r.id for r in tasks if all(states.get(d) == "success" for d in r.dependencies)}
+        return self._reset(tasks, ready)
+
+    def _reset(self, records: list[TaskRecord], ready: set[str]) -> int:
+        now = self.clock.now()
+        with self.batch():
+            to_reset = {r.id: r for r in records}
+            stack = list(records)
+            while stack:  # what these tasks skipped comes back as pending
+                for dependant in self.store.dependants(stack.pop().id):
+                    if dependant.state == "skipped" and dependant.id not in to_reset:
+                        to_reset[dependant.id] = dependant
+                        stack.append(dependant)
+            for record in to_reset.values():
+                spec = {**record.spec, "retry_base": record.attempts}
+                new = S.QUEUED if record.id in ready else S.PENDING
+                if not self._move(
+                    record,
+                    new,
+                    spec=spec,
+                    error=None,
+                    result=None,
+                    finished_at=None,
+                    reason=None,
+                    not_before=None,
+                    queued_at=now if new is S.QUEUED else None,
+                ):
+                    raise ConflictError(f"task {record.task_id!r} changed state during the retry; try again")
+            for run_id in {r.run_id for r in to_reset.values() if r.run_id}:
+                self.store.update_run(run_id, None, state="running", finished_at=None)
+        self._notify_ready(len(ready))
+        return len(to_reset)
+
+    def set_queue_limit(self, queue: str, max_running: int | None) -> None:
+        """Let at most ``max_running`` tasks of ``queue`` run at once across the store's workers (None: no limit)."""
+        if not queue or not (max_running is None or (type(max_running) is int and max_running >= 0)):
+            raise ValidationError(f"a queue limit is a queue name and a whole number >= 0 or None, not {max_running!r}")
+        self.store.set_queue_limit(queue, max_running)
+        self._notify_ready(1)  # a raised limit may make waiting tasks claimable
+
+    # -- leases ------------------------------------------------------------------------------------------
+    def extend_leases(self, worker: str, leases: dict[str, int], lease_seconds: float) -> list[str]:
+        """Renew the leases ``worker`` holds; returns the task ids it still owns."""
+        return self.store.extend_leases(worker, leases, self.clock.now() + lease_seconds)
+
+    def expire_leases(self) -> int:
+        """Take back tasks whose worker stopped renewing its lease; each lost attempt counts as a failure."""
+        expired = self.store.expired_leases(self.clock.now())
+        for record in expired:
+            error = {
+                "type": "LeaseExpired",
+                "message": f"worker {record.lease_owner} stopped renewing its lease; the attempt is presumed lost",
+            }
+            log.warning("task %s: lease of %s expired; attempt %d lost", record.id, record.lease_owner, record.attempts)
+            self.complete(record, "failure", error=error, attempt_state="lost")
+        return len(expired)
+
+    def hand_back(self, task_id: str, attempt: int) -> bool:
+        """Put a running task back in the queue because its worker is shutting down; the attempt costs no retry."""
+        now = self.clock.now()
+        record = self.store.get_task(task_id)
+        if record.state != "running" or record.attempts != attempt:
+            return False
+        spec = {**record.spec, "retry_base": record.spec.get("retry_base", 0) + 1}
+        with self.batch():
+            if not self._move(record, S.QUEUED, attempt, spec=spec, queued_at=now, lease_owner=None,
+                              lease_expires_at=None):  # fmt: skip
+                return False
+            error = {"type": "HandedBack", "message": "the worker shut down before the attempt finished"}
+            self.store.finish_attempt(task_id, attempt, state="handed_back", finished_at=now, error=error)
+        self._notify_ready(1)
+        return True
