@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 
+from unified.scheduler import When
 from unified.task import Task, TaskContext
 from unified.workflow.workflow import Workflow
 
@@ -56,7 +57,12 @@ def build() -> Workflow:
     )
     tasks.append(Task(task_id="load", func=load, dependencies=["transform"], timeout=30))
     tasks.append(Task(task_id="report", func=report, dependencies=["load"]))
-    return Workflow("demo-etl", "Extract three sources, transform with a retry, load and report", tasks)
+    return Workflow(
+        "demo-etl",
+        "Extract three sources, transform with a retry, load and report",
+        tasks,
+        schedule=When(cron="*/2 * * * *"),  # every two minutes, so the server always has recent runs to show
+    )
 
 
 demo_etl = build()

@@ -21,6 +21,7 @@ _EXPORTS = {
     "Workflow": "unified.workflow.workflow",
     "WorkflowManager": "unified.workflow.workflow",
     "WorkflowRun": "unified.workflow.workflow",
+    "When": "unified.scheduler",
     "FakeClock": "unified.utils",
     "configure_logging": "unified.logger",
     "UnifiedError": "unified.errors",

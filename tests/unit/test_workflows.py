@@ -126,3 +126,20 @@ def test_run_workflow_blocks_until_done_with_real_threads() -> None:
         result = wm.run_workflow(wid, timeout=10)
     assert result.state == "success" and result.results == {"a": 5}
     assert result.tasks["a"]["history"][0]["state"] == "success"
+
+
+def test_a_schedule_declared_in_code_is_kept_in_step(drained: TaskManager) -> None:
+    from unified.scheduler import When
+
+    wm = WorkflowManager(task_manager=drained)
+    tasks = [Task(task_id="a", func=add, args=(1, 2))]
+    wid = wm.register(Workflow("nightly", tasks=tasks, schedule=When(cron="0 2 * * *", timezone="Europe/Berlin")))
+    first = wm.list_schedules()
+    assert [(s["cron"], s["timezone"]) for s in first] == [("0 2 * * *", "Europe/Berlin")]
+    wm.register(Workflow("nightly", tasks=tasks, schedule=When(cron="0 2 * * *", timezone="Europe/Berlin")))
+    assert [s["schedule_id"] for s in wm.list_schedules()] == [first[0]["schedule_id"]], "unchanged: kept as is"
+    wm.register(Workflow("nightly", tasks=tasks, schedule=When(cron="0 3 * * *", timezone="Europe/Berlin")))
+    assert [s["cron"] for s in wm.list_schedules()] == ["0 3 * * *"]
+    wm.register(Workflow("nightly", tasks=tasks))
+    assert wm.list_schedules() == []
+    assert wm.get_workflow(wid)["name"] == "nightly"

@@ -29,11 +29,14 @@ from unified.utils import iso, new_id
 class Workflow:
     """A named task graph defined in code; register it with :meth:`WorkflowManager.register`."""
 
-    def __init__(self, name: str, description: str = "", tasks: Iterable[Task] = ()) -> None:
+    def __init__(
+        self, name: str, description: str = "", tasks: Iterable[Task] = (), schedule: When | None = None
+    ) -> None:
         if not name or not name.strip():
             raise ValidationError("a workflow needs a non-empty name")
         self.name = name
         self.description = description
+        self.schedule = schedule  # registering the workflow keeps one schedule of it in step with this
         self.tasks: dict[str, Task] = {}
         for task in tasks:
             self.add_task(task)
@@ -112,10 +115,31 @@ class WorkflowManager(ScheduleMethods):
         if existing is not None:
             existing.tasks, existing.description, existing.updated_at = specs, workflow.description, now
             self.store.put_workflow(existing)
-            return existing.workflow_id
-        record = WorkflowRecord(new_id(), workflow.name, workflow.description, specs, None, now, now)
-        self.store.put_workflow(record)
-        return record.workflow_id
+            workflow_id = existing.workflow_id
+        else:
+            record = WorkflowRecord(new_id(), workflow.name, workflow.description, specs, None, now, now)
+            self.store.put_workflow(record)
+            workflow_id = record.workflow_id
+        self._sync_code_schedule(workflow_id, workflow)
+        return workflow_id
+
+    def _sync_code_schedule(self, workflow_id: str, workflow: Workflow) -> None:
+        """Keep the one schedule a workflow declares in code (``Workflow(schedule=When(...))``) equal to it."""
+        name = f"{workflow.name} (declared in code)"
+        declared = [
+            s for s in self.store.list_schedules()
+            if s.name == name and s.target_type == "workflow" and s.target.get("workflow_id") == workflow_id
+        ]  # fmt: skip
+        want = workflow.schedule
+        for schedule in declared:
+            same = want is not None and (schedule.cron, schedule.interval_seconds, schedule.timezone,
+                schedule.catchup, schedule.max_active_runs) == (want.cron, want.interval_seconds, want.timezone,
+                want.catchup, want.max_active_runs)  # fmt: skip
+            if same and len(declared) == 1:
+                return
+            self.scheduler.remove(schedule.schedule_id)
+        if want is not None:
+            self.scheduler.add_workflow(workflow_id, want, name=name)
 
     def add_task_to_workflow(self, workflow_id: str, task: Task) -> str:
         """Add ``task`` to the workflow's draft; refuses duplicates, unknown dependencies and cycles. Returns its id."""
