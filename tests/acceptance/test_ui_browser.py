@@ -2,11 +2,13 @@
 started on a free port with a temp SQLite file and a workflows folder made here.
 
 One server and one browser serve the whole module; each test opens its own browser context (own cookies).
-Every wait is bounded. The screenshots in docs/images/ are written by the last test.
+Every wait is bounded. The last test takes the screenshots shown in the README: `UNIFIED_SCREENSHOTS=1` writes
+them to docs/images/ (as does a run where one is missing).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import textwrap
 import time
@@ -369,8 +371,17 @@ def test_user_strings_show_as_text(browser: Any, server: UiServer, dialogs: list
     page.context.close()
 
 
-def test_phone_width_and_screenshots(browser: Any, server: UiServer, dialogs: list[str]) -> None:
-    IMAGES.mkdir(parents=True, exist_ok=True)
+def shot(name: str, scratch: Path) -> str:
+    """Where a screenshot goes: docs/images/ when it is missing there or UNIFIED_SCREENSHOTS=1 asks for new ones
+    (so a plain test run leaves the committed pictures alone), else a scratch folder."""
+    target = IMAGES / name
+    if os.environ.get("UNIFIED_SCREENSHOTS") == "1" or not target.exists():
+        IMAGES.mkdir(parents=True, exist_ok=True)
+        return str(target)
+    return str(scratch / name)
+
+
+def test_phone_width_and_screenshots(browser: Any, server: UiServer, dialogs: list[str], tmp_path: Path) -> None:
     page = open_page(browser, server, server.admin_key, dialogs)
     big = server.workflow_id("warehouse-rebuild")
     run = server.api.post(f"/workflows/{big}/runs", json={"params": {}}).json()
@@ -379,17 +390,17 @@ def test_phone_width_and_screenshots(browser: Any, server: UiServer, dialogs: li
     sync_api.expect(row(page, "fetch-orders")).to_contain_text("3 attempts")
     sync_api.expect(page.locator("#timeline .tl-failure")).to_have_count(2)
     page.wait_for_timeout(300)  # the timeline's last redraw
-    page.screenshot(path=str(IMAGES / "ui-run-timeline.png"), full_page=True)
+    page.screenshot(path=shot("ui-run-timeline.png", tmp_path), full_page=True)
     assert server.wait_run(run["run_id"])["state"] == "failure"
     page.goto(f"/ui/workflows/{big}")
     sync_api.expect(page.locator("#graph .node")).to_have_count(120)
     sync_api.expect(page.locator("#graph .node-failure")).to_have_count(1)
     assert page.locator("#graph .node-skipped").count() > 5, "what the failed task fed is skipped"
     page.click("[data-graph-fit]")  # the whole graph: the failed task and what it skipped come into view
-    page.locator("#graph").screenshot(path=str(IMAGES / "ui-workflow-graph.png"))
+    page.locator("#graph").screenshot(path=shot("ui-workflow-graph.png", tmp_path))
     page.goto("/")
     sync_api.expect(page.locator("#dash")).to_contain_text("row 17 has no customer id")
-    page.screenshot(path=str(IMAGES / "ui-dashboard.png"), full_page=True)
+    page.screenshot(path=shot("ui-dashboard.png", tmp_path), full_page=True)
     assert etl
     page.context.close()
 
