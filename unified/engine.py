@@ -274,8 +274,8 @@ class Engine(Interventions):
         now = self.clock.now()
         with self.batch():
             claimed = self.store.claim_tasks(worker, now, lease_seconds, limit, queues)
-            for record in claimed:
-                self.store.insert_attempt(AttemptRecord(record.id, record.attempts, "running", now, worker=worker))
+            attempts = [AttemptRecord(r.id, r.attempts, "running", now, worker=worker) for r in claimed]
+            self.store.insert_attempts(attempts)
         for record in claimed:
             log.info("task %s: claimed by %s (attempt %d)", record.id, worker, record.attempts)
             self._cancel_events[record.id] = threading.Event()
@@ -340,6 +340,7 @@ class Engine(Interventions):
         if state == "failure" and exception is not None:
             retryable = self.functions.rebuild(record.spec).should_retry(exception)
         pending_events: list[tuple[str, TaskRecord]] = []
+        run_open = False  # True when a dependant is known to be unfinished: the run cannot be settled yet
         with self.batch():
             common = {"lease_owner": None, "lease_expires_at": None}
             if metadata is not None:
@@ -347,30 +348,29 @@ class Engine(Interventions):
             if state == "success":
                 if self._move(record, S.SUCCESS, attempt, result=result, error=None, finished_at=now, **common):
                     pending_events.append((ev.TASK_SUCCEEDED, record))
-                    self._release_dependants(record, now)
+                    run_open = self._release_dependants(record, now)
             elif state == "canceled":
                 if record.state == "running" and self._move(record, S.CANCELED, attempt, finished_at=now, **common):
                     pending_events.append((ev.TASK_CANCELED, record))
                     pending_events += self._skip_downstream(record, now)
             else:
                 pending_events += self._fail_or_retry(record, state, error, retryable, now, attempt, common)
-            # a report that lost the race (fenced out) must not rewrite an attempt already recorded as lost
-            if record.state != "running" or self._attempt_open(record.id, attempt):
-                self.store.finish_attempt(
-                    record.id, attempt, state=attempt_state or state, finished_at=now, error=error
-                )
+            # a report that lost the race (fenced out, still "running" here) must not rewrite an attempt already
+            # recorded as lost
+            self.store.finish_attempt(
+                record.id, attempt, if_running=record.state == "running", state=attempt_state or state,
+                finished_at=now, error=error,
+            )  # fmt: skip
             if logs:
                 self.store.append_logs(LogRecord(record.id, attempt, ts, lvl, msg) for ts, lvl, msg in logs)
-            run_event = self._settle_run(record.run_id, now) if record.state in FINISHED_STATES else None
+            settle = record.state in FINISHED_STATES and not run_open
+            run_event = self._settle_run(record.run_id, now) if settle else None
         self._cancel_events.pop(record.id, None)
         for name, rec in pending_events:
             self._emit(name, rec)
         if run_event:
             self._emit_run(*run_event)
         self._notify_finished()
-
-    def _attempt_open(self, task_id: str, number: int) -> bool:
-        return any(a.number == number and a.state == "running" for a in self.store.list_attempts(task_id))
 
     def _fail_or_retry(
         self,
@@ -407,15 +407,20 @@ class Engine(Interventions):
             spec.get("jitter", False),
         )
 
-    def _release_dependants(self, record: TaskRecord, now: float) -> None:
+    def _release_dependants(self, record: TaskRecord, now: float) -> bool:
+        """Queue the dependants whose upstream all succeeded; True if any dependant is still unfinished."""
         released = 0
+        unfinished = False
         for dependant in self.store.dependants(record.id):
             if dependant.state != "pending":
+                unfinished = unfinished or dependant.state not in FINISHED_STATES
                 continue
+            unfinished = True  # pending, or queued just now
             upstream = self.store.get_tasks(dependant.dependencies)
             if all(u.state == "success" for u in upstream) and self._move(dependant, S.QUEUED, queued_at=now):
                 released += 1
         self._notify_ready(released)
+        return unfinished
 
     def _skip_downstream(self, record: TaskRecord, now: float) -> list[tuple[str, TaskRecord]]:
         skipped: list[tuple[str, TaskRecord]] = []

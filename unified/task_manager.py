@@ -245,8 +245,14 @@ class TaskManager(ScheduleMethods):
 
     def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Block until the task finishes (or raise TimeoutExpired); returns its final metadata."""
-        self._wait_until(lambda: self.store.get_task(task_id).state in FINISHED_STATES, timeout, f"task {task_id!r}")
-        return self.get_task_metadata(task_id)
+        last: list[TaskRecord] = []
+
+        def finished() -> bool:
+            last[:] = [self.store.get_task(task_id)]
+            return last[0].state in FINISHED_STATES
+
+        self._wait_until(finished, timeout, f"task {task_id!r}")
+        return task_metadata(last[0], self.store.list_attempts(task_id))  # the record read last: no second read
 
     def _wait_until(self, done: Callable[[], bool], timeout: float | None, what: str) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout

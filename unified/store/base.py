@@ -353,8 +353,12 @@ class Store(Protocol):
         """Record the start of an attempt."""
         ...
 
-    def finish_attempt(self, task_id: str, number: int, **changes: Any) -> None:
-        """Set the outcome fields of an attempt."""
+    def insert_attempts(self, attempts: list[AttemptRecord]) -> None:
+        """Record the start of several attempts at once (one statement on SQL)."""
+        ...
+
+    def finish_attempt(self, task_id: str, number: int, *, if_running: bool = False, **changes: Any) -> bool:
+        """Set the outcome fields of an attempt (with ``if_running``, only while it is still running); True if set."""
         ...
 
     def list_attempts(self, task_id: str) -> list[AttemptRecord]:

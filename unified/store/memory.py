@@ -375,14 +375,22 @@ class MemoryStore(MemoryAdminRecords):
         with self._lock:
             self._attempts[attempt.task_id].append(copy.copy(attempt))
 
-    def finish_attempt(self, task_id: str, number: int, **changes: Any) -> None:
-        """Set the outcome fields of an attempt."""
+    def insert_attempts(self, attempts: list[AttemptRecord]) -> None:
+        """Record the start of several attempts."""
+        with self._lock:
+            for attempt in attempts:
+                self._attempts[attempt.task_id].append(copy.copy(attempt))
+
+    def finish_attempt(self, task_id: str, number: int, *, if_running: bool = False, **changes: Any) -> bool:
+        """Set the outcome fields of an attempt (with ``if_running``, only while it runs); True if set."""
         with self._lock:
             for attempt in self._attempts.get(task_id, ()):
                 if attempt.number == number:
+                    if if_running and attempt.state != "running":
+                        return False
                     for name, value in changes.items():
                         setattr(attempt, name, value)
-                    return
+                    return True
             raise NotFoundError(f"task {task_id!r} has no attempt {number}")
 
     def list_attempts(self, task_id: str) -> list[AttemptRecord]:

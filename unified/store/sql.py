@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import sqlalchemy as sa
@@ -173,10 +173,14 @@ class SqlStore(SqlAdminRecords):
                 return
             local.conn, local.depth = conn, 0
             try:
-                with conn.begin():
+                with self._write_turn(), conn.begin():
                     yield conn
             finally:
                 local.conn = None
+
+    def _write_turn(self) -> AbstractContextManager[Any]:
+        """Held around each write transaction of this process (SQLite: one writer at a time, see sqlite.py)."""
+        return nullcontext()
 
     @contextmanager
     def _savepoint(self, conn: sa.Connection) -> Iterator[None]:
@@ -332,7 +336,7 @@ class SqlStore(SqlAdminRecords):
         rows = [TASKS.row(r, skip=("seq",)) for r in records]
         deps = [{"task_id": r.id, "depends_on": d} for r in records for d in dict.fromkeys(r.dependencies)]
         with self._tx() as conn, self._savepoint(conn):
-            for chunk in chunks(ids, CHUNK):
+            for chunk in chunks(ids, CHUNK) if len(ids) > 1 else ():  # one id: the primary key names the clash
                 clash = conn.execute(FIRST_EXISTING_TASK, {"_ids": chunk}).scalar()
                 if clash is not None:
                     raise DuplicateTaskError(f"a task with id {clash!r} already exists: choose another task_id")
@@ -345,6 +349,8 @@ class SqlStore(SqlAdminRecords):
                     for queue in sorted(queues):
                         conn.execute(NOTIFY_QUEUE, {"_queue": queue})
             except sa.exc.IntegrityError as exc:  # a concurrent insert of the same id
+                if len(ids) == 1:
+                    raise DuplicateTaskError(f"a task with id {ids[0]!r} already exists: choose another") from exc
                 raise DuplicateTaskError(f"a task id among {ids[:3]}... already exists: choose others") from exc
         for record in records:
             record.seq = seqs[record.id]
@@ -480,10 +486,16 @@ class SqlStore(SqlAdminRecords):
         duplicate = f"attempt {attempt.number} of task {attempt.task_id!r}"
         self._insert(ATTEMPTS, [ATTEMPTS.row(attempt)], duplicate, f"task {attempt.task_id!r}")
 
-    def finish_attempt(self, task_id: str, number: int, **changes: Any) -> None:
-        """Set the outcome fields of an attempt."""
+    def insert_attempts(self, attempts: list[AttemptRecord]) -> None:
+        """Record the start of several attempts in one statement."""
+        if attempts:
+            self._insert(ATTEMPTS, [ATTEMPTS.row(a) for a in attempts], "one of these attempts", "task of an attempt")
+
+    def finish_attempt(self, task_id: str, number: int, *, if_running: bool = False, **changes: Any) -> bool:
+        """Set the outcome fields of an attempt (with ``if_running``, only while it runs); True if set."""
         what = f"attempt {number} of task {task_id!r}"
-        self._update(ATTEMPTS, {"task_id": task_id, "number": number}, 2, ATTEMPTS.changes(changes, task_id), what)
+        where = {"task_id": task_id, "number": number, **({"state": "running"} if if_running else {})}
+        return self._update(ATTEMPTS, where, 2, ATTEMPTS.changes(changes, task_id), what)
 
     def list_attempts(self, task_id: str) -> list[AttemptRecord]:
         """The attempts of a task, by number."""

@@ -10,13 +10,16 @@ transaction of their own (a single SELECT is consistent in SQLite).
 from __future__ import annotations
 
 import functools
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 
-from unified.errors import ValidationError
+from unified.errors import StoreError, ValidationError
 from unified.store.sql import READ_ONLY, SqlStore
 
 BUSY_TIMEOUT_MS = 30_000
@@ -68,8 +71,24 @@ class SqliteStore(SqlStore):
         if synchronous.upper() not in SYNCHRONOUS:
             raise ValidationError(f"synchronous={synchronous!r} is not one of {', '.join(SYNCHRONOUS)}")
         self.synchronous = synchronous.upper()
+        self._writer = threading.Lock()
         sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
         super().__init__(url, **engine_options)
+
+    @contextmanager
+    def _write_turn(self) -> Iterator[None]:
+        """One write transaction of this process at a time, queued on a lock instead of SQLite's busy handler.
+
+        SQLite lets one writer in; the others' ``BEGIN IMMEDIATE`` sleeps in steps of milliseconds until the file is
+        free, far longer than a commit takes. Threads of one process take turns on this lock instead and never meet
+        that sleep; other processes still wait through ``busy_timeout``.
+        """
+        if not self._writer.acquire(timeout=BUSY_TIMEOUT_MS / 1000):
+            raise StoreError(f"no write turn on {self._safe_url} within {BUSY_TIMEOUT_MS / 1000:.0f} s")
+        try:
+            yield
+        finally:
+            self._writer.release()
 
     def _create_engine(self, url: str, options: dict[str, Any]) -> sa.Engine:
         """An engine whose connections use WAL, full sync, foreign keys and BEGIN IMMEDIATE writes."""
