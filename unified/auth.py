@@ -22,7 +22,13 @@ from typing import Any
 
 from fastapi import Request
 
-from unified.errors import AuthenticationError, NotFoundError, PermissionDeniedError, ValidationError
+from unified.errors import (
+    AuthenticationError,
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    ValidationError,
+)
 from unified.store.base import ApiKeyRecord, Store
 from unified.utils import Clock, iso
 
@@ -172,10 +178,18 @@ class ApiKeys:
         return Principal(record.key_id, record.name, Role(record.role))
 
     def revoke(self, key_id: str) -> ApiKeyRecord:
-        """Revoke a key (idempotent); returns its record."""
+        """Revoke a key (idempotent); returns its record. The last working admin key cannot be revoked."""
         record = self.store.get_api_key(key_id)
+        now = self.clock.now()
+        working_admins = [
+            k.key_id
+            for k in self.list()
+            if k.role == Role.ADMIN.value and k.revoked_at is None and (k.expires_at is None or k.expires_at > now)
+        ]
+        if working_admins == [key_id]:
+            raise ConflictError("this is the last working admin key: create another admin key before revoking it")
         if record.revoked_at is None:
-            record.revoked_at = self.clock.now()
+            record.revoked_at = now
             self.store.update_api_key(key_id, revoked_at=record.revoked_at)
         return record
 

@@ -208,3 +208,13 @@ def test_a_file_inside_a_package_imports_as_the_package_module(cli: Cli) -> None
     assert cli.json("run", str(package / "flows.py"), "--workflow", "good", "--wait")["state"] == "success"
     [task] = cli.json("workflows", "show", "good")["tasks"][:1]
     assert task["func"] == "cli_pkg.flows:hello"
+
+
+def test_the_cli_cannot_revoke_the_last_working_admin_key(tmp_path: Path) -> None:
+    runner = CliRunner()
+    db = f"sqlite:///{tmp_path}/keys.db"
+    created = runner.invoke(app, ["keys", "create", "only-admin", "--role", "admin", "--db", db, "--json"])
+    assert created.exit_code == 0, created.output
+    key_id = json.loads(created.output)["key_id"]
+    refused = runner.invoke(app, ["keys", "revoke", key_id, "--db", db])
+    assert refused.exit_code == 4 and "last working admin key" in refused.output

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
 
-from unified.auth import Role, key_dict
-from unified.errors import ConflictError
+from unified.auth import key_dict
 from unified.routes.deps import ADMIN, ERROR_RESPONSES, services, set_target, timestamp
 from unified.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut
 
@@ -37,13 +36,4 @@ def revoke_key(request: Request, key_id: str) -> ApiKeyOut:
     """Revoke a key at once (idempotent); the last working admin key cannot be revoked (409)."""
     keys = services(request).keys
     set_target(request, key_id)
-    record = keys.store.get_api_key(key_id)
-    now = keys.clock.now()
-    admins = [
-        k
-        for k in keys.list()
-        if k.role == Role.ADMIN.value and k.revoked_at is None and (k.expires_at is None or k.expires_at > now)
-    ]
-    if [k.key_id for k in admins] == [record.key_id]:
-        raise ConflictError("this is the last working admin key: create another admin key before revoking it")
     return ApiKeyOut(**key_dict(keys.revoke(key_id)))
