@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from unified import config
+from unified.alerts import AlertService
 from unified.engine import Engine
 from unified.errors import StoreError, ValidationError
 from unified.executor import Executor
@@ -113,6 +114,7 @@ def run_worker(
         if store is None:
             return
         engine = Engine(store)
+        alerts = AlertService(engine)  # events happen here, so stored alert rules are matched here
         pool = WorkerPool(
             engine, Executor(engine.clock), concurrency or config.default_max_workers(), served, lease_seconds,
             heartbeat_seconds, poll_seconds, worker_id, isolation,
@@ -124,6 +126,7 @@ def run_worker(
         wait_for(stop)
         log.info("worker %s stopping: running attempts get %.1f s to finish", pool.worker_id, grace_seconds)
         pool.stop(wait=True, timeout=grace_seconds)
+        alerts.close()
 
 
 def run_scheduler(db_url: str, *, max_wait_seconds: float = 30.0, stop: threading.Event | None = None) -> None:
@@ -136,8 +139,11 @@ def run_scheduler(db_url: str, *, max_wait_seconds: float = 30.0, stop: threadin
     with serving(db_url, stop) as store:
         if store is None:
             return
-        scheduler = Scheduler(Engine(store), max_wait_seconds=max_wait_seconds)
+        engine = Engine(store)
+        alerts = AlertService(engine)  # schedule_missed and SLA alerts of the runs it starts
+        scheduler = Scheduler(engine, max_wait_seconds=max_wait_seconds)
         scheduler.start()
         log.info("scheduler running on %s", store)
         wait_for(stop)
         scheduler.stop()
+        alerts.close()
