@@ -218,3 +218,18 @@ def test_the_cli_cannot_revoke_the_last_working_admin_key(tmp_path: Path) -> Non
     key_id = json.loads(created.output)["key_id"]
     refused = runner.invoke(app, ["keys", "revoke", key_id, "--db", db])
     assert refused.exit_code == 4 and "last working admin key" in refused.output
+
+
+def test_queue_limits_from_the_cli(tmp_path: Path) -> None:
+    runner = CliRunner()
+    db = f"sqlite:///{tmp_path}/queues.db"
+    assert runner.invoke(app, ["db", "upgrade", "--db", db]).exit_code == 0
+    limited = runner.invoke(app, ["queues", "limit", "gpu", "2", "--db", db, "--json"])
+    assert limited.exit_code == 0, limited.output
+    assert json.loads(limited.output) == {"queue": "gpu", "max_running": 2}
+    listed = json.loads(runner.invoke(app, ["queues", "list", "--db", db, "--json"]).output)
+    assert listed == [{"queue": "gpu", "max_running": 2, "running": 0, "waiting": 0}]
+    assert runner.invoke(app, ["queues", "limit", "gpu", "none", "--db", db]).exit_code == 0
+    assert json.loads(runner.invoke(app, ["queues", "list", "--db", db, "--json"]).output) == []
+    bad = runner.invoke(app, ["queues", "limit", "gpu", "lots", "--db", db])
+    assert bad.exit_code == 2 and "whole number" in bad.output

@@ -1,8 +1,8 @@
 """The ``unified`` command line (also ``python -m unified.ui.ui``).
 
 One command per process kind (``server``, ``worker``, ``scheduler``), ``run``, and one command group per noun
-(``workflows``, ``runs``, ``tasks``, ``schedules``, ``keys``, ``db``), each a module of :mod:`unified.ui.commands`
-added to :data:`app` with ``app.add_typer``. Settings come from options first, then ``UNIFIED_*`` environment
+(``workflows``, ``runs``, ``tasks``, ``schedules``, ``keys``, ``queues``, ``db``), each a module of
+:mod:`unified.ui.commands` added to :data:`app` with ``app.add_typer``. Settings come from options first, then ``UNIFIED_*`` environment
 variables; shared options, output (tables or ``--json``) and exit codes are in :mod:`unified.ui.commands.common`.
 """
 
@@ -15,7 +15,7 @@ import typer
 
 from unified import __version__, config
 from unified.errors import UnifiedError
-from unified.ui.commands import db, keys, run, runs, schedules, tasks, workflows
+from unified.ui.commands import db, keys, queues, run, runs, schedules, tasks, workflows
 from unified.ui.commands.common import Db, fail
 
 app = typer.Typer(
@@ -135,6 +135,7 @@ for group, module in [
     ("tasks", tasks),
     ("schedules", schedules),
     ("keys", keys),
+    ("queues", queues),
     ("db", db),
 ]:
     app.add_typer(module.app, name=group)
