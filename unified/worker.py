@@ -20,7 +20,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from typing import Any
 
 from unified.engine import Engine
@@ -290,7 +289,7 @@ class WorkerPool:
                 with self._held_lock:  # the heartbeat must not renew these while they are reported (see heartbeat)
                     with self.engine.batch():
                         for record, state, outcome in batch:  # a copy: a failed commit must not leave moved records
-                            self.engine.complete(replace(record), state, **outcome)
+                            self.engine.complete(record.copy(), state, **outcome)
                     self._forget(batch)
                 self.wake(1)  # a finished task may have made room in a limited queue
                 return

@@ -47,6 +47,15 @@ class TaskRecord:
     seq: int = 0  # set by the store on insert: FIFO order among equal priorities
     schedule_id: str | None = None  # the schedule that fired it, if any
 
+    def copy(self) -> TaskRecord:
+        """A shallow copy; positional construction is about 6x faster than copy.copy or dataclasses.replace."""
+        return TaskRecord(
+            self.id, self.task_id, self.run_id, self.name, self.spec, self.state, self.priority, self.queue,
+            self.dependencies, self.attempts, self.result, self.error, self.metadata, self.created_at, self.queued_at,
+            self.started_at, self.finished_at, self.not_before, self.lease_owner, self.lease_expires_at, self.reason,
+            self.seq, self.schedule_id,
+        )  # fmt: skip
+
 
 @dataclass(slots=True)
 class AttemptRecord:
