@@ -3,7 +3,8 @@
 One command per process kind (``server``, ``worker``, ``scheduler``), ``run``, and one command group per noun
 (``workflows``, ``runs``, ``tasks``, ``schedules``, ``keys``, ``queues``, ``db``), each a module of
 :mod:`unified.ui.commands` added to :data:`app` with ``app.add_typer``. Settings come from options first, then
-``UNIFIED_*`` environment variables; shared options, output (tables or ``--json``) and exit codes are in :mod:`unified.ui.commands.common`.
+``UNIFIED_*`` environment variables; shared options, output (tables or ``--json``) and exit codes are in
+:mod:`unified.ui.commands.common`.
 """
 
 from __future__ import annotations
