@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -37,13 +39,28 @@ def schema_url(base: str, schema: str) -> str:
     return f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
 
 
-def measure(base: str, tasks: int, processes: int, concurrency: int) -> float:
-    """Seconds for ``processes`` workers to run ``tasks`` no-op tasks queued beforehand, on a fresh schema."""
+@contextmanager
+def fresh_schema(base: str) -> Iterator[str]:
+    """The URL of a new, empty schema of the database at ``base``, dropped afterwards."""
     schema = f"unified_bench_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(driver_url(base), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
     with admin.connect() as conn:
         conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    url = schema_url(base, schema)
+    try:
+        yield schema_url(base, schema)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        admin.dispose()
+
+
+def measure(base: str, tasks: int, processes: int, concurrency: int) -> float:
+    """Seconds for ``processes`` workers to run ``tasks`` no-op tasks queued beforehand, on a fresh schema."""
+    with fresh_schema(base) as url:
+        return _measure(url, tasks, processes, concurrency)
+
+
+def _measure(url: str, tasks: int, processes: int, concurrency: int) -> float:
     store = SqlStore(url)
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -66,9 +83,6 @@ def measure(base: str, tasks: int, processes: int, concurrency: int) -> float:
         for proc in procs:
             proc.wait(30)
         store.close()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        admin.dispose()
 
 
 def main() -> None:

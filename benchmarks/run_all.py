@@ -1,7 +1,11 @@
-"""`make bench`: run W1-W4 on the memory and SQLite stores (and PostgreSQL when UNIFIED_BENCH_POSTGRES_URL is
-set), each in a fresh process, and print a table of medians; JSON goes to benchmarks/results/.
+"""`make bench`: W1-W5 on the memory and SQLite stores (and PostgreSQL when UNIFIED_BENCH_POSTGRES_URL is set), each
+run in a fresh process, medians of ``--repeat`` runs; then start-up, queue-to-start latency and W1 at 1,000 / 10,000 /
+100,000 tasks. Prints tables and writes JSON to benchmarks/results/.
 
-    python benchmarks/run_all.py [--repeat 3] [--only W1,W2] [--stores memory,sqlite] [--scale 1.0]
+    python benchmarks/run_all.py [--repeat 3] [--only W1,W2,W3,W4,W5,extra] [--stores memory,sqlite] [--scale 1.0]
+
+Every figure is timed from the first queue call to the moment the last result is known: process start, imports and
+store creation are excluded (W5 starts its worker processes before the clock).
 """
 
 from __future__ import annotations
@@ -18,79 +22,136 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import startup  # noqa: E402
+
 WORKLOADS = {  # name: (function, tasks at scale 1, unit)
     "W1": ("w1_fan_out", 10_000, "tasks/s"),
     "W2": ("w2_chain", 1_000, "ms/step"),
     "W3": ("w3_layered", 2_000, "tasks/s"),
     "W4": ("w4_retries", 1_000, "tasks/s"),
+    "W5": ("", 10_000, "tasks/s"),
 }
+LINEARITY = {"memory": (1_000, 10_000, 100_000), "sqlite": (1_000, 10_000)}  # W1 sizes (SQLite 100,000: --full)
 
 CHILD = """
 import json, resource, sys
 sys.path.insert(0, {root!r})
 from benchmarks import workloads
-fn = getattr(workloads, {fn!r})
-kwargs = {kwargs!r}
-seconds = fn({url!r}, **kwargs)
-print(json.dumps({{"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+value = getattr(workloads, {fn!r})({url!r}, **{kwargs!r})
+print(json.dumps({{"value": value, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
 
-def store_url(store: str, workdir: str, n: int) -> str | None:
+def store_url(store: str, workdir: str) -> str | None:
     """A fresh store URL of the given kind, or None when it is not configured."""
     if store == "memory":
         return "memory://"
     if store == "sqlite":
-        return f"sqlite:///{workdir}/bench-{n}-{time.monotonic_ns()}.db"
+        return f"sqlite:///{workdir}/bench-{time.monotonic_ns()}.db"
     return os.environ.get("UNIFIED_BENCH_POSTGRES_URL")
 
 
-def measure(name: str, store: str, scale: float, workdir: str) -> dict:
-    """Run one workload once in a fresh interpreter; returns seconds and peak RSS."""
-    fn, size, _ = WORKLOADS[name]
-    n = max(1, int(size * scale))
-    kwargs = {"n": n} if name != "W3" else {"layers": max(2, int(20 * scale)), "width": 100}
-    url = store_url(store, workdir, n)
+def child(fn: str, url: str, kwargs: dict) -> dict:
+    """Call ``benchmarks.workloads.<fn>(url, **kwargs)`` in a fresh interpreter; its value and peak RSS."""
     code = CHILD.format(root=str(ROOT), fn=fn, kwargs=kwargs, url=url)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800, check=True)
-    return {**json.loads(out.stdout.strip().splitlines()[-1]), "tasks": n if name != "W3" else kwargs["layers"] * 100}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=3600, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(name: str, store: str, n: int, workdir: str) -> dict:
+    """Run one workload once in a fresh process; returns seconds, tasks and peak RSS."""
+    url = store_url(store, workdir)
+    if name == "W5":
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "w5_workers.py"), "--url", url, "--tasks", str(n)]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    layers = max(2, n // 100)
+    kwargs = {"layers": layers, "width": 100} if name == "W3" else {"n": n}
+    result = child(WORKLOADS[name][0], url, kwargs)
+    tasks = layers * 100 if name == "W3" else n
+    return {"seconds": result["value"], "tasks": tasks, "peak_rss_mb": result["peak_rss_mb"]}
+
+
+def row(name: str, store: str, n: int, repeat: int, workdir: str) -> dict:
+    """The median of ``repeat`` runs of one workload on one store, printed as a table line."""
+    runs = [measure(name, store, n, workdir) for _ in range(repeat)]
+    seconds = statistics.median(r["seconds"] for r in runs)
+    tasks = runs[0]["tasks"]
+    unit = WORKLOADS[name][2]
+    value = seconds / tasks * 1000 if unit == "ms/step" else tasks / seconds
+    rss = max(r["peak_rss_mb"] for r in runs)
+    print(f"| {name} | {store} | {tasks:,} | {value:,.{2 if unit == 'ms/step' else 0}f} {unit} | "
+          f"{seconds / tasks * 1000:.3f} | {rss:.0f} |", flush=True)  # fmt: skip
+    return {"workload": name, "store": store, "tasks": tasks, "median_seconds": seconds, "value": value, "unit": unit,
+            "ms_per_task": seconds / tasks * 1000, "peak_rss_mb": rss,
+            "runs": [r["seconds"] for r in runs]}  # fmt: skip
+
+
+def extras(stores: list[str], repeat: int, full: bool, workdir: str) -> dict:
+    """Start-up times, queue-to-start latency p50 and W1 at growing sizes (linearity)."""
+    found: dict = {}
+    imports = statistics.median(startup.import_seconds() for _ in range(repeat))
+    health = statistics.median(startup.server_health_seconds() for _ in range(repeat))
+    print(f"\n`import unified.task_manager`: {imports * 1000:.0f} ms; `unified server` answers /health after "
+          f"{health:.2f} s (medians of {repeat})")  # fmt: skip
+    found.update(import_seconds=imports, server_health_seconds=health)
+    for store in [s for s in stores if s in ("memory", "sqlite")]:
+        samples = child("queue_to_start", store_url(store, workdir), {"samples": 200})["value"]
+        p50 = statistics.median(samples)
+        p99 = sorted(samples)[int(len(samples) * 0.99) - 1]
+        print(f"queue-to-start latency, {store}, one task at a time on an idle engine (200 samples): "
+              f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")  # fmt: skip
+        found[f"latency_{store}_ms"] = {"p50": p50, "p99": p99}
+    print("\nW1 against N (linearity):\n\n| store | N | tasks/s | ms/task | peak RSS MB |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    found["linearity"] = []
+    for store, sizes in LINEARITY.items():
+        if store not in stores:
+            continue
+        for n in sizes + ((100_000,) if full and store == "sqlite" else ()):
+            runs = [measure("W1", store, n, workdir) for _ in range(repeat if n <= 10_000 else 1)]
+            seconds = statistics.median(r["seconds"] for r in runs)
+            rss = max(r["peak_rss_mb"] for r in runs)
+            print(f"| {store} | {n:,} | {n / seconds:,.0f} | {seconds / n * 1000:.3f} | {rss:.0f} |", flush=True)
+            found["linearity"].append({"store": store, "tasks": n, "tasks_per_s": n / seconds, "peak_rss_mb": rss,
+                                       "runs": len(runs)})  # fmt: skip
+    return found
 
 
 def main() -> int:
-    """Run the chosen workloads and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    """Run the chosen workloads and print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--only", default=",".join(WORKLOADS))
-    parser.add_argument(
-        "--stores", default="memory,sqlite" + (",postgres" if os.environ.get("UNIFIED_BENCH_POSTGRES_URL") else "")
-    )
-    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--only", default=",".join([*WORKLOADS, "extra"]))
+    postgres = ",postgres" if os.environ.get("UNIFIED_BENCH_POSTGRES_URL") else ""
+    parser.add_argument("--stores", default="memory,sqlite" + postgres)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every workload's size")
+    parser.add_argument("--full", action="store_true", help="also W1 at 100,000 tasks on SQLite (several minutes)")
     args = parser.parse_args()
-    rows = []
+    stores = args.stores.split(",")
+    print(
+        f"{platform.python_version()}, {os.cpu_count()} CPUs; medians of {args.repeat} runs, each in a fresh "
+        "process; timed from the first queue call to the last result (process start and imports excluded)\n"
+    )
+    print("| workload | store | tasks | median | ms/task | peak RSS MB |\n| --- | --- | ---: | ---: | ---: | ---: |")
+    rows, found = [], {}
     with tempfile.TemporaryDirectory() as workdir:
-        for name in args.only.split(","):
-            for store in args.stores.split(","):
-                runs = [measure(name, store, args.scale, workdir) for _ in range(args.repeat)]
-                seconds = statistics.median(r["seconds"] for r in runs)
-                tasks = runs[0]["tasks"]
-                unit = WORKLOADS[name][2]
-                value = seconds / tasks * 1000 if unit == "ms/step" else tasks / seconds
-                rows.append({
-                    "workload": name, "store": store, "tasks": tasks, "median_seconds": seconds,
-                    "value": value, "unit": unit, "ms_per_task": seconds / tasks * 1000,
-                    "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "runs": [r["seconds"] for r in runs],
-                })  # fmt: skip
-                per_task = seconds / tasks * 1000
-                rss = rows[-1]["peak_rss_mb"]
-                line = f"{name:<4} {store:<8} {tasks:>7} tasks  {value:>10.1f} {unit:<8} {per_task:>8.3f} ms/task"
-                print(f"{line}  peak RSS {rss:.0f} MB", flush=True)
+        for name in [w for w in args.only.split(",") if w in WORKLOADS]:
+            for store in stores:
+                if name == "W5" and store == "memory":
+                    continue  # a memory store cannot be shared by processes
+                rows.append(row(name, store, max(1, int(WORKLOADS[name][1] * args.scale)), args.repeat, workdir))
+        if "extra" in args.only.split(","):
+            found = extras(stores, args.repeat, args.full, workdir)
     results = ROOT / "benchmarks" / "results"
     results.mkdir(exist_ok=True)
     meta = {"date": time.strftime("%Y-%m-%d"), "python": platform.python_version(), "machine": platform.machine(),
             "cpus": os.cpu_count(), "repeat": args.repeat}  # fmt: skip
     path = results / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    print(f"written {path.relative_to(ROOT)}")
+    path.write_text(json.dumps({"meta": meta, "rows": rows, **found}, indent=2))
+    print(f"\nwritten {path.relative_to(ROOT)}")
     return 0
 
 

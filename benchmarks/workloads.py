@@ -83,3 +83,24 @@ def w4_retries(url: str, n: int = 1_000, workers: int = 2) -> float:
         elapsed = time.perf_counter() - start
         assert all(tm.store.get_task(i).state == "success" for i in ids[:10])
         return elapsed
+
+
+_started: list[float] = []
+
+
+def mark_start() -> None:
+    """A task that records when it started (perf_counter), for the queue-to-start latency."""
+    _started.append(time.perf_counter())
+
+
+def queue_to_start(url: str, samples: int = 200, workers: int = 2) -> list[float]:
+    """Milliseconds from queue_task to the start of the task's function, one task at a time on an idle engine."""
+    latencies = []
+    with TaskManager(store=url, max_workers=workers) as tm:
+        tm.wait(tm.queue_task(mark_start))  # warm-up: threads started, statements compiled
+        for _ in range(samples):
+            _started.clear()
+            queued = time.perf_counter()
+            tm.wait(tm.queue_task(mark_start))
+            latencies.append((_started[0] - queued) * 1000)
+    return latencies
