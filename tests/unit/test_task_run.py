@@ -112,14 +112,8 @@ def test_final_timeout_raises_with_state_timeout():
     assert info.value.error["type"] == "TimeoutError"
 
 
-def test_cancel_while_running_raises_canceled():
-    started = threading.Event()
-
-    def job(ctx):
-        started.set()
-        helpers.wait_for_cancel(ctx, 5)
-
-    task = Task("t", func=job, timeout=30, max_retries=3)
+def cancel_once(task: Task, reached: threading.Event) -> TaskFailedError:
+    """Run ``task`` in a thread, cancel it once ``reached`` is set, and return the error run() raised."""
     box: dict = {}
 
     def run() -> None:
@@ -130,12 +124,23 @@ def test_cancel_while_running_raises_canceled():
 
     runner = threading.Thread(target=run)
     runner.start()
-    assert started.wait(2)
+    assert reached.wait(2)
     canceled_at = time.monotonic()
     task.cancel()
     runner.join(2)
-    assert time.monotonic() - canceled_at < 1
-    assert box["error"].state == "canceled"
+    assert time.monotonic() - canceled_at < 1, "run() did not stop within a second of cancel()"
+    return box["error"]
+
+
+def test_cancel_while_running_raises_canceled():
+    started = threading.Event()
+
+    def job(ctx):
+        started.set()
+        helpers.wait_for_cancel(ctx, 5)
+
+    task = Task("t", func=job, timeout=30, max_retries=3)
+    assert cancel_once(task, started).state == "canceled"
 
 
 def test_cancel_during_the_retry_wait_stops_at_once():
@@ -146,22 +151,7 @@ def test_cancel_during_the_retry_wait_stops_at_once():
         raise ValueError("try again later")
 
     task = Task("t", func=job, max_retries=3, retry_delay_seconds=30)
-    box: dict = {}
-
-    def run() -> None:
-        try:
-            task.run()
-        except TaskFailedError as exc:
-            box["error"] = exc
-
-    runner = threading.Thread(target=run)
-    runner.start()
-    assert failed.wait(2)
-    canceled_at = time.monotonic()
-    task.cancel()
-    runner.join(2)
-    assert time.monotonic() - canceled_at < 1
-    assert box["error"].state == "canceled"
+    assert cancel_once(task, failed).state == "canceled"
 
 
 def test_cooperative_code_sees_cancel_inline():
