@@ -30,3 +30,12 @@ def manager() -> Iterator[TaskManager]:
     tm = TaskManager(store="memory://", max_workers=4)
     yield tm
     tm.shutdown()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL schema for the test (skips with the reason when no PostgreSQL is configured)."""
+    from tests.helpers.postgres import postgres_schema_url
+
+    with postgres_schema_url() as url:
+        yield url

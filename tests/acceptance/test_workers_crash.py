@@ -71,13 +71,6 @@ def test_kill_dash_9_mid_task_loses_nothing(shared_fleet: tuple[Fleet, Engine], 
     assert victim_history[0].error and victim_history[0].error["type"] == "LeaseExpired"
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL schema for the test."""
-    with postgres_schema_url() as url:
-        yield url
-
-
 def test_a_poison_pill_fails_after_its_retries_instead_of_crash_looping(pg_url: str, tmp_path: Path) -> None:
     """exit_hard os._exit()s the worker process itself (thread isolation): each try costs one worker."""
     engine = Engine(SqlStore(pg_url))

@@ -14,19 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.postgres import postgres_schema_url
 from tests.helpers.workers import FAST_LEASES, ROOT, Fleet, wait_until
 from unified.task import Task
 from unified.task_manager import TaskManager
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL schema for the test."""
-    with postgres_schema_url() as url:
-        yield url
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.postgres import drop_connections, postgres_schema_url
+from tests.helpers.postgres import drop_connections
 from tests.helpers.workers import FAST_LEASES, Fleet, wait_until
 from unified.engine import Engine
 from unified.errors import StoreError
@@ -18,13 +18,6 @@ from unified.store.sql import SqlStore
 from unified.task import Task
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL schema for the test."""
-    with postgres_schema_url() as url:
-        yield url
 
 
 @pytest.fixture

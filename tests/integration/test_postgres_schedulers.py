@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
 from tests.contract.test_store_concurrency import run_threads
-from tests.helpers.postgres import postgres_schema_url
 from tests.helpers.workers import wait_until
 from unified.engine import Engine
 from unified.scheduler import Scheduler, When
@@ -23,13 +21,6 @@ from unified.utils import FakeClock
 pytestmark = pytest.mark.postgres
 
 DAY_OF_FIVE_MINUTES = 288
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL schema for the test."""
-    with postgres_schema_url() as url:
-        yield url
 
 
 def add_workflow(engine: Engine) -> str:
