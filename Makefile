@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench bench-peers lint clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "unified needs Python 3.11 or newer")'
@@ -28,8 +28,21 @@ test: $(STAMP)
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null 2>&1 || echo "chromium could not be installed: the browser tests will be skipped"
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# `make bench`: W1-W5 on memory and SQLite (PostgreSQL too when UNIFIED_BENCH_POSTGRES_URL is set), start-up,
+# latency and W1 against N; see docs/performance.md.
 bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
+
+# `make bench-peers`: Dask, huey and Celery in a scratch venv (not dependencies of unified) run the same workloads
+# beside unified's. Celery needs Redis (CELERY_BROKER, default redis://127.0.0.1:6379/15).
+PEERS_VENV ?= .peers-venv
+$(PEERS_VENV)/.installed:
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet 'dask' 'huey' 'celery[redis]' 'matplotlib'
+	@touch $@
+
+bench-peers: $(STAMP) $(PEERS_VENV)/.installed
+	$(PY) benchmarks/peers.py --peers-python $(PEERS_VENV)/bin/python $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
