@@ -33,8 +33,8 @@ def test_four_processes_run_two_thousand_tasks_exactly_once(pg_url: str, fleet: 
     with TaskManager(store=pg_url, max_workers=0) as tm:  # only queues: the processes do the work
         ids = tm.engine.submit([Task(func="tests.helpers.tasks:add", args=(i, 1)) for i in range(2000)])
         fleet.start(4)
-        assert tm.get_result(ids[-1], timeout=60) == 2000, "wait/get_result poll the store"
-        wait_until(lambda: tm.store.count_tasks_by_state() == {"success": 2000}, 60, "every task succeeding")
+        assert tm.get_result(ids[-1], timeout=120) == 2000, "wait/get_result poll the store"
+        wait_until(lambda: tm.store.count_tasks_by_state() == {"success": 2000}, 120, "every task succeeding")
         records = tm.store.get_tasks(ids)
         attempts = {task_id: tm.store.list_attempts(task_id) for task_id in ids}
     assert sorted(r.result for r in records) == list(range(1, 2001))
