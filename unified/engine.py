@@ -223,8 +223,8 @@ class Engine(Interventions):
         for record in records:
             record.schedule_id = schedule_id
         in_batch = {r.task_id: r for r in records}
-        for record in records:  # a task that depends on a batch-mate waits for it
-            if record.state == "queued" and any(d in in_batch for d in tasks[records.index(record)].dependencies):
+        for record, task in zip(records, tasks, strict=True):  # a task that depends on a batch-mate waits for it
+            if record.state == "queued" and any(d in in_batch for d in task.dependencies):
                 record.state, record.queued_at = "pending", None
         self.store.insert_tasks(records)
         run = self._run_cache.get(run_id) if run_id else None
