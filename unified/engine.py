@@ -306,7 +306,7 @@ class Engine(Interventions):
 
     def cancel_event(self, task_id: str) -> threading.Event:
         """The event that tells a claimed attempt running in this process to stop."""
-        return self._cancel_events.setdefault(task_id, threading.Event())
+        return self._cancel_events.get(task_id) or self._cancel_events.setdefault(task_id, threading.Event())
 
     def _run(self, run_id: str | None) -> RunRecord | None:
         if run_id is None:
@@ -355,12 +355,9 @@ class Engine(Interventions):
                     pending_events += self._skip_downstream(record, now)
             else:
                 pending_events += self._fail_or_retry(record, state, error, retryable, now, attempt, common)
-            # a report that lost the race (fenced out, still "running" here) must not rewrite an attempt already
-            # recorded as lost
-            self.store.finish_attempt(
-                record.id, attempt, if_running=record.state == "running", state=attempt_state or state,
-                finished_at=now, error=error,
-            )  # fmt: skip
+            # a report that lost the race (fenced out: still "running") must not rewrite an attempt recorded as lost
+            self.store.finish_attempt(record.id, attempt, if_running=record.state == "running",
+                                      state=attempt_state or state, finished_at=now, error=error)  # fmt: skip
             if logs:
                 self.store.append_logs(LogRecord(record.id, attempt, ts, lvl, msg) for ts, lvl, msg in logs)
             settle = record.state in FINISHED_STATES and not run_open
@@ -409,13 +406,11 @@ class Engine(Interventions):
 
     def _release_dependants(self, record: TaskRecord, now: float) -> bool:
         """Queue the dependants whose upstream all succeeded; True if any dependant is still unfinished."""
-        released = 0
-        unfinished = False
+        released, unfinished = 0, False
         for dependant in self.store.dependants(record.id):
+            unfinished = unfinished or dependant.state not in FINISHED_STATES  # pending ones included
             if dependant.state != "pending":
-                unfinished = unfinished or dependant.state not in FINISHED_STATES
                 continue
-            unfinished = True  # pending, or queued just now
             upstream = self.store.get_tasks(dependant.dependencies)
             if all(u.state == "success" for u in upstream) and self._move(dependant, S.QUEUED, queued_at=now):
                 released += 1

@@ -21,6 +21,7 @@ from typing import Any
 from unified.errors import InvalidTransitionError, ValidationError
 from unified.utils import backoff_delay, import_path_of, resolve_import_path
 
+_CANCEL_LOCK = threading.Lock()  # makes each Task's cancel event once, whichever thread asks first
 
 class TaskState(enum.StrEnum):
     """Where a task instance is in its life."""
@@ -270,7 +271,19 @@ class Task:
         self.isolation = isolation
         self.queue = queue
         self.sla_seconds = check_sla(sla_seconds)  # an sla_missed alert if not finished this long after queueing
-        self._cancel_event = threading.Event()
+        self._cancel: threading.Event | None = None  # made on first use: most Tasks are rebuilt and never run()
+
+    @property
+    def _cancel_event(self) -> threading.Event:
+        if self._cancel is None:
+            with _CANCEL_LOCK:
+                if self._cancel is None:
+                    self._cancel = threading.Event()
+        return self._cancel
+
+    @_cancel_event.setter
+    def _cancel_event(self, event: threading.Event) -> None:
+        self._cancel = event
 
     # the seed and the issue name these as plain attributes
     @property
