@@ -407,8 +407,14 @@ class Engine(Interventions):
     def _release_dependants(self, record: TaskRecord, now: float) -> bool:
         """Queue the dependants whose upstream all succeeded; True if any dependant is still unfinished."""
         released, unfinished = 0, False
+        waiting = []
         for dependant in self.store.dependants(record.id):
             unfinished = unfinished or dependant.state not in FINISHED_STATES  # pending ones included
+            if dependant.state == "pending":
+                waiting.append(dependant.id)
+        # lock before reading the upstream states: two workers finishing the last two upstream tasks at once
+        # (PostgreSQL, READ COMMITTED) would otherwise each see the other's task unfinished and release nothing
+        for dependant in self.store.lock_tasks(waiting):
             if dependant.state != "pending":
                 continue
             upstream = self.store.get_tasks(dependant.dependencies)
@@ -434,6 +440,7 @@ class Engine(Interventions):
     def _settle_run(self, run_id: str | None, now: float) -> tuple[str, RunRecord] | None:
         if run_id is None:
             return None
+        self.store.lock_run(run_id)  # one settler at a time, and the second one sees the first one's commit
         progress = self.store.run_progress(run_id)
         if any(progress.get(s) for s in UNFINISHED):
             return None

@@ -329,6 +329,18 @@ class Store(Protocol):
         """How many tasks of a run are in each state."""
         ...
 
+    def lock_tasks(self, task_ids: Iterable[str]) -> list[TaskRecord]:
+        """The tasks with these ids as they are now, locked until the surrounding atomic() ends (in id order).
+
+        A writer that decides from other rows (are all upstream tasks done?) locks the row it may change first,
+        so two such writers take turns and the second sees the first's commit.
+        """
+        ...
+
+    def lock_run(self, run_id: str) -> None:
+        """Lock a run's row until the surrounding atomic() ends, so runs are settled by one writer at a time."""
+        ...
+
     def claim_tasks(
         self, worker: str, now: float, lease_seconds: float, limit: int = 1, queues: Iterable[str] | None = None
     ) -> list[TaskRecord]:

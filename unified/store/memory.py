@@ -250,6 +250,17 @@ class MemoryStore(MemoryAdminRecords):
         with self._lock:
             return [self._tasks[i].copy() for i in self._run_tasks.get(run_id, ())]
 
+    def lock_tasks(self, task_ids: Iterable[str]) -> list[TaskRecord]:
+        """The tasks as they are now, in id order (atomic() already holds the one lock)."""
+        with self._lock:
+            return [self._tasks[i].copy() for i in sorted(set(task_ids)) if i in self._tasks]
+
+    def lock_run(self, run_id: str) -> None:
+        """Nothing to do: atomic() already holds the one lock."""
+        with self._lock:
+            if run_id not in self._runs:
+                raise _missing("run", run_id)
+
     def run_progress(self, run_id: str) -> dict[str, int]:
         """How many tasks of a run are in each state."""
         with self._lock:

@@ -392,6 +392,22 @@ class SqlStore(SqlAdminRecords):
         """Every task of a run, in insertion order."""
         return self._all(TASKS, TASKS.select.where(tasks.c.run_id == run_id).order_by(tasks.c.seq))
 
+    def lock_tasks(self, task_ids: Iterable[str]) -> list[TaskRecord]:
+        """The tasks as they are now, locked FOR UPDATE in id order (SQLite's writers are serialised already)."""
+        ids = sorted(set(task_ids))
+        if not ids:
+            return []
+        stmt = TASKS.select.where(tasks.c.id.in_(ids)).order_by(tasks.c.id).with_for_update()
+        with self._wrap_errors(), self._tx() as conn:
+            return [TASKS.record(row) for row in conn.execute(stmt)]
+
+    def lock_run(self, run_id: str) -> None:
+        """Lock the run's row FOR UPDATE until the transaction ends."""
+        stmt = sa.select(RUNS.table.c.run_id).where(RUNS.table.c.run_id == run_id).with_for_update()
+        with self._wrap_errors(), self._tx() as conn:
+            if conn.execute(stmt).first() is None:
+                raise NotFoundError(f"no run with id {run_id!r}: check the id (list them to see what exists)")
+
     def run_progress(self, run_id: str) -> dict[str, int]:
         """How many tasks of a run are in each state."""
         return self._count_by_state(tasks.c.run_id == run_id)
