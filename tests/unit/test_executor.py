@@ -357,9 +357,9 @@ def test_process_timeout_kills_the_child(executor, tmp_path):
     assert wait_until(lambda: not alive(pid), timeout=1)
 
 
-def test_process_cancel_kills_the_child_within_a_second(executor, tmp_path):
-    pid_file = tmp_path / "pid"
-    task = Task("t", func=helpers.write_pid_and_sleep, args=(str(pid_file), 30), isolation="process", timeout=60)
+def cancel_once_started(executor, task, pid_file):
+    """Run ``task`` in the background, cancel it once it wrote ``pid_file``, check the attempt returned
+    ``canceled`` within a second, and return the pid it wrote."""
     ctx = TaskContext("t")
     thread, box = run_in_background(executor, task, ctx)
     assert wait_until(pid_file.exists)
@@ -368,7 +368,13 @@ def test_process_cancel_kills_the_child_within_a_second(executor, tmp_path):
     thread.join(5)
     assert box["outcome"].state == "canceled"
     assert box["returned_at"] - canceled_at < 1
-    pid = int(pid_file.read_text())
+    return int(pid_file.read_text())
+
+
+def test_process_cancel_kills_the_child_within_a_second(executor, tmp_path):
+    pid_file = tmp_path / "pid"
+    task = Task("t", func=helpers.write_pid_and_sleep, args=(str(pid_file), 30), isolation="process", timeout=60)
+    pid = cancel_once_started(executor, task, pid_file)
     assert wait_until(lambda: not alive(pid), timeout=1)
 
 
@@ -426,15 +432,7 @@ def test_shell_timeout_kills_the_whole_process_group(executor):
 def test_shell_cancel_kills_the_whole_process_group(executor, tmp_path):
     pid_file = tmp_path / "pid"
     task = Task("t", command=f"sleep 30 & echo $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file}; sleep 30")
-    ctx = TaskContext("t")
-    thread, box = run_in_background(executor, task, ctx)
-    assert wait_until(pid_file.exists)
-    canceled_at = time.monotonic()
-    ctx._cancel_event.set()
-    thread.join(5)
-    assert box["outcome"].state == "canceled"
-    assert box["returned_at"] - canceled_at < 1
-    pgid = int(pid_file.read_text())
+    pgid = cancel_once_started(executor, task, pid_file)
     assert wait_until(lambda: group_members(pgid) == [], timeout=1)
 
 
