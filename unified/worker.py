@@ -1,7 +1,9 @@
 """Workers: a pool that claims ready tasks, runs each attempt with the executor and reports to the engine.
 
-Inside a pool, one dispatcher thread claims as many tasks as there are idle runner threads (one store
-transaction for the lot), runners execute attempts, and one reporter thread applies finished attempts in
+Inside a pool, one dispatcher thread claims work when a runner thread is idle: enough for the idle runners plus a
+prefetch of about ``PREFETCH_SECONDS`` of work, judged from how long this pool's attempts take (one store
+transaction for the lot; none when attempts are long, so slow tasks are not hoarded from other workers). Runners
+take claimed tasks in priority order, execute attempts, and one reporter thread applies finished attempts in
 batches (one transaction for all outcomes that arrived meanwhile: group commit). A heartbeat thread renews the
 leases of everything the pool holds and takes back expired leases of dead workers; a task whose lease is
 taken away is told to stop. ``run_once`` and ``run_until_idle`` drain the queue in the calling thread instead.
@@ -13,6 +15,7 @@ every ``poll_seconds``, or sooner when a retry delay ends.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import queue
@@ -33,6 +36,8 @@ log = logging.getLogger("unified.worker")
 
 MAX_BACKOFF_SECONDS = 30.0
 REPORT_BATCH = 256
+PREFETCH_SECONDS = 0.05  # claim ahead only as much work as the runners get through in this time
+MAX_PREFETCH = 256
 
 Report = tuple[TaskRecord, str, dict[str, Any]]
 
@@ -61,11 +66,14 @@ class WorkerPool:
         poll_seconds: float = 1.0,
         worker_id: str | None = None,
         isolation: str | None = None,
+        prefetch: int | None = None,
     ) -> None:
         if max_workers < 0:
             raise ValueError("max_workers must be 0 or more")
         if heartbeat_seconds >= lease_seconds:
             raise ValueError("heartbeat_seconds must be shorter than lease_seconds, or leases lapse between beats")
+        if prefetch is not None and prefetch < 0:
+            raise ValueError("prefetch must be 0 or more (None: about PREFETCH_SECONDS of measured work)")
         if isolation is not None and isolation not in ISOLATIONS:
             raise ValueError(f"isolation must be one of {', '.join(ISOLATIONS)} (or None: each task's own)")
         self.engine = engine
@@ -77,15 +85,18 @@ class WorkerPool:
         self.poll_seconds = poll_seconds
         self.worker_id = worker_id or default_worker_id()
         self.isolation = isolation  # run every function task in a thread or a child process, whatever it asked
+        self.prefetch = prefetch  # tasks claimed beyond the idle runners; None: adapt to how long attempts take
         self._unlisten: Callable[[], None] | None = None
         self._held: dict[str, int] = {}  # task id -> attempt number: what the heartbeat renews
         self._lock = threading.Lock()
         self._held_lock = threading.Lock()  # reporting and renewing leases take turns
         self._ready = threading.Condition(self._lock)  # work may be claimable
         self._freed = threading.Condition(self._lock)  # a runner became idle
+        self._has_work = threading.Condition(self._lock)  # a claimed task waits in the buffer
         self._signals = 0
-        self._busy = 0
-        self._work: queue.SimpleQueue[TaskRecord | None] = queue.SimpleQueue()
+        self._busy = 0  # claimed and not yet finished: buffered or running
+        self._buffer: list[tuple[int, int, TaskRecord]] = []  # heap of claimed tasks: highest priority, oldest first
+        self._mean_attempt = 0.0  # seconds, a moving average over this pool's attempts (0: none yet)
         self._reports: queue.SimpleQueue[Report | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._runners: list[threading.Thread] = []
@@ -126,11 +137,10 @@ class WorkerPool:
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
-        self.wake(1)
         with self._lock:
+            self._ready.notify_all()
             self._freed.notify_all()
-        for _ in self._runners:
-            self._work.put(None)
+            self._has_work.notify_all()  # runners finish their attempt; what is still buffered is handed back
         deadline = None if timeout is None else time.monotonic() + (timeout if wait else 0.0)
         for thread in self._runners:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
@@ -141,6 +151,8 @@ class WorkerPool:
         self._runners, self._services = [], []
 
     def _hand_back_held(self) -> None:
+        with self._lock:
+            self._buffer.clear()
         for task_id, attempt in list(self._held.items()):
             try:
                 if self.engine.hand_back(task_id, attempt):
@@ -155,7 +167,8 @@ class WorkerPool:
         """Tell the dispatcher that ``count`` tasks may have become claimable."""
         with self._lock:
             self._signals += count
-            self._ready.notify()
+            if self._signals > 0:  # not when the reporter already claimed what the signal is about
+                self._ready.notify()
 
     # -- draining in the calling thread ------------------------------------------------------------------
     def run_once(self, limit: int = 1) -> int:
@@ -164,7 +177,7 @@ class WorkerPool:
         for record in claimed:
             self._held[record.id] = record.attempts
             if (report := self._attempt(record)) is not None:
-                self._apply([report])
+                self._apply([report], claim_next=False)
         return len(claimed)
 
     def run_until_idle(self, max_tasks: int | None = None) -> int:
@@ -183,11 +196,11 @@ class WorkerPool:
             with self._lock:
                 while self._busy >= self.max_workers and not self._stopping.is_set():
                     self._freed.wait()
-                idle = self.max_workers - self._busy
+                wanted = self.max_workers - self._busy + self._prefetch()
             if self._stopping.is_set():
                 return
             try:
-                claimed = self.engine.claim(self.worker_id, idle, self.queues, self.lease_seconds)
+                claimed = self.engine.claim(self.worker_id, wanted, self.queues, self.lease_seconds)
                 failures = 0
             except StoreError as exc:
                 failures += 1
@@ -198,11 +211,25 @@ class WorkerPool:
             if not claimed:
                 self._idle_wait()
                 continue
-            with self._lock:
-                self._busy += len(claimed)
+            self._accept(claimed)
+
+    def _accept(self, claimed: list[TaskRecord]) -> None:
+        """Hold the leases of ``claimed`` (the heartbeat renews them) and hand the tasks to the runners."""
+        for record in claimed:
+            self._held[record.id] = record.attempts
+        with self._lock:
+            self._busy += len(claimed)
             for record in claimed:
-                self._held[record.id] = record.attempts
-                self._work.put(record)
+                heapq.heappush(self._buffer, (-record.priority, record.seq, record))
+            self._has_work.notify(len(claimed))
+
+    def _prefetch(self) -> int:
+        """How many tasks to claim beyond the idle runners: about PREFETCH_SECONDS of work, none until measured."""
+        if self.prefetch is not None:
+            return self.prefetch
+        if not self._mean_attempt:
+            return 0
+        return min(MAX_PREFETCH, int(PREFETCH_SECONDS * self.max_workers / self._mean_attempt))
 
     def _idle_wait(self) -> None:
         timeout = self.poll_seconds
@@ -221,15 +248,27 @@ class WorkerPool:
         # a store without commits (memory) gains nothing from group commit: the runner applies its own outcome and
         # saves the hand-off to the reporter thread (about a third of a chain step's latency)
         direct = self.engine.store.keeps_objects
-        while (record := self._work.get()) is not None:
+        while (record := self._next_claimed()) is not None:
+            started = time.perf_counter()
             if (report := self._attempt(record)) is not None:
                 if direct:
                     self._apply([report])
                 else:
                     self._reports.put(report)
+            took = time.perf_counter() - started
             with self._lock:
+                self._mean_attempt = took if not self._mean_attempt else 0.9 * self._mean_attempt + 0.1 * took
                 self._busy -= 1
                 self._freed.notify()
+
+    def _next_claimed(self) -> TaskRecord | None:
+        """The best buffered task, waiting for one; None once the pool stops."""
+        with self._lock:
+            while not self._buffer and not self._stopping.is_set():
+                self._has_work.wait()
+            if self._stopping.is_set():
+                return None
+            return heapq.heappop(self._buffer)[2]
 
     def _report_loop(self) -> None:
         while (first := self._reports.get()) is not None:
@@ -283,9 +322,11 @@ class WorkerPool:
             },
         )
 
-    def _apply(self, batch: list[Report]) -> None:
+    def _apply(self, batch: list[Report], claim_next: bool = True) -> None:
         """Apply outcomes in one transaction, retrying while the store is unreachable so no result is lost.
 
+        With ``claim_next``, the same transaction claims what the outcomes made ready (the next step of a chain, a
+        retry) for this pool's free runners: no wake-up of the dispatcher and no transaction of its own.
         If a lease lapses meanwhile, another worker may take the task over; the fencing token then makes the
         engine refuse the late report, so a result is never written twice.
         """
@@ -296,13 +337,16 @@ class WorkerPool:
                     with self.engine.batch():
                         for record, state, outcome in batch:  # a copy: a failed commit must not leave moved records
                             self.engine.complete(record.copy(), state, **outcome)
+                        claimed = self._claim_more() if claim_next else []
                     self._forget(batch)
-                self.wake(1)  # a finished task may have made room in a limited queue
+                self._accept(claimed)
+                if not claim_next:
+                    self.wake(1)  # a finished task may have made room in a limited queue
                 return
             except StoreError as exc:
                 if len(batch) > 1:  # one bad outcome must not hold the others back: apply them one by one
                     for report in batch:
-                        self._apply([report])
+                        self._apply([report], claim_next)
                     return
                 failures += 1
                 log.error("worker %s cannot report task %s (%s); retrying in %.1f s",
@@ -312,6 +356,21 @@ class WorkerPool:
                               self.worker_id, batch[0][0].id)  # fmt: skip
                     self._forget(batch)
                     return
+
+    def _claim_more(self) -> list[TaskRecord]:
+        """Inside the reporting transaction: claim up to the pool's free room.
+
+        This covers what the outcomes made ready and the room they freed in a limited queue, so the dispatcher
+        is not woken for either.
+        """
+        with self._lock:
+            room = 0 if self._stopping.is_set() else self.max_workers + self._prefetch() - self._busy
+        if room <= 0:
+            return []
+        claimed = self.engine.claim(self.worker_id, room, self.queues, self.lease_seconds)
+        with self._lock:
+            self._signals -= len(claimed)  # the dispatcher need not look for what is already claimed
+        return claimed
 
     def _forget(self, batch: list[Report]) -> None:
         for record, _, _ in batch:

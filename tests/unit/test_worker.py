@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from typing import Any
 
 from unified.engine import Engine
 from unified.errors import StoreError
@@ -81,3 +83,69 @@ def test_a_worker_that_cannot_renew_its_lease_stops_its_attempts() -> None:
         store.down = True
         assert stopped.wait(5), "the attempt kept running after its lease could not be renewed"
         store.down = False
+
+
+class CountingEngine(Engine):
+    """An engine that records how many tasks each claim took."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        super().__init__(store)
+        self.claims: list[int] = []
+
+    def claim(self, *args: Any, **kwargs: Any) -> list[Any]:
+        claimed = super().claim(*args, **kwargs)
+        if claimed:
+            self.claims.append(len(claimed))
+        return claimed
+
+
+def test_a_pool_that_claims_ahead_still_runs_in_priority_order() -> None:
+    engine = CountingEngine(MemoryStore())
+    order: list[int] = []
+    priorities = [(7 * i) % 11 for i in range(40)]
+    engine.submit(
+        [Task(task_id=f"t{i}", func=lambda p=p: order.append(p), priority=p) for i, p in enumerate(priorities)]
+    )
+    pool = WorkerPool(engine, max_workers=1, prefetch=15)
+    pool.start()
+    try:
+        deadline = time.monotonic() + 5
+        while len(order) < 40 and time.monotonic() < deadline:
+            engine.wait_for_change(engine.finished_generation, 0.05)
+    finally:
+        pool.stop()
+    assert order == sorted(priorities, reverse=True)
+    assert max(engine.claims) == 16, "one claim takes the idle runner's task and 15 ahead"
+
+
+def test_claiming_ahead_adapts_to_how_long_attempts_take() -> None:
+    engine = CountingEngine(MemoryStore())
+    engine.submit([Task(task_id=f"t{i}", func=lambda: None) for i in range(300)])
+    with TaskManager(store=engine.store, engine=engine, max_workers=2) as tm:
+        tm.wait("t299", timeout=5)
+    assert engine.claims[0] <= 2, "nothing is claimed ahead before an attempt was timed"
+    assert max(engine.claims) > 2, "short attempts are claimed ahead"
+
+
+def test_stop_hands_back_tasks_claimed_ahead_and_not_started() -> None:
+    store = MemoryStore()
+    engine = Engine(store)
+    started, release = threading.Event(), threading.Event()
+    ran: list[int] = []
+
+    def gate() -> None:
+        started.set()
+        release.wait(5)
+
+    engine.submit([Task(task_id="gate", func=gate, priority=9)])
+    engine.submit([Task(task_id=f"t{i}", func=lambda i=i: ran.append(i)) for i in range(5)])
+    pool = WorkerPool(engine, max_workers=1, prefetch=5)
+    pool.start()
+    assert started.wait(5)
+    assert all(store.get_task(f"t{i}").state == "running" for i in range(5)), "claimed ahead with the gate"
+    pool.stop(wait=True, timeout=0.2)
+    release.set()
+    assert ran == []
+    for i in range(5):
+        assert store.get_task(f"t{i}").state == "queued"
+        assert [a.state for a in store.list_attempts(f"t{i}")] == ["handed_back"]
