@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from unified import events as ev
@@ -42,6 +42,37 @@ def global_id(run_id: str | None, task_id: str) -> str:
     return task_id if run_id is None else f"{run_id}.{task_id}"
 
 
+class _Batch:
+    """Engine.batch's context: a class, not a generator, because it is entered several times per task."""
+
+    __slots__ = ("atomic", "depth", "local")
+
+    def __init__(self, local: threading.local, atomic: AbstractContextManager[Any]) -> None:
+        self.local, self.atomic = local, atomic
+
+    def __enter__(self) -> None:
+        local = self.local
+        self.depth = getattr(local, "depth", 0)
+        if self.depth == 0:
+            local.after = []
+        local.depth = self.depth + 1
+        try:
+            self.atomic.__enter__()
+        except BaseException:
+            local.depth = self.depth
+            raise
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            self.atomic.__exit__(*exc_info)
+        finally:
+            self.local.depth = self.depth
+        if self.depth == 0 and exc_info[0] is None:
+            callbacks, self.local.after = self.local.after, []
+            for callback in callbacks:
+                callback()
+
+
 class Engine(Interventions):
     """Applies every state change of tasks and runs to a store, and publishes events about them."""
 
@@ -59,26 +90,13 @@ class Engine(Interventions):
         self._local = threading.local()  # per thread: transaction depth and after-commit callbacks
 
     # -- transactions ------------------------------------------------------------------------------------
-    @contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self) -> AbstractContextManager[None]:
         """One store transaction for everything inside; wake-ups and events wait until it commits.
 
         Nested blocks join the outermost one. Waking a worker or a waiter before the commit would let it read
         the old state, so every notification is deferred to after the outermost commit.
         """
-        depth = getattr(self._local, "depth", 0)
-        if depth == 0:
-            self._local.after = []
-        self._local.depth = depth + 1
-        try:
-            with self.store.atomic():
-                yield
-        finally:
-            self._local.depth = depth
-        if depth == 0:
-            callbacks, self._local.after = self._local.after, []
-            for callback in callbacks:
-                callback()
+        return _Batch(self._local, self.store.atomic())
 
     def _after_commit(self, callback: Callable[[], None]) -> None:
         if getattr(self._local, "depth", 0):
@@ -297,6 +315,7 @@ class Engine(Interventions):
             metadata=dict(record.metadata),
             add_task=lambda child: self._add_child(child, record),
             cancel_event=cancel_event,
+            name=record.name,
         )
         return task, ctx
 

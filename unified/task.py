@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from unified.errors import InvalidTransitionError, ValidationError
+from unified.logger import task_logger
 from unified.utils import backoff_delay, import_path_of, resolve_import_path
 
 _CANCEL_LOCK = threading.Lock()  # makes each Task's cancel event once, whichever thread asks first
+
 
 class TaskState(enum.StrEnum):
     """Where a task instance is in its life."""
@@ -140,6 +142,7 @@ class TaskContext:
         add_task: Callable[[Task], str] | None = None,
         cancel_event: threading.Event | None = None,
         logger: logging.Logger | None = None,
+        name: str | None = None,
     ) -> None:
         self.task_id = task_id
         self.run_id = run_id
@@ -147,9 +150,17 @@ class TaskContext:
         self.params = params or {}
         self.upstream = upstream or {}
         self.metadata = metadata if metadata is not None else {}
-        self.logger = logger or logging.getLogger(f"unified.task.{task_id}")
+        self._logger = logger
+        self._logger_name = name or task_id  # the task's name: one logger per kind of task, not per instance
         self._add_task = add_task
         self._cancel_event = cancel_event or threading.Event()
+
+    @property
+    def logger(self) -> logging.Logger:
+        """The ``unified.task.<name>`` logger; its lines are captured into the attempt's log."""
+        if self._logger is None:
+            self._logger = task_logger(self._logger_name)
+        return self._logger
 
     @property
     def cancelled(self) -> bool:

@@ -130,3 +130,20 @@ def test_capture_handler_does_not_hide_last_resort_output(monkeypatch, capsys):
     monkeypatch.setattr(logging.root, "handlers", [capture_handler])
     logging.getLogger("tests.last.resort").warning("still visible")
     assert "still visible" in capsys.readouterr().err
+
+
+def test_ctx_logger_is_one_logger_per_task_name_not_per_task_instance():
+    from unified.task_manager import TaskManager
+
+    def chatty(ctx):
+        ctx.logger.info("attempt %d of %s", ctx.attempt, ctx.task_id)
+
+    before = {n for n in logging.root.manager.loggerDict if n.startswith("unified.task.")}
+    with TaskManager(max_workers=2) as tm:
+        ids = [tm.queue_task(chatty, name="chatty") for _ in range(50)]
+        for task_id in ids:
+            tm.wait(task_id, timeout=5)
+        logs = tm.get_task_logs(ids[-1])
+    created = {n for n in logging.root.manager.loggerDict if n.startswith("unified.task.")} - before
+    assert created <= {"unified.task.chatty"}, "a logger per task id would grow without bound"
+    assert [line["message"] for line in logs] == [f"attempt 1 of {ids[-1]}"]

@@ -69,6 +69,12 @@ class AttemptRecord:
     error: dict[str, Any] | None = None  # {"type", "message", "traceback"}
     worker: str | None = None
 
+    def copy(self) -> AttemptRecord:
+        """A shallow copy (positional construction: see TaskRecord.copy)."""
+        return AttemptRecord(
+            self.task_id, self.number, self.state, self.started_at, self.finished_at, self.error, self.worker
+        )
+
 
 @dataclass(slots=True)
 class LogRecord:

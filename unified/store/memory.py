@@ -7,8 +7,8 @@ import heapq
 import itertools
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from unified.errors import DuplicateTaskError, NotFoundError
@@ -81,11 +81,9 @@ class MemoryStore(MemoryAdminRecords):
     def close(self) -> None:
         """Nothing to release."""
 
-    @contextmanager
-    def atomic(self) -> Iterator[None]:
+    def atomic(self) -> AbstractContextManager[Any]:
         """Hold the store's lock for the block (no rollback: the engine checks before it writes)."""
-        with self._lock:
-            yield
+        return self._lock
 
     # workflows and versions
     def put_workflow(self, workflow: WorkflowRecord) -> None:
@@ -374,13 +372,13 @@ class MemoryStore(MemoryAdminRecords):
     def insert_attempt(self, attempt: AttemptRecord) -> None:
         """Record the start of an attempt."""
         with self._lock:
-            self._attempts[attempt.task_id].append(copy.copy(attempt))
+            self._attempts[attempt.task_id].append(attempt.copy())
 
     def insert_attempts(self, attempts: list[AttemptRecord]) -> None:
         """Record the start of several attempts."""
         with self._lock:
             for attempt in attempts:
-                self._attempts[attempt.task_id].append(copy.copy(attempt))
+                self._attempts[attempt.task_id].append(attempt.copy())
 
     def finish_attempt(self, task_id: str, number: int, *, if_running: bool = False, **changes: Any) -> bool:
         """Set the outcome fields of an attempt (with ``if_running``, only while it runs); True if set."""
@@ -397,7 +395,7 @@ class MemoryStore(MemoryAdminRecords):
     def list_attempts(self, task_id: str) -> list[AttemptRecord]:
         """The attempts of a task, by number."""
         with self._lock:
-            return sorted((copy.copy(a) for a in self._attempts.get(task_id, ())), key=lambda a: a.number)
+            return sorted((a.copy() for a in self._attempts.get(task_id, ())), key=lambda a: a.number)
 
     def append_logs(self, lines: Iterable[LogRecord]) -> None:
         """Store captured log lines."""
