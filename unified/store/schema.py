@@ -383,6 +383,26 @@ NOTIFY_ROOM = sa.text(
     f"SELECT pg_notify('{CHANNEL}', t.queue) FROM tasks t JOIN queue_limits l ON l.queue = t.queue WHERE t.id = :_id"
 )
 QUEUE_LIMITS = sa.select(queue_limits.c.queue, queue_limits.c.max_running).order_by(queue_limits.c.queue)
+LOCK_QUEUE_LIMITS = QUEUE_LIMITS.with_for_update()
+LOCK_QUEUE_LIMITS_OF = QUEUE_LIMITS.where(
+    queue_limits.c.queue.in_(sa.bindparam("_queues", expanding=True))
+).with_for_update()
+# the reads of every finished task, built once: building a statement and its cache key costs more than running it
+_IDS = tasks.c.id.in_(sa.bindparam("_ids", expanding=True))
+TASKS_BY_IDS = TASKS.select.where(_IDS)
+LOCK_TASKS = TASKS.select.where(_IDS).order_by(tasks.c.id).with_for_update()
+DEPENDANTS = (
+    TASKS.select.join(task_deps, task_deps.c.task_id == tasks.c.id)
+    .where(task_deps.c.depends_on == sa.bindparam("_id"))
+    .order_by(tasks.c.seq)
+)
+LOCK_RUN = sa.select(runs.c.run_id).where(runs.c.run_id == sa.bindparam("_id")).with_for_update()
+RUN_PROGRESS = (
+    sa.select(tasks.c.state, sa.func.count()).where(tasks.c.run_id == sa.bindparam("_id")).group_by(tasks.c.state)
+)
+NEXT_NOT_BEFORE = sa.select(sa.func.min(tasks.c.not_before)).where(tasks.c.state == "retrying")
+ATTEMPTS_OF = ATTEMPTS.select.where(attempts.c.task_id == sa.bindparam("_id")).order_by(attempts.c.number)
+LOGS_OF = LOGS.select.where(logs.c.task_id == sa.bindparam("_id")).order_by(logs.c.ts, logs.c.seq)
 
 
 def _matching(table: sa.Table, conditions: tuple[str, ...]) -> list[sa.ColumnElement[bool]]:

@@ -33,14 +33,22 @@ from unified.store.base import (
 from unified.store.schema import (
     ALERTS,
     ATTEMPTS,
+    ATTEMPTS_OF,
+    DEPENDANTS,
     FIRST_EXISTING_TASK,
     INSERT_TASKS,
+    LOCK_RUN,
+    LOCK_TASKS,
     LOGS,
+    LOGS_OF,
+    NEXT_NOT_BEFORE,
     NOTIFY_QUEUE,
     NOTIFY_ROOM,
     NOTIFY_TASK_QUEUE,
+    RUN_PROGRESS,
     RUNS,
     TASKS,
+    TASKS_BY_IDS,
     VERSIONS,
     WORKFLOWS,
     Codec,
@@ -205,9 +213,9 @@ class SqlStore(SqlAdminRecords):
             raise NotFoundError(f"no {what}: check the id (list them to see what exists)")
         return codec.record(row)
 
-    def _all(self, codec: Codec[Any], stmt: sa.Select[Any]) -> list[Any]:
+    def _all(self, codec: Codec[Any], stmt: sa.Select[Any], params: dict[str, Any] | None = None) -> list[Any]:
         with self._tx(write=False) as conn:
-            return [codec.record(row) for row in conn.execute(stmt)]
+            return [codec.record(row) for row in conn.execute(stmt, params)]
 
     def _insert(
         self, codec: Codec[Any], rows: list[dict[str, Any]], duplicate: str, parent: str = "", isolated: bool = True
@@ -364,9 +372,12 @@ class SqlStore(SqlAdminRecords):
 
     def get_tasks(self, task_ids: Iterable[str]) -> list[TaskRecord]:
         """The tasks with these ids that exist, in no particular order."""
+        ids = list(dict.fromkeys(task_ids))
+        if len(ids) == 1:  # the usual case (one upstream task): no IN list to render
+            return self._all(TASKS, TASKS.by_key, {"_key": ids[0]})
         found: list[TaskRecord] = []
-        for chunk in chunks(list(dict.fromkeys(task_ids)), CHUNK):
-            found += self._all(TASKS, TASKS.select.where(tasks.c.id.in_(chunk)))
+        for chunk in chunks(ids, CHUNK):
+            found += self._all(TASKS, TASKS_BY_IDS, {"_ids": chunk})
         return found
 
     def list_tasks(
@@ -397,29 +408,23 @@ class SqlStore(SqlAdminRecords):
         ids = sorted(set(task_ids))
         if not ids:
             return []
-        stmt = TASKS.select.where(tasks.c.id.in_(ids)).order_by(tasks.c.id).with_for_update()
         with self._wrap_errors(), self._tx() as conn:
-            return [TASKS.record(row) for row in conn.execute(stmt)]
+            return [TASKS.record(row) for row in conn.execute(LOCK_TASKS, {"_ids": ids})]
 
     def lock_run(self, run_id: str) -> None:
         """Lock the run's row FOR UPDATE until the transaction ends."""
-        stmt = sa.select(RUNS.table.c.run_id).where(RUNS.table.c.run_id == run_id).with_for_update()
         with self._wrap_errors(), self._tx() as conn:
-            if conn.execute(stmt).first() is None:
+            if conn.execute(LOCK_RUN, {"_id": run_id}).first() is None:
                 raise NotFoundError(f"no run with id {run_id!r}: check the id (list them to see what exists)")
 
     def run_progress(self, run_id: str) -> dict[str, int]:
         """How many tasks of a run are in each state."""
-        return self._count_by_state(tasks.c.run_id == run_id)
+        with self._tx(write=False) as conn:
+            return {state: count for state, count in conn.execute(RUN_PROGRESS, {"_id": run_id})}
 
     def dependants(self, task_id: str) -> list[TaskRecord]:
         """The tasks that list ``task_id`` among their dependencies."""
-        stmt = (
-            TASKS.select.join(task_deps, task_deps.c.task_id == tasks.c.id)
-            .where(task_deps.c.depends_on == task_id)
-            .order_by(tasks.c.seq)
-        )
-        return self._all(TASKS, stmt)
+        return self._all(TASKS, DEPENDANTS, {"_id": task_id})
 
     def update_task(
         self, task_id: str, expected_state: str | None, expected_attempt: int | None = None, **changes: Any
@@ -488,14 +493,11 @@ class SqlStore(SqlAdminRecords):
     def next_not_before(self) -> float | None:
         """The earliest not_before among retrying tasks, or None."""
         with self._tx(write=False) as conn:
-            return conn.execute(sa.select(sa.func.min(tasks.c.not_before)).where(tasks.c.state == "retrying")).scalar()
+            return conn.execute(NEXT_NOT_BEFORE).scalar()
 
     def count_tasks_by_state(self) -> dict[str, int]:
         """How many tasks are in each state."""
-        return self._count_by_state()
-
-    def _count_by_state(self, *where: Any) -> dict[str, int]:
-        stmt = sa.select(tasks.c.state, sa.func.count()).where(*where).group_by(tasks.c.state)
+        stmt = sa.select(tasks.c.state, sa.func.count()).group_by(tasks.c.state)
         with self._tx(write=False) as conn:
             return {state: count for state, count in conn.execute(stmt)}
 
@@ -519,8 +521,7 @@ class SqlStore(SqlAdminRecords):
 
     def list_attempts(self, task_id: str) -> list[AttemptRecord]:
         """The attempts of a task, by number."""
-        c = ATTEMPTS.table.c
-        return self._all(ATTEMPTS, ATTEMPTS.select.where(c.task_id == task_id).order_by(c.number))
+        return self._all(ATTEMPTS, ATTEMPTS_OF, {"_id": task_id})
 
     def append_logs(self, lines: Iterable[LogRecord]) -> None:
         """Store captured log lines."""
@@ -528,8 +529,7 @@ class SqlStore(SqlAdminRecords):
 
     def get_logs(self, task_id: str) -> list[LogRecord]:
         """The log lines of a task, oldest first."""
-        c = LOGS.table.c
-        return self._all(LOGS, LOGS.select.where(c.task_id == task_id).order_by(c.ts, c.seq))
+        return self._all(LOGS, LOGS_OF, {"_id": task_id})
 
     # alerts
     def insert_alert(self, alert: AlertRecord) -> None:

@@ -18,17 +18,19 @@ from unified.store.schema import (
     CLAIM_ANY,
     CLAIM_IN_QUEUES,
     CLAIM_SEQS,
-    QUEUE_LIMITS,
+    LOCK_QUEUE_LIMITS,
+    LOCK_QUEUE_LIMITS_OF,
     pick_statement,
-    queue_limits,
     tasks,
 )
 
 
 def claim_rows(conn: sa.Connection, names: list[str] | None, params: dict[str, Any]) -> list[sa.Row[Any]]:
     """Claim up to ``params["_limit"]`` tasks of the queues ``names`` (all when None) on ``conn``'s transaction."""
-    stmt = QUEUE_LIMITS if names is None else QUEUE_LIMITS.where(queue_limits.c.queue.in_(names))
-    limits: dict[str, int] = dict(conn.execute(stmt.with_for_update()).all())
+    if names is None:
+        limits: dict[str, int] = dict(conn.execute(LOCK_QUEUE_LIMITS).all())
+    else:
+        limits = dict(conn.execute(LOCK_QUEUE_LIMITS_OF, {"_queues": names}).all())
     if not limits:
         return list(conn.execute(CLAIM_ANY if names is None else CLAIM_IN_QUEUES, params))
     running = dict(
