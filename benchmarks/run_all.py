@@ -28,6 +28,7 @@ from benchmarks import startup  # noqa: E402
 
 WORKLOADS = {  # name: (function, tasks at scale 1, unit)
     "W1": ("w1_fan_out", 10_000, "tasks/s"),
+    "W1b": ("w1_batched", 10_000, "tasks/s"),  # W1 queued in one TaskManager.batch() and awaited with wait_all
     "W2": ("w2_chain", 1_000, "ms/step"),
     "W3": ("w3_layered", 2_000, "tasks/s"),
     "W4": ("w4_retries", 1_000, "tasks/s"),

@@ -44,6 +44,16 @@ def w1_fan_out(url: str, n: int = 10_000, workers: int = 2) -> float:
         return time.perf_counter() - start
 
 
+def w1_batched(url: str, n: int = 10_000, workers: int = 2) -> float:
+    """W1 with the bulk APIs: the n queue_task calls inside one TaskManager.batch() (one commit), then wait_all."""
+    with TaskManager(store=url, max_workers=workers) as tm:
+        start = time.perf_counter()
+        with tm.batch():
+            ids = [tm.queue_task(noop) for _ in range(n)]
+        tm.wait_all(ids)
+        return time.perf_counter() - start
+
+
 def _run_workflow(url: str, workflow: Workflow, workers: int) -> float:
     with WorkflowManager(task_manager=TaskManager(store=url, max_workers=workers)) as wm:
         workflow_id = wm.register(workflow)

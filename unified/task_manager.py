@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
 from unified import config
 from unified.alerts import AlertService, Channel
 from unified.engine import Engine
-from unified.errors import TaskFailedError, TimeoutExpired, ValidationError
+from unified.errors import NotFoundError, TaskFailedError, TimeoutExpired, ValidationError
 from unified.events import EventBus
 from unified.executor import Executor
 from unified.scheduler import Scheduler, When
@@ -27,6 +28,8 @@ from unified.utils import Clock, FakeClock, iso, new_id
 from unified.worker import WorkerPool
 
 log = logging.getLogger("unified.task_manager")
+
+WAIT_CHUNK = 500  # tasks read at once by wait_all
 
 
 def task_metadata(record: TaskRecord, attempts: list[AttemptRecord]) -> dict[str, Any]:
@@ -212,6 +215,15 @@ class TaskManager(ScheduleMethods):
         )  # fmt: skip
         return self.engine.submit([task])[0]
 
+    def batch(self) -> AbstractContextManager[None]:
+        """One transaction for every ``queue_task`` (and other change) made inside the block.
+
+        Queueing many tasks this way costs one commit instead of one each: the ids returned inside are durable, and
+        the tasks claimable, once the block exits; an exception inside stores none of them (on SQL stores). On
+        SQLite the block holds this process's write turn, so keep it to queueing.
+        """
+        return self.engine.batch()
+
     def schedule_task(
         self,
         func: Callable[..., Any] | str | Task | None = None,
@@ -245,6 +257,36 @@ class TaskManager(ScheduleMethods):
 
     def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Block until the task finishes (or raise TimeoutExpired); returns its final metadata."""
+        record = self._wait_for_record(task_id, timeout)
+        return task_metadata(record, self.store.list_attempts(task_id))  # the record read last: no second read
+
+    def wait_all(self, task_ids: Iterable[str], timeout: float | None = None) -> list[dict[str, Any]]:
+        """Block until every task finishes (or raise TimeoutExpired); returns their final metadata, in order.
+
+        Reads the store in bulk (a chunk of tasks at a time), so waiting for thousands of tasks costs a few
+        queries rather than two per task.
+        """
+        ids = list(task_ids)
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def remaining() -> float | None:
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+        records: dict[str, TaskRecord] = {}
+        for start in range(0, len(ids), WAIT_CHUNK):
+            chunk = ids[start : start + WAIT_CHUNK]
+            # the newest first: once it is done the others mostly are too, and one read finds them all
+            records[chunk[-1]] = self._wait_for_record(chunk[-1], remaining())
+            found = {r.id: r for r in self.store.get_tasks(chunk[:-1])}
+            if missing := [i for i in chunk[:-1] if i not in found]:
+                raise NotFoundError(f"no task {missing[0]!r}: check the id (list them to see what exists)")
+            for task_id, record in found.items():
+                finished = record.state in FINISHED_STATES
+                records[task_id] = record if finished else self._wait_for_record(task_id, remaining())
+        attempts = self.store.attempts_of(ids)
+        return [task_metadata(records[i], attempts.get(i, [])) for i in ids]
+
+    def _wait_for_record(self, task_id: str, timeout: float | None) -> TaskRecord:
         last: list[TaskRecord] = []
 
         def finished() -> bool:
@@ -252,7 +294,7 @@ class TaskManager(ScheduleMethods):
             return last[0].state in FINISHED_STATES
 
         self._wait_until(finished, timeout, f"task {task_id!r}")
-        return task_metadata(last[0], self.store.list_attempts(task_id))  # the record read last: no second read
+        return last[0]
 
     def _wait_until(self, done: Callable[[], bool], timeout: float | None, what: str) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout

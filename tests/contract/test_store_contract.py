@@ -296,6 +296,7 @@ def test_attempts_by_number_and_finished(store: Store, make_task: MakeTask) -> N
     assert first == AttemptRecord("a", 1, "failure", NOW, NOW + 5, error, "w1")
     assert second == AttemptRecord("a", 2, "running", NOW + 10, worker="w2")
     assert store.list_attempts("other") == []
+    assert store.attempts_of(["other", "a"]) == {"a": [first, second]}
     with pytest.raises(NotFoundError, match="3"):
         store.finish_attempt("a", 3, state="success")
 

@@ -392,6 +392,10 @@ class Store(Protocol):
         """The attempts of a task, by number."""
         ...
 
+    def attempts_of(self, task_ids: Iterable[str]) -> dict[str, list[AttemptRecord]]:
+        """The attempts of each of these tasks, by number (tasks without attempts are left out)."""
+        ...
+
     def append_logs(self, lines: Iterable[LogRecord]) -> None:
         """Store captured log lines."""
         ...

@@ -397,6 +397,16 @@ class MemoryStore(MemoryAdminRecords):
         with self._lock:
             return sorted((a.copy() for a in self._attempts.get(task_id, ())), key=lambda a: a.number)
 
+    def attempts_of(self, task_ids: Iterable[str]) -> dict[str, list[AttemptRecord]]:
+        """The attempts of each of these tasks, by number (tasks without attempts are left out)."""
+        with self._lock:
+            found = {task_id: self._attempts.get(task_id) for task_id in task_ids}
+            return {
+                task_id: sorted((a.copy() for a in attempts), key=lambda a: a.number)
+                for task_id, attempts in found.items()
+                if attempts
+            }
+
     def append_logs(self, lines: Iterable[LogRecord]) -> None:
         """Store captured log lines."""
         with self._lock:

@@ -289,6 +289,7 @@ class Codec(Generic[R]):
         self.fixed = frozenset(fixed)  # fields a change may not touch (keys, seq)
         self._decoders: list[Callable[[Any], Any] | None] = [from_json if n in self.json else None for n in self.names]
         self.select = sa.select(*self.columns)  # built once: building a 20-column select costs more than running it
+        self.insert = sa.insert(table)
         self.by_key = self.select.where(table.c[key] == sa.bindparam("_key"))
 
     def record(self, row: Iterable[Any]) -> R:
@@ -402,6 +403,9 @@ RUN_PROGRESS = (
 )
 NEXT_NOT_BEFORE = sa.select(sa.func.min(tasks.c.not_before)).where(tasks.c.state == "retrying")
 ATTEMPTS_OF = ATTEMPTS.select.where(attempts.c.task_id == sa.bindparam("_id")).order_by(attempts.c.number)
+ATTEMPTS_OF_IDS = ATTEMPTS.select.where(attempts.c.task_id.in_(sa.bindparam("_ids", expanding=True))).order_by(
+    attempts.c.task_id, attempts.c.number
+)
 LOGS_OF = LOGS.select.where(logs.c.task_id == sa.bindparam("_id")).order_by(logs.c.ts, logs.c.seq)
 
 

@@ -34,6 +34,7 @@ from unified.store.schema import (
     ALERTS,
     ATTEMPTS,
     ATTEMPTS_OF,
+    ATTEMPTS_OF_IDS,
     DEPENDANTS,
     FIRST_EXISTING_TASK,
     INSERT_TASKS,
@@ -59,6 +60,7 @@ from unified.store.schema import (
 )
 from unified.store.sql_admin import SqlAdminRecords
 from unified.store.sql_claim import claim_rows
+from unified.store.sql_direct import DirectStatements
 
 CHUNK = 500  # ids per IN (...) list
 READ_ONLY = "unified_read_only"  # execution option: a read outside atomic(); SQLite then skips BEGIN IMMEDIATE
@@ -82,6 +84,7 @@ class SqlStore(SqlAdminRecords):
 
     keeps_objects = False
     _read_options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}  # a read is one statement: no BEGIN/ROLLBACK
+    statement_rollback = False  # True where a failed statement undoes only itself and the transaction goes on
 
     def __new__(cls, url: str, **engine_options: Any) -> SqlStore:
         """Pick SqliteStore for SQLite URLs, so both classes open any supported URL."""
@@ -98,6 +101,7 @@ class SqlStore(SqlAdminRecords):
         self._safe_url = self._engine.url.render_as_string(hide_password=True)
         self._upsert_insert = sqlite.insert if self._engine.dialect.name == "sqlite" else postgresql.insert
         self._notifies = self._engine.dialect.name == "postgresql"  # NOTIFY listeners when work becomes claimable
+        self._direct = DirectStatements(self._engine.dialect)
         try:
             with self._wrap_errors():
                 self._migrate()
@@ -191,9 +195,13 @@ class SqlStore(SqlAdminRecords):
         return nullcontext()
 
     @contextmanager
-    def _savepoint(self, conn: sa.Connection) -> Iterator[None]:
-        """Inside a caller's atomic(), undo only this verb's writes if it fails (PostgreSQL would abort them all)."""
-        if self._local.depth:
+    def _savepoint(self, conn: sa.Connection, statements: int = 2) -> Iterator[None]:
+        """Inside a caller's atomic(), undo only this verb's writes if it fails (PostgreSQL would abort them all).
+
+        ``statements``: how many the verb runs. A database that rolls back just the failed statement (SQLite) needs
+        no savepoint for one, which saves two statements on every task queued inside a batch.
+        """
+        if self._local.depth and not (statements == 1 and self.statement_rollback):
             with conn.begin_nested():
                 yield
         else:
@@ -208,14 +216,16 @@ class SqlStore(SqlAdminRecords):
     # generic helpers
     def _one(self, codec: Codec[Any], what: str, stmt: sa.Select[Any], params: dict[str, Any]) -> Any:
         with self._tx(write=False) as conn:
-            row = conn.execute(stmt, params).first()
-        if row is None:
+            rows = self._direct.rows(conn, stmt, params)
+        if not rows:
             raise NotFoundError(f"no {what}: check the id (list them to see what exists)")
-        return codec.record(row)
+        return codec.record(rows[0])
 
     def _all(self, codec: Codec[Any], stmt: sa.Select[Any], params: dict[str, Any] | None = None) -> list[Any]:
+        """The records ``stmt`` selects; with ``params``, ``stmt`` is a prebuilt statement run directly."""
         with self._tx(write=False) as conn:
-            return [codec.record(row) for row in conn.execute(stmt, params)]
+            rows = conn.execute(stmt) if params is None else self._direct.rows(conn, stmt, params)
+            return [codec.record(row) for row in rows]
 
     def _insert(
         self, codec: Codec[Any], rows: list[dict[str, Any]], duplicate: str, parent: str = "", isolated: bool = True
@@ -223,9 +233,9 @@ class SqlStore(SqlAdminRecords):
         """Insert ``rows``; ``isolated``: in a savepoint, so a failure leaves the caller's transaction usable."""
         if not rows:
             return
-        with self._tx() as conn, self._savepoint(conn) if isolated else nullcontext():
+        with self._tx() as conn, self._savepoint(conn, len(rows)) if isolated else nullcontext():
             try:
-                conn.execute(sa.insert(codec.table), rows)
+                conn.execute(codec.insert, rows)
             except sa.exc.IntegrityError as exc:
                 if parent and _fk_violation(exc):
                     raise NotFoundError(f"no {parent}: create it first") from exc
@@ -235,14 +245,15 @@ class SqlStore(SqlAdminRecords):
         """Apply ``values`` to the row matching ``where``; NotFoundError if none matches its first ``keys`` fields."""
         conditions = tuple(where)
         params = {f"_w_{name}": value for name, value in where.items()}
+        direct = self._direct
         with self._tx() as conn:
             if values:
                 params.update({f"_v_{name}": value for name, value in values.items()})
-                if conn.execute(update_statement(codec.table, tuple(values), conditions), params).rowcount == 1:
+                if direct.rowcount(conn, update_statement(codec.table, tuple(values), conditions), params) == 1:
                     return True
-            elif conn.execute(exists_statement(codec.table, conditions), params).first():
+            elif direct.rows(conn, exists_statement(codec.table, conditions), params):
                 return True
-            if conn.execute(exists_statement(codec.table, conditions[:keys]), params).first() is None:
+            if not direct.rows(conn, exists_statement(codec.table, conditions[:keys]), params):
                 raise NotFoundError(f"no {what}: check the id (list them to see what exists)")
             return False
 
@@ -346,7 +357,8 @@ class SqlStore(SqlAdminRecords):
             raise DuplicateTaskError(f"task id {clash!r} appears twice in one batch: give each task its own id")
         rows = [TASKS.row(r, skip=("seq",)) for r in records]
         deps = [{"task_id": r.id, "depends_on": d} for r in records for d in dict.fromkeys(r.dependencies)]
-        with self._tx() as conn, self._savepoint(conn):
+        statements = 1 + (len(ids) > 1) + bool(deps) + self._notifies
+        with self._tx() as conn, self._savepoint(conn, statements):
             for chunk in chunks(ids, CHUNK) if len(ids) > 1 else ():  # one id: the primary key names the clash
                 clash = conn.execute(FIRST_EXISTING_TASK, {"_ids": chunk}).scalar()
                 if clash is not None:
@@ -522,6 +534,14 @@ class SqlStore(SqlAdminRecords):
     def list_attempts(self, task_id: str) -> list[AttemptRecord]:
         """The attempts of a task, by number."""
         return self._all(ATTEMPTS, ATTEMPTS_OF, {"_id": task_id})
+
+    def attempts_of(self, task_ids: Iterable[str]) -> dict[str, list[AttemptRecord]]:
+        """The attempts of each of these tasks, by number (tasks without attempts are left out)."""
+        found: dict[str, list[AttemptRecord]] = {}
+        for chunk in chunks(list(dict.fromkeys(task_ids)), CHUNK):
+            for attempt in self._all(ATTEMPTS, ATTEMPTS_OF_IDS, {"_ids": chunk}):
+                found.setdefault(attempt.task_id, []).append(attempt)
+        return found
 
     def append_logs(self, lines: Iterable[LogRecord]) -> None:
         """Store captured log lines."""

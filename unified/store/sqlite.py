@@ -66,6 +66,7 @@ class SqliteStore(SqlStore):
     """A store in one SQLite file, shared safely by threads and processes."""
 
     _read_options: dict[str, Any] = {}  # the begin hook already skips BEGIN for reads
+    statement_rollback = True  # a constraint error aborts the statement, not the transaction
 
     def __init__(self, url: str, *, synchronous: str = "FULL", **engine_options: Any) -> None:
         if synchronous.upper() not in SYNCHRONOUS:
