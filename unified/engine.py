@@ -342,13 +342,16 @@ class Engine(Interventions):
         *,
         result: Any = None,
         error: dict[str, Any] | None = None,
-        exception: BaseException | None = None,
         logs: Iterable[tuple[float, str, str]] = (),
         metadata: dict[str, Any] | None = None,
         attempt_state: str | None = None,
         retryable: bool = True,
     ) -> None:
-        """Apply the outcome of ``record``'s current attempt (success, failure, timeout or canceled)."""
+        """Apply the outcome of ``record``'s current attempt (success, failure, timeout or canceled).
+
+        ``retryable``: False for a failure the task does not retry (not in its ``retry_on``, or one a new attempt
+        cannot fix); the worker decides it with the Task it ran.
+        """
         now = self.clock.now()
         attempt = record.attempts
         if state == "success" and not self.store.keeps_objects:
@@ -356,8 +359,6 @@ class Engine(Interventions):
                 to_json(result, f"the result of task {record.task_id!r}")
             except SerializationError as exc:
                 state, error, retryable = "failure", {"type": "SerializationError", "message": str(exc)}, False
-        if state == "failure" and exception is not None:
-            retryable = self.functions.rebuild(record.spec).should_retry(exception)
         pending_events: list[tuple[str, TaskRecord]] = []
         run_open = False  # True when a dependant is known to be unfinished: the run cannot be settled yet
         with self.batch():

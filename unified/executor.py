@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import traceback
+import types
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -106,11 +107,25 @@ def error_info(exc: BaseException) -> dict[str, Any]:
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename in _OWN_FILES:
         tb = tb.tb_next
-    return {
-        "type": type(exc).__name__,
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(type(exc), exc, tb)),
-    }
+    return {"type": type(exc).__name__, "message": str(exc), "traceback": _format_traceback(exc, tb)}
+
+
+def _format_traceback(exc: BaseException, tb: types.TracebackType | None) -> str:
+    """``traceback.format_exception`` without the ``^^^`` markers under each line: Python 3.11+ parses every frame's
+    source to place them, which costs more than the rest of a failed attempt's bookkeeping together."""
+    summary = traceback.TracebackException(type(exc), exc, tb, compact=True)
+    seen: set[int] = set()
+    todo = [summary]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        for frame in current.stack:
+            frame.colno = None
+        todo += [c for c in (current.__cause__, current.__context__) if c is not None]
+        todo += getattr(current, "exceptions", None) or []  # the members of an ExceptionGroup
+    return "".join(summary.format())
 
 
 def _where(thread: threading.Thread) -> str:

@@ -316,7 +316,7 @@ class WorkerPool:
             {
                 "result": outcome.result,
                 "error": outcome.error,
-                "exception": outcome.exception,
+                "retryable": outcome.state != "failure" or task.should_retry(outcome.exception),
                 "logs": outcome.logs,
                 "metadata": ctx.metadata,
             },
