@@ -59,7 +59,7 @@ def _run_workflow(url: str, workflow: Workflow, workers: int) -> float:
         workflow_id = wm.register(workflow)
         start = time.perf_counter()
         run_id = wm.start_workflow(workflow_id)
-        wm.task_manager._wait_until(lambda: wm.store.get_run(run_id).state != "running", None, "run")
+        wm.task_manager._wait_until(lambda: wm.store.get_run(run_id).state != "running", None, "run", runs=True)
         elapsed = time.perf_counter() - start
         assert wm.store.get_run(run_id).state == "success", "benchmark run did not succeed"
         wm.task_manager.shutdown()

@@ -86,6 +86,7 @@ class Engine(Interventions):
         self._submit_listeners: list[Callable[[list[TaskRecord], RunRecord | None], None]] = []
         self._finished = threading.Condition()
         self.finished_generation = 0  # bumped whenever a task or run finishes in this process
+        self.run_generation = 0  # bumped whenever a run finishes in this process
         self._run_cache: dict[str, RunRecord] = {}
         self._local = threading.local()  # per thread: transaction depth and after-commit callbacks
 
@@ -117,19 +118,22 @@ class Engine(Interventions):
         if count:
             self._after_commit(lambda: [listener(count) for listener in self._ready_listeners])
 
-    def _notify_finished(self) -> None:
-        self._after_commit(self._bump_finished)
+    def _notify_finished(self, run_ended: bool = False) -> None:
+        self._after_commit(lambda: self._bump_finished(run_ended))
 
-    def _bump_finished(self) -> None:
+    def _bump_finished(self, run_ended: bool) -> None:
         with self._finished:
             self.finished_generation += 1
+            self.run_generation += run_ended
             self._finished.notify_all()
 
-    def wait_for_change(self, seen_generation: int, seconds: float) -> None:
-        """Block until a task finishes in this process after ``seen_generation`` was read, or ``seconds`` pass."""
+    def wait_for_change(self, seen_generation: int, seconds: float, runs: bool = False) -> None:
+        """Block until a task (with ``runs``: a run) finishes in this process after ``seen_generation`` (of
+        ``finished_generation``, or of ``run_generation`` with ``runs``) was read, or ``seconds`` pass."""
         with self._finished:
-            if self.finished_generation == seen_generation:
-                self._finished.wait(seconds)
+            self._finished.wait_for(
+                lambda: (self.run_generation if runs else self.finished_generation) != seen_generation, seconds
+            )
 
     # -- the one state writer ----------------------------------------------------------------------------
     def _move(self, record: TaskRecord, new: TaskState, expected_attempt: int | None = None, **changes: Any) -> bool:
@@ -387,7 +391,7 @@ class Engine(Interventions):
             self._emit(name, rec)
         if run_event:
             self._emit_run(*run_event)
-        self._notify_finished()
+        self._notify_finished(run_ended=run_event is not None)
 
     def _fail_or_retry(
         self,

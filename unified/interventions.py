@@ -39,7 +39,7 @@ class Interventions:
         _emit: Callable[[str, TaskRecord], None]
         _emit_run: Callable[[str, RunRecord], None]
         _notify_ready: Callable[[int], None]
-        _notify_finished: Callable[[], None]
+        _notify_finished: Callable[..., None]
         complete: Callable[..., None]
 
     # -- requests from users -----------------------------------------------------------------------------
@@ -68,7 +68,7 @@ class Interventions:
                 self._emit(name, rec)
             if run_event:
                 self._emit_run(*run_event)
-            self._notify_finished()
+            self._notify_finished(run_ended=run_event is not None)
             return True
         raise ConflictError(f"task {task_id!r} kept changing state while being canceled; try again")
 

@@ -296,18 +296,19 @@ class TaskManager(ScheduleMethods):
         self._wait_until(finished, timeout, f"task {task_id!r}")
         return last[0]
 
-    def _wait_until(self, done: Callable[[], bool], timeout: float | None, what: str) -> None:
+    def _wait_until(self, done: Callable[[], bool], timeout: float | None, what: str, runs: bool = False) -> None:
+        """Call ``done`` whenever a task (with ``runs``: a run) finishes here, and at least every poll interval."""
         deadline = None if timeout is None else time.monotonic() + timeout
         # with no local workers the work happens elsewhere: poll the store less eagerly
         poll = 0.2 if self.pool is None else 0.5
         while True:
-            seen = self.engine.finished_generation
+            seen = self.engine.run_generation if runs else self.engine.finished_generation
             if done():
                 return
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise TimeoutExpired(f"{what} did not finish within {timeout} s; wait longer or cancel it")
-            self.engine.wait_for_change(seen, poll if remaining is None else min(poll, remaining))
+            self.engine.wait_for_change(seen, poll if remaining is None else min(poll, remaining), runs)
 
     def get_result(self, task_id: str, timeout: float | None = None) -> Any:
         """The task's return value once it succeeds; raises TaskFailedError if it ends any other way."""

@@ -213,15 +213,19 @@ class WorkerPool:
                 continue
             self._accept(claimed)
 
-    def _accept(self, claimed: list[TaskRecord]) -> None:
-        """Hold the leases of ``claimed`` (the heartbeat renews them) and hand the tasks to the runners."""
+    def _accept(self, claimed: list[TaskRecord], by_runner: bool = False) -> None:
+        """Hold the leases of ``claimed`` (the heartbeat renews them) and hand the tasks to the runners.
+
+        ``by_runner``: a runner claimed them, and takes the first itself next: waking another runner for it would
+        only move the work to another thread.
+        """
         for record in claimed:
             self._held[record.id] = record.attempts
         with self._lock:
             self._busy += len(claimed)
             for record in claimed:
                 heapq.heappush(self._buffer, (-record.priority, record.seq, record))
-            self._has_work.notify(len(claimed))
+            self._has_work.notify(len(claimed) - by_runner)
 
     def _prefetch(self) -> int:
         """How many tasks to claim beyond the idle runners: about PREFETCH_SECONDS of work, none until measured."""
@@ -252,7 +256,7 @@ class WorkerPool:
             started = time.perf_counter()
             if (report := self._attempt(record)) is not None:
                 if direct:
-                    self._apply([report])
+                    self._apply([report], by_runner=True)
                 else:
                     self._reports.put(report)
             took = time.perf_counter() - started
@@ -322,7 +326,7 @@ class WorkerPool:
             },
         )
 
-    def _apply(self, batch: list[Report], claim_next: bool = True) -> None:
+    def _apply(self, batch: list[Report], claim_next: bool = True, by_runner: bool = False) -> None:
         """Apply outcomes in one transaction, retrying while the store is unreachable so no result is lost.
 
         With ``claim_next``, the same transaction claims what the outcomes made ready (the next step of a chain, a
@@ -339,14 +343,14 @@ class WorkerPool:
                             self.engine.complete(record.copy(), state, **outcome)
                         claimed = self._claim_more() if claim_next else []
                     self._forget(batch)
-                self._accept(claimed)
+                self._accept(claimed, by_runner)
                 if not claim_next:
                     self.wake(1)  # a finished task may have made room in a limited queue
                 return
             except StoreError as exc:
                 if len(batch) > 1:  # one bad outcome must not hold the others back: apply them one by one
                     for report in batch:
-                        self._apply([report], claim_next)
+                        self._apply([report], claim_next, by_runner)
                     return
                 failures += 1
                 log.error("worker %s cannot report task %s (%s); retrying in %.1f s",

@@ -240,7 +240,9 @@ class WorkflowManager(ScheduleMethods):
 
     def wait_run(self, run_id: str, timeout: float | None = None) -> WorkflowRun:
         """Block until the run ends; returns it."""
-        self.task_manager._wait_until(lambda: self.store.get_run(run_id).state != "running", timeout, f"run {run_id!r}")
+        self.task_manager._wait_until(
+            lambda: self.store.get_run(run_id).state != "running", timeout, f"run {run_id!r}", runs=True
+        )
         return self.get_run(run_id)
 
     def get_run(self, run_id: str) -> WorkflowRun:
