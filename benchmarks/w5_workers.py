@@ -37,25 +37,28 @@ def workers(url: str, processes: int) -> list[subprocess.Popen[bytes]]:
     return [subprocess.Popen(cmd, cwd=ROOT, env=env) for _ in range(processes)]
 
 
-def measure(url: str, tasks: int, processes: int) -> dict[str, float]:
+def measure(url: str, tasks: int, processes: int, batch: int = 1) -> dict[str, float]:
     """Seconds from the first queue call until every task succeeded, with ``processes`` workers running them.
 
+    ``batch`` > 1 queues that many tasks per ``TaskManager.batch()`` (one commit each).
     A PostgreSQL URL gets a fresh schema, dropped afterwards; a SQLite URL should name a new file.
     """
     if url.startswith("postgres"):
         with fresh_schema(url) as schema_url:
-            return _measure(schema_url, tasks, processes)
-    return _measure(url, tasks, processes)
+            return _measure(schema_url, tasks, processes, batch)
+    return _measure(url, tasks, processes, batch)
 
 
-def _measure(url: str, tasks: int, processes: int) -> dict[str, float]:
+def _measure(url: str, tasks: int, processes: int, batch: int) -> dict[str, float]:
     tm = TaskManager(store=url, max_workers=0, run_scheduler=False)
     procs = workers(url, processes)
     try:
         time.sleep(WARM_UP_SECONDS)
         start = time.perf_counter()
-        for _ in range(tasks):
-            tm.queue_task("benchmarks.workloads:noop")
+        for first in range(0, tasks, batch):
+            with tm.batch():
+                for _ in range(min(batch, tasks - first)):
+                    tm.queue_task("benchmarks.workloads:noop")
         while tm.store.count_tasks_by_state().get("success", 0) < tasks:
             if any(p.poll() is not None for p in procs):
                 raise SystemExit("a worker process died: see its output above")
@@ -77,8 +80,9 @@ def main() -> None:
     parser.add_argument("--url", required=True, help="a fresh store: sqlite:///file.db or a PostgreSQL URL")
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=1, help="tasks queued per TaskManager.batch() (one commit)")
     args = parser.parse_args()
-    print(json.dumps(measure(args.url, args.tasks, args.processes)))
+    print(json.dumps(measure(args.url, args.tasks, args.processes, args.batch)))
 
 
 if __name__ == "__main__":

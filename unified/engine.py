@@ -141,7 +141,7 @@ class Engine(Interventions):
         check_transition(record.state, new)
         if not self.store.update_task(record.id, record.state, expected_attempt, state=new.value, **changes):
             return False
-        log.info("task %s: %s -> %s", record.id, record.state, new.value)
+        log.debug("task %s: %s -> %s", record.id, record.state, new.value)  # per task: DEBUG, off the hot path
         record.state = new.value
         for name, value in changes.items():
             setattr(record, name, value)
@@ -299,7 +299,7 @@ class Engine(Interventions):
             attempts = [AttemptRecord(r.id, r.attempts, "running", now, worker=worker) for r in claimed]
             self.store.insert_attempts(attempts)
         for record in claimed:
-            log.info("task %s: claimed by %s (attempt %d)", record.id, worker, record.attempts)
+            log.debug("task %s: claimed by %s (attempt %d)", record.id, worker, record.attempts)
             self._cancel_events[record.id] = threading.Event()
         return claimed
 

@@ -30,9 +30,10 @@ def fleet(pg_url: str, tmp_path: Path) -> Iterator[Fleet]:
 
 
 def test_four_processes_run_two_thousand_tasks_exactly_once(pg_url: str, fleet: Fleet) -> None:
+    fleet.start(4)
+    fleet.wait_ready()  # all four listening: the work is queued for a fleet, not for whichever starts first
     with TaskManager(store=pg_url, max_workers=0) as tm:  # only queues: the processes do the work
         ids = tm.engine.submit([Task(func="tests.helpers.tasks:add", args=(i, 1)) for i in range(2000)])
-        fleet.start(4)
         assert tm.get_result(ids[-1], timeout=120) == 2000, "wait/get_result poll the store"
         wait_until(lambda: tm.store.count_tasks_by_state() == {"success": 2000}, 120, "every task succeeding")
         records = tm.store.get_tasks(ids)

@@ -17,7 +17,7 @@ WORKER = """
 import json, sys
 from unified.logger import configure_logging
 from unified.service import run_worker
-configure_logging("warning")
+configure_logging("info")  # start and stop lines (Fleet.wait_ready reads them); per-task lines are DEBUG
 run_worker(sys.argv[1], **json.loads(sys.argv[2]))
 """
 FAST_LEASES = {"lease_seconds": 1.0, "heartbeat_seconds": 0.2}
@@ -55,6 +55,11 @@ class Fleet:
             self.procs.append(proc)
             started.append(proc)
         return started
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until every worker started so far has opened the store and serves its queues."""
+        logs = [self.logs / f"worker-{n}.log" for n in range(len(self.procs))]
+        wait_until(lambda: all("serves" in path.read_text(errors="replace") for path in logs), timeout, "workers ready")
 
     def alive(self) -> list[subprocess.Popen[bytes]]:
         """The workers still running."""

@@ -375,13 +375,17 @@ IN_QUEUES = tasks.c.queue.in_(sa.bindparam("_queues", expanding=True))
 CLAIM_ANY = claim_statement(_picked(None))
 CLAIM_IN_QUEUES = claim_statement(_picked(IN_QUEUES))
 CLAIM_SEQS = claim_statement(sa.bindparam("_seqs", expanding=True))
-# PostgreSQL: tell listeners (postgres.Listener) that a task of a queue became claimable; delivered at commit
+# PostgreSQL: tell listeners (postgres.Listener) that a task of a queue became claimable; delivered at commit.
+# The store collects them during a transaction and sends each queue once, just before the commit.
 CHANNEL = "unified_tasks"
-NOTIFY_QUEUE = sa.text(f"SELECT pg_notify('{CHANNEL}', :_queue)")
-NOTIFY_TASK_QUEUE = sa.text(f"SELECT pg_notify('{CHANNEL}', queue) FROM tasks WHERE id = :_id")
-# a task of a limited queue stopped running: room for another
+NOTIFY_QUEUES = sa.text(f"SELECT pg_notify('{CHANNEL}', q) FROM unnest(CAST(:_queues AS text[])) AS q")
+NOTIFY_TASK_QUEUES = sa.text(
+    f"SELECT pg_notify('{CHANNEL}', q) FROM (SELECT DISTINCT queue AS q FROM tasks WHERE id = ANY(:_ids)) AS s"
+)
+# tasks of limited queues stopped running: room for others
 NOTIFY_ROOM = sa.text(
-    f"SELECT pg_notify('{CHANNEL}', t.queue) FROM tasks t JOIN queue_limits l ON l.queue = t.queue WHERE t.id = :_id"
+    f"SELECT pg_notify('{CHANNEL}', q) FROM (SELECT DISTINCT t.queue AS q FROM tasks t "
+    "JOIN queue_limits l ON l.queue = t.queue WHERE t.id = ANY(:_ids)) AS s"
 )
 QUEUE_LIMITS = sa.select(queue_limits.c.queue, queue_limits.c.max_running).order_by(queue_limits.c.queue)
 LOCK_QUEUE_LIMITS = QUEUE_LIMITS.with_for_update()

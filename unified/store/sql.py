@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -43,9 +44,9 @@ from unified.store.schema import (
     LOGS,
     LOGS_OF,
     NEXT_NOT_BEFORE,
-    NOTIFY_QUEUE,
+    NOTIFY_QUEUES,
     NOTIFY_ROOM,
-    NOTIFY_TASK_QUEUE,
+    NOTIFY_TASK_QUEUES,
     RUN_PROGRESS,
     RUNS,
     TASKS,
@@ -65,6 +66,24 @@ from unified.store.sql_direct import DirectStatements
 CHUNK = 500  # ids per IN (...) list
 READ_ONLY = "unified_read_only"  # execution option: a read outside atomic(); SQLite then skips BEGIN IMMEDIATE
 MIGRATION_LOCK = 7_415_532  # PostgreSQL advisory lock key: one process migrates at a time
+
+
+@dataclass
+class Wakeups:
+    """What one write transaction will announce to listeners (PostgreSQL NOTIFY), sent once just before it commits."""
+
+    queues: set[str] = field(default_factory=set)  # queues with newly claimable work
+    claimable: set[str] = field(default_factory=set)  # ids of tasks made claimable (their queues are looked up)
+    room: set[str] = field(default_factory=set)  # ids of tasks that stopped running (room in a limited queue)
+
+    def send(self, conn: sa.Connection) -> None:
+        """One statement per kind of wake-up, each queue named once."""
+        if self.queues:
+            conn.execute(NOTIFY_QUEUES, {"_queues": sorted(self.queues)})
+        if self.claimable:
+            conn.execute(NOTIFY_TASK_QUEUES, {"_ids": sorted(self.claimable)})
+        if self.room:
+            conn.execute(NOTIFY_ROOM, {"_ids": sorted(self.room)})
 
 
 def driver_url(url: str) -> str:
@@ -184,11 +203,23 @@ class SqlStore(SqlAdminRecords):
                 yield conn
                 return
             local.conn, local.depth = conn, 0
+            local.wakeups = Wakeups()
             try:
                 with self._write_turn(), conn.begin():
                     yield conn
+                    if self._notifies:
+                        local.wakeups.send(conn)
             finally:
                 local.conn = None
+
+    def _wake(self, queues: Iterable[str] = (), claimable: Iterable[str] = (), room: Iterable[str] = ()) -> None:
+        """Inside a write transaction: tell listeners at commit that work of these queues (or of the queues of these
+        task ids) may be claimable, or that these tasks left a limited queue. Only PostgreSQL has listeners."""
+        if self._notifies:
+            wakeups = self._local.wakeups
+            wakeups.queues.update(queues)
+            wakeups.claimable.update(claimable)
+            wakeups.room.update(room)
 
     def _write_turn(self) -> AbstractContextManager[Any]:
         """Held around each write transaction of this process (SQLite: one writer at a time, see sqlite.py)."""
@@ -357,7 +388,7 @@ class SqlStore(SqlAdminRecords):
             raise DuplicateTaskError(f"task id {clash!r} appears twice in one batch: give each task its own id")
         rows = [TASKS.row(r, skip=("seq",)) for r in records]
         deps = [{"task_id": r.id, "depends_on": d} for r in records for d in dict.fromkeys(r.dependencies)]
-        statements = 1 + (len(ids) > 1) + bool(deps) + self._notifies
+        statements = 1 + (len(ids) > 1) + bool(deps)
         with self._tx() as conn, self._savepoint(conn, statements):
             for chunk in chunks(ids, CHUNK) if len(ids) > 1 else ():  # one id: the primary key names the clash
                 clash = conn.execute(FIRST_EXISTING_TASK, {"_ids": chunk}).scalar()
@@ -367,10 +398,7 @@ class SqlStore(SqlAdminRecords):
                 seqs = dict(conn.execute(INSERT_TASKS, rows).all())
                 if deps:
                     conn.execute(sa.insert(task_deps), deps)
-                if self._notifies:
-                    queues = {r.queue for r in records if r.state in CLAIMABLE_STATES}
-                    for queue in sorted(queues):
-                        conn.execute(NOTIFY_QUEUE, {"_queue": queue})
+                self._wake(queues=(r.queue for r in records if r.state in CLAIMABLE_STATES))
             except sa.exc.IntegrityError as exc:  # a concurrent insert of the same id
                 if len(ids) == 1:
                     raise DuplicateTaskError(f"a task with id {ids[0]!r} already exists: choose another") from exc
@@ -456,11 +484,11 @@ class SqlStore(SqlAdminRecords):
                 deps = [{"task_id": task_id, "depends_on": d} for d in dict.fromkeys(changes["dependencies"])]
                 if deps:
                     conn.execute(sa.insert(task_deps), deps)
-            if changed and self._notifies and "state" in changes:
+            if changed and "state" in changes:
                 if changes["state"] in CLAIMABLE_STATES:
-                    conn.execute(NOTIFY_TASK_QUEUE, {"_id": task_id})
+                    self._wake(claimable=[task_id])
                 elif expected_state == "running" != changes["state"]:
-                    conn.execute(NOTIFY_ROOM, {"_id": task_id})
+                    self._wake(room=[task_id])
         return changed
 
     def claim_tasks(

@@ -7,6 +7,7 @@ the (schedule_id, fire_time) primary key, so of several schedulers on one databa
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,6 @@ from unified.store.schema import (
     API_KEYS,
     AUDIT,
     FIRES,
-    NOTIFY_QUEUE,
     QUEUE_LIMITS,
     SCHEDULES,
     Codec,
@@ -34,8 +34,9 @@ class SqlAdminRecords:
 
     if TYPE_CHECKING:  # provided by SqlStore
 
-        _notifies: bool
-
+        def _wake(
+            self, queues: Iterable[str] = (), claimable: Iterable[str] = (), room: Iterable[str] = ()
+        ) -> None: ...
         def _upsert_insert(self, table: sa.Table) -> Insert: ...
         def _tx(self, write: bool = True) -> AbstractContextManager[sa.Connection]: ...
         def _one(self, codec: Codec[Any], what: str, stmt: sa.Select[Any], params: dict[str, Any]) -> Any: ...
@@ -160,8 +161,7 @@ class SqlAdminRecords:
             else:
                 stmt = self._upsert_insert(table).values(queue=queue, max_running=max_running)
                 conn.execute(stmt.on_conflict_do_update(index_elements=["queue"], set_={"max_running": max_running}))
-            if self._notifies:  # a raised limit may make waiting tasks claimable
-                conn.execute(NOTIFY_QUEUE, {"_queue": queue})
+            self._wake(queues=[queue])  # a raised limit may make waiting tasks claimable
 
     def queue_limits(self) -> dict[str, int]:
         """Every queue limit: queue name -> max_running."""
