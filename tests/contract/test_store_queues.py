@@ -104,3 +104,32 @@ def test_postgres_notifies_listeners_when_work_becomes_claimable(
         stop()
         listener.close()
         writer.close()
+
+
+@pytest.mark.postgres
+def test_a_listener_skips_work_its_own_store_announced_but_not_room(
+    postgres_url: str, open_store: Callable[[str], Store], make_task: Callable[..., TaskRecord]
+) -> None:
+    store = open_store(postgres_url)
+    heard: queue.SimpleQueue[str] = queue.SimpleQueue()
+    stop = store.listen(heard.put)  # type: ignore[attr-defined]
+    try:
+        for attempt in range(50):  # until the listener's connection LISTENs (it connects in its own thread)
+            store.set_queue_limit("warm-up", attempt + 1)  # room notifications reach the sender's listener too
+            try:
+                assert heard.get(timeout=0.1) == "warm-up"
+                break
+            except queue.Empty:
+                continue
+        store.insert_tasks([make_task("mine", queue="reports")])  # its engine already woke its own workers
+        store.set_queue_limit("reports", 1)
+        got = [heard.get(timeout=5)]
+        while True:
+            try:
+                got.append(heard.get(timeout=0.3))
+            except queue.Empty:
+                break
+        assert [q for q in got if q != "warm-up"] == ["reports"], "the insert's notification was skipped"
+    finally:
+        stop()
+        store.close()

@@ -6,6 +6,11 @@ once per distinct payload, to every listening session of the database. :class:`L
 autocommit connection in a daemon thread and calls back with the queue name; when the connection drops it
 reconnects with backoff and calls back once with ``""`` (any queue), because notifications sent meanwhile are
 lost. Listening is a wake-up, never the only way work is found: workers still poll, slowly.
+
+A process learns of the work it makes claimable itself from its engine, at once, so its listener skips the
+notifications its own store's sessions sent (:func:`track_sessions` keeps their backend pids); otherwise every
+report of a worker would wake that worker's dispatcher for a claim that finds nothing. Notifications of room in a
+limited queue (payload ``room:<queue>``) are delivered to every listener, the sender's included.
 """
 
 from __future__ import annotations
@@ -13,16 +18,34 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 import sqlalchemy as sa
 
-from unified.store.schema import CHANNEL
+from unified.store.schema import CHANNEL, ROOM
 
 log = logging.getLogger("unified.store.postgres")
 
 WAIT_SECONDS = 0.25  # how often the listener looks at its stop flag
 MAX_BACKOFF_SECONDS = 30.0
+
+
+def track_sessions(engine: sa.Engine) -> set[int]:
+    """The backend pids of ``engine``'s open connections, kept up to date as the pool opens and closes them."""
+    pids: set[int] = set()
+
+    def opened(dbapi_connection: psycopg.Connection[Any], record: Any) -> None:
+        record.info["backend_pid"] = dbapi_connection.info.backend_pid
+        pids.add(record.info["backend_pid"])
+
+    def closed(_dbapi_connection: Any, record: Any, *_exception: Any) -> None:
+        pids.discard(record.info.pop("backend_pid", None))
+
+    sa.event.listen(engine, "connect", opened)
+    for event in ("close", "invalidate", "soft_invalidate"):
+        sa.event.listen(engine, event, closed)
+    return pids
 
 
 def libpq_url(url: sa.URL) -> str:
@@ -33,9 +56,12 @@ def libpq_url(url: sa.URL) -> str:
 class Listener:
     """A thread that LISTENs on :data:`CHANNEL` and calls ``callback(queue)`` for each notification."""
 
-    def __init__(self, conninfo: str, callback: Callable[[str], None], safe_url: str) -> None:
+    def __init__(
+        self, conninfo: str, callback: Callable[[str], None], safe_url: str, own_sessions: set[int] | None = None
+    ) -> None:
         self._conninfo = conninfo
         self._callback = callback
+        self._own_sessions = own_sessions or set()  # notifications from these backends are this process's own
         self._safe_url = safe_url
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="unified-listener", daemon=True)
@@ -59,7 +85,10 @@ class Listener:
                     failures = 0
                     while not self._stopping.is_set():
                         for notify in conn.notifies(timeout=WAIT_SECONDS):
-                            self._call(notify.payload)
+                            if notify.payload.startswith(ROOM):
+                                self._call(notify.payload[len(ROOM) :])
+                            elif notify.pid not in self._own_sessions:
+                                self._call(notify.payload)
             except psycopg.Error as exc:
                 failures += 1
                 delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** (failures - 1))

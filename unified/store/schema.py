@@ -376,15 +376,19 @@ CLAIM_ANY = claim_statement(_picked(None))
 CLAIM_IN_QUEUES = claim_statement(_picked(IN_QUEUES))
 CLAIM_SEQS = claim_statement(sa.bindparam("_seqs", expanding=True))
 # PostgreSQL: tell listeners (postgres.Listener) that a task of a queue became claimable; delivered at commit.
-# The store collects them during a transaction and sends each queue once, just before the commit.
+# The store collects them during a transaction and sends each queue once, just before the commit. A payload
+# "room:<queue>" says a limited queue has room again (or its limit changed): every listener acts on those, while
+# plain ones are skipped by the process that sent them (its engine already woke its own workers).
 CHANNEL = "unified_tasks"
+ROOM = "room:"
 NOTIFY_QUEUES = sa.text(f"SELECT pg_notify('{CHANNEL}', q) FROM unnest(CAST(:_queues AS text[])) AS q")
+NOTIFY_ROOM_IN = sa.text(f"SELECT pg_notify('{CHANNEL}', '{ROOM}' || q) FROM unnest(CAST(:_queues AS text[])) AS q")
 NOTIFY_TASK_QUEUES = sa.text(
     f"SELECT pg_notify('{CHANNEL}', q) FROM (SELECT DISTINCT queue AS q FROM tasks WHERE id = ANY(:_ids)) AS s"
 )
 # tasks of limited queues stopped running: room for others
 NOTIFY_ROOM = sa.text(
-    f"SELECT pg_notify('{CHANNEL}', q) FROM (SELECT DISTINCT t.queue AS q FROM tasks t "
+    f"SELECT pg_notify('{CHANNEL}', '{ROOM}' || q) FROM (SELECT DISTINCT t.queue AS q FROM tasks t "
     "JOIN queue_limits l ON l.queue = t.queue WHERE t.id = ANY(:_ids)) AS s"
 )
 QUEUE_LIMITS = sa.select(queue_limits.c.queue, queue_limits.c.max_running).order_by(queue_limits.c.queue)

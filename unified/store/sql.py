@@ -46,6 +46,7 @@ from unified.store.schema import (
     NEXT_NOT_BEFORE,
     NOTIFY_QUEUES,
     NOTIFY_ROOM,
+    NOTIFY_ROOM_IN,
     NOTIFY_TASK_QUEUES,
     RUN_PROGRESS,
     RUNS,
@@ -75,6 +76,7 @@ class Wakeups:
     queues: set[str] = field(default_factory=set)  # queues with newly claimable work
     claimable: set[str] = field(default_factory=set)  # ids of tasks made claimable (their queues are looked up)
     room: set[str] = field(default_factory=set)  # ids of tasks that stopped running (room in a limited queue)
+    limits: set[str] = field(default_factory=set)  # queues whose limit changed
 
     def send(self, conn: sa.Connection) -> None:
         """One statement per kind of wake-up, each queue named once."""
@@ -84,6 +86,8 @@ class Wakeups:
             conn.execute(NOTIFY_TASK_QUEUES, {"_ids": sorted(self.claimable)})
         if self.room:
             conn.execute(NOTIFY_ROOM, {"_ids": sorted(self.room)})
+        if self.limits:
+            conn.execute(NOTIFY_ROOM_IN, {"_queues": sorted(self.limits)})
 
 
 def driver_url(url: str) -> str:
@@ -120,7 +124,18 @@ class SqlStore(SqlAdminRecords):
         self._safe_url = self._engine.url.render_as_string(hide_password=True)
         self._upsert_insert = sqlite.insert if self._engine.dialect.name == "sqlite" else postgresql.insert
         self._notifies = self._engine.dialect.name == "postgresql"  # NOTIFY listeners when work becomes claimable
+        self._backend_pids: set[int] = set()  # PostgreSQL: this store's sessions, whose notifications it skips
+        if self._notifies:
+            from unified.store.postgres import track_sessions
+
+            self._backend_pids = track_sessions(self._engine)
         self._direct = DirectStatements(self._engine.dialect)
+        self._insert_new_task = (
+            self._upsert_insert(tasks)
+            .values({name: sa.bindparam(name) for name in TASKS.names if name != "seq"})
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(tasks.c.id, tasks.c.seq)
+        )
         try:
             with self._wrap_errors():
                 self._migrate()
@@ -161,7 +176,7 @@ class SqlStore(SqlAdminRecords):
             return None
         from unified.store.postgres import Listener, libpq_url
 
-        return Listener(libpq_url(self._engine.url), callback, self._safe_url).stop
+        return Listener(libpq_url(self._engine.url), callback, self._safe_url, self._backend_pids).stop
 
     def __enter__(self) -> SqlStore:
         return self
@@ -212,14 +227,22 @@ class SqlStore(SqlAdminRecords):
             finally:
                 local.conn = None
 
-    def _wake(self, queues: Iterable[str] = (), claimable: Iterable[str] = (), room: Iterable[str] = ()) -> None:
+    def _wake(
+        self,
+        queues: Iterable[str] = (),
+        claimable: Iterable[str] = (),
+        room: Iterable[str] = (),
+        limits: Iterable[str] = (),
+    ) -> None:
         """Inside a write transaction: tell listeners at commit that work of these queues (or of the queues of these
-        task ids) may be claimable, or that these tasks left a limited queue. Only PostgreSQL has listeners."""
+        task ids) may be claimable, that these tasks left a limited queue, or that these queues' limits changed.
+        Only PostgreSQL has listeners."""
         if self._notifies:
             wakeups = self._local.wakeups
             wakeups.queues.update(queues)
             wakeups.claimable.update(claimable)
             wakeups.room.update(room)
+            wakeups.limits.update(limits)
 
     def _write_turn(self) -> AbstractContextManager[Any]:
         """Held around each write transaction of this process (SQLite: one writer at a time, see sqlite.py)."""
@@ -388,6 +411,9 @@ class SqlStore(SqlAdminRecords):
             raise DuplicateTaskError(f"task id {clash!r} appears twice in one batch: give each task its own id")
         rows = [TASKS.row(r, skip=("seq",)) for r in records]
         deps = [{"task_id": r.id, "depends_on": d} for r in records for d in dict.fromkeys(r.dependencies)]
+        if len(records) == 1 and not deps:
+            self._insert_one_task(records[0], rows[0])
+            return
         statements = 1 + (len(ids) > 1) + bool(deps)
         with self._tx() as conn, self._savepoint(conn, statements):
             for chunk in chunks(ids, CHUNK) if len(ids) > 1 else ():  # one id: the primary key names the clash
@@ -405,6 +431,16 @@ class SqlStore(SqlAdminRecords):
                 raise DuplicateTaskError(f"a task id among {ids[:3]}... already exists: choose others") from exc
         for record in records:
             record.seq = seqs[record.id]
+
+    def _insert_one_task(self, record: TaskRecord, row: dict[str, Any]) -> None:
+        """One task without dependencies, as one statement that skips a clashing id instead of failing: nothing
+        to undo then, so no savepoint is needed inside a caller's transaction (two round trips fewer per task)."""
+        with self._tx() as conn:
+            inserted = self._direct.rows(conn, self._insert_new_task, row)
+            if not inserted:
+                raise DuplicateTaskError(f"a task with id {record.id!r} already exists: choose another task_id")
+            self._wake(queues=[record.queue] if record.state in CLAIMABLE_STATES else [])
+        record.seq = inserted[0][1]
 
     def get_task(self, task_id: str) -> TaskRecord:
         """The task with this global id."""

@@ -34,9 +34,7 @@ class SqlAdminRecords:
 
     if TYPE_CHECKING:  # provided by SqlStore
 
-        def _wake(
-            self, queues: Iterable[str] = (), claimable: Iterable[str] = (), room: Iterable[str] = ()
-        ) -> None: ...
+        def _wake(self, *, limits: Iterable[str] = ()) -> None: ...
         def _upsert_insert(self, table: sa.Table) -> Insert: ...
         def _tx(self, write: bool = True) -> AbstractContextManager[sa.Connection]: ...
         def _one(self, codec: Codec[Any], what: str, stmt: sa.Select[Any], params: dict[str, Any]) -> Any: ...
@@ -161,7 +159,7 @@ class SqlAdminRecords:
             else:
                 stmt = self._upsert_insert(table).values(queue=queue, max_running=max_running)
                 conn.execute(stmt.on_conflict_do_update(index_elements=["queue"], set_={"max_running": max_running}))
-            self._wake(queues=[queue])  # a raised limit may make waiting tasks claimable
+            self._wake(limits=[queue])  # a raised limit may make waiting tasks claimable
 
     def queue_limits(self) -> dict[str, int]:
         """Every queue limit: queue name -> max_running."""
