@@ -2,7 +2,11 @@
 run in a fresh process, medians of ``--repeat`` runs; then start-up, queue-to-start latency and W1 at 1,000 / 10,000 /
 100,000 tasks. Prints tables and writes JSON to benchmarks/results/.
 
-    python benchmarks/run_all.py [--repeat 3] [--only W1,W2,W3,W4,W5,extra] [--stores memory,sqlite] [--scale 1.0]
+    python benchmarks/run_all.py [--repeat 3] [--only W1,W1b,W2,W3,W4,W5,W5b,extra] [--stores memory,sqlite]
+        [--scale 1.0]
+
+W1b and W5b are W1 and W5 with the bulk APIs: the producer queues inside ``TaskManager.batch()`` (one commit per
+batch) and W1b waits with ``wait_all``.
 
 Every figure is timed from the first queue call to the moment the last result is known: process start, imports and
 store creation are excluded (W5 starts its worker processes before the clock).
@@ -33,6 +37,7 @@ WORKLOADS = {  # name: (function, tasks at scale 1, unit)
     "W3": ("w3_layered", 2_000, "tasks/s"),
     "W4": ("w4_retries", 1_000, "tasks/s"),
     "W5": ("", 10_000, "tasks/s"),
+    "W5b": ("", 10_000, "tasks/s"),  # W5 with the producer queueing 500 tasks per TaskManager.batch()
 }
 LINEARITY = {"memory": (1_000, 10_000, 100_000), "sqlite": (1_000, 10_000)}  # W1 sizes (SQLite 100,000: --full)
 
@@ -64,8 +69,9 @@ def child(fn: str, url: str, kwargs: dict) -> dict:
 def measure(name: str, store: str, n: int, workdir: str) -> dict:
     """Run one workload once in a fresh process; returns seconds, tasks and peak RSS."""
     url = store_url(store, workdir)
-    if name == "W5":
+    if name in ("W5", "W5b"):
         cmd = [sys.executable, str(ROOT / "benchmarks" / "w5_workers.py"), "--url", url, "--tasks", str(n)]
+        cmd += ["--batch", "500"] if name == "W5b" else []
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=True)
         return json.loads(out.stdout.strip().splitlines()[-1])
     layers = max(2, n // 100)
@@ -141,7 +147,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as workdir:
         for name in [w for w in args.only.split(",") if w in WORKLOADS]:
             for store in stores:
-                if name == "W5" and store == "memory":
+                if name in ("W5", "W5b") and store == "memory":
                     continue  # a memory store cannot be shared by processes
                 rows.append(row(name, store, max(1, int(WORKLOADS[name][1] * args.scale)), args.repeat, workdir))
         if "extra" in args.only.split(","):
