@@ -84,6 +84,7 @@ class Engine(Interventions):
         self._cancel_events: dict[str, threading.Event] = {}  # attempts running in this process
         self._ready_listeners: list[Callable[[int], None]] = []
         self._submit_listeners: list[Callable[[list[TaskRecord], RunRecord | None], None]] = []
+        self._claimable_listeners: list[Callable[[int], None]] = []
         self._finished = threading.Condition()
         self.finished_generation = 0  # bumped whenever a task or run finishes in this process
         self.run_generation = 0  # bumped whenever a run finishes in this process
@@ -99,7 +100,8 @@ class Engine(Interventions):
         """
         return _Batch(self._local, self.store.atomic())
 
-    def _after_commit(self, callback: Callable[[], None]) -> None:
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the current batch commits (at once outside a batch); dropped if it rolls back."""
         if getattr(self._local, "depth", 0):
             self._local.after.append(callback)
         else:
@@ -110,16 +112,21 @@ class Engine(Interventions):
         """Call ``listener(n)`` when n tasks become ready to claim in this process."""
         self._ready_listeners.append(listener)
 
+    def on_claimable(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(n)`` inside the transaction that queues n claimable tasks in this process, so a local
+        worker pool can claim them in that same transaction (handing them to its runners with ``after_commit``)."""
+        self._claimable_listeners.append(listener)
+
     def on_submitted(self, listener: Callable[[list[TaskRecord], RunRecord | None], None]) -> None:
         """Call ``listener(records, run)`` with the tasks each submit stores (and their run, if any)."""
         self._submit_listeners.append(listener)
 
     def _notify_ready(self, count: int) -> None:
         if count:
-            self._after_commit(lambda: [listener(count) for listener in self._ready_listeners])
+            self.after_commit(lambda: [listener(count) for listener in self._ready_listeners])
 
     def _notify_finished(self, run_ended: bool = False) -> None:
-        self._after_commit(lambda: self._bump_finished(run_ended))
+        self.after_commit(lambda: self._bump_finished(run_ended))
 
     def _bump_finished(self, run_ended: bool) -> None:
         with self._finished:
@@ -248,14 +255,19 @@ class Engine(Interventions):
         for record, task in zip(records, tasks, strict=True):  # a task that depends on a batch-mate waits for it
             if record.state == "queued" and any(d in in_batch for d in task.dependencies):
                 record.state, record.queued_at = "pending", None
-        self.store.insert_tasks(records)
+        queued = sum(r.state == "queued" for r in records)
+        with self.batch():
+            self.store.insert_tasks(records)
+            if queued:
+                for claim in self._claimable_listeners:
+                    claim(queued)
         run = self._run_cache.get(run_id) if run_id else None
         for listener in self._submit_listeners:
             try:
                 listener(records, run)
             except Exception:
                 log.exception("submit listener %r failed; the tasks are stored all the same", listener)
-        self._notify_ready(sum(r.state == "queued" for r in records))
+        self._notify_ready(queued)
         for record in records:
             if record.state == "skipped":
                 self._emit(ev.TASK_SKIPPED, record)
@@ -519,4 +531,4 @@ class Engine(Interventions):
             )
 
     def _publish(self, event: dict[str, Any]) -> None:
-        self._after_commit(lambda: self.bus.publish(event))
+        self.after_commit(lambda: self.bus.publish(event))

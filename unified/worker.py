@@ -102,6 +102,7 @@ class WorkerPool:
         self._runners: list[threading.Thread] = []
         self._services: list[threading.Thread] = []
         engine.on_ready(self.wake)
+        engine.on_claimable(self._claim_submitted)
         engine.clock.on_advance(lambda: self.wake(1))
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -375,6 +376,15 @@ class WorkerPool:
         with self._lock:
             self._signals -= len(claimed)  # the dispatcher need not look for what is already claimed
         return claimed
+
+    def _claim_submitted(self, _count: int) -> None:
+        """Inside the transaction that queues work in this process: claim it for free runners in that transaction
+        (no wake-up of the dispatcher, and no claim transaction of its own)."""
+        if not self._runners:
+            return  # not started: run_once / run_until_idle drain in the caller's thread
+        claimed = self._claim_more()
+        if claimed:
+            self.engine.after_commit(lambda: self._accept(claimed))
 
     def _forget(self, batch: list[Report]) -> None:
         for record, _, _ in batch:
