@@ -277,17 +277,19 @@ class WorkerPool:
 
     def _report_loop(self) -> None:
         while (first := self._reports.get()) is not None:
-            batch = [first]
-            while len(batch) < REPORT_BATCH:
-                try:
-                    item = self._reports.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._apply(batch)
-                    return
-                batch.append(item)
-            self._apply(batch)
+            self._apply([first], gather=True)
+
+    def _gather(self, batch: list[Report]) -> None:
+        """Add the outcomes that arrived meanwhile to ``batch`` (up to REPORT_BATCH); a stop sentinel goes back."""
+        while len(batch) < REPORT_BATCH:
+            try:
+                item = self._reports.get_nowait()
+            except queue.Empty:
+                return
+            if item is None:
+                self._reports.put(None)  # the report loop ends after this batch
+                return
+            batch.append(item)
 
     # -- one attempt, and applying outcomes --------------------------------------------------------------
     def _attempt(self, record: TaskRecord) -> Report | None:
@@ -327,8 +329,13 @@ class WorkerPool:
             },
         )
 
-    def _apply(self, batch: list[Report], claim_next: bool = True, by_runner: bool = False) -> None:
+    def _apply(
+        self, batch: list[Report], claim_next: bool = True, by_runner: bool = False, gather: bool = False
+    ) -> None:
         """Apply outcomes in one transaction, retrying while the store is unreachable so no result is lost.
+
+        With ``gather`` (the reporter), the batch takes in every outcome that arrived while the transaction waited
+        for its turn to write: the commit the others waited for is shared by all of them (group commit).
 
         With ``claim_next``, the same transaction claims what the outcomes made ready (the next step of a chain, a
         retry) for this pool's free runners: no wake-up of the dispatcher and no transaction of its own.
@@ -340,6 +347,9 @@ class WorkerPool:
             try:
                 with self._held_lock:  # the heartbeat must not renew these while they are reported (see heartbeat)
                     with self.engine.batch():
+                        if gather:
+                            self._gather(batch)
+                            gather = False  # a retry applies the same batch
                         for record, state, outcome in batch:  # a copy: a failed commit must not leave moved records
                             self.engine.complete(record.copy(), state, **outcome)
                         claimed = self._claim_more() if claim_next else []
