@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import startup  # noqa: E402
+from benchmarks.postgres_workers import fresh_schema  # noqa: E402
 
 WORKLOADS = {  # name: (function, tasks at scale 1, unit)
     "W1": ("w1_fan_out", 10_000, "tasks/s"),
@@ -76,7 +77,11 @@ def measure(name: str, store: str, n: int, workdir: str) -> dict:
         return json.loads(out.stdout.strip().splitlines()[-1])
     layers = max(2, n // 100)
     kwargs = {"layers": layers, "width": 100} if name == "W3" else {"n": n}
-    result = child(WORKLOADS[name][0], url, kwargs)
+    if store == "postgres":  # an empty schema per run, like SQLite's new file (rows of earlier runs slow it down)
+        with fresh_schema(url) as schema_url:
+            result = child(WORKLOADS[name][0], schema_url, kwargs)
+    else:
+        result = child(WORKLOADS[name][0], url, kwargs)
     tasks = layers * 100 if name == "W3" else n
     return {"seconds": result["value"], "tasks": tasks, "peak_rss_mb": result["peak_rss_mb"]}
 

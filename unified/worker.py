@@ -102,7 +102,8 @@ class WorkerPool:
         self._runners: list[threading.Thread] = []
         self._services: list[threading.Thread] = []
         engine.on_ready(self.wake)
-        engine.on_claimable(self._claim_submitted)
+        if getattr(engine.store, "serial_writes", False):
+            engine.on_claimable(self._claim_submitted)
         engine.clock.on_advance(lambda: self.wake(1))
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -389,7 +390,8 @@ class WorkerPool:
 
     def _claim_submitted(self, _count: int) -> None:
         """Inside the transaction that queues work in this process: claim it for free runners in that transaction
-        (no wake-up of the dispatcher, and no claim transaction of its own)."""
+        (no wake-up of the dispatcher, and no claim transaction of its own). Only where writers take turns and each
+        commit waits for a sync (SQLite); on PostgreSQL the dispatcher's own claim runs beside the next insert."""
         if not self._runners:
             return  # not started: run_once / run_until_idle drain in the caller's thread
         claimed = self._claim_more()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from unified.engine import Engine
@@ -149,3 +150,13 @@ def test_stop_hands_back_tasks_claimed_ahead_and_not_started() -> None:
     for i in range(5):
         assert store.get_task(f"t{i}").state == "queued"
         assert [a.state for a in store.list_attempts(f"t{i}")] == ["handed_back"]
+
+
+def test_on_sqlite_a_started_pool_claims_in_the_queueing_transaction(tmp_path: Path) -> None:
+    release = threading.Event()
+    with TaskManager(store=f"sqlite:///{tmp_path / 'claims.db'}", max_workers=1) as tm:
+        task_id = tm.queue_task(release.wait, args=(5,))
+        state = tm.store.get_task(task_id).state  # read as soon as queue_task returns: no dispatcher was needed
+        release.set()
+        tm.wait(task_id, timeout=5)
+    assert state == "running"

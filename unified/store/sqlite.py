@@ -67,6 +67,7 @@ class SqliteStore(SqlStore):
 
     _read_options: dict[str, Any] = {}  # the begin hook already skips BEGIN for reads
     statement_rollback = True  # a constraint error aborts the statement, not the transaction
+    serial_writes = True  # one writer at a time, each commit a sync: see unified.store.base
 
     def __init__(self, url: str, *, synchronous: str = "FULL", **engine_options: Any) -> None:
         if synchronous.upper() not in SYNCHRONOUS:
