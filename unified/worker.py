@@ -4,7 +4,8 @@ Inside a pool, one dispatcher thread claims work when a runner thread is idle: e
 prefetch of about ``PREFETCH_SECONDS`` of work, judged from how long this pool's attempts take (one store
 transaction for the lot; none when attempts are long, so slow tasks are not hoarded from other workers). Runners
 take claimed tasks in priority order, execute attempts, and one reporter thread applies finished attempts in
-batches (one transaction for all outcomes that arrived meanwhile: group commit). A heartbeat thread renews the
+batches (one transaction for all outcomes that arrived meanwhile: group commit), claiming for the free runners in
+that same transaction. A heartbeat thread renews the
 leases of everything the pool holds and takes back expired leases of dead workers; a task whose lease is
 taken away is told to stop. ``run_once`` and ``run_until_idle`` drain the queue in the calling thread instead.
 
@@ -154,6 +155,7 @@ class WorkerPool:
 
     def _hand_back_held(self) -> None:
         with self._lock:
+            self._busy -= len(self._buffer)
             self._buffer.clear()
         for task_id, attempt in list(self._held.items()):
             try:
