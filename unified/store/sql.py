@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,7 +21,6 @@ from unified.errors import ConflictError, DuplicateTaskError, NotFoundError, Sto
 from unified.store import migrations
 from unified.store.base import (
     CLAIMABLE_STATES,
-    AlertRecord,
     AttemptRecord,
     LogRecord,
     RunRecord,
@@ -32,7 +30,6 @@ from unified.store.base import (
     chunks,
 )
 from unified.store.schema import (
-    ALERTS,
     ATTEMPTS,
     ATTEMPTS_OF,
     ATTEMPTS_OF_IDS,
@@ -44,10 +41,6 @@ from unified.store.schema import (
     LOGS,
     LOGS_OF,
     NEXT_NOT_BEFORE,
-    NOTIFY_QUEUES,
-    NOTIFY_ROOM,
-    NOTIFY_ROOM_IN,
-    NOTIFY_TASK_QUEUES,
     RUN_PROGRESS,
     RUNS,
     TASKS,
@@ -63,31 +56,11 @@ from unified.store.schema import (
 from unified.store.sql_admin import SqlAdminRecords
 from unified.store.sql_claim import claim_rows
 from unified.store.sql_direct import DirectStatements
+from unified.store.sql_wakeups import Wakeups
 
 CHUNK = 500  # ids per IN (...) list
 READ_ONLY = "unified_read_only"  # execution option: a read outside atomic(); SQLite then skips BEGIN IMMEDIATE
 MIGRATION_LOCK = 7_415_532  # PostgreSQL advisory lock key: one process migrates at a time
-
-
-@dataclass
-class Wakeups:
-    """What one write transaction will announce to listeners (PostgreSQL NOTIFY), sent once just before it commits."""
-
-    queues: set[str] = field(default_factory=set)  # queues with newly claimable work
-    claimable: set[str] = field(default_factory=set)  # ids of tasks made claimable (their queues are looked up)
-    room: set[str] = field(default_factory=set)  # ids of tasks that stopped running (room in a limited queue)
-    limits: set[str] = field(default_factory=set)  # queues whose limit changed
-
-    def send(self, conn: sa.Connection) -> None:
-        """One statement per kind of wake-up, each queue named once."""
-        if self.queues:
-            conn.execute(NOTIFY_QUEUES, {"_queues": sorted(self.queues)})
-        if self.claimable:
-            conn.execute(NOTIFY_TASK_QUEUES, {"_ids": sorted(self.claimable)})
-        if self.room:
-            conn.execute(NOTIFY_ROOM, {"_ids": sorted(self.room)})
-        if self.limits:
-            conn.execute(NOTIFY_ROOM_IN, {"_queues": sorted(self.limits)})
 
 
 def driver_url(url: str) -> str:
@@ -614,17 +587,3 @@ class SqlStore(SqlAdminRecords):
     def get_logs(self, task_id: str) -> list[LogRecord]:
         """The log lines of a task, oldest first."""
         return self._all(LOGS, LOGS_OF, {"_id": task_id})
-
-    # alerts
-    def insert_alert(self, alert: AlertRecord) -> None:
-        """Store an alert."""
-        self._insert(ALERTS, [ALERTS.row(alert)], f"alert {alert.alert_id!r}")
-
-    def update_alert(self, alert_id: str, **changes: Any) -> None:
-        """Set the delivery fields of an alert."""
-        self._cas(ALERTS, alert_id, None, changes)
-
-    def list_alerts(self, limit: int = 100) -> list[AlertRecord]:
-        """Alerts, newest first."""
-        c = ALERTS.table.c
-        return self._all(ALERTS, ALERTS.select.order_by(c.created_at.desc(), c.seq.desc()).limit(limit))
