@@ -256,11 +256,13 @@ class Engine(Interventions):
             if record.state == "queued" and any(d in in_batch for d in task.dependencies):
                 record.state, record.queued_at = "pending", None
         queued = sum(r.state == "queued" for r in records)
-        with self.batch():
-            self.store.insert_tasks(records)
-            if queued:
+        if queued and self._claimable_listeners:  # claimed in the inserting transaction (see on_claimable)
+            with self.batch():
+                self.store.insert_tasks(records)
                 for claim in self._claimable_listeners:
                     claim(queued)
+        else:
+            self.store.insert_tasks(records)  # its own transaction: no savepoint around a multi-row insert
         run = self._run_cache.get(run_id) if run_id else None
         for listener in self._submit_listeners:
             try:
