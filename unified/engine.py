@@ -45,16 +45,18 @@ def global_id(run_id: str | None, task_id: str) -> str:
 class _Batch:
     """Engine.batch's context: a class, not a generator, because it is entered several times per task."""
 
-    __slots__ = ("atomic", "depth", "local")
+    __slots__ = ("atomic", "before_commit", "depth", "local")
 
-    def __init__(self, local: threading.local, atomic: AbstractContextManager[Any]) -> None:
-        self.local, self.atomic = local, atomic
+    def __init__(
+        self, local: threading.local, atomic: AbstractContextManager[Any], before_commit: Callable[[], None]
+    ) -> None:
+        self.local, self.atomic, self.before_commit = local, atomic, before_commit
 
     def __enter__(self) -> None:
         local = self.local
         self.depth = getattr(local, "depth", 0)
         if self.depth == 0:
-            local.after = []
+            local.after, local.claimable = [], 0
         local.depth = self.depth + 1
         try:
             self.atomic.__enter__()
@@ -63,14 +65,24 @@ class _Batch:
             raise
 
     def __exit__(self, *exc_info: Any) -> None:
+        outermost = self.depth == 0
+        if outermost and exc_info[0] is None:
+            try:
+                self.before_commit()
+            except BaseException as exc:
+                self._close(type(exc), exc, exc.__traceback__)
+                raise
+        self._close(*exc_info)
+        if outermost and exc_info[0] is None:
+            callbacks, self.local.after = self.local.after, []
+            for callback in callbacks:
+                callback()
+
+    def _close(self, *exc_info: Any) -> None:
         try:
             self.atomic.__exit__(*exc_info)
         finally:
             self.local.depth = self.depth
-        if self.depth == 0 and exc_info[0] is None:
-            callbacks, self.local.after = self.local.after, []
-            for callback in callbacks:
-                callback()
 
 
 class Engine(Interventions):
@@ -98,7 +110,14 @@ class Engine(Interventions):
         Nested blocks join the outermost one. Waking a worker or a waiter before the commit would let it read
         the old state, so every notification is deferred to after the outermost commit.
         """
-        return _Batch(self._local, self.store.atomic())
+        return _Batch(self._local, self.store.atomic(), self._claim_queued)
+
+    def _claim_queued(self) -> None:
+        """Just before a batch commits: let the claimable listeners claim what it queued, once for the lot."""
+        queued, self._local.claimable = self._local.claimable, 0
+        if queued:
+            for claim in self._claimable_listeners:
+                claim(queued)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the current batch commits (at once outside a batch); dropped if it rolls back."""
@@ -113,8 +132,9 @@ class Engine(Interventions):
         self._ready_listeners.append(listener)
 
     def on_claimable(self, listener: Callable[[int], None]) -> None:
-        """Call ``listener(n)`` inside the transaction that queues n claimable tasks in this process, so a local
-        worker pool can claim them in that same transaction (handing them to its runners with ``after_commit``)."""
+        """Call ``listener(n)`` inside the transaction that queues n claimable tasks in this process, just before it
+        commits and once however many submits it holds, so a local worker pool can claim them in that same
+        transaction (handing them to its runners with ``after_commit``)."""
         self._claimable_listeners.append(listener)
 
     def on_submitted(self, listener: Callable[[list[TaskRecord], RunRecord | None], None]) -> None:
@@ -259,8 +279,7 @@ class Engine(Interventions):
         if queued and self._claimable_listeners:  # claimed in the inserting transaction (see on_claimable)
             with self.batch():
                 self.store.insert_tasks(records)
-                for claim in self._claimable_listeners:
-                    claim(queued)
+                self._local.claimable += queued
         else:
             self.store.insert_tasks(records)  # its own transaction: no savepoint around a multi-row insert
         run = self._run_cache.get(run_id) if run_id else None

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from unified.engine import Engine
 from unified.errors import StoreError
 from unified.store.memory import MemoryStore
@@ -160,3 +162,25 @@ def test_on_sqlite_a_started_pool_claims_in_the_queueing_transaction(tmp_path: P
         release.set()
         tm.wait(task_id, timeout=5)
     assert state == "running"
+
+
+def test_a_batch_on_sqlite_is_claimed_once_at_commit_for_the_idle_runners(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    claimed: list[int] = []
+    claim = Engine.claim
+
+    def counting(self: Engine, *args: Any, **kwargs: Any) -> list[Any]:
+        records = claim(self, *args, **kwargs)
+        claimed.append(len(records))
+        return records
+
+    monkeypatch.setattr(Engine, "claim", counting)
+    gate = threading.Event()
+    with TaskManager(store=f"sqlite:///{tmp_path / 'batch.db'}", max_workers=2) as tm:
+        with tm.batch():
+            ids = [tm.queue_task(gate.wait, args=(5,)) for _ in range(50)]
+        in_batch = sum(claimed)
+        gate.set()
+        tm.wait_all(ids, timeout=10)
+    assert in_batch == 2, "the two idle runners' tasks, not one claim per queued task (which took all 50)"
