@@ -20,6 +20,7 @@ things = sa.Table(
 BY_ID = sa.select(things.c.id, things.c.size).where(things.c.id == sa.bindparam("_id"))
 DONE_BY_ID = sa.select(things.c.done).where(things.c.id == sa.bindparam("_id"))
 GROW = sa.update(things).where(things.c.id == sa.bindparam("_id")).values(size=things.c.size + sa.bindparam("_by"))
+SET_DONE = sa.update(things).where(things.c.id == sa.bindparam("_id")).values(done=sa.bindparam("_done"))
 BY_IDS = sa.select(things.c.id).where(things.c.id.in_(sa.bindparam("_ids", expanding=True))).order_by(things.c.id)
 
 
@@ -41,6 +42,15 @@ def test_rows_and_rowcounts_match_sqlalchemy(engine: sa.Engine) -> None:
         assert direct.rowcount(conn, GROW, {"_id": "a", "_by": 1.0}) == 1
         assert direct.rowcount(conn, GROW, {"_id": "zz", "_by": 1.0}) == 0
         assert conn.execute(BY_ID, {"_id": "a"}).one() == ("a", 2.5)
+
+
+def test_parameters_are_converted_as_sqlalchemy_would(engine: sa.Engine) -> None:
+    direct = DirectStatements(engine.dialect)
+    assert direct._compile(SET_DONE) is not None, "bind processors do not send a statement back to SQLAlchemy"
+    with engine.begin() as conn:
+        assert direct.rowcount(conn, SET_DONE, {"_id": "b", "_done": True}) == 1
+        assert direct.rowcount(conn, GROW, {"_id": "b", "_by": 3}) == 1  # an int for a Double column
+        assert conn.execute(sa.select(things.c.done, things.c.size).where(things.c.id == "b")).one() == (True, 5.0)
 
 
 def test_statements_that_need_sqlalchemy_still_go_through_it(engine: sa.Engine) -> None:

@@ -10,15 +10,20 @@ and a lost connection is invalidated, so the store handles errors the same way o
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
 MAX_STATEMENTS = 512
 
-# per statement: (SQL text, positional parameter names or None for named ones, the compiled form), or None when it
-# has parameters rendered per call
-_Compiled = tuple[str, tuple[str, ...] | None, sa.sql.compiler.Compiled] | None
+
+class _Statement(NamedTuple):
+    """A statement compiled once for the dialect: its SQL text and how to turn parameters into driver arguments."""
+
+    sql: str
+    names: tuple[str, ...] | None  # positional parameter order; None for named parameters
+    compiled: Any  # sqlalchemy's Compiled, for construct_params
+    processors: dict[str, Any]  # bind processors by parameter name (SQLite's float conversion of Double columns)
 
 
 class DirectStatements:
@@ -27,7 +32,7 @@ class DirectStatements:
     def __init__(self, dialect: sa.Dialect) -> None:
         self.dialect = dialect
         self._error = dialect.loaded_dbapi.Error
-        self._compiled: dict[sa.Executable, _Compiled] = {}
+        self._compiled: dict[sa.Executable, _Statement | None] = {}  # None: run through SQLAlchemy
 
     def rowcount(self, conn: sa.Connection, stmt: sa.Executable, params: dict[str, Any]) -> int:
         """Run a write statement; how many rows it changed."""
@@ -51,24 +56,25 @@ class DirectStatements:
         finally:
             cursor.close()
 
-    def _compile(self, stmt: sa.Executable) -> _Compiled:
+    def _compile(self, stmt: sa.Executable) -> _Statement | None:
         try:
             return self._compiled[stmt]
         except KeyError:
             pass
         compiled = stmt.compile(dialect=self.dialect)  # type: ignore[attr-defined]
-        entry: _Compiled = None
+        entry = None
         if self._plain(compiled):
             names = tuple(compiled.positiontup) if compiled.positional else None
-            entry = (compiled.string, names, compiled)
+            entry = _Statement(compiled.string, names, compiled, dict(compiled._bind_processors))
         if len(self._compiled) >= MAX_STATEMENTS:  # statements built per call would otherwise pile up here
             self._compiled.clear()
         self._compiled[stmt] = entry
         return entry
 
     def _plain(self, compiled: Any) -> bool:
-        """True if the driver's values need no conversion either way and no parameter is rendered per call."""
-        if compiled.post_compile_params or compiled.literal_execute_params or compiled._bind_processors:
+        """True if no parameter is rendered per call and the driver's results need no conversion (parameters may:
+        their bind processors are applied here)."""
+        if compiled.post_compile_params or compiled.literal_execute_params:
             return False
         try:
             return all(
@@ -77,11 +83,12 @@ class DirectStatements:
         except TypeError:  # a processor that depends on the type the server reports (PostgreSQL numbers)
             return False
 
-    def _run(
-        self, conn: sa.Connection, compiled: tuple[str, tuple[str, ...] | None, Any], params: dict[str, Any]
-    ) -> Any:
-        sql, names, form = compiled
+    def _run(self, conn: sa.Connection, statement: _Statement, params: dict[str, Any]) -> Any:
+        sql, names, form, processors = statement
         values = form.construct_params(params)
+        for name, process in processors.items():
+            if values.get(name) is not None:
+                values[name] = process(values[name])
         arguments: Any = values if names is None else tuple(values[name] for name in names)
         fairy = conn.connection
         cursor = fairy.cursor()
