@@ -4,8 +4,10 @@ SQLAlchemy compiles a statement once and caches it, but every execution still bu
 metadata and row objects: several times what a short statement costs SQLite itself. The statements every task goes
 through (compare-and-set updates, reads by key) run here instead: compiled once per statement for the store's
 dialect, then handed to the DBAPI cursor of the connection's open transaction. Statements with expanding IN lists
-(rendered per call) go through SQLAlchemy as before. Driver errors are raised as SQLAlchemy's DBAPIError subclasses,
-and a lost connection is invalidated, so the store handles errors the same way on both paths.
+(rendered per call) go through SQLAlchemy as before. Parameters and results are converted with the processors
+SQLAlchemy would use (the result ones chosen from the types the driver reports, on the first run). Driver errors
+are raised as SQLAlchemy's DBAPIError subclasses, and a lost connection is invalidated, so the store handles errors
+the same way on both paths.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ class _Statement(NamedTuple):
     names: tuple[str, ...] | None  # positional parameter order; None for named parameters
     compiled: Any  # sqlalchemy's Compiled, for construct_params
     processors: dict[str, Any]  # bind processors by parameter name (SQLite's float conversion of Double columns)
+    converters: list[Any]  # result processors by column, found from the driver's types on the first run (SQLite
+    # booleans, for one); empty until then, [None, ...] when no column needs one
 
 
 class DirectStatements:
@@ -52,9 +56,24 @@ class DirectStatements:
             return list(conn.execute(stmt, params))
         cursor = self._run(conn, compiled, params)
         try:
-            return cursor.fetchall()
+            rows = cursor.fetchall()
+            converters = compiled.converters or self._converters(compiled, cursor.description)
         finally:
             cursor.close()
+        if not any(converters):
+            return rows
+        return [
+            tuple(v if c is None or v is None else c(v) for c, v in zip(converters, row, strict=True)) for row in rows
+        ]
+
+    def _converters(self, statement: _Statement, description: Any) -> list[Any]:
+        """The result processor of each column for the types the driver reported, as SQLAlchemy would pick them."""
+        columns = statement.compiled._result_columns
+        statement.converters[:] = [
+            column.type._cached_result_processor(self.dialect, field[1])
+            for column, field in zip(columns, description or (), strict=False)
+        ]
+        return statement.converters
 
     def _compile(self, stmt: sa.Executable) -> _Statement | None:
         try:
@@ -65,28 +84,21 @@ class DirectStatements:
         entry = None
         if self._plain(compiled):
             names = tuple(compiled.positiontup) if compiled.positional else None
-            entry = _Statement(compiled.string, names, compiled, dict(compiled._bind_processors))
+            entry = _Statement(compiled.string, names, compiled, dict(compiled._bind_processors), [])
         if len(self._compiled) >= MAX_STATEMENTS:  # statements built per call would otherwise pile up here
             self._compiled.clear()
         self._compiled[stmt] = entry
         return entry
 
-    def _plain(self, compiled: Any) -> bool:
-        """True if no parameter is rendered per call and the driver's results need no conversion (parameters may:
-        their bind processors are applied here)."""
-        if compiled.post_compile_params or compiled.literal_execute_params:
-            return False
-        try:
-            return all(
-                column.type._cached_result_processor(self.dialect, None) is None for column in compiled._result_columns
-            )
-        except TypeError:  # a processor that depends on the type the server reports (PostgreSQL numbers)
-            return False
+    @staticmethod
+    def _plain(compiled: Any) -> bool:
+        """True if no parameter is rendered per call (values are converted both ways here, as SQLAlchemy would)."""
+        return not compiled.post_compile_params and not compiled.literal_execute_params
 
     def _run(self, conn: sa.Connection, statement: _Statement, params: dict[str, Any]) -> Any:
-        sql, names, form, processors = statement
-        values = form.construct_params(params)
-        for name, process in processors.items():
+        sql, names = statement.sql, statement.names
+        values = statement.compiled.construct_params(params)
+        for name, process in statement.processors.items():
             if values.get(name) is not None:
                 values[name] = process(values[name])
         arguments: Any = values if names is None else tuple(values[name] for name in names)
