@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from unified.engine import Engine  # noqa: E402
+from unified.store.base import Store  # noqa: E402
 from unified.store.sql import SqlStore, driver_url  # noqa: E402
 from unified.task import Task  # noqa: E402
 
@@ -54,6 +55,22 @@ def fresh_schema(base: str) -> Iterator[str]:
         admin.dispose()
 
 
+def wait_for_successes(store: Store, tasks: int, procs: list[subprocess.Popen[bytes]]) -> None:
+    """Poll until ``tasks`` tasks succeeded; stop if a worker process died."""
+    while store.count_tasks_by_state().get("success", 0) < tasks:
+        if any(p.poll() is not None for p in procs):
+            raise SystemExit("a worker process died: see its output above")
+        time.sleep(0.01)
+
+
+def stop_workers(procs: list[subprocess.Popen[bytes]], timeout: float = 60.0) -> None:
+    """SIGTERM every worker process and wait for each (they hand back what they hold)."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        proc.wait(timeout)
+
+
 def measure(base: str, tasks: int, processes: int, concurrency: int) -> float:
     """Seconds for ``processes`` workers to run ``tasks`` no-op tasks queued beforehand, on a fresh schema."""
     with fresh_schema(base) as url:
@@ -72,16 +89,10 @@ def _measure(url: str, tasks: int, processes: int, concurrency: int) -> float:
         started = time.perf_counter()
         procs = [subprocess.Popen([sys.executable, "-c", WORKER, url, options], cwd=ROOT, env=env)
                  for _ in range(processes)]  # fmt: skip
-        while store.count_tasks_by_state().get("success", 0) < tasks:
-            if any(p.poll() is not None for p in procs):
-                raise SystemExit("a worker process died: see its output above")
-            time.sleep(0.02)
+        wait_for_successes(store, tasks, procs)
         return time.perf_counter() - started
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            proc.wait(30)
+        stop_workers(procs)
         store.close()
 
 

@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import resource
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.postgres_workers import fresh_schema  # noqa: E402
+from benchmarks.postgres_workers import fresh_schema, stop_workers, wait_for_successes  # noqa: E402
 from unified.task_manager import TaskManager  # noqa: E402
 
 WARM_UP_SECONDS = 3.0  # long enough for a worker process to import unified and open the store on this VM
@@ -59,16 +58,10 @@ def _measure(url: str, tasks: int, processes: int, batch: int) -> dict[str, floa
             with tm.batch():
                 for _ in range(min(batch, tasks - first)):
                     tm.queue_task("benchmarks.workloads:noop")
-        while tm.store.count_tasks_by_state().get("success", 0) < tasks:
-            if any(p.poll() is not None for p in procs):
-                raise SystemExit("a worker process died: see its output above")
-            time.sleep(0.01)
+        wait_for_successes(tm.store, tasks, procs)
         seconds = time.perf_counter() - start
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            proc.wait(60)
+        stop_workers(procs)
         tm.shutdown()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": seconds, "tasks": tasks, "peak_rss_mb": rss}
