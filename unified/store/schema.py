@@ -414,6 +414,7 @@ ATTEMPTS_OF = ATTEMPTS.select.where(attempts.c.task_id == sa.bindparam("_id")).o
 ATTEMPTS_OF_IDS = ATTEMPTS.select.where(attempts.c.task_id.in_(sa.bindparam("_ids", expanding=True))).order_by(
     attempts.c.task_id, attempts.c.number
 )
+VERSION_BY_NUMBER = VERSIONS.by_key.where(versions.c.number == sa.bindparam("_number"))
 LOGS_OF = LOGS.select.where(logs.c.task_id == sa.bindparam("_id")).order_by(logs.c.ts, logs.c.seq)
 
 

@@ -45,6 +45,7 @@ from unified.store.schema import (
     RUNS,
     TASKS,
     TASKS_BY_IDS,
+    VERSION_BY_NUMBER,
     VERSIONS,
     WORKFLOWS,
     Codec,
@@ -332,8 +333,8 @@ class SqlStore(SqlAdminRecords):
 
     def get_version(self, workflow_id: str, number: int) -> VersionRecord:
         """One version of a workflow."""
-        stmt = VERSIONS.by_key.where(VERSIONS.table.c.number == number)
-        return self._one(VERSIONS, f"version {number} of workflow {workflow_id!r}", stmt, {"_key": workflow_id})
+        params = {"_key": workflow_id, "_number": number}
+        return self._one(VERSIONS, f"version {number} of workflow {workflow_id!r}", VERSION_BY_NUMBER, params)
 
     def list_versions(self, workflow_id: str) -> list[VersionRecord]:
         """Every version of a workflow, by number."""

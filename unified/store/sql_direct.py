@@ -85,7 +85,7 @@ class DirectStatements:
         if self._plain(compiled):
             names = tuple(compiled.positiontup) if compiled.positional else None
             entry = _Statement(compiled.string, names, compiled, dict(compiled._bind_processors), [])
-        if len(self._compiled) >= MAX_STATEMENTS:  # statements built per call would otherwise pile up here
+        if len(self._compiled) >= MAX_STATEMENTS:  # a guard: callers pass prebuilt statements, not ones built per call
             self._compiled.clear()
         self._compiled[stmt] = entry
         return entry
