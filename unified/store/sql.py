@@ -34,6 +34,7 @@ from unified.store.schema import (
     ATTEMPTS_OF,
     ATTEMPTS_OF_IDS,
     DEPENDANTS,
+    EXPIRED_LEASES,
     FIRST_EXISTING_TASK,
     INSERT_TASKS,
     LOCK_RUN,
@@ -186,15 +187,16 @@ class SqlStore(SqlAdminRecords):
             finally:
                 local.depth -= 1
             return
-        with self._wrap_errors(), self._engine.connect() as conn:
-            if not write:
+        if not write:
+            with self._wrap_errors(), self._engine.connect() as conn:
                 conn.execution_options(**{READ_ONLY: True}, **self._read_options)
                 yield conn
-                return
+            return
+        with self._wrap_errors(), self._write_connection() as conn:
             local.conn, local.depth = conn, 0
             local.wakeups = Wakeups()
             try:
-                with self._write_turn(), conn.begin():
+                with conn.begin():
                     yield conn
                     if self._notifies:
                         local.wakeups.send(conn)
@@ -218,9 +220,9 @@ class SqlStore(SqlAdminRecords):
             wakeups.room.update(room)
             wakeups.limits.update(limits)
 
-    def _write_turn(self) -> AbstractContextManager[Any]:
-        """Held around each write transaction of this process (SQLite: one writer at a time, see sqlite.py)."""
-        return nullcontext()
+    def _write_connection(self) -> AbstractContextManager[sa.Connection]:
+        """The connection of one write transaction: a pooled one here; SQLite's writers take turns on one."""
+        return self._engine.connect()
 
     @contextmanager
     def _savepoint(self, conn: sa.Connection, statements: int = 2) -> Iterator[None]:
@@ -536,14 +538,12 @@ class SqlStore(SqlAdminRecords):
 
     def expired_leases(self, now: float, limit: int = 100) -> list[TaskRecord]:
         """Running tasks whose lease expired before ``now``."""
-        c = tasks.c
-        stmt = TASKS.select.where(c.state == "running", c.lease_expires_at < now)
-        return self._all(TASKS, stmt.order_by(c.lease_expires_at, c.seq).limit(limit))
+        return self._all(TASKS, EXPIRED_LEASES, {"_now": now, "_limit": limit})
 
     def next_not_before(self) -> float | None:
         """The earliest not_before among retrying tasks, or None."""
         with self._tx(write=False) as conn:
-            return conn.execute(NEXT_NOT_BEFORE).scalar()
+            return self._direct.rows(conn, NEXT_NOT_BEFORE, {})[0][0]
 
     def count_tasks_by_state(self) -> dict[str, int]:
         """How many tasks are in each state."""

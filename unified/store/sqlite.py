@@ -74,23 +74,39 @@ class SqliteStore(SqlStore):
             raise ValidationError(f"synchronous={synchronous!r} is not one of {', '.join(SYNCHRONOUS)}")
         self.synchronous = synchronous.upper()
         self._writer = threading.Lock()
+        self._writer_conn: sa.Connection | None = None
         sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
         super().__init__(url, **engine_options)
 
     @contextmanager
-    def _write_turn(self) -> Iterator[None]:
-        """One write transaction of this process at a time, queued on a lock instead of SQLite's busy handler.
+    def _write_connection(self) -> Iterator[sa.Connection]:
+        """This process's one write connection, taken in turns by its threads.
 
         SQLite lets one writer in; the others' ``BEGIN IMMEDIATE`` sleeps in steps of milliseconds until the file is
-        free, far longer than a commit takes. Threads of one process take turns on this lock instead and never meet
-        that sleep; other processes still wait through ``busy_timeout``.
+        free, far longer than a commit takes. Threads of one process take turns on a lock instead and never meet
+        that sleep; other processes still wait through ``busy_timeout``. The turn always uses the same connection:
+        a SQLite connection drops its page cache whenever another connection wrote the file, so writers on pooled
+        connections would read back every page they touch (about twenty reads per task transaction).
         """
         if not self._writer.acquire(timeout=BUSY_TIMEOUT_MS / 1000):
             raise StoreError(f"no write turn on {self._safe_url} within {BUSY_TIMEOUT_MS / 1000:.0f} s")
         try:
-            yield
+            conn = self._writer_conn
+            if conn is None or conn.closed or conn.invalidated:
+                if conn is not None:
+                    conn.close()
+                conn = self._writer_conn = self._engine.connect()
+            yield conn
         finally:
             self._writer.release()
+
+    def close(self) -> None:
+        """Release the write connection and the pooled ones."""
+        with self._writer:
+            if self._writer_conn is not None:
+                self._writer_conn.close()
+                self._writer_conn = None
+        super().close()
 
     def _create_engine(self, url: str, options: dict[str, Any]) -> sa.Engine:
         """An engine whose connections use WAL, full sync, foreign keys and BEGIN IMMEDIATE writes."""
