@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,17 +45,22 @@ def drop_connections(url: str) -> int:
     """Terminate every session opened with the test URL ``url`` (as a server restart would); returns how many.
 
     Only the sessions of this test's schema (its application name) are hit, so other suites sharing the server
-    are left alone.
+    are left alone. Returns once those sessions have ended (termination is asynchronous), as a restart would
+    before anyone could reconnect.
     """
     name = sa.engine.make_url(url).query["application_name"]
     admin = sa.create_engine(driver_url(postgres_base_url()), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    sessions = "FROM pg_stat_activity WHERE datname = current_database() AND application_name = %(name)s"
     try:
         with admin.connect() as conn:
             rows = conn.exec_driver_sql(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND application_name = %(name)s",
-                {"name": name},
+                f"SELECT pg_terminate_backend(pid) {sessions} AND pid <> pg_backend_pid()", {"name": name}
             ).all()
+            deadline = time.monotonic() + 10.0
+            while conn.exec_driver_sql(f"SELECT count(*) {sessions}", {"name": name}).scalar() and (
+                time.monotonic() < deadline
+            ):
+                time.sleep(0.01)  # polls the server for the end of the sessions it is terminating, not for time
         return len(rows)
     finally:
         admin.dispose()

@@ -59,7 +59,7 @@ def test_a_run_survives_dropped_connections(pg_url: str, store: SqlStore, tmp_pa
     drops: list[int] = []
 
     def keep_dropping() -> None:
-        while not stop_dropping.wait(0.25):
+        while not stop_dropping.wait(0.1):
             drops.append(drop_connections(pg_url))
 
     dropper = threading.Thread(target=keep_dropping)

@@ -16,7 +16,9 @@ limited queue (payload ``room:<queue>``) are delivered to every listener, the se
 from __future__ import annotations
 
 import logging
+import select
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +31,7 @@ log = logging.getLogger("unified.store.postgres")
 
 WAIT_SECONDS = 0.25  # how often the listener looks at its stop flag
 MAX_BACKOFF_SECONDS = 30.0
+IDLE_PING_SECONDS = 10.0  # a pooled connection idle this long is pinged before use
 
 
 def track_sessions(engine: sa.Engine) -> set[int]:
@@ -46,6 +49,35 @@ def track_sessions(engine: sa.Engine) -> set[int]:
     for event in ("close", "invalidate", "soft_invalidate"):
         sa.event.listen(engine, event, closed)
     return pids
+
+
+def replace_dropped(engine: sa.Engine, idle_ping_seconds: float = IDLE_PING_SECONDS) -> None:
+    """Make ``engine``'s pool replace connections the server has dropped, at checkout.
+
+    A server that restarts or terminates a session closes its socket, which an idle client connection then sees
+    as readable (an error message or end of file), so a zero-wait ``select`` finds those without a round trip;
+    only a connection idle for ``idle_ping_seconds`` (one a firewall may have cut silently) is pinged. This is
+    SQLAlchemy's ``pool_pre_ping`` without its round trip on every checkout, which cost as much as the statement
+    of a short read.
+    """
+
+    def checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def checkout(dbapi_connection: psycopg.Connection[Any], record: Any, _proxy: Any) -> None:
+        try:
+            readable = select.select([dbapi_connection.fileno()], [], [], 0)[0]
+            idle_since = record.info.get("idle_since")  # None for a connection just made
+            if not readable and idle_since is not None and time.monotonic() - idle_since >= idle_ping_seconds:
+                dbapi_connection.execute("SELECT 1")
+                dbapi_connection.rollback()
+        except (OSError, ValueError, psycopg.Error) as exc:
+            raise sa.exc.DisconnectionError(f"pooled connection unusable: {exc}") from exc
+        if readable:
+            raise sa.exc.DisconnectionError("the server closed this pooled connection")
+
+    sa.event.listen(engine, "checkin", checked_in)
+    sa.event.listen(engine, "checkout", checkout)
 
 
 def libpq_url(url: sa.URL) -> str:

@@ -119,12 +119,17 @@ class SqlStore(SqlAdminRecords):
             raise
 
     def _create_engine(self, url: str, options: dict[str, Any]) -> sa.Engine:
-        """The engine for ``url``; SqliteStore adds its pragmas and transaction hooks.
+        """The engine for ``url`` (PostgreSQL; SqliteStore adds its pragmas and transaction hooks).
 
-        Pooled connections are pinged on checkout, so those a restarted or terminating server dropped are replaced
-        instead of failing the next transaction (SQLAlchemy also discards the whole pool on a disconnect error).
+        Pooled connections the server dropped (a restart, a terminated session) are replaced on checkout instead of
+        failing the next transaction, without a round trip per checkout (see ``postgres.replace_dropped``);
+        SQLAlchemy also discards the whole pool on a disconnect error.
         """
-        return sa.create_engine(url, **{"pool_size": 10, "max_overflow": 40, "pool_pre_ping": True, **options})
+        from unified.store.postgres import replace_dropped
+
+        engine = sa.create_engine(url, **{"pool_size": 10, "max_overflow": 40, **options})
+        replace_dropped(engine)
+        return engine
 
     def _migrate(self) -> None:
         with self._engine.connect() as conn:
