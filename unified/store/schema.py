@@ -389,15 +389,14 @@ CLAIM_SEQS = claim_statement(sa.bindparam("_seqs", expanding=True))
 # plain ones are skipped by the process that sent them (its engine already woke its own workers).
 CHANNEL = "unified_tasks"
 ROOM = "room:"
-NOTIFY_QUEUES = sa.text(f"SELECT pg_notify('{CHANNEL}', q) FROM unnest(CAST(:_queues AS text[])) AS q")
-NOTIFY_ROOM_IN = sa.text(f"SELECT pg_notify('{CHANNEL}', '{ROOM}' || q) FROM unnest(CAST(:_queues AS text[])) AS q")
-NOTIFY_TASK_QUEUES = sa.text(
-    f"SELECT pg_notify('{CHANNEL}', q) FROM (SELECT DISTINCT queue AS q FROM tasks WHERE id = ANY(:_ids)) AS s"
-)
-# tasks of limited queues stopped running: room for others
-NOTIFY_ROOM = sa.text(
-    f"SELECT pg_notify('{CHANNEL}', '{ROOM}' || q) FROM (SELECT DISTINCT t.queue AS q FROM tasks t "
-    "JOIN queue_limits l ON l.queue = t.queue WHERE t.id = ANY(:_ids)) AS s"
+# Every wake-up of a transaction in one statement (one round trip), each payload once: queues with new work, the
+# queues of tasks made claimable, room in the limited queues of tasks that stopped running, queues whose limit changed.
+NOTIFY = sa.text(
+    f"SELECT pg_notify('{CHANNEL}', p) FROM (SELECT q AS p FROM unnest(CAST(:_queues AS text[])) AS q "
+    "UNION SELECT queue FROM tasks WHERE id = ANY(CAST(:_claimable AS text[])) "
+    f"UNION SELECT '{ROOM}' || t.queue FROM tasks t JOIN queue_limits l ON l.queue = t.queue "
+    "WHERE t.id = ANY(CAST(:_room AS text[])) "
+    f"UNION SELECT '{ROOM}' || q FROM unnest(CAST(:_limits AS text[])) AS q) AS payloads"
 )
 QUEUE_LIMITS = sa.select(queue_limits.c.queue, queue_limits.c.max_running).order_by(queue_limits.c.queue)
 LOCK_QUEUE_LIMITS = QUEUE_LIMITS.with_for_update()

@@ -1,8 +1,8 @@
 """What one write transaction of the SQL store announces to other processes (PostgreSQL NOTIFY, see postgres.py).
 
-The store collects the wake-ups of a transaction as its verbs run and sends them just before the commit, one
-statement per kind with each queue named once, instead of one statement per task: PostgreSQL delivers them at
-commit anyway, and a report of 200 outcomes would otherwise pay 200 extra round trips.
+The store collects the wake-ups of a transaction as its verbs run and sends them just before the commit, in one
+statement that names each payload once, instead of one statement per task: PostgreSQL delivers them at commit
+anyway, and a report of 200 outcomes would otherwise pay 200 extra round trips.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from unified.store.schema import NOTIFY_QUEUES, NOTIFY_ROOM, NOTIFY_ROOM_IN, NOTIFY_TASK_QUEUES
+from unified.store.schema import NOTIFY
 
 
 @dataclass
@@ -24,12 +24,14 @@ class Wakeups:
     limits: set[str] = field(default_factory=set)  # queues whose limit changed
 
     def send(self, conn: sa.Connection) -> None:
-        """One statement per kind of wake-up, each queue named once."""
-        if self.queues:
-            conn.execute(NOTIFY_QUEUES, {"_queues": sorted(self.queues)})
-        if self.claimable:
-            conn.execute(NOTIFY_TASK_QUEUES, {"_ids": sorted(self.claimable)})
-        if self.room:
-            conn.execute(NOTIFY_ROOM, {"_ids": sorted(self.room)})
-        if self.limits:
-            conn.execute(NOTIFY_ROOM_IN, {"_queues": sorted(self.limits)})
+        """One statement for all of them (none when there is nothing to say)."""
+        if self.queues or self.claimable or self.room or self.limits:
+            conn.execute(
+                NOTIFY,
+                {
+                    "_queues": sorted(self.queues),
+                    "_claimable": sorted(self.claimable),
+                    "_room": sorted(self.room),
+                    "_limits": sorted(self.limits),
+                },
+            )
