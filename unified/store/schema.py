@@ -380,8 +380,11 @@ def _picked(where: sa.ColumnElement[bool] | None) -> sa.Select[Any]:
 FIRST_EXISTING_TASK = sa.select(tasks.c.id).where(tasks.c.id.in_(sa.bindparam("_ids", expanding=True))).limit(1)
 INSERT_TASKS = sa.insert(tasks).returning(tasks.c.id, tasks.c.seq)
 IN_QUEUES = tasks.c.queue.in_(sa.bindparam("_queues", expanding=True))
-CLAIM_ANY = claim_statement(_picked(None))
-CLAIM_IN_QUEUES = claim_statement(_picked(IN_QUEUES))
+# the claim when no queue served has a limit, checked in the same statement: one round trip instead of two
+CLAIM_UNLIMITED = claim_statement(_picked(~sa.exists().where(queue_limits.c.queue.is_not(None))))
+CLAIM_UNLIMITED_IN = claim_statement(
+    _picked(sa.and_(IN_QUEUES, ~sa.exists().where(queue_limits.c.queue.in_(sa.bindparam("_queues", expanding=True)))))
+)
 CLAIM_SEQS = claim_statement(sa.bindparam("_seqs", expanding=True))
 # PostgreSQL: tell listeners (postgres.Listener) that a task of a queue became claimable; delivered at commit.
 # The store collects them during a transaction and sends each queue once, just before the commit. A payload

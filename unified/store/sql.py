@@ -520,7 +520,7 @@ class SqlStore(SqlAdminRecords):
             return []
         params = {"_now": now, "_limit": limit, "_worker": worker, "_until": now + lease_seconds, "_queues": names}
         with self._tx() as conn:
-            claimed = [TASKS.record(row) for row in claim_rows(conn, names, params)]
+            claimed = [TASKS.record(row) for row in claim_rows(conn, self._direct, names, params)]
         claimed.sort(key=lambda t: (-t.priority, t.seq))
         return claimed
 

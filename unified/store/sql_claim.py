@@ -1,11 +1,11 @@
 """The SQL store's claim, with per-queue concurrency limits that hold across every worker of a database.
 
-Without limits on the queues served, a claim is one ``UPDATE ... WHERE seq IN (SELECT ... FOR UPDATE SKIP LOCKED)``.
-When some of them are limited, the claim first locks their ``queue_limits`` rows (``FOR UPDATE``, in queue order, so
-claimers of a limited queue take turns and never deadlock; SQLite's ``BEGIN IMMEDIATE`` already serialises them),
-counts their running tasks, then picks the best candidates of the unlimited queues and at most the free room of each
-limited one, and updates the best ``limit`` of those. A task leaves ``running`` without the lock: the count only
-falls, so the limit still holds.
+Without limits on the queues served, a claim is one ``UPDATE ... WHERE seq IN (SELECT ... FOR UPDATE SKIP LOCKED)``
+whose subquery also checks that none of them has a limit. When that finds nothing and some of them are limited,
+the claim locks their ``queue_limits`` rows (``FOR UPDATE``, in queue order, so claimers of a limited queue take
+turns and never deadlock; SQLite's ``BEGIN IMMEDIATE`` already serialises them), counts their running tasks, then
+picks the best candidates of the unlimited queues and at most the free room of each limited one, and updates the
+best ``limit`` of those. A task leaves ``running`` without the lock: the count only falls, so the limit still holds.
 """
 
 from __future__ import annotations
@@ -15,24 +15,29 @@ from typing import Any
 import sqlalchemy as sa
 
 from unified.store.schema import (
-    CLAIM_ANY,
-    CLAIM_IN_QUEUES,
     CLAIM_SEQS,
+    CLAIM_UNLIMITED,
+    CLAIM_UNLIMITED_IN,
     LOCK_QUEUE_LIMITS,
     LOCK_QUEUE_LIMITS_OF,
     pick_statement,
     tasks,
 )
+from unified.store.sql_direct import DirectStatements
 
 
-def claim_rows(conn: sa.Connection, names: list[str] | None, params: dict[str, Any]) -> list[sa.Row[Any]]:
+def claim_rows(
+    conn: sa.Connection, direct: DirectStatements, names: list[str] | None, params: dict[str, Any]
+) -> list[Any]:
     """Claim up to ``params["_limit"]`` tasks of the queues ``names`` (all when None) on ``conn``'s transaction."""
+    if claimed := direct.rows(conn, CLAIM_UNLIMITED if names is None else CLAIM_UNLIMITED_IN, params):
+        return claimed
     if names is None:
         limits: dict[str, int] = dict(conn.execute(LOCK_QUEUE_LIMITS).all())
     else:
         limits = dict(conn.execute(LOCK_QUEUE_LIMITS_OF, {"_queues": names}).all())
     if not limits:
-        return list(conn.execute(CLAIM_ANY if names is None else CLAIM_IN_QUEUES, params))
+        return []  # the first statement found nothing claimable
     running = dict(
         conn.execute(
             sa.select(tasks.c.queue, sa.func.count())
