@@ -34,6 +34,8 @@ from unified.utils import Clock, SystemClock, new_id, to_json
 
 log = logging.getLogger("unified.engine")
 
+MAX_HANDOFF = 10_000  # upstream results kept for claimed attempts not yet started (see Engine._hand_off_upstream)
+
 S = TaskState
 
 
@@ -56,7 +58,7 @@ class _Batch:
         local = self.local
         self.depth = getattr(local, "depth", 0)
         if self.depth == 0:
-            local.after, local.claimable = [], 0
+            local.after, local.claimable, local.released = [], 0, {}
         local.depth = self.depth + 1
         try:
             self.atomic.__enter__()
@@ -101,6 +103,9 @@ class Engine(Interventions):
         self.finished_generation = 0  # bumped whenever a task or run finishes in this process
         self.run_generation = 0  # bumped whenever a run finishes in this process
         self._run_cache: dict[str, RunRecord] = {}
+        # upstream results of tasks released and claimed in one transaction, by (task id, attempt): the attempt
+        # starts without reading them back (see claim)
+        self._handoff: dict[tuple[str, int], dict[str, Any]] = {}
         self._local = threading.local()  # per thread: transaction depth and after-commit callbacks
 
     # -- transactions ------------------------------------------------------------------------------------
@@ -331,18 +336,38 @@ class Engine(Interventions):
             claimed = self.store.claim_tasks(worker, now, lease_seconds, limit, queues)
             attempts = [AttemptRecord(r.id, r.attempts, "running", now, worker=worker) for r in claimed]
             self.store.insert_attempts(attempts)
+            self._hand_off_upstream(claimed)
         for record in claimed:
             log.debug("task %s: claimed by %s (attempt %d)", record.id, worker, record.attempts)
             self._cancel_events[record.id] = threading.Event()
         return claimed
 
+    def _hand_off_upstream(self, claimed: list[TaskRecord]) -> None:
+        """Keep the upstream results read when this transaction released some of ``claimed``, for their attempts.
+
+        The release read them under lock to decide that every upstream task succeeded; a chain step or a fan-in
+        claimed in the same transaction (a worker's report) then starts without reading them again. Kept only once
+        the transaction commits, so a rolled-back release leaves nothing behind.
+        """
+        released = self._local.released
+        handoff = {(r.id, r.attempts): released.pop(r.id) for r in claimed if r.id in released}
+        if handoff:
+            self.after_commit(lambda: self._keep_handoff(handoff))
+
+    def _keep_handoff(self, handoff: dict[tuple[str, int], dict[str, Any]]) -> None:
+        while len(self._handoff) >= MAX_HANDOFF:  # attempts never prepared here (lost leases): drop the oldest
+            del self._handoff[next(iter(self._handoff))]
+        self._handoff.update(handoff)
+
     def prepare(self, record: TaskRecord, cancel_event: threading.Event) -> tuple[Task, TaskContext]:
         """The runnable Task of a claimed record and the context its function sees."""
         task = self.functions.rebuild(record.spec)
         run = self._run(record.run_id)
-        upstream = (
-            {r.task_id: r.result for r in self.store.get_tasks(record.dependencies)} if record.dependencies else {}
-        )
+        upstream = self._handoff.pop((record.id, record.attempts), None)
+        if upstream is None:
+            upstream = (
+                {r.task_id: r.result for r in self.store.get_tasks(record.dependencies)} if record.dependencies else {}
+            )
         ctx = TaskContext(
             task_id=record.task_id,
             run_id=record.run_id,
@@ -477,6 +502,7 @@ class Engine(Interventions):
             upstream = self.store.get_tasks(dependant.dependencies)
             if all(u.state == "success" for u in upstream) and self._move(dependant, S.QUEUED, queued_at=now):
                 released += 1
+                self._local.released[dependant.id] = {u.task_id: u.result for u in upstream}
         self._notify_ready(released)
         return unfinished
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 import pytest
 
 from tests.helpers.tasks import boom
+from unified.engine import Engine
 from unified.errors import CycleError, DuplicateTaskError, UnknownDependencyError
 from unified.graph import validate_graph
+from unified.store import open_store
 from unified.task import Task, TaskContext
 from unified.task_manager import TaskManager
 from unified.workflow.workflow import Workflow, WorkflowManager
@@ -113,3 +118,38 @@ def test_dynamic_task_with_a_cycle_or_unknown_name_fails_its_parent(drained: Tas
     drained.run_until_idle()
     meta = drained.get_task_metadata(task_id)
     assert meta["state"] == "failure" and meta["error"]["type"] == "UnknownDependencyError"
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+def test_a_step_claimed_where_it_was_released_starts_without_reading_its_upstream(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/handoff.db" if url == "sqlite" else url)
+    engine = Engine(store)
+    engine.submit([Task(task_id="a", func="tests.helpers.tasks:add", args=(1, 2)),
+                   Task(task_id="b", func="tests.helpers.tasks:add", dependencies=["a"])])  # fmt: skip
+    (a,) = engine.claim("w")
+    with engine.batch():  # as a worker reports: the outcome and the next claim in one transaction
+        engine.complete(a, "success", result=3)
+        (b,) = engine.claim("w")
+    monkeypatch.setattr(store, "get_tasks", lambda ids: pytest.fail(f"read {list(ids)} again"))
+    _, ctx = engine.prepare(b, threading.Event())
+    assert ctx.upstream == {"a": 3}
+    monkeypatch.undo()
+    _, again = engine.prepare(b, threading.Event())  # the handed-off results serve one start only
+    assert again.upstream == {"a": 3}
+    store.close()
+
+
+def test_a_release_that_rolls_back_hands_nothing_off(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/rollback.db")
+    engine = Engine(store)
+    engine.submit([Task(task_id="a", func="tests.helpers.tasks:add", args=(1, 2)),
+                   Task(task_id="b", func="tests.helpers.tasks:add", dependencies=["a"])])  # fmt: skip
+    (a,) = engine.claim("w")
+    with pytest.raises(RuntimeError), engine.batch():
+        engine.complete(a.copy(), "success", result=3)
+        assert [r.task_id for r in engine.claim("w")] == ["b"]
+        raise RuntimeError("the commit never happens")
+    assert store.get_task("b").state == "pending" and engine._handoff == {}
+    store.close()
