@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.helpers.tasks import Flaky, boom
 from unified.errors import NotFoundError, TaskFailedError
 from unified.task import Task, TaskContext
 from unified.task_manager import TaskManager
-from unified.utils import FakeClock
+from unified.utils import FakeClock, iso
 from unified.workflow.workflow import Workflow, WorkflowManager
 
 METADATA_KEYS = {
@@ -19,6 +22,11 @@ METADATA_KEYS = {
     "created_at", "queued_at", "started_at", "finished_at", "duration_seconds", "result", "error", "metadata",
     "history",
 }  # fmt: skip
+
+
+@given(st.floats(min_value=-1e10, max_value=2.5e11, allow_nan=False) | st.sampled_from([0.0, 0.9999995, 1.0000005]))
+def test_timestamps_read_as_datetime_writes_them(ts: float) -> None:
+    assert iso(ts) == datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 def test_metadata_has_every_documented_field_and_is_json(drained: TaskManager, clock: FakeClock) -> None:
