@@ -5,13 +5,14 @@ import logging
 import os
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import tasks as helpers
 from unified.errors import ValidationError
-from unified.executor import AttemptOutcome, Executor
+from unified.executor import AttemptOutcome, Executor, error_info
 from unified.task import Task, TaskContext
 
 
@@ -88,6 +89,35 @@ def test_failure_carries_type_message_and_traceback_of_user_code(executor):
     assert "in boom" in outcome.error["traceback"]
     assert "raise ValueError(message)" in outcome.error["traceback"]
     assert "executor.py" not in outcome.error["traceback"]
+
+
+def _recurse(n: int) -> None:
+    if n == 0:
+        raise ValueError("bottom")
+    _recurse(n - 1)
+
+
+def _chained() -> None:
+    try:
+        helpers.boom("first")
+    except ValueError as exc:
+        raise KeyError("second") from exc
+
+
+@pytest.mark.parametrize("raiser", [lambda: helpers.boom("lone"), lambda: _recurse(100), _chained])
+def test_traceback_text_is_the_traceback_modules_without_carets(raiser) -> None:
+    try:
+        raiser()
+    except Exception as caught:
+        exc = caught
+    expected = traceback.TracebackException(type(exc), exc, exc.__traceback__, compact=True)
+    todo = [expected]
+    while todo:  # carets off everywhere, as the executor does
+        current = todo.pop()
+        for frame in current.stack:
+            frame.colno = None
+        todo += [c for c in (current.__cause__, current.__context__) if c is not None]
+    assert error_info(exc)["traceback"] == "".join(expected.format())
 
 
 def test_failure_in_timeout_thread_has_traceback(executor):
