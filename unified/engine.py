@@ -44,6 +44,12 @@ def global_id(run_id: str | None, task_id: str) -> str:
     return task_id if run_id is None else f"{run_id}.{task_id}"
 
 
+def upstream_results(dependencies: list[str], upstream: Iterable[TaskRecord]) -> dict[str, Any]:
+    """The results of ``upstream`` by task id, in the order of ``dependencies`` (their global ids)."""
+    by_id = {u.id: u for u in upstream}
+    return {by_id[d].task_id: by_id[d].result for d in dependencies if d in by_id}
+
+
 class _Batch:
     """Engine.batch's context: a class, not a generator, because it is entered several times per task."""
 
@@ -365,9 +371,8 @@ class Engine(Interventions):
         run = self._run(record.run_id)
         upstream = self._handoff.pop((record.id, record.attempts), None)
         if upstream is None:
-            upstream = (
-                {r.task_id: r.result for r in self.store.get_tasks(record.dependencies)} if record.dependencies else {}
-            )
+            deps = record.dependencies
+            upstream = upstream_results(deps, self.store.get_tasks(deps)) if deps else {}
         ctx = TaskContext(
             task_id=record.task_id,
             run_id=record.run_id,
@@ -499,10 +504,11 @@ class Engine(Interventions):
         for dependant in self.store.lock_tasks(waiting):
             if dependant.state != "pending":
                 continue
-            upstream = self.store.get_tasks(dependant.dependencies)
+            others = [d for d in dependant.dependencies if d != record.id]  # ``record`` just succeeded here
+            upstream = [record, *self.store.get_tasks(others)] if others else [record]
             if all(u.state == "success" for u in upstream) and self._move(dependant, S.QUEUED, queued_at=now):
                 released += 1
-                self._local.released[dependant.id] = {u.task_id: u.result for u in upstream}
+                self._local.released[dependant.id] = upstream_results(dependant.dependencies, upstream)
         self._notify_ready(released)
         return unfinished
 

@@ -153,3 +153,20 @@ def test_a_release_that_rolls_back_hands_nothing_off(tmp_path: Path) -> None:
         raise RuntimeError("the commit never happens")
     assert store.get_task("b").state == "pending" and engine._handoff == {}
     store.close()
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+def test_upstream_results_come_in_the_order_of_the_dependencies(url: str, tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/order.db" if url == "sqlite" else url)
+    engine = Engine(store)
+    engine.submit([Task(task_id=n, func="tests.helpers.tasks:add", args=(1, 2)) for n in ("a", "b")]
+                  + [Task(task_id="c", func="tests.helpers.tasks:add", dependencies=["b", "a"])])  # fmt: skip
+    first, second = engine.claim("w", limit=2)
+    engine.complete(first, "success", result=first.task_id)
+    with engine.batch():
+        engine.complete(second, "success", result=second.task_id)
+        (c,) = engine.claim("w")
+    handed_off = engine.prepare(c, threading.Event())[1].upstream
+    read_back = engine.prepare(c, threading.Event())[1].upstream
+    assert list(handed_off.items()) == list(read_back.items()) == [("b", "b"), ("a", "a")]
+    store.close()
