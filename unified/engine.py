@@ -494,14 +494,10 @@ class Engine(Interventions):
     def _release_dependants(self, record: TaskRecord, now: float) -> bool:
         """Queue the dependants whose upstream all succeeded; True if any dependant is still unfinished."""
         released, unfinished = 0, False
-        waiting = []
-        for dependant in self.store.dependants(record.id):
-            unfinished = unfinished or dependant.state not in FINISHED_STATES  # pending ones included
-            if dependant.state == "pending":
-                waiting.append(dependant.id)
         # lock before reading the upstream states: two workers finishing the last two upstream tasks at once
         # (PostgreSQL, READ COMMITTED) would otherwise each see the other's task unfinished and release nothing
-        for dependant in self.store.lock_tasks(waiting):
+        for dependant in self.store.lock_dependants(record.id):
+            unfinished = unfinished or dependant.state not in FINISHED_STATES  # pending ones included
             if dependant.state != "pending":
                 continue
             others = [d for d in dependant.dependencies if d != record.id]  # ``record`` just succeeded here

@@ -1,4 +1,4 @@
-"""lock_tasks and lock_run: fresh records in id order inside a transaction; unknown runs are named."""
+"""lock_dependants and lock_run: fresh records in id order inside a transaction; unknown runs are named."""
 
 from __future__ import annotations
 
@@ -10,13 +10,17 @@ from unified.errors import NotFoundError
 from unified.store.base import RunRecord, Store, TaskRecord
 
 
-def test_lock_tasks_returns_the_current_records_in_id_order(store: Store, make_task: Callable[..., TaskRecord]) -> None:
-    store.insert_tasks([make_task("b"), make_task("a"), make_task("c")])
+def test_lock_dependants_returns_the_current_records_in_id_order(
+    store: Store, make_task: Callable[..., TaskRecord]
+) -> None:
+    store.insert_tasks([make_task("up"), make_task("other")])
+    store.insert_tasks([make_task(n, state="pending", dependencies=["up"]) for n in ("b", "a", "c")])
+    store.insert_tasks([make_task("d", state="pending", dependencies=["other"])])
     with store.atomic():
-        store.update_task("b", "queued", state="running")
-        locked = store.lock_tasks(["c", "b", "a", "b", "missing"])
-    assert [(t.id, t.state) for t in locked] == [("a", "queued"), ("b", "running"), ("c", "queued")]
-    assert store.lock_tasks([]) == []
+        store.update_task("b", "pending", state="queued")
+        locked = store.lock_dependants("up")
+    assert [(t.id, t.state) for t in locked] == [("a", "pending"), ("b", "queued"), ("c", "pending")]
+    assert store.lock_dependants("a") == [] and store.lock_dependants("missing") == []
 
 
 def test_lock_run_needs_an_existing_run(store: Store) -> None:

@@ -337,8 +337,9 @@ class Store(Protocol):
         """How many tasks of a run are in each state."""
         ...
 
-    def lock_tasks(self, task_ids: Iterable[str]) -> list[TaskRecord]:
-        """The tasks with these ids as they are now, locked until the surrounding atomic() ends (in id order).
+    def lock_dependants(self, task_id: str) -> list[TaskRecord]:
+        """The tasks that depend on ``task_id`` as they are now, locked until the surrounding atomic() ends (in id
+        order).
 
         A writer that decides from other rows (are all upstream tasks done?) locks the row it may change first,
         so two such writers take turns and the second sees the first's commit.

@@ -248,10 +248,10 @@ class MemoryStore(MemoryAdminRecords):
         with self._lock:
             return [self._tasks[i].copy() for i in self._run_tasks.get(run_id, ())]
 
-    def lock_tasks(self, task_ids: Iterable[str]) -> list[TaskRecord]:
-        """The tasks as they are now, in id order (atomic() already holds the one lock)."""
+    def lock_dependants(self, task_id: str) -> list[TaskRecord]:
+        """The tasks that depend on ``task_id`` as they are now, in id order (atomic() already holds the one lock)."""
         with self._lock:
-            return [self._tasks[i].copy() for i in sorted(set(task_ids)) if i in self._tasks]
+            return [self._tasks[i].copy() for i in sorted(self._dependants.get(task_id, ()))]
 
     def lock_run(self, run_id: str) -> None:
         """Nothing to do: atomic() already holds the one lock."""

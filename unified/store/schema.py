@@ -409,11 +409,16 @@ LOCK_QUEUE_LIMITS_OF = QUEUE_LIMITS.where(
 # the reads of every finished task, built once: building a statement and its cache key costs more than running it
 _IDS = tasks.c.id.in_(sa.bindparam("_ids", expanding=True))
 TASKS_BY_IDS = TASKS.select.where(_IDS)
-LOCK_TASKS = TASKS.select.where(_IDS).order_by(tasks.c.id).with_for_update()
 DEPENDANTS = (
     TASKS.select.join(task_deps, task_deps.c.task_id == tasks.c.id)
     .where(task_deps.c.depends_on == sa.bindparam("_id"))
     .order_by(tasks.c.seq)
+)
+LOCK_DEPENDANTS = (
+    TASKS.select.join(task_deps, task_deps.c.task_id == tasks.c.id)
+    .where(task_deps.c.depends_on == sa.bindparam("_id"))
+    .order_by(tasks.c.id)
+    .with_for_update(of=tasks)
 )
 LOCK_RUN = sa.select(runs.c.run_id).where(runs.c.run_id == sa.bindparam("_id")).with_for_update()
 RUN_PROGRESS = (

@@ -37,8 +37,8 @@ from unified.store.schema import (
     EXPIRED_LEASES,
     FIRST_EXISTING_TASK,
     INSERT_TASKS,
+    LOCK_DEPENDANTS,
     LOCK_RUN,
-    LOCK_TASKS,
     LOGS,
     LOGS_OF,
     NEXT_NOT_BEFORE,
@@ -460,13 +460,11 @@ class SqlStore(SqlAdminRecords):
         """Every task of a run, in insertion order."""
         return self._all(TASKS, TASKS.select.where(tasks.c.run_id == run_id).order_by(tasks.c.seq))
 
-    def lock_tasks(self, task_ids: Iterable[str]) -> list[TaskRecord]:
-        """The tasks as they are now, locked FOR UPDATE in id order (SQLite's writers are serialised already)."""
-        ids = sorted(set(task_ids))
-        if not ids:
-            return []
+    def lock_dependants(self, task_id: str) -> list[TaskRecord]:
+        """The tasks that depend on ``task_id`` as they are now, locked FOR UPDATE in id order (SQLite's writers are
+        serialised already)."""
         with self._wrap_errors(), self._tx() as conn:
-            return [TASKS.record(row) for row in conn.execute(LOCK_TASKS, {"_ids": ids})]
+            return [TASKS.record(row) for row in self._direct.rows(conn, LOCK_DEPENDANTS, {"_id": task_id})]
 
     def lock_run(self, run_id: str) -> None:
         """Lock the run's row FOR UPDATE until the transaction ends."""
