@@ -88,6 +88,8 @@ def test_postgres_notifies_listeners_when_work_becomes_claimable(
         writer.insert_tasks([make_task("p", state="pending")])
         writer.insert_tasks([make_task("q1", queue="reports"), make_task("q2", queue="reports")])
         assert heard.get(timeout=5) == "reports", "one notification per queue and transaction"
+        writer.insert_tasks([make_task("solo", queue="solo")])  # one statement, its own transaction
+        assert heard.get(timeout=5) == "solo"
         writer.update_task("p", "pending", state="queued", queue="other")
         assert heard.get(timeout=5) == "other"
         writer.claim_tasks("w", NOW, 60.0, limit=1, queues=["reports"])
