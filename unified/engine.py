@@ -20,7 +20,7 @@ from unified.events import EventBus
 from unified.functions import FunctionRegistry
 from unified.graph import graph_hash, validate_graph
 from unified.interventions import UNFINISHED, Interventions
-from unified.store.base import AttemptRecord, LogRecord, RunRecord, Store, TaskRecord, VersionRecord, WorkflowRecord
+from unified.store.base import LogRecord, RunRecord, Store, TaskRecord, VersionRecord, WorkflowRecord
 from unified.task import (
     BAD_STATES,
     FINISHED_STATES,
@@ -337,11 +337,9 @@ class Engine(Interventions):
         self, worker: str, limit: int = 1, queues: Iterable[str] | None = None, lease_seconds: float = 30.0
     ) -> list[TaskRecord]:
         """Take up to ``limit`` ready tasks for ``worker`` and record the start of their attempts."""
-        now = self.clock.now()
-        with self.batch():
-            claimed = self.store.claim_tasks(worker, now, lease_seconds, limit, queues)
-            attempts = [AttemptRecord(r.id, r.attempts, "running", now, worker=worker) for r in claimed]
-            self.store.insert_attempts(attempts)
+        # the claim is one store transaction of its own (one statement on PostgreSQL when no limit applies)
+        claimed = self.store.claim_tasks(worker, self.clock.now(), lease_seconds, limit, queues)
+        if getattr(self._local, "depth", 0):  # inside a report's transaction: it may have released some of them
             self._hand_off_upstream(claimed)
         for record in claimed:
             log.debug("task %s: claimed by %s (attempt %d)", record.id, worker, record.attempts)

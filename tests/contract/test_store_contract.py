@@ -213,6 +213,8 @@ def test_claim_sets_the_lease(store: Store, make_task: MakeTask) -> None:
         assert (task.state, task.attempts, task.started_at) == ("running", attempts, started)
         assert (task.lease_owner, task.lease_expires_at) == ("w1", NOW + 30.0)
         assert store.get_task(task_id) == task
+        started = store.list_attempts(task_id)[-1]  # the claim records the start of the attempt it makes
+        assert (started.number, started.state, started.started_at, started.worker) == (attempts, "running", NOW, "w1")
 
 
 def test_claim_takes_only_claimable_states(store: Store, make_task: MakeTask) -> None:

@@ -40,6 +40,7 @@ def test_a_claim_stops_at_the_limit_of_running_tasks(store: Store, make_task: Ca
     assert claim_ids(store) == ["g2"], "one finished: room for one more"
     store.set_queue_limit("gpu", None)
     assert sorted(claim_ids(store)) == ["g3", "g4"]
+    assert [(a.number, a.state) for a in store.list_attempts("g2")] == [(1, "running")], "limited claims record too"
 
 
 def test_a_limited_claim_keeps_priority_order_across_queues(

@@ -357,7 +357,8 @@ class Store(Protocol):
 
         Highest priority first, then lowest seq, never taking a task of a queue that already has its limit of
         running tasks (``set_queue_limit``). Each taken task becomes ``running`` with attempts + 1,
-        started_at set if unset, lease_owner = worker and lease_expires_at = now + lease_seconds.
+        started_at set if unset, lease_owner = worker and lease_expires_at = now + lease_seconds, and the start of
+        that attempt is recorded (``running``, started at ``now`` by ``worker``) in the same transaction.
         Two concurrent claims never take the same task. Returns the tasks as they are after the claim.
         """
         ...
@@ -381,10 +382,6 @@ class Store(Protocol):
     # attempts and logs
     def insert_attempt(self, attempt: AttemptRecord) -> None:
         """Record the start of an attempt."""
-        ...
-
-    def insert_attempts(self, attempts: list[AttemptRecord]) -> None:
-        """Record the start of several attempts at once (one statement on SQL)."""
         ...
 
     def finish_attempt(self, task_id: str, number: int, *, if_running: bool = False, **changes: Any) -> bool:

@@ -321,6 +321,7 @@ class MemoryStore(MemoryAdminRecords):
                 task.lease_owner = worker
                 task.lease_expires_at = now + lease_seconds
                 claimed.append(task.copy())
+                self._attempts[task_id].append(AttemptRecord(task_id, task.attempts, "running", now, worker=worker))
                 if queue in room:
                     room[queue] -= 1
             return claimed
@@ -373,12 +374,6 @@ class MemoryStore(MemoryAdminRecords):
         """Record the start of an attempt."""
         with self._lock:
             self._attempts[attempt.task_id].append(attempt.copy())
-
-    def insert_attempts(self, attempts: list[AttemptRecord]) -> None:
-        """Record the start of several attempts."""
-        with self._lock:
-            for attempt in attempts:
-                self._attempts[attempt.task_id].append(attempt.copy())
 
     def finish_attempt(self, task_id: str, number: int, *, if_running: bool = False, **changes: Any) -> bool:
         """Set the outcome fields of an attempt (with ``if_running``, only while it runs); True if set."""

@@ -385,6 +385,24 @@ CLAIM_UNLIMITED = claim_statement(_picked(~sa.exists().where(queue_limits.c.queu
 CLAIM_UNLIMITED_IN = claim_statement(
     _picked(sa.and_(IN_QUEUES, ~sa.exists().where(queue_limits.c.queue.in_(sa.bindparam("_queues", expanding=True)))))
 )
+
+
+def starting_statement(claim: sa.Update) -> sa.Select[Any]:
+    """PostgreSQL: ``claim`` that also records the start of each claimed attempt, in the same statement."""
+    claimed = claim.cte("claimed")
+    starts = sa.select(
+        claimed.c.id,
+        claimed.c.attempts,
+        sa.literal("running"),
+        sa.cast(sa.bindparam("_now"), attempts.c.started_at.type),
+        sa.cast(sa.bindparam("_worker"), attempts.c.worker.type),
+    )
+    started = sa.insert(attempts).from_select(["task_id", "number", "state", "started_at", "worker"], starts)
+    return sa.select(*claimed.c).add_cte(started.cte("started"))
+
+
+START_UNLIMITED = starting_statement(CLAIM_UNLIMITED)
+START_UNLIMITED_IN = starting_statement(CLAIM_UNLIMITED_IN)
 CLAIM_SEQS = claim_statement(sa.bindparam("_seqs", expanding=True))
 # PostgreSQL: tell listeners (postgres.Listener) that a task of a queue became claimable; delivered at commit.
 # The store collects them during a transaction and sends each queue once, just before the commit. A payload

@@ -57,7 +57,7 @@ from unified.store.schema import (
     update_statement,
 )
 from unified.store.sql_admin import SqlAdminRecords
-from unified.store.sql_claim import claim_rows
+from unified.store.sql_claim import SqlClaims
 from unified.store.sql_direct import DirectStatements
 from unified.store.sql_wakeups import Wakeups
 
@@ -78,7 +78,7 @@ def _fk_violation(exc: sa.exc.IntegrityError) -> bool:
     return getattr(exc.orig, "sqlstate", None) == "23503" or "FOREIGN KEY" in str(exc.orig)
 
 
-class SqlStore(SqlAdminRecords):
+class SqlStore(SqlClaims, SqlAdminRecords):
     """A store on a SQLAlchemy URL; ``SqlStore("sqlite:///...")`` gives a :class:`SqliteStore`."""
 
     keeps_objects = False
@@ -521,22 +521,6 @@ class SqlStore(SqlAdminRecords):
                     self._wake(room=[task_id])
         return changed
 
-    def claim_tasks(
-        self, worker: str, now: float, lease_seconds: float, limit: int = 1, queues: Iterable[str] | None = None
-    ) -> list[TaskRecord]:
-        """Atomically take up to ``limit`` claimable tasks (queued, or retrying with not_before <= now).
-
-        Highest priority first, then lowest seq, never beyond a queue's limit; see sql_claim.py.
-        """
-        names = None if queues is None else list(queues)
-        if limit <= 0 or names == []:
-            return []
-        params = {"_now": now, "_limit": limit, "_worker": worker, "_until": now + lease_seconds, "_queues": names}
-        with self._tx() as conn:
-            claimed = [TASKS.record(row) for row in claim_rows(conn, self._direct, names, params)]
-        claimed.sort(key=lambda t: (-t.priority, t.seq))
-        return claimed
-
     def extend_leases(self, worker: str, leases: dict[str, int], until: float) -> list[str]:
         """Extend the leases ``worker`` holds (task id -> attempt number); returns the ids still held."""
         if not leases:
@@ -574,12 +558,6 @@ class SqlStore(SqlAdminRecords):
         """Record the start of an attempt."""
         duplicate = f"attempt {attempt.number} of task {attempt.task_id!r}"
         self._insert(ATTEMPTS, [ATTEMPTS.row(attempt)], duplicate, f"task {attempt.task_id!r}")
-
-    def insert_attempts(self, attempts: list[AttemptRecord]) -> None:
-        """Record the start of several attempts in one statement."""
-        # no savepoint (two statements fewer per claim): the claim that calls this fails as a whole if it fails
-        rows = [ATTEMPTS.row(a) for a in attempts]
-        self._insert(ATTEMPTS, rows, "one of these attempts", "task of an attempt", isolated=False)
 
     def finish_attempt(self, task_id: str, number: int, *, if_running: bool = False, **changes: Any) -> bool:
         """Set the outcome fields of an attempt (with ``if_running``, only while it runs); True if set."""

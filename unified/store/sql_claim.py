@@ -1,43 +1,106 @@
 """The SQL store's claim, with per-queue concurrency limits that hold across every worker of a database.
 
 Without limits on the queues served, a claim is one ``UPDATE ... WHERE seq IN (SELECT ... FOR UPDATE SKIP LOCKED)``
-whose subquery also checks that none of them has a limit. When that finds nothing and some of them are limited,
-the claim locks their ``queue_limits`` rows (``FOR UPDATE``, in queue order, so claimers of a limited queue take
-turns and never deadlock; SQLite's ``BEGIN IMMEDIATE`` already serialises them), counts their running tasks, then
-picks the best candidates of the unlimited queues and at most the free room of each limited one, and updates the
-best ``limit`` of those. A task leaves ``running`` without the lock: the count only falls, so the limit still holds.
+whose subquery also checks that none of them has a limit; on PostgreSQL the same statement also inserts the rows
+of the attempts it starts (a data-modifying CTE), and outside a caller's transaction it runs alone in autocommit:
+one round trip for the whole claim. When that finds nothing and some of the queues are limited, the claim locks
+their ``queue_limits`` rows (``FOR UPDATE``, in queue order, so claimers of a limited queue take turns and never
+deadlock; SQLite's ``BEGIN IMMEDIATE`` already serialises them), counts their running tasks, then picks the best
+candidates of the unlimited queues and at most the free room of each limited one, and updates the best ``limit`` of
+those. A task leaves ``running`` without the lock: the count only falls, so the limit still holds.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import sqlalchemy as sa
 
+from unified.store.base import AttemptRecord, TaskRecord
 from unified.store.schema import (
+    ATTEMPTS,
     CLAIM_SEQS,
     CLAIM_UNLIMITED,
     CLAIM_UNLIMITED_IN,
     LOCK_QUEUE_LIMITS,
     LOCK_QUEUE_LIMITS_OF,
+    START_UNLIMITED,
+    START_UNLIMITED_IN,
+    TASKS,
     pick_statement,
     tasks,
 )
 from unified.store.sql_direct import DirectStatements
 
 
-def claim_rows(
-    conn: sa.Connection, direct: DirectStatements, names: list[str] | None, params: dict[str, Any]
-) -> list[Any]:
-    """Claim up to ``params["_limit"]`` tasks of the queues ``names`` (all when None) on ``conn``'s transaction."""
-    if claimed := direct.rows(conn, CLAIM_UNLIMITED if names is None else CLAIM_UNLIMITED_IN, params):
+class SqlClaims:
+    """SqlStore's claim verb (mixed in; it uses the store's transactions and direct statements)."""
+
+    _notifies: bool
+    _local: threading.local
+    _engine: sa.Engine
+    _direct: DirectStatements
+    _tx: Any
+    _wrap_errors: Any
+    _insert: Any
+
+    def claim_tasks(
+        self, worker: str, now: float, lease_seconds: float, limit: int = 1, queues: Iterable[str] | None = None
+    ) -> list[TaskRecord]:
+        """Atomically take up to ``limit`` claimable tasks (queued, or retrying with not_before <= now) and record
+        the start of their attempts. Highest priority first, then lowest seq, never beyond a queue's limit."""
+        names = None if queues is None else list(queues)
+        if limit <= 0 or names == []:
+            return []
+        params = {"_now": now, "_limit": limit, "_worker": worker, "_until": now + lease_seconds, "_queues": names}
+        alone = self._notifies and getattr(self._local, "conn", None) is None
+        if alone:
+            with self._wrap_errors(), self._autocommit() as conn:
+                rows = self._direct.rows(conn, START_UNLIMITED if names is None else START_UNLIMITED_IN, params)
+            if rows:
+                return _sorted_records(rows)
+        with self._tx() as conn:
+            rows, recorded = [], False
+            if not alone:
+                if self._notifies:
+                    unlimited, recorded = (START_UNLIMITED if names is None else START_UNLIMITED_IN), True
+                else:
+                    unlimited = CLAIM_UNLIMITED if names is None else CLAIM_UNLIMITED_IN
+                rows = self._direct.rows(conn, unlimited, params)
+            if not rows:
+                rows, recorded = _claim_limited(conn, names, params), False
+            claimed = _sorted_records(rows)
+            if claimed and not recorded:
+                starts = [AttemptRecord(t.id, t.attempts, "running", now, worker=worker) for t in claimed]
+                # no savepoint: the claim fails as a whole if this fails
+                rows = [ATTEMPTS.row(a) for a in starts]
+                self._insert(ATTEMPTS, rows, "one of these attempts", "task of an attempt", isolated=False)
         return claimed
+
+    def _autocommit(self) -> AbstractContextManager[sa.Connection]:
+        """A pooled connection whose statements each commit on their own (one statement, one transaction)."""
+        conn = self._engine.connect()
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        return conn
+
+
+def _sorted_records(rows: list[Any]) -> list[TaskRecord]:
+    claimed = [TASKS.record(row) for row in rows]
+    claimed.sort(key=lambda t: (-t.priority, t.seq))
+    return claimed
+
+
+def _claim_limited(conn: sa.Connection, names: list[str] | None, params: dict[str, Any]) -> list[Any]:
+    """The claim when some of the queues served are limited (nothing when none is: the unlimited claim ran)."""
     if names is None:
         limits: dict[str, int] = dict(conn.execute(LOCK_QUEUE_LIMITS).all())
     else:
         limits = dict(conn.execute(LOCK_QUEUE_LIMITS_OF, {"_queues": names}).all())
     if not limits:
-        return []  # the first statement found nothing claimable
+        return []
     running = dict(
         conn.execute(
             sa.select(tasks.c.queue, sa.func.count())
