@@ -11,12 +11,12 @@ import hashlib
 import hmac
 import json
 import logging
-import smtplib
-import ssl
-from email.message import EmailMessage
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from unified.errors import ValidationError
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage
 
 SIGNATURE_HEADER = "X-Unified-Signature"
 
@@ -162,6 +162,8 @@ class EmailChannel:
 
     def message(self, alert: dict[str, Any]) -> EmailMessage:
         """The email: the summary as subject, the summary and the alert as JSON in the body."""
+        from email.message import EmailMessage  # here, like smtplib: together a sixth of `import unified.task_manager`
+
         message = EmailMessage()
         message["Subject"] = summary(alert)
         message["From"] = self.sender
@@ -171,6 +173,9 @@ class EmailChannel:
 
     def send(self, alert: dict[str, Any]) -> None:
         """Connect, upgrade to TLS and log in as configured, and send one message."""
+        import smtplib
+        import ssl
+
         with smtplib.SMTP(self.host, self.port, timeout=self.timeout_seconds) as smtp:
             if self.starttls:
                 smtp.starttls(context=ssl.create_default_context(cafile=self.cafile))

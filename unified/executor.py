@@ -8,7 +8,6 @@ in their own session, so a timeout or cancel kills their whole process group.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import json
@@ -77,6 +76,8 @@ def call_with_context(func: Callable[..., Any], args: tuple[Any, ...], kwargs: d
 
 
 def _run_coroutine(coro: Any) -> Any:
+    import asyncio  # here: a third of `import unified.task_manager`, and only async tasks need it
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
