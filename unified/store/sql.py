@@ -233,6 +233,15 @@ class SqlStore(SqlClaims, SqlAdminRecords):
         """The connection of one write transaction: a pooled one here; SQLite's writers take turns on one."""
         return self._engine.connect()
 
+    def _autocommit(self) -> AbstractContextManager[sa.Connection] | None:
+        """PostgreSQL outside a caller's transaction: a pooled connection on which each statement commits on its
+        own, for a verb that is one statement (its BEGIN and COMMIT would be two more round trips); else None."""
+        if not self._notifies or getattr(self._local, "conn", None) is not None:
+            return None
+        conn = self._engine.connect()
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        return conn
+
     @contextmanager
     def _savepoint(self, conn: sa.Connection, statements: int = 2) -> Iterator[None]:
         """Inside a caller's atomic(), undo only this verb's writes if it fails (PostgreSQL would abort them all).
@@ -425,9 +434,8 @@ class SqlStore(SqlClaims, SqlAdminRecords):
         sends its own wake-up (``pg_notify`` in RETURNING): one round trip instead of BEGIN, INSERT, NOTIFY, COMMIT.
         """
         claimable = record.state in CLAIMABLE_STATES
-        if self._notifies and getattr(self._local, "conn", None) is None:
-            with self._wrap_errors(), self._engine.connect() as conn:
-                conn.execution_options(isolation_level="AUTOCOMMIT")
+        if (alone := self._autocommit()) is not None:
+            with self._wrap_errors(), alone as conn:
                 statement = self._insert_new_task_notifying if claimable else self._insert_new_task
                 inserted = self._direct.rows(conn, statement, row)
         else:

@@ -12,9 +12,7 @@ those. A task leaves ``running`` without the lock: the count only falls, so the 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
-from contextlib import AbstractContextManager
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,12 +38,11 @@ class SqlClaims:
     """SqlStore's claim verb (mixed in; it uses the store's transactions and direct statements)."""
 
     _notifies: bool
-    _local: threading.local
-    _engine: sa.Engine
     _direct: DirectStatements
     _tx: Any
     _wrap_errors: Any
     _insert: Any
+    _autocommit: Any
 
     def claim_tasks(
         self, worker: str, now: float, lease_seconds: float, limit: int = 1, queues: Iterable[str] | None = None
@@ -56,15 +53,14 @@ class SqlClaims:
         if limit <= 0 or names == []:
             return []
         params = {"_now": now, "_limit": limit, "_worker": worker, "_until": now + lease_seconds, "_queues": names}
-        alone = self._notifies and getattr(self._local, "conn", None) is None
-        if alone:
-            with self._wrap_errors(), self._autocommit() as conn:
+        if (alone := self._autocommit()) is not None:
+            with self._wrap_errors(), alone as conn:
                 rows = self._direct.rows(conn, START_UNLIMITED if names is None else START_UNLIMITED_IN, params)
             if rows:
                 return _sorted_records(rows)
         with self._tx() as conn:
             rows, recorded = [], False
-            if not alone:
+            if alone is None:  # the unlimited claim has not run yet
                 if self._notifies:
                     unlimited, recorded = (START_UNLIMITED if names is None else START_UNLIMITED_IN), True
                 else:
@@ -79,12 +75,6 @@ class SqlClaims:
                 rows = [ATTEMPTS.row(a) for a in starts]
                 self._insert(ATTEMPTS, rows, "one of these attempts", "task of an attempt", isolated=False)
         return claimed
-
-    def _autocommit(self) -> AbstractContextManager[sa.Connection]:
-        """A pooled connection whose statements each commit on their own (one statement, one transaction)."""
-        conn = self._engine.connect()
-        conn.execution_options(isolation_level="AUTOCOMMIT")
-        return conn
 
 
 def _sorted_records(rows: list[Any]) -> list[TaskRecord]:
