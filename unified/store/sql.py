@@ -283,7 +283,7 @@ class SqlStore(SqlClaims, SqlAdminRecords):
             return
         with self._tx() as conn, self._savepoint(conn, len(rows)) if isolated else nullcontext():
             try:
-                conn.execute(codec.insert, rows)
+                self._direct.insert_many(conn, codec.insert, rows)
             except sa.exc.IntegrityError as exc:
                 if parent and _fk_violation(exc):
                     raise NotFoundError(f"no {parent}: create it first") from exc

@@ -36,7 +36,7 @@ class DirectStatements:
     def __init__(self, dialect: sa.Dialect) -> None:
         self.dialect = dialect
         self._error = dialect.loaded_dbapi.Error
-        self._compiled: dict[sa.Executable, _Statement | None] = {}  # None: run through SQLAlchemy
+        self._compiled: dict[Any, _Statement | None] = {}  # by statement (and inserted columns); None: SQLAlchemy
 
     def rowcount(self, conn: sa.Connection, stmt: sa.Executable, params: dict[str, Any]) -> int:
         """Run a write statement; how many rows it changed."""
@@ -66,6 +66,14 @@ class DirectStatements:
             tuple(v if c is None or v is None else c(v) for c, v in zip(converters, row, strict=True)) for row in rows
         ]
 
+    def insert_many(self, conn: sa.Connection, stmt: sa.Insert, rows: list[dict[str, Any]]) -> None:
+        """Run an INSERT of ``rows`` (each with the keys of the first) through the driver's ``executemany``."""
+        compiled = self._compile(stmt, tuple(rows[0]))
+        if compiled is None:
+            conn.execute(stmt, rows)
+            return
+        self._run(conn, compiled, rows, many=True).close()
+
     def _converters(self, statement: _Statement, description: Any) -> list[Any]:
         """The result processor of each column for the types the driver reported, as SQLAlchemy would pick them."""
         columns = statement.compiled._result_columns
@@ -75,19 +83,20 @@ class DirectStatements:
         ]
         return statement.converters
 
-    def _compile(self, stmt: sa.Executable) -> _Statement | None:
+    def _compile(self, stmt: sa.Executable, columns: tuple[str, ...] | None = None) -> _Statement | None:
+        key = stmt if columns is None else (stmt, columns)
         try:
-            return self._compiled[stmt]
+            return self._compiled[key]
         except KeyError:
             pass
-        compiled = stmt.compile(dialect=self.dialect)  # type: ignore[attr-defined]
+        compiled = stmt.compile(dialect=self.dialect, column_keys=columns)  # type: ignore[attr-defined]
         entry = None
         if self._plain(compiled):
             names = tuple(compiled.positiontup) if compiled.positional else None
             entry = _Statement(compiled.string, names, compiled, dict(compiled._bind_processors), [])
         if len(self._compiled) >= MAX_STATEMENTS:  # a guard: callers pass prebuilt statements, not ones built per call
             self._compiled.clear()
-        self._compiled[stmt] = entry
+        self._compiled[key] = entry
         return entry
 
     @staticmethod
@@ -95,17 +104,25 @@ class DirectStatements:
         """True if no parameter is rendered per call (values are converted both ways here, as SQLAlchemy would)."""
         return not compiled.post_compile_params and not compiled.literal_execute_params
 
-    def _run(self, conn: sa.Connection, statement: _Statement, params: dict[str, Any]) -> Any:
-        sql, names = statement.sql, statement.names
+    @staticmethod
+    def _arguments(statement: _Statement, params: dict[str, Any]) -> Any:
         values = statement.compiled.construct_params(params)
         for name, process in statement.processors.items():
             if values.get(name) is not None:
                 values[name] = process(values[name])
-        arguments: Any = values if names is None else tuple(values[name] for name in names)
+        return values if statement.names is None else tuple(values[name] for name in statement.names)
+
+    def _run(self, conn: sa.Connection, statement: _Statement, params: Any, many: bool = False) -> Any:
+        """Execute on a cursor of ``conn``'s connection; ``many``: ``params`` is a list, one execution each."""
+        sql = statement.sql
+        arguments = [self._arguments(statement, p) for p in params] if many else self._arguments(statement, params)
         fairy = conn.connection
         cursor = fairy.cursor()
         try:
-            cursor.execute(sql, arguments)
+            if many:
+                cursor.executemany(sql, arguments)
+            else:
+                cursor.execute(sql, arguments)
         except self._error as exc:
             cursor.close()
             lost = self.dialect.is_disconnect(exc, fairy.dbapi_connection, cursor)
