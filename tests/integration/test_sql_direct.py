@@ -71,15 +71,20 @@ def test_driver_errors_come_out_as_sqlalchemy_errors(engine: sa.Engine) -> None:
         direct.rowcount(conn, GROW, {"_id": "a", "_by": 1.0})
 
 
-def test_insert_many_converts_every_row_and_reports_clashes(engine: sa.Engine) -> None:
+def test_insert_many_converts_every_row_and_reports_clashes(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'many.db'}")  # transactions as the SQLite store runs them:
+    sa.event.listen(engine, "connect", lambda dbapi, _record: setattr(dbapi, "isolation_level", None))
+    sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))  # explicit BEGIN
+    metadata.create_all(engine)
     direct = DirectStatements(engine.dialect)
     with engine.begin() as conn:
         direct.insert_many(conn, sa.insert(things), [{"id": "c", "size": 3, "done": True},
                                                      {"id": "d", "size": 4.25, "done": False}])  # fmt: skip
-        rows = conn.execute(sa.select(things).where(things.c.id.in_(["c", "d"])).order_by(things.c.id)).all()
+        rows = conn.execute(sa.select(things).order_by(things.c.id)).all()
         assert [tuple(r) for r in rows] == [("c", 3.0, True), ("d", 4.25, False)]
-    with engine.begin() as conn, pytest.raises(sa.exc.IntegrityError):
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
         direct.insert_many(conn, sa.insert(things), [{"id": "e", "size": 1, "done": True},
-                                                     {"id": "a", "size": 1, "done": True}])  # fmt: skip
+                                                     {"id": "c", "size": 1, "done": True}])  # fmt: skip
     with engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(things)).scalar() == 4, "the clash rolled back"
+        assert conn.execute(sa.select(sa.func.count()).select_from(things)).scalar() == 2, "the clash rolled back"
+    engine.dispose()
