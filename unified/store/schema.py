@@ -381,10 +381,11 @@ FIRST_EXISTING_TASK = sa.select(tasks.c.id).where(tasks.c.id.in_(sa.bindparam("_
 INSERT_TASKS = sa.insert(tasks).returning(tasks.c.id, tasks.c.seq)
 IN_QUEUES = tasks.c.queue.in_(sa.bindparam("_queues", expanding=True))
 # the claim when no queue served has a limit, checked in the same statement: one round trip instead of two
-CLAIM_UNLIMITED = claim_statement(_picked(~sa.exists().where(queue_limits.c.queue.is_not(None))))
-CLAIM_UNLIMITED_IN = claim_statement(
-    _picked(sa.and_(IN_QUEUES, ~sa.exists().where(queue_limits.c.queue.in_(sa.bindparam("_queues", expanding=True)))))
-)
+ANY_LIMIT = sa.exists().where(queue_limits.c.queue.is_not(None))
+ANY_LIMIT_IN = sa.exists().where(queue_limits.c.queue.in_(sa.bindparam("_queues", expanding=True)))
+CLAIM_UNLIMITED = claim_statement(_picked(~ANY_LIMIT))
+CLAIM_UNLIMITED_IN = claim_statement(_picked(sa.and_(IN_QUEUES, ~ANY_LIMIT_IN)))
+HAS_LIMIT, HAS_LIMIT_IN = sa.select(ANY_LIMIT), sa.select(ANY_LIMIT_IN)
 
 
 def starting_statement(claim: sa.Update) -> sa.Select[Any]:

@@ -23,6 +23,8 @@ from unified.store.schema import (
     CLAIM_SEQS,
     CLAIM_UNLIMITED,
     CLAIM_UNLIMITED_IN,
+    HAS_LIMIT,
+    HAS_LIMIT_IN,
     LOCK_QUEUE_LIMITS,
     LOCK_QUEUE_LIMITS_OF,
     START_UNLIMITED,
@@ -56,6 +58,9 @@ class SqlClaims:
         if (alone := self._autocommit()) is not None:
             with self._wrap_errors(), alone as conn:
                 rows = self._direct.rows(conn, START_UNLIMITED if names is None else START_UNLIMITED_IN, params)
+                # nothing claimable and no limit to look behind: no transaction for the limited path
+                if not rows and not conn.execute(HAS_LIMIT if names is None else HAS_LIMIT_IN, params).scalar():
+                    return []
             if rows:
                 return _sorted_records(rows)
         with self._tx() as conn:
