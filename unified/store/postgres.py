@@ -55,7 +55,7 @@ def replace_dropped(engine: sa.Engine, idle_ping_seconds: float = IDLE_PING_SECO
     """Make ``engine``'s pool replace connections the server has dropped, at checkout.
 
     A server that restarts or terminates a session closes its socket, which an idle client connection then sees
-    as readable (an error message or end of file), so a zero-wait ``select`` finds those without a round trip;
+    as readable (an error message or end of file), so a zero-wait ``poll`` finds those without a round trip;
     only a connection idle for ``idle_ping_seconds`` (one a firewall may have cut silently) is pinged. This is
     SQLAlchemy's ``pool_pre_ping`` without its round trip on every checkout, which cost as much as the statement
     of a short read.
@@ -66,7 +66,7 @@ def replace_dropped(engine: sa.Engine, idle_ping_seconds: float = IDLE_PING_SECO
 
     def checkout(dbapi_connection: psycopg.Connection[Any], record: Any, _proxy: Any) -> None:
         try:
-            readable = select.select([dbapi_connection.fileno()], [], [], 0)[0]
+            readable = _has_input(dbapi_connection.fileno())
             idle_since = record.info.get("idle_since")  # None for a connection just made
             if not readable and idle_since is not None and time.monotonic() - idle_since >= idle_ping_seconds:
                 dbapi_connection.execute("SELECT 1")
@@ -78,6 +78,15 @@ def replace_dropped(engine: sa.Engine, idle_ping_seconds: float = IDLE_PING_SECO
 
     sa.event.listen(engine, "checkin", checked_in)
     sa.event.listen(engine, "checkout", checkout)
+
+
+def _has_input(fd: int) -> bool:
+    """True if ``fd`` has data, end of file or an error waiting (poll: no FD_SETSIZE limit, unlike select)."""
+    if not hasattr(select, "poll"):  # Windows
+        return bool(select.select([fd], [], [], 0)[0])
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def libpq_url(url: sa.URL) -> str:
