@@ -50,17 +50,22 @@ def drop_connections(url: str) -> int:
     """
     name = sa.engine.make_url(url).query["application_name"]
     admin = sa.create_engine(driver_url(postgres_base_url()), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    sessions = "FROM pg_stat_activity WHERE datname = current_database() AND application_name = %(name)s"
     try:
         with admin.connect() as conn:
-            rows = conn.exec_driver_sql(
-                f"SELECT pg_terminate_backend(pid) {sessions} AND pid <> pg_backend_pid()", {"name": name}
-            ).all()
-            deadline = time.monotonic() + 10.0
-            while conn.exec_driver_sql(f"SELECT count(*) {sessions}", {"name": name}).scalar() and (
-                time.monotonic() < deadline
-            ):
+            pids = [
+                pid
+                for pid, terminated in conn.exec_driver_sql(
+                    "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND application_name = %(name)s",
+                    {"name": name},
+                )
+                if terminated
+            ]
+            deadline = time.monotonic() + 10.0  # the sessions it terminated, not new ones their clients open
+            while pids and time.monotonic() < deadline and conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%(pids)s)", {"pids": pids}
+            ).scalar():
                 time.sleep(0.01)  # polls the server for the end of the sessions it is terminating, not for time
-        return len(rows)
+        return len(pids)
     finally:
         admin.dispose()
