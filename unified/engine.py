@@ -359,8 +359,10 @@ class Engine(Interventions):
             self.after_commit(lambda: self._keep_handoff(handoff))
 
     def _keep_handoff(self, handoff: dict[tuple[str, int], dict[str, Any]]) -> None:
-        while len(self._handoff) >= MAX_HANDOFF:  # attempts never prepared here (lost leases): drop the oldest
-            del self._handoff[next(iter(self._handoff))]
+        # full only of attempts never prepared here (lost leases): drop them all, which costs each a read at most;
+        # clear() is one step, where evicting the oldest would iterate while runner threads pop entries
+        if len(self._handoff) >= MAX_HANDOFF:
+            self._handoff.clear()
         self._handoff.update(handoff)
 
     def prepare(self, record: TaskRecord, cancel_event: threading.Event) -> tuple[Task, TaskContext]:
