@@ -175,10 +175,19 @@ def _find_import_path(obj: Any) -> str | None:
     return None
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # built once: json.dumps builds one per call
+_DECODE = json.JSONDecoder().decode
+
+
 def to_json(value: Any, what: str = "value") -> str:
     """``value`` as JSON text, or a SerializationError that says what could not be stored."""
+    # the empty values most fields hold skip the encoder (a store writes several JSON fields per task)
+    if value is None:
+        return "null"
+    if not value and type(value) in (dict, list):
+        return "{}" if type(value) is dict else "[]"
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise SerializationError(
             f"{what} of type {type(value).__name__} is not JSON-serialisable ({exc}); "
@@ -188,4 +197,10 @@ def to_json(value: Any, what: str = "value") -> str:
 
 def from_json(text: str | None) -> Any:
     """The value of JSON text (None stays None)."""
-    return None if text is None else json.loads(text)
+    if text is None or text == "null":
+        return None
+    if text == "[]":
+        return []
+    if text == "{}":
+        return {}
+    return _DECODE(text)
