@@ -34,8 +34,8 @@ from unified.store.schema import (
     ATTEMPTS_OF,
     ATTEMPTS_OF_IDS,
     CHANNEL,
+    CHUNK,
     DEPENDANTS,
-    EXPIRED_LEASES,
     FIRST_EXISTING_TASK,
     INSERT_TASKS,
     LOCK_DEPENDANTS,
@@ -45,6 +45,7 @@ from unified.store.schema import (
     NEXT_NOT_BEFORE,
     RUN_PROGRESS,
     RUNS,
+    TASK_WITH_ATTEMPTS,
     TASKS,
     TASKS_BY_IDS,
     VERSION_BY_NUMBER,
@@ -61,7 +62,6 @@ from unified.store.sql_claim import SqlClaims
 from unified.store.sql_direct import DirectStatements
 from unified.store.sql_wakeups import Wakeups
 
-CHUNK = 500  # ids per IN (...) list
 READ_ONLY = "unified_read_only"  # execution option: a read outside atomic(); SQLite then skips BEGIN IMMEDIATE
 MIGRATION_LOCK = 7_415_532  # PostgreSQL advisory lock key: one process migrates at a time
 
@@ -82,7 +82,6 @@ class SqlStore(SqlClaims, SqlAdminRecords):
     """A store on a SQLAlchemy URL; ``SqlStore("sqlite:///...")`` gives a :class:`SqliteStore`."""
 
     keeps_objects = False
-    _read_options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}  # a read is one statement: no BEGIN/ROLLBACK
     statement_rollback = False  # True where a failed statement undoes only itself and the transaction goes on
 
     def __new__(cls, url: str, **engine_options: Any) -> SqlStore:
@@ -101,10 +100,16 @@ class SqlStore(SqlClaims, SqlAdminRecords):
         self._upsert_insert = sqlite.insert if self._engine.dialect.name == "sqlite" else postgresql.insert
         self._notifies = self._engine.dialect.name == "postgresql"  # NOTIFY listeners when work becomes claimable
         self._backend_pids: set[int] = set()  # PostgreSQL: this store's sessions, whose notifications it skips
+        # reads outside a transaction, and PostgreSQL's one-statement writes (see _autocommit)
+        self._reads = self._engine.execution_options(**{READ_ONLY: True})
         if self._notifies:
             from unified.store.postgres import track_sessions
 
-            self._backend_pids = track_sessions(self._engine)
+            # a pool of its own whose connections stay in autocommit: switching a pooled connection into it and
+            # back on every checkout cost more than a short read
+            self._reads = self._create_engine(driver_url(url), {**engine_options, "isolation_level": "AUTOCOMMIT"})
+            track_sessions(self._engine, self._backend_pids)
+            track_sessions(self._reads, self._backend_pids)
         self._direct = DirectStatements(self._engine.dialect)
         self._insert_new_task = (
             self._upsert_insert(tasks)
@@ -119,7 +124,7 @@ class SqlStore(SqlClaims, SqlAdminRecords):
             with self._wrap_errors():
                 self._migrate()
         except BaseException:
-            self._engine.dispose()
+            self.close()
             raise
 
     def _create_engine(self, url: str, options: dict[str, Any]) -> sa.Engine:
@@ -152,6 +157,7 @@ class SqlStore(SqlClaims, SqlAdminRecords):
     def close(self) -> None:
         """Release connections."""
         self._engine.dispose()
+        self._reads.dispose()
 
     def listen(self, callback: Callable[[str], None]) -> Callable[[], None] | None:
         """Call ``callback(queue)`` from a thread when a task of ``queue`` may have become claimable (``""``: any
@@ -197,8 +203,7 @@ class SqlStore(SqlClaims, SqlAdminRecords):
                 local.depth -= 1
             return
         if not write:
-            with self._wrap_errors(), self._engine.connect() as conn:
-                conn.execution_options(**{READ_ONLY: True}, **self._read_options)
+            with self._wrap_errors(), self._reads.connect() as conn:
                 yield conn
             return
         with self._wrap_errors(), self._write_connection() as conn:
@@ -238,9 +243,7 @@ class SqlStore(SqlClaims, SqlAdminRecords):
         own, for a verb that is one statement (its BEGIN and COMMIT would be two more round trips); else None."""
         if not self._notifies or getattr(self._local, "conn", None) is not None:
             return None
-        conn = self._engine.connect()
-        conn.execution_options(isolation_level="AUTOCOMMIT")
-        return conn
+        return self._reads.connect()
 
     @contextmanager
     def _savepoint(self, conn: sa.Connection, statements: int = 2) -> Iterator[None]:
@@ -529,27 +532,6 @@ class SqlStore(SqlClaims, SqlAdminRecords):
                     self._wake(room=[task_id])
         return changed
 
-    def extend_leases(self, worker: str, leases: dict[str, int], until: float) -> list[str]:
-        """Extend the leases ``worker`` holds (task id -> attempt number); returns the ids still held."""
-        if not leases:
-            return []
-        c = tasks.c
-        held: set[str] = set()
-        with self._tx() as conn:
-            for chunk in chunks(list(leases.items()), CHUNK):
-                stmt = (
-                    sa.update(tasks)
-                    .where(sa.tuple_(c.id, c.attempts).in_(chunk), c.state == "running", c.lease_owner == worker)
-                    .values(lease_expires_at=until)
-                    .returning(c.id)
-                )
-                held.update(conn.execute(stmt).scalars())
-        return [task_id for task_id in leases if task_id in held]
-
-    def expired_leases(self, now: float, limit: int = 100) -> list[TaskRecord]:
-        """Running tasks whose lease expired before ``now``."""
-        return self._all(TASKS, EXPIRED_LEASES, {"_now": now, "_limit": limit})
-
     def next_not_before(self) -> float | None:
         """The earliest not_before among retrying tasks, or None."""
         with self._tx(write=False) as conn:
@@ -576,6 +558,15 @@ class SqlStore(SqlClaims, SqlAdminRecords):
     def list_attempts(self, task_id: str) -> list[AttemptRecord]:
         """The attempts of a task, by number."""
         return self._all(ATTEMPTS, ATTEMPTS_OF, {"_id": task_id})
+
+    def task_with_attempts(self, task_id: str) -> tuple[TaskRecord, list[AttemptRecord]]:
+        """The task with this global id and its attempts by number, in one query."""
+        with self._tx(write=False) as conn:
+            rows = self._direct.rows(conn, TASK_WITH_ATTEMPTS, {"_key": task_id})
+        if not rows:
+            raise NotFoundError(f"no task {task_id!r}: check the id (list them to see what exists)")
+        split = len(TASKS.columns)
+        return TASKS.record(rows[0][:split]), [ATTEMPTS.record(row[split:]) for row in rows if row[split] is not None]
 
     def attempts_of(self, task_ids: Iterable[str]) -> dict[str, list[AttemptRecord]]:
         """The attempts of each of these tasks, by number (tasks without attempts are left out)."""

@@ -65,7 +65,6 @@ def _on_begin(connection: sa.Connection) -> None:
 class SqliteStore(SqlStore):
     """A store in one SQLite file, shared safely by threads and processes."""
 
-    _read_options: dict[str, Any] = {}  # the begin hook already skips BEGIN for reads
     statement_rollback = True  # a constraint error aborts the statement, not the transaction
     serial_writes = True  # one writer at a time, each commit a sync: see unified.store.base
 
