@@ -257,8 +257,7 @@ class TaskManager(ScheduleMethods):
 
     def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Block until the task finishes (or raise TimeoutExpired); returns its final metadata."""
-        record = self._wait_for_record(task_id, timeout)
-        return task_metadata(record, self.store.list_attempts(task_id))  # the record read last: no second read
+        return task_metadata(*self._wait_for_record(task_id, timeout))  # the task and attempts read last
 
     def wait_all(self, task_ids: Iterable[str], timeout: float | None = None) -> list[dict[str, Any]]:
         """Block until every task finishes (or raise TimeoutExpired); returns their final metadata, in order.
@@ -276,22 +275,23 @@ class TaskManager(ScheduleMethods):
         for start in range(0, len(ids), WAIT_CHUNK):
             chunk = ids[start : start + WAIT_CHUNK]
             # the newest first: once it is done the others mostly are too, and one read finds them all
-            records[chunk[-1]] = self._wait_for_record(chunk[-1], remaining())
+            records[chunk[-1]] = self._wait_for_record(chunk[-1], remaining())[0]
             found = {r.id: r for r in self.store.get_tasks(chunk[:-1])}
             if missing := [i for i in chunk[:-1] if i not in found]:
                 raise NotFoundError(f"no task {missing[0]!r}: check the id (list them to see what exists)")
             for task_id, record in found.items():
                 finished = record.state in FINISHED_STATES
-                records[task_id] = record if finished else self._wait_for_record(task_id, remaining())
+                records[task_id] = record if finished else self._wait_for_record(task_id, remaining())[0]
         attempts = self.store.attempts_of(ids)
         return [task_metadata(records[i], attempts.get(i, [])) for i in ids]
 
-    def _wait_for_record(self, task_id: str, timeout: float | None) -> TaskRecord:
-        last: list[TaskRecord] = []
+    def _wait_for_record(self, task_id: str, timeout: float | None) -> tuple[TaskRecord, list[AttemptRecord]]:
+        """The finished task and its attempts (read together), once it finishes."""
+        last: list[tuple[TaskRecord, list[AttemptRecord]]] = []
 
         def finished() -> bool:
-            last[:] = [self.store.get_task(task_id)]
-            return last[0].state in FINISHED_STATES
+            last[:] = [self.store.task_with_attempts(task_id)]
+            return last[0][0].state in FINISHED_STATES
 
         self._wait_until(finished, timeout, f"task {task_id!r}")
         return last[0]

@@ -303,6 +303,18 @@ def test_attempts_by_number_and_finished(store: Store, make_task: MakeTask) -> N
         store.finish_attempt("a", 3, state="success")
 
 
+def test_task_with_attempts_reads_both_together(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks([make_task("a", metadata={"k": [1]}), make_task("b")])
+    store.insert_attempt(AttemptRecord("a", 2, "running", NOW + 10, worker="w2"))
+    store.insert_attempt(AttemptRecord("a", 1, "failure", NOW, NOW + 5, {"type": "E", "message": "m"}, "w1"))
+    task, attempts = store.task_with_attempts("a")
+    assert task == store.get_task("a")
+    assert attempts == store.list_attempts("a") and [a.number for a in attempts] == [1, 2]
+    assert store.task_with_attempts("b") == (store.get_task("b"), [])  # a task with no attempt yet
+    with pytest.raises(NotFoundError, match="'nope'"):
+        store.task_with_attempts("nope")
+
+
 def test_logs_oldest_first(store: Store, make_task: MakeTask) -> None:
     store.insert_tasks([make_task("a"), make_task("b")])
     lines = [LogRecord("a", 1, NOW + i, "INFO", f"line {i} ✓") for i in range(3)]

@@ -392,6 +392,10 @@ class Store(Protocol):
         """The attempts of a task, by number."""
         ...
 
+    def task_with_attempts(self, task_id: str) -> tuple[TaskRecord, list[AttemptRecord]]:
+        """The task with this global id and its attempts by number, read together (one query where SQL)."""
+        ...
+
     def attempts_of(self, task_ids: Iterable[str]) -> dict[str, list[AttemptRecord]]:
         """The attempts of each of these tasks, by number (tasks without attempts are left out)."""
         ...

@@ -392,6 +392,11 @@ class MemoryStore(MemoryAdminRecords):
         with self._lock:
             return sorted((a.copy() for a in self._attempts.get(task_id, ())), key=lambda a: a.number)
 
+    def task_with_attempts(self, task_id: str) -> tuple[TaskRecord, list[AttemptRecord]]:
+        """The task with this global id and its attempts by number, read together."""
+        with self._lock:
+            return self.get_task(task_id), self.list_attempts(task_id)
+
     def attempts_of(self, task_ids: Iterable[str]) -> dict[str, list[AttemptRecord]]:
         """The attempts of each of these tasks, by number (tasks without attempts are left out)."""
         with self._lock:

@@ -281,6 +281,8 @@ queue_limits = sa.Table(
     sa.Column("max_running", sa.Integer, nullable=False),
 )
 
+CHUNK = 500  # ids per IN (...) list
+
 R = TypeVar("R")
 
 
@@ -455,6 +457,13 @@ EXPIRED_LEASES = (
     .with_hint(tasks, "INDEXED BY ix_tasks_lease", "sqlite")
 )
 ATTEMPTS_OF = ATTEMPTS.select.where(attempts.c.task_id == sa.bindparam("_id")).order_by(attempts.c.number)
+# a task and its attempts in one read (the attempt columns are NULL for a task without any)
+TASK_WITH_ATTEMPTS = (
+    sa.select(*TASKS.columns, *ATTEMPTS.columns)
+    .select_from(tasks.outerjoin(attempts, attempts.c.task_id == tasks.c.id))
+    .where(tasks.c.id == sa.bindparam("_key"))
+    .order_by(attempts.c.number)
+)
 ATTEMPTS_OF_IDS = ATTEMPTS.select.where(attempts.c.task_id.in_(sa.bindparam("_ids", expanding=True))).order_by(
     attempts.c.task_id, attempts.c.number
 )

@@ -17,12 +17,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from unified.store.base import AttemptRecord, TaskRecord
+from unified.store.base import AttemptRecord, TaskRecord, chunks
 from unified.store.schema import (
     ATTEMPTS,
+    CHUNK,
     CLAIM_SEQS,
     CLAIM_UNLIMITED,
     CLAIM_UNLIMITED_IN,
+    EXPIRED_LEASES,
     HAS_LIMIT,
     HAS_LIMIT_IN,
     LOCK_QUEUE_LIMITS,
@@ -37,7 +39,7 @@ from unified.store.sql_direct import DirectStatements
 
 
 class SqlClaims:
-    """SqlStore's claim verb (mixed in; it uses the store's transactions and direct statements)."""
+    """SqlStore's claim and lease verbs (mixed in; they use the store's transactions and direct statements)."""
 
     _notifies: bool
     _direct: DirectStatements
@@ -45,6 +47,7 @@ class SqlClaims:
     _wrap_errors: Any
     _insert: Any
     _autocommit: Any
+    _all: Any
 
     def claim_tasks(
         self, worker: str, now: float, lease_seconds: float, limit: int = 1, queues: Iterable[str] | None = None
@@ -80,6 +83,27 @@ class SqlClaims:
                 rows = [ATTEMPTS.row(a) for a in starts]
                 self._insert(ATTEMPTS, rows, "one of these attempts", "task of an attempt", isolated=False)
         return claimed
+
+    def extend_leases(self, worker: str, leases: dict[str, int], until: float) -> list[str]:
+        """Extend the leases ``worker`` holds (task id -> attempt number); returns the ids still held."""
+        if not leases:
+            return []
+        c = tasks.c
+        held: set[str] = set()
+        with self._tx() as conn:
+            for chunk in chunks(list(leases.items()), CHUNK):
+                stmt = (
+                    sa.update(tasks)
+                    .where(sa.tuple_(c.id, c.attempts).in_(chunk), c.state == "running", c.lease_owner == worker)
+                    .values(lease_expires_at=until)
+                    .returning(c.id)
+                )
+                held.update(conn.execute(stmt).scalars())
+        return [task_id for task_id in leases if task_id in held]
+
+    def expired_leases(self, now: float, limit: int = 100) -> list[TaskRecord]:
+        """Running tasks whose lease expired before ``now``."""
+        return self._all(TASKS, EXPIRED_LEASES, {"_now": now, "_limit": limit})
 
 
 def _sorted_records(rows: list[Any]) -> list[TaskRecord]:
