@@ -64,7 +64,7 @@ class _Batch:
         local = self.local
         self.depth = getattr(local, "depth", 0)
         if self.depth == 0:
-            local.after, local.claimable, local.released = [], 0, {}
+            local.after, local.claimable, local.released, local.attempts = [], 0, {}, []
         local.depth = self.depth + 1
         try:
             self.atomic.__enter__()
@@ -121,10 +121,14 @@ class Engine(Interventions):
         Nested blocks join the outermost one. Waking a worker or a waiter before the commit would let it read
         the old state, so every notification is deferred to after the outermost commit.
         """
-        return _Batch(self._local, self.store.atomic(), self._claim_queued)
+        return _Batch(self._local, self.store.atomic(), self._before_commit)
 
-    def _claim_queued(self) -> None:
-        """Just before a batch commits: let the claimable listeners claim what it queued, once for the lot."""
+    def _before_commit(self) -> None:
+        """Just before a batch commits: record the outcomes of its attempts in one go, then let the claimable
+        listeners claim what it queued, once for the lot."""
+        attempts, self._local.attempts = self._local.attempts, []
+        if attempts:
+            self.store.finish_attempts(attempts)
         queued, self._local.claimable = self._local.claimable, 0
         if queued:
             for claim in self._claimable_listeners:
@@ -442,9 +446,10 @@ class Engine(Interventions):
                     pending_events += self._skip_downstream(record, now)
             else:
                 pending_events += self._fail_or_retry(record, state, error, retryable, now, attempt, common)
-            # a report that lost the race (fenced out: still "running") must not rewrite an attempt recorded as lost
-            self.store.finish_attempt(record.id, attempt, if_running=record.state == "running",
-                                      state=attempt_state or state, finished_at=now, error=error)  # fmt: skip
+            # recorded with the batch's others just before it commits, and only while the attempt still runs: a
+            # report that lost the race (fenced out) must not rewrite an attempt recorded as lost
+            outcome = {"state": attempt_state or state, "finished_at": now, "error": error}
+            self._local.attempts.append((record.id, attempt, outcome))
             if logs:
                 self.store.append_logs(LogRecord(record.id, attempt, ts, lvl, msg) for ts, lvl, msg in logs)
             settle = record.state in FINISHED_STATES and not run_open

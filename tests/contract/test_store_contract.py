@@ -303,6 +303,25 @@ def test_attempts_by_number_and_finished(store: Store, make_task: MakeTask) -> N
         store.finish_attempt("a", 3, state="success")
 
 
+def test_finish_attempts_sets_only_those_still_running(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks([make_task("a"), make_task("b")])
+    store.insert_attempt(AttemptRecord("a", 1, "lost", NOW, NOW + 1, worker="w1"))
+    store.insert_attempt(AttemptRecord("a", 2, "running", NOW + 2, worker="w2"))
+    store.insert_attempt(AttemptRecord("b", 1, "running", NOW, worker="w1"))
+    error = {"type": "E", "message": "m"}
+    store.finish_attempts([
+        ("a", 1, {"state": "failure", "finished_at": NOW + 9, "error": error}),  # ended already: kept
+        ("a", 2, {"state": "success", "finished_at": NOW + 9, "error": None}),
+        ("b", 1, {"state": "failure", "finished_at": NOW + 8, "error": error}),
+        ("nope", 1, {"state": "success", "finished_at": NOW + 9, "error": None}),  # no such attempt: ignored
+    ])  # fmt: skip
+    assert store.list_attempts("a") == [
+        AttemptRecord("a", 1, "lost", NOW, NOW + 1, worker="w1"),
+        AttemptRecord("a", 2, "success", NOW + 2, NOW + 9, worker="w2"),
+    ]
+    assert store.list_attempts("b") == [AttemptRecord("b", 1, "failure", NOW, NOW + 8, error, "w1")]
+
+
 def test_task_with_attempts_reads_both_together(store: Store, make_task: MakeTask) -> None:
     store.insert_tasks([make_task("a", metadata={"k": [1]}), make_task("b")])
     store.insert_attempt(AttemptRecord("a", 2, "running", NOW + 10, worker="w2"))

@@ -388,6 +388,11 @@ class Store(Protocol):
         """Set the outcome fields of an attempt (with ``if_running``, only while it is still running); True if set."""
         ...
 
+    def finish_attempts(self, outcomes: list[tuple[str, int, dict[str, Any]]]) -> None:
+        """Set the outcome fields of several attempts at once (each ``(task id, number, changes)``), of those still
+        running; an attempt that already ended, or does not exist, is left as it is."""
+        ...
+
     def list_attempts(self, task_id: str) -> list[AttemptRecord]:
         """The attempts of a task, by number."""
         ...

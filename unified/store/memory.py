@@ -387,6 +387,15 @@ class MemoryStore(MemoryAdminRecords):
                     return True
             raise NotFoundError(f"task {task_id!r} has no attempt {number}")
 
+    def finish_attempts(self, outcomes: list[tuple[str, int, dict[str, Any]]]) -> None:
+        """Set the outcome fields of several attempts at once, of those still running."""
+        with self._lock:
+            for task_id, number, changes in outcomes:
+                for attempt in self._attempts.get(task_id, ()):
+                    if attempt.number == number and attempt.state == "running":
+                        for name, value in changes.items():
+                            setattr(attempt, name, value)
+
     def list_attempts(self, task_id: str) -> list[AttemptRecord]:
         """The attempts of a task, by number."""
         with self._lock:

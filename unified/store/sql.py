@@ -555,6 +555,20 @@ class SqlStore(SqlClaims, SqlAdminRecords):
         where = {"task_id": task_id, "number": number, **({"state": "running"} if if_running else {})}
         return self._update(ATTEMPTS, where, 2, ATTEMPTS.changes(changes, task_id), what)
 
+    def finish_attempts(self, outcomes: list[tuple[str, int, dict[str, Any]]]) -> None:
+        """Set the outcome fields of several attempts at once, of those still running: one ``executemany`` per set
+        of changed fields (PostgreSQL sends them in one round trip)."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for task_id, number, changes in outcomes:
+            values = ATTEMPTS.changes(changes, task_id)
+            row = {"_w_task_id": task_id, "_w_number": number, "_w_state": "running"}
+            row.update({f"_v_{name}": value for name, value in values.items()})
+            groups.setdefault(tuple(values), []).append(row)
+        with self._tx() as conn:
+            for columns, rows in groups.items():
+                statement = update_statement(ATTEMPTS.table, columns, ("task_id", "number", "state"))
+                self._direct.update_many(conn, statement, rows)
+
     def list_attempts(self, task_id: str) -> list[AttemptRecord]:
         """The attempts of a task, by number."""
         return self._all(ATTEMPTS, ATTEMPTS_OF, {"_id": task_id})

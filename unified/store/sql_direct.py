@@ -68,7 +68,14 @@ class DirectStatements:
 
     def insert_many(self, conn: sa.Connection, stmt: sa.Insert, rows: list[dict[str, Any]]) -> None:
         """Run an INSERT of ``rows`` (each with the keys of the first) through the driver's ``executemany``."""
-        compiled = self._compile(stmt, tuple(rows[0]))
+        self._many(conn, stmt, rows, tuple(rows[0]))
+
+    def update_many(self, conn: sa.Connection, stmt: sa.Update, rows: list[dict[str, Any]]) -> None:
+        """Run an UPDATE once per parameter set of ``rows`` through the driver's ``executemany``."""
+        self._many(conn, stmt, rows, None)
+
+    def _many(self, conn: sa.Connection, stmt: Any, rows: list[dict[str, Any]], keys: tuple[str, ...] | None) -> None:
+        compiled = self._compile(stmt, keys)
         if compiled is None:
             conn.execute(stmt, rows)
             return
