@@ -498,15 +498,17 @@ class Engine(Interventions):
 
     def _release_dependants(self, record: TaskRecord, now: float) -> bool:
         """Queue the dependants whose upstream all succeeded; True if any dependant is still unfinished."""
-        released, unfinished = 0, False
+        released = 0
         # lock before reading the upstream states: two workers finishing the last two upstream tasks at once
         # (PostgreSQL, READ COMMITTED) would otherwise each see the other's task unfinished and release nothing
-        for dependant in self.store.lock_dependants(record.id):
-            unfinished = unfinished or dependant.state not in FINISHED_STATES  # pending ones included
-            if dependant.state != "pending":
-                continue
-            others = [d for d in dependant.dependencies if d != record.id]  # ``record`` just succeeded here
-            upstream = [record, *self.store.get_tasks(others)] if others else [record]
+        dependants = self.store.lock_dependants(record.id)
+        pending = [d for d in dependants if d.state == "pending"]
+        unfinished = any(d.state not in FINISHED_STATES for d in dependants)  # pending ones included
+        # the other upstream tasks of all of them in one read; ``record`` just succeeded here
+        others = {d for dependant in pending for d in dependant.dependencies if d != record.id}
+        found = {u.id: u for u in self.store.get_tasks(others)} if others else {}
+        for dependant in pending:
+            upstream = [record, *(found[d] for d in dict.fromkeys(dependant.dependencies) if d in found)]
             if all(u.state == "success" for u in upstream) and self._move(dependant, S.QUEUED, queued_at=now):
                 released += 1
                 self._local.released[dependant.id] = upstream_results(dependant.dependencies, upstream)
