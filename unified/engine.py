@@ -423,95 +423,88 @@ class Engine(Interventions):
         ``retryable``: False for a failure the task does not retry (not in its ``retry_on``, or one a new attempt
         cannot fix); the worker decides it with the Task it ran.
         """
+        outcome = {"result": result, "error": error, "logs": logs, "metadata": metadata,
+                   "attempt_state": attempt_state, "retryable": retryable}  # fmt: skip
+        self.complete_all([(record, state, outcome)])
+
+    def complete_all(self, reports: list[tuple[TaskRecord, str, dict[str, Any]]]) -> None:
+        """Apply the outcomes of several attempts in one transaction: each ``(record, state, outcome)``, the outcome
+        holding :meth:`complete`'s keyword arguments. The store is called set-wise (one compare-and-set for all,
+        one read of all their dependants), so a worker's batch of reports costs a few statements, not a few each."""
         now = self.clock.now()
-        attempt = record.attempts
-        if state == "success" and not self.store.keeps_objects:
-            try:
-                to_json(result, f"the result of task {record.task_id!r}")
-            except SerializationError as exc:
-                state, error, retryable = "failure", {"type": "SerializationError", "message": str(exc)}, False
+        planned = [_Outcome.plan(self, record, state, outcome, now) for record, state, outcome in reports]
         pending_events: list[tuple[str, TaskRecord]] = []
-        run_open = False  # True when a dependant is known to be unfinished: the run cannot be settled yet
+        run_events: list[tuple[str, RunRecord]] = []
         with self.batch():
-            common = {"lease_owner": None, "lease_expires_at": None}
-            if metadata is not None:
-                common["metadata"] = metadata
-            if state == "success":
-                if self._move(record, S.SUCCESS, attempt, result=result, error=None, finished_at=now, **common):
-                    pending_events.append((ev.TASK_SUCCEEDED, record))
-                    run_open = self._release_dependants(record, now)
-            elif state == "canceled":
-                if record.state == "running" and self._move(record, S.CANCELED, attempt, finished_at=now, **common):
-                    pending_events.append((ev.TASK_CANCELED, record))
-                    pending_events += self._skip_downstream(record, now)
-            else:
-                pending_events += self._fail_or_retry(record, state, error, retryable, now, attempt, common)
-            # recorded with the batch's others just before it commits, and only while the attempt still runs: a
-            # report that lost the race (fenced out) must not rewrite an attempt recorded as lost
-            outcome = {"state": attempt_state or state, "finished_at": now, "error": error}
-            self._local.attempts.append((record.id, attempt, outcome))
+            moving = [p for p in planned if p.new is not None]
+            moved = self.store.update_tasks(
+                [(p.record.id, p.record.state, p.attempt, {"state": p.new.value, **p.changes}) for p in moving]  # type: ignore[union-attr]
+            )
+            for outcome, ok in zip(moving, moved, strict=True):
+                if ok:
+                    outcome.apply()
+            succeeded = [p.record for p in planned if p.moved and p.new is S.SUCCESS]
+            open_ids = self._release_dependants(succeeded, now)
+            settle: dict[str, None] = {}
+            for p in planned:
+                record = p.record
+                if p.moved:
+                    pending_events += self._after_move(p, now)
+                self._local.attempts.append((record.id, p.attempt, p.attempt_outcome))
+                if record.run_id and record.state in FINISHED_STATES and record.id not in open_ids:
+                    settle[record.run_id] = None
+            logs = [LogRecord(p.record.id, p.attempt, ts, lvl, msg) for p in planned for ts, lvl, msg in p.logs]
             if logs:
-                self.store.append_logs(LogRecord(record.id, attempt, ts, lvl, msg) for ts, lvl, msg in logs)
-            settle = record.state in FINISHED_STATES and not run_open
-            run_event = self._settle_run(record.run_id, now) if settle else None
-        self._cancel_events.pop(record.id, None)
+                self.store.append_logs(logs)
+            for run_id in settle:
+                if (run_event := self._settle_run(run_id, now)) is not None:
+                    run_events.append(run_event)
+        for p in planned:
+            self._cancel_events.pop(p.record.id, None)
         for name, rec in pending_events:
             self._emit(name, rec)
-        if run_event:
+        for run_event in run_events:
             self._emit_run(*run_event)
-        self._notify_finished(run_ended=run_event is not None)
+        self._notify_finished(run_ended=bool(run_events))
 
-    def _fail_or_retry(
-        self,
-        record: TaskRecord,
-        state: str,
-        error: dict[str, Any] | None,
-        retryable: bool,
-        now: float,
-        attempt: int | None,
-        common: dict[str, Any],
-    ) -> list[tuple[str, TaskRecord]]:
-        policy = self._policy(record)
-        tries = record.attempts - record.spec.get("retry_base", 0)
-        if retryable and policy.allows_retry(tries):
-            not_before = now + policy.delay(tries)
-            if self._move(record, S.RETRYING, attempt, error=error, not_before=not_before, **common):
-                self._notify_ready(1)
-                return [(ev.TASK_RETRYING, record)]
-            return []
-        final = S.TIMEOUT if state == "timeout" else S.FAILURE
-        if not self._move(record, final, attempt, error=error, finished_at=now, **common):
-            return []
-        event = ev.TASK_TIMEOUT if final is S.TIMEOUT else ev.TASK_FAILED
+    def _after_move(self, outcome: _Outcome, now: float) -> list[tuple[str, TaskRecord]]:
+        """The events of a task that just moved, and what the move sets off: a retry is announced to workers,
+        and a task that ended badly skips what depends on it."""
+        record, new = outcome.record, outcome.new
+        if new is S.SUCCESS:
+            return [(ev.TASK_SUCCEEDED, record)]
+        if new is S.RETRYING:
+            self._notify_ready(1)
+            return [(ev.TASK_RETRYING, record)]
+        event = {S.CANCELED: ev.TASK_CANCELED, S.TIMEOUT: ev.TASK_TIMEOUT}.get(new, ev.TASK_FAILED)  # type: ignore[arg-type]
         return [(event, record), *self._skip_downstream(record, now)]
 
-    @staticmethod
-    def _policy(record: TaskRecord) -> RetryPolicy:
-        spec = record.spec
-        return RetryPolicy(
-            spec.get("max_retries", 0),
-            spec.get("retry_delay_seconds", 0),
-            spec.get("backoff_factor", 2.0),
-            spec.get("max_retry_delay_seconds"),
-            spec.get("jitter", False),
-        )
-
-    def _release_dependants(self, record: TaskRecord, now: float) -> bool:
-        """Queue the dependants whose upstream all succeeded; True if any dependant is still unfinished."""
-        released = 0
+    def _release_dependants(self, succeeded: list[TaskRecord], now: float) -> set[str]:
+        """Queue the dependants whose upstream all succeeded; returns the ids of the ``succeeded`` tasks that still
+        have an unfinished dependant (their run cannot be settled yet)."""
+        if not succeeded:
+            return set()
         # lock before reading the upstream states: two workers finishing the last two upstream tasks at once
         # (PostgreSQL, READ COMMITTED) would otherwise each see the other's task unfinished and release nothing
-        dependants = self.store.lock_dependants(record.id)
-        pending = [d for d in dependants if d.state == "pending"]
-        unfinished = any(d.state not in FINISHED_STATES for d in dependants)  # pending ones included
-        # the other upstream tasks of all of them in one read; ``record`` just succeeded here
-        others = {d for dependant in pending for d in dependant.dependencies if d != record.id}
-        found = {u.id: u for u in self.store.get_tasks(others)} if others else {}
-        for dependant in pending:
-            upstream = [record, *(found[d] for d in dict.fromkeys(dependant.dependencies) if d in found)]
-            if all(u.state == "success" for u in upstream) and self._move(dependant, S.QUEUED, queued_at=now):
-                released += 1
+        by_upstream = self.store.lock_dependants([r.id for r in succeeded])
+        unfinished = {up for up, found in by_upstream.items() if any(d.state not in FINISHED_STATES for d in found)}
+        pending = {d.id: d for found in by_upstream.values() for d in found if d.state == "pending"}
+        done = {r.id: r for r in succeeded}  # just succeeded here
+        others = {u for d in pending.values() for u in d.dependencies if u not in done}
+        upstream_by_id = {u.id: u for u in self.store.get_tasks(others)} if others else {}
+        upstream_by_id.update(done)
+        ready = []
+        for dependant in pending.values():
+            upstream = [upstream_by_id[u] for u in dict.fromkeys(dependant.dependencies) if u in upstream_by_id]
+            if all(u.state == "success" for u in upstream):
+                ready.append((dependant, upstream))
+        moves = [(d.id, "pending", None, {"state": S.QUEUED.value, "queued_at": now}) for d, _ in ready]
+        released = 0
+        for (dependant, upstream), ok in zip(ready, self.store.update_tasks(moves) if moves else [], strict=True):
+            if ok:
+                dependant.state, dependant.queued_at = S.QUEUED.value, now
                 self._local.released[dependant.id] = upstream_results(dependant.dependencies, upstream)
+                released += 1
         self._notify_ready(released)
         return unfinished
 
@@ -588,3 +581,77 @@ class Engine(Interventions):
 
     def _publish(self, event: dict[str, Any]) -> None:
         self.after_commit(lambda: self.bus.publish(event))
+
+
+class _Outcome:
+    """One reported attempt, planned: the move it asks of its task (None: none), with the fields that move sets."""
+
+    __slots__ = ("attempt", "attempt_outcome", "changes", "logs", "moved", "new", "record")
+
+    def __init__(
+        self,
+        record: TaskRecord,
+        new: TaskState | None,
+        changes: dict[str, Any],
+        logs: Iterable[tuple[float, str, str]],
+        attempt_outcome: dict[str, Any],
+    ) -> None:
+        self.record, self.new, self.changes, self.moved = record, new, changes, False
+        self.attempt = record.attempts
+        self.logs = list(logs)
+        self.attempt_outcome = attempt_outcome  # the attempt's state, finished_at and error
+
+    @classmethod
+    def plan(cls, engine: Engine, record: TaskRecord, state: str, outcome: dict[str, Any], now: float) -> _Outcome:
+        """What ``state`` asks of ``record``: success, cancel, a retry after its backoff, or the end of it."""
+        error = outcome.get("error")
+        retryable = outcome.get("retryable", True)
+        result = outcome.get("result")
+        if state == "success" and not engine.store.keeps_objects:
+            try:
+                to_json(result, f"the result of task {record.task_id!r}")
+            except SerializationError as exc:
+                state, error, retryable = "failure", {"type": "SerializationError", "message": str(exc)}, False
+        changes: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+        if outcome.get("metadata") is not None:
+            changes["metadata"] = outcome["metadata"]
+        new: TaskState | None
+        if state == "success":
+            new = S.SUCCESS
+            changes.update(result=result, error=None, finished_at=now)
+        elif state == "canceled":
+            new = S.CANCELED if record.state == "running" else None
+            changes.update(finished_at=now)
+        else:
+            policy = _policy(record)
+            tries = record.attempts - record.spec.get("retry_base", 0)
+            if retryable and policy.allows_retry(tries):
+                new = S.RETRYING
+                changes.update(error=error, not_before=now + policy.delay(tries))
+            else:
+                new = S.TIMEOUT if state == "timeout" else S.FAILURE
+                changes.update(error=error, finished_at=now)
+        if new is not None:
+            check_transition(record.state, new)
+        attempt = {"state": outcome.get("attempt_state") or state, "finished_at": now, "error": error}
+        return cls(record, new, changes, outcome.get("logs") or (), attempt)
+
+    def apply(self) -> None:
+        """The move happened: bring the record up to date."""
+        record = self.record
+        log.debug("task %s: %s -> %s", record.id, record.state, self.new.value)  # type: ignore[union-attr]
+        record.state = self.new.value  # type: ignore[union-attr]
+        for name, value in self.changes.items():
+            setattr(record, name, value)
+        self.moved = True
+
+
+def _policy(record: TaskRecord) -> RetryPolicy:
+    spec = record.spec
+    return RetryPolicy(
+        spec.get("max_retries", 0),
+        spec.get("retry_delay_seconds", 0),
+        spec.get("backoff_factor", 2.0),
+        spec.get("max_retry_delay_seconds"),
+        spec.get("jitter", False),
+    )

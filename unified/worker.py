@@ -353,8 +353,8 @@ class WorkerPool:
                         if gather:
                             self._gather(batch)
                             gather = False  # a retry applies the same batch
-                        for record, state, outcome in batch:  # a copy: a failed commit must not leave moved records
-                            self.engine.complete(record.copy(), state, **outcome)
+                        # copies: a failed commit must not leave moved records
+                        self.engine.complete_all([(record.copy(), state, outcome) for record, state, outcome in batch])
                         claimed = self._claim_more() if claim_next else []
                     self._forget(batch)
                 self._accept(claimed, by_runner)

@@ -303,6 +303,26 @@ def test_attempts_by_number_and_finished(store: Store, make_task: MakeTask) -> N
         store.finish_attempt("a", 3, state="success")
 
 
+def test_update_tasks_sets_each_task_whose_state_and_attempt_match(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks([make_task(n) for n in ("a", "b", "c", "d")])
+    claimed = {t.id: t.attempts for t in store.claim_tasks("w", NOW, 30.0, limit=3)}  # a, b, c run attempt 1
+    changed = store.update_tasks([
+        ("a", "running", claimed["a"], {"state": "success", "result": {"x": 1}, "finished_at": NOW + 1}),
+        # the same fields as a's move (one statement for both on PostgreSQL), from another attempt: fenced out
+        ("b", "running", claimed["b"] + 1, {"state": "success", "result": 2, "finished_at": NOW + 1}),
+        ("c", "queued", None, {"state": "canceled"}),  # c is not queued any more
+        ("nope", None, None, {"state": "queued"}),  # no such task
+        ("d", "queued", None, {"state": "canceled", "reason": "r", "finished_at": NOW + 2}),
+        ("c", "running", None, {"state": "retrying", "not_before": NOW + 5, "error": {"type": "E"}}),
+    ])  # fmt: skip
+    assert changed == [True, False, False, False, True, True]
+    a, b, c, d = (store.get_task(n) for n in ("a", "b", "c", "d"))
+    assert (a.state, a.result, a.finished_at) == ("success", {"x": 1}, NOW + 1)
+    assert (b.state, b.result) == ("running", None)
+    assert (c.state, c.not_before, c.error) == ("retrying", NOW + 5, {"type": "E"})
+    assert (d.state, d.reason, d.finished_at) == ("canceled", "r", NOW + 2)
+
+
 def test_finish_attempts_sets_only_those_still_running(store: Store, make_task: MakeTask) -> None:
     store.insert_tasks([make_task("a"), make_task("b")])
     store.insert_attempt(AttemptRecord("a", 1, "lost", NOW, NOW + 1, worker="w1"))

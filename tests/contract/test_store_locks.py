@@ -18,9 +18,9 @@ def test_lock_dependants_returns_the_current_records_in_id_order(
     store.insert_tasks([make_task("d", state="pending", dependencies=["other"])])
     with store.atomic():
         store.update_task("b", "pending", state="queued")
-        locked = store.lock_dependants("up")
+        locked = store.lock_dependants(["up"])["up"]
     assert [(t.id, t.state) for t in locked] == [("a", "pending"), ("b", "queued"), ("c", "pending")]
-    assert store.lock_dependants("a") == [] and store.lock_dependants("missing") == []
+    assert store.lock_dependants(["a", "missing"]) == {}
 
 
 def test_lock_run_needs_an_existing_run(store: Store) -> None:
@@ -30,3 +30,15 @@ def test_lock_run_needs_an_existing_run(store: Store) -> None:
         assert store.update_run("r1", "running", state="success")
     with pytest.raises(NotFoundError, match="'nope'"), store.atomic():
         store.lock_run("nope")
+
+
+def test_lock_dependants_of_several_tasks_groups_them_by_upstream(
+    store: Store, make_task: Callable[..., TaskRecord]
+) -> None:
+    store.insert_tasks([make_task("a"), make_task("b"), make_task("lone")])
+    store.insert_tasks([make_task("both", state="pending", dependencies=["a", "b"]),
+                        make_task("only-b", state="pending", dependencies=["b"])])  # fmt: skip
+    with store.atomic():
+        locked = store.lock_dependants(["a", "b", "lone", "missing"])
+    assert {up: [t.id for t in found] for up, found in locked.items()} == {"a": ["both"], "b": ["both", "only-b"]}
+    assert locked["a"][0] == store.get_task("both")

@@ -170,3 +170,33 @@ def test_upstream_results_come_in_the_order_of_the_dependencies(url: str, tmp_pa
     read_back = engine.prepare(c, threading.Event())[1].upstream
     assert list(handed_off.items()) == list(read_back.items()) == [("b", "b"), ("a", "a")]
     store.close()
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+def test_a_batch_of_reports_releases_a_fan_in_once_and_settles_its_run_once(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/batch.db" if url == "sqlite" else url)
+    engine = Engine(store)
+    fan_in = [Task(task_id=n, func="tests.helpers.tasks:add", args=(1, 2)) for n in ("a", "b", "bad")]
+    fan_in += [Task(task_id="c", func="tests.helpers.tasks:add", dependencies=["a", "b"]),
+               Task(task_id="d", func="tests.helpers.tasks:add", dependencies=["bad"])]  # fmt: skip
+    run_id = engine.create_run(None, None, fan_in)
+    a, b, bad = sorted(engine.claim("w", limit=3), key=lambda r: r.task_id)
+    ready: list[int] = []
+    engine.on_ready(ready.append)
+    engine.complete_all([(a, "success", {"result": 3}), (b, "success", {"result": 4}),
+                         (bad, "failure", {"error": {"type": "E", "message": "m"}, "retryable": False})])  # fmt: skip
+    assert ready == [1]  # c, released once although both of its upstream tasks succeeded in this batch
+    assert {r.task_id: r.state for r in store.run_tasks(run_id)} == {
+        "a": "success", "b": "success", "bad": "failure", "c": "queued", "d": "skipped"}  # fmt: skip
+    assert [(x.task_id, x.state) for x in (a, b, bad)] == [("a", "success"), ("b", "success"), ("bad", "failure")]
+    assert [att.state for t in ("a", "b", "bad") for att in store.list_attempts(f"{run_id}.{t}")] == [
+        "success", "success", "failure"]  # fmt: skip
+    settled: list[str] = []
+    settle = engine._settle_run
+    monkeypatch.setattr(engine, "_settle_run", lambda rid, now: settled.append(rid) or settle(rid, now))
+    (c,) = engine.claim("w")
+    engine.complete_all([(c, "success", {"result": 7})])
+    assert settled == [run_id] and store.get_run(run_id).state == "failure"
+    store.close()

@@ -333,13 +333,19 @@ class Store(Protocol):
         ``attempts`` equals ``expected_attempt`` (the fencing token of a claim). True if it changed."""
         ...
 
+    def update_tasks(self, moves: list[tuple[str, str | None, int | None, dict[str, Any]]]) -> list[bool]:
+        """Compare-and-set several tasks at once; each move is ``(task id, expected state, expected attempt,
+        changes)`` as :meth:`update_task` takes them (dependencies excepted). Whether each changed, in order; a
+        task that does not exist did not."""
+        ...
+
     def run_progress(self, run_id: str) -> dict[str, int]:
         """How many tasks of a run are in each state."""
         ...
 
-    def lock_dependants(self, task_id: str) -> list[TaskRecord]:
-        """The tasks that depend on ``task_id`` as they are now, locked until the surrounding atomic() ends (in id
-        order).
+    def lock_dependants(self, task_ids: list[str]) -> dict[str, list[TaskRecord]]:
+        """The tasks that depend on each of ``task_ids`` (those with none are left out) as they are now, locked until
+        the surrounding atomic() ends (in id order).
 
         A writer that decides from other rows (are all upstream tasks done?) locks the row it may change first,
         so two such writers take turns and the second sees the first's commit.

@@ -248,10 +248,15 @@ class MemoryStore(MemoryAdminRecords):
         with self._lock:
             return [self._tasks[i].copy() for i in self._run_tasks.get(run_id, ())]
 
-    def lock_dependants(self, task_id: str) -> list[TaskRecord]:
-        """The tasks that depend on ``task_id`` as they are now, in id order (atomic() already holds the one lock)."""
+    def lock_dependants(self, task_ids: list[str]) -> dict[str, list[TaskRecord]]:
+        """The tasks that depend on each of ``task_ids`` as they are now, in id order (atomic() already holds the one
+        lock); tasks with no dependants are left out."""
         with self._lock:
-            return [self._tasks[i].copy() for i in sorted(self._dependants.get(task_id, ()))]
+            return {
+                task_id: [self._tasks[i].copy() for i in sorted(self._dependants[task_id])]
+                for task_id in dict.fromkeys(task_ids)
+                if self._dependants.get(task_id)
+            }
 
     def lock_run(self, run_id: str) -> None:
         """Nothing to do: atomic() already holds the one lock."""
@@ -293,6 +298,14 @@ class MemoryStore(MemoryAdminRecords):
             if "state" in changes and task.state in CLAIMABLE_STATES:
                 self._heaps.push(task)
             return True
+
+    def update_tasks(self, moves: list[tuple[str, str | None, int | None, dict[str, Any]]]) -> list[bool]:
+        """Compare-and-set several tasks at once; whether each changed, in order (a missing task did not)."""
+        with self._lock:
+            return [
+                task_id in self._tasks and self.update_task(task_id, state, attempt, **changes)
+                for task_id, state, attempt, changes in moves
+            ]
 
     def claim_tasks(
         self, worker: str, now: float, lease_seconds: float, limit: int = 1, queues: Iterable[str] | None = None

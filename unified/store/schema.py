@@ -435,9 +435,18 @@ DEPENDANTS = (
     .where(task_deps.c.depends_on == sa.bindparam("_id"))
     .order_by(tasks.c.seq)
 )
+# the dependants of one task (or of several), locked, each row ending with the upstream task it depends on
 LOCK_DEPENDANTS = (
-    TASKS.select.join(task_deps, task_deps.c.task_id == tasks.c.id)
+    sa.select(*TASKS.columns, task_deps.c.depends_on)
+    .join(task_deps, task_deps.c.task_id == tasks.c.id)
     .where(task_deps.c.depends_on == sa.bindparam("_id"))
+    .order_by(tasks.c.id)
+    .with_for_update(of=tasks)
+)
+LOCK_DEPENDANTS_IN = (
+    sa.select(*TASKS.columns, task_deps.c.depends_on)
+    .join(task_deps, task_deps.c.task_id == tasks.c.id)
+    .where(task_deps.c.depends_on.in_(sa.bindparam("_ids", expanding=True)))
     .order_by(tasks.c.id)
     .with_for_update(of=tasks)
 )

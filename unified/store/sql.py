@@ -38,7 +38,6 @@ from unified.store.schema import (
     DEPENDANTS,
     FIRST_EXISTING_TASK,
     INSERT_TASKS,
-    LOCK_DEPENDANTS,
     LOCK_RUN,
     LOGS,
     LOGS_OF,
@@ -60,6 +59,7 @@ from unified.store.schema import (
 from unified.store.sql_admin import SqlAdminRecords
 from unified.store.sql_claim import SqlClaims
 from unified.store.sql_direct import DirectStatements
+from unified.store.sql_outcomes import SqlOutcomes
 from unified.store.sql_wakeups import Wakeups
 
 READ_ONLY = "unified_read_only"  # execution option: a read outside atomic(); SQLite then skips BEGIN IMMEDIATE
@@ -78,7 +78,7 @@ def _fk_violation(exc: sa.exc.IntegrityError) -> bool:
     return getattr(exc.orig, "sqlstate", None) == "23503" or "FOREIGN KEY" in str(exc.orig)
 
 
-class SqlStore(SqlClaims, SqlAdminRecords):
+class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords):
     """A store on a SQLAlchemy URL; ``SqlStore("sqlite:///...")`` gives a :class:`SqliteStore`."""
 
     keeps_objects = False
@@ -486,12 +486,6 @@ class SqlStore(SqlClaims, SqlAdminRecords):
         """Every task of a run, in insertion order."""
         return self._all(TASKS, TASKS.select.where(tasks.c.run_id == run_id).order_by(tasks.c.seq))
 
-    def lock_dependants(self, task_id: str) -> list[TaskRecord]:
-        """The tasks that depend on ``task_id`` as they are now, locked FOR UPDATE in id order (SQLite's writers are
-        serialised already)."""
-        with self._wrap_errors(), self._tx() as conn:
-            return [TASKS.record(row) for row in self._direct.rows(conn, LOCK_DEPENDANTS, {"_id": task_id})]
-
     def lock_run(self, run_id: str) -> None:
         """Lock the run's row FOR UPDATE until the transaction ends."""
         with self._wrap_errors(), self._tx() as conn:
@@ -554,20 +548,6 @@ class SqlStore(SqlClaims, SqlAdminRecords):
         what = f"attempt {number} of task {task_id!r}"
         where = {"task_id": task_id, "number": number, **({"state": "running"} if if_running else {})}
         return self._update(ATTEMPTS, where, 2, ATTEMPTS.changes(changes, task_id), what)
-
-    def finish_attempts(self, outcomes: list[tuple[str, int, dict[str, Any]]]) -> None:
-        """Set the outcome fields of several attempts at once, of those still running: one ``executemany`` per set
-        of changed fields (PostgreSQL sends them in one round trip)."""
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for task_id, number, changes in outcomes:
-            values = ATTEMPTS.changes(changes, task_id)
-            row = {"_w_task_id": task_id, "_w_number": number, "_w_state": "running"}
-            row.update({f"_v_{name}": value for name, value in values.items()})
-            groups.setdefault(tuple(values), []).append(row)
-        with self._tx() as conn:
-            for columns, rows in groups.items():
-                statement = update_statement(ATTEMPTS.table, columns, ("task_id", "number", "state"))
-                self._direct.update_many(conn, statement, rows)
 
     def list_attempts(self, task_id: str) -> list[AttemptRecord]:
         """The attempts of a task, by number."""

@@ -49,6 +49,22 @@ class DirectStatements:
         finally:
             cursor.close()
 
+    def rowcounts(self, conn: sa.Connection, stmt: sa.Executable, rows: list[dict[str, Any]]) -> list[int]:
+        """Run a write statement once per parameter set; how many rows each changed. psycopg sends them all at once
+        (``executemany`` returning each result: one round trip); elsewhere they run one by one."""
+        compiled = self._compile(stmt)
+        if compiled is None or len(rows) == 1 or self.dialect.driver != "psycopg":
+            return [self.rowcount(conn, stmt, row) for row in rows]
+        cursor = self._run(conn, compiled, rows, many=True, returning=True)
+        counts = []
+        try:
+            while True:
+                counts.append(cursor.rowcount)
+                if not cursor.nextset():
+                    return counts
+        finally:
+            cursor.close()
+
     def rows(self, conn: sa.Connection, stmt: sa.Executable, params: dict[str, Any]) -> list[Any]:
         """Run a statement that returns rows; all of them, as tuples in the statement's column order."""
         compiled = self._compile(stmt)
@@ -119,15 +135,18 @@ class DirectStatements:
                 values[name] = process(values[name])
         return values if statement.names is None else tuple(values[name] for name in statement.names)
 
-    def _run(self, conn: sa.Connection, statement: _Statement, params: Any, many: bool = False) -> Any:
-        """Execute on a cursor of ``conn``'s connection; ``many``: ``params`` is a list, one execution each."""
+    def _run(
+        self, conn: sa.Connection, statement: _Statement, params: Any, many: bool = False, returning: bool = False
+    ) -> Any:
+        """Execute on a cursor of ``conn``'s connection; ``many``: ``params`` is a list, one execution each (with
+        ``returning``, psycopg keeps each one's result)."""
         sql = statement.sql
         arguments = [self._arguments(statement, p) for p in params] if many else self._arguments(statement, params)
         fairy = conn.connection
         cursor = fairy.cursor()
         try:
             if many:
-                cursor.executemany(sql, arguments)
+                cursor.executemany(sql, arguments, **({"returning": True} if returning else {}))
             else:
                 cursor.execute(sql, arguments)
         except self._error as exc:

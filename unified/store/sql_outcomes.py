@@ -1,0 +1,87 @@
+"""The SQL store's verbs for applying a batch of attempt outcomes with a few statements instead of a few per task.
+
+A worker reports the attempts that finished meanwhile in one transaction (group commit). These verbs let the engine
+apply them set-wise: one compare-and-set per set of changed fields (:meth:`SqlOutcomes.update_tasks`; on PostgreSQL
+an ``executemany`` that returns each row count, in one round trip), the dependants of every task that succeeded read
+and locked by one query, and the ends of the attempts written by one ``executemany``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from unified.errors import ValidationError
+from unified.store.base import CLAIMABLE_STATES, TaskRecord, chunks
+from unified.store.schema import ATTEMPTS, CHUNK, LOCK_DEPENDANTS, LOCK_DEPENDANTS_IN, TASKS, update_statement
+from unified.store.sql_direct import DirectStatements
+
+
+class SqlOutcomes:
+    """SqlStore's set-wise verbs (mixed in; they use the store's transactions and direct statements)."""
+
+    _direct: DirectStatements
+    _tx: Any
+    _wrap_errors: Any
+    _wake: Any
+
+    def update_tasks(self, moves: list[tuple[str, str | None, int | None, dict[str, Any]]]) -> list[bool]:
+        """Compare-and-set several tasks at once; each move is ``(task id, expected state, expected attempt,
+        changes)`` as :meth:`update_task` takes them. Whether each changed, in order (a missing task did not)."""
+        groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
+        rows: list[dict[str, Any]] = []
+        for index, (task_id, expected_state, expected_attempt, changes) in enumerate(moves):
+            if "dependencies" in changes:
+                raise ValidationError("update_tasks cannot change dependencies: use update_task for that")
+            values = TASKS.changes(changes, task_id)
+            where: dict[str, Any] = {"id": task_id}
+            if expected_state is not None:
+                where["state"] = expected_state
+            if expected_attempt is not None:
+                where["attempts"] = expected_attempt
+            row = {f"_w_{name}": value for name, value in where.items()}
+            row.update({f"_v_{name}": value for name, value in values.items()})
+            rows.append(row)
+            groups.setdefault((tuple(values), tuple(where)), []).append(index)
+        changed = [False] * len(moves)
+        with self._wrap_errors(), self._tx() as conn:
+            for (columns, conditions), indexes in groups.items():
+                statement = update_statement(TASKS.table, columns, conditions)
+                counts = self._direct.rowcounts(conn, statement, [rows[i] for i in indexes])
+                for index, count in zip(indexes, counts, strict=True):
+                    changed[index] = count == 1
+            for (task_id, expected_state, _, changes), moved in zip(moves, changed, strict=True):
+                if moved and "state" in changes:
+                    if changes["state"] in CLAIMABLE_STATES:
+                        self._wake(claimable=[task_id])
+                    elif expected_state == "running" != changes["state"]:
+                        self._wake(room=[task_id])
+        return changed
+
+    def lock_dependants(self, task_ids: list[str]) -> dict[str, list[TaskRecord]]:
+        """The tasks that depend on each of ``task_ids`` (those with none are left out) as they are now, locked
+        FOR UPDATE in id order (SQLite's writers are serialised already)."""
+        found: dict[str, list[TaskRecord]] = {}
+        ids = list(dict.fromkeys(task_ids))
+        with self._wrap_errors(), self._tx() as conn:
+            for chunk in chunks(ids, CHUNK):
+                if len(chunk) == 1:  # a chain step: the prebuilt statement, no IN list to render
+                    rows = self._direct.rows(conn, LOCK_DEPENDANTS, {"_id": chunk[0]})
+                else:
+                    rows = self._direct.rows(conn, LOCK_DEPENDANTS_IN, {"_ids": chunk})
+                for row in rows:
+                    found.setdefault(row[-1], []).append(TASKS.record(row[:-1]))
+        return found
+
+    def finish_attempts(self, outcomes: list[tuple[str, int, dict[str, Any]]]) -> None:
+        """Set the outcome fields of several attempts at once, of those still running: one ``executemany`` per set
+        of changed fields (PostgreSQL sends them in one round trip)."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for task_id, number, changes in outcomes:
+            values = ATTEMPTS.changes(changes, task_id)
+            row = {"_w_task_id": task_id, "_w_number": number, "_w_state": "running"}
+            row.update({f"_v_{name}": value for name, value in values.items()})
+            groups.setdefault(tuple(values), []).append(row)
+        with self._wrap_errors(), self._tx() as conn:
+            for columns, rows in groups.items():
+                statement = update_statement(ATTEMPTS.table, columns, ("task_id", "number", "state"))
+                self._direct.update_many(conn, statement, rows)
