@@ -95,7 +95,9 @@ class DirectStatements:
         if compiled is None:
             conn.execute(stmt, rows)
             return
-        self._run(conn, compiled, rows, many=True).close()
+        # one row: a plain execute (psycopg's executemany enters pipeline mode, a round trip more for one statement)
+        cursor = self._run(conn, compiled, rows, many=True) if len(rows) > 1 else self._run(conn, compiled, rows[0])
+        cursor.close()
 
     def _converters(self, statement: _Statement, description: Any) -> list[Any]:
         """The result processor of each column for the types the driver reported, as SQLAlchemy would pick them."""
