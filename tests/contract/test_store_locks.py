@@ -42,3 +42,15 @@ def test_lock_dependants_of_several_tasks_groups_them_by_upstream(
         locked = store.lock_dependants(["a", "b", "lone", "missing"])
     assert {up: [t.id for t in found] for up, found in locked.items()} == {"a": ["both"], "b": ["both", "only-b"]}
     assert locked["a"][0] == store.get_task("both")
+
+
+def test_lock_dependants_of_many_tasks(store: Store, make_task: Callable[..., TaskRecord]) -> None:
+    ups = [f"up{i:02}" for i in range(12)]  # more than SQLite reads one by one
+    store.insert_tasks([make_task(u) for u in ups])
+    dependants = [make_task(f"d{i:02}", state="pending", dependencies=sorted({u, ups[0]})) for i, u in enumerate(ups)]
+    store.insert_tasks(dependants)
+    with store.atomic():
+        locked = store.lock_dependants(ups)
+    assert sorted(t.id for t in locked[ups[0]]) == [f"d{i:02}" for i in range(12)]
+    assert {u: [t.id for t in found] for u, found in locked.items() if u != ups[0]} == {
+        u: [f"d{i:02}"] for i, u in enumerate(ups) if i}  # fmt: skip
