@@ -323,6 +323,17 @@ def test_update_tasks_sets_each_task_whose_state_and_attempt_match(store: Store,
     assert (d.state, d.reason, d.finished_at) == ("canceled", "r", NOW + 2)
 
 
+def test_update_tasks_of_many_tasks_with_the_same_fields(store: Store, make_task: MakeTask) -> None:
+    names = [f"t{i}" for i in range(6)]  # enough for PostgreSQL to send them as one pipelined executemany
+    store.insert_tasks([make_task(n) for n in names])
+    store.claim_tasks("w", NOW, 30.0, limit=6)
+    fenced = {"t1", "t4"}  # reports of another attempt
+    moves = [(n, "running", 2 if n in fenced else 1, {"state": "success", "finished_at": NOW + i}) for i, n in
+             enumerate(names)]  # fmt: skip
+    assert store.update_tasks(moves) == [n not in fenced for n in names]
+    assert [store.get_task(n).state for n in names] == ["running" if n in fenced else "success" for n in names]
+
+
 def test_finish_attempts_sets_only_those_still_running(store: Store, make_task: MakeTask) -> None:
     store.insert_tasks([make_task("a"), make_task("b")])
     store.insert_attempt(AttemptRecord("a", 1, "lost", NOW, NOW + 1, worker="w1"))

