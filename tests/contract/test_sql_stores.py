@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,22 @@ def test_sqlite_synchronous_can_be_relaxed_but_not_disabled(tmp_path: Path) -> N
         assert pragma(store, "synchronous") == 1
     with pytest.raises(ValidationError, match="OFF"):
         SqliteStore(f"sqlite:///{tmp_path}/off.db", synchronous="OFF")
+
+
+def test_a_sqlite_file_another_process_holds_is_a_store_error(tmp_path: Path) -> None:
+    with SqliteStore(f"sqlite:///{tmp_path}/held.db") as store:
+        with store._write_connection() as conn:  # the write connection, told not to wait for the lock
+            conn.connection.driver_connection.execute("PRAGMA busy_timeout = 0")
+        holder = sqlite3.connect(tmp_path / "held.db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(StoreError, match="could not be used.*locked"), store.atomic():
+                pytest.fail("the transaction began although another connection holds the write lock")
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        with store.atomic():  # the lock is free again: the same connection writes
+            store.set_queue_limit("q", 1)
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite:///file:x?mode=memory&uri=true"])
