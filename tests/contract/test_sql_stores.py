@@ -43,7 +43,7 @@ def test_a_sqlite_file_another_process_holds_is_a_store_error(tmp_path: Path) ->
         holder = sqlite3.connect(tmp_path / "held.db", isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")
         try:
-            with pytest.raises(StoreError, match="could not be used.*locked"), store.atomic():
+            with pytest.raises(StoreError, match=r"could not be used.*locked"), store.atomic():
                 pytest.fail("the transaction began although another connection holds the write lock")
         finally:
             holder.execute("ROLLBACK")
