@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -172,12 +173,18 @@ def test_upstream_results_come_in_the_order_of_the_dependencies(url: str, tmp_pa
     store.close()
 
 
-@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+@pytest.fixture(params=["memory://", "sqlite"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on the memory store, then on a SQLite file."""
+    store = open_store(f"sqlite:///{tmp_path}/engine.db" if request.param == "sqlite" else request.param)
+    yield Engine(store)
+    store.close()
+
+
 def test_a_batch_of_reports_releases_a_fan_in_once_and_settles_its_run_once(
-    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = open_store(f"sqlite:///{tmp_path}/batch.db" if url == "sqlite" else url)
-    engine = Engine(store)
+    store = engine.store
     fan_in = [Task(task_id=n, func="tests.helpers.tasks:add", args=(1, 2)) for n in ("a", "b", "bad")]
     fan_in += [Task(task_id="c", func="tests.helpers.tasks:add", dependencies=["a", "b"]),
                Task(task_id="d", func="tests.helpers.tasks:add", dependencies=["bad"])]  # fmt: skip
@@ -199,4 +206,3 @@ def test_a_batch_of_reports_releases_a_fan_in_once_and_settles_its_run_once(
     (c,) = engine.claim("w")
     engine.complete_all([(c, "success", {"result": 7})])
     assert settled == [run_id] and store.get_run(run_id).state == "failure"
-    store.close()

@@ -59,7 +59,7 @@ from unified.store.schema import (
 from unified.store.sql_admin import SqlAdminRecords
 from unified.store.sql_claim import SqlClaims
 from unified.store.sql_direct import DirectStatements
-from unified.store.sql_outcomes import SqlOutcomes
+from unified.store.sql_outcomes import SqlOutcomes, cas_where
 from unified.store.sql_wakeups import Wakeups
 
 READ_ONLY = "unified_read_only"  # execution option: a read outside atomic(); SQLite then skips BEGIN IMMEDIATE
@@ -507,11 +507,7 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords):
         """Compare-and-set: apply ``changes`` if the state is ``expected_state`` (None: any) and, when given,
         ``attempts`` equals ``expected_attempt`` (the fencing token of a claim). True if it changed."""
         values = TASKS.changes(changes, task_id)
-        where: dict[str, Any] = {"id": task_id}
-        if expected_state is not None:
-            where["state"] = expected_state
-        if expected_attempt is not None:
-            where["attempts"] = expected_attempt
+        where = cas_where(task_id, expected_state, expected_attempt)
         with self._tx() as conn:
             changed = self._update(TASKS, where, 1, values, f"task {task_id!r}")
             if changed and "dependencies" in changes:
@@ -519,11 +515,8 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords):
                 deps = [{"task_id": task_id, "depends_on": d} for d in dict.fromkeys(changes["dependencies"])]
                 if deps:
                     conn.execute(sa.insert(task_deps), deps)
-            if changed and "state" in changes:
-                if changes["state"] in CLAIMABLE_STATES:
-                    self._wake(claimable=[task_id])
-                elif expected_state == "running" != changes["state"]:
-                    self._wake(room=[task_id])
+            if changed:
+                self._wake_moved(task_id, expected_state, changes)
         return changed
 
     def next_not_before(self) -> float | None:

@@ -16,6 +16,16 @@ from unified.store.schema import ATTEMPTS, CHUNK, LOCK_DEPENDANTS, LOCK_DEPENDAN
 from unified.store.sql_direct import DirectStatements
 
 
+def cas_where(task_id: str, expected_state: str | None, expected_attempt: int | None) -> dict[str, Any]:
+    """What a task's compare-and-set matches: its id, and its state and attempt number when given."""
+    where: dict[str, Any] = {"id": task_id}
+    if expected_state is not None:
+        where["state"] = expected_state
+    if expected_attempt is not None:
+        where["attempts"] = expected_attempt
+    return where
+
+
 class SqlOutcomes:
     """SqlStore's set-wise verbs (mixed in; they use the store's transactions and direct statements)."""
 
@@ -33,11 +43,7 @@ class SqlOutcomes:
             if "dependencies" in changes:
                 raise ValidationError("update_tasks cannot change dependencies: use update_task for that")
             values = TASKS.changes(changes, task_id)
-            where: dict[str, Any] = {"id": task_id}
-            if expected_state is not None:
-                where["state"] = expected_state
-            if expected_attempt is not None:
-                where["attempts"] = expected_attempt
+            where = cas_where(task_id, expected_state, expected_attempt)
             row = {f"_w_{name}": value for name, value in where.items()}
             row.update({f"_v_{name}": value for name, value in values.items()})
             rows.append(row)
@@ -50,12 +56,17 @@ class SqlOutcomes:
                 for index, count in zip(indexes, counts, strict=True):
                     changed[index] = count == 1
             for (task_id, expected_state, _, changes), moved in zip(moves, changed, strict=True):
-                if moved and "state" in changes:
-                    if changes["state"] in CLAIMABLE_STATES:
-                        self._wake(claimable=[task_id])
-                    elif expected_state == "running" != changes["state"]:
-                        self._wake(room=[task_id])
+                if moved:
+                    self._wake_moved(task_id, expected_state, changes)
         return changed
+
+    def _wake_moved(self, task_id: str, expected_state: str | None, changes: dict[str, Any]) -> None:
+        """After a task's compare-and-set: announce it if it became claimable, or room if it stopped running."""
+        if "state" in changes:
+            if changes["state"] in CLAIMABLE_STATES:
+                self._wake(claimable=[task_id])
+            elif expected_state == "running" != changes["state"]:
+                self._wake(room=[task_id])
 
     def lock_dependants(self, task_ids: list[str]) -> dict[str, list[TaskRecord]]:
         """The tasks that depend on each of ``task_ids`` (those with none are left out) as they are now, locked
