@@ -15,16 +15,16 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from unified import events as ev
-from unified.errors import SerializationError, UnknownDependencyError, ValidationError
+from unified.errors import UnknownDependencyError, ValidationError
 from unified.events import EventBus
 from unified.functions import FunctionRegistry
 from unified.graph import graph_hash, validate_graph
 from unified.interventions import UNFINISHED, Interventions
+from unified.outcome_plan import PlannedOutcome
 from unified.store.base import LogRecord, RunRecord, Store, TaskRecord, VersionRecord, WorkflowRecord
 from unified.task import (
     BAD_STATES,
     FINISHED_STATES,
-    RetryPolicy,
     Task,
     TaskContext,
     TaskState,
@@ -432,7 +432,8 @@ class Engine(Interventions):
         holding :meth:`complete`'s keyword arguments. The store is called set-wise (one compare-and-set for all,
         one read of all their dependants), so a worker's batch of reports costs a few statements, not a few each."""
         now = self.clock.now()
-        planned = [_Outcome.plan(self, record, state, outcome, now) for record, state, outcome in reports]
+        keeps = self.store.keeps_objects
+        planned = [PlannedOutcome.plan(record, state, outcome, now, keeps) for record, state, outcome in reports]
         pending_events: list[tuple[str, TaskRecord]] = []
         run_events: list[tuple[str, RunRecord]] = []
         with self.batch():
@@ -467,7 +468,7 @@ class Engine(Interventions):
             self._emit_run(*run_event)
         self._notify_finished(run_ended=bool(run_events))
 
-    def _after_move(self, outcome: _Outcome, now: float) -> list[tuple[str, TaskRecord]]:
+    def _after_move(self, outcome: PlannedOutcome, now: float) -> list[tuple[str, TaskRecord]]:
         """The events of a task that just moved, and what the move sets off: a retry is announced to workers,
         and a task that ended badly skips what depends on it."""
         record, new = outcome.record, outcome.new
@@ -581,77 +582,3 @@ class Engine(Interventions):
 
     def _publish(self, event: dict[str, Any]) -> None:
         self.after_commit(lambda: self.bus.publish(event))
-
-
-class _Outcome:
-    """One reported attempt, planned: the move it asks of its task (None: none), with the fields that move sets."""
-
-    __slots__ = ("attempt", "attempt_outcome", "changes", "logs", "moved", "new", "record")
-
-    def __init__(
-        self,
-        record: TaskRecord,
-        new: TaskState | None,
-        changes: dict[str, Any],
-        logs: Iterable[tuple[float, str, str]],
-        attempt_outcome: dict[str, Any],
-    ) -> None:
-        self.record, self.new, self.changes, self.moved = record, new, changes, False
-        self.attempt = record.attempts
-        self.logs = list(logs)
-        self.attempt_outcome = attempt_outcome  # the attempt's state, finished_at and error
-
-    @classmethod
-    def plan(cls, engine: Engine, record: TaskRecord, state: str, outcome: dict[str, Any], now: float) -> _Outcome:
-        """What ``state`` asks of ``record``: success, cancel, a retry after its backoff, or the end of it."""
-        error = outcome.get("error")
-        retryable = outcome.get("retryable", True)
-        result = outcome.get("result")
-        if state == "success" and not engine.store.keeps_objects:
-            try:
-                to_json(result, f"the result of task {record.task_id!r}")
-            except SerializationError as exc:
-                state, error, retryable = "failure", {"type": "SerializationError", "message": str(exc)}, False
-        changes: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
-        if outcome.get("metadata") is not None:
-            changes["metadata"] = outcome["metadata"]
-        new: TaskState | None
-        if state == "success":
-            new = S.SUCCESS
-            changes.update(result=result, error=None, finished_at=now)
-        elif state == "canceled":
-            new = S.CANCELED if record.state == "running" else None
-            changes.update(finished_at=now)
-        else:
-            policy = _policy(record)
-            tries = record.attempts - record.spec.get("retry_base", 0)
-            if retryable and policy.allows_retry(tries):
-                new = S.RETRYING
-                changes.update(error=error, not_before=now + policy.delay(tries))
-            else:
-                new = S.TIMEOUT if state == "timeout" else S.FAILURE
-                changes.update(error=error, finished_at=now)
-        if new is not None:
-            check_transition(record.state, new)
-        attempt = {"state": outcome.get("attempt_state") or state, "finished_at": now, "error": error}
-        return cls(record, new, changes, outcome.get("logs") or (), attempt)
-
-    def apply(self) -> None:
-        """The move happened: bring the record up to date."""
-        record = self.record
-        log.debug("task %s: %s -> %s", record.id, record.state, self.new.value)  # type: ignore[union-attr]
-        record.state = self.new.value  # type: ignore[union-attr]
-        for name, value in self.changes.items():
-            setattr(record, name, value)
-        self.moved = True
-
-
-def _policy(record: TaskRecord) -> RetryPolicy:
-    spec = record.spec
-    return RetryPolicy(
-        spec.get("max_retries", 0),
-        spec.get("retry_delay_seconds", 0),
-        spec.get("backoff_factor", 2.0),
-        spec.get("max_retry_delay_seconds"),
-        spec.get("jitter", False),
-    )

@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "unified.executor_child": 2,
     "unified.engine": 3,
     "unified.interventions": 3,
+    "unified.outcome_plan": 3,
     "unified.scheduler": 4,
     "unified.worker": 4,
     "unified.alerts": 4,

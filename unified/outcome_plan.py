@@ -1,0 +1,98 @@
+"""A reported attempt, planned: the move its outcome asks of its task, before the engine applies a batch of them.
+
+The engine applies a worker's reports set-wise (``Engine.complete_all``); each report is first planned here, from
+the record and the outcome alone: success, cancel, a retry after its backoff (the task's retry policy), or the end
+of the task, with the fields that move sets and what the attempt's own record gets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from unified.errors import SerializationError
+from unified.store.base import TaskRecord
+from unified.task import RetryPolicy, TaskState, check_transition
+from unified.utils import to_json
+
+log = logging.getLogger("unified.engine")
+
+S = TaskState
+
+
+class PlannedOutcome:
+    """One reported attempt, planned: the move it asks of its task (None: none), with the fields that move sets."""
+
+    __slots__ = ("attempt", "attempt_outcome", "changes", "logs", "moved", "new", "record")
+
+    def __init__(
+        self,
+        record: TaskRecord,
+        new: TaskState | None,
+        changes: dict[str, Any],
+        logs: Iterable[tuple[float, str, str]],
+        attempt_outcome: dict[str, Any],
+    ) -> None:
+        self.record, self.new, self.changes, self.moved = record, new, changes, False
+        self.attempt = record.attempts
+        self.logs = list(logs)
+        self.attempt_outcome = attempt_outcome  # the attempt's state, finished_at and error
+
+    @classmethod
+    def plan(
+        cls, record: TaskRecord, state: str, outcome: dict[str, Any], now: float, keeps_objects: bool
+    ) -> PlannedOutcome:
+        """What ``state`` asks of ``record``: success, cancel, a retry after its backoff, or the end of it.
+        ``keeps_objects``: the store keeps Python objects (memory), so a result need not be JSON."""
+        error = outcome.get("error")
+        retryable = outcome.get("retryable", True)
+        result = outcome.get("result")
+        if state == "success" and not keeps_objects:
+            try:
+                to_json(result, f"the result of task {record.task_id!r}")
+            except SerializationError as exc:
+                state, error, retryable = "failure", {"type": "SerializationError", "message": str(exc)}, False
+        changes: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+        if outcome.get("metadata") is not None:
+            changes["metadata"] = outcome["metadata"]
+        new: TaskState | None
+        if state == "success":
+            new = S.SUCCESS
+            changes.update(result=result, error=None, finished_at=now)
+        elif state == "canceled":
+            new = S.CANCELED if record.state == "running" else None
+            changes.update(finished_at=now)
+        else:
+            policy = _policy(record)
+            tries = record.attempts - record.spec.get("retry_base", 0)
+            if retryable and policy.allows_retry(tries):
+                new = S.RETRYING
+                changes.update(error=error, not_before=now + policy.delay(tries))
+            else:
+                new = S.TIMEOUT if state == "timeout" else S.FAILURE
+                changes.update(error=error, finished_at=now)
+        if new is not None:
+            check_transition(record.state, new)
+        attempt = {"state": outcome.get("attempt_state") or state, "finished_at": now, "error": error}
+        return cls(record, new, changes, outcome.get("logs") or (), attempt)
+
+    def apply(self) -> None:
+        """The move happened: bring the record up to date."""
+        record = self.record
+        log.debug("task %s: %s -> %s", record.id, record.state, self.new.value)  # type: ignore[union-attr]
+        record.state = self.new.value  # type: ignore[union-attr]
+        for name, value in self.changes.items():
+            setattr(record, name, value)
+        self.moved = True
+
+
+def _policy(record: TaskRecord) -> RetryPolicy:
+    spec = record.spec
+    return RetryPolicy(
+        spec.get("max_retries", 0),
+        spec.get("retry_delay_seconds", 0),
+        spec.get("backoff_factor", 2.0),
+        spec.get("max_retry_delay_seconds"),
+        spec.get("jitter", False),
+    )
