@@ -50,6 +50,12 @@ def test_a_cycle_is_refused_and_named() -> None:
 def test_a_self_dependency_is_a_cycle(drained: TaskManager) -> None:
     with pytest.raises(CycleError):
         drained.queue_task(lambda: 1, task_id="me", dependencies=["me"])
+    wf = Workflow("w", tasks=[Task(task_id="a", func=print)])
+    with pytest.raises(CycleError, match="me -> me"):
+        wf.add_task(Task(task_id="me", func=print, dependencies=["a", "me"]))
+    with pytest.raises(DuplicateTaskError, match="'a'"):
+        wf.add_task(Task(task_id="a", func=print))
+    assert list(wf.tasks) == ["a"]  # nothing refused was added
 
 
 @pytest.mark.parametrize("bad_end", ["failure", "timeout", "canceled"])
