@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from unified.errors import ConflictError, DuplicateTaskError, NotFoundError, SerializationError
+from unified.errors import ConflictError, DuplicateTaskError, NotFoundError, SerializationError, ValidationError
 from unified.store.base import (
     AlertRecord,
     AttemptRecord,
@@ -332,6 +332,9 @@ def test_update_tasks_of_many_tasks_with_the_same_fields(store: Store, make_task
              enumerate(names)]  # fmt: skip
     assert store.update_tasks(moves) == [n not in fenced for n in names]
     assert [store.get_task(n).state for n in names] == ["running" if n in fenced else "success" for n in names]
+    with pytest.raises(ValidationError, match="update_task for that"):  # only the one-task verb rewrites the graph
+        store.update_tasks([("t0", None, None, {"dependencies": ["t1"]})])
+    assert store.get_task("t0").dependencies == []
 
 
 def test_finish_attempts_sets_only_those_still_running(store: Store, make_task: MakeTask) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from unified.errors import DuplicateTaskError, NotFoundError
+from unified.errors import DuplicateTaskError, NotFoundError, ValidationError
 from unified.store.base import (
     CLAIMABLE_STATES,
     AlertRecord,
@@ -301,6 +301,8 @@ class MemoryStore(MemoryAdminRecords):
 
     def update_tasks(self, moves: list[tuple[str, str | None, int | None, dict[str, Any]]]) -> list[bool]:
         """Compare-and-set several tasks at once; whether each changed, in order (a missing task did not)."""
+        if any("dependencies" in changes for *_, changes in moves):
+            raise ValidationError("update_tasks cannot change dependencies: use update_task for that")
         with self._lock:
             return [
                 task_id in self._tasks and self.update_task(task_id, state, attempt, **changes)

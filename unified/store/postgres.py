@@ -34,8 +34,9 @@ MAX_BACKOFF_SECONDS = 30.0
 IDLE_PING_SECONDS = 10.0  # a pooled connection idle this long is pinged before use
 
 
-def track_sessions(engine: sa.Engine, pids: set[int]) -> None:
-    """Keep the backend pids of ``engine``'s open connections in ``pids`` as the pool opens and closes them."""
+def track_sessions(engine: sa.Engine) -> set[int]:
+    """The backend pids of ``engine``'s open connections, kept up to date as the pool opens and closes them."""
+    pids: set[int] = set()
 
     def opened(dbapi_connection: psycopg.Connection[Any], record: Any) -> None:
         record.info["backend_pid"] = dbapi_connection.info.backend_pid
@@ -47,6 +48,7 @@ def track_sessions(engine: sa.Engine, pids: set[int]) -> None:
     sa.event.listen(engine, "connect", opened)
     for event in ("close", "invalidate", "soft_invalidate"):
         sa.event.listen(engine, event, closed)
+    return pids
 
 
 def replace_dropped(engine: sa.Engine, idle_ping_seconds: float = IDLE_PING_SECONDS) -> None:

@@ -435,21 +435,22 @@ DEPENDANTS = (
     .where(task_deps.c.depends_on == sa.bindparam("_id"))
     .order_by(tasks.c.seq)
 )
-# the dependants of one task (or of several), locked, each row ending with the upstream task it depends on
-LOCK_DEPENDANTS = (
-    sa.select(*TASKS.columns, task_deps.c.depends_on)
-    .join(task_deps, task_deps.c.task_id == tasks.c.id)
-    .where(task_deps.c.depends_on == sa.bindparam("_id"))
-    .order_by(tasks.c.id)
-    .with_for_update(of=tasks)
-)
-LOCK_DEPENDANTS_IN = (
-    sa.select(*TASKS.columns, task_deps.c.depends_on)
-    .join(task_deps, task_deps.c.task_id == tasks.c.id)
-    .where(task_deps.c.depends_on.in_(sa.bindparam("_ids", expanding=True)))
-    .order_by(tasks.c.id)
-    .with_for_update(of=tasks)
-)
+
+
+def _locked_dependants(upstream: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    """The dependants whose task_deps row matches ``upstream``, locked in id order, each row ending with the
+    upstream task it depends on."""
+    return (
+        sa.select(*TASKS.columns, task_deps.c.depends_on)
+        .join(task_deps, task_deps.c.task_id == tasks.c.id)
+        .where(upstream)
+        .order_by(tasks.c.id)
+        .with_for_update(of=tasks)
+    )
+
+
+LOCK_DEPENDANTS = _locked_dependants(task_deps.c.depends_on == sa.bindparam("_id"))
+LOCK_DEPENDANTS_IN = _locked_dependants(task_deps.c.depends_on.in_(sa.bindparam("_ids", expanding=True)))
 LOCK_RUN = sa.select(runs.c.run_id).where(runs.c.run_id == sa.bindparam("_id")).with_for_update()
 RUN_PROGRESS = (
     sa.select(tasks.c.state, sa.func.count()).where(tasks.c.run_id == sa.bindparam("_id")).group_by(tasks.c.state)

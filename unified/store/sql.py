@@ -109,7 +109,7 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords):
         if self._notifies:
             from unified.store.postgres import track_sessions
 
-            track_sessions(self._engine, self._backend_pids)
+            self._backend_pids = track_sessions(self._engine)
         self._direct = DirectStatements(self._engine.dialect)
         self._insert_new_task = (
             self._upsert_insert(tasks)
