@@ -109,6 +109,47 @@ def test_postgres_notifies_listeners_when_work_becomes_claimable(
         writer.close()
 
 
+def until_listening(writer: Store, heard: queue.SimpleQueue[str]) -> None:
+    """Return once the listener hears ``writer`` (its connection LISTENs from its own thread, a moment later)."""
+    for attempt in range(50):
+        writer.set_queue_limit("warm-up", attempt + 1)  # room notifications reach the sender's own listener too
+        try:
+            assert heard.get(timeout=0.1) == "warm-up"
+            writer.set_queue_limit("warm-up", None)
+            assert heard.get(timeout=5) == "warm-up"
+            return
+        except queue.Empty:
+            continue
+    raise AssertionError("the listener never heard a notification")
+
+
+@pytest.mark.postgres
+def test_work_made_claimable_and_claimed_in_one_transaction_is_not_announced(
+    postgres_url: str, open_store: Callable[[str], Store], make_task: Callable[..., TaskRecord]
+) -> None:
+    listener, writer = open_store(postgres_url), open_store(postgres_url)
+    heard: queue.SimpleQueue[str] = queue.SimpleQueue()
+    stop = listener.listen(heard.put)  # type: ignore[attr-defined]
+    try:
+        until_listening(writer, heard)
+        writer.insert_tasks([make_task(n, state="pending", queue="chain") for n in ("a", "b", "c")])
+        writer.update_task("a", "pending", state="queued")
+        assert heard.get(timeout=5) == "chain", "released and left for anyone: announced"
+        with writer.atomic():  # a worker's report: the next step released and taken by the same transaction
+            writer.update_task("b", "pending", state="queued")
+            assert sorted(claim_ids(writer, limit=2, queues=["chain"])) == ["a", "b"]
+        with writer.atomic():
+            writer.update_task("c", "pending", state="queued")
+            claim_ids(writer, limit=1, queues=["other"])
+        assert heard.get(timeout=5) == "chain", "c is still claimable"
+        with pytest.raises(queue.Empty):
+            heard.get(timeout=0.3)  # and nothing was said of b
+    finally:
+        stop()
+        listener.close()
+        writer.close()
+
+
 @pytest.mark.postgres
 def test_a_listener_skips_work_its_own_store_announced_but_not_room(
     postgres_url: str, open_store: Callable[[str], Store], make_task: Callable[..., TaskRecord]
@@ -117,13 +158,7 @@ def test_a_listener_skips_work_its_own_store_announced_but_not_room(
     heard: queue.SimpleQueue[str] = queue.SimpleQueue()
     stop = store.listen(heard.put)  # type: ignore[attr-defined]
     try:
-        for attempt in range(50):  # until the listener's connection LISTENs (it connects in its own thread)
-            store.set_queue_limit("warm-up", attempt + 1)  # room notifications reach the sender's listener too
-            try:
-                assert heard.get(timeout=0.1) == "warm-up"
-                break
-            except queue.Empty:
-                continue
+        until_listening(store, heard)
         store.insert_tasks([make_task("mine", queue="reports")])  # its engine already woke its own workers
         store.set_queue_limit("reports", 1)
         got = [heard.get(timeout=5)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,34 @@ def test_insert_many_converts_every_row_and_reports_clashes(tmp_path: Path) -> N
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(things)).scalar() == 2, "the clash rolled back"
     engine.dispose()
+
+
+
+@pytest.fixture
+def pg_engine(pg_url: str) -> Iterator[sa.Engine]:
+    from unified.store.sql import driver_url
+
+    engine = sa.create_engine(driver_url(pg_url))
+    metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_commit_with_sends_the_writes_and_the_commit_together_on_postgres(pg_engine: sa.Engine) -> None:
+    direct = DirectStatements(pg_engine.dialect)
+    with pg_engine.begin() as conn:
+        conn.execute(sa.insert(things), [{"id": "a", "size": 1.0, "done": False}])
+        direct.commit_with(conn, [(GROW, [{"_id": "a", "_by": 2}]), (SET_DONE, [{"_id": "a", "_done": True}])])
+        assert conn.connection.driver_connection.info.transaction_status == 0, "the transaction ended there"
+    with pg_engine.connect() as conn:
+        assert tuple(conn.execute(sa.select(things)).one()) == ("a", 3.0, True)
+
+
+def test_a_failed_write_sent_with_the_commit_keeps_nothing_of_the_transaction(pg_engine: sa.Engine) -> None:
+    direct = DirectStatements(pg_engine.dialect)
+    clash = (sa.insert(things), [{"id": "a", "size": 0.0, "done": False}])
+    with pytest.raises(sa.exc.IntegrityError), pg_engine.begin() as conn:
+        conn.execute(sa.insert(things), [{"id": "a", "size": 1.0, "done": False}])
+        direct.commit_with(conn, [(GROW, [{"_id": "a", "_by": 1}]), clash])
+    with pg_engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(things)).scalar() == 0

@@ -42,6 +42,7 @@ from unified.store.schema import (
     LOGS,
     LOGS_OF,
     NEXT_NOT_BEFORE,
+    NOTIFY,
     RUN_PROGRESS,
     RUNS,
     TASK_WITH_ATTEMPTS,
@@ -207,14 +208,30 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords):
             return
         with self._wrap_errors(), self._write_connection() as conn:
             local.conn, local.depth = conn, 0
-            local.wakeups = Wakeups()
+            local.wakeups, local.deferred = Wakeups(), []
             try:
                 with conn.begin():
                     yield conn
                     if self._notifies:
-                        local.wakeups.send(conn)
+                        self._commit_pipelined(conn, local.deferred, local.wakeups)
             finally:
                 local.conn = None
+
+    def _commit_pipelined(self, conn: sa.Connection, deferred: list[Any], wakeups: Wakeups) -> None:
+        """PostgreSQL: the deferred writes, the NOTIFY of the transaction's wake-ups and its COMMIT in one round trip
+        (SQLAlchemy's commit then has nothing left to do). A transaction with neither commits as usual."""
+        if (notify := wakeups.notify()) is not None:
+            deferred.append((NOTIFY, [notify]))
+        if deferred:
+            self._direct.commit_with(conn, deferred)
+
+    def _write_later(self, conn: sa.Connection, statement: sa.Executable, rows: list[dict[str, Any]]) -> None:
+        """A write whose outcome nobody reads in the transaction: on PostgreSQL it waits to go with the COMMIT (one
+        round trip for all of them), elsewhere it runs now."""
+        if self._notifies:
+            self._local.deferred.append((statement, rows))
+        else:
+            self._direct.update_many(conn, statement, rows)
 
     def _wake(
         self,

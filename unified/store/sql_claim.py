@@ -42,6 +42,7 @@ class SqlClaims:
     """SqlStore's claim and lease verbs (mixed in; they use the store's transactions and direct statements)."""
 
     _notifies: bool
+    _local: Any
     _direct: DirectStatements
     _tx: Any
     _wrap_errors: Any
@@ -77,6 +78,8 @@ class SqlClaims:
             if not rows:
                 rows, recorded = _claim_limited(conn, names, params), False
             claimed = _sorted_records(rows)
+            if self._notifies and claimed:  # made claimable and taken in one transaction: nothing to announce
+                self._local.wakeups.claimable.difference_update(t.id for t in claimed)
             if claimed and not recorded:
                 starts = [AttemptRecord(t.id, t.attempts, "running", now, worker=worker) for t in claimed]
                 # no savepoint: the claim fails as a whole if this fails

@@ -104,6 +104,30 @@ class DirectStatements:
             return
         self._run(conn, compiled, rows, many=True).close()
 
+    def commit_with(self, conn: sa.Connection, writes: list[tuple[sa.Executable, list[dict[str, Any]]]]) -> None:
+        """Run ``writes`` (statements whose results nobody reads, each with its parameter sets) and COMMIT the
+        transaction, in one round trip: psycopg's pipeline mode sends them together. The COMMIT is sent as a
+        statement, so the driver knows the transaction has ended and SQLAlchemy's commit that follows finds nothing
+        left to do. An error raises like one of ``_run`` and leaves the transaction failed, for the caller's
+        rollback."""
+        plain = []
+        for stmt, rows in writes:
+            if (compiled := self._compile(stmt)) is None:
+                conn.execute(stmt, rows)  # rendered per call: through SQLAlchemy, before the pipeline
+            else:
+                plain.append((compiled, rows))
+        fairy = conn.connection
+        sql, arguments = "COMMIT", None
+        try:
+            with fairy.driver_connection.pipeline(), fairy.cursor() as cursor:  # type: ignore[union-attr]
+                for compiled, rows in plain:
+                    sql, arguments = compiled.sql, [self._arguments(compiled, row) for row in rows]
+                    cursor.executemany(sql, arguments)
+                sql, arguments = "COMMIT", None
+                cursor.execute(sql)
+        except self._error as exc:
+            raise self._translated(conn, exc, sql, arguments) from exc
+
     def _converters(self, statement: _Statement, description: Any) -> list[Any]:
         """The result processor of each column for the types the driver reported, as SQLAlchemy would pick them."""
         columns = statement.compiled._result_columns
@@ -158,10 +182,14 @@ class DirectStatements:
                 cursor.execute(sql, arguments)
         except self._error as exc:
             cursor.close()
-            lost = self.dialect.is_disconnect(exc, fairy.dbapi_connection, cursor)
-            if lost:
-                conn.invalidate(exc)
-            raise sa.exc.DBAPIError.instance(
-                sql, arguments, exc, self._error, connection_invalidated=lost, dialect=self.dialect
-            ) from exc
+            raise self._translated(conn, exc, sql, arguments, cursor) from exc
         return cursor
+
+    def _translated(self, conn: sa.Connection, exc: Exception, sql: str, arguments: Any, cursor: Any = None) -> Any:
+        """A driver error as SQLAlchemy raises it (a DBAPIError subclass); a lost connection is invalidated."""
+        lost = self.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
+        if lost:
+            conn.invalidate(exc)
+        return sa.exc.DBAPIError.instance(
+            sql, arguments, exc, self._error, connection_invalidated=lost, dialect=self.dialect
+        )

@@ -33,6 +33,7 @@ class SqlOutcomes:
     _tx: Any
     _wrap_errors: Any
     _wake: Any
+    _write_later: Any
 
     def update_tasks(self, moves: list[tuple[str, str | None, int | None, dict[str, Any]]]) -> list[bool]:
         """Compare-and-set several tasks at once; each move is ``(task id, expected state, expected attempt,
@@ -85,7 +86,7 @@ class SqlOutcomes:
 
     def finish_attempts(self, outcomes: list[tuple[str, int, dict[str, Any]]]) -> None:
         """Set the outcome fields of several attempts at once, of those still running: one ``executemany`` per set
-        of changed fields (PostgreSQL sends them in one round trip)."""
+        of changed fields. On PostgreSQL they are sent with the transaction's COMMIT (one round trip for all)."""
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for task_id, number, changes in outcomes:
             values = ATTEMPTS.changes(changes, task_id)
@@ -95,4 +96,4 @@ class SqlOutcomes:
         with self._wrap_errors(), self._tx() as conn:
             for columns, rows in groups.items():
                 statement = update_statement(ATTEMPTS.table, columns, ("task_id", "number", "state"))
-                self._direct.update_many(conn, statement, rows)
+                self._write_later(conn, statement, rows)
