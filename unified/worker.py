@@ -6,7 +6,8 @@ transaction for the lot; none when attempts are long, so slow tasks are not hoar
 take claimed tasks in priority order and execute attempts; finished attempts are applied in batches by whichever
 runner finds no other one doing it (one transaction for all outcomes that arrived meanwhile: group commit),
 claiming for the free runners in that same transaction. A heartbeat thread renews the leases of everything the
-pool holds and takes back expired leases of dead workers; a task whose lease is taken away is told to stop. ``run_once`` and ``run_until_idle`` drain the queue in the calling thread instead.
+pool holds and takes back expired leases of dead workers; a task whose lease is taken away is told to stop.
+``run_once`` and ``run_until_idle`` drain the queue in the calling thread instead.
 
 The dispatcher sleeps when nothing is claimable. It wakes when this process makes work ready (``Engine.on_ready``),
 when a store that can notify (PostgreSQL's LISTEN/NOTIFY, ``store.listen``) says another process did, and otherwise
