@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from unified.errors import StoreError, ValidationError
+from unified.store.base import TaskRecord
+from unified.store.schema import tasks, update_statement
 from unified.store.sql import SqlStore, driver_url
 from unified.store.sqlite import SqliteStore
 
@@ -75,3 +78,21 @@ def test_unusable_sqlite_file_raises_store_error(tmp_path: Path) -> None:
     (tmp_path / "dir.db").mkdir()
     with pytest.raises(StoreError, match="could not be used"):
         SqliteStore(f"sqlite:///{tmp_path}/dir.db")
+
+
+@pytest.mark.postgres
+def test_a_compare_and_set_finds_its_task_by_id_on_a_table_without_statistics(
+    postgres_url: str, make_task: Callable[..., TaskRecord]
+) -> None:
+    store = SqlStore(postgres_url)
+    try:
+        store.insert_tasks([make_task(f"t{i}", state="pending") for i in range(1000)])  # never analysed
+        statement = update_statement(tasks, ("state",), ("id", "state"))
+        with store._tx() as conn:
+            compiled = statement.compile(dialect=conn.dialect)
+            params = compiled.construct_params({"_w_id": "t7", "_w_state": "pending", "_v_state": "queued"})
+            plan = "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + compiled.string, params))
+        assert "uq_tasks_id" in plan, f"one row by its unique id, not a scan of every pending task:\n{plan}"
+        assert store.update_task("t7", "pending", state="queued") and not store.update_task("t8", "queued")
+    finally:
+        store.close()

@@ -482,7 +482,15 @@ LOGS_OF = LOGS.select.where(logs.c.task_id == sa.bindparam("_id")).order_by(logs
 
 
 def _matching(table: sa.Table, conditions: tuple[str, ...]) -> list[sa.ColumnElement[bool]]:
-    return [table.c[name] == sa.bindparam(f"_w_{name}") for name in conditions]
+    """A key column compares with ``=``; the others (the state or attempt a compare-and-set expects) with
+    ``IS NOT DISTINCT FROM``, the same for these non-null values but served by no index. Without statistics (a new
+    table, or a burst since the last ANALYZE) PostgreSQL's planner ties the key's unique index with the index on state
+    (or a partial index on one state) and may pick the latter: every dependant released then scanned all pending tasks
+    (0.12 ms instead of 0.02 per update with 1,000 of them, growing with the workflow)."""
+    return [
+        column == value if column.primary_key or column.unique else column.is_not_distinct_from(value)
+        for column, value in ((table.c[name], sa.bindparam(f"_w_{name}")) for name in conditions)
+    ]
 
 
 @functools.lru_cache(maxsize=256)
