@@ -117,16 +117,15 @@ class DirectStatements:
             else:
                 plain.append((compiled, rows))
         fairy = conn.connection
-        sql, arguments = "COMMIT", None
+        sent = [(compiled.sql, [self._arguments(compiled, row) for row in rows]) for compiled, rows in plain]
         try:
             with fairy.driver_connection.pipeline(), fairy.cursor() as cursor:  # type: ignore[union-attr]
-                for compiled, rows in plain:
-                    sql, arguments = compiled.sql, [self._arguments(compiled, row) for row in rows]
+                for sql, arguments in sent:
                     cursor.executemany(sql, arguments)
-                sql, arguments = "COMMIT", None
-                cursor.execute(sql)
-        except self._error as exc:
-            raise self._translated(conn, exc, sql, arguments) from exc
+                cursor.execute("COMMIT")
+        except self._error as exc:  # raised once the server answered: any of them may have failed
+            statements = "; ".join([sql for sql, _ in sent] + ["COMMIT"])
+            raise self._translated(conn, exc, statements, [arguments for _, arguments in sent]) from exc
 
     def _converters(self, statement: _Statement, description: Any) -> list[Any]:
         """The result processor of each column for the types the driver reported, as SQLAlchemy would pick them."""
