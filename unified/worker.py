@@ -253,18 +253,13 @@ class WorkerPool:
             self._signals = 0
 
     def _run_loop(self) -> None:
-        # A store without commits (memory) gains nothing from group commit: the runner applies its own outcome.
-        # Otherwise the outcome joins the report queue and the runner applies the queue itself unless another
-        # runner is doing so (that one takes it into its batch): no hand-off to a reporter thread and back.
-        direct = self.engine.store.keeps_objects
+        # The outcome joins the report queue and the runner applies the queue itself unless another runner is doing
+        # so (that one takes it into its batch, and this one goes on to its next task instead of waiting for a lock)
         while (record := self._next_claimed()) is not None:
             started = time.perf_counter()
             if (report := self._attempt(record)) is not None:
-                if direct:
-                    self._apply([report], by_runner=True)
-                else:
-                    self._reports.put(report)
-                    self._lead_reports()
+                self._reports.put(report)
+                self._lead_reports()
             took = time.perf_counter() - started
             with self._lock:
                 self._mean_attempt = took if not self._mean_attempt else 0.9 * self._mean_attempt + 0.1 * took

@@ -184,3 +184,34 @@ def test_a_batch_on_sqlite_is_claimed_once_at_commit_for_the_idle_runners(
         gate.set()
         tm.wait_all(ids, timeout=10)
     assert in_batch == 2, "the two idle runners' tasks, not one claim per queued task (which took all 50)"
+
+
+def test_an_outcome_queued_while_another_runner_reports_is_applied_by_that_runner() -> None:
+    store = MemoryStore()
+    engine = Engine(store)
+    engine.submit([Task(task_id="t", func=lambda: 42)])
+    pool = WorkerPool(engine, max_workers=1)
+    assert pool._reporting.acquire(), "as if another runner were applying outcomes"
+    pool.start()
+    try:
+        deadline = time.monotonic() + 5
+        while pool._reports.empty() or pool._busy:  # queued, and the runner went on without waiting for the lead
+            assert time.monotonic() < deadline, "the runner never left its outcome to the leader"
+            time.sleep(0.005)
+        assert store.get_task("t").state == "running", "not applied by the runner that did not lead"
+    finally:
+        pool._reporting.release()
+    pool._lead_reports()  # the leader looks at the queue again once it lets go of the lead
+    assert store.get_task("t").state == "success" and store.get_task("t").result == 42
+    pool.stop()
+
+
+def test_outcomes_of_runners_finishing_together_are_all_applied() -> None:
+    store = MemoryStore()
+    engine = Engine(store)
+    together = threading.Barrier(4)
+    engine.submit([Task(task_id=f"t{i}", func=lambda: together.wait(5)) for i in range(200)])
+    with TaskManager(store=store, engine=engine, max_workers=4) as tm:
+        records = tm.wait_all([f"t{i}" for i in range(200)], timeout=10)
+    assert [r["state"] for r in records] == ["success"] * 200
+    assert store.count_tasks_by_state() == {"success": 200}
