@@ -6,10 +6,10 @@ import contextlib
 import importlib
 import json
 import math
+import os
 import random
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Callable
 from datetime import datetime
@@ -75,9 +75,25 @@ class FakeClock:
             self._callbacks.append(callback)
 
 
+def copy_data(value: Any) -> Any:
+    """A deep copy of nested dicts, lists and tuples; anything else inside is shared, not copied (JSON values are
+    immutable). Several times faster than ``copy.deepcopy``, which memoises every object it meets: a 2,000-task
+    workflow's specs took it 25 ms per copy."""
+    if isinstance(value, dict):
+        return {key: copy_data(item) if isinstance(item, _NESTED) else item for key, item in value.items()}
+    if isinstance(value, list):
+        return [copy_data(item) if isinstance(item, _NESTED) else item for item in value]
+    if isinstance(value, tuple):
+        return tuple(copy_data(item) if isinstance(item, _NESTED) else item for item in value)
+    return value
+
+
+_NESTED = (dict, list, tuple)  # what copy_data copies; checked before the call, which costs more than the check
+
+
 def new_id() -> str:
-    """A fresh random id: 32 hex characters."""
-    return uuid.uuid4().hex
+    """A fresh random id: 32 hex characters (128 random bits: uuid4's source, without building a UUID)."""
+    return os.urandom(16).hex()
 
 
 _ISO_SECONDS: dict[int, str] = {}  # whole seconds already formatted: task timestamps cluster in few seconds

@@ -415,6 +415,21 @@ def test_versions_are_unique_and_ordered(store: Store) -> None:
         store.get_version("w", 3)
 
 
+def test_changing_a_workflow_or_version_read_back_leaves_the_stored_one_alone(store: Store) -> None:
+    specs = [{"task_id": "t", "dependencies": ["u"], "kwargs": {"n": [1, 2]}}]
+    draft = workflow("w", NOW, tasks=specs)
+    store.put_workflow(draft)
+    store.add_version(VersionRecord("w", 1, "h1", specs, NOW))
+    specs[0]["kwargs"]["n"].append(3)  # the caller's own objects, after they were stored
+    for read in (store.get_workflow("w"), store.list_workflows()[0], store.get_version("w", 1)):
+        assert read.tasks == [{"task_id": "t", "dependencies": ["u"], "kwargs": {"n": [1, 2]}}]
+        read.tasks[0]["dependencies"].append("v")
+        read.tasks.append({"task_id": "x"})
+    assert store.get_workflow("w").tasks == store.list_versions("w")[0].tasks == [
+        {"task_id": "t", "dependencies": ["u"], "kwargs": {"n": [1, 2]}}
+    ]
+
+
 # runs
 def test_runs_insert_get_list_update(store: Store) -> None:
     runs = [

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import heapq
 import itertools
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 from unified.errors import DuplicateTaskError, NotFoundError, ValidationError
 from unified.store.base import (
@@ -23,6 +24,14 @@ from unified.store.base import (
     WorkflowRecord,
 )
 from unified.store.memory_admin import MemoryAdminRecords
+from unified.utils import copy_data
+
+_Graph = TypeVar("_Graph", WorkflowRecord, VersionRecord)
+
+
+def _with_own_tasks(record: _Graph) -> _Graph:
+    """A copy of a workflow or version whose task specs the caller may change without changing the store's."""
+    return dataclasses.replace(record, tasks=copy_data(record.tasks))
 
 
 def _missing(kind: str, key: str) -> NotFoundError:
@@ -89,19 +98,19 @@ class MemoryStore(MemoryAdminRecords):
     def put_workflow(self, workflow: WorkflowRecord) -> None:
         """Insert or replace a workflow."""
         with self._lock:
-            self._workflows[workflow.workflow_id] = copy.deepcopy(workflow)
+            self._workflows[workflow.workflow_id] = _with_own_tasks(workflow)
 
     def get_workflow(self, workflow_id: str) -> WorkflowRecord:
         """The workflow with this id."""
         with self._lock:
             if workflow_id not in self._workflows:
                 raise _missing("workflow", workflow_id)
-            return copy.deepcopy(self._workflows[workflow_id])
+            return _with_own_tasks(self._workflows[workflow_id])
 
     def list_workflows(self) -> list[WorkflowRecord]:
         """Every workflow, oldest first."""
         with self._lock:
-            return [copy.deepcopy(w) for w in sorted(self._workflows.values(), key=lambda w: w.created_at)]
+            return [_with_own_tasks(w) for w in sorted(self._workflows.values(), key=lambda w: w.created_at)]
 
     def delete_workflow(self, workflow_id: str) -> None:
         """Remove a workflow and its versions."""
@@ -116,20 +125,20 @@ class MemoryStore(MemoryAdminRecords):
             versions = self._versions[version.workflow_id]
             if any(v.number == version.number for v in versions):
                 raise DuplicateTaskError(f"workflow {version.workflow_id!r} already has version {version.number}")
-            versions.append(copy.deepcopy(version))
+            versions.append(_with_own_tasks(version))
 
     def get_version(self, workflow_id: str, number: int) -> VersionRecord:
         """One version of a workflow."""
         with self._lock:
             for version in self._versions.get(workflow_id, ()):
                 if version.number == number:
-                    return copy.deepcopy(version)
+                    return _with_own_tasks(version)
             raise NotFoundError(f"workflow {workflow_id!r} has no version {number}: list_versions shows them")
 
     def list_versions(self, workflow_id: str) -> list[VersionRecord]:
         """Every version of a workflow, by number."""
         with self._lock:
-            return [copy.deepcopy(v) for v in sorted(self._versions.get(workflow_id, ()), key=lambda v: v.number)]
+            return [_with_own_tasks(v) for v in sorted(self._versions.get(workflow_id, ()), key=lambda v: v.number)]
 
     # runs
     def insert_run(self, run: RunRecord) -> None:
