@@ -311,8 +311,11 @@ class Engine(Interventions):
 
     def _new_record(self, task: Task, run_id: str | None, now: float, existing: dict[str, TaskRecord]) -> TaskRecord:
         spec = self.functions.register(task)
-        if not self.store.keeps_objects:
-            to_json(spec, f"the arguments of task {task.task_id!r}")
+        if not self.store.keeps_objects:  # the user's values of the spec (the rest Task validated), empty ones skipped
+            for what, value in (("arguments", spec["args"]), ("keyword arguments", spec["kwargs"]),
+                                ("metadata", spec["metadata"])):  # fmt: skip
+                if value:
+                    to_json(value, f"the {what} of task {task.task_id!r}")
         state, reason, queued_at = "queued", None, now
         bad = [existing[d] for d in task.dependencies if d in existing and existing[d].state in BAD_STATES]
         if bad:

@@ -55,12 +55,17 @@ def test_a_result_that_is_not_json_fails_the_task_clearly(tmp_path: Path) -> Non
     assert meta["error"]["type"] == "SerializationError" and "JSON" in meta["error"]["message"]
 
 
-def test_arguments_that_are_not_json_are_refused_at_queue_time(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("options", "what"),
+    [({"args": (object(), 1)}, "arguments"), ({"kwargs": {"b": {1, 2}}, "args": (1,)}, "keyword arguments"),
+     ({"args": (1, 2), "metadata": {"owner": object()}}, "metadata")],
+)  # fmt: skip
+def test_arguments_that_are_not_json_are_refused_at_queue_time(tmp_path: Path, options: dict, what: str) -> None:
     from unified.errors import SerializationError
 
     with TaskManager(store=f"sqlite:///{tmp_path}/u.db", max_workers=0) as tm:
-        with pytest.raises(SerializationError, match="not JSON-serialisable"):
-            tm.queue_task("tests.helpers.tasks:add", args=(object(), 1))
+        with pytest.raises(SerializationError, match=f"the {what} of task .* not JSON-serialisable"):
+            tm.queue_task("tests.helpers.tasks:add", **options)
         assert tm.list_tasks() == []
 
 

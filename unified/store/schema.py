@@ -381,6 +381,10 @@ def _picked(where: sa.ColumnElement[bool] | None) -> sa.Select[Any]:
 
 FIRST_EXISTING_TASK = sa.select(tasks.c.id).where(tasks.c.id.in_(sa.bindparam("_ids", expanding=True))).limit(1)
 INSERT_TASKS = sa.insert(tasks).returning(tasks.c.id, tasks.c.seq)
+INSERT_TASK_ROWS = sa.insert(tasks)  # SQLite's executemany, which returns nothing: seqs are read after (SEQS_ABOVE)
+LAST_SEQ = sa.select(sa.func.max(tasks.c.seq))
+SEQS_ABOVE = sa.select(tasks.c.id, tasks.c.seq).where(tasks.c.seq > sa.bindparam("_seq"))
+INSERT_DEPS = sa.insert(task_deps)
 IN_QUEUES = tasks.c.queue.in_(sa.bindparam("_queues", expanding=True))
 # the claim when no queue served has a limit, checked in the same statement: one round trip instead of two
 ANY_LIMIT = sa.exists().where(queue_limits.c.queue.is_not(None))

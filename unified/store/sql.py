@@ -37,6 +37,7 @@ from unified.store.schema import (
     CHUNK,
     DEPENDANTS,
     FIRST_EXISTING_TASK,
+    INSERT_DEPS,
     INSERT_TASKS,
     LOCK_RUN,
     LOGS,
@@ -434,9 +435,9 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords):
                 if clash is not None:
                     raise DuplicateTaskError(f"a task with id {clash!r} already exists: choose another task_id")
             try:
-                seqs = dict(conn.execute(INSERT_TASKS, rows).all())
+                seqs = self._insert_task_rows(conn, rows)
                 if deps:
-                    conn.execute(sa.insert(task_deps), deps)
+                    self._direct.insert_many(conn, INSERT_DEPS, deps)
                 self._wake(queues=(r.queue for r in records if r.state in CLAIMABLE_STATES))
             except sa.exc.IntegrityError as exc:  # a concurrent insert of the same id
                 if len(ids) == 1:
@@ -444,6 +445,10 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords):
                 raise DuplicateTaskError(f"a task id among {ids[:3]}... already exists: choose others") from exc
         for record in records:
             record.seq = seqs[record.id]
+
+    def _insert_task_rows(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> dict[str, int]:
+        """Insert task rows (their ids checked free); the seq given to each, by id."""
+        return dict(self._direct.insert_returning(conn, INSERT_TASKS, rows))
 
     def _insert_one_task(self, record: TaskRecord, row: dict[str, Any]) -> None:
         """One task without dependencies, as one statement that skips a clashing id instead of failing: nothing

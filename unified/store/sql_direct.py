@@ -75,10 +75,29 @@ class DirectStatements:
             return list(conn.execute(stmt, params))
         cursor = self._run(conn, compiled, params)
         try:
-            rows = cursor.fetchall()
-            converters = compiled.converters or self._converters(compiled, cursor.description)
+            return self._converted(compiled, cursor, cursor.fetchall())
         finally:
             cursor.close()
+
+    def insert_returning(self, conn: sa.Connection, stmt: sa.Insert, rows: list[dict[str, Any]]) -> list[Any]:
+        """Run an INSERT ... RETURNING of ``rows`` (each with the keys of the first); the row each returned, in order.
+        psycopg sends them all at once (``executemany`` returning each result: one round trip); elsewhere they go
+        through SQLAlchemy (SQLite's executemany cannot return rows)."""
+        compiled = self._compile(stmt, tuple(rows[0]))
+        if compiled is None or self.dialect.driver != "psycopg":
+            return [tuple(row) for row in conn.execute(stmt, rows)]
+        cursor = self._run(conn, compiled, rows, many=True, returning=True)
+        found: list[Any] = []
+        try:
+            while True:
+                found.extend(self._converted(compiled, cursor, cursor.fetchall()))
+                if not cursor.nextset():
+                    return found
+        finally:
+            cursor.close()
+
+    def _converted(self, statement: _Statement, cursor: Any, rows: list[Any]) -> list[Any]:
+        converters = statement.converters or self._converters(statement, cursor.description)
         if not any(converters):
             return rows
         return [

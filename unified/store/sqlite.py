@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 
 from unified.errors import StoreError, ValidationError
+from unified.store.schema import INSERT_TASK_ROWS, LAST_SEQ, SEQS_ABOVE
 from unified.store.sql import READ_ONLY, SqlStore
 
 BUSY_TIMEOUT_MS = 30_000
@@ -105,6 +106,14 @@ class SqliteStore(SqlStore):
             yield conn
         finally:
             self._writer.release()
+
+    def _insert_task_rows(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> dict[str, int]:
+        """One ``executemany`` (SQLite's cannot return rows), then the seqs read back: every seq above the largest
+        before the insert is one of these rows, since this transaction holds the only write turn and AUTOINCREMENT
+        never hands out a seq twice. About three times faster than SQLAlchemy's INSERT ... RETURNING batches."""
+        before = conn.execute(LAST_SEQ).scalar() or 0
+        self._direct.insert_many(conn, INSERT_TASK_ROWS, rows)
+        return dict(self._direct.rows(conn, SEQS_ABOVE, {"_seq": before}))
 
     def close(self) -> None:
         """Release the write connection and the pooled ones."""
