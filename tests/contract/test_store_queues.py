@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import queue
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -78,14 +79,25 @@ def test_stores_that_cannot_notify_say_so(kind: str, tmp_path: Path, open_store:
     store.close()
 
 
+@contextmanager
+def listening(url: str, open_store: Callable[[str], Store]) -> Iterator[tuple[Store, queue.SimpleQueue[str]]]:
+    """A writing store, and what a listener on a second store of ``url`` hears (stopped and closed afterwards)."""
+    listener, writer = open_store(url), open_store(url)
+    heard: queue.SimpleQueue[str] = queue.SimpleQueue()
+    stop = listener.listen(heard.put)  # type: ignore[attr-defined]
+    try:
+        yield writer, heard
+    finally:
+        stop()
+        listener.close()
+        writer.close()
+
+
 @pytest.mark.postgres
 def test_postgres_notifies_listeners_when_work_becomes_claimable(
     postgres_url: str, open_store: Callable[[str], Store], make_task: Callable[..., TaskRecord]
 ) -> None:
-    listener, writer = open_store(postgres_url), open_store(postgres_url)
-    heard: queue.SimpleQueue[str] = queue.SimpleQueue()
-    stop = listener.listen(heard.put)  # type: ignore[attr-defined]
-    try:
+    with listening(postgres_url, open_store) as (writer, heard):
         writer.insert_tasks([make_task("p", state="pending")])
         writer.insert_tasks([make_task("q1", queue="reports"), make_task("q2", queue="reports")])
         assert heard.get(timeout=5) == "reports", "one notification per queue and transaction"
@@ -103,10 +115,6 @@ def test_postgres_notifies_listeners_when_work_becomes_claimable(
         writer.claim_tasks("w", NOW, 60.0, limit=1, queues=["reports"])
         writer.update_task("q2", "running", 1, state="success")
         assert heard.get(timeout=5) == "reports", "a task of a limited queue stopped running: room for another"
-    finally:
-        stop()
-        listener.close()
-        writer.close()
 
 
 def until_listening(writer: Store, heard: queue.SimpleQueue[str]) -> None:
@@ -127,10 +135,7 @@ def until_listening(writer: Store, heard: queue.SimpleQueue[str]) -> None:
 def test_work_made_claimable_and_claimed_in_one_transaction_is_not_announced(
     postgres_url: str, open_store: Callable[[str], Store], make_task: Callable[..., TaskRecord]
 ) -> None:
-    listener, writer = open_store(postgres_url), open_store(postgres_url)
-    heard: queue.SimpleQueue[str] = queue.SimpleQueue()
-    stop = listener.listen(heard.put)  # type: ignore[attr-defined]
-    try:
+    with listening(postgres_url, open_store) as (writer, heard):
         until_listening(writer, heard)
         writer.insert_tasks([make_task(n, state="pending", queue="chain") for n in ("a", "b", "c")])
         writer.update_task("a", "pending", state="queued")
@@ -144,10 +149,6 @@ def test_work_made_claimable_and_claimed_in_one_transaction_is_not_announced(
         assert heard.get(timeout=5) == "chain", "c is still claimable"
         with pytest.raises(queue.Empty):
             heard.get(timeout=0.3)  # and nothing was said of b
-    finally:
-        stop()
-        listener.close()
-        writer.close()
 
 
 @pytest.mark.postgres
