@@ -77,8 +77,8 @@ class FakeClock:
 
 def copy_data(value: Any) -> Any:
     """A deep copy of nested dicts, lists and tuples; anything else inside is shared, not copied (JSON values are
-    immutable). Several times faster than ``copy.deepcopy``, which memoises every object it meets: a 2,000-task
-    workflow's specs took it 25 ms per copy."""
+    immutable). About twice as fast as ``copy.deepcopy``, which memoises every object it meets: a 2,000-task
+    workflow's specs took it 18 ms per copy, this 9."""
     if isinstance(value, dict):
         return {key: copy_data(item) if isinstance(item, _NESTED) else item for key, item in value.items()}
     if isinstance(value, list):

@@ -104,7 +104,7 @@ class WorkerPool:
         self._reports: queue.SimpleQueue[Report | None] = queue.SimpleQueue()
         # a commit that waits on I/O (a sync, round trips) is better waited for by a thread of its own: measured, W3
         # ran 9% faster on SQLite with a reporter thread than with runners taking turns; the memory store has no
-        # such wait, and there runners taking turns made W4 55% faster than a reporter thread
+        # such wait, and there runners taking turns made W4 55% faster than each applying its own outcome
         self._reporter = not engine.store.keeps_objects
         self._reporting = threading.Lock()  # held by the runner that applies the queued outcomes (no reporter)
         self._stopping = threading.Event()
