@@ -76,8 +76,8 @@ class FakeClock:
 
 
 def copy_data(value: Any) -> Any:
-    """A deep copy of nested dicts, lists and tuples; anything else inside is shared, not copied (JSON values are
-    immutable). About twice as fast as ``copy.deepcopy``, which memoises every object it meets: a 2,000-task
+    """A deep copy of nested dicts, lists, tuples and sets; anything else inside is shared, not copied (JSON values
+    are immutable). About twice as fast as ``copy.deepcopy``, which memoises every object it meets: a 2,000-task
     workflow's specs took it 18 ms per copy, this 9."""
     if isinstance(value, dict):
         return {key: copy_data(item) if isinstance(item, _NESTED) else item for key, item in value.items()}
@@ -85,10 +85,12 @@ def copy_data(value: Any) -> Any:
         return [copy_data(item) if isinstance(item, _NESTED) else item for item in value]
     if isinstance(value, tuple):
         return tuple(copy_data(item) if isinstance(item, _NESTED) else item for item in value)
+    if isinstance(value, set):
+        return set(value)  # its members are hashable: immutable in practice
     return value
 
 
-_NESTED = (dict, list, tuple)  # what copy_data copies; checked before the call, which costs more than the check
+_NESTED = (dict, list, tuple, set)  # what copy_data copies; checked before the call, which costs more than the check
 
 
 # Ids come from a generator of this module's own, seeded from os.urandom (again in a forked child). Not os.urandom

@@ -1,0 +1,17 @@
+"""copy_data: the memory store's copy of workflow and version specs."""
+
+from __future__ import annotations
+
+from unified.utils import copy_data
+
+
+def test_nested_containers_are_copied_and_other_values_shared() -> None:
+    marker = object()
+    value = {"args": [1, {"seen": {1, 2}}], "pair": (1, [2]), "other": marker}
+    copied = copy_data(value)
+    assert copied == value
+    copied["args"][1]["seen"].add(3)
+    copied["pair"][1].append(9)
+    copied["args"].append("x")
+    assert value == {"args": [1, {"seen": {1, 2}}], "pair": (1, [2]), "other": marker}
+    assert copied["other"] is marker, "objects other than containers are shared, as their owner gave them"
