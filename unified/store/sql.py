@@ -228,7 +228,8 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords):
 
     def _write_later(self, conn: sa.Connection, statement: sa.Executable, rows: list[dict[str, Any]]) -> None:
         """A write whose outcome nobody reads in the transaction: on PostgreSQL it waits to go with the COMMIT (one
-        round trip for all of them), elsewhere it runs now."""
+        round trip for all of them), elsewhere it runs now. A savepoint rolled back meanwhile does not take it back,
+        so it is for writes made outside any savepoint (the engine's ``_before_commit``)."""
         if self._notifies:
             self._local.deferred.append((statement, rows))
         else:
