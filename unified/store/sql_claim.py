@@ -78,8 +78,8 @@ class SqlClaims:
             if not rows:
                 rows, recorded = _claim_limited(conn, names, params), False
             claimed = _sorted_records(rows)
-            if self._notifies and claimed:  # made claimable and taken in one transaction: nothing to announce
-                self._local.wakeups.claimable.difference_update(t.id for t in claimed)
+            if self._notifies and claimed:
+                self._local.wakeups.taken([t.id for t in claimed])
             if claimed and not recorded:
                 starts = [AttemptRecord(t.id, t.attempts, "running", now, worker=worker) for t in claimed]
                 # no savepoint: the claim fails as a whole if this fails

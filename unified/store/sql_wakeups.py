@@ -19,6 +19,10 @@ class Wakeups:
     room: set[str] = field(default_factory=set)  # ids of tasks that stopped running (room in a limited queue)
     limits: set[str] = field(default_factory=set)  # queues whose limit changed
 
+    def taken(self, task_ids: list[str]) -> None:
+        """These tasks were claimed by the same transaction that made them claimable: nothing to announce of them."""
+        self.claimable.difference_update(task_ids)
+
     def notify(self) -> dict[str, list[str]] | None:
         """The parameters of the one NOTIFY statement that announces them all (None when there is nothing to say)."""
         if not (self.queues or self.claimable or self.room or self.limits):
