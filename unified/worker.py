@@ -133,7 +133,11 @@ class WorkerPool:
     def _heard(self, queue_name: str) -> None:
         """A notification from another process: work of ``queue_name`` ("" for any) may be claimable."""
         if not queue_name or self.queues is None or queue_name in self.queues:
-            self.wake(1)
+            with self._lock:
+                # the balance may be negative from claims of work this process never announced (another process
+                # queued it); that says nothing of the work this notification is about
+                self._signals = max(self._signals, 0) + 1
+                self._ready.notify()
 
     @staticmethod
     def _thread(target: Any, name: str) -> threading.Thread:

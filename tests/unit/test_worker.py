@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.workers import wait_until
 from unified.engine import Engine
 from unified.errors import StoreError
 from unified.store.memory import MemoryStore
@@ -215,3 +216,20 @@ def test_outcomes_of_runners_finishing_together_are_all_applied() -> None:
         records = tm.wait_all([f"t{i}" for i in range(200)], timeout=10)
     assert [r["state"] for r in records] == ["success"] * 200
     assert store.count_tasks_by_state() == {"success": 200}
+
+
+def test_a_notification_wakes_a_pool_that_claimed_more_than_it_was_told_of() -> None:
+    """A pool's reporting transactions claim work another process queued; a later notification still wakes it."""
+    store = MemoryStore()
+    other_process = Engine(store)  # its submissions reach the pool only through notifications
+    pool = WorkerPool(Engine(store), max_workers=2, poll_seconds=60.0)
+    pool.start()
+    try:
+        other_process.submit([Task(task_id=f"burst{i}", func=time.sleep, args=(0.02,)) for i in range(12)])
+        pool._heard("")  # as the store's listener would: the runners' reports claim most of the burst
+        wait_until(lambda: store.count_tasks_by_state() == {"success": 12}, 10, "the burst to run")
+        other_process.submit([Task(task_id="later", func="tests.helpers.tasks:add", args=(1, 2))])
+        pool._heard("")
+        wait_until(lambda: store.get_task("later").state == "success", 5, "the later task to run (not at the poll)")
+    finally:
+        pool.stop()
