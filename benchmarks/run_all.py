@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import startup  # noqa: E402
+from benchmarks import calibrate, startup  # noqa: E402
 from benchmarks.postgres_workers import fresh_schema  # noqa: E402
 
 WORKLOADS = {  # name: (function, tasks at scale 1, unit)
@@ -147,9 +147,12 @@ def main() -> int:
         f"{platform.python_version()}, {os.cpu_count()} CPUs; medians of {args.repeat} runs, each in a fresh "
         "process; timed from the first queue call to the last result (process start and imports excluded)\n"
     )
-    print("| workload | store | tasks | median | ms/task | peak RSS MB |\n| --- | --- | ---: | ---: | ---: | ---: |")
     rows, found = [], {}
     with tempfile.TemporaryDirectory() as workdir:
+        postgres_url = os.environ.get("UNIFIED_BENCH_POSTGRES_URL") if "postgres" in stores else None
+        speed = calibrate.machine_speed(workdir, postgres_url)
+        print(calibrate.describe(speed) + "\n")
+        print("| workload | store | tasks | median | ms/task | peak RSS MB |\n| --- | --- | ---: | ---: | ---: | ---: |")
         for name in [w for w in args.only.split(",") if w in WORKLOADS]:
             for store in stores:
                 if name in ("W5", "W5b") and store == "memory":
@@ -160,7 +163,7 @@ def main() -> int:
     results = ROOT / "benchmarks" / "results"
     results.mkdir(exist_ok=True)
     meta = {"date": time.strftime("%Y-%m-%d"), "python": platform.python_version(), "machine": platform.machine(),
-            "cpus": os.cpu_count(), "repeat": args.repeat}  # fmt: skip
+            "cpus": os.cpu_count(), "repeat": args.repeat, "speed": speed}  # fmt: skip
     path = results / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps({"meta": meta, "rows": rows, **found}, indent=2))
     print(f"\nwritten {path.relative_to(ROOT)}")
