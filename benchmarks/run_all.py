@@ -152,7 +152,8 @@ def main() -> int:
         postgres_url = os.environ.get("UNIFIED_BENCH_POSTGRES_URL") if "postgres" in stores else None
         speed = calibrate.machine_speed(workdir, postgres_url)
         print(calibrate.describe(speed) + "\n")
-        print("| workload | store | tasks | median | ms/task | peak RSS MB |\n| --- | --- | ---: | ---: | ---: | ---: |")
+        print("| workload | store | tasks | median | ms/task | peak RSS MB |")
+        print("| --- | --- | ---: | ---: | ---: | ---: |")
         for name in [w for w in args.only.split(",") if w in WORKLOADS]:
             for store in stores:
                 if name in ("W5", "W5b") and store == "memory":
