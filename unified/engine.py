@@ -282,7 +282,8 @@ class Engine(Interventions):
             task = next(t for t in tasks if missing & set(t.dependencies))
             dep = sorted(missing & set(task.dependencies))[0]
             raise UnknownDependencyError(f"task {task.task_id!r} depends on {dep!r}, which is not in {scope}")
-        validate_graph({t.task_id: t.dependencies for t in tasks}, existing=existing, scope=scope)  # type: ignore[misc]
+        if any(t.dependencies for t in tasks):  # without any there is nothing to check (a lone queue_task)
+            validate_graph({t.task_id: t.dependencies for t in tasks}, existing=existing, scope=scope)  # type: ignore[misc]
         records = [self._new_record(t, run_id, now, existing) for t in tasks]
         for record in records:
             record.schedule_id = schedule_id

@@ -252,36 +252,63 @@ class Task:
             target = resolve_import_path(func)
             if not callable(target):
                 raise ValidationError(f"{func!r} names a {type(target).__name__}, not a function")
-            self.func_path: str | None = func
+            func_path: str | None = func
         elif func is not None:
             if not callable(func):
                 raise ValidationError(f"func must be callable or an import path, not {type(func).__name__}")
-            self.func_path = import_path_of(func)
+            func_path = import_path_of(func)
         else:
-            self.func_path = None
-        if isolation == "process" and func is not None and self.func_path is None:
+            func_path = None
+        if isolation == "process" and func is not None and func_path is None:
             raise ValidationError(
                 "isolation='process' needs a function another process can import: define it at module level "
                 "and pass it (or its import path 'pkg.mod:function'), not a lambda or closure"
             )
-        self.retry_on = tuple(retry_on) if isinstance(retry_on, Iterable) else (retry_on,)
-        for exc_type in self.retry_on:
+        retry_on = tuple(retry_on) if isinstance(retry_on, Iterable) else (retry_on,)
+        for exc_type in retry_on:
             if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
                 raise ValidationError(f"retry_on takes exception classes, not {exc_type!r}")
+        retry = RetryPolicy(max_retries, retry_delay_seconds, backoff_factor, max_retry_delay_seconds, jitter)
+        dependencies = (dependencies,) if isinstance(dependencies, str) else dependencies
+        self._fill(task_id, func, func_path, command, args, kwargs, name, dependencies, timeout, retry,
+                   retry_on, int(priority), metadata, isolation, queue, check_sla(sla_seconds))  # fmt: skip
+
+    def _fill(
+        self,
+        task_id: str | None,
+        func: Callable[..., Any] | str | None,
+        func_path: str | None,
+        command: str | list[str] | None,
+        args: Iterable[Any],
+        kwargs: dict[str, Any] | None,
+        name: str | None,
+        dependencies: Iterable[str],
+        timeout: float | None,
+        retry: RetryPolicy,
+        retry_on: tuple[type[BaseException], ...],
+        priority: int,
+        metadata: dict[str, Any] | None,
+        isolation: str,
+        queue: str,
+        sla_seconds: float | None,
+    ) -> None:
+        """Set every attribute from values already checked (by ``__init__``, or when the spec was first stored)."""
         self.task_id = task_id
         self.func = func
+        self.func_path = func_path
         self.command = command
         self.args = tuple(args)
         self.kwargs = dict(kwargs or {})
         self.name = name or task_id or self._default_name()
-        self.dependencies = tuple(dependencies) if not isinstance(dependencies, str) else (dependencies,)
+        self.dependencies = tuple(dependencies)
         self.timeout = timeout
-        self.retry = RetryPolicy(max_retries, retry_delay_seconds, backoff_factor, max_retry_delay_seconds, jitter)
-        self.priority = int(priority)
+        self.retry = retry
+        self.retry_on = retry_on
+        self.priority = priority
         self.metadata = dict(metadata or {})
         self.isolation = isolation
         self.queue = queue
-        self.sla_seconds = check_sla(sla_seconds)  # an sla_missed alert if not finished this long after queueing
+        self.sla_seconds = sla_seconds  # an sla_missed alert if not finished this long after queueing
         self._cancel: threading.Event | None = None  # made on first use: most Tasks are rebuilt and never run()
 
     @property
@@ -355,37 +382,47 @@ class Task:
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], func: Callable[..., Any] | None = None) -> Task:
-        """Rebuild a Task from :meth:`spec`; ``func`` stands in for an in-process callable."""
-        target: Callable[..., Any] | str | None = func
-        if target is None and spec.get("func") and not spec["func"].startswith("inproc:"):
-            target = spec["func"]
+        """Rebuild a Task from :meth:`spec`; ``func`` stands in for an in-process callable.
+
+        The spec was made by :meth:`spec` of a Task that passed ``__init__``'s checks, so they are not run again
+        (a claimed task is rebuilt once per attempt); only the callable and the exception classes are looked up.
+        """
+        identity = spec.get("func")
+        path = identity if identity and not identity.startswith("inproc:") else None
+        target: Callable[..., Any] | str | None = func if func is not None else path
         if target is None and spec.get("command") is None:
             raise ValidationError(
-                f"task {spec.get('task_id')!r} ran a lambda or closure ({spec.get('func')}) that is not available "
+                f"task {spec.get('task_id')!r} ran a lambda or closure ({identity}) that is not available "
                 "in this process; define it at module level so it can be found by import path"
             )
-        retry_on = tuple(_exception_class(p) for p in spec.get("retry_on", ["builtins:Exception"]))
-        return cls(
-            task_id=spec.get("task_id"),
-            func=target,
-            command=spec.get("command") if target is None else None,
-            args=spec.get("args", ()),
-            kwargs=spec.get("kwargs"),
-            name=spec.get("name"),
-            dependencies=spec.get("dependencies", ()),
-            timeout=spec.get("timeout"),
-            max_retries=spec.get("max_retries", 0),
-            retry_delay_seconds=spec.get("retry_delay_seconds", 0),
-            backoff_factor=spec.get("backoff_factor", 2.0),
-            max_retry_delay_seconds=spec.get("max_retry_delay_seconds"),
-            jitter=spec.get("jitter", False),
-            retry_on=retry_on,
-            priority=spec.get("priority", 0),
-            metadata=spec.get("metadata"),
-            isolation=spec.get("isolation", "thread"),
-            queue=spec.get("queue", "default"),
-            sla_seconds=spec.get("sla_seconds"),
+        retry = RetryPolicy(
+            spec.get("max_retries", 0),
+            spec.get("retry_delay_seconds", 0),
+            spec.get("backoff_factor", 2.0),
+            spec.get("max_retry_delay_seconds"),
+            spec.get("jitter", False),
         )
+        retry_on = tuple(_exception_class(p) for p in spec.get("retry_on", ["builtins:Exception"]))
+        task = cls.__new__(cls)
+        task._fill(
+            spec.get("task_id"),
+            target,
+            path if target is not None else None,
+            spec.get("command") if target is None else None,
+            spec.get("args", ()),
+            spec.get("kwargs"),
+            spec.get("name"),
+            spec.get("dependencies", ()),
+            spec.get("timeout"),
+            retry,
+            retry_on,
+            spec.get("priority", 0),
+            spec.get("metadata"),
+            spec.get("isolation", "thread"),
+            spec.get("queue", "default"),
+            spec.get("sla_seconds"),
+        )
+        return task
 
     def should_retry(self, error: BaseException | None) -> bool:
         """True if ``error`` (None for a timeout) is one this task retries."""
