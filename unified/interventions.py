@@ -160,8 +160,11 @@ class Interventions:
             self.complete(record, "failure", error=error, attempt_state="lost")
         return len(expired)
 
-    def hand_back(self, task_id: str, attempt: int) -> bool:
-        """Put a running task back in the queue because its worker is shutting down; the attempt costs no retry."""
+    def hand_back(
+        self, task_id: str, attempt: int, why: str = "the worker shut down before the attempt finished"
+    ) -> bool:
+        """Put a running task back in the queue because its worker lets go of it (``why``); the attempt costs no
+        retry."""
         now = self.clock.now()
         record = self.store.get_task(task_id)
         if record.state != "running" or record.attempts != attempt:
@@ -171,7 +174,7 @@ class Interventions:
             if not self._move(record, S.QUEUED, attempt, spec=spec, queued_at=now, lease_owner=None,
                               lease_expires_at=None):  # fmt: skip
                 return False
-            error = {"type": "HandedBack", "message": "the worker shut down before the attempt finished"}
+            error = {"type": "HandedBack", "message": why}
             self.store.finish_attempt(task_id, attempt, state="handed_back", finished_at=now, error=error)
         self._notify_ready(1)
         return True

@@ -42,6 +42,7 @@ MAX_BACKOFF_SECONDS = 30.0
 REPORT_BATCH = 256
 PREFETCH_SECONDS = 0.05  # claim ahead only as much work as the runners get through in this time
 MAX_PREFETCH = 256
+UNKNOWN_LEASE = "a claim of this worker committed but its answer was lost with the connection; back to the queue"
 
 Report = tuple[TaskRecord, str, dict[str, Any]]
 
@@ -442,10 +443,27 @@ class WorkerPool:
             held = dict(self._held)
             kept = set(self.engine.extend_leases(self.worker_id, held, self.lease_seconds)) if held else set()
             lost = [task_id for task_id in held.keys() - kept if task_id in self._held]
+            unknown = self._unknown_leases()
         for task_id in lost:
             log.warning("worker %s lost the lease of task %s; stopping its attempt", self.worker_id, task_id)
             self.engine.cancel_event(task_id).set()
+        for task_id, attempt in unknown.items():
+            if self.engine.hand_back(task_id, attempt, why=UNKNOWN_LEASE):
+                log.warning("worker %s handed back task %s (attempt %d): %s", self.worker_id, task_id, attempt,
+                            UNKNOWN_LEASE)  # fmt: skip
         self.engine.expire_leases()
+
+    def _unknown_leases(self) -> dict[str, int]:
+        """Tasks leased to this pool that it does not hold (under ``_held_lock``, after the held ones were renewed).
+
+        A claim can commit while its answer is lost with the connection (killed between the COMMIT and its reply);
+        the pool then retries and never learns that it holds those tasks, and their leases would lapse into lost
+        attempts. Leases claimed two beats ago or more and not renewed since are such tasks: a claim is taken into
+        ``_held`` within moments of its commit.
+        """
+        cutoff = self.engine.clock.now() + self.lease_seconds - 2 * self.heartbeat_seconds
+        leased = self.engine.store.leases_of(self.worker_id, cutoff)
+        return {task_id: attempt for task_id, attempt in leased.items() if task_id not in self._held}
 
     def _heartbeat_loop(self) -> None:
         next_beat = last_renewed = time.monotonic()

@@ -281,6 +281,19 @@ def test_expired_leases(store: Store, make_task: MakeTask) -> None:
     assert sorted(ids(store.expired_leases(NOW + 60))) == ["b", "c"]
 
 
+def test_leases_of_a_worker(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks([make_task("a"), make_task("b"), make_task("c"), make_task("d"), make_task("idle")])
+    store.claim_tasks("w", NOW, 10.0, limit=2)  # a and b expire at NOW + 10
+    store.claim_tasks("w", NOW, 50.0, limit=1)  # c at NOW + 50
+    store.claim_tasks("other", NOW, 10.0, limit=1)  # d
+    assert store.leases_of("w", NOW + 5) == {}
+    assert store.leases_of("w", NOW + 20) == {"a": 1, "b": 1}
+    assert store.leases_of("w", NOW + 60) == {"a": 1, "b": 1, "c": 1}
+    store.update_task("a", "running", state="success")
+    assert store.leases_of("w", NOW + 60) == {"b": 1, "c": 1}, "only running tasks"
+    assert store.leases_of("nobody", NOW + 60) == {}
+
+
 def test_count_tasks_by_state(store: Store, make_task: MakeTask) -> None:
     store.insert_tasks([make_task("a"), make_task("b"), make_task("c", state="pending")])
     store.claim_tasks("w", NOW, 30.0)

@@ -53,7 +53,10 @@ def test_a_run_survives_dropped_connections(pg_url: str, store: SqlStore, tmp_pa
         for d, layer in enumerate(layers)
         for name in layer
     ]
-    fleet = Fleet(pg_url, tmp_path, concurrency=4, poll_seconds=30.0, **FAST_LEASES)
+    # a lease outlives many beats: with every session killed ten times a second, a slow machine's heartbeats can
+    # fail for a second in a row, and a lapsed lease is a lost attempt (these tasks have no retries); a claim whose
+    # answer a kill swallowed is handed back by the heartbeat two beats later (WorkerPool._unknown_leases)
+    fleet = Fleet(pg_url, tmp_path, concurrency=4, poll_seconds=30.0, lease_seconds=4.0, heartbeat_seconds=0.2)
     fleet.start(2)
     stop_dropping = threading.Event()
     drops: list[int] = []

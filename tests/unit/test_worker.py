@@ -233,3 +233,22 @@ def test_a_notification_wakes_a_pool_that_claimed_more_than_it_was_told_of() -> 
         wait_until(lambda: store.get_task("later").state == "success", 5, "the later task to run (not at the poll)")
     finally:
         pool.stop()
+
+
+def test_the_heartbeat_hands_back_a_task_leased_to_the_pool_that_it_does_not_hold() -> None:
+    """A claim whose commit the pool never saw confirmed (its answer was lost with the connection) leaves a task
+    leased to the pool that no runner runs: the heartbeat puts it back in the queue before its lease lapses."""
+    clock = FakeClock()
+    engine = Engine(MemoryStore(), clock)
+    pool = WorkerPool(engine, max_workers=0, lease_seconds=30, heartbeat_seconds=10)
+    engine.submit([Task(task_id="orphan", func="tests.helpers.tasks:add", args=(1, 2))])
+    engine.claim(pool.worker_id, lease_seconds=30)  # committed, but the pool never took it into its hands
+    pool.heartbeat()
+    assert engine.store.get_task("orphan").state == "running", "a fresh claim may still be on its way to the pool"
+    clock.advance(21)  # two beats and more without a renewal: nobody in this pool holds it
+    pool.heartbeat()
+    record = engine.store.get_task("orphan")
+    assert (record.state, record.lease_owner) == ("queued", None)
+    (attempt,) = engine.store.list_attempts("orphan")
+    assert attempt.state == "handed_back" and "answer was lost" in attempt.error["message"]
+    assert pool.run_until_idle() == 1 and engine.store.get_task("orphan").result == 3, "the retry is not spent"

@@ -377,6 +377,10 @@ class Store(Protocol):
         """Running tasks whose lease expired before ``now``."""
         ...
 
+    def leases_of(self, worker: str, expiring_before: float) -> dict[str, int]:
+        """The running tasks leased to ``worker`` whose lease expires before ``expiring_before``: id -> attempt."""
+        ...
+
     def next_not_before(self) -> float | None:
         """The earliest not_before among retrying tasks, or None."""
         ...

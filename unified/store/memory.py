@@ -379,6 +379,15 @@ class MemoryStore(MemoryAdminRecords):
             ]
             return expired[:limit]
 
+    def leases_of(self, worker: str, expiring_before: float) -> dict[str, int]:
+        """The running tasks leased to ``worker`` whose lease expires before ``expiring_before``: id -> attempt."""
+        with self._lock:
+            return {
+                t.id: t.attempts
+                for t in self._tasks.values()
+                if t.state == "running" and t.lease_owner == worker and (t.lease_expires_at or 0.0) < expiring_before
+            }
+
     def next_not_before(self) -> float | None:
         """The earliest not_before among retrying tasks."""
         with self._lock:

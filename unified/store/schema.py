@@ -470,6 +470,12 @@ EXPIRED_LEASES = (
     .limit(sa.bindparam("_limit"))
     .with_hint(tasks, "INDEXED BY ix_tasks_lease", "sqlite")
 )
+LEASES_OF = (
+    sa.select(tasks.c.id, tasks.c.attempts)
+    .where(sa.text(RUNNING_SQL), tasks.c.lease_expires_at < sa.bindparam("_before"))
+    .where(tasks.c.lease_owner == sa.bindparam("_worker"))
+    .with_hint(tasks, "INDEXED BY ix_tasks_lease", "sqlite")
+)
 ATTEMPTS_OF = ATTEMPTS.select.where(attempts.c.task_id == sa.bindparam("_id")).order_by(attempts.c.number)
 # a task and its attempts in one read (the attempt columns are NULL for a task without any)
 TASK_WITH_ATTEMPTS = (

@@ -27,6 +27,7 @@ from unified.store.schema import (
     EXPIRED_LEASES,
     HAS_LIMIT,
     HAS_LIMIT_IN,
+    LEASES_OF,
     LOCK_QUEUE_LIMITS,
     LOCK_QUEUE_LIMITS_OF,
     START_UNLIMITED,
@@ -107,6 +108,11 @@ class SqlClaims:
     def expired_leases(self, now: float, limit: int = 100) -> list[TaskRecord]:
         """Running tasks whose lease expired before ``now``."""
         return self._all(TASKS, EXPIRED_LEASES, {"_now": now, "_limit": limit})
+
+    def leases_of(self, worker: str, expiring_before: float) -> dict[str, int]:
+        """The running tasks leased to ``worker`` whose lease expires before ``expiring_before``: id -> attempt."""
+        with self._tx(write=False) as conn:
+            return dict(self._direct.rows(conn, LEASES_OF, {"_worker": worker, "_before": expiring_before}))
 
 
 def _sorted_records(rows: list[Any]) -> list[TaskRecord]:
