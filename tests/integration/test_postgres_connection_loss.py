@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.postgres import drop_connections
-from tests.helpers.workers import FAST_LEASES, Fleet, wait_until
+from tests.helpers.workers import Fleet, wait_until
 from unified.engine import Engine
 from unified.errors import StoreError
 from unified.store.sql import SqlStore
