@@ -271,8 +271,34 @@ class Engine(Interventions):
         for task, local in zip(tasks, local_ids, strict=True):
             task.task_id = local
         upstream_ids = {d for t in tasks for d in t.dependencies} - set(local_ids)
+        if upstream_ids:  # tasks stored earlier: their states are read locked, in the transaction that inserts
+            with self.batch():
+                records, queued = self._store_new(tasks, run_id, schedule_id, now, upstream_ids)
+        else:
+            records, queued = self._store_new(tasks, run_id, schedule_id, now, upstream_ids)
+        run = self._run_cache.get(run_id) if run_id else None
+        for listener in self._submit_listeners:
+            try:
+                listener(records, run)
+            except Exception:
+                log.exception("submit listener %r failed; the tasks are stored all the same", listener)
+        self._notify_ready(queued)
+        for record in records:
+            if record.state == "skipped":
+                self._emit(ev.TASK_SKIPPED, record)
+        return [r.id for r in records]
+
+    def _store_new(
+        self, tasks: list[Task], run_id: str | None, schedule_id: str | None, now: float, upstream_ids: set[str]
+    ) -> tuple[list[TaskRecord], int]:
+        """Check ``tasks`` against the stored ``upstream_ids`` they depend on and insert their records; returns the
+        records and how many of them are queued.
+
+        Read unlocked, an upstream task could succeed between the read and the insert: its release would not find
+        the new task yet, and the new task would stay pending for good (a dynamic fan-in added while its last
+        upstream task finishes). ``lock_tasks`` holds the upstream rows until the insert commits."""
         existing = (
-            {r.task_id: r for r in self.store.get_tasks(global_id(run_id, d) for d in upstream_ids)}
+            {r.task_id: r for r in self.store.lock_tasks([global_id(run_id, d) for d in upstream_ids])}  # type: ignore[arg-type]
             if upstream_ids
             else {}
         )
@@ -298,17 +324,7 @@ class Engine(Interventions):
                 self._local.claimable += queued
         else:
             self.store.insert_tasks(records)  # its own transaction: no savepoint around a multi-row insert
-        run = self._run_cache.get(run_id) if run_id else None
-        for listener in self._submit_listeners:
-            try:
-                listener(records, run)
-            except Exception:
-                log.exception("submit listener %r failed; the tasks are stored all the same", listener)
-        self._notify_ready(queued)
-        for record in records:
-            if record.state == "skipped":
-                self._emit(ev.TASK_SKIPPED, record)
-        return [r.id for r in records]
+        return records, queued
 
     def _new_record(self, task: Task, run_id: str | None, now: float, existing: dict[str, TaskRecord]) -> TaskRecord:
         spec = self.functions.register(task)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -54,3 +55,32 @@ def test_lock_dependants_of_many_tasks(store: Store, make_task: Callable[..., Ta
     assert sorted(t.id for t in locked[ups[0]]) == [f"d{i:02}" for i in range(12)]
     assert {u: [t.id for t in found] for u, found in locked.items() if u != ups[0]} == {
         u: [f"d{i:02}"] for i, u in enumerate(ups) if i}  # fmt: skip
+
+
+def test_lock_tasks_returns_the_current_records_in_id_order(
+    store: Store, make_task: Callable[..., TaskRecord]
+) -> None:
+    store.insert_tasks([make_task("b"), make_task("a"), make_task("c")])
+    with store.atomic():
+        store.update_task("b", "queued", state="canceled")
+        locked = store.lock_tasks(["c", "b", "missing", "b"])
+    assert [(t.id, t.state) for t in locked] == [("b", "canceled"), ("c", "queued")]
+
+
+def test_a_task_locked_by_one_transaction_waits_for_it_in_another(
+    store: Store, make_task: Callable[..., TaskRecord]
+) -> None:
+    store.insert_tasks([make_task("up")])
+    changed = threading.Event()
+
+    def finish_up() -> None:
+        store.update_task("up", "queued", state="canceled")
+        changed.set()
+
+    with store.atomic():
+        store.lock_tasks(["up"])
+        other = threading.Thread(target=finish_up)
+        other.start()
+        assert not changed.wait(0.3), "the other writer waits for the lock's transaction to end"
+    other.join(10)
+    assert changed.is_set() and store.get_task("up").state == "canceled"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,8 @@ from unified.engine import Engine
 from unified.errors import CycleError, DuplicateTaskError, UnknownDependencyError
 from unified.graph import validate_graph
 from unified.store import open_store
+from unified.store.base import TaskRecord
+from unified.store.memory import MemoryStore
 from unified.task import Task, TaskContext
 from unified.task_manager import TaskManager
 from unified.workflow.workflow import Workflow, WorkflowManager
@@ -212,3 +214,34 @@ def test_a_batch_of_reports_releases_a_fan_in_once_and_settles_its_run_once(
     (c,) = engine.claim("w")
     engine.complete_all([(c, "success", {"result": 7})])
     assert settled == [run_id] and store.get_run(run_id).state == "failure"
+
+
+class _UpstreamFinishesDuringInsert(MemoryStore):
+    """A store where the upstream task of ``late`` is reported done by another thread just before ``late`` is
+    inserted, as a runner finishing it while a dynamic task that depends on it is being added."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.finish: Callable[[], None] = lambda: None
+        self.reporter: threading.Thread | None = None
+
+    def insert_tasks(self, tasks: Iterable[TaskRecord]) -> None:
+        tasks = list(tasks)
+        if any(t.task_id == "late" for t in tasks):
+            self.reporter = threading.Thread(target=self.finish)
+            self.reporter.start()
+            self.reporter.join(0.3)  # done at once when nothing holds the upstream task; else it waits its turn
+        super().insert_tasks(tasks)
+
+
+def test_a_task_added_while_its_upstream_task_finishes_is_released() -> None:
+    store = _UpstreamFinishesDuringInsert()
+    engine = Engine(store)
+    engine.submit([Task(task_id="up", func="tests.helpers.tasks:add", args=(1, 2))])
+    (running,) = engine.claim("w")
+    store.finish = lambda: engine.complete(running, "success", result=3)
+    engine.submit([Task(task_id="late", func="tests.helpers.tasks:add", args=(0, 0), dependencies=["up"])])
+    assert store.reporter is not None
+    store.reporter.join(10)
+    assert store.get_task("up").state == "success"
+    assert store.get_task("late").state == "queued", "released by the finish, or queued as its upstream was done"

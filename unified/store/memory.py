@@ -267,6 +267,11 @@ class MemoryStore(MemoryAdminRecords):
                 if self._dependants.get(task_id)
             }
 
+    def lock_tasks(self, task_ids: list[str]) -> list[TaskRecord]:
+        """The tasks with these ids that exist, as they are now, in id order (atomic() already holds the one lock)."""
+        with self._lock:
+            return [self._tasks[i].copy() for i in sorted(set(task_ids)) if i in self._tasks]
+
     def lock_run(self, run_id: str) -> None:
         """Nothing to do: atomic() already holds the one lock."""
         with self._lock:

@@ -434,6 +434,7 @@ LOCK_QUEUE_LIMITS_OF = QUEUE_LIMITS.where(
 # the reads of every finished task, built once: building a statement and its cache key costs more than running it
 _IDS = tasks.c.id.in_(sa.bindparam("_ids", expanding=True))
 TASKS_BY_IDS = TASKS.select.where(_IDS)
+LOCK_TASKS = TASKS.select.where(_IDS).order_by(tasks.c.id).with_for_update(of=tasks)
 DEPENDANTS = (
     TASKS.select.join(task_deps, task_deps.c.task_id == tasks.c.id)
     .where(task_deps.c.depends_on == sa.bindparam("_id"))

@@ -12,7 +12,15 @@ from typing import Any
 
 from unified.errors import ValidationError
 from unified.store.base import CLAIMABLE_STATES, TaskRecord, chunks
-from unified.store.schema import ATTEMPTS, CHUNK, LOCK_DEPENDANTS, LOCK_DEPENDANTS_IN, TASKS, update_statement
+from unified.store.schema import (
+    ATTEMPTS,
+    CHUNK,
+    LOCK_DEPENDANTS,
+    LOCK_DEPENDANTS_IN,
+    LOCK_TASKS,
+    TASKS,
+    update_statement,
+)
 from unified.store.sql_direct import DirectStatements
 
 
@@ -82,6 +90,15 @@ class SqlOutcomes:
                     rows = self._direct.rows(conn, LOCK_DEPENDANTS_IN, {"_ids": chunk})
                 for row in rows:
                     found.setdefault(row[-1], []).append(TASKS.record(row[:-1]))
+        return found
+
+    def lock_tasks(self, task_ids: list[str]) -> list[TaskRecord]:
+        """The tasks with these ids that exist, as they are now, locked FOR UPDATE in id order until the transaction
+        ends (SQLite's writers are serialised already)."""
+        found: list[TaskRecord] = []
+        with self._wrap_errors(), self._tx() as conn:
+            for chunk in chunks(sorted(set(task_ids)), CHUNK):
+                found += [TASKS.record(row) for row in self._direct.rows(conn, LOCK_TASKS, {"_ids": chunk})]
         return found
 
     def finish_attempts(self, outcomes: list[tuple[str, int, dict[str, Any]]]) -> None:
