@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from unified import events as ev
@@ -271,10 +271,8 @@ class Engine(Interventions):
         for task, local in zip(tasks, local_ids, strict=True):
             task.task_id = local
         upstream_ids = {d for t in tasks for d in t.dependencies} - set(local_ids)
-        if upstream_ids:  # tasks stored earlier: their states are read locked, in the transaction that inserts
-            with self.batch():
-                records, queued = self._store_new(tasks, run_id, schedule_id, now, upstream_ids)
-        else:
+        # tasks stored earlier: their states are read locked, in the transaction that inserts
+        with self.batch() if upstream_ids else nullcontext():
             records, queued = self._store_new(tasks, run_id, schedule_id, now, upstream_ids)
         run = self._run_cache.get(run_id) if run_id else None
         for listener in self._submit_listeners:
@@ -297,11 +295,8 @@ class Engine(Interventions):
         Read unlocked, an upstream task could succeed between the read and the insert: its release would not find
         the new task yet, and the new task would stay pending for good (a dynamic fan-in added while its last
         upstream task finishes). ``lock_tasks`` holds the upstream rows until the insert commits."""
-        existing = (
-            {r.task_id: r for r in self.store.lock_tasks([global_id(run_id, d) for d in upstream_ids])}  # type: ignore[arg-type]
-            if upstream_ids
-            else {}
-        )
+        locked = self.store.lock_tasks([global_id(run_id, d) for d in upstream_ids]) if upstream_ids else []  # type: ignore[arg-type]
+        existing = {r.task_id: r for r in locked}
         scope = "the run" if run_id else "the queued tasks"
         missing = upstream_ids - existing.keys()
         if missing:
