@@ -260,8 +260,8 @@ class Engine(Interventions):
         version = VersionRecord(record.workflow_id, number, digest, record.tasks, self.clock.now())
         with self.store.atomic():
             self.store.add_version(version)
-            record.current_version = number
-            self.store.put_workflow(record)
+            self.store.set_current_version(record.workflow_id, number)  # a draft edited meanwhile stays edited
+        record.current_version = number
         return version
 
     def submit(self, tasks: list[Task], run_id: str | None = None, schedule_id: str | None = None) -> list[str]:

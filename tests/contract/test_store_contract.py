@@ -414,6 +414,17 @@ def test_workflows_put_replace_list_delete(store: Store) -> None:
         store.get_workflow("w2")
 
 
+def test_set_current_version_leaves_the_draft_alone(store: Store) -> None:
+    draft = [{"task_id": "t1", "dependencies": []}, {"task_id": "t2", "dependencies": ["t1"]}]
+    store.put_workflow(workflow("w", NOW, tasks=draft))
+    store.add_version(VersionRecord("w", 1, "h1", draft[:1], NOW + 1))
+    store.set_current_version("w", 1)
+    stored = store.get_workflow("w")
+    assert (stored.current_version, stored.tasks) == (1, draft), "the draft edited since the freeze stays edited"
+    with pytest.raises(NotFoundError, match="nope"):
+        store.set_current_version("nope", 1)
+
+
 def test_versions_are_unique_and_ordered(store: Store) -> None:
     store.put_workflow(workflow("w", NOW))
     spec = [{"task_id": "t", "spec": {"func": "m:f", "timeout": 1.5}}]

@@ -248,6 +248,10 @@ class Store(Protocol):
         """The workflow with this id."""
         ...
 
+    def set_current_version(self, workflow_id: str, number: int) -> None:
+        """Point a workflow at a version just frozen, leaving its draft tasks as they are; NotFoundError if none."""
+        ...
+
     def list_workflows(self) -> list[WorkflowRecord]:
         """Every workflow, oldest first."""
         ...

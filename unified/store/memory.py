@@ -107,6 +107,13 @@ class MemoryStore(MemoryAdminRecords):
                 raise _missing("workflow", workflow_id)
             return _with_own_tasks(self._workflows[workflow_id])
 
+    def set_current_version(self, workflow_id: str, number: int) -> None:
+        """Point a workflow at a version just frozen, leaving its draft tasks as they are."""
+        with self._lock:
+            if workflow_id not in self._workflows:
+                raise _missing("workflow", workflow_id)
+            self._workflows[workflow_id].current_version = number
+
     def list_workflows(self) -> list[WorkflowRecord]:
         """Every workflow, oldest first."""
         with self._lock:

@@ -340,11 +340,13 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords):
         with self._tx() as conn:
             conn.execute(stmt)
 
-    def _delete(self, codec: Codec[Any], key: str, what: str) -> None:
-        """Delete the row with this key; NotFoundError if there is none."""
+    def _one_row(self, codec: Codec[Any], key: str, what: str, stmt: sa.Update | sa.Delete | None = None) -> None:
+        """Run ``stmt`` (an UPDATE or DELETE of ``codec``'s table; a DELETE when None) on the row with this key;
+        NotFoundError if there is none."""
         table = codec.table
+        stmt = (stmt if stmt is not None else sa.delete(table)).where(table.c[codec.key] == key)
         with self._tx() as conn:
-            if conn.execute(sa.delete(table).where(table.c[codec.key] == key)).rowcount == 0:
+            if conn.execute(stmt).rowcount == 0:
                 raise NotFoundError(f"no {what} {key!r}: check the id (list them to see what exists)")
 
     # workflows and versions
@@ -356,6 +358,10 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords):
         """The workflow with this id."""
         return self._one(WORKFLOWS, f"workflow {workflow_id!r}", WORKFLOWS.by_key, {"_key": workflow_id})
 
+    def set_current_version(self, workflow_id: str, number: int) -> None:
+        """Point a workflow at a version just frozen, leaving its draft tasks (and their JSON) as they are."""
+        self._one_row(WORKFLOWS, workflow_id, "workflow", sa.update(WORKFLOWS.table).values(current_version=number))
+
     def list_workflows(self) -> list[WorkflowRecord]:
         """Every workflow, oldest first."""
         table = WORKFLOWS.table
@@ -365,7 +371,7 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords):
         """Remove a workflow and its versions (its runs stay as history)."""
         with self._tx() as conn:
             conn.execute(sa.delete(VERSIONS.table).where(VERSIONS.table.c.workflow_id == workflow_id))
-            self._delete(WORKFLOWS, workflow_id, "workflow")
+            self._one_row(WORKFLOWS, workflow_id, "workflow")
 
     def add_version(self, version: VersionRecord) -> None:
         """Store a new frozen version; (workflow_id, number) is unique."""

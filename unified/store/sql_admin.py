@@ -47,7 +47,9 @@ class SqlAdminRecords:
         ) -> bool: ...
         def _cas(self, codec: Codec[Any], key: str, expected_state: str | None, changes: dict[str, Any]) -> bool: ...
         def _upsert(self, codec: Codec[Any], record: Any) -> None: ...
-        def _delete(self, codec: Codec[Any], key: str, what: str) -> None: ...
+        def _one_row(
+            self, codec: Codec[Any], key: str, what: str, stmt: sa.Update | sa.Delete | None = None
+        ) -> None: ...
 
     def _in_order(self, codec: Codec[Any]) -> list[Any]:
         """Every row of ``codec``'s table, in insertion order (a replaced row keeps its place)."""
@@ -64,7 +66,7 @@ class SqlAdminRecords:
 
     def delete_alert_rule(self, rule_id: str) -> None:
         """Remove an alert rule."""
-        self._delete(ALERT_RULES, rule_id, "alert rule")
+        self._one_row(ALERT_RULES, rule_id, "alert rule")
 
     # schedules
     def put_schedule(self, schedule: ScheduleRecord) -> None:
@@ -85,7 +87,7 @@ class SqlAdminRecords:
 
     def delete_schedule(self, schedule_id: str) -> None:
         """Remove a schedule (its fires stay as history)."""
-        self._delete(SCHEDULES, schedule_id, "schedule")
+        self._one_row(SCHEDULES, schedule_id, "schedule")
 
     def _unpaused(self) -> sa.ColumnElement[bool]:
         c = SCHEDULES.table.c
