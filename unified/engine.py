@@ -16,6 +16,7 @@ from typing import Any
 
 from unified import events as ev
 from unified.errors import UnknownDependencyError, ValidationError
+from unified.engine_batch import Batch
 from unified.events import EventBus
 from unified.functions import FunctionRegistry
 from unified.graph import graph_hash, validate_graph
@@ -50,49 +51,6 @@ def upstream_results(dependencies: list[str], upstream: Iterable[TaskRecord]) ->
     return {by_id[d].task_id: by_id[d].result for d in dependencies if d in by_id}
 
 
-class _Batch:
-    """Engine.batch's context: a class, not a generator, because it is entered several times per task."""
-
-    __slots__ = ("atomic", "before_commit", "depth", "local")
-
-    def __init__(
-        self, local: threading.local, atomic: AbstractContextManager[Any], before_commit: Callable[[], None]
-    ) -> None:
-        self.local, self.atomic, self.before_commit = local, atomic, before_commit
-
-    def __enter__(self) -> None:
-        local = self.local
-        self.depth = getattr(local, "depth", 0)
-        if self.depth == 0:
-            local.after, local.claimable, local.released, local.attempts = [], 0, {}, []
-        local.depth = self.depth + 1
-        try:
-            self.atomic.__enter__()
-        except BaseException:
-            local.depth = self.depth
-            raise
-
-    def __exit__(self, *exc_info: Any) -> None:
-        outermost = self.depth == 0
-        if outermost and exc_info[0] is None:
-            try:
-                self.before_commit()
-            except BaseException as exc:
-                self._close(type(exc), exc, exc.__traceback__)
-                raise
-        self._close(*exc_info)
-        if outermost and exc_info[0] is None:
-            callbacks, self.local.after = self.local.after, []
-            for callback in callbacks:
-                callback()
-
-    def _close(self, *exc_info: Any) -> None:
-        try:
-            self.atomic.__exit__(*exc_info)
-        finally:
-            self.local.depth = self.depth
-
-
 class Engine(Interventions):
     """Applies every state change of tasks and runs to a store, and publishes events about them."""
 
@@ -121,7 +79,7 @@ class Engine(Interventions):
         Nested blocks join the outermost one. Waking a worker or a waiter before the commit would let it read
         the old state, so every notification is deferred to after the outermost commit.
         """
-        return _Batch(self._local, self.store.atomic(), self._before_commit)
+        return Batch(self._local, self.store.atomic(), self._before_commit)
 
     def _before_commit(self) -> None:
         """Just before a batch commits: record the outcomes of its attempts in one go, then let the claimable
@@ -129,10 +87,15 @@ class Engine(Interventions):
         attempts, self._local.attempts = self._local.attempts, []
         if attempts:
             self.store.finish_attempts(attempts)
-        queued, self._local.claimable = self._local.claimable, 0
+        local = self._local
+        queued, local.claimable = local.claimable, 0
         if queued:
             for claim in self._claimable_listeners:
                 claim(queued)
+        # tasks this transaction made ready and claimed itself need no wake-up: netted here, per transaction, so a
+        # claim never cancels a wake-up another transaction already delivered
+        if (unclaimed := local.ready - local.taken) > 0:
+            local.after.append(lambda: self._tell_ready(unclaimed))
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the current batch commits (at once outside a batch); dropped if it rolls back."""
@@ -157,8 +120,14 @@ class Engine(Interventions):
         self._submit_listeners.append(listener)
 
     def _notify_ready(self, count: int) -> None:
-        if count:
-            self.after_commit(lambda: [listener(count) for listener in self._ready_listeners])
+        if getattr(self._local, "depth", 0):
+            self._local.ready += count  # told at commit, less what the transaction claimed (see _before_commit)
+        elif count:
+            self._tell_ready(count)
+
+    def _tell_ready(self, count: int) -> None:
+        for listener in self._ready_listeners:
+            listener(count)
 
     def _notify_finished(self, run_ended: bool = False) -> None:
         self.after_commit(lambda: self._bump_finished(run_ended))
@@ -273,14 +242,14 @@ class Engine(Interventions):
         upstream_ids = {d for t in tasks for d in t.dependencies} - set(local_ids)
         # tasks stored earlier: their states are read locked, in the transaction that inserts
         with self.batch() if upstream_ids else nullcontext():
-            records, queued = self._store_new(tasks, run_id, schedule_id, now, upstream_ids)
+            records, unannounced = self._store_new(tasks, run_id, schedule_id, now, upstream_ids)
         run = self._run_cache.get(run_id) if run_id else None
         for listener in self._submit_listeners:
             try:
                 listener(records, run)
             except Exception:
                 log.exception("submit listener %r failed; the tasks are stored all the same", listener)
-        self._notify_ready(queued)
+        self._notify_ready(unannounced)
         for record in records:
             if record.state == "skipped":
                 self._emit(ev.TASK_SKIPPED, record)
@@ -290,7 +259,7 @@ class Engine(Interventions):
         self, tasks: list[Task], run_id: str | None, schedule_id: str | None, now: float, upstream_ids: set[str]
     ) -> tuple[list[TaskRecord], int]:
         """Check ``tasks`` against the stored ``upstream_ids`` they depend on and insert their records; returns the
-        records and how many of them are queued.
+        records and how many queued ones are still to be announced to the ready listeners.
 
         Read unlocked, an upstream task could succeed between the read and the insert: its release would not find
         the new task yet, and the new task would stay pending for good (a dynamic fan-in added while its last
@@ -317,8 +286,9 @@ class Engine(Interventions):
             with self.batch():
                 self.store.insert_tasks(records)
                 self._local.claimable += queued
-        else:
-            self.store.insert_tasks(records)  # its own transaction: no savepoint around a multi-row insert
+                self._notify_ready(queued)  # netted against what the claim takes
+            return records, 0
+        self.store.insert_tasks(records)  # its own transaction: no savepoint around a multi-row insert
         return records, queued
 
     def _new_record(self, task: Task, run_id: str | None, now: float, existing: dict[str, TaskRecord]) -> TaskRecord:
@@ -359,6 +329,7 @@ class Engine(Interventions):
         # the claim is one store transaction of its own (one statement on PostgreSQL when no limit applies)
         claimed = self.store.claim_tasks(worker, self.clock.now(), lease_seconds, limit, queues)
         if getattr(self._local, "depth", 0):  # inside a report's transaction: it may have released some of them
+            self._local.taken += len(claimed)
             self._hand_off_upstream(claimed)
         for record in claimed:
             log.debug("task %s: claimed by %s (attempt %d)", record.id, worker, record.attempts)

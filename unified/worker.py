@@ -134,11 +134,7 @@ class WorkerPool:
     def _heard(self, queue_name: str) -> None:
         """A notification from another process: work of ``queue_name`` ("" for any) may be claimable."""
         if not queue_name or self.queues is None or queue_name in self.queues:
-            with self._lock:
-                # the balance may be negative from claims of work this process never announced (another process
-                # queued it); that says nothing of the work this notification is about
-                self._signals = max(self._signals, 0) + 1
-                self._ready.notify()
+            self.wake(1)
 
     @staticmethod
     def _thread(target: Any, name: str) -> threading.Thread:
@@ -185,8 +181,7 @@ class WorkerPool:
         """Tell the dispatcher that ``count`` tasks may have become claimable."""
         with self._lock:
             self._signals += count
-            if self._signals > 0:  # not when the reporting transaction already claimed what the signal is about
-                self._ready.notify()
+            self._ready.notify()
 
     # -- draining in the calling thread ------------------------------------------------------------------
     def run_once(self, limit: int = 1) -> int:
@@ -415,10 +410,7 @@ class WorkerPool:
             room = 0 if self._stopping.is_set() else self.max_workers + self._prefetch() - self._busy
         if room <= 0:
             return []
-        claimed = self.engine.claim(self.worker_id, room, self.queues, self.lease_seconds)
-        with self._lock:
-            self._signals -= len(claimed)  # the dispatcher need not look for what is already claimed
-        return claimed
+        return self.engine.claim(self.worker_id, room, self.queues, self.lease_seconds)
 
     def _claim_submitted(self, _count: int) -> None:
         """Inside the transaction that queues work in this process: claim it for free runners in that transaction

@@ -216,6 +216,22 @@ def test_a_batch_of_reports_releases_a_fan_in_once_and_settles_its_run_once(
     assert settled == [run_id] and store.get_run(run_id).state == "failure"
 
 
+def test_ready_tasks_are_announced_at_commit_less_those_the_transaction_claimed_itself(engine: Engine) -> None:
+    """A runner's report releases dependants and claims some for its free runners in the same transaction: only the
+    rest wake the dispatcher, and only once the transaction commits."""
+    add = "tests.helpers.tasks:add"
+    engine.submit([Task(task_id="a", func=add, args=(1, 2))]
+                  + [Task(task_id=n, func=add, args=(1, 2), dependencies=["a"]) for n in "bc"])  # fmt: skip
+    ready: list[int] = []
+    engine.on_ready(ready.append)
+    (a,) = engine.claim("w")
+    with engine.batch():
+        engine.complete_all([(a, "success", {"result": 3})])  # releases b and c
+        assert len(engine.claim("w", limit=1)) == 1
+        assert ready == [], "announced before the commit, a worker could look for them before they exist"
+    assert ready == [1]
+
+
 class _UpstreamFinishesDuringInsert(MemoryStore):
     """A store where the upstream task of ``late`` is reported done by another thread just before ``late`` is
     inserted, as a runner finishing it while a dynamic task that depends on it is being added."""

@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "unified.executor": 2,
     "unified.executor_child": 2,
     "unified.engine": 3,
+    "unified.engine_batch": 3,
     "unified.interventions": 3,
     "unified.outcome_plan": 3,
     "unified.scheduler": 4,

@@ -235,6 +235,25 @@ def test_a_notification_wakes_a_pool_that_claimed_more_than_it_was_told_of() -> 
         pool.stop()
 
 
+def test_a_claim_in_a_reporting_transaction_does_not_swallow_a_later_wake_up() -> None:
+    """The dispatcher took the wake-up for two tasks, then a reporting transaction claimed them: the wake-up for a
+    task queued afterwards must still reach the dispatcher (it slept until its poll, up to a second in W1)."""
+    engine = Engine(MemoryStore())
+    pool = WorkerPool(engine, max_workers=2, poll_seconds=60.0)  # not started: the test plays the threads
+    engine.submit([Task(task_id=f"first{i}", func="tests.helpers.tasks:add", args=(1, 2)) for i in range(2)])
+    pool._idle_wait()  # the dispatcher takes the wake-up (it then finds the tasks taken)
+    with engine.batch():  # a runner's reporting transaction claims them for its free room
+        assert len(pool._claim_more()) == 2
+    engine.submit([Task(task_id="later", func="tests.helpers.tasks:add", args=(1, 2))])
+    dispatcher = threading.Thread(target=pool._idle_wait, daemon=True)
+    dispatcher.start()
+    dispatcher.join(5)
+    try:
+        assert not dispatcher.is_alive(), "the dispatcher slept through the wake-up for the later task"
+    finally:
+        pool.stop()
+
+
 def test_the_heartbeat_hands_back_a_task_leased_to_the_pool_that_it_does_not_hold() -> None:
     """A claim whose commit the pool never saw confirmed (its answer was lost with the connection) leaves a task
     leased to the pool that no runner runs: the heartbeat puts it back in the queue before its lease lapses."""
