@@ -273,7 +273,8 @@ class WorkerPool:
             with self._lock:
                 self._mean_attempt = took if not self._mean_attempt else 0.9 * self._mean_attempt + 0.1 * took
                 self._busy -= 1
-                self._freed.notify()
+                if self._busy < self.max_workers:  # else the dispatcher would only wake to wait again
+                    self._freed.notify()
 
     def _next_claimed(self) -> TaskRecord | None:
         """The best buffered task, waiting for one; None once the pool stops."""
