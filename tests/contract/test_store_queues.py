@@ -98,6 +98,7 @@ def test_postgres_notifies_listeners_when_work_becomes_claimable(
     postgres_url: str, open_store: Callable[[str], Store], make_task: Callable[..., TaskRecord]
 ) -> None:
     with listening(postgres_url, open_store) as (writer, heard):
+        until_listening(writer, heard)  # the listener LISTENs from its own thread; under load, a moment later
         writer.insert_tasks([make_task("p", state="pending")])
         writer.insert_tasks([make_task("q1", queue="reports"), make_task("q2", queue="reports")])
         assert heard.get(timeout=5) == "reports", "one notification per queue and transaction"
