@@ -15,8 +15,8 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from unified import events as ev
-from unified.errors import UnknownDependencyError, ValidationError
 from unified.engine_batch import Batch
+from unified.errors import UnknownDependencyError, ValidationError
 from unified.events import EventBus
 from unified.functions import FunctionRegistry
 from unified.graph import graph_hash, validate_graph

@@ -41,7 +41,7 @@ def test_sqlite_synchronous_can_be_relaxed_but_not_disabled(tmp_path: Path) -> N
 
 def test_a_sqlite_file_another_process_holds_is_a_store_error(tmp_path: Path) -> None:
     with SqliteStore(f"sqlite:///{tmp_path}/held.db") as store:
-        with store._write_connection() as conn:  # the write connection, told not to wait for the lock
+        with store._group.turn() as conn:  # the write connection, told not to wait for the lock
             conn.connection.driver_connection.execute("PRAGMA busy_timeout = 0")
         holder = sqlite3.connect(tmp_path / "held.db", isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")

@@ -207,14 +207,11 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords):
             with self._wrap_errors(), self._reads.connect() as conn:
                 yield conn
             return
-        with self._wrap_errors(), self._write_connection() as conn:
+        local.wakeups, local.deferred = Wakeups(), []
+        with self._wrap_errors(), self._write_transaction() as conn:
             local.conn, local.depth = conn, 0
-            local.wakeups, local.deferred = Wakeups(), []
             try:
-                with conn.begin():
-                    yield conn
-                    if self._notifies:
-                        self._commit_pipelined(conn, local.deferred, local.wakeups)
+                yield conn
             finally:
                 local.conn = None
 
@@ -252,9 +249,14 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords):
             wakeups.room.update(room)
             wakeups.limits.update(limits)
 
-    def _write_connection(self) -> AbstractContextManager[sa.Connection]:
-        """The connection of one write transaction: a pooled one here; SQLite's writers take turns on one."""
-        return self._engine.connect()
+    @contextmanager
+    def _write_transaction(self) -> Iterator[sa.Connection]:
+        """A pooled connection in a write transaction, committed when the block ends (SQLite's writers instead take
+        turns on one connection and share commits)."""
+        with self._engine.connect() as conn, conn.begin():
+            yield conn
+            if self._notifies:
+                self._commit_pipelined(conn, self._local.deferred, self._local.wakeups)
 
     def _autocommit(self) -> AbstractContextManager[sa.Connection] | None:
         """PostgreSQL outside a caller's transaction: a pooled connection on which each statement commits on its

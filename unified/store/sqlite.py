@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 
-from unified.errors import StoreError, ValidationError
+from unified.errors import ValidationError
+from unified.store.group_commit import GroupCommit
 from unified.store.schema import INSERT_TASK_ROWS, LAST_SEQ, SEQS_ABOVE
 from unified.store.sql import READ_ONLY, SqlStore
 
@@ -73,6 +72,7 @@ def _on_begin(connection: sa.Connection) -> None:
 class SqliteStore(SqlStore):
     """A store in one SQLite file, shared safely by threads and processes."""
 
+    _group: GroupCommit
     statement_rollback = True  # a constraint error aborts the statement, not the transaction
     serial_writes = True  # one writer at a time, each commit a sync: see unified.store.base
 
@@ -80,32 +80,20 @@ class SqliteStore(SqlStore):
         if synchronous.upper() not in SYNCHRONOUS:
             raise ValidationError(f"synchronous={synchronous!r} is not one of {', '.join(SYNCHRONOUS)}")
         self.synchronous = synchronous.upper()
-        self._writer = threading.Lock()
-        self._writer_conn: sa.Connection | None = None
         sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
         super().__init__(url, **engine_options)
 
-    @contextmanager
-    def _write_connection(self) -> Iterator[sa.Connection]:
-        """This process's one write connection, taken in turns by its threads.
+    def _write_transaction(self) -> AbstractContextManager[sa.Connection]:
+        """A write transaction on this process's one write connection, whose commit it may share with the other
+        threads' (see unified.store.group_commit).
 
         SQLite lets one writer in; the others' ``BEGIN IMMEDIATE`` sleeps in steps of milliseconds until the file is
-        free, far longer than a commit takes. Threads of one process take turns on a lock instead and never meet
-        that sleep; other processes still wait through ``busy_timeout``. The turn always uses the same connection:
-        a SQLite connection drops its page cache whenever another connection wrote the file, so writers on pooled
+        free, far longer than a commit takes. Threads of one process take turns instead and never meet that sleep;
+        other processes still wait through ``busy_timeout``. The turn always uses the same connection: a SQLite
+        connection drops its page cache whenever another connection wrote the file, so writers on pooled
         connections would read back every page they touch (about twenty reads per task transaction).
         """
-        if not self._writer.acquire(timeout=BUSY_TIMEOUT_MS / 1000):
-            raise StoreError(f"no write turn on {self._safe_url} within {BUSY_TIMEOUT_MS / 1000:.0f} s")
-        try:
-            conn = self._writer_conn
-            if conn is None or conn.closed or conn.invalidated:
-                if conn is not None:
-                    conn.close()
-                conn = self._writer_conn = self._engine.connect()
-            yield conn
-        finally:
-            self._writer.release()
+        return self._group.transaction()
 
     def _insert_task_rows(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> dict[str, int]:
         """One ``executemany`` (SQLite's cannot return rows), then the seqs read back: every seq above the largest
@@ -117,10 +105,7 @@ class SqliteStore(SqlStore):
 
     def close(self) -> None:
         """Release the write connection and the pooled ones."""
-        with self._writer:
-            if self._writer_conn is not None:
-                self._writer_conn.close()
-                self._writer_conn = None
+        self._group.close()
         super().close()
 
     def _create_engine(self, url: str, options: dict[str, Any]) -> sa.Engine:
@@ -138,4 +123,5 @@ class SqliteStore(SqlStore):
         engine.dialect.statement_compiler = _HintingCompiler
         sa.event.listen(engine, "connect", functools.partial(_on_connect, synchronous=self.synchronous))
         sa.event.listen(engine, "begin", _on_begin)
+        self._group = GroupCommit(engine.connect, BUSY_TIMEOUT_MS / 1000, engine.url.render_as_string(True))
         return engine
