@@ -77,7 +77,7 @@ class SqlClaims:
                     unlimited = CLAIM_UNLIMITED if names is None else CLAIM_UNLIMITED_IN
                 rows = self._direct.rows(conn, unlimited, params)
             if not rows:
-                rows, recorded = _claim_limited(conn, names, params), False
+                rows, recorded = _claim_limited(conn, self._direct, names, params), False
             claimed = _sorted_records(rows)
             if self._notifies and claimed:
                 self._local.wakeups.taken([t.id for t in claimed])
@@ -121,12 +121,17 @@ def _sorted_records(rows: list[Any]) -> list[TaskRecord]:
     return claimed
 
 
-def _claim_limited(conn: sa.Connection, names: list[str] | None, params: dict[str, Any]) -> list[Any]:
-    """The claim when some of the queues served are limited (nothing when none is: the unlimited claim ran)."""
+def _claim_limited(
+    conn: sa.Connection, direct: DirectStatements, names: list[str] | None, params: dict[str, Any]
+) -> list[Any]:
+    """The claim when some of the queues served are limited (nothing when none is: the unlimited claim ran).
+
+    The limits are read on the driver's cursor: a worker's report claims after every batch, and this read is all
+    that an empty claim costs beyond the unlimited one."""
     if names is None:
-        limits: dict[str, int] = dict(conn.execute(LOCK_QUEUE_LIMITS).all())
+        limits: dict[str, int] = dict(direct.rows(conn, LOCK_QUEUE_LIMITS, {}))
     else:
-        limits = dict(conn.execute(LOCK_QUEUE_LIMITS_OF, {"_queues": names}).all())
+        limits = dict(direct.rows(conn, LOCK_QUEUE_LIMITS_OF, {"_queues": names}))
     if not limits:
         return []
     running = dict(
