@@ -2,11 +2,12 @@
 run in a fresh process, medians of ``--repeat`` runs; then start-up, queue-to-start latency and W1 at 1,000 / 10,000 /
 100,000 tasks. Prints tables and writes JSON to benchmarks/results/.
 
-    python benchmarks/run_all.py [--repeat 3] [--only W1,W1b,W2,W3,W4,W5,W5b,extra] [--stores memory,sqlite]
+    python benchmarks/run_all.py [--repeat 3] [--only W1,W1b,W1c,W2,W3,W4,W5,W5b,extra] [--stores memory,sqlite]
         [--scale 1.0]
 
 W1b and W5b are W1 and W5 with the bulk APIs: the producer queues inside ``TaskManager.batch()`` (one commit per
-batch) and W1b waits with ``wait_all``.
+batch) and W1b waits with ``wait_all``. W1c is W1 queued by 8 threads at once, as concurrent API requests would,
+each ``queue_task`` acknowledged after its own commit.
 
 Every figure is timed from the first queue call to the moment the last result is known: process start, imports and
 store creation are excluded (W5 starts its worker processes before the clock).
@@ -34,6 +35,7 @@ from benchmarks.postgres_workers import fresh_schema  # noqa: E402
 WORKLOADS = {  # name: (function, tasks at scale 1, unit)
     "W1": ("w1_fan_out", 10_000, "tasks/s"),
     "W1b": ("w1_batched", 10_000, "tasks/s"),  # W1 queued in one TaskManager.batch() and awaited with wait_all
+    "W1c": ("w1_concurrent", 10_000, "tasks/s"),  # W1 queued by 8 threads at once, each call its own commit
     "W2": ("w2_chain", 1_000, "ms/step"),
     "W3": ("w3_layered", 2_000, "tasks/s"),
     "W4": ("w4_retries", 1_000, "tasks/s"),

@@ -6,6 +6,7 @@ imports and store creation are outside the timing.
 
 from __future__ import annotations
 
+import threading
 import time
 
 from unified.task import Task, TaskContext
@@ -40,6 +41,26 @@ def w1_fan_out(url: str, n: int = 10_000, workers: int = 2) -> float:
         start = time.perf_counter()
         ids = [tm.queue_task(noop) for _ in range(n)]
         for task_id in ids:
+            tm.wait(task_id)
+        return time.perf_counter() - start
+
+
+def w1_concurrent(url: str, n: int = 10_000, workers: int = 2, producers: int = 8) -> float:
+    """W1 queued by ``producers`` threads at once (as API requests arrive), each queue_task acknowledged after its own
+    commit; then all awaited. On SQLite the producers' transactions share commits (group commit)."""
+    with TaskManager(store=url, max_workers=workers) as tm:
+        ids: list[list[str]] = [[] for _ in range(producers)]
+
+        def produce(mine: list[str]) -> None:
+            mine.extend(tm.queue_task(noop) for _ in range(n // producers))
+
+        threads = [threading.Thread(target=produce, args=(mine,)) for mine in ids]
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for task_id in (task_id for mine in ids for task_id in mine):
             tm.wait(task_id)
         return time.perf_counter() - start
 
