@@ -215,13 +215,6 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords):
             finally:
                 local.conn = None
 
-    def _commit_pipelined(self, conn: sa.Connection, deferred: list[Any], wakeups: Wakeups) -> None:
-        """PostgreSQL: the deferred writes, the NOTIFY of the transaction's wake-ups and its COMMIT in one round trip
-        (SQLAlchemy's commit then has nothing left to do). A transaction with neither commits as usual."""
-        if (notify := wakeups.notify()) is not None:
-            deferred.append((NOTIFY, [notify]))
-        if deferred:
-            self._direct.commit_with(conn, deferred)
 
     def _write_later(self, conn: sa.Connection, statement: sa.Executable, rows: list[dict[str, Any]]) -> None:
         """A write whose outcome nobody reads in the transaction: on PostgreSQL it waits to go with the COMMIT (one
@@ -251,12 +244,17 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords):
 
     @contextmanager
     def _write_transaction(self) -> Iterator[sa.Connection]:
-        """A pooled connection in a write transaction, committed when the block ends (SQLite's writers instead take
-        turns on one connection and share commits)."""
+        """A pooled connection in a write transaction, committed when the block ends (SQLite shares commits).
+
+        On PostgreSQL the deferred writes, the NOTIFY of the transaction's wake-ups and its COMMIT go in one round
+        trip (SQLAlchemy's commit then has nothing left to do); a transaction with neither commits as usual."""
         with self._engine.connect() as conn, conn.begin():
             yield conn
-            if self._notifies:
-                self._commit_pipelined(conn, self._local.deferred, self._local.wakeups)
+            deferred = self._local.deferred
+            if self._notifies and (notify := self._local.wakeups.notify()) is not None:
+                deferred.append((NOTIFY, [notify]))
+            if deferred:
+                self._direct.commit_with(conn, deferred)
 
     def _autocommit(self) -> AbstractContextManager[sa.Connection] | None:
         """PostgreSQL outside a caller's transaction: a pooled connection on which each statement commits on its
