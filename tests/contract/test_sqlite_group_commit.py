@@ -109,3 +109,34 @@ def test_a_failed_commit_fails_every_member_and_keeps_nothing(
     assert store.queue_limits() == {"before": 1}, "neither transaction's write is kept"
     store.set_queue_limit("after", 2)  # a new transaction works
     assert store.queue_limits() == {"before": 1, "after": 2}
+
+
+def test_many_threads_writing_at_once_keep_exactly_what_succeeded(store: SqliteStore) -> None:
+    """8 threads, 40 transactions each, every 7th failing after its write: what returned is stored, what raised is
+    not, and everybody finishes (no member is left waiting for a commit)."""
+    commits = commits_of(store)
+    kept: set[str] = set()
+    failures = []
+
+    def writer(n: int) -> None:
+        for i in range(40):
+            name = f"w{n}-{i}"
+            try:
+                with store.atomic():
+                    store.set_queue_limit(name, i + 1)
+                    if (n + i) % 7 == 0:
+                        raise RuntimeError(name)
+            except RuntimeError:
+                failures.append(name)
+                continue
+            kept.add(name)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not any(t.is_alive() for t in threads), "a writer never returned"
+    assert len(kept) + len(failures) == 320 and failures
+    assert set(store.queue_limits()) == kept
+    assert len(commits) < len(kept), "some transactions shared a commit"
