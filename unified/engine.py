@@ -474,6 +474,8 @@ class Engine(Interventions):
         # lock before reading the upstream states: two workers finishing the last two upstream tasks at once
         # (PostgreSQL, READ COMMITTED) would otherwise each see the other's task unfinished and release nothing
         by_upstream = self.store.lock_dependants([r.id for r in succeeded])
+        if not by_upstream:  # the common case of independent tasks
+            return set()
         unfinished = {up for up, found in by_upstream.items() if any(d.state not in FINISHED_STATES for d in found)}
         pending = {d.id: d for found in by_upstream.values() for d in found if d.state == "pending"}
         done = {r.id: r for r in succeeded}  # just succeeded here
