@@ -215,7 +215,6 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords):
             finally:
                 local.conn = None
 
-
     def _write_later(self, conn: sa.Connection, statement: sa.Executable, rows: list[dict[str, Any]]) -> None:
         """A write whose outcome nobody reads in the transaction: on PostgreSQL it waits to go with the COMMIT (one
         round trip for all of them), elsewhere it runs now. A savepoint rolled back meanwhile does not take it back,
