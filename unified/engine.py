@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from typing import Any
 
 from unified import events as ev
 from unified.engine_batch import Batch
-from unified.errors import UnknownDependencyError, ValidationError
+from unified.errors import StoreConflict, UnknownDependencyError, ValidationError
 from unified.events import EventBus
 from unified.functions import FunctionRegistry
 from unified.graph import graph_hash, validate_graph
@@ -35,6 +35,7 @@ from unified.utils import Clock, SystemClock, new_id, to_json
 
 log = logging.getLogger("unified.engine")
 
+CONFLICT_RETRIES = 3  # runs of a submit the database aborted to break a deadlock
 MAX_HANDOFF = 10_000  # upstream results kept for claimed attempts not yet started (see Engine._hand_off_upstream)
 
 S = TaskState
@@ -240,8 +241,9 @@ class Engine(Interventions):
         for task, local in zip(tasks, local_ids, strict=True):
             task.task_id = local
         upstream_ids = {d for t in tasks for d in t.dependencies} - set(local_ids)
-        # tasks stored earlier: their states are read locked, in the transaction that inserts
-        with self.batch() if upstream_ids else nullcontext():
+        if upstream_ids:  # tasks stored earlier: their states are read locked, in the transaction that inserts
+            records, unannounced = self._store_new_again_on_conflict(tasks, run_id, schedule_id, now, upstream_ids)
+        else:
             records, unannounced = self._store_new(tasks, run_id, schedule_id, now, upstream_ids)
         run = self._run_cache.get(run_id) if run_id else None
         for listener in self._submit_listeners:
@@ -254,6 +256,27 @@ class Engine(Interventions):
             if record.state == "skipped":
                 self._emit(ev.TASK_SKIPPED, record)
         return [r.id for r in records]
+
+    def _store_new_again_on_conflict(
+        self, tasks: list[Task], run_id: str | None, schedule_id: str | None, now: float, upstream_ids: set[str]
+    ) -> tuple[list[TaskRecord], int]:
+        """``_store_new`` in a transaction, run again if the database aborts it to break a deadlock.
+
+        Locking the upstream rows (in id order) can meet a completion that holds one of them and locks its
+        dependants: a new task depending on both a task and one of that task's dependants, added as the first one
+        finishes. PostgreSQL then aborts one of the two; a submit of its own runs again (up to CONFLICT_RETRIES
+        times), while inside a caller's transaction the caller gets the StoreConflict, since all of it was undone.
+        """
+        attempts = 0
+        while True:
+            try:
+                with self.batch():
+                    return self._store_new(tasks, run_id, schedule_id, now, upstream_ids)
+            except StoreConflict:
+                attempts += 1
+                if attempts >= CONFLICT_RETRIES or getattr(self._local, "depth", 0):
+                    raise
+                log.info("adding %d task(s) met a deadlock and runs again (attempt %d)", len(tasks), attempts + 1)
 
     def _store_new(
         self, tasks: list[Task], run_id: str | None, schedule_id: str | None, now: float, upstream_ids: set[str]

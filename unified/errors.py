@@ -13,6 +13,7 @@
     ├── TaskFailedError            a task ended badly; carries its error
     ├── TimeoutExpired             waiting for a task or run took too long
     ├── StoreError                 the database could not be used
+    │   └── StoreConflict          it aborted a transaction to break a deadlock: safe to run again
     ├── AuthenticationError        no API key, or one that is wrong, revoked or expired
     └── PermissionDeniedError      a valid key whose role is too low for the request
 
@@ -114,6 +115,13 @@ class StoreError(UnifiedError):
     """The store could not be reached or used."""
 
     code = "store_error"
+
+
+class StoreConflict(StoreError):
+    """The database aborted a transaction to break a deadlock with another one; nothing of it was kept, and running
+    it again is safe."""
+
+    code = "store_conflict"
 
 
 class AuthenticationError(UnifiedError):

@@ -4,11 +4,13 @@ dependant is released and the run is settled exactly once, whichever transaction
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from unified.engine import Engine
+from unified.errors import StoreConflict, StoreError
 from unified.store.sql import SqlStore
 from unified.task import Task
 
@@ -65,3 +67,63 @@ def test_a_fan_in_task_is_released_when_its_last_two_upstreams_finish_together(e
 def test_a_run_is_settled_when_its_last_two_tasks_finish_together(engines) -> None:
     run_id = finish_both_at_once(engines, [Task(task_id="a", func=print), Task(task_id="b", func=print)])
     assert engines[0].store.get_run(run_id).state == "success"
+
+
+def lock_waiters(store: SqlStore) -> int:
+    """How many sessions of this test (its application_name) wait for a row lock right now."""
+    with store._tx(write=False) as conn:
+        return conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND application_name = current_setting('application_name')"
+        ).scalar()
+
+
+def test_a_task_added_on_a_task_and_its_dependant_as_the_first_finishes_lands_despite_the_deadlock(
+    engines: tuple[Engine, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The completion of z holds z's row, then locks its dependants (m); a new task n depending on z and m locks
+    them in id order (m, then z). PostgreSQL breaks the deadlock by aborting one of the two transactions; an aborted
+    submit runs again, and both land."""
+    one, two = engines
+    one.submit([Task(task_id="z", func=print), Task(task_id="m", func=print, dependencies=["z"])])
+    (z,) = one.claim("w1")
+    holding_z = threading.Event()
+    lock_dependants = one.store.lock_dependants
+
+    def once_the_submit_waits_for_z(task_ids: list[str]) -> object:
+        holding_z.set()
+        deadline = time.monotonic() + 5
+        while not lock_waiters(two.store):  # the submit holds m and waits for z
+            assert time.monotonic() < deadline, "the submit never waited for z"
+            time.sleep(0.01)
+        return lock_dependants(task_ids)
+
+    monkeypatch.setattr(one.store, "lock_dependants", once_the_submit_waits_for_z)
+    outcome: dict[str, object] = {}
+
+    def finish_z() -> None:
+        for _ in range(3):  # as a worker's report does after a StoreError
+            try:
+                one.complete(z, "success", result=1)
+                outcome["completed"] = True
+                return
+            except StoreConflict as exc:
+                outcome["completion aborted"] = exc
+                z.state = "running"
+
+    def add_n() -> None:
+        assert holding_z.wait(5)
+        try:
+            outcome["submitted"] = two.submit([Task(task_id="n", func=print, dependencies=["z", "m"])])
+        except StoreError as exc:
+            outcome["submit failed"] = exc
+
+    threads = [threading.Thread(target=finish_z), threading.Thread(target=add_n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(15)
+    assert not any(t.is_alive() for t in threads)
+    assert outcome.get("completed") and outcome.get("submitted") == ["n"], outcome
+    states = {t: one.store.get_task(t).state for t in ("z", "m", "n")}
+    assert states == {"z": "success", "m": "queued", "n": "pending"}

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from unified.errors import ConflictError, DuplicateTaskError, NotFoundError, StoreError
+from unified.errors import ConflictError, DuplicateTaskError, NotFoundError
 from unified.store import migrations
 from unified.store.base import (
     CLAIMABLE_STATES,
@@ -61,6 +61,7 @@ from unified.store.schema import (
 from unified.store.sql_admin import SqlAdminRecords
 from unified.store.sql_claim import SqlClaims
 from unified.store.sql_direct import DirectStatements
+from unified.store.sql_errors import database_errors
 from unified.store.sql_outcomes import SqlOutcomes, cas_where
 from unified.store.sql_wakeups import Wakeups
 
@@ -179,17 +180,8 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords):
         return f"{type(self).__name__}({self._safe_url!r})"
 
     # transactions
-    @contextmanager
-    def _wrap_errors(self) -> Iterator[None]:
-        try:
-            yield
-        except sa.exc.DBAPIError as exc:
-            lost = isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)) or exc.connection_invalidated
-            if not lost:
-                raise
-            raise StoreError(
-                f"the database {self._safe_url} could not be used ({exc.orig}); check that it is reachable and writable"
-            ) from exc
+    def _wrap_errors(self) -> AbstractContextManager[None]:
+        return database_errors(self._safe_url)
 
     @contextmanager
     def _tx(self, write: bool = True) -> Iterator[sa.Connection]:

@@ -1,0 +1,32 @@
+"""How the SQL stores turn the driver's errors into unified's: a lost or unusable database is a StoreError, a
+transaction the database aborted to break a deadlock a StoreConflict (safe to run again); anything else, such as a
+constraint violation the verb handles itself, goes through unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+
+from unified.errors import StoreConflict, StoreError
+
+CONFLICT_STATES = ("40P01", "40001")  # PostgreSQL: deadlock detected, serialization failure
+
+
+@contextmanager
+def database_errors(where: str) -> Iterator[None]:
+    """Translate driver errors raised in the block; ``where`` names the database (without its password)."""
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) in CONFLICT_STATES:
+            raise StoreConflict(
+                f"the database {where} aborted the transaction ({exc.orig}); nothing of it was kept: run it again"
+            ) from exc
+        lost = isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)) or exc.connection_invalidated
+        if not lost:
+            raise
+        raise StoreError(
+            f"the database {where} could not be used ({exc.orig}); check that it is reachable and writable"
+        ) from exc
