@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from unified.engine import Engine
-from unified.errors import StoreError, UnifiedError
+from unified.errors import StoreConflict, StoreError, UnifiedError
 from unified.executor import Executor
 from unified.store.base import TaskRecord
 from unified.task import ISOLATIONS
@@ -393,6 +393,10 @@ class WorkerPool:
                         self._apply([report], claim_next, by_runner)
                     return
                 failures += 1
+                if isinstance(exc, StoreConflict) and failures == 1:  # aborted to break a deadlock: again, at once
+                    log.info("worker %s: the report of task %s met a deadlock; applying it again",
+                             self.worker_id, batch[0][0].id)  # fmt: skip
+                    continue
                 log.error("worker %s cannot report task %s (%s); retrying in %.1f s",
                           self.worker_id, batch[0][0].id, exc, backoff(failures))  # fmt: skip
                 if self._stopping.wait(backoff(failures)) and failures > 3:

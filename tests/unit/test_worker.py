@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers.workers import wait_until
 from unified.engine import Engine
-from unified.errors import StoreError
+from unified.errors import StoreConflict, StoreError
 from unified.store.memory import MemoryStore
 from unified.task import Task, TaskContext
 from unified.task_manager import TaskManager
@@ -87,6 +87,29 @@ def test_a_worker_that_cannot_renew_its_lease_stops_its_attempts() -> None:
         store.down = True
         assert stopped.wait(5), "the attempt kept running after its lease could not be renewed"
         store.down = False
+
+
+class DeadlockOnceEngine(Engine):
+    """An engine whose first report transaction the database aborts to break a deadlock."""
+
+    aborted = 0
+
+    def complete_all(self, reports: list[Any]) -> None:
+        if not self.aborted:
+            self.aborted += 1
+            raise StoreConflict("aborted to break a deadlock")
+        super().complete_all(reports)
+
+
+def test_a_report_aborted_to_break_a_deadlock_is_applied_again_at_once() -> None:
+    engine = DeadlockOnceEngine(MemoryStore())
+    engine.submit([Task(task_id="t", func="tests.helpers.tasks:add", args=(1, 2))])
+    pool = WorkerPool(engine, max_workers=0)
+    waits: list[float] = []
+    pool._stopping.wait = lambda seconds=None: waits.append(seconds) or False  # type: ignore[method-assign]
+    assert pool.run_until_idle() == 1
+    assert engine.aborted == 1 and engine.store.get_task("t").state == "success"
+    assert waits == [], "no backoff before running an aborted transaction again"
 
 
 class CountingEngine(Engine):
