@@ -50,11 +50,12 @@ def w1_concurrent(url: str, n: int = 10_000, workers: int = 2, producers: int = 
     commit; then all awaited. On SQLite the producers' transactions share commits (group commit)."""
     with TaskManager(store=url, max_workers=workers) as tm:
         ids: list[list[str]] = [[] for _ in range(producers)]
+        shares = [n // producers + (i < n % producers) for i in range(producers)]  # n in all, whatever n is
 
-        def produce(mine: list[str]) -> None:
-            mine.extend(tm.queue_task(noop) for _ in range(n // producers))
+        def produce(mine: list[str], share: int) -> None:
+            mine.extend(tm.queue_task(noop) for _ in range(share))
 
-        threads = [threading.Thread(target=produce, args=(mine,)) for mine in ids]
+        threads = [threading.Thread(target=produce, args=pair) for pair in zip(ids, shares, strict=True)]
         start = time.perf_counter()
         for thread in threads:
             thread.start()

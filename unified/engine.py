@@ -84,11 +84,11 @@ class Engine(Interventions):
 
     def _before_commit(self) -> None:
         """Just before a batch commits: record the outcomes of its attempts in one go, then let the claimable
-        listeners claim what it queued, once for the lot."""
-        attempts, self._local.attempts = self._local.attempts, []
+        listeners claim what it queued, once for the lot, and announce the ready tasks it did not claim itself."""
+        local = self._local
+        attempts, local.attempts = local.attempts, []
         if attempts:
             self.store.finish_attempts(attempts)
-        local = self._local
         queued, local.claimable = local.claimable, 0
         if queued:
             for claim in self._claimable_listeners:
