@@ -54,6 +54,23 @@ def test_parameters_are_converted_as_sqlalchemy_would(engine: sa.Engine) -> None
         assert conn.execute(sa.select(things.c.done, things.c.size).where(things.c.id == "b")).one() == (True, 5.0)
 
 
+@pytest.mark.parametrize("url", ["sqlite://", "postgresql+psycopg://nobody@localhost/none"])  # never connected
+def test_arguments_picked_by_key_are_those_sqlalchemy_builds(url: str) -> None:
+    direct = DirectStatements(sa.create_engine(url).dialect)
+    literal = sa.update(things).where(things.c.id == "a").values(size=sa.bindparam("_size"))  # a bind with a value
+    for stmt, params in [(GROW, {"_id": "a", "_by": 3}), (SET_DONE, {"_id": "b", "_done": True}),
+                         (literal, {"_size": 2}), (literal, {"_size": None})]:  # fmt: skip
+        compiled = direct._compile(stmt)
+        assert compiled is not None
+        built = compiled.compiled.construct_params(params)
+        for name, process in compiled.processors.items():
+            built[name] = process(built[name]) if built[name] is not None else None
+        expected = built if compiled.names is None else tuple(built[n] for n in compiled.names)
+        assert direct._arguments(compiled, params) == expected
+    assert direct._compile(GROW).keys is not None, "picked by key"
+    assert direct._compile(literal).keys is None, "an anonymous bind (the literal) leaves it to construct_params"
+
+
 def test_statements_that_need_sqlalchemy_still_go_through_it(engine: sa.Engine) -> None:
     direct = DirectStatements(engine.dialect)
     with engine.connect() as conn:
