@@ -66,10 +66,12 @@ def check_new_tasks(new: Mapping[str, Iterable[str]], existing: Mapping[str, Ite
     validate_graph(new, existing=existing.keys(), scope=scope)
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, default=str)  # json.dumps(sort_keys=True, default=str), built once
+
+
 def graph_hash(specs: Iterable[Mapping[str, Any]]) -> str:
     """A content hash of task specs that ignores their order: equal graphs hash equal."""
     # "ref" names a callable object of this process only; the content identity is in "func"
-    canonical = sorted(
-        json.dumps({k: v for k, v in spec.items() if k != "ref"}, sort_keys=True, default=str) for spec in specs
-    )
+    encode = _CANONICAL.encode
+    canonical = sorted(encode({k: v for k, v in spec.items() if k != "ref"}) for spec in specs)
     return hashlib.sha256("\n".join(canonical).encode()).hexdigest()
