@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from unified.errors import ValidationError
+
 DEFAULT_STORE_URL = "memory://"
 SERVICE_STORE_URL = "sqlite:///.unified/unified.db"  # the server's and the CLI's default: history survives restarts
 
@@ -37,3 +39,15 @@ def ensure_sqlite_folder(url: str) -> None:
     path = sqlite_file(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def gc_threshold() -> int:
+    """The garbage collector's young-generation threshold while worker pools run (see ``unified.gc_pace``):
+    ``UNIFIED_GC_THRESHOLD``, else 10,000; 0 leaves the collector as the program set it."""
+    raw = os.environ.get("UNIFIED_GC_THRESHOLD", "").strip()
+    try:
+        return max(0, int(raw)) if raw else 10_000
+    except ValueError:
+        raise ValidationError(
+            f"UNIFIED_GC_THRESHOLD must be a whole number (0 leaves the collector alone), not {raw!r}"
+        ) from None

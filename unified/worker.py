@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from unified import gc_pace
 from unified.engine import Engine
 from unified.errors import StoreConflict, StoreError, UnifiedError
 from unified.executor import Executor
@@ -121,6 +122,7 @@ class WorkerPool:
         """Start the runners, the dispatcher, the reporter (database stores) and the heartbeat."""
         if self._runners or self.max_workers == 0:
             return
+        gc_pace.hold()
         self._runners = [self._thread(self._run_loop, f"unified-runner-{n}") for n in range(self.max_workers)]
         self._services = [
             self._thread(self._dispatch_loop, "unified-dispatcher"),
@@ -161,6 +163,8 @@ class WorkerPool:
         for thread in self._services:
             thread.join(5.0)
         self._hand_back_held()
+        if self._runners:
+            gc_pace.release()
         self._runners, self._services = [], []
 
     def _hand_back_held(self) -> None:
