@@ -7,7 +7,8 @@ wall time of W1, W3 and W4 (docs/performance.md). Reference counting frees almos
 finds cycles, which it still does, less often. So while at least one pool runs, the youngest generation's threshold
 is raised to ``config.gc_threshold()`` (10,000 unless ``UNIFIED_GC_THRESHOLD`` says otherwise; 0 leaves the
 collector alone); when the last pool stops, the program's own threshold comes back, unless it set another since.
-A program that already runs with a threshold at least that high is left as it is.
+A program that already runs with a threshold at least that high, or with 0 (no automatic collection), is left as
+it is.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def hold() -> None:
     with _lock:
         _holders += 1
         current = gc.get_threshold()
-        if _holders == 1 and wanted > current[0]:
+        if _holders == 1 and wanted > current[0] > 0:  # 0: the program turned automatic collection off
             _restore, _raised = current, wanted
             gc.set_threshold(wanted, *current[1:])
 

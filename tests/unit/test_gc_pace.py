@@ -37,6 +37,9 @@ def test_a_threshold_the_program_set_is_respected(monkeypatch: pytest.MonkeyPatc
     with TaskManager(max_workers=1):
         assert gc.get_threshold() == (50_000, 20, 20), "already higher: left alone"
     assert gc.get_threshold() == (50_000, 20, 20)
+    gc.set_threshold(0, 10, 10)
+    with TaskManager(max_workers=1):
+        assert gc.get_threshold() == (0, 10, 10), "automatic collection turned off stays off"
     gc.set_threshold(700, 10, 10)
     gc_pace.hold()
     gc.set_threshold(2_000, 10, 10)  # the program changes it while a pool runs
