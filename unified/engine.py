@@ -26,6 +26,8 @@ from unified.store.base import LogRecord, RunRecord, Store, TaskRecord, VersionR
 from unified.task import (
     BAD_STATES,
     FINISHED_STATES,
+    CancelFlag,
+    CancelSignal,
     Task,
     TaskContext,
     TaskState,
@@ -60,7 +62,7 @@ class Engine(Interventions):
         self.clock = clock or SystemClock()
         self.bus = bus or EventBus()
         self.functions = FunctionRegistry()
-        self._cancel_events: dict[str, threading.Event] = {}  # attempts running in this process
+        self._cancel_events: dict[str, CancelSignal] = {}  # attempts running in this process
         self._ready_listeners: list[Callable[[int], None]] = []
         self._submit_listeners: list[Callable[[list[TaskRecord], RunRecord | None], None]] = []
         self._claimable_listeners: list[Callable[[int], None]] = []
@@ -356,7 +358,7 @@ class Engine(Interventions):
             self._hand_off_upstream(claimed)
         for record in claimed:
             log.debug("task %s: claimed by %s (attempt %d)", record.id, worker, record.attempts)
-            self._cancel_events[record.id] = threading.Event()
+            self._cancel_events[record.id] = CancelFlag()
         return claimed
 
     def _hand_off_upstream(self, claimed: list[TaskRecord]) -> None:
@@ -378,7 +380,7 @@ class Engine(Interventions):
             self._handoff.clear()
         self._handoff.update(handoff)
 
-    def prepare(self, record: TaskRecord, cancel_event: threading.Event) -> tuple[Task, TaskContext]:
+    def prepare(self, record: TaskRecord, cancel_event: CancelSignal) -> tuple[Task, TaskContext]:
         """The runnable Task of a claimed record and the context its function sees."""
         task = self.functions.rebuild(record.spec)
         run = self._run(record.run_id)
@@ -403,9 +405,9 @@ class Engine(Interventions):
         self.submit([child], run_id=parent.run_id, schedule_id=parent.schedule_id)
         return child.task_id  # type: ignore[return-value]
 
-    def cancel_event(self, task_id: str) -> threading.Event:
-        """The event that tells a claimed attempt running in this process to stop."""
-        return self._cancel_events.get(task_id) or self._cancel_events.setdefault(task_id, threading.Event())
+    def cancel_event(self, task_id: str) -> CancelSignal:
+        """The signal that tells a claimed attempt running in this process to stop."""
+        return self._cancel_events.get(task_id) or self._cancel_events.setdefault(task_id, CancelFlag())
 
     def _run(self, run_id: str | None) -> RunRecord | None:
         if run_id is None:

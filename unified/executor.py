@@ -29,7 +29,7 @@ from typing import Any
 
 from unified.errors import SerializationError, TaskFailedError, ValidationError
 from unified.logger import LogLine, capture, current_buffer, install_capture
-from unified.task import Task, TaskContext, context_parameter
+from unified.task import CancelSignal, Task, TaskContext, context_parameter
 from unified.utils import Clock, SystemClock, to_json
 
 POLL_SECONDS = 0.02  # how often waits look at the cancel event: cancel is seen within ~20 ms
@@ -165,7 +165,7 @@ def _where(thread: threading.Thread) -> str:
 class _LinkedEvent(threading.Event):
     """An attempt's own cancel flag that also reads as set once its parent (the task's cancel event) is set."""
 
-    def __init__(self, parent: threading.Event) -> None:
+    def __init__(self, parent: CancelSignal) -> None:
         super().__init__()
         self._parent = parent
 
@@ -460,7 +460,7 @@ def _child_pythonpath() -> str:
 # --- Task.run() -------------------------------------------------------------------------------------------------
 
 
-def run_task_inline(task: Task, cancel_event: threading.Event, params: dict[str, Any] | None = None) -> Any:
+def run_task_inline(task: Task, cancel_event: CancelSignal, params: dict[str, Any] | None = None) -> Any:
     """Task.run(): attempts in the calling thread with the task's retries and timeout; the result or TaskFailedError."""
     func = task.resolve()
     executor = _inline_executor()

@@ -6,13 +6,12 @@ helpers it uses; split out so that engine.py keeps the normal path (submit, clai
 from __future__ import annotations
 
 import logging
-import threading
 from typing import TYPE_CHECKING
 
 from unified import events as ev
 from unified.errors import ConflictError, ValidationError
 from unified.store.base import RunRecord, Store, TaskRecord
-from unified.task import BAD_STATES, FINISHED_STATES, RETRYABLE_STATES, TaskState
+from unified.task import BAD_STATES, FINISHED_STATES, RETRYABLE_STATES, CancelSignal, TaskState
 from unified.utils import Clock
 
 if TYPE_CHECKING:
@@ -30,7 +29,7 @@ class Interventions:
 
     store: Store
     clock: Clock
-    _cancel_events: dict[str, threading.Event]
+    _cancel_events: dict[str, CancelSignal]
     if TYPE_CHECKING:
         batch: Callable[[], AbstractContextManager[None]]
         _move: Callable[..., bool]

@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from unified.task import Task, TaskContext
+from unified.task import CancelFlag, Task, TaskContext
 from unified.task_manager import TaskManager
 from unified.workflow.workflow import Workflow, WorkflowManager
 
@@ -123,3 +123,32 @@ def test_cancel_run_cancels_every_unfinished_task() -> None:
     assert run.state == "canceled"
     assert run.tasks["slow"]["state"] == "canceled"
     assert run.tasks["after"]["state"] == "canceled"
+
+
+def test_a_cancel_flag_reads_and_waits_like_an_event() -> None:
+    flag = CancelFlag()
+    assert not flag.is_set() and not flag.wait(0), "a wait times out while unset"
+    flag.set()
+    assert flag.is_set() and flag.wait(0) and flag.wait(None)
+    flag.clear()
+    assert not flag.is_set() and not flag.wait(0)
+
+
+def test_a_cancel_flag_wakes_a_thread_that_waits_on_it() -> None:
+    flag = CancelFlag()
+    woke: list[bool] = []
+    waiter = threading.Thread(target=lambda: woke.append(flag.wait(10)))
+    waiter.start()
+    deadline = time.monotonic() + 10
+    while flag._event is None and time.monotonic() < deadline:  # until the waiter made the event it sleeps on
+        time.sleep(0.001)
+    flag.set()
+    waiter.join(10)
+    assert woke == [True]
+
+
+
+def test_a_flag_set_before_anyone_waits_makes_no_event() -> None:
+    flag = CancelFlag()
+    flag.set()
+    assert flag.wait(0) and flag.wait(None) and flag._event is None, "a set flag is read without an event"
