@@ -223,7 +223,7 @@ class Engine(Interventions):
         """The version matching the workflow's draft, frozen now if the draft changed since the last one."""
         if not record.tasks:
             raise ValidationError(f"workflow {record.name!r} has no tasks: add tasks before running it")
-        digest = graph_hash(record.tasks)
+        digest = record.draft_hash or graph_hash(record.tasks)  # None: stored before the store kept it
         if record.current_version is not None:
             current = self.store.get_version(record.workflow_id, record.current_version)
             if current.hash == digest:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import pytest
 
 from unified.errors import ConflictError, DuplicateTaskError, NotFoundError, SerializationError, ValidationError
+from unified.graph import graph_hash
 from unified.store.base import (
     AlertRecord,
     AttemptRecord,
@@ -403,7 +405,7 @@ def test_workflows_put_replace_list_delete(store: Store) -> None:
     replaced = workflow("w2", NOW + 1, description="new", current_version=1)
     replaced.updated_at = NOW + 9
     store.put_workflow(replaced)
-    assert store.get_workflow("w2") == replaced
+    assert store.get_workflow("w2") == dataclasses.replace(replaced, draft_hash=graph_hash([]))
     assert [w.workflow_id for w in store.list_workflows()] == ["w1", "w2"]
     assert store.get_workflow("w1").tasks == [{"task_id": "t1", "dependencies": []}]
     store.add_version(VersionRecord("w2", 1, "h1", [], NOW + 2))
@@ -412,6 +414,16 @@ def test_workflows_put_replace_list_delete(store: Store) -> None:
     assert store.list_versions("w2") == []
     with pytest.raises(NotFoundError, match="w2"):
         store.get_workflow("w2")
+
+
+def test_the_store_keeps_each_drafts_hash_whatever_the_caller_says(store: Store) -> None:
+    draft = [{"task_id": "t1", "dependencies": []}]
+    store.put_workflow(workflow("w", NOW, tasks=draft, draft_hash="stale"))
+    assert store.get_workflow("w").draft_hash == graph_hash(draft)
+    edited = store.get_workflow("w")
+    edited.tasks.append({"task_id": "t2", "dependencies": ["t1"]})  # read, changed and written back, hash and all
+    store.put_workflow(edited)
+    assert store.get_workflow("w").draft_hash == graph_hash(edited.tasks) != graph_hash(draft)
 
 
 def test_set_current_version_leaves_the_draft_alone(store: Store) -> None:

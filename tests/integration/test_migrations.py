@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,3 +77,27 @@ def test_reopening_a_current_database_skips_alembic(url: str, monkeypatch: pytes
 
     monkeypatch.setattr(migrations, "upgrade", refuse)
     SqlStore(url).close()
+
+
+def test_a_workflow_stored_before_its_draft_hash_was_kept_still_runs(url: str) -> None:
+    from alembic import command
+
+    from unified.task_manager import TaskManager
+    from unified.testing import run_until_idle
+    from unified.workflow.workflow import WorkflowManager
+
+    engine = sa.create_engine(driver_url(url), poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(migrations.alembic_config(conn), "0003")
+            spec = {"task_id": "t", "func": "tests.helpers.tasks:add", "args": [1, 2], "dependencies": []}
+            insert = "INSERT INTO workflows (workflow_id, name, description, tasks, created_at, updated_at) VALUES "
+            conn.execute(sa.text(insert + "('w', 'old', '', :tasks, 0, 0)"), {"tasks": json.dumps([spec])})
+    finally:
+        engine.dispose()
+    with TaskManager(store=url, max_workers=0) as tm:  # opening the store upgrades it to the head
+        wm = WorkflowManager(task_manager=tm)
+        assert tm.store.get_workflow("w").draft_hash is None
+        run_id = wm.start_workflow("w")
+        run_until_idle(wm)
+        assert wm.get_run(run_id).results == {"t": 3}

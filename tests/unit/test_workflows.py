@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers.tasks import add, boom
+from unified import engine as engine_module
 from unified.errors import ConflictError, NotFoundError, ValidationError
+from unified.graph import graph_hash
 from unified.task import Task
 from unified.task_manager import TaskManager
 from unified.testing import run_until_idle
@@ -42,6 +44,17 @@ def test_edits_coalesce_and_the_first_run_after_an_edit_freezes_a_version(wm: Wo
     assert versions[0]["hash"] != versions[1]["hash"] and len(versions[1]["hash"]) == 64
     assert [t["task_id"] for t in versions[0]["tasks"]] == ["a", "b"]
     assert wm.get_workflow(wid)["current_version"] == 2
+
+
+def test_a_run_uses_the_hash_the_store_keeps_and_hashes_a_draft_stored_without_one(
+    wm: WorkflowManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wid = wm.register(Workflow("w", tasks=[Task(task_id="a", func=add, args=(1, 2))]))
+    hashed: list[int] = []
+    monkeypatch.setattr(engine_module, "graph_hash", lambda specs: hashed.append(len(specs)) or graph_hash(specs))
+    assert run(wm, wid).version == run(wm, wid).version == 1 and hashed == [], "the store's hash was enough"
+    wm.store._workflows[wid].draft_hash = None  # type: ignore[attr-defined]  # a row from before the hash was kept
+    assert run(wm, wid).version == 1 and hashed == [1], "hashed at the start, and still the same version"
 
 
 def test_an_earlier_version_runs_while_its_callables_exist(wm: WorkflowManager) -> None:

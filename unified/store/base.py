@@ -117,6 +117,9 @@ class WorkflowRecord:
     current_version: int | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    # graph_hash of the draft, set by the store on every put (what a caller passes is ignored), so starting a run
+    # of an unchanged draft needs no hashing; None in rows written before it was kept
+    draft_hash: str | None = None
 
 
 @dataclass(slots=True)

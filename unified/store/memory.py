@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from unified.errors import DuplicateTaskError, NotFoundError, ValidationError
+from unified.graph import graph_hash
 from unified.store.base import (
     CLAIMABLE_STATES,
     AlertRecord,
@@ -96,9 +97,11 @@ class MemoryStore(MemoryAdminRecords):
 
     # workflows and versions
     def put_workflow(self, workflow: WorkflowRecord) -> None:
-        """Insert or replace a workflow."""
+        """Insert or replace a workflow (its ``draft_hash`` computed here)."""
+        stored = _with_own_tasks(workflow)
+        stored.draft_hash = graph_hash(stored.tasks)
         with self._lock:
-            self._workflows[workflow.workflow_id] = _with_own_tasks(workflow)
+            self._workflows[workflow.workflow_id] = stored
 
     def get_workflow(self, workflow_id: str) -> WorkflowRecord:
         """The workflow with this id."""

@@ -165,6 +165,7 @@ workflows = sa.Table(
     sa.Column("current_version", sa.Integer, nullable=True),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
+    sa.Column("draft_hash", sa.String(128), nullable=True),
 )
 
 versions = sa.Table(

@@ -9,6 +9,7 @@ The verbs of the records around the work (schedules and fires, alert rules, API 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from unified.errors import ConflictError, DuplicateTaskError, NotFoundError
+from unified.graph import graph_hash
 from unified.store import migrations
 from unified.store.base import (
     CLAIMABLE_STATES,
@@ -342,8 +344,8 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords):
 
     # workflows and versions
     def put_workflow(self, workflow: WorkflowRecord) -> None:
-        """Insert or replace a workflow."""
-        self._upsert(WORKFLOWS, workflow)
+        """Insert or replace a workflow (its ``draft_hash`` computed here)."""
+        self._upsert(WORKFLOWS, dataclasses.replace(workflow, draft_hash=graph_hash(workflow.tasks)))
 
     def get_workflow(self, workflow_id: str) -> WorkflowRecord:
         """The workflow with this id."""
