@@ -19,10 +19,10 @@ from unified.engine_batch import Batch
 from unified.errors import StoreConflict, UnknownDependencyError, ValidationError
 from unified.events import EventBus
 from unified.functions import FunctionRegistry
-from unified.graph import graph_hash, validate_graph
+from unified.graph import validate_graph
 from unified.interventions import UNFINISHED, Interventions
 from unified.outcome_plan import PlannedOutcome
-from unified.store.base import LogRecord, RunRecord, Store, TaskRecord, VersionRecord, WorkflowRecord
+from unified.store.base import LogRecord, RunRecord, Store, TaskRecord
 from unified.task import (
     BAD_STATES,
     FINISHED_STATES,
@@ -209,32 +209,19 @@ class Engine(Interventions):
         schedule_id: str | None = None,
     ) -> str:
         """Start a run of a stored workflow (its draft, frozen first if it changed, or ``version``); returns the id."""
-        record = self.store.get_workflow(workflow_id)
-        frozen = self._freeze(record) if version is None else self.store.get_version(workflow_id, version)
+        if version is None:  # the draft, frozen as a new version if it changed since the current one
+            frozen = self.store.freeze_draft(workflow_id, self.clock.now())
+        else:
+            self.store.get_workflow(workflow_id)  # an unknown workflow says so before its versions are looked up
+            frozen = self.store.get_version(workflow_id, version)
         tasks = []
         for spec in frozen.tasks:
             try:
                 tasks.append(self.functions.rebuild(spec))
             except ValidationError as exc:
-                raise ValidationError(f"version {frozen.number} of workflow {record.name!r} cannot run: {exc}") from exc
+                name = self.store.get_workflow(workflow_id).name
+                raise ValidationError(f"version {frozen.number} of workflow {name!r} cannot run: {exc}") from exc
         return self.create_run(workflow_id, frozen.number, tasks, params, trigger, metadata, schedule_id)
-
-    def _freeze(self, record: WorkflowRecord) -> VersionRecord:
-        """The version matching the workflow's draft, frozen now if the draft changed since the last one."""
-        if not record.tasks:
-            raise ValidationError(f"workflow {record.name!r} has no tasks: add tasks before running it")
-        digest = record.draft_hash or graph_hash(record.tasks)  # None: stored before the store kept it
-        if record.current_version is not None:
-            current = self.store.get_version(record.workflow_id, record.current_version)
-            if current.hash == digest:
-                return current
-        number = (record.current_version or 0) + 1
-        version = VersionRecord(record.workflow_id, number, digest, record.tasks, self.clock.now())
-        with self.store.atomic():
-            self.store.add_version(version)
-            self.store.set_current_version(record.workflow_id, number)  # a draft edited meanwhile stays edited
-        record.current_version = number
-        return version
 
     def submit(self, tasks: list[Task], run_id: str | None = None, schedule_id: str | None = None) -> list[str]:
         """Store ``tasks`` (ad-hoc when ``run_id`` is None) and queue those whose dependencies are met."""

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.helpers.together import at_once
 from unified.errors import ConflictError, DuplicateTaskError, NotFoundError, SerializationError, ValidationError
 from unified.graph import graph_hash
 from unified.store.base import (
@@ -408,12 +409,12 @@ def test_workflows_put_replace_list_delete(store: Store) -> None:
     assert store.get_workflow("w2") == dataclasses.replace(replaced, draft_hash=graph_hash([]))
     assert [w.workflow_id for w in store.list_workflows()] == ["w1", "w2"]
     assert store.get_workflow("w1").tasks == [{"task_id": "t1", "dependencies": []}]
-    store.add_version(VersionRecord("w2", 1, "h1", [], NOW + 2))
-    store.delete_workflow("w2")
-    assert [w.workflow_id for w in store.list_workflows()] == ["w1"]
-    assert store.list_versions("w2") == []
-    with pytest.raises(NotFoundError, match="w2"):
-        store.get_workflow("w2")
+    store.freeze_draft("w1", NOW + 2)
+    store.delete_workflow("w1")
+    assert [w.workflow_id for w in store.list_workflows()] == ["w2"]
+    assert store.list_versions("w1") == []
+    with pytest.raises(NotFoundError, match="w1"):
+        store.get_workflow("w1")
 
 
 def test_the_store_keeps_each_drafts_hash_whatever_the_caller_says(store: Store) -> None:
@@ -426,38 +427,57 @@ def test_the_store_keeps_each_drafts_hash_whatever_the_caller_says(store: Store)
     assert store.get_workflow("w").draft_hash == graph_hash(edited.tasks) != graph_hash(draft)
 
 
-def test_set_current_version_leaves_the_draft_alone(store: Store) -> None:
-    draft = [{"task_id": "t1", "dependencies": []}, {"task_id": "t2", "dependencies": ["t1"]}]
+def test_a_draft_is_frozen_once_until_it_changes_and_stays_a_draft(store: Store) -> None:
+    draft = [{"task_id": "t1", "dependencies": []}]
     store.put_workflow(workflow("w", NOW, tasks=draft))
-    store.add_version(VersionRecord("w", 1, "h1", draft[:1], NOW + 1))
-    store.set_current_version("w", 1)
+    first = store.freeze_draft("w", NOW + 1)
+    assert first == VersionRecord("w", 1, graph_hash(draft), draft, NOW + 1)
+    assert store.freeze_draft("w", NOW + 2) == first, "unchanged: the current version, not a new one"
+    edited = store.get_workflow("w")
+    assert edited.current_version == 1
+    edited.tasks.append({"task_id": "t2", "dependencies": ["t1"]})
+    store.put_workflow(edited)
+    second = store.freeze_draft("w", NOW + 3)
+    assert (second.number, second.tasks, second.created_at) == (2, edited.tasks, NOW + 3)
     stored = store.get_workflow("w")
-    assert (stored.current_version, stored.tasks) == (1, draft), "the draft edited since the freeze stays edited"
-    with pytest.raises(NotFoundError, match="nope"):
-        store.set_current_version("nope", 1)
-
-
-def test_versions_are_unique_and_ordered(store: Store) -> None:
-    store.put_workflow(workflow("w", NOW))
-    spec = [{"task_id": "t", "spec": {"func": "m:f", "timeout": 1.5}}]
-    store.add_version(VersionRecord("w", 2, "h2", spec, NOW + 2))
-    store.add_version(VersionRecord("w", 1, "h1", [], NOW + 1))
+    assert (stored.current_version, stored.tasks) == (2, edited.tasks), "the draft stays a draft"
     assert [v.number for v in store.list_versions("w")] == [1, 2]
-    assert store.get_version("w", 2) == VersionRecord("w", 2, "h2", spec, NOW + 2)
-    with pytest.raises(ConflictError):
-        store.add_version(VersionRecord("w", 2, "other", [], NOW + 3))
-    assert store.get_version("w", 2).hash == "h2"
+    assert store.get_version("w", 1) == first
     with pytest.raises(NotFoundError, match="3"):
         store.get_version("w", 3)
+
+
+def test_freezing_refuses_an_unknown_workflow_and_an_empty_draft(store: Store) -> None:
+    with pytest.raises(NotFoundError, match="nope"):
+        store.freeze_draft("nope", NOW)
+    store.put_workflow(workflow("w", NOW))
+    with pytest.raises(ValidationError, match="no tasks: add tasks"):
+        store.freeze_draft("w", NOW)
+    assert store.list_versions("w") == []
+
+
+def test_concurrent_freezes_of_one_changed_draft_make_one_version(
+    store_url: str, open_store: Callable[[str], Store]
+) -> None:
+    first = open_store(store_url)
+    second = first if store_url.startswith("memory") else open_store(store_url)  # memory: one process only
+    try:
+        first.put_workflow(workflow("w", NOW, tasks=[{"task_id": "t1", "dependencies": []}]))
+        calls = [lambda each=each: each.freeze_draft("w", NOW).number for each in (first, second) * 4]
+        assert at_once(calls) == ([1] * 8, []) and [v.number for v in first.list_versions("w")] == [1]
+    finally:
+        first.close()
+        if second is not first:
+            second.close()
 
 
 def test_changing_a_workflow_or_version_read_back_leaves_the_stored_one_alone(store: Store) -> None:
     specs = [{"task_id": "t", "dependencies": ["u"], "kwargs": {"n": [1, 2]}}]
     draft = workflow("w", NOW, tasks=specs)
     store.put_workflow(draft)
-    store.add_version(VersionRecord("w", 1, "h1", specs, NOW))
+    frozen = store.freeze_draft("w", NOW)
     specs[0]["kwargs"]["n"].append(3)  # the caller's own objects, after they were stored
-    for read in (store.get_workflow("w"), store.list_workflows()[0], store.get_version("w", 1)):
+    for read in (frozen, store.get_workflow("w"), store.list_workflows()[0], store.get_version("w", 1)):
         assert read.tasks == [{"task_id": "t", "dependencies": ["u"], "kwargs": {"n": [1, 2]}}]
         read.tasks[0]["dependencies"].append("v")
         read.tasks.append({"task_id": "x"})

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.helpers.tasks import add, boom
-from unified import engine as engine_module
+from tests.helpers.together import at_once
 from unified.errors import ConflictError, NotFoundError, ValidationError
 from unified.graph import graph_hash
+from unified.store import memory as memory_module
 from unified.task import Task
 from unified.task_manager import TaskManager
 from unified.testing import run_until_idle
@@ -51,7 +54,7 @@ def test_a_run_uses_the_hash_the_store_keeps_and_hashes_a_draft_stored_without_o
 ) -> None:
     wid = wm.register(Workflow("w", tasks=[Task(task_id="a", func=add, args=(1, 2))]))
     hashed: list[int] = []
-    monkeypatch.setattr(engine_module, "graph_hash", lambda specs: hashed.append(len(specs)) or graph_hash(specs))
+    monkeypatch.setattr(memory_module, "graph_hash", lambda specs: hashed.append(len(specs)) or graph_hash(specs))
     assert run(wm, wid).version == run(wm, wid).version == 1 and hashed == [], "the store's hash was enough"
     wm.store._workflows[wid].draft_hash = None  # type: ignore[attr-defined]  # a row from before the hash was kept
     assert run(wm, wid).version == 1 and hashed == [1], "hashed at the start, and still the same version"
@@ -156,3 +159,12 @@ def test_a_schedule_declared_in_code_is_kept_in_step(drained: TaskManager) -> No
     wm.register(Workflow("nightly", tasks=tasks))
     assert wm.list_schedules() == []
     assert wm.get_workflow(wid)["name"] == "nightly"
+
+
+def test_concurrent_starts_of_a_changed_workflow_freeze_one_version(tmp_path: Path) -> None:
+    with WorkflowManager(task_manager=TaskManager(store=f"sqlite:///{tmp_path}/w.db", max_workers=0)) as wm:
+        wid = wm.register(Workflow("w", tasks=[Task(task_id="a", func=add, args=(1, 2))]))
+        started, errors = at_once([lambda: wm.start_workflow(wid)] * 6)
+        assert errors == [] and len(started) == 6, "each start got its run (before: 5 of 6 ConflictErrors)"
+        assert [v["number"] for v in wm.list_versions(wid)] == [1]
+        assert {wm.get_run(r).version for r in started} == {1}

@@ -251,8 +251,13 @@ class Store(Protocol):
         """The workflow with this id."""
         ...
 
-    def set_current_version(self, workflow_id: str, number: int) -> None:
-        """Point a workflow at a version just frozen, leaving its draft tasks as they are; NotFoundError if none."""
+    def freeze_draft(self, workflow_id: str, created_at: float) -> VersionRecord:
+        """The version matching the workflow's draft: the current one if their hashes are equal, else the draft frozen
+        now as the next number, which the workflow then points at (the draft itself stays as it is).
+
+        One transaction: two starts of a changed draft freeze it once. NotFoundError for no such workflow,
+        ValidationError for an empty draft.
+        """
         ...
 
     def list_workflows(self) -> list[WorkflowRecord]:
@@ -261,10 +266,6 @@ class Store(Protocol):
 
     def delete_workflow(self, workflow_id: str) -> None:
         """Remove a workflow and its versions (its runs stay as history)."""
-        ...
-
-    def add_version(self, version: VersionRecord) -> None:
-        """Store a new frozen version; (workflow_id, number) is unique."""
         ...
 
     def get_version(self, workflow_id: str, number: int) -> VersionRecord:

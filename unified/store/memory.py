@@ -110,12 +110,24 @@ class MemoryStore(MemoryAdminRecords):
                 raise _missing("workflow", workflow_id)
             return _with_own_tasks(self._workflows[workflow_id])
 
-    def set_current_version(self, workflow_id: str, number: int) -> None:
-        """Point a workflow at a version just frozen, leaving its draft tasks as they are."""
+    def freeze_draft(self, workflow_id: str, created_at: float) -> VersionRecord:
+        """The version matching the workflow's draft, frozen now as the next number if the draft changed since the
+        current one (a copy: each run's tasks get their own specs, whatever a task does to its arguments)."""
         with self._lock:
-            if workflow_id not in self._workflows:
+            workflow = self._workflows.get(workflow_id)
+            if workflow is None:
                 raise _missing("workflow", workflow_id)
-            self._workflows[workflow_id].current_version = number
+            if not workflow.tasks:
+                raise ValidationError(f"workflow {workflow.name!r} has no tasks: add tasks before running it")
+            versions = self._versions[workflow_id]
+            digest = workflow.draft_hash or graph_hash(workflow.tasks)
+            current = next((v for v in versions if v.number == workflow.current_version), None)
+            if current is None or current.hash != digest:
+                number = (workflow.current_version or 0) + 1
+                current = VersionRecord(workflow_id, number, digest, copy_data(workflow.tasks), created_at)
+                versions.append(current)
+                workflow.current_version = number
+            return _with_own_tasks(current)
 
     def list_workflows(self) -> list[WorkflowRecord]:
         """Every workflow, oldest first."""
@@ -128,14 +140,6 @@ class MemoryStore(MemoryAdminRecords):
             if self._workflows.pop(workflow_id, None) is None:
                 raise _missing("workflow", workflow_id)
             self._versions.pop(workflow_id, None)
-
-    def add_version(self, version: VersionRecord) -> None:
-        """Store a new frozen version."""
-        with self._lock:
-            versions = self._versions[version.workflow_id]
-            if any(v.number == version.number for v in versions):
-                raise DuplicateTaskError(f"workflow {version.workflow_id!r} already has version {version.number}")
-            versions.append(_with_own_tasks(version))
 
     def get_version(self, workflow_id: str, number: int) -> VersionRecord:
         """One version of a workflow."""

@@ -9,7 +9,6 @@ The verbs of the records around the work (schedules and fires, alert rules, API 
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -19,7 +18,6 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from unified.errors import ConflictError, DuplicateTaskError, NotFoundError
-from unified.graph import graph_hash
 from unified.store import migrations
 from unified.store.base import (
     CLAIMABLE_STATES,
@@ -27,8 +25,6 @@ from unified.store.base import (
     LogRecord,
     RunRecord,
     TaskRecord,
-    VersionRecord,
-    WorkflowRecord,
     chunks,
 )
 from unified.store.schema import (
@@ -51,9 +47,6 @@ from unified.store.schema import (
     TASK_WITH_ATTEMPTS,
     TASKS,
     TASKS_BY_IDS,
-    VERSION_BY_NUMBER,
-    VERSIONS,
-    WORKFLOWS,
     Codec,
     exists_statement,
     task_deps,
@@ -66,6 +59,7 @@ from unified.store.sql_direct import DirectStatements
 from unified.store.sql_errors import database_errors
 from unified.store.sql_outcomes import SqlOutcomes, cas_where
 from unified.store.sql_wakeups import Wakeups
+from unified.store.sql_workflows import SqlWorkflows
 
 READ_ONLY = "unified_read_only"  # execution option: a read outside atomic(); SQLite then skips BEGIN IMMEDIATE
 MIGRATION_LOCK = 7_415_532  # PostgreSQL advisory lock key: one process migrates at a time
@@ -83,7 +77,7 @@ def _fk_violation(exc: sa.exc.IntegrityError) -> bool:
     return getattr(exc.orig, "sqlstate", None) == "23503" or "FOREIGN KEY" in str(exc.orig)
 
 
-class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords):
+class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
     """A store on a SQLAlchemy URL; ``SqlStore("sqlite:///...")`` gives a :class:`SqliteStore`."""
 
     keeps_objects = False
@@ -341,45 +335,6 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords):
         with self._tx() as conn:
             if conn.execute(stmt).rowcount == 0:
                 raise NotFoundError(f"no {what} {key!r}: check the id (list them to see what exists)")
-
-    # workflows and versions
-    def put_workflow(self, workflow: WorkflowRecord) -> None:
-        """Insert or replace a workflow (its ``draft_hash`` computed here)."""
-        self._upsert(WORKFLOWS, dataclasses.replace(workflow, draft_hash=graph_hash(workflow.tasks)))
-
-    def get_workflow(self, workflow_id: str) -> WorkflowRecord:
-        """The workflow with this id."""
-        return self._one(WORKFLOWS, f"workflow {workflow_id!r}", WORKFLOWS.by_key, {"_key": workflow_id})
-
-    def set_current_version(self, workflow_id: str, number: int) -> None:
-        """Point a workflow at a version just frozen, leaving its draft tasks (and their JSON) as they are."""
-        self._one_row(WORKFLOWS, workflow_id, "workflow", sa.update(WORKFLOWS.table).values(current_version=number))
-
-    def list_workflows(self) -> list[WorkflowRecord]:
-        """Every workflow, oldest first."""
-        table = WORKFLOWS.table
-        return self._all(WORKFLOWS, WORKFLOWS.select.order_by(table.c.created_at, table.c.seq))
-
-    def delete_workflow(self, workflow_id: str) -> None:
-        """Remove a workflow and its versions (its runs stay as history)."""
-        with self._tx() as conn:
-            conn.execute(sa.delete(VERSIONS.table).where(VERSIONS.table.c.workflow_id == workflow_id))
-            self._one_row(WORKFLOWS, workflow_id, "workflow")
-
-    def add_version(self, version: VersionRecord) -> None:
-        """Store a new frozen version; (workflow_id, number) is unique."""
-        duplicate = f"version {version.number} of workflow {version.workflow_id!r}"
-        self._insert(VERSIONS, [VERSIONS.row(version)], duplicate, f"workflow {version.workflow_id!r}")
-
-    def get_version(self, workflow_id: str, number: int) -> VersionRecord:
-        """One version of a workflow."""
-        params = {"_key": workflow_id, "_number": number}
-        return self._one(VERSIONS, f"version {number} of workflow {workflow_id!r}", VERSION_BY_NUMBER, params)
-
-    def list_versions(self, workflow_id: str) -> list[VersionRecord]:
-        """Every version of a workflow, by number."""
-        c = VERSIONS.table.c
-        return self._all(VERSIONS, VERSIONS.select.where(c.workflow_id == workflow_id).order_by(c.number))
 
     # runs
     def insert_run(self, run: RunRecord) -> None:

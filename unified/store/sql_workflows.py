@@ -1,0 +1,103 @@
+"""The SQL store's workflows and their frozen versions.
+
+A mixin of :class:`unified.store.sql.SqlStore`, using its transaction and row helpers. ``freeze_draft`` runs in one
+transaction holding the workflow's row (``FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` serialises
+writers anyway), so two starts of one changed draft freeze it once; the draft's JSON is copied into the version
+row as it is stored, not decoded and encoded again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from unified.errors import NotFoundError, ValidationError
+from unified.graph import graph_hash
+from unified.store.base import VersionRecord, WorkflowRecord
+from unified.store.schema import VERSION_BY_NUMBER, VERSIONS, WORKFLOWS, Codec, versions, workflows
+from unified.utils import from_json
+
+DRAFT_FOR_FREEZE = (
+    sa.select(workflows.c.name, workflows.c.tasks, workflows.c.current_version, workflows.c.draft_hash)
+    .where(workflows.c.workflow_id == sa.bindparam("_key"))
+    .with_for_update()
+)
+VERSION_HASH = sa.select(versions.c.hash).where(
+    versions.c.workflow_id == sa.bindparam("_key"), versions.c.number == sa.bindparam("_number")
+)
+POINT_AT_VERSION = (
+    sa.update(workflows)
+    .where(workflows.c.workflow_id == sa.bindparam("_key"))
+    .values(current_version=sa.bindparam("_number"))
+)
+
+
+class SqlWorkflows:
+    """Workflows (their drafts and draft hashes) and the versions frozen from them, as rows of their tables."""
+
+    if TYPE_CHECKING:  # provided by SqlStore
+
+        def _tx(self, write: bool = True) -> AbstractContextManager[sa.Connection]: ...
+        def _one(self, codec: Codec[Any], what: str, stmt: sa.Select[Any], params: dict[str, Any]) -> Any: ...
+        def _all(self, codec: Codec[Any], stmt: sa.Select[Any]) -> list[Any]: ...
+        def _upsert(self, codec: Codec[Any], record: Any) -> None: ...
+        def _one_row(
+            self, codec: Codec[Any], key: str, what: str, stmt: sa.Update | sa.Delete | None = None
+        ) -> None: ...
+
+    def put_workflow(self, workflow: WorkflowRecord) -> None:
+        """Insert or replace a workflow (its ``draft_hash`` computed here)."""
+        self._upsert(WORKFLOWS, dataclasses.replace(workflow, draft_hash=graph_hash(workflow.tasks)))
+
+    def get_workflow(self, workflow_id: str) -> WorkflowRecord:
+        """The workflow with this id."""
+        return self._one(WORKFLOWS, f"workflow {workflow_id!r}", WORKFLOWS.by_key, {"_key": workflow_id})
+
+    def list_workflows(self) -> list[WorkflowRecord]:
+        """Every workflow, oldest first."""
+        return self._all(WORKFLOWS, WORKFLOWS.select.order_by(workflows.c.created_at, workflows.c.seq))
+
+    def delete_workflow(self, workflow_id: str) -> None:
+        """Remove a workflow and its versions (its runs stay as history)."""
+        with self._tx() as conn:
+            conn.execute(sa.delete(versions).where(versions.c.workflow_id == workflow_id))
+            self._one_row(WORKFLOWS, workflow_id, "workflow")
+
+    def freeze_draft(self, workflow_id: str, created_at: float) -> VersionRecord:
+        """The version matching the workflow's draft: the current one if their hashes are equal, else the draft
+        frozen now as the next number, which the workflow then points at (the draft stays as it is)."""
+        with self._tx() as conn:
+            row = conn.execute(DRAFT_FOR_FREEZE, {"_key": workflow_id}).one_or_none()
+            if row is None:
+                raise NotFoundError(f"no workflow {workflow_id!r}: check the id (list them to see what exists)")
+            name, text, current, digest = row
+            specs = from_json(text)
+            if not specs:
+                raise ValidationError(f"workflow {name!r} has no tasks: add tasks before running it")
+            digest = digest or graph_hash(specs)  # NULL: a row stored before revision 0004
+            if current is not None:
+                params = {"_key": workflow_id, "_number": current}
+                if conn.execute(VERSION_HASH, params).scalar() == digest:
+                    return self._one(
+                        VERSIONS, f"version {current} of workflow {workflow_id!r}", VERSION_BY_NUMBER, params
+                    )
+            number = (current or 0) + 1
+            row_of_version = {"workflow_id": workflow_id, "number": number, "hash": digest, "tasks": text,
+                              "created_at": created_at}  # fmt: skip
+            conn.execute(sa.insert(versions), row_of_version)
+            conn.execute(POINT_AT_VERSION, {"_key": workflow_id, "_number": number})
+        return VersionRecord(workflow_id, number, digest, specs, created_at)
+
+    def get_version(self, workflow_id: str, number: int) -> VersionRecord:
+        """One version of a workflow."""
+        params = {"_key": workflow_id, "_number": number}
+        return self._one(VERSIONS, f"version {number} of workflow {workflow_id!r}", VERSION_BY_NUMBER, params)
+
+    def list_versions(self, workflow_id: str) -> list[VersionRecord]:
+        """Every version of a workflow, by number."""
+        return self._all(
+            VERSIONS, VERSIONS.select.where(versions.c.workflow_id == workflow_id).order_by(versions.c.number)
+        )
