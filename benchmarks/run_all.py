@@ -106,6 +106,7 @@ def row(name: str, store: str, n: int, repeat: int, workdir: str) -> dict:
 def extras(stores: list[str], repeat: int, full: bool, workdir: str) -> dict:
     """Start-up times, queue-to-start latency p50 and W1 at growing sizes (linearity)."""
     found: dict = {}
+    startup.warm_up()
     imports = statistics.median(startup.import_seconds() for _ in range(repeat))
     health = statistics.median(startup.server_health_seconds() for _ in range(repeat))
     print(f"\n`import unified.task_manager`: {imports * 1000:.0f} ms; `unified server` answers /health after "
