@@ -109,7 +109,26 @@ def error_info(exc: BaseException) -> dict[str, Any]:
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename in _OWN_FILES:
         tb = tb.tb_next
-    return {"type": type(exc).__name__, "message": str(exc), "traceback": _format_traceback(exc, tb)}
+    return {"type": type(exc).__name__, "message": _text(exc), "traceback": _format_traceback(exc, tb)}
+
+
+def _text(exc: BaseException) -> str:
+    """``str(exc)``, or what the traceback module writes when that fails (a user's ``__str__`` may raise)."""
+    try:
+        return str(exc)
+    except Exception:
+        return "<exception str() failed>"
+
+
+def _exception_line(exc: BaseException) -> str:
+    """``traceback.format_exception_only``'s text, written directly for a plain exception (no notes, not a
+    SyntaxError): the traceback module builds a TracebackException for it, more than half of a failure's cost."""
+    kind, module = type(exc), type(exc).__module__
+    if issubclass(kind, SyntaxError) or getattr(exc, "__notes__", None) is not None or not isinstance(module, str):
+        return "".join(traceback.format_exception_only(kind, exc))
+    name = kind.__qualname__ if module in ("__main__", "builtins") else f"{module}.{kind.__qualname__}"
+    text = _text(exc)
+    return f"{name}: {text}\n" if text else f"{name}\n"
 
 
 SIMPLE_TRACEBACK_FRAMES = 40  # deeper ones (recursion) go through the traceback module, which folds repeats
@@ -134,7 +153,7 @@ def _format_traceback(exc: BaseException, tb: types.TracebackType | None) -> str
             lines.append(f'  File "{code.co_filename}", line {frame.tb_lineno}, in {code.co_name}\n')
             if source := linecache.getline(code.co_filename, frame.tb_lineno, frame.tb_frame.f_globals).strip():
                 lines.append(f"    {source}\n")
-        return "".join(lines + traceback.format_exception_only(type(exc), exc))
+        return "".join(lines) + _exception_line(exc)
     tb = frames[0] if frames else None
     summary = traceback.TracebackException(type(exc), exc, tb, compact=True)
     seen: set[int] = set()

@@ -1,6 +1,7 @@
 """One attempt of a task: inline, thread with timeout, child process, shell command; timeouts, cancels, logs."""
 
 import asyncio
+import json
 import logging
 import os
 import threading
@@ -104,7 +105,30 @@ def _chained() -> None:
         raise KeyError("second") from exc
 
 
-@pytest.mark.parametrize("raiser", [lambda: helpers.boom("lone"), lambda: _recurse(100), _chained])
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise TypeError("no text")
+
+
+def _noted() -> None:
+    exc = ValueError("with a note")
+    exc.add_note("see the docs")
+    raise exc
+
+
+def _throw(exc: Exception) -> None:
+    raise exc
+
+
+def _bad_json() -> None:
+    json.loads("{")  # json.decoder.JSONDecodeError: a class from outside builtins
+
+
+@pytest.mark.parametrize(
+    "raiser",
+    [lambda: helpers.boom("lone"), lambda: _recurse(100), _chained, _noted, _bad_json, lambda: exec("x = = 1"),
+     lambda: _throw(RuntimeError()), lambda: _throw(_Unprintable())],
+)  # fmt: skip
 def test_traceback_text_is_the_traceback_modules_without_carets(raiser) -> None:
     try:
         raiser()
@@ -474,3 +498,12 @@ def test_shell_background_leftovers_do_not_hold_the_attempt(executor):
     assert outcome.result.endswith("done")
     pgid = int(outcome.logs[0][2])
     assert wait_until(lambda: group_members(pgid) == [], timeout=1)
+
+
+def test_an_exception_whose_text_fails_is_still_recorded(executor) -> None:
+    def unprintable() -> None:
+        raise _Unprintable()
+
+    outcome = attempt(executor, Task("t", func=unprintable))
+    assert outcome.state == "failure" and outcome.error["message"] == "<exception str() failed>"
+    assert outcome.error["traceback"].endswith("_Unprintable: <exception str() failed>\n")
