@@ -147,7 +147,6 @@ def test_a_cancel_flag_wakes_a_thread_that_waits_on_it() -> None:
     assert woke == [True]
 
 
-
 def test_a_flag_set_before_anyone_waits_makes_no_event() -> None:
     flag = CancelFlag()
     flag.set()

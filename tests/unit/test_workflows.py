@@ -10,7 +10,7 @@ from tests.helpers.tasks import add, boom
 from tests.helpers.together import at_once
 from unified.errors import ConflictError, NotFoundError, ValidationError
 from unified.graph import graph_hash
-from unified.store import memory as memory_module
+from unified.store import sql_workflows
 from unified.task import Task
 from unified.task_manager import TaskManager
 from unified.testing import run_until_idle
@@ -50,14 +50,17 @@ def test_edits_coalesce_and_the_first_run_after_an_edit_freezes_a_version(wm: Wo
 
 
 def test_a_run_uses_the_hash_the_store_keeps_and_hashes_a_draft_stored_without_one(
-    wm: WorkflowManager, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    wid = wm.register(Workflow("w", tasks=[Task(task_id="a", func=add, args=(1, 2))]))
-    hashed: list[int] = []
-    monkeypatch.setattr(memory_module, "graph_hash", lambda specs: hashed.append(len(specs)) or graph_hash(specs))
-    assert run(wm, wid).version == run(wm, wid).version == 1 and hashed == [], "the store's hash was enough"
-    wm.store._workflows[wid].draft_hash = None  # type: ignore[attr-defined]  # a row from before the hash was kept
-    assert run(wm, wid).version == 1 and hashed == [1], "hashed at the start, and still the same version"
+    url = f"sqlite:///{tmp_path}/w.db"
+    with WorkflowManager(task_manager=TaskManager(store=url, max_workers=0)) as wm:
+        wid = wm.register(Workflow("w", tasks=[Task(task_id="a", func=add, args=(1, 2))]))
+        hashed: list[int] = []
+        monkeypatch.setattr(sql_workflows, "graph_hash", lambda specs: hashed.append(len(specs)) or graph_hash(specs))
+        assert run(wm, wid).version == run(wm, wid).version == 1 and hashed == [], "the store's hash was enough"
+        with wm.store._engine.begin() as conn:  # type: ignore[attr-defined]  # a row from before the hash was kept
+            conn.exec_driver_sql("UPDATE workflows SET draft_hash = NULL")
+        assert run(wm, wid).version == 1 and hashed == [1], "hashed at the start, and still the same version"
 
 
 def test_an_earlier_version_runs_while_its_callables_exist(wm: WorkflowManager) -> None:

@@ -120,11 +120,10 @@ class MemoryStore(MemoryAdminRecords):
             if not workflow.tasks:
                 raise ValidationError(f"workflow {workflow.name!r} has no tasks: add tasks before running it")
             versions = self._versions[workflow_id]
-            digest = workflow.draft_hash or graph_hash(workflow.tasks)
             current = next((v for v in versions if v.number == workflow.current_version), None)
-            if current is None or current.hash != digest:
+            if current is None or current.hash != workflow.draft_hash:
                 number = (workflow.current_version or 0) + 1
-                current = VersionRecord(workflow_id, number, digest, copy_data(workflow.tasks), created_at)
+                current = VersionRecord(workflow_id, number, workflow.draft_hash, copy_data(workflow.tasks), created_at)  # type: ignore[arg-type]  # set by put_workflow
                 versions.append(current)
                 workflow.current_version = number
             return _with_own_tasks(current)
