@@ -123,7 +123,8 @@ class MemoryStore(MemoryAdminRecords):
             current = next((v for v in versions if v.number == workflow.current_version), None)
             if current is None or current.hash != workflow.draft_hash:
                 number = (workflow.current_version or 0) + 1
-                current = VersionRecord(workflow_id, number, workflow.draft_hash, copy_data(workflow.tasks), created_at)  # type: ignore[arg-type]  # set by put_workflow
+                digest: str = workflow.draft_hash  # type: ignore[assignment]  # put_workflow always sets it
+                current = VersionRecord(workflow_id, number, digest, copy_data(workflow.tasks), created_at)
                 versions.append(current)
                 workflow.current_version = number
             return _with_own_tasks(current)
