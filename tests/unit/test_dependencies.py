@@ -49,6 +49,24 @@ def test_a_cycle_is_refused_and_named() -> None:
         wf.add_task(Task(task_id="z", func=print, dependencies=["nope"]))
 
 
+def test_the_order_puts_every_dependency_first_and_a_cycle_behind_other_tasks_is_found() -> None:
+    graph = {
+        f"{k}-{i}": [f"{k - 1}-{i}", f"{k - 1}-{(7 * i + 3) % 10}"] if k else [] for k in range(5) for i in range(10)
+    }
+    graph = dict(reversed(graph.items()))  # dependants listed before what they depend on
+    order = validate_graph(graph)
+    position = {task_id: n for n, task_id in enumerate(order)}
+    assert sorted(order) == sorted(graph)
+    assert all(position[dep] < position[task_id] for task_id, deps in graph.items() for dep in deps)
+    # a cycle x -> y -> z -> x reached from tasks outside it, with tasks downstream of it
+    cyclic = {"root": [], "in": ["root", "x"], "x": ["root", "y"], "y": ["z"], "z": ["x"], "after": ["in", "z"]}
+    with pytest.raises(CycleError) as info:
+        validate_graph(cyclic)
+    cycle = info.value.cycle
+    assert sorted(cycle) == ["x", "y", "z"]
+    assert all(cycle[(n + 1) % 3] in cyclic[task_id] for n, task_id in enumerate(cycle))  # each needs the next
+
+
 def test_a_self_dependency_is_a_cycle(drained: TaskManager) -> None:
     with pytest.raises(CycleError):
         drained.queue_task(lambda: 1, task_id="me", dependencies=["me"])

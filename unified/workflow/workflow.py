@@ -11,7 +11,7 @@ Edits to a workflow coalesce in its draft; the first run after an edit freezes t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -45,17 +45,12 @@ class Workflow:
         """Add ``task``; its dependencies must already be in the workflow. Returns the task."""
         if task.task_id is None:
             task.task_id = _fresh_task_id(task, self.tasks)
-        check_new_tasks({task.task_id: task.dependencies}, _graph(self.tasks.values()), f"workflow {self.name!r}")
+        check_new_tasks({task.task_id: task.dependencies}, self.tasks.keys(), f"workflow {self.name!r}")
         self.tasks[task.task_id] = task
         return task
 
 
-def _graph(tasks: Iterable[Task]) -> dict[str, tuple[str, ...]]:
-    return {t.task_id: t.dependencies for t in tasks}  # type: ignore[misc]
-
-
-def _fresh_task_id(task: Task, taken: Iterable[str]) -> str:
-    taken = set(taken)
+def _fresh_task_id(task: Task, taken: Container[str]) -> str:
     base = task.name or "task"
     candidate, n = base, 1
     while candidate in taken:
@@ -144,7 +139,7 @@ class WorkflowManager(ScheduleMethods):
     def add_task_to_workflow(self, workflow_id: str, task: Task) -> str:
         """Add ``task`` to the workflow's draft; refuses duplicates, unknown dependencies and cycles. Returns its id."""
         record = self.store.get_workflow(workflow_id)
-        existing = {s["task_id"]: s["dependencies"] for s in record.tasks}
+        existing = {s["task_id"] for s in record.tasks}
         if task.task_id is None:
             task.task_id = _fresh_task_id(task, existing)
         check_new_tasks({task.task_id: task.dependencies}, existing, f"workflow {record.name!r}")
