@@ -173,6 +173,18 @@ class Engine(Interventions):
         schedule_id: str | None = None,
     ) -> str:
         """Start a run of ``tasks`` and return its id."""
+        return self._start_run(workflow_id, version, self._specs(list(tasks)), params, trigger, metadata, schedule_id)
+
+    def _start_run(
+        self,
+        workflow_id: str | None,
+        version: int | None,
+        specs: list[dict[str, Any]],
+        params: dict[str, Any] | None,
+        trigger: str,
+        metadata: dict[str, Any] | None,
+        schedule_id: str | None,
+    ) -> str:
         if not self.store.keeps_objects:
             to_json(params or {}, "run params")
         now = self.clock.now()
@@ -193,7 +205,7 @@ class Engine(Interventions):
         try:
             with self.batch():
                 self.store.insert_run(run)
-                self.submit(list(tasks), run_id=run.run_id, schedule_id=schedule_id)
+                self._submit_specs(specs, run.run_id, schedule_id)
         except BaseException:
             self._run_cache.pop(run.run_id, None)
             raise
@@ -214,26 +226,42 @@ class Engine(Interventions):
         else:
             self.store.get_workflow(workflow_id)  # an unknown workflow says so before its versions are looked up
             frozen = self.store.get_version(workflow_id, version)
-        tasks = []
+        # the frozen specs (this start's own copies) become the run's task records as they are; each is checked to
+        # run here first, without building its Task, so a version this process cannot run stores nothing
         for spec in frozen.tasks:
             try:
-                tasks.append(self.functions.rebuild(spec))
+                self.functions.check(spec)
             except ValidationError as exc:
                 name = self.store.get_workflow(workflow_id).name
                 raise ValidationError(f"version {frozen.number} of workflow {name!r} cannot run: {exc}") from exc
-        return self.create_run(workflow_id, frozen.number, tasks, params, trigger, metadata, schedule_id)
+        return self._start_run(workflow_id, frozen.number, frozen.tasks, params, trigger, metadata, schedule_id)
 
     def submit(self, tasks: list[Task], run_id: str | None = None, schedule_id: str | None = None) -> list[str]:
-        """Store ``tasks`` (ad-hoc when ``run_id`` is None) and queue those whose dependencies are met."""
+        """Store ``tasks`` (ad-hoc when ``run_id`` is None) and queue those whose dependencies are met; a task without
+        a ``task_id`` is given one."""
+        return self._submit_specs(self._specs(tasks), run_id, schedule_id)
+
+    def _specs(self, tasks: list[Task]) -> list[dict[str, Any]]:
+        """The stored specs of new ``tasks``, after giving each without one a ``task_id``."""
+        specs = []
+        for task in tasks:
+            task.task_id = task.task_id or new_id()
+            spec = self.functions.register(task)
+            if not self.store.keeps_objects:  # the user's values of the spec (the rest Task validated), empty skipped
+                for what, value in (("arguments", spec["args"]), ("keyword arguments", spec["kwargs"]),
+                                    ("metadata", spec["metadata"])):  # fmt: skip
+                    if value:
+                        to_json(value, f"the {what} of task {task.task_id!r}")
+            specs.append(spec)
+        return specs
+
+    def _submit_specs(self, specs: list[dict[str, Any]], run_id: str | None, schedule_id: str | None) -> list[str]:
         now = self.clock.now()
-        local_ids = [t.task_id or new_id() for t in tasks]
-        for task, local in zip(tasks, local_ids, strict=True):
-            task.task_id = local
-        upstream_ids = {d for t in tasks for d in t.dependencies} - set(local_ids)
+        upstream_ids = {d for s in specs for d in s["dependencies"]} - {s["task_id"] for s in specs}
         if upstream_ids:  # tasks stored earlier: their states are read locked, in the transaction that inserts
-            records, unannounced = self._store_new_again_on_conflict(tasks, run_id, schedule_id, now, upstream_ids)
+            records, unannounced = self._store_new_again_on_conflict(specs, run_id, schedule_id, now, upstream_ids)
         else:
-            records, unannounced = self._store_new(tasks, run_id, schedule_id, now, upstream_ids)
+            records, unannounced = self._store_new(specs, run_id, schedule_id, now, upstream_ids)
         run = self._run_cache.get(run_id) if run_id else None
         for listener in self._submit_listeners:
             try:
@@ -247,7 +275,12 @@ class Engine(Interventions):
         return [r.id for r in records]
 
     def _store_new_again_on_conflict(
-        self, tasks: list[Task], run_id: str | None, schedule_id: str | None, now: float, upstream_ids: set[str]
+        self,
+        specs: list[dict[str, Any]],
+        run_id: str | None,
+        schedule_id: str | None,
+        now: float,
+        upstream_ids: set[str],
     ) -> tuple[list[TaskRecord], int]:
         """``_store_new`` in a transaction, run again if the database aborts it to break a deadlock.
 
@@ -260,18 +293,23 @@ class Engine(Interventions):
         while True:
             try:
                 with self.batch():
-                    return self._store_new(tasks, run_id, schedule_id, now, upstream_ids)
+                    return self._store_new(specs, run_id, schedule_id, now, upstream_ids)
             except StoreConflict:
                 attempts += 1
                 if attempts >= CONFLICT_RETRIES or getattr(self._local, "depth", 0):
                     raise
-                log.info("adding %d task(s) met a deadlock and runs again (attempt %d)", len(tasks), attempts + 1)
+                log.info("adding %d task(s) met a deadlock and runs again (attempt %d)", len(specs), attempts + 1)
 
     def _store_new(
-        self, tasks: list[Task], run_id: str | None, schedule_id: str | None, now: float, upstream_ids: set[str]
+        self,
+        specs: list[dict[str, Any]],
+        run_id: str | None,
+        schedule_id: str | None,
+        now: float,
+        upstream_ids: set[str],
     ) -> tuple[list[TaskRecord], int]:
-        """Check ``tasks`` against the stored ``upstream_ids`` they depend on and insert their records; returns the
-        records and how many queued ones are still to be announced to the ready listeners.
+        """Check the tasks of ``specs`` against the stored ``upstream_ids`` they depend on and insert their records;
+        returns the records and how many queued ones are still to be announced to the ready listeners.
 
         Read unlocked, an upstream task could succeed between the read and the insert: its release would not find
         the new task yet, and the new task would stay pending for good (a dynamic fan-in added while its last
@@ -281,17 +319,15 @@ class Engine(Interventions):
         scope = "the run" if run_id else "the queued tasks"
         missing = upstream_ids - existing.keys()
         if missing:
-            task = next(t for t in tasks if missing & set(t.dependencies))
-            dep = sorted(missing & set(task.dependencies))[0]
-            raise UnknownDependencyError(f"task {task.task_id!r} depends on {dep!r}, which is not in {scope}")
-        if any(t.dependencies for t in tasks):  # without any there is nothing to check (a lone queue_task)
-            validate_graph({t.task_id: t.dependencies for t in tasks}, existing=existing, scope=scope)  # type: ignore[misc]
-        records = [self._new_record(t, run_id, now, existing) for t in tasks]
-        for record in records:
-            record.schedule_id = schedule_id
+            spec = next(s for s in specs if missing & set(s["dependencies"]))
+            dep = sorted(missing & set(spec["dependencies"]))[0]
+            raise UnknownDependencyError(f"task {spec['task_id']!r} depends on {dep!r}, which is not in {scope}")
+        if any(s["dependencies"] for s in specs):  # without any there is nothing to check (a lone queue_task)
+            validate_graph({s["task_id"]: s["dependencies"] for s in specs}, existing=existing, scope=scope)
+        records = [self._new_record(s, run_id, schedule_id, now, existing) for s in specs]
         in_batch = {r.task_id: r for r in records}
-        for record, task in zip(records, tasks, strict=True):  # a task that depends on a batch-mate waits for it
-            if record.state == "queued" and any(d in in_batch for d in task.dependencies):
+        for record in records:  # a task that depends on a batch-mate waits for it
+            if record.state == "queued" and any(d in in_batch for d in record.spec["dependencies"]):
                 record.state, record.queued_at = "pending", None
         queued = sum(r.state == "queued" for r in records)
         if queued and self._claimable_listeners:  # claimed in the inserting transaction (see on_claimable)
@@ -303,34 +339,35 @@ class Engine(Interventions):
         self.store.insert_tasks(records)  # its own transaction: no savepoint around a multi-row insert
         return records, queued
 
-    def _new_record(self, task: Task, run_id: str | None, now: float, existing: dict[str, TaskRecord]) -> TaskRecord:
-        spec = self.functions.register(task)
-        if not self.store.keeps_objects:  # the user's values of the spec (the rest Task validated), empty ones skipped
-            for what, value in (("arguments", spec["args"]), ("keyword arguments", spec["kwargs"]),
-                                ("metadata", spec["metadata"])):  # fmt: skip
-                if value:
-                    to_json(value, f"the {what} of task {task.task_id!r}")
+    @staticmethod
+    def _new_record(
+        spec: dict[str, Any], run_id: str | None, schedule_id: str | None, now: float, existing: dict[str, TaskRecord]
+    ) -> TaskRecord:
+        """The record of a new task; ``spec`` comes from Task.spec(), possibly stored by an older version (hence the
+        defaults)."""
+        task_id, deps = spec["task_id"], spec["dependencies"]
         state, reason, queued_at = "queued", None, now
-        bad = [existing[d] for d in task.dependencies if d in existing and existing[d].state in BAD_STATES]
+        bad = [existing[d] for d in deps if d in existing and existing[d].state in BAD_STATES]
         if bad:
             state, reason, queued_at = "skipped", f"upstream task {bad[0].task_id!r} ended {bad[0].state}", None
-        elif any(d in existing and existing[d].state != "success" for d in task.dependencies):
+        elif any(d in existing and existing[d].state != "success" for d in deps):
             state, queued_at = "pending", None
         return TaskRecord(
-            id=global_id(run_id, task.task_id),  # type: ignore[arg-type]
-            task_id=task.task_id,  # type: ignore[arg-type]
+            id=global_id(run_id, task_id),
+            task_id=task_id,
             run_id=run_id,
-            name=task.name,
+            name=spec.get("name") or task_id,
             spec=spec,
             state=state,
-            priority=task.priority,
-            queue=task.queue,
-            dependencies=[global_id(run_id, d) for d in task.dependencies],
-            metadata=dict(task.metadata),
+            priority=spec.get("priority", 0),
+            queue=spec.get("queue", "default"),
+            dependencies=[global_id(run_id, d) for d in deps],
+            metadata=dict(spec.get("metadata") or {}),
             created_at=now,
             queued_at=queued_at,
             finished_at=now if state == "skipped" else None,
             reason=reason,
+            schedule_id=schedule_id,
         )
 
     # -- claiming and running ----------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from unified.task import Task
+from unified.task import Task, check_runnable
 from unified.utils import resolve_import_path
 
 
@@ -26,12 +26,19 @@ class FunctionRegistry:
 
     def rebuild(self, spec: dict[str, Any]) -> Task:
         """The Task of a stored spec, with its callable found here or by import path."""
+        return Task.from_spec(spec, func=self._callable(spec))
+
+    def check(self, spec: dict[str, Any]) -> None:
+        """Raise ValidationError unless :meth:`rebuild` of ``spec`` would succeed here, without building the Task."""
+        check_runnable(spec, self._callable(spec))
+
+    def _callable(self, spec: dict[str, Any]) -> Callable[..., Any] | None:
         identity = spec.get("func")
         func = self._functions.get(spec.get("ref") or identity) if identity else None
         if func is None and identity and not identity.startswith("inproc:"):
             func = resolve_import_path(identity)
             self._functions[identity] = func
-        return Task.from_spec(spec, func=func)
+        return func
 
     def forget(self, modules: Iterable[str]) -> int:
         """Drop cached import paths into ``modules`` (e.g. reloaded ones) so they resolve afresh; returns how many."""

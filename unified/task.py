@@ -84,6 +84,25 @@ def _exception_class(path: str) -> type[BaseException]:
     return resolve_import_path(path)  # type: ignore[no-any-return]
 
 
+def check_runnable(spec: dict[str, Any], func: Callable[..., Any] | None) -> None:
+    """Raise ValidationError if the task of ``spec`` cannot run here: it names neither a command, an import path nor
+    ``func`` (the callable found for it in this process), or one of its ``retry_on`` classes cannot be imported."""
+    identity = spec.get("func")
+    if func is None and (not identity or identity.startswith("inproc:")):
+        _check_command(spec)
+    for path in spec.get("retry_on", ()):
+        _exception_class(path)
+
+
+def _check_command(spec: dict[str, Any]) -> None:
+    """A spec with no callable to run must be a shell command."""
+    if spec.get("command") is None:
+        raise ValidationError(
+            f"task {spec.get('task_id')!r} ran a lambda or closure ({spec.get('func')}) that is not available "
+            "in this process; define it at module level so it can be found by import path"
+        )
+
+
 def check_sla(sla_seconds: float | None) -> float | None:
     """``sla_seconds`` if it is None or a positive number; a ValidationError otherwise."""
     if sla_seconds is None:
@@ -436,11 +455,8 @@ class Task:
         identity = spec.get("func")
         path = identity if identity and not identity.startswith("inproc:") else None
         target: Callable[..., Any] | str | None = func if func is not None else path
-        if target is None and spec.get("command") is None:
-            raise ValidationError(
-                f"task {spec.get('task_id')!r} ran a lambda or closure ({identity}) that is not available "
-                "in this process; define it at module level so it can be found by import path"
-            )
+        if target is None:
+            _check_command(spec)
         retry = RetryPolicy(
             spec.get("max_retries", 0),
             spec.get("retry_delay_seconds", 0),

@@ -80,6 +80,15 @@ def test_an_earlier_version_whose_lambda_is_gone_says_which_one(drained: TaskMan
     other = WorkflowManager(task_manager=TaskManager(store=drained.store, max_workers=0, clock=drained.clock))
     with pytest.raises(ValidationError, match=r"version 1 of workflow 'w' cannot run: task 't'.*lambda"):
         other.start_workflow(wid, version=1)
+    assert len(other.list_runs(wid)) == 1  # the refused start stored no run
+
+
+def test_a_task_changing_its_arguments_does_not_change_the_next_run(wm: WorkflowManager) -> None:
+    wid = wm.register(
+        Workflow("m", tasks=[Task(task_id="t", func=lambda seen: seen.append(1) or len(seen), args=([],))])
+    )
+    assert [run(wm, wid).results for _ in range(3)] == [{"t": 1}] * 3
+    assert wm.store.get_workflow(wid).tasks[0]["args"] == [[]]
 
 
 def test_each_run_records_params_and_trigger(wm: WorkflowManager) -> None:

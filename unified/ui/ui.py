@@ -26,6 +26,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
 def version_callback(value: bool) -> None:
     """Print the version and stop."""
     if value:
