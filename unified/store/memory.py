@@ -124,7 +124,9 @@ class MemoryStore(MemoryAdminRecords):
             if current is None or current.hash != workflow.draft_hash:
                 number = (workflow.current_version or 0) + 1
                 digest: str = workflow.draft_hash  # type: ignore[assignment]  # put_workflow always sets it
-                current = VersionRecord(workflow_id, number, digest, copy_data(workflow.tasks), created_at)
+                # the version shares the draft's spec dicts: both are this store's own, never edited in place (a put
+                # replaces the whole draft), and every way out copies them
+                current = VersionRecord(workflow_id, number, digest, list(workflow.tasks), created_at)
                 versions.append(current)
                 workflow.current_version = number
             return _with_own_tasks(current)
