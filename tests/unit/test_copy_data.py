@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from unified.utils import copy_data
 
 
@@ -15,3 +17,14 @@ def test_nested_containers_are_copied_and_other_values_shared() -> None:
     copied["args"].append("x")
     assert value == {"args": [1, {"seen": {1, 2}}], "pair": (1, [2]), "other": marker}
     assert copied["other"] is marker, "objects other than containers are shared, as their owner gave them"
+
+
+def test_subclasses_of_the_containers_are_copied_too() -> None:
+    class Items(list):  # type: ignore[type-arg]
+        pass
+
+    value = {"ordered": OrderedDict(a=[1]), "items": Items([[2]])}
+    copied = copy_data(value)
+    copied["ordered"]["a"].append(9)
+    copied["items"][0].append(9)
+    assert value == {"ordered": OrderedDict(a=[1]), "items": Items([[2]])}
