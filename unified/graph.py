@@ -21,7 +21,7 @@ def validate_graph(
     """
     known = existing if isinstance(existing, AbstractSet) else set(existing)
     graph = {task_id: tuple(deps) for task_id, deps in dependencies.items()}
-    # Kahn's algorithm: a task joins the order once every dependency inside the graph has
+    # Kahn's algorithm: a task joins the order once every dependency it has inside the graph has joined it
     waiting: dict[str, int] = {}
     dependants: dict[str, list[str]] = {}
     order: list[str] = []
