@@ -24,7 +24,6 @@ from unified.interventions import UNFINISHED, Interventions
 from unified.outcome_plan import PlannedOutcome
 from unified.store.base import LogRecord, RunRecord, Store, TaskRecord
 from unified.task import (
-    BAD_STATES,
     FINISHED_STATES,
     CancelFlag,
     CancelSignal,
@@ -33,6 +32,7 @@ from unified.task import (
     TaskState,
     check_transition,
 )
+from unified.task_records import Spec, global_id, new_record, upstream_results
 from unified.utils import Clock, SystemClock, new_id, to_json
 
 log = logging.getLogger("unified.engine")
@@ -41,17 +41,6 @@ CONFLICT_RETRIES = 3  # runs of a submit the database aborted to break a deadloc
 MAX_HANDOFF = 10_000  # upstream results kept for claimed attempts not yet started (see Engine._hand_off_upstream)
 
 S = TaskState
-
-
-def global_id(run_id: str | None, task_id: str) -> str:
-    """The store-wide id of a task: its own id for ad-hoc tasks, ``run_id.task_id`` inside a run."""
-    return task_id if run_id is None else f"{run_id}.{task_id}"
-
-
-def upstream_results(dependencies: list[str], upstream: Iterable[TaskRecord]) -> dict[str, Any]:
-    """The results of ``upstream`` by task id, in the order of ``dependencies`` (their global ids)."""
-    by_id = {u.id: u for u in upstream}
-    return {by_id[d].task_id: by_id[d].result for d in dependencies if d in by_id}
 
 
 class Engine(Interventions):
@@ -179,7 +168,7 @@ class Engine(Interventions):
         self,
         workflow_id: str | None,
         version: int | None,
-        specs: list[dict[str, Any]],
+        specs: list[Spec],
         params: dict[str, Any] | None,
         trigger: str,
         metadata: dict[str, Any] | None,
@@ -241,7 +230,7 @@ class Engine(Interventions):
         a ``task_id`` is given one."""
         return self._submit_specs(self._specs(tasks), run_id, schedule_id)
 
-    def _specs(self, tasks: list[Task]) -> list[dict[str, Any]]:
+    def _specs(self, tasks: list[Task]) -> list[Spec]:
         """The stored specs of new ``tasks``, after giving each without one a ``task_id``."""
         specs = []
         for task in tasks:
@@ -255,7 +244,7 @@ class Engine(Interventions):
             specs.append(spec)
         return specs
 
-    def _submit_specs(self, specs: list[dict[str, Any]], run_id: str | None, schedule_id: str | None) -> list[str]:
+    def _submit_specs(self, specs: list[Spec], run_id: str | None, schedule_id: str | None) -> list[str]:
         now = self.clock.now()
         upstream_ids = {d for s in specs for d in s["dependencies"]} - {s["task_id"] for s in specs}
         if upstream_ids:  # tasks stored earlier: their states are read locked, in the transaction that inserts
@@ -275,12 +264,7 @@ class Engine(Interventions):
         return [r.id for r in records]
 
     def _store_new_again_on_conflict(
-        self,
-        specs: list[dict[str, Any]],
-        run_id: str | None,
-        schedule_id: str | None,
-        now: float,
-        upstream_ids: set[str],
+        self, specs: list[Spec], run_id: str | None, schedule_id: str | None, now: float, upstream_ids: set[str]
     ) -> tuple[list[TaskRecord], int]:
         """``_store_new`` in a transaction, run again if the database aborts it to break a deadlock.
 
@@ -301,12 +285,7 @@ class Engine(Interventions):
                 log.info("adding %d task(s) met a deadlock and runs again (attempt %d)", len(specs), attempts + 1)
 
     def _store_new(
-        self,
-        specs: list[dict[str, Any]],
-        run_id: str | None,
-        schedule_id: str | None,
-        now: float,
-        upstream_ids: set[str],
+        self, specs: list[Spec], run_id: str | None, schedule_id: str | None, now: float, upstream_ids: set[str]
     ) -> tuple[list[TaskRecord], int]:
         """Check the tasks of ``specs`` against the stored ``upstream_ids`` they depend on and insert their records;
         returns the records and how many queued ones are still to be announced to the ready listeners.
@@ -324,7 +303,7 @@ class Engine(Interventions):
             raise UnknownDependencyError(f"task {spec['task_id']!r} depends on {dep!r}, which is not in {scope}")
         if any(s["dependencies"] for s in specs):  # without any there is nothing to check (a lone queue_task)
             validate_graph({s["task_id"]: s["dependencies"] for s in specs}, existing=existing, scope=scope)
-        records = [self._new_record(s, run_id, schedule_id, now, existing) for s in specs]
+        records = [new_record(s, run_id, schedule_id, now, existing) for s in specs]
         in_batch = {r.task_id: r for r in records}
         for record in records:  # a task that depends on a batch-mate waits for it
             if record.state == "queued" and any(d in in_batch for d in record.spec["dependencies"]):
@@ -338,37 +317,6 @@ class Engine(Interventions):
             return records, 0
         self.store.insert_tasks(records)  # its own transaction: no savepoint around a multi-row insert
         return records, queued
-
-    @staticmethod
-    def _new_record(
-        spec: dict[str, Any], run_id: str | None, schedule_id: str | None, now: float, existing: dict[str, TaskRecord]
-    ) -> TaskRecord:
-        """The record of a new task; ``spec`` comes from Task.spec(), possibly stored by an older version (hence the
-        defaults)."""
-        task_id, deps = spec["task_id"], spec["dependencies"]
-        state, reason, queued_at = "queued", None, now
-        bad = [existing[d] for d in deps if d in existing and existing[d].state in BAD_STATES]
-        if bad:
-            state, reason, queued_at = "skipped", f"upstream task {bad[0].task_id!r} ended {bad[0].state}", None
-        elif any(d in existing and existing[d].state != "success" for d in deps):
-            state, queued_at = "pending", None
-        return TaskRecord(
-            id=global_id(run_id, task_id),
-            task_id=task_id,
-            run_id=run_id,
-            name=spec.get("name") or task_id,
-            spec=spec,
-            state=state,
-            priority=spec.get("priority", 0),
-            queue=spec.get("queue", "default"),
-            dependencies=[global_id(run_id, d) for d in deps],
-            metadata=dict(spec.get("metadata") or {}),
-            created_at=now,
-            queued_at=queued_at,
-            finished_at=now if state == "skipped" else None,
-            reason=reason,
-            schedule_id=schedule_id,
-        )
 
     # -- claiming and running ----------------------------------------------------------------------------
     def claim(

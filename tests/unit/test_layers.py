@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     "unified.engine_batch": 3,
     "unified.interventions": 3,
     "unified.outcome_plan": 3,
+    "unified.task_records": 3,
     "unified.scheduler": 4,
     "unified.worker": 4,
     "unified.alerts": 4,
