@@ -471,6 +471,18 @@ def test_concurrent_freezes_of_one_changed_draft_make_one_version(
             second.close()
 
 
+def test_a_workflow_is_found_by_name_the_oldest_first(store: Store) -> None:
+    store.put_workflow(dataclasses.replace(workflow("late", NOW + 5), name="shared"))
+    store.put_workflow(dataclasses.replace(workflow("early", NOW, tasks=[{"task_id": "t"}]), name="shared"))
+    store.put_workflow(workflow("other", NOW - 1))
+    found = store.find_workflow("shared")
+    assert found is not None and (found.workflow_id, found.tasks) == ("early", [{"task_id": "t"}])
+    found.tasks.append({"task_id": "x"})  # a copy, as every read hands out
+    assert store.get_workflow("early").tasks == [{"task_id": "t"}]
+    assert store.find_workflow("wf other").workflow_id == "other"  # type: ignore[union-attr]
+    assert store.find_workflow("nobody") is None
+
+
 def test_changing_a_workflow_or_version_read_back_leaves_the_stored_one_alone(store: Store) -> None:
     specs = [{"task_id": "t", "dependencies": ["u"], "kwargs": {"n": [1, 2]}}]
     draft = workflow("w", NOW, tasks=specs)

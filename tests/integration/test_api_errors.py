@@ -68,6 +68,14 @@ def test_unknown_dependencies_and_duplicate_ids_are_409(api: Api) -> None:
     assert api.call("POST", "/workflows", json={"name": "d", "tasks": twice}).status_code == 409
 
 
+def test_a_second_workflow_of_the_same_name_is_409_naming_the_first(api: Api) -> None:
+    first = api.call("POST", "/workflows", json={"name": "nightly"})
+    assert first.status_code == 201
+    again = api.call("POST", "/workflows", json={"name": "nightly", "tasks": [{"task": "add"}]})
+    assert again.status_code == 409 and first.json()["workflow_id"] in error_of(again)["message"]
+    assert [w["name"] for w in api.call("GET", "/workflows").json()["items"]].count("nightly") == 1
+
+
 def test_unknown_task_names_and_foreign_import_paths_are_refused(api: Api) -> None:
     unknown = api.call("POST", "/tasks", json={"task": "no_such_task"})
     assert unknown.status_code == 404 and "@task" in error_of(unknown)["message"]

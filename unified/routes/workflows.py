@@ -65,10 +65,10 @@ def create_workflow(request: Request, body: WorkflowIn, principal: Principal = A
     """Create a workflow from a name and description, optionally with tasks (checked for cycles: 409)."""
     svc = services(request)
     manager = svc.workflow_manager
-    same = [w for w in manager.list_workflows() if w["name"] == body.name]
-    if same:
+    same = svc.store.find_workflow(body.name)
+    if same is not None:
         raise ConflictError(
-            f"a workflow named {body.name!r} exists (id {same[0]['workflow_id']}): use it, or delete it first"
+            f"a workflow named {body.name!r} exists (id {same.workflow_id}): use it, or delete it first"
         )
     tasks = {}
     for n, spec in enumerate(body.tasks):

@@ -264,6 +264,10 @@ class Store(Protocol):
         """Every workflow, oldest first."""
         ...
 
+    def find_workflow(self, name: str) -> WorkflowRecord | None:
+        """The oldest workflow named ``name``, or None (reads no other workflow's specs)."""
+        ...
+
     def delete_workflow(self, workflow_id: str) -> None:
         """Remove a workflow and its versions (its runs stay as history)."""
         ...

@@ -110,6 +110,12 @@ class MemoryStore(MemoryAdminRecords):
                 raise _missing("workflow", workflow_id)
             return _with_own_tasks(self._workflows[workflow_id])
 
+    def find_workflow(self, name: str) -> WorkflowRecord | None:
+        """The oldest workflow named ``name``, or None (copies no other workflow's specs)."""
+        with self._lock:
+            named = [w for w in self._workflows.values() if w.name == name]
+            return _with_own_tasks(min(named, key=lambda w: w.created_at)) if named else None
+
     def freeze_draft(self, workflow_id: str, created_at: float) -> VersionRecord:
         """The version matching the workflow's draft, frozen now as the next number if the draft changed since the
         current one (a copy: each run's tasks get their own specs, whatever a task does to its arguments)."""

@@ -28,6 +28,11 @@ DRAFT_FOR_FREEZE = (
 VERSION_HASH = sa.select(versions.c.hash).where(
     versions.c.workflow_id == sa.bindparam("_key"), versions.c.number == sa.bindparam("_number")
 )
+WORKFLOW_NAMED = (
+    WORKFLOWS.select.where(workflows.c.name == sa.bindparam("_name"))
+    .order_by(workflows.c.created_at, workflows.c.seq)
+    .limit(1)
+)
 POINT_AT_VERSION = (
     sa.update(workflows)
     .where(workflows.c.workflow_id == sa.bindparam("_key"))
@@ -59,6 +64,11 @@ class SqlWorkflows:
     def list_workflows(self) -> list[WorkflowRecord]:
         """Every workflow, oldest first."""
         return self._all(WORKFLOWS, WORKFLOWS.select.order_by(workflows.c.created_at, workflows.c.seq))
+
+    def find_workflow(self, name: str) -> WorkflowRecord | None:
+        """The oldest workflow named ``name``, or None (reads no other workflow's specs)."""
+        found = self._all(WORKFLOWS, WORKFLOW_NAMED, {"_name": name})
+        return found[0] if found else None
 
     def delete_workflow(self, workflow_id: str) -> None:
         """Remove a workflow and its versions (its runs stay as history)."""

@@ -106,7 +106,7 @@ class WorkflowManager(ScheduleMethods):
         """Store a workflow defined in code; a workflow of the same name gets it as its new draft. Returns its id."""
         now = self.engine.clock.now()
         specs = [self.engine.functions.register(t) for t in workflow.tasks.values()]
-        existing = next((w for w in self.store.list_workflows() if w.name == workflow.name), None)
+        existing = self.store.find_workflow(workflow.name)
         if existing is not None:
             existing.tasks, existing.description, existing.updated_at = specs, workflow.description, now
             self.store.put_workflow(existing)
