@@ -230,6 +230,29 @@ def test_an_outcome_queued_while_another_runner_reports_is_applied_by_that_runne
     pool.stop()
 
 
+def test_an_outcome_held_back_for_the_next_claimed_task_is_applied_while_that_task_runs_long() -> None:
+    store = MemoryStore()
+    engine = Engine(store)
+    started, release = threading.Event(), threading.Event()
+
+    def gate() -> None:
+        started.set()
+        release.wait(10)
+
+    engine.submit([Task(task_id="quick", func=lambda: 1, priority=9), Task(task_id="gate", func=gate)])
+    pool = WorkerPool(engine, max_workers=1, prefetch=5)  # both claimed at once: gate waits while quick runs
+    pool.start()
+    try:
+        assert started.wait(5)
+        # the runner went on to gate with quick's outcome queued; the dispatcher applies it after REPORT_DELAY
+        wait_until(lambda: store.get_task("quick").state == "success", 5, "quick's outcome applied")
+        assert store.get_task("gate").state == "running"
+    finally:
+        release.set()
+        pool.stop()
+    assert store.get_task("gate").state == "success"
+
+
 def test_outcomes_of_runners_finishing_together_are_all_applied() -> None:
     store = MemoryStore()
     engine = Engine(store)
