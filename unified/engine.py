@@ -302,7 +302,7 @@ class Engine(Interventions):
             dep = sorted(missing & set(spec["dependencies"]))[0]
             raise UnknownDependencyError(f"task {spec['task_id']!r} depends on {dep!r}, which is not in {scope}")
         if any(s["dependencies"] for s in specs):  # without any there is nothing to check (a lone queue_task)
-            validate_graph({s["task_id"]: s["dependencies"] for s in specs}, existing=existing, scope=scope)
+            validate_graph({s["task_id"]: s["dependencies"] for s in specs}, existing=existing.keys(), scope=scope)
         records = [new_record(s, run_id, schedule_id, now, existing) for s in specs]
         in_batch = {r.task_id: r for r in records}
         for record in records:  # a task that depends on a batch-mate waits for it

@@ -86,9 +86,9 @@ def _exception_class(path: str) -> type[BaseException]:
 
 def check_runnable(spec: dict[str, Any], func: Callable[..., Any] | None) -> None:
     """Raise ValidationError if the task of ``spec`` cannot run here: it names neither a command, an import path nor
-    ``func`` (the callable found for it in this process), or one of its ``retry_on`` classes cannot be imported."""
-    identity = spec.get("func")
-    if func is None and (not identity or identity.startswith("inproc:")):
+    ``func`` (the callable found for it in this process, by its import path if it has one), or one of its
+    ``retry_on`` classes cannot be imported."""
+    if func is None:
         _check_command(spec)
     for path in spec.get("retry_on", ()):
         _exception_class(path)
