@@ -26,6 +26,13 @@ def sleep_for(seconds: float) -> str:
     return "slept"
 
 
+def timed_sleep(seconds: float) -> list[float]:
+    """Sleep; return when this run began and ended (epoch seconds), as the process that ran it saw them."""
+    began = time.time()
+    time.sleep(seconds)
+    return [began, time.time()]
+
+
 def write_pid_and_sleep(path: str, seconds: float) -> None:
     """Write this process's pid to ``path`` (atomically), then sleep."""
     with open(path + ".tmp", "w") as f:
