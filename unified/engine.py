@@ -488,7 +488,6 @@ class Engine(Interventions):
         released = 0
         for (dependant, upstream), ok in zip(ready, self.store.update_tasks(moves) if moves else [], strict=True):
             if ok:
-                dependant.state, dependant.queued_at = S.QUEUED.value, now
                 self._local.released[dependant.id] = upstream_results(dependant.dependencies, upstream)
                 released += 1
         self._notify_ready(released)

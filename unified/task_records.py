@@ -48,7 +48,7 @@ def new_record(
     )
 
 
-def upstream_results(dependencies: list[str], upstream: Iterable[TaskRecord]) -> dict[str, Any]:
+def upstream_results(dependencies: Iterable[str], upstream: Iterable[TaskRecord]) -> dict[str, Any]:
     """The results of ``upstream`` by task id, in the order of ``dependencies`` (their global ids)."""
     by_id = {u.id: u for u in upstream}
     return {by_id[d].task_id: by_id[d].result for d in dependencies if d in by_id}

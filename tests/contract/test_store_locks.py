@@ -1,4 +1,4 @@
-"""lock_dependants and lock_run: fresh records in id order inside a transaction; unknown runs are named."""
+"""lock_dependants and lock_run: the current states in id order inside a transaction; unknown runs are named."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from collections.abc import Callable
 import pytest
 
 from unified.errors import NotFoundError
-from unified.store.base import RunRecord, Store, TaskRecord
+from unified.store.base import Dependant, RunRecord, Store, TaskRecord
 
 
-def test_lock_dependants_returns_the_current_records_in_id_order(
+def test_lock_dependants_returns_the_current_states_in_id_order(
     store: Store, make_task: Callable[..., TaskRecord]
 ) -> None:
     store.insert_tasks([make_task("up"), make_task("other")])
@@ -42,7 +42,7 @@ def test_lock_dependants_of_several_tasks_groups_them_by_upstream(
     with store.atomic():
         locked = store.lock_dependants(["a", "b", "lone", "missing"])
     assert {up: [t.id for t in found] for up, found in locked.items()} == {"a": ["both"], "b": ["both", "only-b"]}
-    assert locked["a"][0] == store.get_task("both")
+    assert locked["a"][0] == Dependant("both", "pending", ("a", "b"))
 
 
 def test_lock_dependants_of_many_tasks(store: Store, make_task: Callable[..., TaskRecord]) -> None:

@@ -18,6 +18,7 @@ from unified.store.base import (
     CLAIMABLE_STATES,
     AlertRecord,
     AttemptRecord,
+    Dependant,
     LogRecord,
     RunRecord,
     TaskRecord,
@@ -279,15 +280,19 @@ class MemoryStore(MemoryAdminRecords):
         with self._lock:
             return [self._tasks[i].copy() for i in self._run_tasks.get(run_id, ())]
 
-    def lock_dependants(self, task_ids: list[str]) -> dict[str, list[TaskRecord]]:
+    def lock_dependants(self, task_ids: list[str]) -> dict[str, list[Dependant]]:
         """The tasks that depend on each of ``task_ids`` as they are now, in id order (atomic() already holds the one
         lock); tasks with no dependants are left out."""
         with self._lock:
             return {
-                task_id: [self._tasks[i].copy() for i in sorted(self._dependants[task_id])]
+                task_id: [self._dependant(i) for i in sorted(self._dependants[task_id])]
                 for task_id in dict.fromkeys(task_ids)
                 if self._dependants.get(task_id)
             }
+
+    def _dependant(self, task_id: str) -> Dependant:
+        task = self._tasks[task_id]
+        return Dependant(task_id, task.state, tuple(task.dependencies))
 
     def lock_tasks(self, task_ids: list[str]) -> list[TaskRecord]:
         """The tasks with these ids that exist, as they are now, in id order (atomic() already holds the one lock)."""

@@ -444,10 +444,10 @@ DEPENDANTS = (
 
 
 def _locked_dependants(upstream: sa.ColumnElement[bool]) -> sa.Select[Any]:
-    """The dependants whose task_deps row matches ``upstream``, locked in id order, each row ending with the
-    upstream task it depends on."""
+    """The dependants whose task_deps row matches ``upstream``, locked in id order: their id, state and
+    dependencies, then the upstream task each depends on."""
     return (
-        sa.select(*TASKS.columns, task_deps.c.depends_on)
+        sa.select(tasks.c.id, tasks.c.state, tasks.c.dependencies, task_deps.c.depends_on)
         .join(task_deps, task_deps.c.task_id == tasks.c.id)
         .where(upstream)
         .order_by(tasks.c.id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from unified.errors import ValidationError
-from unified.store.base import CLAIMABLE_STATES, TaskRecord, chunks
+from unified.store.base import CLAIMABLE_STATES, Dependant, TaskRecord, chunks
 from unified.store.schema import (
     ATTEMPTS,
     CHUNK,
@@ -22,6 +22,7 @@ from unified.store.schema import (
     update_statement,
 )
 from unified.store.sql_direct import DirectStatements
+from unified.utils import from_json
 
 
 def cas_where(task_id: str, expected_state: str | None, expected_attempt: int | None) -> dict[str, Any]:
@@ -77,10 +78,10 @@ class SqlOutcomes:
             elif expected_state == "running" != changes["state"]:
                 self._wake(room=[task_id])
 
-    def lock_dependants(self, task_ids: list[str]) -> dict[str, list[TaskRecord]]:
+    def lock_dependants(self, task_ids: list[str]) -> dict[str, list[Dependant]]:
         """The tasks that depend on each of ``task_ids`` (those with none are left out) as they are now, locked
         FOR UPDATE in id order (SQLite's writers are serialised already)."""
-        found: dict[str, list[TaskRecord]] = {}
+        found: dict[str, list[Dependant]] = {}
         ids = list(dict.fromkeys(task_ids))
         with self._wrap_errors(), self._tx() as conn:
             for chunk in chunks(ids, CHUNK):
@@ -88,8 +89,8 @@ class SqlOutcomes:
                     rows = self._direct.rows(conn, LOCK_DEPENDANTS, {"_id": chunk[0]})
                 else:
                     rows = self._direct.rows(conn, LOCK_DEPENDANTS_IN, {"_ids": chunk})
-                for row in rows:
-                    found.setdefault(row[-1], []).append(TASKS.record(row[:-1]))
+                for task_id, state, dependencies, upstream in rows:
+                    found.setdefault(upstream, []).append(Dependant(task_id, state, tuple(from_json(dependencies))))
         return found
 
     def lock_tasks(self, task_ids: list[str]) -> list[TaskRecord]:
