@@ -84,10 +84,12 @@ class SqlWorkflows:
             if row is None:
                 raise NotFoundError(f"no workflow {workflow_id!r}: check the id (list them to see what exists)")
             name, text, current, digest = row
-            specs = from_json(text)
-            if not specs:
+            if text in (None, "null", "[]"):  # as to_json writes an empty draft
                 raise ValidationError(f"workflow {name!r} has no tasks: add tasks before running it")
-            digest = digest or graph_hash(specs)  # NULL: a row stored before revision 0004
+            specs = None  # decoded only for a new version: an unchanged draft's specs are the current version's
+            if digest is None:  # a row stored before revision 0004
+                specs = from_json(text)
+                digest = graph_hash(specs)
             if current is not None:
                 params = {"_key": workflow_id, "_number": current}
                 if conn.execute(VERSION_HASH, params).scalar() == digest:
@@ -99,7 +101,7 @@ class SqlWorkflows:
                               "created_at": created_at}  # fmt: skip
             conn.execute(sa.insert(versions), row_of_version)
             conn.execute(POINT_AT_VERSION, {"_key": workflow_id, "_number": number})
-        return VersionRecord(workflow_id, number, digest, specs, created_at)
+        return VersionRecord(workflow_id, number, digest, from_json(text) if specs is None else specs, created_at)
 
     def get_version(self, workflow_id: str, number: int) -> VersionRecord:
         """One version of a workflow."""
