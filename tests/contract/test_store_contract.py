@@ -471,7 +471,7 @@ def test_concurrent_freezes_of_one_changed_draft_make_one_version(
             second.close()
 
 
-def test_a_workflow_is_found_by_name_the_oldest_first(store: Store) -> None:
+def test_workflows_are_found_by_name_and_named_by_id_the_oldest_first(store: Store) -> None:
     store.put_workflow(dataclasses.replace(workflow("late", NOW + 5), name="shared"))
     store.put_workflow(dataclasses.replace(workflow("early", NOW, tasks=[{"task_id": "t"}]), name="shared"))
     store.put_workflow(workflow("other", NOW - 1))
@@ -481,6 +481,8 @@ def test_a_workflow_is_found_by_name_the_oldest_first(store: Store) -> None:
     assert store.get_workflow("early").tasks == [{"task_id": "t"}]
     assert store.find_workflow("wf other").workflow_id == "other"  # type: ignore[union-attr]
     assert store.find_workflow("nobody") is None
+    assert store.workflow_names() == {"other": "wf other", "early": "shared", "late": "shared"}
+    assert list(store.workflow_names()) == ["other", "early", "late"]  # oldest first
 
 
 def test_changing_a_workflow_or_version_read_back_leaves_the_stored_one_alone(store: Store) -> None:

@@ -177,6 +177,28 @@ def test_long_lists_paginate_on_the_server(api: Api) -> None:
     assert client.get("/ui/tasks?cursor=not-a-cursor").status_code == 422
 
 
+def test_workflows_are_filtered_and_paged_by_name_and_every_one_is_in_the_runs_menu(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager = api.services.workflow_manager
+    ids = [manager.register_workflow(f"bulk-{n:02d}") for n in range(60)]
+    client = sign_in(api)
+    first = client.get("/ui/workflows?q=BULK").text
+    assert first.count('href="/ui/workflows/') == 50 and "bulk-00" in first and "bulk-50" not in first
+    assert "1\N{EN DASH}50 of 60" in first and "pipeline" not in first
+    rest = client.get("/ui/workflows?q=bulk&offset=50").text
+    assert rest.count('href="/ui/workflows/') == 10 and "bulk-59" in rest and "51\N{EN DASH}60 of 60" in rest
+    names = api.services.store.workflow_names()
+    manager.delete_workflow(ids[55])  # deleted after its name was read: the page leaves it out
+    monkeypatch.setattr(api.services.store, "workflow_names", lambda: names)
+    assert client.get("/ui/workflows?q=bulk&offset=50").text.count('href="/ui/workflows/') == 9
+    monkeypatch.undo()
+    menu = client.get("/ui/runs").text
+    options = [f'<option value="{workflow_id}" >bulk-{n:02d}</option>' for n, workflow_id in enumerate(ids[:55])]
+    assert all(option in menu for option in options)
+    assert f'value="{pipeline_id(api)}"' in menu
+
+
 def test_keys_are_shown_once_and_the_last_admin_key_stays(api: Api) -> None:
     client = sign_in(api)
     token = csrf_of(client, "/ui/keys")

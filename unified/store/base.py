@@ -279,6 +279,10 @@ class Store(Protocol):
         """The oldest workflow named ``name``, or None (reads no other workflow's specs)."""
         ...
 
+    def workflow_names(self) -> dict[str, str]:
+        """Every workflow's name by its id, oldest first, without reading any specs (for lists and menus)."""
+        ...
+
     def delete_workflow(self, workflow_id: str) -> None:
         """Remove a workflow and its versions (its runs stay as history)."""
         ...

@@ -117,6 +117,11 @@ class MemoryStore(MemoryAdminRecords):
             named = [w for w in self._workflows.values() if w.name == name]
             return _with_own_tasks(min(named, key=lambda w: w.created_at)) if named else None
 
+    def workflow_names(self) -> dict[str, str]:
+        """Every workflow's name by its id, oldest first."""
+        with self._lock:
+            return {w.workflow_id: w.name for w in sorted(self._workflows.values(), key=lambda w: w.created_at)}
+
     def freeze_draft(self, workflow_id: str, created_at: float) -> VersionRecord:
         """The version matching the workflow's draft, frozen now as the next number if the draft changed since the
         current one (a copy: each run's tasks get their own specs, whatever a task does to its arguments)."""

@@ -33,6 +33,9 @@ WORKFLOW_NAMED = (
     .order_by(workflows.c.created_at, workflows.c.seq)
     .limit(1)
 )
+WORKFLOW_NAMES = sa.select(workflows.c.workflow_id, workflows.c.name).order_by(
+    workflows.c.created_at, workflows.c.seq
+)
 POINT_AT_VERSION = (
     sa.update(workflows)
     .where(workflows.c.workflow_id == sa.bindparam("_key"))
@@ -69,6 +72,11 @@ class SqlWorkflows:
         """The oldest workflow named ``name``, or None (reads no other workflow's specs)."""
         found = self._all(WORKFLOWS, WORKFLOW_NAMED, {"_name": name})
         return found[0] if found else None
+
+    def workflow_names(self) -> dict[str, str]:
+        """Every workflow's name by its id, oldest first (reads no specs)."""
+        with self._tx(write=False) as conn:
+            return {workflow_id: name for workflow_id, name in conn.execute(WORKFLOW_NAMES)}
 
     def delete_workflow(self, workflow_id: str) -> None:
         """Remove a workflow and its versions (its runs stay as history)."""

@@ -156,12 +156,13 @@ def check_choice(value: str | None, choices: Sequence[str], option: str) -> None
 
 
 def find_workflow(workflows: WorkflowManager, id_or_name: str) -> dict[str, Any]:
-    """The workflow with this id, else the one with this name; NotFoundError naming both ways."""
-    every = workflows.list_workflows()
-    for key in ("workflow_id", "name"):
-        found = [w for w in every if w[key] == id_or_name]
-        if found:
-            return found[0]
+    """The workflow with this id, else the oldest one with this name; NotFoundError naming both ways."""
+    try:
+        return workflows.get_workflow(id_or_name)
+    except NotFoundError:
+        pass
+    if (named := workflows.store.find_workflow(id_or_name)) is not None:
+        return workflows.get_workflow(named.workflow_id)
     raise NotFoundError(f"no workflow with id or name {id_or_name!r}: `unified workflows list` shows them")
 
 

@@ -76,7 +76,7 @@ def list_runs(
     """Runs, newest first."""
     check_choice(state, RUN_STATES, "--state")
     with session(db) as s:
-        names = {w["workflow_id"]: w["name"] for w in s.workflows.list_workflows()}
+        names = s.store.workflow_names()
         workflow_id = find_workflow(s.workflows, workflow)["workflow_id"] if workflow else None
         rows = [run_row(r, s.store.run_progress(r.run_id), names) for r in s.store.list_runs(workflow_id, state, limit)]
     columns = [

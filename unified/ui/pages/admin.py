@@ -45,7 +45,7 @@ def schedules_page(ui: Page) -> Response:
     """Every schedule: timing in words, time zone, next five fire times, last fire; pause, resume, backfill."""
     ui.require(Role.VIEWER)
     manager = ui.svc.workflow_manager
-    names = {w.workflow_id: w.name for w in ui.svc.store.list_workflows()}
+    names = ui.svc.store.workflow_names()
     rows = [
         {"s": s, "words": in_words(s), "next": manager.next_fire_times(s["schedule_id"], 5) if not s["paused"] else []}
         for s in manager.list_schedules()

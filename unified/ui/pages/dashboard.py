@@ -71,7 +71,7 @@ def dashboard(ui: Page) -> Response:
     run_counts = Counter(r.state for r in runs[:MAX_DAY_RUNS])
     task_counts, tasks_capped = day_task_counts(ui, since)
     all_states = store.count_tasks_by_state()
-    names = {w.workflow_id: w.name for w in store.list_workflows()}
+    names = store.workflow_names()
     return render(
         ui,
         "dashboard.html",

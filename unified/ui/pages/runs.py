@@ -38,7 +38,6 @@ def runs_page(ui: Page, workflow: str | None = None, state: str | None = None, o
     start = clamp(offset, 0, 0, 10**9)
     run_state = one_of(state, RUN_STATES)
     found = ui.svc.store.list_runs(workflow or None, run_state, PAGE_SIZE + 1, offset=start)
-    workflows = ui.svc.store.list_workflows()
     return render(
         ui,
         "runs.html",
@@ -48,8 +47,7 @@ def runs_page(ui: Page, workflow: str | None = None, state: str | None = None, o
         page_size=PAGE_SIZE,
         workflow=workflow or "",
         run_state=run_state,
-        workflows=workflows,
-        workflow_names={w.workflow_id: w.name for w in workflows},
+        workflow_names=ui.svc.store.workflow_names(),
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import Request, Response
 
 from unified.auth import Role
-from unified.errors import ValidationError
+from unified.errors import NotFoundError, ValidationError
 from unified.store.base import TaskRecord
 from unified.ui.pages.base import (
     PAGE_SIZE,
@@ -102,12 +102,16 @@ def workflows_page(ui: Page, q: str = "", offset: str | None = None) -> Response
     """Workflows, oldest first, filtered by name; each with its last run, schedules and next fire."""
     ui.require(Role.VIEWER)
     start = clamp(offset, 0, 0, 10**9)
-    every = [w for w in ui.svc.store.list_workflows() if q.lower() in w.name.lower()]
-    page = every[start : start + PAGE_SIZE]
+    store = ui.svc.store
+    every = [workflow_id for workflow_id, name in store.workflow_names().items() if q.lower() in name.lower()]
     schedules = schedules_by_workflow(ui)
     rows = []
-    for workflow in page:
-        last = ui.svc.store.list_runs(workflow.workflow_id, limit=1)
+    for workflow_id in every[start : start + PAGE_SIZE]:
+        try:
+            workflow = store.get_workflow(workflow_id)  # the specs of this page's workflows only
+        except NotFoundError:  # deleted since the names were read
+            continue
+        last = store.list_runs(workflow.workflow_id, limit=1)
         own = schedules.get(workflow.workflow_id, [])
         fires = sorted(s["next_fire_time"] for s in own if s["next_fire_time"] and not s["paused"])
         rows.append({"w": workflow, "last": last[0] if last else None, "schedules": own, "next": fires[:1]})
