@@ -485,6 +485,16 @@ def test_workflows_are_found_by_name_and_named_by_id_the_oldest_first(store: Sto
     assert list(store.workflow_names()) == ["other", "early", "late"]  # oldest first
 
 
+def test_a_page_of_workflows_is_read_by_id_in_the_order_given(store: Store) -> None:
+    for n in range(3):
+        store.put_workflow(workflow(f"w{n}", NOW + n, tasks=[{"task_id": f"t{n}"}]))
+    page = store.get_workflows(["w2", "gone", "w0"])
+    assert [(w.workflow_id, w.tasks) for w in page] == [("w2", [{"task_id": "t2"}]), ("w0", [{"task_id": "t0"}])]
+    page[0].tasks.append({"task_id": "x"})  # a copy, as every read hands out
+    assert store.get_workflow("w2").tasks == [{"task_id": "t2"}]
+    assert store.get_workflows([]) == []
+
+
 def test_changing_a_workflow_or_version_read_back_leaves_the_stored_one_alone(store: Store) -> None:
     specs = [{"task_id": "t", "dependencies": ["u"], "kwargs": {"n": [1, 2]}}]
     draft = workflow("w", NOW, tasks=specs)

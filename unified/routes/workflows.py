@@ -55,9 +55,10 @@ def folder_report(request: Request) -> FolderReport:
 
 @router.get("", response_model=WorkflowPage, dependencies=[VIEWER], summary="List workflows")
 def list_workflows(request: Request, limit: Limit = 50, cursor: str | None = None) -> WorkflowPage:
-    """Workflows, oldest first; paginated."""
-    items, next_cursor = page_of(services(request).workflow_manager.list_workflows(), cursor, limit)
-    return WorkflowPage(items=items, next_cursor=next_cursor)
+    """Workflows, oldest first; paginated (only the page's workflows are read with their tasks)."""
+    svc = services(request)
+    ids, next_cursor = page_of(list(svc.store.workflow_names()), cursor, limit)
+    return WorkflowPage(items=svc.workflow_manager.get_workflows(ids), next_cursor=next_cursor)
 
 
 @router.post("", response_model=WorkflowOut, status_code=status.HTTP_201_CREATED, summary="Create a workflow")

@@ -279,6 +279,10 @@ class Store(Protocol):
         """The oldest workflow named ``name``, or None (reads no other workflow's specs)."""
         ...
 
+    def get_workflows(self, workflow_ids: list[str]) -> list[WorkflowRecord]:
+        """The workflows with these ids that exist, in the order given (a page of them, read at once)."""
+        ...
+
     def workflow_names(self) -> dict[str, str]:
         """Every workflow's name by its id, oldest first, without reading any specs (for lists and menus)."""
         ...

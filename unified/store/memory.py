@@ -117,6 +117,11 @@ class MemoryStore(MemoryAdminRecords):
             named = [w for w in self._workflows.values() if w.name == name]
             return _with_own_tasks(min(named, key=lambda w: w.created_at)) if named else None
 
+    def get_workflows(self, workflow_ids: list[str]) -> list[WorkflowRecord]:
+        """The workflows with these ids that exist, in the order given."""
+        with self._lock:
+            return [_with_own_tasks(self._workflows[i]) for i in workflow_ids if i in self._workflows]
+
     def workflow_names(self) -> dict[str, str]:
         """Every workflow's name by its id, oldest first."""
         with self._lock:

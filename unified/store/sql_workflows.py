@@ -16,8 +16,8 @@ import sqlalchemy as sa
 
 from unified.errors import NotFoundError, ValidationError
 from unified.graph import graph_hash
-from unified.store.base import VersionRecord, WorkflowRecord
-from unified.store.schema import VERSION_BY_NUMBER, VERSIONS, WORKFLOWS, Codec, versions, workflows
+from unified.store.base import VersionRecord, WorkflowRecord, chunks
+from unified.store.schema import CHUNK, VERSION_BY_NUMBER, VERSIONS, WORKFLOWS, Codec, versions, workflows
 from unified.utils import from_json
 
 DRAFT_FOR_FREEZE = (
@@ -33,6 +33,7 @@ WORKFLOW_NAMED = (
     .order_by(workflows.c.created_at, workflows.c.seq)
     .limit(1)
 )
+WORKFLOWS_BY_IDS = WORKFLOWS.select.where(workflows.c.workflow_id.in_(sa.bindparam("_ids", expanding=True)))
 WORKFLOW_NAMES = sa.select(workflows.c.workflow_id, workflows.c.name).order_by(
     workflows.c.created_at, workflows.c.seq
 )
@@ -50,7 +51,7 @@ class SqlWorkflows:
 
         def _tx(self, write: bool = True) -> AbstractContextManager[sa.Connection]: ...
         def _one(self, codec: Codec[Any], what: str, stmt: sa.Select[Any], params: dict[str, Any]) -> Any: ...
-        def _all(self, codec: Codec[Any], stmt: sa.Select[Any]) -> list[Any]: ...
+        def _all(self, codec: Codec[Any], stmt: sa.Select[Any], params: dict[str, Any] | None = None) -> list[Any]: ...
         def _upsert(self, codec: Codec[Any], record: Any) -> None: ...
         def _one_row(
             self, codec: Codec[Any], key: str, what: str, stmt: sa.Update | sa.Delete | None = None
@@ -72,6 +73,13 @@ class SqlWorkflows:
         """The oldest workflow named ``name``, or None (reads no other workflow's specs)."""
         found = self._all(WORKFLOWS, WORKFLOW_NAMED, {"_name": name})
         return found[0] if found else None
+
+    def get_workflows(self, workflow_ids: list[str]) -> list[WorkflowRecord]:
+        """The workflows with these ids that exist, in the order given."""
+        found: dict[str, WorkflowRecord] = {}
+        for chunk in chunks(list(dict.fromkeys(workflow_ids)), CHUNK):
+            found.update((w.workflow_id, w) for w in self._all(WORKFLOWS, WORKFLOWS_BY_IDS, {"_ids": chunk}))
+        return [found[i] for i in workflow_ids if i in found]
 
     def workflow_names(self) -> dict[str, str]:
         """Every workflow's name by its id, oldest first (reads no specs)."""

@@ -173,6 +173,10 @@ class WorkflowManager(ScheduleMethods):
         """Every workflow as a dict, oldest first."""
         return [_workflow_dict(w) for w in self.store.list_workflows()]
 
+    def get_workflows(self, workflow_ids: list[str]) -> list[dict[str, Any]]:
+        """The workflows with these ids as dicts, in the order given, leaving out any that do not exist."""
+        return [_workflow_dict(w) for w in self.store.get_workflows(workflow_ids)]
+
     def list_versions(self, workflow_id: str) -> list[dict[str, Any]]:
         """Each frozen version: number, hash, created_at and task specs."""
         self.store.get_workflow(workflow_id)
