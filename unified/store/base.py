@@ -125,6 +125,8 @@ class WorkflowRecord:
     name: str
     description: str = ""
     tasks: list[dict[str, Any]] = field(default_factory=list)  # the draft: edits since the last version
+    # the version the draft was last frozen as: moved only by freeze_draft (a put keeps the stored one, whatever the
+    # caller says), so a draft edited from a copy read before a concurrent start cannot point it back
     current_version: int | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
@@ -255,7 +257,8 @@ class Store(Protocol):
 
     # workflows and versions
     def put_workflow(self, workflow: WorkflowRecord) -> None:
-        """Insert or replace a workflow."""
+        """Insert or replace a workflow: its draft, name, description and times (the store keeps its own
+        ``current_version`` and ``draft_hash``)."""
         ...
 
     def get_workflow(self, workflow_id: str) -> WorkflowRecord:
@@ -264,7 +267,7 @@ class Store(Protocol):
 
     def freeze_draft(self, workflow_id: str, created_at: float) -> VersionRecord:
         """The version matching the workflow's draft: the current one if their hashes are equal, else the draft frozen
-        now as the next number, which the workflow then points at (the draft itself stays as it is).
+        now as the number after the highest, which the workflow then points at (the draft itself stays as it is).
 
         One transaction: two starts of a changed draft freeze it once. NotFoundError for no such workflow,
         ValidationError for an empty draft.

@@ -102,6 +102,8 @@ class MemoryStore(MemoryAdminRecords):
         stored = _with_own_tasks(workflow)
         stored.draft_hash = graph_hash(stored.tasks)
         with self._lock:
+            before = self._workflows.get(workflow.workflow_id)
+            stored.current_version = before.current_version if before is not None else None
             self._workflows[workflow.workflow_id] = stored
 
     def get_workflow(self, workflow_id: str) -> WorkflowRecord:
@@ -139,7 +141,7 @@ class MemoryStore(MemoryAdminRecords):
             versions = self._versions[workflow_id]
             current = next((v for v in versions if v.number == workflow.current_version), None)
             if current is None or current.hash != workflow.draft_hash:
-                number = (workflow.current_version or 0) + 1
+                number = max((v.number for v in versions), default=0) + 1
                 digest: str = workflow.draft_hash  # type: ignore[assignment]  # put_workflow always sets it
                 # the version shares the draft's spec dicts: both are this store's own, never edited in place (a put
                 # replaces the whole draft), and every way out copies them

@@ -317,12 +317,13 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
         where = {codec.key: key} if expected_state is None else {codec.key: key, "state": expected_state}
         return self._update(codec, where, 1, codec.changes(changes, key), f"{codec.table.name[:-1]} {key!r}")
 
-    def _upsert(self, codec: Codec[Any], record: Any) -> None:
-        """Insert ``record``, or replace every field of the row with its key (keeping the row's seq)."""
+    def _upsert(self, codec: Codec[Any], record: Any, keep: tuple[str, ...] = ()) -> None:
+        """Insert ``record``, or replace the fields of the row with its key, all but ``keep`` (and the row's seq)."""
         row = codec.row(record)
         stmt = self._upsert_insert(codec.table).values(row)
         stmt = stmt.on_conflict_do_update(
-            index_elements=[codec.key], set_={name: stmt.excluded[name] for name in row if name != codec.key}
+            index_elements=[codec.key],
+            set_={name: stmt.excluded[name] for name in row if name != codec.key and name not in keep},
         )
         with self._tx() as conn:
             conn.execute(stmt)

@@ -28,6 +28,7 @@ DRAFT_FOR_FREEZE = (
 VERSION_HASH = sa.select(versions.c.hash).where(
     versions.c.workflow_id == sa.bindparam("_key"), versions.c.number == sa.bindparam("_number")
 )
+LAST_VERSION = sa.select(sa.func.max(versions.c.number)).where(versions.c.workflow_id == sa.bindparam("_key"))
 WORKFLOW_NAMED = (
     WORKFLOWS.select.where(workflows.c.name == sa.bindparam("_name"))
     .order_by(workflows.c.created_at, workflows.c.seq)
@@ -52,14 +53,15 @@ class SqlWorkflows:
         def _tx(self, write: bool = True) -> AbstractContextManager[sa.Connection]: ...
         def _one(self, codec: Codec[Any], what: str, stmt: sa.Select[Any], params: dict[str, Any]) -> Any: ...
         def _all(self, codec: Codec[Any], stmt: sa.Select[Any], params: dict[str, Any] | None = None) -> list[Any]: ...
-        def _upsert(self, codec: Codec[Any], record: Any) -> None: ...
+        def _upsert(self, codec: Codec[Any], record: Any, keep: tuple[str, ...] = ()) -> None: ...
         def _one_row(
             self, codec: Codec[Any], key: str, what: str, stmt: sa.Update | sa.Delete | None = None
         ) -> None: ...
 
     def put_workflow(self, workflow: WorkflowRecord) -> None:
         """Insert or replace a workflow (its ``draft_hash`` computed here)."""
-        self._upsert(WORKFLOWS, dataclasses.replace(workflow, draft_hash=graph_hash(workflow.tasks)))
+        stored = dataclasses.replace(workflow, draft_hash=graph_hash(workflow.tasks), current_version=None)
+        self._upsert(WORKFLOWS, stored, keep=("current_version",))
 
     def get_workflow(self, workflow_id: str) -> WorkflowRecord:
         """The workflow with this id."""
@@ -112,7 +114,8 @@ class SqlWorkflows:
                     return self._one(
                         VERSIONS, f"version {current} of workflow {workflow_id!r}", VERSION_BY_NUMBER, params
                     )
-            number = (current or 0) + 1
+            # after the highest: a pointer lost to a put that raced a start (before put kept it) must not reuse one
+            number = (conn.execute(LAST_VERSION, {"_key": workflow_id}).scalar() or 0) + 1
             row_of_version = {"workflow_id": workflow_id, "number": number, "hash": digest, "tasks": text,
                               "created_at": created_at}  # fmt: skip
             conn.execute(sa.insert(versions), row_of_version)
