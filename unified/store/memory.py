@@ -98,7 +98,7 @@ class MemoryStore(MemoryAdminRecords):
 
     # workflows and versions
     def put_workflow(self, workflow: WorkflowRecord) -> None:
-        """Insert or replace a workflow (its ``draft_hash`` computed here)."""
+        """Insert or replace a workflow (its ``draft_hash`` computed here; a replace keeps its ``current_version``)."""
         stored = _with_own_tasks(workflow)
         stored.draft_hash = graph_hash(stored.tasks)
         with self._lock:
@@ -130,8 +130,8 @@ class MemoryStore(MemoryAdminRecords):
             return {w.workflow_id: w.name for w in sorted(self._workflows.values(), key=lambda w: w.created_at)}
 
     def freeze_draft(self, workflow_id: str, created_at: float) -> VersionRecord:
-        """The version matching the workflow's draft, frozen now as the next number if the draft changed since the
-        current one (a copy: each run's tasks get their own specs, whatever a task does to its arguments)."""
+        """The version matching the workflow's draft, frozen now as the number after the highest if the draft changed
+        since the current one (a copy: each run's tasks get their own specs, whatever a task does to its arguments)."""
         with self._lock:
             workflow = self._workflows.get(workflow_id)
             if workflow is None:

@@ -59,7 +59,7 @@ class SqlWorkflows:
         ) -> None: ...
 
     def put_workflow(self, workflow: WorkflowRecord) -> None:
-        """Insert or replace a workflow (its ``draft_hash`` computed here)."""
+        """Insert or replace a workflow (its ``draft_hash`` computed here; a replace keeps its ``current_version``)."""
         stored = dataclasses.replace(workflow, draft_hash=graph_hash(workflow.tasks), current_version=None)
         self._upsert(WORKFLOWS, stored, keep=("current_version",))
 
