@@ -55,7 +55,10 @@ class Engine(Interventions):
         self._ready_listeners: list[Callable[[int], None]] = []
         self._submit_listeners: list[Callable[[list[TaskRecord], RunRecord | None], None]] = []
         self._claimable_listeners: list[Callable[[int], None]] = []
-        self._finished = threading.Condition()
+        finished = threading.Lock()
+        self._finished = threading.Condition(finished)  # a task finished
+        # a run finished: its own waiters (wait_run) sleep through the task ends of the run, one per chain step
+        self._run_finished = threading.Condition(finished)
         self.finished_generation = 0  # bumped whenever a task or run finishes in this process
         self.run_generation = 0  # bumped whenever a run finishes in this process
         self._run_cache: dict[str, RunRecord] = {}
@@ -127,14 +130,16 @@ class Engine(Interventions):
     def _bump_finished(self, run_ended: bool) -> None:
         with self._finished:
             self.finished_generation += 1
-            self.run_generation += run_ended
             self._finished.notify_all()
+            if run_ended:
+                self.run_generation += 1
+                self._run_finished.notify_all()
 
     def wait_for_change(self, seen_generation: int, seconds: float, runs: bool = False) -> None:
         """Block until a task (with ``runs``: a run) finishes in this process after ``seen_generation`` (of
         ``finished_generation``, or of ``run_generation`` with ``runs``) was read, or ``seconds`` pass."""
         with self._finished:
-            self._finished.wait_for(
+            (self._run_finished if runs else self._finished).wait_for(
                 lambda: (self.run_generation if runs else self.finished_generation) != seen_generation, seconds
             )
 
