@@ -498,17 +498,31 @@ def test_concurrent_freezes_of_one_changed_draft_make_one_version(
 
 
 def test_workflows_are_found_by_name_and_named_by_id_the_oldest_first(store: Store) -> None:
-    store.put_workflow(dataclasses.replace(workflow("late", NOW + 5), name="shared"))
-    store.put_workflow(dataclasses.replace(workflow("early", NOW, tasks=[{"task_id": "t"}]), name="shared"))
+    store.put_workflow(dataclasses.replace(workflow("late", NOW + 5), name="late one"))
+    store.put_workflow(workflow("early", NOW, tasks=[{"task_id": "t"}]))
     store.put_workflow(workflow("other", NOW - 1))
-    found = store.find_workflow("shared")
+    found = store.find_workflow("wf early")
     assert found is not None and (found.workflow_id, found.tasks) == ("early", [{"task_id": "t"}])
     found.tasks.append({"task_id": "x"})  # a copy, as every read hands out
     assert store.get_workflow("early").tasks == [{"task_id": "t"}]
-    assert store.find_workflow("wf other").workflow_id == "other"  # type: ignore[union-attr]
+    assert store.find_workflow("late one").workflow_id == "late"  # type: ignore[union-attr]
     assert store.find_workflow("nobody") is None
-    assert store.workflow_names() == {"other": "wf other", "early": "shared", "late": "shared"}
-    assert list(store.workflow_names()) == ["other", "early", "late"]  # oldest first
+    assert list(store.workflow_names().items()) == [("other", "wf other"), ("early", "wf early"), ("late", "late one")]
+
+
+def test_a_second_workflow_of_one_name_is_refused_and_nothing_changes(store: Store) -> None:
+    store.put_workflow(workflow("w1", NOW, tasks=[{"task_id": "t"}]))
+    with pytest.raises(ConflictError, match=r"a workflow named 'wf w1' exists \(id w1\): use it, or give this one"):
+        store.put_workflow(dataclasses.replace(workflow("w2", NOW + 1), name="wf w1"))
+    assert store.workflow_names() == {"w1": "wf w1"}
+    itself = store.get_workflow("w1")
+    itself.description = "edited"
+    store.put_workflow(itself)  # a workflow replacing itself keeps its name
+    store.put_workflow(workflow("w2", NOW + 1))
+    with pytest.raises(ConflictError, match="'wf w1' exists"):
+        store.put_workflow(dataclasses.replace(store.get_workflow("w2"), name="wf w1"))  # renamed onto a taken one
+    assert store.workflow_names() == {"w1": "wf w1", "w2": "wf w2"}
+    assert store.get_workflow("w1").description == "edited"
 
 
 def test_a_page_of_workflows_is_read_by_id_in_the_order_given(store: Store) -> None:

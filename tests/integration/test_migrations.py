@@ -110,3 +110,23 @@ def test_a_workflow_stored_before_its_draft_hash_was_kept_still_runs(url: str) -
         run_id = wm.start_workflow("w")
         run_until_idle(wm)
         assert wm.get_run(run_id).results == {"t": 3}
+
+
+def test_workflows_sharing_a_name_before_names_were_unique_are_renamed_all_but_the_oldest(url: str) -> None:
+    from alembic import command
+
+    engine = sa.create_engine(driver_url(url), poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(migrations.alembic_config(conn), "0004")
+            insert = "INSERT INTO workflows (workflow_id, name, description, tasks, created_at, updated_at) VALUES "
+            for workflow_id, name, created_at in (("b", "etl", 2), ("a", "etl", 1), ("c", "etl", 1), ("d", "solo", 0)):
+                conn.execute(sa.text(insert + "(:id, :name, '', '[]', :at, :at)"),
+                             {"id": workflow_id, "name": name, "at": created_at})  # fmt: skip
+    finally:
+        engine.dispose()
+    store = SqlStore(url)  # opening it upgrades it to the head
+    try:
+        assert store.workflow_names() == {"a": "etl", "c": "etl (c)", "b": "etl (b)", "d": "solo"}
+    finally:
+        store.close()

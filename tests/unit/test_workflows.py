@@ -91,6 +91,23 @@ def test_a_task_changing_its_arguments_does_not_change_the_next_run(wm: Workflow
     assert wm.store.get_workflow(wid).tasks[0]["args"] == [[]]
 
 
+def test_registering_a_name_another_process_took_meanwhile_updates_that_workflow(
+    wm: WorkflowManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = wm.register(Workflow("shared", tasks=[Task(task_id="a", func=add, args=(1, 2))]))
+    real = wm.store.find_workflow
+    looked: list[str] = []
+
+    def stale_then_real(name: str) -> object:
+        looked.append(name)
+        return None if len(looked) == 1 else real(name)  # the first look predates the other process's insert
+
+    monkeypatch.setattr(wm.store, "find_workflow", stale_then_real)
+    assert wm.register(Workflow("shared", tasks=[Task(task_id="b", func=add, args=(2, 3))])) == first
+    assert [t["task_id"] for t in wm.get_workflow(first)["tasks"]] == ["b"] and len(looked) == 2
+    assert wm.store.workflow_names() == {first: "shared"}
+
+
 def test_each_run_records_params_and_trigger(wm: WorkflowManager) -> None:
     wid = wm.register(Workflow("p", tasks=[Task(task_id="t", func=lambda ctx: ctx.params["x"] * 2)]))
     result = run(wm, wid, params={"x": 21})

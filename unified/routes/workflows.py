@@ -33,6 +33,7 @@ from unified.schemas import (
     WorkflowPage,
     WorkflowTaskAdded,
 )
+from unified.store.base import name_taken
 from unified.workflow.workflow import Workflow
 from unified.workflows_folder import load_workflows
 
@@ -66,11 +67,8 @@ def create_workflow(request: Request, body: WorkflowIn, principal: Principal = A
     """Create a workflow from a name and description, optionally with tasks (checked for cycles: 409)."""
     svc = services(request)
     manager = svc.workflow_manager
-    same = svc.store.find_workflow(body.name)
-    if same is not None:
-        raise ConflictError(
-            f"a workflow named {body.name!r} exists (id {same.workflow_id}): use it, or delete it first"
-        )
+    if (same := svc.store.find_workflow(body.name)) is not None:  # before its tasks are built and checked
+        raise name_taken(body.name, same.workflow_id)
     tasks = {}
     for n, spec in enumerate(body.tasks):
         task = build_task(spec, svc, principal)

@@ -18,6 +18,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+from unified.errors import ConflictError
+
 CLAIMABLE_STATES = ("queued", "retrying")
 
 
@@ -279,7 +281,7 @@ class Store(Protocol):
         ...
 
     def find_workflow(self, name: str) -> WorkflowRecord | None:
-        """The oldest workflow named ``name``, or None (reads no other workflow's specs)."""
+        """The workflow named ``name`` (names are unique), or None (reads no other workflow's specs)."""
         ...
 
     def get_workflows(self, workflow_ids: list[str]) -> list[WorkflowRecord]:
@@ -565,6 +567,12 @@ class Store(Protocol):
     def queue_limits(self) -> dict[str, int]:
         """Every queue limit: queue name -> max_running."""
         ...
+
+
+def name_taken(name: str, holder: str | None) -> ConflictError:
+    """The error for a second workflow of one name (``holder``: the id of the one that has it, if known)."""
+    held = f" (id {holder})" if holder is not None else ""
+    return ConflictError(f"a workflow named {name!r} exists{held}: use it, or give this one another name")
 
 
 def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

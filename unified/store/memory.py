@@ -24,6 +24,7 @@ from unified.store.base import (
     TaskRecord,
     VersionRecord,
     WorkflowRecord,
+    name_taken,
 )
 from unified.store.memory_admin import MemoryAdminRecords
 from unified.utils import copy_data
@@ -102,6 +103,9 @@ class MemoryStore(MemoryAdminRecords):
         stored = _with_own_tasks(workflow)
         stored.draft_hash = graph_hash(stored.tasks)
         with self._lock:
+            other = next((w for w in self._workflows.values() if w.name == workflow.name), None)
+            if other is not None and other.workflow_id != workflow.workflow_id:
+                raise name_taken(workflow.name, other.workflow_id)
             before = self._workflows.get(workflow.workflow_id)
             stored.current_version = before.current_version if before is not None else None
             self._workflows[workflow.workflow_id] = stored
@@ -114,7 +118,7 @@ class MemoryStore(MemoryAdminRecords):
             return _with_own_tasks(self._workflows[workflow_id])
 
     def find_workflow(self, name: str) -> WorkflowRecord | None:
-        """The oldest workflow named ``name``, or None (copies no other workflow's specs)."""
+        """The workflow named ``name`` (names are unique), or None (copies no other workflow's specs)."""
         with self._lock:
             named = [w for w in self._workflows.values() if w.name == name]
             return _with_own_tasks(min(named, key=lambda w: w.created_at)) if named else None

@@ -166,6 +166,7 @@ workflows = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
     sa.Column("draft_hash", sa.String(128), nullable=True),
+    sa.Index("ux_workflows_name", "name", unique=True),  # one workflow per name (revision 0005)
 )
 
 versions = sa.Table(

@@ -325,7 +325,7 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
             index_elements=[codec.key],
             set_={name: stmt.excluded[name] for name in row if name != codec.key and name not in keep},
         )
-        with self._tx() as conn:
+        with self._tx() as conn, self._savepoint(conn, 1):
             conn.execute(stmt)
 
     def _one_row(self, codec: Codec[Any], key: str, what: str, stmt: sa.Update | sa.Delete | None = None) -> None:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from unified.errors import NotFoundError, ValidationError
 from unified.graph import graph_hash
-from unified.store.base import VersionRecord, WorkflowRecord, chunks
+from unified.store.base import VersionRecord, WorkflowRecord, chunks, name_taken
 from unified.store.schema import CHUNK, VERSION_BY_NUMBER, VERSIONS, WORKFLOWS, Codec, versions, workflows
 from unified.utils import from_json
 
@@ -61,7 +61,11 @@ class SqlWorkflows:
     def put_workflow(self, workflow: WorkflowRecord) -> None:
         """Insert or replace a workflow (its ``draft_hash`` computed here; a replace keeps its ``current_version``)."""
         stored = dataclasses.replace(workflow, draft_hash=graph_hash(workflow.tasks), current_version=None)
-        self._upsert(WORKFLOWS, stored, keep=("current_version",))
+        try:
+            self._upsert(WORKFLOWS, stored, keep=("current_version",))
+        except sa.exc.IntegrityError as exc:  # the unique name (revision 0005); a row's own id is replaced
+            other = self.find_workflow(workflow.name)
+            raise name_taken(workflow.name, other.workflow_id if other is not None else None) from exc
 
     def get_workflow(self, workflow_id: str) -> WorkflowRecord:
         """The workflow with this id."""
@@ -72,7 +76,7 @@ class SqlWorkflows:
         return self._all(WORKFLOWS, WORKFLOWS.select.order_by(workflows.c.created_at, workflows.c.seq))
 
     def find_workflow(self, name: str) -> WorkflowRecord | None:
-        """The oldest workflow named ``name``, or None (reads no other workflow's specs)."""
+        """The workflow named ``name`` (names are unique), or None (reads no other workflow's specs)."""
         found = self._all(WORKFLOWS, WORKFLOW_NAMED, {"_name": name})
         return found[0] if found else None
 

@@ -107,16 +107,20 @@ class WorkflowManager(ScheduleMethods):
         now = self.engine.clock.now()
         specs = [self.engine.functions.register(t) for t in workflow.tasks.values()]
         existing = self.store.find_workflow(workflow.name)
+        if existing is None:
+            record = WorkflowRecord(new_id(), workflow.name, workflow.description, specs, None, now, now)
+            try:
+                self.store.put_workflow(record)
+            except ConflictError:  # another process registered the name meanwhile (names are unique): update that
+                existing = self.store.find_workflow(workflow.name)
+                if existing is None:  # and deleted it again: there is nothing left to update
+                    raise
         if existing is not None:
             existing.tasks, existing.description, existing.updated_at = specs, workflow.description, now
             self.store.put_workflow(existing)
-            workflow_id = existing.workflow_id
-        else:
-            record = WorkflowRecord(new_id(), workflow.name, workflow.description, specs, None, now, now)
-            self.store.put_workflow(record)
-            workflow_id = record.workflow_id
-        self._sync_code_schedule(workflow_id, workflow)
-        return workflow_id
+            record = existing
+        self._sync_code_schedule(record.workflow_id, workflow)
+        return record.workflow_id
 
     def _sync_code_schedule(self, workflow_id: str, workflow: Workflow) -> None:
         """Keep the one schedule a workflow declares in code (``Workflow(schedule=When(...))``) equal to it."""
