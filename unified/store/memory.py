@@ -103,7 +103,7 @@ class MemoryStore(MemoryAdminRecords):
         stored = _with_own_tasks(workflow)
         stored.draft_hash = graph_hash(stored.tasks)
         with self._lock:
-            other = next((w for w in self._workflows.values() if w.name == workflow.name), None)
+            other = self._named(workflow.name)
             if other is not None and other.workflow_id != workflow.workflow_id:
                 raise name_taken(workflow.name, other.workflow_id)
             before = self._workflows.get(workflow.workflow_id)
@@ -120,8 +120,11 @@ class MemoryStore(MemoryAdminRecords):
     def find_workflow(self, name: str) -> WorkflowRecord | None:
         """The workflow named ``name`` (names are unique), or None (copies no other workflow's specs)."""
         with self._lock:
-            named = [w for w in self._workflows.values() if w.name == name]
-            return _with_own_tasks(min(named, key=lambda w: w.created_at)) if named else None
+            named = self._named(name)
+            return _with_own_tasks(named) if named is not None else None
+
+    def _named(self, name: str) -> WorkflowRecord | None:
+        return next((w for w in self._workflows.values() if w.name == name), None)
 
     def get_workflows(self, workflow_ids: list[str]) -> list[WorkflowRecord]:
         """The workflows with these ids that exist, in the order given."""

@@ -156,7 +156,7 @@ def check_choice(value: str | None, choices: Sequence[str], option: str) -> None
 
 
 def find_workflow(workflows: WorkflowManager, id_or_name: str) -> dict[str, Any]:
-    """The workflow with this id, else the oldest one with this name; NotFoundError naming both ways."""
+    """The workflow with this id, else the one with this name; NotFoundError naming both ways."""
     try:
         return workflows.get_workflow(id_or_name)
     except NotFoundError:
