@@ -6,7 +6,6 @@ import copy
 import dataclasses
 import heapq
 import itertools
-import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
@@ -27,6 +26,7 @@ from unified.store.base import (
     name_taken,
 )
 from unified.store.memory_admin import MemoryAdminRecords
+from unified.store.yielding_lock import YieldingLock
 from unified.utils import copy_data
 
 _Graph = TypeVar("_Graph", WorkflowRecord, VersionRecord)
@@ -70,13 +70,13 @@ class _ReadyHeaps:
 
 
 class MemoryStore(MemoryAdminRecords):
-    """Every record in dicts behind one re-entrant lock."""
+    """Every record in dicts behind one re-entrant lock (a ``YieldingLock``)."""
 
     keeps_objects = True
 
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
-        self._lock = threading.RLock()
+        self._lock = YieldingLock()
         self._tasks: dict[str, TaskRecord] = {}
         self._dependants: dict[str, list[str]] = defaultdict(list)
         self._run_tasks: dict[str, list[str]] = defaultdict(list)

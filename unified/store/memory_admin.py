@@ -6,11 +6,11 @@ A mixin of :class:`unified.store.memory.MemoryStore`, sharing its lock; split ou
 from __future__ import annotations
 
 import copy
-import threading
 from typing import Any
 
 from unified.errors import NotFoundError
 from unified.store.base import AlertRuleRecord, ApiKeyRecord, AuditRecord, FireRecord, ScheduleRecord
+from unified.store.yielding_lock import YieldingLock
 
 
 def _missing(kind: str, key: str) -> NotFoundError:
@@ -20,7 +20,7 @@ def _missing(kind: str, key: str) -> NotFoundError:
 class MemoryAdminRecords:
     """Schedules, fires, alert rules, API keys and the audit log, in dicts under the store's lock."""
 
-    _lock: threading.RLock
+    _lock: YieldingLock
 
     def _init_admin(self) -> None:
         self._schedules: dict[str, ScheduleRecord] = {}
