@@ -6,8 +6,8 @@ producer queueing tasks one by one and runners applying outcomes, most holds las
 came to 4,000-8,000 sleeps per 10,000 W1 tasks (docs/performance.md, the eleventh session). So a waiter that finds
 the lock held only briefly gives the GIL away for ``NAP_SECONDS`` and tries again, up to ``TRIES`` times, owning
 the lock only once it runs; a hold longer than ``BRIEF_SECONDS`` (a batch of outcomes, a page of reads) is slept
-on at once, as before, so nobody takes the GIL from a long holder for nothing. Measured: W1 and W4 on the memory
-store 20-25% faster, W2 and W3 level.
+on at once, as before, so nobody takes the GIL from a long holder for nothing. Measured: W1 on the memory store
+about 20% faster, W4 about 13%, W2 and W3 level.
 """
 
 from __future__ import annotations
