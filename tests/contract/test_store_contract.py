@@ -340,6 +340,16 @@ def test_update_tasks_sets_each_task_whose_state_and_attempt_match(store: Store,
     assert (d.state, d.reason, d.finished_at) == ("canceled", "r", NOW + 2)
 
 
+def test_update_tasks_of_a_batch_where_every_task_matches(store: Store, make_task: MakeTask) -> None:
+    names = [f"t{i}" for i in range(5)]  # SQLite applies such a batch in one executemany
+    store.insert_tasks([make_task(n) for n in names])
+    store.claim_tasks("w", NOW, 30.0, limit=5)
+    moves = [(n, "running", 1, {"state": "success", "result": i, "finished_at": NOW + i}) for i, n in enumerate(names)]
+    assert store.update_tasks(moves) == [True] * 5
+    assert [(t.state, t.result) for t in map(store.get_task, names)] == [("success", i) for i in range(5)]
+    assert store.update_tasks(moves) == [False] * 5  # the same moves again: nothing is running any more
+
+
 def test_update_tasks_of_many_tasks_with_the_same_fields(store: Store, make_task: MakeTask) -> None:
     names = [f"t{i}" for i in range(6)]  # enough for PostgreSQL to send them as one pipelined executemany
     store.insert_tasks([make_task(n) for n in names])

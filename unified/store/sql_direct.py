@@ -20,6 +20,7 @@ MAX_STATEMENTS = 512
 # psycopg's executemany enters pipeline mode, which costs about a round trip of its own: it pays from this many rows
 # (measured on localhost: 2 rows as fast as two executes, 4 rows 1.8 times faster, 16 rows 4 times)
 PIPELINE_MIN = 4
+ALL_OR_EACH = "unified_all_or_each"  # the savepoint of a batched compare-and-set on SQLite (rowcounts)
 
 
 class _Statement(NamedTuple):
@@ -57,9 +58,14 @@ class DirectStatements:
             cursor.close()
 
     def rowcounts(self, conn: sa.Connection, stmt: sa.Executable, rows: list[dict[str, Any]]) -> list[int]:
-        """Run a write statement once per parameter set; how many rows each changed. psycopg sends them all at once
-        (``executemany`` returning each result: one round trip); elsewhere they run one by one."""
+        """Run a write statement that changes at most one row per parameter set (a compare-and-set by key) once per
+        parameter set; how many rows each changed. psycopg sends them all at once (``executemany`` returning each
+        result: one round trip); SQLite runs them in one ``executemany`` when every one matches (see
+        :meth:`_at_most_one_each`); elsewhere they run one by one."""
         compiled = self._compile(stmt)
+        sqlite = compiled is not None and len(rows) > 1 and self.dialect.name == "sqlite"
+        if sqlite and self._at_most_one_each(conn, compiled, rows):  # type: ignore[arg-type]
+            return [1] * len(rows)
         if compiled is None or len(rows) < PIPELINE_MIN or self.dialect.driver != "psycopg":
             return [self.rowcount(conn, stmt, row) for row in rows]
         cursor = self._run(conn, compiled, rows, many=True, returning=True)
@@ -82,6 +88,31 @@ class DirectStatements:
             return self._converted(compiled, cursor, cursor.fetchall())
         finally:
             cursor.close()
+
+    def _at_most_one_each(self, conn: sa.Connection, statement: _Statement, rows: list[dict[str, Any]]) -> bool:
+        """On SQLite, for a statement that changes at most one row per parameter set (a compare-and-set by key):
+        run all of ``rows`` in one ``executemany`` and keep it if every one changed its row (True); otherwise undo
+        it (False) for the caller to run them one by one and learn which did.
+
+        SQLite's ``executemany`` reports only the sum of the rows changed, and the usual batch of outcomes all
+        match, so one C loop replaces a Python-level execute per row (W3: 7,800 of them per run). A savepoint around
+        it undoes a batch with a mismatch, inside whatever transaction is open."""
+        driver = conn.connection.driver_connection
+        driver.execute(f"SAVEPOINT {ALL_OR_EACH}")  # type: ignore[union-attr]
+        try:
+            cursor = self._run(conn, statement, rows, many=True)
+        except BaseException:
+            driver.execute(f"ROLLBACK TO {ALL_OR_EACH}")  # type: ignore[union-attr]
+            driver.execute(f"RELEASE {ALL_OR_EACH}")  # type: ignore[union-attr]
+            raise
+        try:
+            every = cursor.rowcount == len(rows)
+        finally:
+            cursor.close()
+        if not every:
+            driver.execute(f"ROLLBACK TO {ALL_OR_EACH}")  # type: ignore[union-attr]
+        driver.execute(f"RELEASE {ALL_OR_EACH}")  # type: ignore[union-attr]
+        return every
 
     def insert_returning(self, conn: sa.Connection, stmt: sa.Insert, rows: list[dict[str, Any]]) -> list[Any]:
         """Run an INSERT ... RETURNING of ``rows`` (each with the keys of the first); the row each returned, in order.
