@@ -340,6 +340,14 @@ def test_update_tasks_sets_each_task_whose_state_and_attempt_match(store: Store,
     assert (d.state, d.reason, d.finished_at) == ("canceled", "r", NOW + 2)
 
 
+def test_a_change_of_a_key_or_an_unknown_field_is_refused_naming_it(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks([make_task("a")])
+    for field in ("seq", "colour"):
+        with pytest.raises(ValidationError, match=f"cannot change {field}"):
+            store.update_task("a", None, None, **{field: 1})
+    assert store.get_task("a").state == "queued"
+
+
 def test_update_tasks_of_a_batch_where_every_task_matches(store: Store, make_task: MakeTask) -> None:
     names = [f"t{i}" for i in range(5)]  # SQLite applies such a batch in one executemany
     store.insert_tasks([make_task(n) for n in names])

@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-from unified.errors import ConflictError
+from unified.errors import ConflictError, ValidationError
 
 CLAIMABLE_STATES = ("queued", "retrying")
 
@@ -573,6 +573,16 @@ def name_taken(name: str, holder: str | None) -> ConflictError:
     """The error for a second workflow of one name (``holder``: the id of the one that has it, if known)."""
     held = f" (id {holder})" if holder is not None else ""
     return ConflictError(f"a workflow named {name!r} exists{held}: use it, or give this one another name")
+
+
+def check_changes(changes: Iterable[str], changeable: frozenset[str], what: str, key: str) -> None:
+    """Refuse a change of a field that is not among ``changeable`` (a key, the seq, or no field at all) of the
+    record ``key`` of ``what`` (a table's name), naming it; every store checks its updates this way."""
+    if not changeable.issuperset(changes):  # per task and change: a set test, not a scan
+        wrong = sorted(n for n in changes if n not in changeable)
+        raise ValidationError(
+            f"cannot change {', '.join(wrong)} of {what} {key!r}; changeable fields: {', '.join(sorted(changeable))}"
+        )
 
 
 def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

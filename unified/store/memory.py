@@ -23,6 +23,7 @@ from unified.store.base import (
     TaskRecord,
     VersionRecord,
     WorkflowRecord,
+    check_changes,
     name_taken,
 )
 from unified.store.memory_admin import MemoryAdminRecords
@@ -30,6 +31,7 @@ from unified.store.yielding_lock import YieldingLock
 from unified.utils import copy_data
 
 _Graph = TypeVar("_Graph", WorkflowRecord, VersionRecord)
+_TASK_CHANGEABLE = frozenset(f.name for f in dataclasses.fields(TaskRecord)) - {"id", "seq"}
 
 
 def _with_own_tasks(record: _Graph) -> _Graph:
@@ -341,6 +343,7 @@ class MemoryStore(MemoryAdminRecords):
         self, task_id: str, expected_state: str | None, expected_attempt: int | None = None, **changes: Any
     ) -> bool:
         """Compare-and-set on state (and attempt number)."""
+        check_changes(changes, _TASK_CHANGEABLE, "tasks", task_id)
         with self._lock:
             task = self._get(task_id)
             if expected_state is not None and task.state != expected_state:

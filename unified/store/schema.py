@@ -15,7 +15,6 @@ from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 
-from unified.errors import ValidationError
 from unified.store.base import (
     AlertRecord,
     AlertRuleRecord,
@@ -29,6 +28,7 @@ from unified.store.base import (
     TaskRecord,
     VersionRecord,
     WorkflowRecord,
+    check_changes,
 )
 from unified.utils import from_json, to_json
 
@@ -299,6 +299,7 @@ class Codec(Generic[R]):
         self.columns = [table.c[name] for name in self.names]
         self.json = frozenset(json_fields)
         self.fixed = frozenset(fixed)  # fields a change may not touch (keys, seq)
+        self._changeable = frozenset(self.names) - self.fixed
         self._decoders: list[Callable[[Any], Any] | None] = [from_json if n in self.json else None for n in self.names]
         self.select = sa.select(*self.columns)  # built once: building a 20-column select costs more than running it
         self.insert = sa.insert(table)
@@ -315,12 +316,7 @@ class Codec(Generic[R]):
 
     def changes(self, changes: Mapping[str, Any], key: str) -> dict[str, Any]:
         """Validated, encoded column values for an update of the record ``key``."""
-        wrong = sorted(n for n in changes if n not in self.names or n in self.fixed)
-        if wrong:
-            raise ValidationError(
-                f"cannot change {', '.join(wrong)} of {self.table.name} {key!r}; "
-                f"changeable fields: {', '.join(n for n in self.names if n not in self.fixed)}"
-            )
+        check_changes(changes, self._changeable, self.table.name, key)
         return self._encode(dict(changes), key)
 
     def _encode(self, values: dict[str, Any], key: str) -> dict[str, Any]:
