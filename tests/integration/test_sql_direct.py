@@ -137,3 +137,31 @@ def test_a_failed_write_sent_with_the_commit_keeps_nothing_of_the_transaction(pg
         direct.commit_with(conn, [(GROW, [{"_id": "a", "_by": 1}]), clash])
     with pg_engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(things)).scalar() == 0
+
+
+def test_sqlite_rowcounts_of_a_batch_keep_it_when_every_row_matches_and_redo_it_row_by_row_when_not(
+    engine: sa.Engine,
+) -> None:
+    direct = DirectStatements(engine.dialect)
+    with engine.begin() as conn:
+        assert direct.rowcounts(conn, GROW, [{"_id": "a", "_by": 1.0}, {"_id": "b", "_by": 1.0}]) == [1, 1]
+        # "zz" matches nothing: the one executemany is undone and the rows run one by one, each applied once
+        assert direct.rowcounts(conn, GROW, [{"_id": "a", "_by": 10.0}, {"_id": "zz", "_by": 1.0}]) == [1, 0]
+        assert conn.execute(sa.select(things.c.id, things.c.size).order_by(things.c.id)).all() == [
+            ("a", 12.5),
+            ("b", 3.0),
+        ]
+
+
+def test_sqlite_rowcounts_of_a_failing_batch_change_nothing_and_leave_the_transaction_usable(
+    engine: sa.Engine,
+) -> None:
+    direct = DirectStatements(engine.dialect)
+    set_size = sa.update(things).where(things.c.id == sa.bindparam("_id")).values(size=sa.bindparam("_size"))
+    with engine.begin() as conn:
+        with pytest.raises(sa.exc.IntegrityError):  # size is NOT NULL: b's row fails after a's changed
+            direct.rowcounts(conn, set_size, [{"_id": "a", "_size": 7.0}, {"_id": "b", "_size": None}])
+        assert conn.execute(sa.select(things.c.size).order_by(things.c.id)).scalars().all() == [1.5, 2.0]
+        assert direct.rowcount(conn, GROW, {"_id": "b", "_by": 1.0}) == 1
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(things.c.size).order_by(things.c.id)).scalars().all() == [1.5, 3.0]

@@ -12,6 +12,7 @@ the same way on both paths.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -102,8 +103,9 @@ class DirectStatements:
         try:
             cursor = self._run(conn, statement, rows, many=True)
         except BaseException:
-            driver.execute(f"ROLLBACK TO {ALL_OR_EACH}")  # type: ignore[union-attr]
-            driver.execute(f"RELEASE {ALL_OR_EACH}")  # type: ignore[union-attr]
+            with contextlib.suppress(self._error):  # a lost connection: the caller's error handling has it
+                driver.execute(f"ROLLBACK TO {ALL_OR_EACH}")  # type: ignore[union-attr]
+                driver.execute(f"RELEASE {ALL_OR_EACH}")  # type: ignore[union-attr]
             raise
         try:
             every = cursor.rowcount == len(rows)
