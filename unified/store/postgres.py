@@ -11,6 +11,9 @@ A process learns of the work it makes claimable itself from its engine, at once,
 notifications its own store's sessions sent (:func:`track_sessions` keeps their backend pids); otherwise every
 report of a worker would wake that worker's dispatcher for a claim that finds nothing. Notifications of room in a
 limited queue (payload ``room:<queue>``) are delivered to every listener, the sender's included.
+
+The store's sessions also plan the claim robustly (:func:`plan_claims_by_index`) and replace pooled connections the
+server dropped (:func:`replace_dropped`).
 """
 
 from __future__ import annotations
@@ -49,6 +52,35 @@ def track_sessions(engine: sa.Engine) -> set[int]:
     for event in ("close", "invalidate", "soft_invalidate"):
         sa.event.listen(engine, event, closed)
     return pids
+
+
+# planner settings for the store's sessions, each applied only where nobody set it (server, database, role, URL)
+CLAIM_PLANNER_SETTINGS = (("enable_bitmapscan", "off"), ("random_page_cost", "1.1"))
+_SET_UNCONFIGURED = (
+    "SELECT set_config(name, wanted.value, false) FROM (VALUES {}) AS wanted(name, value) "
+    "JOIN pg_settings USING (name) WHERE pg_settings.source = 'default'"
+).format(", ".join(f"('{name}', '{value}')" for name, value in CLAIM_PLANNER_SETTINGS))
+
+
+def plan_claims_by_index(engine: sa.Engine) -> None:
+    """Make each new session of ``engine`` plan the claim as an ordered walk of its index, whatever the statistics.
+
+    The claim takes the first few queued tasks in index order (``ix_tasks_claim``). Until the table is analyzed
+    with work in it (a new database, or a burst after quiet hours), the planner believes about 1% of the tasks are
+    queued, so it reads every queued entry in a bitmap scan and sorts them, for each claim of a few tasks: with
+    5,000 queued, 3 ms a claim instead of 0.03. A prepared claim keeps that plan for the life of the session. Worse,
+    only an ordered index scan marks the entries of claimed tasks dead as it passes them; bitmap scans left them all
+    in place, and claims read 1,400 (one claimer) to 11,900 (with a producer inserting beside it) entries each, a
+    cost that grew with every task run. Without bitmap scans the planner had seq scans of the table left (27.9
+    million rows read in a run of W5); a random page cost for data in memory or on SSD (1.1 instead of 4) makes the
+    index walk the cheaper plan. A setting made for the server, the database, the role or in the URL is kept.
+    """
+
+    def connected(dbapi_connection: psycopg.Connection[Any], _record: Any) -> None:
+        dbapi_connection.execute(_SET_UNCONFIGURED)
+        dbapi_connection.commit()
+
+    sa.event.listen(engine, "connect", connected)
 
 
 def replace_dropped(engine: sa.Engine, idle_ping_seconds: float = IDLE_PING_SECONDS) -> None:

@@ -131,12 +131,14 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
 
         Pooled connections the server dropped (a restart, a terminated session) are replaced on checkout instead of
         failing the next transaction, without a round trip per checkout (see ``postgres.replace_dropped``);
-        SQLAlchemy also discards the whole pool on a disconnect error.
+        SQLAlchemy also discards the whole pool on a disconnect error. Each session plans the claim as a walk of its
+        index, whatever the table's statistics say (see ``postgres.plan_claims_by_index``).
         """
-        from unified.store.postgres import replace_dropped
+        from unified.store.postgres import plan_claims_by_index, replace_dropped
 
         engine = sa.create_engine(url, **{"pool_size": 10, "max_overflow": 40, **options})
         replace_dropped(engine)
+        plan_claims_by_index(engine)
         return engine
 
     def _migrate(self) -> None:
