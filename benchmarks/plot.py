@@ -44,7 +44,7 @@ def main() -> None:
     fig.tight_layout()
     out = ROOT / "docs" / "images" / "w1-linearity.png"
     fig.savefig(out)
-    print(f"written {out.relative_to(ROOT)} from {path.relative_to(ROOT)}")
+    print(f"written {out.relative_to(ROOT)} from {path}")
 
 
 if __name__ == "__main__":
