@@ -15,8 +15,8 @@ taken away is told to stop.
 ``run_once`` and ``run_until_idle`` drain the queue in the calling thread instead.
 
 The dispatcher sleeps when nothing is claimable. It wakes when this process makes work ready (``Engine.on_ready``),
-when a store that can notify (PostgreSQL's LISTEN/NOTIFY, ``store.listen``) says another process did, and otherwise
-every ``poll_seconds``, or sooner when a retry delay ends.
+when the store's listener (``store.listen``: PostgreSQL's LISTEN/NOTIFY, a watcher of the file on SQLite) says another
+process did, and otherwise every ``poll_seconds``, or sooner when a retry delay ends.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,12 +72,27 @@ def test_racing_claimers_never_exceed_a_limit(store: Store, make_task: Callable[
     assert sum(task_id.startswith("g") for task_id in claimed) == 3
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
-def test_stores_that_cannot_notify_say_so(kind: str, tmp_path: Path, open_store: Callable[[str], Store]) -> None:
-    store = open_store("memory://" if kind == "memory" else f"sqlite:///{tmp_path}/u.db")
-    listen = getattr(store, "listen", None)
-    assert listen is None or listen(lambda queue: None) is None, "workers then poll"
+def test_the_memory_store_has_no_other_process_to_hear(open_store: Callable[[str], Store]) -> None:
+    store = open_store("memory://")
+    assert getattr(store, "listen", None) is None, "its engine wakes its pool itself"
     store.close()
+
+
+def test_a_sqlite_watcher_hears_other_connections_leave_work_claimable(
+    tmp_path: Path, open_store: Callable[[str], Store], make_task: Callable[..., TaskRecord]
+) -> None:
+    with listening(f"sqlite:///{tmp_path}/u.db", open_store) as (writer, heard):
+        writer.insert_tasks([make_task("p", state="pending")])
+        with pytest.raises(queue.Empty):
+            heard.get(timeout=0.3)  # a commit that leaves nothing claimable wakes nobody
+        writer.insert_tasks([make_task("q")])
+        assert heard.get(timeout=5) == "", "queued work, of any queue"
+        claim_ids(writer, limit=1)
+        writer.update_task("q", "running", 1, state="retrying", not_before=time.time() + 3600)
+        with pytest.raises(queue.Empty):
+            heard.get(timeout=0.3)  # claimed, then a retry not due for an hour: nothing to take now
+        writer.update_task("p", "pending", state="queued")
+        assert heard.get(timeout=5) == ""
 
 
 @contextmanager

@@ -3,12 +3,13 @@
 Every implementation (memory, SQLite, PostgreSQL) passes the same contract tests in ``tests/contract``.
 The engine decides what changes; the store only moves records, atomically where a verb says so.
 
-One optional capability is not in the protocol: ``listen(callback) -> stop | None``. A store that can tell other
-processes that work arrived (PostgreSQL's LISTEN/NOTIFY) calls ``callback(queue)`` from its own thread whenever a
+One optional capability is not in the protocol: ``listen(callback) -> stop | None``. A store shared by processes
+(PostgreSQL's LISTEN/NOTIFY, a watcher of the SQLite file) calls ``callback(queue)`` from its own thread whenever a
 task of ``queue`` may have become claimable (``""``: any queue) and returns the function that stops listening;
-workers look it up with ``getattr`` and poll when it is missing or returns None. Another one is the attribute
-``serial_writes``: True where write transactions take turns across threads and processes and each commit waits for
-a sync (SQLite), so a worker pool claims inside the transaction that queues work instead of in one of its own.
+workers look it up with ``getattr`` and poll when it is missing (the memory store) or returns None. Another one is
+the attribute ``serial_writes``: True where write transactions take turns across threads and processes and each
+commit waits for a sync (SQLite), so a worker pool claims inside the transaction that queues work instead of in one
+of its own.
 """
 
 from __future__ import annotations

@@ -159,11 +159,9 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
         """Release connections."""
         self._engine.dispose()
 
-    def listen(self, callback: Callable[[str], None]) -> Callable[[], None] | None:
+    def listen(self, callback: Callable[[str], None]) -> Callable[[], None]:
         """Call ``callback(queue)`` from a thread when a task of ``queue`` may have become claimable (``""``: any
-        queue); returns the function that stops listening, or None when the database cannot notify (SQLite)."""
-        if not self._notifies:
-            return None
+        queue); returns the function that stops listening (PostgreSQL: LISTEN/NOTIFY; SQLite: a watcher thread)."""
         from unified.store.postgres import Listener, libpq_url
 
         return Listener(libpq_url(self._engine.url), callback, self._safe_url, self._backend_pids).stop

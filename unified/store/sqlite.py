@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from unified.errors import ValidationError
 from unified.store.group_commit import GroupCommit
 from unified.store.schema import INSERT_TASK_ROWS, LAST_SEQ, SEQS_ABOVE
 from unified.store.sql import READ_ONLY, SqlStore
+from unified.store.sqlite_watch import Watcher
 
 BUSY_TIMEOUT_MS = 30_000
 SYNCHRONOUS = ("EXTRA", "FULL", "NORMAL")  # NORMAL: a crash of the machine may lose the newest commits, never corrupt
@@ -102,6 +104,11 @@ class SqliteStore(SqlStore):
         before = conn.execute(LAST_SEQ).scalar() or 0
         self._direct.insert_many(conn, INSERT_TASK_ROWS, rows)
         return dict(self._direct.rows(conn, SEQS_ABOVE, {"_seq": before}))
+
+    def listen(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback("")`` from a thread when another connection's commit left a task claimable (SQLite has no
+        NOTIFY: see unified.store.sqlite_watch); returns the function that stops watching."""
+        return Watcher(sqlite_path(self.url), callback).stop
 
     def close(self) -> None:
         """Release the write connection and the pooled ones."""
