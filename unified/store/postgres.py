@@ -18,9 +18,7 @@ server dropped (:func:`replace_dropped`).
 
 from __future__ import annotations
 
-import logging
 import select
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,12 +26,10 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 
+from unified.store.listener_thread import ListenerThread
 from unified.store.schema import CHANNEL, ROOM
 
-log = logging.getLogger("unified.store.postgres")
-
 WAIT_SECONDS = 0.25  # how often the listener looks at its stop flag
-MAX_BACKOFF_SECONDS = 30.0
 IDLE_PING_SECONDS = 10.0  # a pooled connection idle this long is pinged before use
 
 
@@ -126,51 +122,23 @@ def libpq_url(url: sa.URL) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-class Listener:
+class Listener(ListenerThread):
     """A thread that LISTENs on :data:`CHANNEL` and calls ``callback(queue)`` for each notification."""
 
     def __init__(
         self, conninfo: str, callback: Callable[[str], None], safe_url: str, own_sessions: set[int] | None = None
     ) -> None:
         self._conninfo = conninfo
-        self._callback = callback
         self._own_sessions = own_sessions or set()  # notifications from these backends are this process's own
-        self._safe_url = safe_url
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="unified-listener", daemon=True)
-        self._thread.start()
+        super().__init__(callback, safe_url, (psycopg.Error,), WAIT_SECONDS * 3, "unified-listener")
 
-    def stop(self) -> None:
-        """Stop listening (within about a second) and close the connection."""
-        self._stopping.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(WAIT_SECONDS * 3)
-
-    def _loop(self) -> None:
-        failures = 0
-        while not self._stopping.is_set():
-            try:
-                with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
-                    if failures:
-                        log.warning("listening on %s again after %d failed attempt(s)", self._safe_url, failures)
-                        self._call("")  # notifications sent while we were away are lost: look once
-                    failures = 0
-                    while not self._stopping.is_set():
-                        for notify in conn.notifies(timeout=WAIT_SECONDS):
-                            if notify.payload.startswith(ROOM):
-                                self._call(notify.payload[len(ROOM) :])
-                            elif notify.pid not in self._own_sessions:
-                                self._call(notify.payload)
-            except psycopg.Error as exc:
-                failures += 1
-                delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** (failures - 1))
-                log.error("lost the notification connection to %s (%s); reconnecting in %.1f s; workers poll meanwhile",
-                          self._safe_url, str(exc).strip(), delay)  # fmt: skip
-                self._stopping.wait(delay)
-
-    def _call(self, queue: str) -> None:
-        try:
-            self._callback(queue)
-        except Exception:
-            log.exception("a notification callback failed; listening goes on")
+    def _serve(self) -> None:
+        with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f"LISTEN {CHANNEL}")
+            self._connected()
+            while not self._stopping.is_set():
+                for notify in conn.notifies(timeout=WAIT_SECONDS):
+                    if notify.payload.startswith(ROOM):
+                        self._call(notify.payload[len(ROOM) :])
+                    elif notify.pid not in self._own_sessions:
+                        self._call(notify.payload)

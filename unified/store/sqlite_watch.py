@@ -15,19 +15,15 @@ timers, on the engine's clock, still wake it when a retry delay ends.
 
 from __future__ import annotations
 
-import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from unified.store.listener_thread import ListenerThread
 from unified.store.schema import CLAIMABLE_SQL
 
-log = logging.getLogger("unified.store.sqlite_watch")
-
 WATCH_SECONDS = 0.01
-MAX_BACKOFF_SECONDS = 30.0
 DATA_VERSION = "PRAGMA data_version"
 ANY_CLAIMABLE = (
     f"SELECT 1 FROM tasks INDEXED BY ix_tasks_claim WHERE {CLAIMABLE_SQL} "
@@ -35,54 +31,25 @@ ANY_CLAIMABLE = (
 )
 
 
-class Watcher:
+class Watcher(ListenerThread):
     """A thread that calls ``callback("")`` when another connection's commit left a task claimable in ``path``."""
 
     def __init__(self, path: Path, callback: Callable[[str], None], interval: float = WATCH_SECONDS) -> None:
         self._path = path
-        self._callback = callback
         self._interval = interval
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="unified-sqlite-watcher", daemon=True)
-        self._thread.start()
+        super().__init__(callback, str(path), (sqlite3.Error,), max(1.0, 10 * interval), "unified-sqlite-watcher")
 
-    def stop(self) -> None:
-        """Stop watching (within one interval) and close the connection."""
-        self._stopping.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(max(1.0, 10 * self._interval))
-
-    def _loop(self) -> None:
-        failures = 0
-        while not self._stopping.is_set():
-            try:
-                self._watch(recovered=failures > 0)
-            except sqlite3.Error as exc:
-                failures += 1
-                delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** (failures - 1))
-                log.error("cannot watch %s for other processes' work (%s); retrying in %.1f s; workers poll meanwhile",
-                          self._path, exc, delay)  # fmt: skip
-                self._stopping.wait(delay)
-
-    def _watch(self, recovered: bool) -> None:
+    def _serve(self) -> None:
         # autocommit: each read is a transaction of its own, so no snapshot is held between ticks
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         try:
             seen = conn.execute(DATA_VERSION).fetchone()[0]
-            if recovered:
-                log.warning("watching %s again", self._path)
-                self._call()  # commits made while we were away were not seen: look once
+            self._connected()
             while not self._stopping.wait(self._interval):
                 version = conn.execute(DATA_VERSION).fetchone()[0]
                 if version != seen:
                     seen = version
                     if conn.execute(ANY_CLAIMABLE, (time.time(),)).fetchone() is not None:
-                        self._call()
+                        self._call("")
         finally:
             conn.close()
-
-    def _call(self) -> None:
-        try:
-            self._callback("")
-        except Exception:
-            log.exception("the callback of the SQLite watcher of %s failed", self._path)
