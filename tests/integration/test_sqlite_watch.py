@@ -35,3 +35,13 @@ def test_a_watcher_calls_back_from_its_thread_until_stopped(tmp_path: Path) -> N
         finally:
             watcher.stop()
         assert not watcher._thread.is_alive()
+
+
+def test_a_watcher_of_a_missing_file_logs_it_and_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "unified.db"
+    watcher = Watcher(missing, lambda queue: None, interval=0.01)
+    try:
+        wait_until(lambda: watcher._failures >= 1, 5, "the watcher to fail to open the file")
+    finally:
+        watcher.stop()
+    assert not missing.exists()

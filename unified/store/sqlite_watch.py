@@ -40,8 +40,9 @@ class Watcher(ListenerThread):
         super().__init__(callback, str(path), (sqlite3.Error,), max(1.0, 10 * interval), "unified-sqlite-watcher")
 
     def _serve(self) -> None:
-        # autocommit: each read is a transaction of its own, so no snapshot is held between ticks
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        # autocommit: each read is a transaction of its own, so no snapshot is held between ticks; read-write but
+        # never creating the file: a database moved away is an error to log, not an empty file to watch
+        conn = sqlite3.connect(f"{self._path.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None)
         try:
             seen = conn.execute(DATA_VERSION).fetchone()[0]
             self._connected()
