@@ -93,6 +93,9 @@ def test_a_sqlite_watcher_hears_other_connections_leave_work_claimable(
             heard.get(timeout=0.3)  # claimed, then a retry not due for an hour: nothing to take now
         writer.update_task("p", "pending", state="queued")
         assert heard.get(timeout=5) == ""
+        claim_ids(writer, limit=1)
+        writer.update_task("p", "running", 1, state="retrying", not_before=time.time() - 1)
+        assert heard.get(timeout=5) == "", "a retry already due, behind one due in an hour"
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 
 ``PRAGMA data_version`` on a connection changes whenever another connection, of this process or another, committed
 to the file; in WAL mode reading it costs no I/O (the WAL index is shared memory). A :class:`Watcher` reads it every
-``interval`` on a connection of its own. When it changed, one read of the claim index asks whether a task is
+``interval`` on a connection of its own. When it changed, one read of two indexes asks whether a task is
 claimable now, and only then the watcher calls back with ``""`` (any queue): a pool woken for nothing would take the
 write lock for an empty claim, and make the writers of the other processes wait for it. ``unified worker`` processes
 sharing a SQLite file so take up work another process queued within milliseconds instead of their poll interval,
@@ -21,13 +21,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from unified.store.listener_thread import ListenerThread
-from unified.store.schema import CLAIMABLE_SQL
+from unified.store.schema import RETRYING_SQL
 
 WATCH_SECONDS = 0.01
 DATA_VERSION = "PRAGMA data_version"
+# whether a task is claimable now, from the first entry of two indexes: a queued task, or the retry due first (a
+# backlog of retries not yet due is never walked)
 ANY_CLAIMABLE = (
-    f"SELECT 1 FROM tasks INDEXED BY ix_tasks_claim WHERE {CLAIMABLE_SQL} "
-    "AND (state = 'queued' OR not_before IS NULL OR not_before <= ?) LIMIT 1"
+    "SELECT EXISTS (SELECT 1 FROM tasks INDEXED BY ix_tasks_state WHERE state = 'queued') "
+    "OR coalesce((SELECT not_before IS NULL OR not_before <= ? FROM tasks INDEXED BY ix_tasks_not_before "
+    f"WHERE {RETRYING_SQL} ORDER BY not_before LIMIT 1), 0)"
 )
 
 
@@ -50,7 +53,7 @@ class Watcher(ListenerThread):
                 version = conn.execute(DATA_VERSION).fetchone()[0]
                 if version != seen:
                     seen = version
-                    if conn.execute(ANY_CLAIMABLE, (time.time(),)).fetchone() is not None:
+                    if conn.execute(ANY_CLAIMABLE, (time.time(),)).fetchone()[0]:
                         self._call("")
         finally:
             conn.close()
