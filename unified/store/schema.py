@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import operator
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 
+from unified.errors import SerializationError
 from unified.store.base import (
     AlertRecord,
     AlertRuleRecord,
@@ -296,8 +298,10 @@ class Codec(Generic[R]):
         self.table = table
         self.key = key
         self.names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        self._fields = operator.attrgetter(*self.names)  # every field in one call: a row per task is built on hot paths
         self.columns = [table.c[name] for name in self.names]
         self.json = frozenset(json_fields)
+        self._json_names = tuple(n for n in self.names if n in self.json)
         self.fixed = frozenset(fixed)  # fields a change may not touch (keys, seq)
         self._changeable = frozenset(self.names) - self.fixed
         self._decoders: list[Callable[[Any], Any] | None] = [from_json if n in self.json else None for n in self.names]
@@ -311,8 +315,11 @@ class Codec(Generic[R]):
 
     def row(self, record: R, skip: Iterable[str] = ()) -> dict[str, Any]:
         """The column values of ``record`` (JSON fields encoded), leaving out ``skip``."""
-        values = {n: getattr(record, n) for n in self.names if n not in skip}
-        return self._encode(values, getattr(record, self.key))
+        values = dict(zip(self.names, self._fields(record), strict=True))
+        key = values[self.key]
+        for name in skip:
+            del values[name]
+        return self._encode(values, key)
 
     def changes(self, changes: Mapping[str, Any], key: str) -> dict[str, Any]:
         """Validated, encoded column values for an update of the record ``key``."""
@@ -320,8 +327,13 @@ class Codec(Generic[R]):
         return self._encode(dict(changes), key)
 
     def _encode(self, values: dict[str, Any], key: str) -> dict[str, Any]:
-        for name in self.json.intersection(values):
-            values[name] = to_json(values[name], f"{name} of {self.table.name} {key!r}")
+        for name in self._json_names:
+            if name in values:
+                try:
+                    values[name] = to_json(values[name])
+                except SerializationError:  # again, for the message naming the field (not built on every call)
+                    to_json(values[name], f"{name} of {self.table.name} {key!r}")
+                    raise
         return values
 
 
