@@ -47,6 +47,7 @@ from unified.store.schema import (
     TASK_WITH_ATTEMPTS,
     TASKS,
     TASKS_BY_IDS,
+    ByIds,
     Codec,
     exists_statement,
     task_deps,
@@ -60,6 +61,7 @@ from unified.store.sql_errors import database_errors
 from unified.store.sql_outcomes import SqlOutcomes, cas_where
 from unified.store.sql_wakeups import Wakeups
 from unified.store.sql_workflows import SqlWorkflows
+from unified.utils import to_json
 
 READ_ONLY = "unified_read_only"  # execution option: a read outside atomic(); SQLite then skips BEGIN IMMEDIATE
 MIGRATION_LOCK = 7_415_532  # PostgreSQL advisory lock key: one process migrates at a time
@@ -98,6 +100,7 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
         self._safe_url = self._engine.url.render_as_string(hide_password=True)
         self._upsert_insert = sqlite.insert if self._engine.dialect.name == "sqlite" else postgresql.insert
         self._notifies = self._engine.dialect.name == "postgresql"  # NOTIFY listeners when work becomes claimable
+        self._json_ids = self._engine.dialect.name == "sqlite"  # lists of ids as JSON parameters (schema.ByIds)
         self._backend_pids: set[int] = set()  # PostgreSQL: this store's sessions, whose notifications it skips
         # reads outside a transaction, and PostgreSQL's one-statement writes (see _autocommit): on PostgreSQL each
         # statement commits on its own (no BEGIN and ROLLBACK round trips). A second pool kept in autocommit, to save
@@ -202,6 +205,12 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
                 yield conn
             finally:
                 local.conn = None
+
+    def _rows_by_ids(self, conn: sa.Connection, statement: ByIds, ids: list[str]) -> list[Any]:
+        """The rows ``statement`` reads for ``ids`` (at most CHUNK): on SQLite the ids go as one JSON parameter."""
+        if self._json_ids:
+            return self._direct.rows(conn, statement.json, {"_ids_json": to_json(ids)})
+        return self._direct.rows(conn, statement.listed, {"_ids": ids})
 
     def _write_later(self, conn: sa.Connection, statement: sa.Executable, rows: list[dict[str, Any]]) -> None:
         """A write whose outcome nobody reads in the transaction: on PostgreSQL it waits to go with the COMMIT (one
@@ -387,8 +396,8 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
         statements = 1 + (len(ids) > 1) + bool(deps)
         with self._tx() as conn, self._savepoint(conn, statements):
             for chunk in chunks(ids, CHUNK) if len(ids) > 1 else ():  # one id: the primary key names the clash
-                clash = conn.execute(FIRST_EXISTING_TASK, {"_ids": chunk}).scalar()
-                if clash is not None:
+                if found := self._rows_by_ids(conn, FIRST_EXISTING_TASK, chunk):
+                    clash = found[0][0]
                     raise DuplicateTaskError(f"a task with id {clash!r} already exists: choose another task_id")
             try:
                 seqs = self._insert_task_rows(conn, rows)
@@ -435,10 +444,9 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
         ids = list(dict.fromkeys(task_ids))
         if len(ids) == 1:  # the usual case (one upstream task): no IN list to render
             return self._all(TASKS, TASKS.by_key, {"_key": ids[0]})
-        found: list[TaskRecord] = []
-        for chunk in chunks(ids, CHUNK):
-            found += self._all(TASKS, TASKS_BY_IDS, {"_ids": chunk})
-        return found
+        with self._tx(write=False) as conn:
+            rows = [row for chunk in chunks(ids, CHUNK) for row in self._rows_by_ids(conn, TASKS_BY_IDS, chunk)]
+        return [TASKS.record(row) for row in rows]
 
     def list_tasks(
         self,

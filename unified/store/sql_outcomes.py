@@ -43,6 +43,7 @@ class SqlOutcomes:
     _wrap_errors: Any
     _wake: Any
     _write_later: Any
+    _rows_by_ids: Any
 
     def update_tasks(self, moves: list[tuple[str, str | None, int | None, dict[str, Any]]]) -> list[bool]:
         """Compare-and-set several tasks at once; each move is ``(task id, expected state, expected attempt,
@@ -88,7 +89,7 @@ class SqlOutcomes:
                 if len(chunk) == 1:  # a chain step: the prebuilt statement, no IN list to render
                     rows = self._direct.rows(conn, LOCK_DEPENDANTS, {"_id": chunk[0]})
                 else:
-                    rows = self._direct.rows(conn, LOCK_DEPENDANTS_IN, {"_ids": chunk})
+                    rows = self._rows_by_ids(conn, LOCK_DEPENDANTS_IN, chunk)
                 for task_id, state, dependencies, upstream in rows:
                     found.setdefault(upstream, []).append(Dependant(task_id, state, tuple(from_json(dependencies))))
         return found
