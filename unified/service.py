@@ -102,7 +102,7 @@ def run_worker(
     ``queues``: the queues served (all when None); ``concurrency``: runner threads (default CPUs + 4, up to 32);
     ``isolation``: run every function task in a ``thread`` or a child ``process`` (None: as each task asks).
     A lease lasts ``lease_seconds`` and is renewed every ``heartbeat_seconds``; new work another process queues
-    wakes the pool at once (PostgreSQL's LISTEN/NOTIFY; on SQLite within about 10 ms, a watcher of the file), and it
+    wakes the pool at once (PostgreSQL's LISTEN/NOTIFY; on SQLite within 10-100 ms, a watcher of the file), and it
     also polls every ``poll_seconds``.
     """
     if isolation is not None and isolation not in ISOLATIONS:

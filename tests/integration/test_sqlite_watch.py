@@ -45,3 +45,15 @@ def test_a_watcher_of_a_missing_file_logs_it_and_creates_nothing(tmp_path: Path)
     finally:
         watcher.stop()
     assert not missing.exists()
+
+
+def test_a_quiet_file_is_looked_at_less_often_and_a_commit_is_still_heard(tmp_path: Path) -> None:
+    with SqlStore(f"sqlite:///{tmp_path}/quiet.db") as store:
+        heard = threading.Event()
+        watcher = Watcher(tmp_path / "quiet.db", lambda queue: heard.set(), interval=0.01, quiet=0.08)
+        try:
+            wait_until(lambda: watcher.every == 0.08, 5, "the watcher to back off on a quiet file")
+            Engine(store).submit([Task(task_id="t", func="tests.helpers.tasks:add", args=(1, 2))])
+            assert heard.wait(5), "the commit was not heard after the quiet spell"
+        finally:
+            watcher.stop()
