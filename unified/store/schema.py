@@ -458,9 +458,10 @@ LOCK_QUEUE_LIMITS_OF = QUEUE_LIMITS.where(
     queue_limits.c.queue.in_(sa.bindparam("_queues", expanding=True))
 ).with_for_update()
 # the reads of every finished task, built once: building a statement and its cache key costs more than running it
-_IDS = tasks.c.id.in_(sa.bindparam("_ids", expanding=True))
 TASKS_BY_IDS = by_ids(tasks.c.id, TASKS.select.where)
-LOCK_TASKS = TASKS.select.where(_IDS).order_by(tasks.c.id).with_for_update(of=tasks)
+LOCK_TASKS = by_ids(
+    tasks.c.id, lambda matches: TASKS.select.where(matches).order_by(tasks.c.id).with_for_update(of=tasks)
+)
 DEPENDANTS = (
     TASKS.select.join(task_deps, task_deps.c.task_id == tasks.c.id)
     .where(task_deps.c.depends_on == sa.bindparam("_id"))
@@ -511,8 +512,8 @@ TASK_WITH_ATTEMPTS = (
     .where(tasks.c.id == sa.bindparam("_key"))
     .order_by(attempts.c.number)
 )
-ATTEMPTS_OF_IDS = ATTEMPTS.select.where(attempts.c.task_id.in_(sa.bindparam("_ids", expanding=True))).order_by(
-    attempts.c.task_id, attempts.c.number
+ATTEMPTS_OF_IDS = by_ids(
+    attempts.c.task_id, lambda matches: ATTEMPTS.select.where(matches).order_by(attempts.c.task_id, attempts.c.number)
 )
 VERSION_BY_NUMBER = VERSIONS.by_key.where(versions.c.number == sa.bindparam("_number"))
 LOGS_OF = LOGS.select.where(logs.c.task_id == sa.bindparam("_id")).order_by(logs.c.ts, logs.c.seq)

@@ -543,9 +543,11 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
     def attempts_of(self, task_ids: Iterable[str]) -> dict[str, list[AttemptRecord]]:
         """The attempts of each of these tasks, by number (tasks without attempts are left out)."""
         found: dict[str, list[AttemptRecord]] = {}
-        for chunk in chunks(list(dict.fromkeys(task_ids)), CHUNK):
-            for attempt in self._all(ATTEMPTS, ATTEMPTS_OF_IDS, {"_ids": chunk}):
-                found.setdefault(attempt.task_id, []).append(attempt)
+        with self._tx(write=False) as conn:
+            ids = list(dict.fromkeys(task_ids))
+            rows = [row for chunk in chunks(ids, CHUNK) for row in self._rows_by_ids(conn, ATTEMPTS_OF_IDS, chunk)]
+        for attempt in map(ATTEMPTS.record, rows):
+            found.setdefault(attempt.task_id, []).append(attempt)
         return found
 
     def append_logs(self, lines: Iterable[LogRecord]) -> None:

@@ -100,7 +100,7 @@ class SqlOutcomes:
         found: list[TaskRecord] = []
         with self._wrap_errors(), self._tx() as conn:
             for chunk in chunks(sorted(set(task_ids)), CHUNK):
-                found += [TASKS.record(row) for row in self._direct.rows(conn, LOCK_TASKS, {"_ids": chunk})]
+                found += [TASKS.record(row) for row in self._rows_by_ids(conn, LOCK_TASKS, chunk)]
         return found
 
     def finish_attempts(self, outcomes: list[tuple[str, int, dict[str, Any]]]) -> None:
