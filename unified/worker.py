@@ -112,7 +112,7 @@ class WorkerPool:
         # ran 9% faster on SQLite with a reporter thread than with runners taking turns; the memory store has no
         # such wait, and there runners taking turns made W4 55% faster than each applying its own outcome
         self._reporter = not engine.store.keeps_objects
-        self._reporting = threading.Lock()  # held by the runner that applies the queued outcomes (no reporter)
+        self._reporting = threading.Lock()  # held by whoever applies outcomes: the reporter, or a runner alone
         self._held_back_since: float | None = None  # when a runner first held queued outcomes back (see _hold_back)
         self._stopping = threading.Event()
         self._runners: list[threading.Thread] = []
@@ -286,16 +286,29 @@ class WorkerPool:
     def _run_loop(self) -> None:
         while (record := self._next_claimed()) is not None:
             started = time.perf_counter()
-            if (report := self._attempt(record)) is not None:
+            report = self._attempt(record)
+            took = time.perf_counter() - started  # the attempt alone: the prefetch is sized by it
+            if report is None:
+                pass
+            elif self._reporter and self._alone() and self._reporting.acquire(blocking=False):
+                try:  # nothing to run meanwhile and nothing for the reporter to apply: no hand-over to it
+                    self._apply([report], gather=True, by_runner=True)
+                finally:
+                    self._reporting.release()
+            else:
                 self._reports.put(report)
                 if not self._reporter and not self._hold_back():
                     self._lead_reports()
-            took = time.perf_counter() - started
             with self._lock:
                 self._mean_attempt = took if not self._mean_attempt else 0.9 * self._mean_attempt + 0.1 * took
                 self._busy -= 1
                 if self._busy < self.max_workers:  # else the dispatcher would only wake to wait again
                     self._freed.notify()
+
+    def _alone(self) -> bool:
+        """Whether the calling runner's task is the only one this pool has claimed (none waits, no other runs)."""
+        with self._lock:
+            return self._busy == 1 and self._reports.empty()
 
     def _next_claimed(self) -> TaskRecord | None:
         """The best buffered task, waiting for one; None once the pool stops."""
@@ -308,7 +321,8 @@ class WorkerPool:
 
     def _report_loop(self) -> None:
         while (first := self._reports.get()) is not None:
-            self._apply([first], gather=True)
+            with self._reporting:
+                self._apply([first], gather=True)
 
     def _hold_back(self) -> bool:
         """Whether the runner that just queued an outcome may run its next claimed task before the queue is applied.
