@@ -317,3 +317,24 @@ def test_the_heartbeat_hands_back_a_task_leased_to_the_pool_that_it_does_not_hol
     (attempt,) = engine.store.list_attempts("orphan")
     assert attempt.state == "handed_back" and "answer was lost" in attempt.error["message"]
     assert pool.run_until_idle() == 1 and engine.store.get_task("orphan").result == 3, "the retry is not spent"
+
+
+def test_on_sqlite_a_runner_alone_applies_its_outcome_and_runners_together_leave_theirs_to_the_reporter(
+    tmp_path: Path,
+) -> None:
+    appliers: dict[str, str] = {}
+    together = threading.Barrier(2)
+    chain = [Task(task_id="c0", func=lambda: 0)] + [
+        Task(task_id=f"c{i}", func=lambda: 0, dependencies=[f"c{i - 1}"]) for i in range(1, 5)
+    ]
+    with TaskManager(store=f"sqlite:///{tmp_path / 'appliers.db'}", max_workers=2) as tm:
+        tm.engine.bus.subscribe(
+            lambda event: appliers.setdefault(event["task_id"], threading.current_thread().name), ["task_succeeded"]
+        )
+        tm.engine.submit(chain)
+        tm.wait("c4", timeout=10)
+        tm.engine.submit([Task(task_id=f"p{i}", func=lambda: together.wait(5)) for i in range(2)])
+        tm.wait_all(["p0", "p1"], timeout=10)
+    # events are published by the thread that committed the outcome, once it committed
+    assert all(appliers[f"c{i}"].startswith("unified-runner-") for i in range(5)), appliers
+    assert "unified-reporter" in (appliers["p0"], appliers["p1"]), "the first of the two saw the other one running"
