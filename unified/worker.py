@@ -288,25 +288,30 @@ class WorkerPool:
             started = time.perf_counter()
             report = self._attempt(record)
             took = time.perf_counter() - started  # the attempt alone: the prefetch is sized by it
-            if report is None:
-                pass
-            elif self._reporter and self._alone() and self._reporting.acquire(blocking=False):
-                try:  # nothing to run meanwhile and nothing for the reporter to apply: no hand-over to it
-                    self._apply([report], gather=True, by_runner=True)
-                finally:
-                    self._reporting.release()
-            else:
-                self._reports.put(report)
-                if not self._reporter and not self._hold_back():
-                    self._lead_reports()
+            if report is not None:
+                self._report(report)
             with self._lock:
                 self._mean_attempt = took if not self._mean_attempt else 0.9 * self._mean_attempt + 0.1 * took
                 self._busy -= 1
                 if self._busy < self.max_workers:  # else the dispatcher would only wake to wait again
                     self._freed.notify()
 
+    def _report(self, report: Report) -> None:
+        """A runner's outcome: applied by this runner when its task is the pool's only one and no outcome waits (the
+        reporter would only add two thread hand-overs, with nothing to run meanwhile); else queued for the reporter,
+        or on the memory store for the runner that leads the applying."""
+        if self._reporter and self._alone() and self._reporting.acquire(blocking=False):
+            try:
+                self._apply([report], gather=True, by_runner=True)
+            finally:
+                self._reporting.release()
+            return
+        self._reports.put(report)
+        if not self._reporter and not self._hold_back():
+            self._lead_reports()
+
     def _alone(self) -> bool:
-        """Whether the calling runner's task is the only one this pool has claimed (none waits, no other runs)."""
+        """Whether the calling runner's task is the only one this pool has claimed and no outcome waits."""
         with self._lock:
             return self._busy == 1 and self._reports.empty()
 
