@@ -286,10 +286,9 @@ class WorkerPool:
     def _run_loop(self) -> None:
         while (record := self._next_claimed()) is not None:
             started = time.perf_counter()
-            report = self._attempt(record)
-            took = time.perf_counter() - started  # the attempt alone: the prefetch is sized by it
-            if report is not None:
+            if (report := self._attempt(record)) is not None:
                 self._report(report)
+            took = time.perf_counter() - started  # applying included: the runner's time per task sizes the prefetch
             with self._lock:
                 self._mean_attempt = took if not self._mean_attempt else 0.9 * self._mean_attempt + 0.1 * took
                 self._busy -= 1
