@@ -75,6 +75,24 @@ def driver_url(url: str) -> str:
     return url
 
 
+class _Joined:
+    """The thread's open transaction entered again by another verb: most of a task's statements run in one (16
+    entries per chain step), and a plain class costs half what a generator-based context manager does."""
+
+    __slots__ = ("_conn", "_local")
+
+    def __init__(self, local: threading.local, conn: sa.Connection) -> None:
+        self._local = local
+        self._conn = conn
+
+    def __enter__(self) -> sa.Connection:
+        self._local.depth += 1
+        return self._conn
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._local.depth -= 1
+
+
 def _fk_violation(exc: sa.exc.IntegrityError) -> bool:
     return getattr(exc.orig, "sqlstate", None) == "23503" or "FOREIGN KEY" in str(exc.orig)
 
@@ -182,18 +200,16 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
     def _wrap_errors(self) -> AbstractContextManager[None]:
         return database_errors(self._safe_url)
 
-    @contextmanager
-    def _tx(self, write: bool = True) -> Iterator[sa.Connection]:
+    def _tx(self, write: bool = True) -> AbstractContextManager[sa.Connection]:
         """The thread's open transaction, or a new one (a read outside atomic() needs no transaction)."""
-        local = self._local
-        conn: sa.Connection | None = getattr(local, "conn", None)
+        conn: sa.Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
-            local.depth += 1
-            try:
-                yield conn
-            finally:
-                local.depth -= 1
-            return
+            return _Joined(self._local, conn)
+        return self._new_tx(write)
+
+    @contextmanager
+    def _new_tx(self, write: bool) -> Iterator[sa.Connection]:
+        local = self._local
         if not write:
             with self._wrap_errors(), self._reads.connect() as conn:
                 yield conn
