@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from unified.errors import StoreError, ValidationError
+from unified.errors import DuplicateTaskError, StoreError, ValidationError
 from unified.store.base import TaskRecord
-from unified.store.schema import tasks, update_statement
+from unified.store.schema import FIRST_EXISTING_TASK, tasks, update_statement
 from unified.store.sql import SqlStore, driver_url
+from unified.store.sql_direct import COPY_MIN
 from unified.store.sqlite import SqliteStore
 
 
@@ -96,3 +97,22 @@ def test_a_compare_and_set_finds_its_task_by_id_on_a_table_without_statistics(
         assert store.update_task("t7", "pending", state="queued") and not store.update_task("t8", "queued")
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_a_bulk_insert_meeting_a_concurrent_duplicate_keeps_nothing_and_says_so(
+    postgres_url: str, make_task: Callable[..., TaskRecord], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with SqlStore(postgres_url) as store:
+        store.insert_tasks([make_task("t007")])
+        # the id check before the insert misses what a concurrent transaction committed meanwhile: the COPY meets it
+        checked = store._rows_by_ids
+        monkeypatch.setattr(
+            store, "_rows_by_ids", lambda c, s, ids: [] if s is FIRST_EXISTING_TASK else checked(c, s, ids)
+        )
+        batch = [make_task(f"t{i:03d}") for i in range(2 * COPY_MIN)]
+        with pytest.raises(DuplicateTaskError, match="already exists"):
+            store.insert_tasks(batch)
+        assert [t.id for t in store.list_tasks()] == ["t007"]
+        store.insert_tasks(batch[8:])  # the connection is usable again
+        assert store.count_tasks_by_state() == {"queued": len(batch) - 7}

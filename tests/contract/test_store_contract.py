@@ -21,6 +21,7 @@ from unified.store.base import (
     VersionRecord,
     WorkflowRecord,
 )
+from unified.store.sql_direct import COPY_MIN
 
 MakeTask = Callable[..., TaskRecord]
 NOW = 1000.0
@@ -70,6 +71,25 @@ def test_insert_assigns_increasing_seq_across_batches(store: Store, make_task: M
     seqs = [store.get_task(r.id).seq for r in first + second]
     assert seqs == sorted(seqs) and len(set(seqs)) == 6
     assert [r.seq for r in first + second] == seqs
+
+
+def test_a_large_batch_keeps_every_field_and_gets_seqs_in_order(store: Store, make_task: MakeTask) -> None:
+    # enough tasks for PostgreSQL's bulk path (COPY, seqs read back), with text COPY must escape
+    batch = [
+        make_task(
+            f"t{i:03d}",
+            run_id="r" if i % 2 else None,
+            priority=i % 3,
+            metadata={"i": i, "note": "tab\there\nnew line, back\\slash, \u00e9"},
+            queued_at=NOW + i + 0.25,
+        )
+        for i in range(2 * COPY_MIN)
+    ]
+    store.insert_tasks(batch)
+    seqs = [r.seq for r in batch]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(batch)
+    stored = {r.id: r for r in store.get_tasks([r.id for r in batch])}
+    assert [stored[r.id] for r in batch] == batch
 
 
 def test_insert_nothing_is_fine(store: Store) -> None:

@@ -407,9 +407,10 @@ def by_ids(column: sa.ColumnElement[Any], build: Callable[[sa.ColumnElement[bool
 
 FIRST_EXISTING_TASK = by_ids(tasks.c.id, lambda matches: sa.select(tasks.c.id).where(matches).limit(1))
 INSERT_TASKS = sa.insert(tasks).returning(tasks.c.id, tasks.c.seq)
-INSERT_TASK_ROWS = sa.insert(tasks)  # SQLite's executemany, which returns nothing: seqs are read after (SEQS_ABOVE)
+INSERT_TASK_ROWS = sa.insert(tasks)  # SQLite's executemany and PostgreSQL's COPY return nothing: seqs are read after
 LAST_SEQ = sa.select(sa.func.max(tasks.c.seq))
 SEQS_ABOVE = sa.select(tasks.c.id, tasks.c.seq).where(tasks.c.seq > sa.bindparam("_seq"))
+SEQS_OF = by_ids(tasks.c.id, lambda matches: sa.select(tasks.c.id, tasks.c.seq).where(matches))  # after a COPY
 INSERT_DEPS = sa.insert(task_deps)
 IN_QUEUES = tasks.c.queue.in_(sa.bindparam("_queues", expanding=True))
 # the claim when no queue served has a limit, checked in the same statement: one round trip instead of two
