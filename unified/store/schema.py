@@ -356,27 +356,32 @@ def pick_statement(where: sa.ColumnElement[bool] | None, limit: Any = None) -> s
     """The seqs (and priorities) of claimable tasks, best first; on PostgreSQL they are locked, skipping rows others
     hold. ``where`` narrows the queues; ``limit`` defaults to the ``_limit`` bind parameter."""
     c = tasks.c
-    due = sa.or_(c.state == "queued", c.not_before.is_(None), c.not_before <= sa.bindparam("_now"))
+    # constants as SQL text, not bound: the claim then binds only the caller's values (see claim_statement)
+    due = sa.or_(c.state == sa.literal_column("'queued'"), c.not_before.is_(None), c.not_before <= sa.bindparam("_now"))
     pick = sa.select(c.seq, c.priority).where(sa.text(CLAIMABLE_SQL), due)  # the text matches the claim index
     if where is not None:
         pick = pick.where(where)
     return (
         pick.order_by(c.priority.desc(), c.seq)
         .limit(sa.bindparam("_limit") if limit is None else limit)
+        .offset(sa.literal_column("0"))  # SQLite writes an OFFSET with every LIMIT, else as a bound 0
         .with_for_update(skip_locked=True)
         .with_hint(tasks, "INDEXED BY ix_tasks_claim", "sqlite")  # SQLite's planner may not pick it before ANALYZE
     )
 
 
 def claim_statement(seqs: Any) -> sa.Update:
-    """The claim: an UPDATE of the tasks whose seq is in ``seqs`` (a subquery of picked rows, or a list)."""
+    """The claim: an UPDATE of the tasks whose seq is in ``seqs`` (a subquery of picked rows, or a list).
+
+    Its constants are written into the SQL rather than bound: with every parameter the caller's, the store runs it
+    on the driver's cursor without SQLAlchemy building the parameters (see ``sql_direct``), on every claim."""
     c = tasks.c
     return (
         sa.update(tasks)
         .where(c.seq.in_(seqs))
         .values(
-            state="running",
-            attempts=c.attempts + 1,
+            state=sa.literal_column("'running'"),
+            attempts=c.attempts + sa.literal_column("1"),
             started_at=sa.func.coalesce(c.started_at, sa.bindparam("_now")),
             lease_owner=sa.bindparam("_worker"),
             lease_expires_at=sa.bindparam("_until"),
