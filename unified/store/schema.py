@@ -364,7 +364,7 @@ def pick_statement(where: sa.ColumnElement[bool] | None, limit: Any = None) -> s
     return (
         pick.order_by(c.priority.desc(), c.seq)
         .limit(sa.bindparam("_limit") if limit is None else limit)
-        .offset(sa.literal_column("0"))  # SQLite writes an OFFSET with every LIMIT, else as a bound 0
+        .offset(sa.literal_column("0"))  # SQLite's dialect adds an OFFSET to every LIMIT: a bound 0 if not given
         .with_for_update(skip_locked=True)
         .with_hint(tasks, "INDEXED BY ix_tasks_claim", "sqlite")  # SQLite's planner may not pick it before ANALYZE
     )

@@ -153,6 +153,7 @@ class DirectStatements:
         :attr:`copies`). Nothing is returned, and a constraint violation fails the whole statement."""
         columns = tuple(rows[0])
         processors = self._compile(stmt, columns).processors  # type: ignore[union-attr]  # an INSERT: never None
+        processed = [(i, processors[column]) for i, column in enumerate(columns) if column in processors]
         quote = self.dialect.identifier_preparer
         names = ", ".join(quote.quote(column) for column in columns)
         sql = f"COPY {quote.format_table(stmt.table)} ({names}) FROM STDIN"  # type: ignore[arg-type]
@@ -161,9 +162,9 @@ class DirectStatements:
             with cursor.copy(sql) as copy:
                 for row in rows:
                     values = [row[column] for column in columns]
-                    for i, column in enumerate(columns):
-                        if column in processors and values[i] is not None:
-                            values[i] = processors[column](values[i])
+                    for i, process in processed:
+                        if values[i] is not None:
+                            values[i] = process(values[i])
                     copy.write_row(values)
         except self._error as exc:
             raise self._translated(conn, exc, sql, None, cursor) from exc
