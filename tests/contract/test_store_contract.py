@@ -78,6 +78,7 @@ def test_a_large_batch_keeps_every_field_and_gets_seqs_in_order(store: Store, ma
     batch = [
         make_task(
             f"t{i:03d}",
+            name=f"tab\there {i}\nnew line",
             run_id="r" if i % 2 else None,
             priority=i % 3,
             metadata={"i": i, "note": "tab\there\nnew line, back\\slash, \u00e9"},
