@@ -116,3 +116,10 @@ def test_a_bulk_insert_meeting_a_concurrent_duplicate_keeps_nothing_and_says_so(
         assert [t.id for t in store.list_tasks()] == ["t007"]
         store.insert_tasks(batch[8:])  # the connection is usable again
         assert store.count_tasks_by_state() == {"queued": len(batch) - 7}
+        # inside a caller's transaction only the failed batch is undone
+        with store.atomic():
+            store.insert_tasks([make_task("u-before")])
+            with pytest.raises(DuplicateTaskError):
+                store.insert_tasks([make_task(f"u{i:03d}") for i in range(COPY_MIN)] + [make_task("t007")])
+            store.insert_tasks([make_task(f"u-after{i:03d}") for i in range(COPY_MIN)])
+        assert store.count_tasks_by_state() == {"queued": len(batch) - 7 + 1 + COPY_MIN}
