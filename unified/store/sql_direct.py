@@ -22,7 +22,9 @@ MAX_STATEMENTS = 512
 # (measured on localhost: 2 rows as fast as two executes, 4 rows 1.8 times faster, 16 rows 4 times)
 PIPELINE_MIN = 4
 # psycopg's COPY streams rows to the server instead of executing a statement per row: 2,000 task rows in 30-35 ms
-# against 63-82 for the pipelined executemany (localhost); below a few dozen rows the two are alike
+# against 63-82 for the pipelined executemany (localhost). A whole insert_tasks of 16 rows was faster without it
+# (3.3-3.7 ms against 4.0-4.3: the seqs are read back in a statement of their own), of 64 rows faster with it
+# (5.9-6.2 against 6.6-6.9)
 COPY_MIN = 64
 ALL_OR_EACH = "unified_all_or_each"  # the savepoint of a batched compare-and-set on SQLite (rowcounts)
 
