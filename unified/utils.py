@@ -109,6 +109,10 @@ def new_id() -> str:
 
 
 _ISO_SECONDS: dict[int, str] = {}  # whole seconds already formatted: task timestamps cluster in few seconds
+# timestamps recently formatted, by value: a task's metadata repeats half of its six (queued as created, its attempt
+# started and finished as the task did)
+_ISO_RECENT: dict[float, str] = {}
+ISO_CACHE = 4096
 
 
 def iso(ts: float | None) -> str | None:
@@ -119,6 +123,15 @@ def iso(ts: float | None) -> str | None:
     """
     if ts is None:
         return None
+    text = _ISO_RECENT.get(ts)
+    if text is None:
+        if len(_ISO_RECENT) >= ISO_CACHE:
+            _ISO_RECENT.clear()
+        text = _ISO_RECENT[ts] = _format_iso(ts)
+    return text
+
+
+def _format_iso(ts: float) -> str:
     fraction, whole = math.modf(ts)
     seconds, micros = int(whole), round(fraction * 1e6)
     if micros >= 1_000_000:
@@ -127,7 +140,7 @@ def iso(ts: float | None) -> str | None:
         seconds, micros = seconds - 1, micros + 1_000_000
     text = _ISO_SECONDS.get(seconds)
     if text is None:
-        if len(_ISO_SECONDS) >= 4096:
+        if len(_ISO_SECONDS) >= ISO_CACHE:
             _ISO_SECONDS.clear()
         text = _ISO_SECONDS[seconds] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
     return f"{text}.{micros:06d}Z" if micros else f"{text}Z"

@@ -14,7 +14,7 @@ from tests.helpers.tasks import Flaky, boom
 from unified.errors import NotFoundError, TaskFailedError
 from unified.task import Task, TaskContext
 from unified.task_manager import TaskManager
-from unified.utils import FakeClock, iso
+from unified.utils import ISO_CACHE, FakeClock, iso
 from unified.workflow.workflow import Workflow, WorkflowManager
 
 METADATA_KEYS = {
@@ -27,6 +27,14 @@ METADATA_KEYS = {
 @given(st.floats(min_value=-1e10, max_value=2.5e11, allow_nan=False) | st.sampled_from([0.0, 0.9999995, 1.0000005]))
 def test_timestamps_read_as_datetime_writes_them(ts: float) -> None:
     assert iso(ts) == datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def test_a_timestamp_formatted_again_reads_the_same_before_and_after_the_cache_fills() -> None:
+    stamps = [1_796_000_000 + i / 7 for i in range(ISO_CACHE + 10)]  # fills the cache past its bound once
+    first = [iso(ts) for ts in stamps]
+    assert [iso(ts) for ts in stamps] == first
+    assert first == [datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z") for ts in stamps]
+    assert iso(-0.0) == iso(0.0) == iso(0) == "1970-01-01T00:00:00Z"
 
 
 def test_metadata_has_every_documented_field_and_is_json(drained: TaskManager, clock: FakeClock) -> None:
