@@ -100,10 +100,11 @@ class AlertService:
         self._sender: threading.Thread | None = None
         self._lock = threading.Lock()
         self._rules: list[AlertRuleRecord] | None = None
+        self._rule_events: frozenset[str] = frozenset()  # the events the enabled rules name
         self._rules_read_at = 0.0
         self._workflow_names: dict[str, str] = {}
         self.sla = SlaWatch(engine, threaded=sla_thread)
-        engine.bus.subscribe(self.handle)
+        engine.bus.subscribe(self.handle, wants=self._wants)
 
     # -- rules -------------------------------------------------------------------------------------------
     def add_rule(
@@ -146,8 +147,15 @@ class AlertService:
 
     def _current_rules(self) -> list[AlertRuleRecord]:
         if self._rules is None or time.monotonic() - self._rules_read_at > self.rules_cache_seconds:
-            self._rules, self._rules_read_at = self.store.list_alert_rules(), time.monotonic()
+            rules = self.store.list_alert_rules()
+            self._rule_events = frozenset(name for rule in rules if rule.enabled for name in rule.events)
+            self._rules, self._rules_read_at = rules, time.monotonic()
         return self._rules
+
+    def _wants(self, name: str) -> bool:
+        """Whether an enabled rule names this event: with none, the engine builds no event for the alerts."""
+        self._current_rules()
+        return name in self._rule_events
 
     def _workflow_name(self, workflow_id: str | None) -> str | None:
         if workflow_id is None:

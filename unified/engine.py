@@ -534,7 +534,7 @@ class Engine(Interventions):
 
     # -- events ------------------------------------------------------------------------------------------
     def _emit(self, name: str, record: TaskRecord) -> None:
-        if not self.bus.has_subscribers:
+        if not self.bus.wants(name):
             return
         run = self._run(record.run_id) if record.run_id else None
         self._publish(
@@ -553,7 +553,7 @@ class Engine(Interventions):
         )
 
     def _emit_run(self, name: str, run: RunRecord) -> None:
-        if self.bus.has_subscribers:
+        if self.bus.wants(name):
             self._publish(
                 {
                     "event": name,

@@ -83,6 +83,36 @@ def test_a_slow_channel_never_holds_up_the_engine(drained: TaskManager) -> None:
     assert [a["status"] for a in drained.list_alerts()] == ["sent"] * 10
 
 
+def test_events_are_built_only_for_what_an_enabled_rule_or_a_subscriber_takes(drained: TaskManager) -> None:
+    engine, bus = drained.engine, drained.engine.bus
+    drained.alerts.rules_cache_seconds = 0  # rules changed in the store are seen at once
+    built: list[str] = []
+    publish = engine._publish
+    engine._publish = lambda event: built.append(event["event"]) or publish(event)  # type: ignore[method-assign]
+    drained.queue_task(add, args=(1, 2))
+    drained.run_until_idle()
+    assert not bus.wants("task_succeeded") and built == []  # no rule: nothing is built for the alerts
+
+    rule_id = drained.add_alert_rule(["task_failed", "task_succeeded"], LogChannel())
+    assert bus.wants("task_failed") and not bus.wants("task_retrying")
+    drained.queue_task(add, args=(1, 2))
+    drained.queue_task(boom, max_retries=1)
+    drained.run_until_idle()
+    assert sorted(built) == ["task_failed", "task_succeeded"]  # not the retry: no rule names it
+    assert events_of(drained) == [("task_failed", rule_id), ("task_succeeded", rule_id)]
+
+    rule = drained.store.list_alert_rules()[0]
+    rule.enabled = False
+    drained.store.put_alert_rule(rule)
+    assert not bus.wants("task_failed")  # a disabled rule takes nothing
+    seen: list[str] = []
+    drained.add_alert_handler(lambda event: seen.append(event["event"]), ["task_succeeded"])
+    assert bus.wants("task_succeeded") and not bus.wants("task_failed")
+    drained.queue_task(add, args=(1, 2))
+    drained.run_until_idle()
+    assert seen == ["task_succeeded"]
+
+
 def test_a_full_queue_records_the_alert_failed_instead_of_blocking() -> None:
     engine = Engine(MemoryStore(), FakeClock())
     service = AlertService(engine, queue_size=1)
