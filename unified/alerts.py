@@ -104,7 +104,7 @@ class AlertService:
         self._rules_read_at = 0.0
         self._workflow_names: dict[str, str] = {}
         self.sla = SlaWatch(engine, threaded=sla_thread)
-        engine.bus.subscribe(self.handle, wants=self._wants)
+        engine.bus.subscribe(self.handle, accepts=self._accepts)
 
     # -- rules -------------------------------------------------------------------------------------------
     def add_rule(
@@ -152,7 +152,7 @@ class AlertService:
             self._rules, self._rules_read_at = rules, time.monotonic()
         return self._rules
 
-    def _wants(self, name: str) -> bool:
+    def _accepts(self, name: str) -> bool:
         """Whether an enabled rule names this event: with none, the engine builds no event for the alerts."""
         self._current_rules()
         return name in self._rule_events

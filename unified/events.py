@@ -40,38 +40,38 @@ EVENTS = frozenset(
 )
 
 Handler = Callable[[dict[str, Any]], None]
-Wants = Callable[[str], bool]  # whether a subscriber takes an event of this name at this moment
+Accepts = Callable[[str], bool]  # whether a subscriber takes an event of this name at this moment
 
 
 class EventBus:
     """Synchronous publish/subscribe of event dicts (``{"event": name, ...}``)."""
 
     def __init__(self) -> None:
-        self._subscribers: list[tuple[Handler, frozenset[str] | None, Wants | None]] = []
+        self._subscribers: list[tuple[Handler, frozenset[str] | None, Accepts | None]] = []
         self._lock = threading.Lock()
 
-    def subscribe(self, handler: Handler, events: Iterable[str] | None = None, wants: Wants | None = None) -> None:
-        """Call ``handler`` for the named events (all when None) that ``wants``, if given, takes when they happen.
+    def subscribe(self, handler: Handler, events: Iterable[str] | None = None, accepts: Accepts | None = None) -> None:
+        """Call ``handler`` for the named events (all when None) that ``accepts``, if given, takes when they happen.
 
-        ``wants`` is for a subscriber whose interest changes while it runs (alert rules come and go): an event that
+        ``accepts`` is for a subscriber whose interest changes while it runs (alert rules come and go): an event that
         no subscriber takes is not even built (see :meth:`wants`).
         """
         wanted = None if events is None else frozenset(events)
         if wanted is not None and (unknown := wanted - EVENTS):
             raise ValidationError(f"unknown event names {sorted(unknown)}; choose from {sorted(EVENTS)}")
         with self._lock:
-            self._subscribers = [*self._subscribers, (handler, wanted, wants)]
+            self._subscribers = [*self._subscribers, (handler, wanted, accepts)]
 
     def wants(self, name: str) -> bool:
         """Whether any subscriber takes an event of this name now (the engine builds one per task transition
         only then)."""
-        return any(_takes(wanted, wants, name) for _, wanted, wants in self._subscribers)
+        return any(_takes(wanted, accepts, name) for _, wanted, accepts in self._subscribers)
 
     def publish(self, event: dict[str, Any]) -> None:
         """Deliver ``event`` to every subscriber that takes it, logging (not raising) their errors."""
         name = event["event"]
-        for handler, wanted, wants in self._subscribers:
-            if not _takes(wanted, wants, name):
+        for handler, wanted, accepts in self._subscribers:
+            if not _takes(wanted, accepts, name):
                 continue
             try:
                 handler(event)
@@ -79,5 +79,5 @@ class EventBus:
                 log.exception("event handler %r failed on %s; the run goes on", handler, name)
 
 
-def _takes(wanted: frozenset[str] | None, wants: Wants | None, name: str) -> bool:
-    return (wanted is None or name in wanted) and (wants is None or wants(name))
+def _takes(wanted: frozenset[str] | None, accepts: Accepts | None, name: str) -> bool:
+    return (wanted is None or name in wanted) and (accepts is None or accepts(name))
