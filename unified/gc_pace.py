@@ -3,7 +3,7 @@
 Every task allocates a few hundred container objects (records, specs, contexts, outcomes), so at CPython's
 default (a young-generation pass every 700 net allocations, and every tenth of those a pass over the middle one)
 the collector runs several times per task, with every thread of the process stopped: measured at 10-22% of the
-wall time of W1, W3 and W4 (docs/performance.md). Reference counting frees almost all of it; the collector only
+wall time of W1, W3 and W4 (docs/performance-history.md). Reference counting frees almost all of it; the collector only
 finds cycles, which it still does, less often. So while at least one pool runs, the youngest generation's threshold
 is raised to ``config.gc_threshold()`` (10,000 unless ``UNIFIED_GC_THRESHOLD`` says otherwise; 0 leaves the
 collector alone); when the last pool stops, the program's own threshold comes back, unless it set another since.

@@ -3,9 +3,9 @@
 A thread that sleeps on a held ``threading.RLock`` wakes owning it, then waits for the GIL before it can run; the
 threads that want the lock meanwhile sleep behind it, and each hand-over costs a pair of context switches. With a
 producer queueing tasks one by one and runners applying outcomes, most holds last microseconds and this convoy
-came to 4,000-8,000 sleeps per 10,000 W1 tasks (docs/performance.md, the eleventh session). So a waiter that finds
-the lock held only briefly gives the GIL away for ``NAP_SECONDS`` and tries again, up to ``TRIES`` times, owning
-the lock only once it runs; a hold longer than ``BRIEF_SECONDS`` (a batch of outcomes, a page of reads) is slept
+came to 4,000-8,000 sleeps per 10,000 W1 tasks (docs/performance-history.md, the eleventh session). So a waiter
+that finds the lock held only briefly gives the GIL away for ``NAP_SECONDS`` and tries again, up to ``TRIES`` times,
+owning the lock only once it runs; a hold longer than ``BRIEF_SECONDS`` (a batch of outcomes, a page of reads) is slept
 on at once, as before, so nobody takes the GIL from a long holder for nothing. Measured: W1 on the memory store
 about 20% faster, W4 about 13%, W2 and W3 level.
 """
