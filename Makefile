@@ -50,6 +50,7 @@ bench-plot: $(PEERS_VENV)/.installed
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

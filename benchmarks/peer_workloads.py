@@ -59,10 +59,12 @@ def dask_run(workload: str, n: int) -> float:
 # --- huey ---------------------------------------------------------------------------------------------------------
 huey = SqliteHuey("peers", filename=HUEY_DB)
 
+
 @huey.task()
 def huey_noop() -> int:
     """A huey no-op task (it returns 1: huey stores no None results, and the caller waits for each result)."""
     return 1
+
 
 @huey.task(retries=2, retry_delay=0, context=True)
 def huey_fails_twice(task: object = None) -> int:
@@ -97,9 +99,11 @@ def huey_run(workload: str, n: int) -> float:
 app = Celery("peers", broker=BROKER, backend=BROKER)
 app.conf.worker_hijack_root_logger = False
 
+
 @app.task
 def celery_noop() -> None:
     """A Celery no-op task."""
+
 
 @app.task(bind=True, max_retries=2)
 def celery_fails_twice(self: object) -> int:

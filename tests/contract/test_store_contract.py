@@ -584,9 +584,11 @@ def test_changing_a_workflow_or_version_read_back_leaves_the_stored_one_alone(st
         assert read.tasks == [{"task_id": "t", "dependencies": ["u"], "kwargs": {"n": [1, 2]}}]
         read.tasks[0]["dependencies"].append("v")
         read.tasks.append({"task_id": "x"})
-    assert store.get_workflow("w").tasks == store.list_versions("w")[0].tasks == [
-        {"task_id": "t", "dependencies": ["u"], "kwargs": {"n": [1, 2]}}
-    ]
+    assert (
+        store.get_workflow("w").tasks
+        == store.list_versions("w")[0].tasks
+        == [{"task_id": "t", "dependencies": ["u"], "kwargs": {"n": [1, 2]}}]
+    )
 
 
 # runs

@@ -57,9 +57,7 @@ def test_lock_dependants_of_many_tasks(store: Store, make_task: Callable[..., Ta
         u: [f"d{i:02}"] for i, u in enumerate(ups) if i}  # fmt: skip
 
 
-def test_lock_tasks_returns_the_current_records_in_id_order(
-    store: Store, make_task: Callable[..., TaskRecord]
-) -> None:
+def test_lock_tasks_returns_the_current_records_in_id_order(store: Store, make_task: Callable[..., TaskRecord]) -> None:
     store.insert_tasks([make_task("b"), make_task("a"), make_task("c")])
     with store.atomic():
         store.update_task("b", "queued", state="canceled")

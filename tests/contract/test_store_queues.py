@@ -45,9 +45,7 @@ def test_a_claim_stops_at_the_limit_of_running_tasks(store: Store, make_task: Ca
     assert [(a.number, a.state) for a in store.list_attempts("g2")] == [(1, "running")], "limited claims record too"
 
 
-def test_a_limited_claim_keeps_priority_order_across_queues(
-    store: Store, make_task: Callable[..., TaskRecord]
-) -> None:
+def test_a_limited_claim_keeps_priority_order_across_queues(store: Store, make_task: Callable[..., TaskRecord]) -> None:
     store.insert_tasks([make_task("low", priority=0), make_task("g-high", queue="gpu", priority=9),
                         make_task("g-mid", queue="gpu", priority=5), make_task("mid", priority=5)])  # fmt: skip
     store.set_queue_limit("gpu", 1)

@@ -62,9 +62,13 @@ def drop_connections(url: str) -> int:
                 if terminated
             ]
             deadline = time.monotonic() + 10.0  # the sessions it terminated, not new ones their clients open
-            while pids and time.monotonic() < deadline and conn.exec_driver_sql(
-                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%(pids)s)", {"pids": pids}
-            ).scalar():
+            while (
+                pids
+                and time.monotonic() < deadline
+                and conn.exec_driver_sql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%(pids)s)", {"pids": pids}
+                ).scalar()
+            ):
                 time.sleep(0.01)  # polls the server for the end of the sessions it is terminating, not for time
         return len(pids)
     finally:

@@ -108,7 +108,6 @@ def test_insert_many_converts_every_row_and_reports_clashes(tmp_path: Path) -> N
     engine.dispose()
 
 
-
 @pytest.fixture
 def pg_engine(pg_url: str) -> Iterator[sa.Engine]:
     from unified.store.sql import driver_url

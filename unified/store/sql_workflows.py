@@ -35,9 +35,7 @@ WORKFLOW_NAMED = (
     .limit(1)
 )
 WORKFLOWS_BY_IDS = WORKFLOWS.select.where(workflows.c.workflow_id.in_(sa.bindparam("_ids", expanding=True)))
-WORKFLOW_NAMES = sa.select(workflows.c.workflow_id, workflows.c.name).order_by(
-    workflows.c.created_at, workflows.c.seq
-)
+WORKFLOW_NAMES = sa.select(workflows.c.workflow_id, workflows.c.name).order_by(workflows.c.created_at, workflows.c.seq)
 POINT_AT_VERSION = (
     sa.update(workflows)
     .where(workflows.c.workflow_id == sa.bindparam("_key"))
