@@ -73,6 +73,12 @@ def task_metadata(record: TaskRecord, attempts: list[AttemptRecord]) -> dict[str
     }
 
 
+def tasks_metadata(store: Store, records: list[TaskRecord]) -> list[dict[str, Any]]:
+    """:func:`task_metadata` of each of ``records``, their attempts read in one query rather than one per task."""
+    attempts = store.attempts_of(r.id for r in records)
+    return [task_metadata(r, attempts.get(r.id, [])) for r in records]
+
+
 class ScheduleMethods:
     """The schedule and alert methods TaskManager and WorkflowManager share (they delegate to the services)."""
 
@@ -282,8 +288,7 @@ class TaskManager(ScheduleMethods):
             for task_id, record in found.items():
                 finished = record.state in FINISHED_STATES
                 records[task_id] = record if finished else self._wait_for_record(task_id, remaining())[0]
-        attempts = self.store.attempts_of(ids)
-        return [task_metadata(records[i], attempts.get(i, [])) for i in ids]
+        return tasks_metadata(self.store, [records[i] for i in ids])
 
     def _wait_for_record(self, task_id: str, timeout: float | None) -> tuple[TaskRecord, list[AttemptRecord]]:
         """The finished task and its attempts (read together), once it finishes."""
@@ -326,8 +331,7 @@ class TaskManager(ScheduleMethods):
         self, state: str | None = None, limit: int = 100, schedule_id: str | None = None
     ) -> list[dict[str, Any]]:
         """Metadata of the newest tasks, optionally only those in ``state`` or fired by one schedule."""
-        records = self.store.list_tasks(state, limit=limit, schedule_id=schedule_id)
-        return [task_metadata(r, self.store.list_attempts(r.id)) for r in records]
+        return tasks_metadata(self.store, self.store.list_tasks(state, limit=limit, schedule_id=schedule_id))
 
     def get_task_logs(self, task_id: str) -> list[dict[str, Any]]:
         """The captured log lines of every attempt: ts, level, message, attempt."""

@@ -254,6 +254,26 @@ def test_the_run_page_feeds_its_graph_and_timeline(api: Api) -> None:
     assert '"state": "success"' in workflow_page  # the graph is coloured by the latest run
 
 
+def test_pages_and_lists_of_many_tasks_read_their_attempts_at_once(
+    sqlite_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = sqlite_api.services.workflow_manager.start_workflow(pipeline_id(sqlite_api))
+    sqlite_api.drain()
+
+    def one_at_a_time(task_id: str) -> None:
+        raise AssertionError(f"the attempts of {task_id} were read on their own")
+
+    monkeypatch.setattr(sqlite_api.services.store, "list_attempts", one_at_a_time)  # a query per task, per row
+    client = sign_in(sqlite_api)
+    data = client.get(f"/ui/runs/{run_id}/data").json()
+    assert {i["state"] for i in data["items"]} == {"success"} and len(data["items"]) == 3, "one attempt per task"
+    run = sqlite_api.call("GET", f"/runs/{run_id}").json()
+    assert {name: len(task["history"]) for name, task in run["tasks"].items()} == {"a": 1, "b": 1, "sum": 1}
+    listed = sqlite_api.call("GET", "/tasks", params={"run_id": run_id}).json()["items"]
+    assert sorted((t["task_id"], [h["state"] for h in t["history"]]) for t in listed) == [
+        ("a", ["success"]), ("b", ["success"]), ("sum", ["success"])]  # fmt: skip
+
+
 def test_static_files_are_served_from_the_package(api: Api) -> None:
     for name in ("app.css", "app.js", "graph.js", "run.js", "vendor/htmx.min.js", "vendor/dagre.min.js"):
         assert api.client.get(f"/ui/static/{name}").status_code == 200, name

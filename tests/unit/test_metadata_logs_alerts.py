@@ -80,6 +80,28 @@ def test_list_tasks_filters_by_state(drained: TaskManager) -> None:
     assert len(drained.list_tasks(limit=1)) == 1
 
 
+def test_lists_of_tasks_read_their_attempts_at_once_each_with_its_own_history(
+    drained: TaskManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flaky = drained.queue_task(Flaky(1), max_retries=1)
+    bad = drained.queue_task(boom)
+    wm = WorkflowManager(task_manager=drained)
+    flow = wm.register(Workflow("flow", tasks=[Task(task_id="up", func=boom), Task(task_id="down", func=lambda: 1,
+                                                                                    dependencies=["up"])]))  # fmt: skip
+    run_id = wm.start_workflow(flow)
+    drained.run_until_idle()
+
+    def one_at_a_time(task_id: str) -> None:
+        raise AssertionError(f"the attempts of {task_id} were read on their own")
+
+    monkeypatch.setattr(drained.store, "list_attempts", one_at_a_time)  # a query per task: slow on a big run
+    history = {m["task_id"]: [(h["attempt"], h["state"]) for h in m["history"]] for m in drained.list_tasks()}
+    assert history[flaky] == [(1, "failure"), (2, "success")] and history[bad] == [(1, "failure")]
+    run = wm.get_run(run_id)
+    assert [(h["attempt"], h["state"]) for h in run.tasks["up"]["history"]] == [(1, "failure")]
+    assert run.tasks["down"]["state"] == "skipped" and run.tasks["down"]["history"] == []
+
+
 def test_logs_are_captured_per_attempt(drained: TaskManager, clock: FakeClock) -> None:
     def noisy(ctx: TaskContext) -> str:
         ctx.logger.info("attempt %d starting", ctx.attempt)

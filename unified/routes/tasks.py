@@ -23,7 +23,7 @@ from unified.routes.deps import (
 )
 from unified.schemas import LogPage, TaskAction, TaskIn, TaskOut, TaskPage, TaskQueued
 from unified.task import TaskState
-from unified.task_manager import task_metadata
+from unified.task_manager import tasks_metadata
 
 router = APIRouter(prefix="/tasks", tags=["tasks"], responses=ERROR_RESPONSES)
 
@@ -57,7 +57,7 @@ def list_tasks(
     items = found[:limit]
     next_cursor = encode_cursor("s", items[-1].seq) if len(found) > limit else None
     return TaskPage(
-        items=[TaskOut(**safe_task(task_metadata(r, store.list_attempts(r.id)))) for r in items],
+        items=[TaskOut(**safe_task(metadata)) for metadata in tasks_metadata(store, items)],
         next_cursor=next_cursor,
     )
 

@@ -22,7 +22,7 @@ from unified.scheduler import When
 from unified.store import Store
 from unified.store.base import RunRecord, WorkflowRecord
 from unified.task import Task, check_sla
-from unified.task_manager import ScheduleMethods, TaskManager, task_metadata
+from unified.task_manager import ScheduleMethods, TaskManager, tasks_metadata
 from unified.utils import iso, new_id
 
 
@@ -264,7 +264,7 @@ class WorkflowManager(ScheduleMethods):
             params=run.params,
             trigger=run.trigger,
             results={t.task_id: t.result for t in tasks if t.state == "success"},
-            tasks={t.task_id: task_metadata(t, self.store.list_attempts(t.id)) for t in tasks},
+            tasks={t.task_id: metadata for t, metadata in zip(tasks, tasks_metadata(self.store, tasks), strict=True)},
             metadata=run.metadata,
         )
 

@@ -10,7 +10,7 @@ import typer
 
 from unified.errors import ConflictError
 from unified.task import FINISHED_STATES, TaskState
-from unified.task_manager import task_metadata
+from unified.task_manager import tasks_metadata
 from unified.ui.commands.common import (
     Db,
     Json,
@@ -62,8 +62,7 @@ def list_tasks(
     """Tasks, newest first."""
     check_choice(state, TASK_STATES, "--state")
     with session(db) as s:
-        records = s.store.list_tasks(state, run, limit=limit)
-        rows = task_rows([task_metadata(r, s.store.list_attempts(r.id)) for r in records])
+        rows = task_rows(tasks_metadata(s.store, s.store.list_tasks(state, run, limit=limit)))
     emit(rows, [("id", "id"), ("name", "name"), *TASK_COLUMNS[1:]], as_json, "tasks")
 
 

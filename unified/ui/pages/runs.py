@@ -56,7 +56,8 @@ def run_parts(ui: Ui, run_id: str) -> tuple[RunRecord, list[TaskRecord], dict[st
     store = ui.svc.store
     run = store.get_run(run_id)
     tasks = store.run_tasks(run_id)
-    return run, tasks, {t.id: store.list_attempts(t.id) for t in tasks}
+    attempts = store.attempts_of(t.id for t in tasks)
+    return run, tasks, {t.id: attempts.get(t.id, []) for t in tasks}
 
 
 def live_context(ui: Ui, run_id: str) -> dict[str, Any]:
