@@ -52,6 +52,7 @@ class Engine(Interventions):
         self.bus = bus or EventBus()
         self.functions = FunctionRegistry()
         self._cancel_events: dict[str, CancelSignal] = {}  # attempts running in this process
+        self._attempt_started: dict[str, float] = {}  # when this process claimed them (their events say how long)
         self._ready_listeners: list[Callable[[int], None]] = []
         self._submit_listeners: list[Callable[[list[TaskRecord], RunRecord | None], None]] = []
         self._claimable_listeners: list[Callable[[int], None]] = []
@@ -329,13 +330,15 @@ class Engine(Interventions):
     ) -> list[TaskRecord]:
         """Take up to ``limit`` ready tasks for ``worker`` and record the start of their attempts."""
         # the claim is one store transaction of its own (one statement on PostgreSQL when no limit applies)
-        claimed = self.store.claim_tasks(worker, self.clock.now(), lease_seconds, limit, queues)
+        now = self.clock.now()
+        claimed = self.store.claim_tasks(worker, now, lease_seconds, limit, queues)
         if getattr(self._local, "depth", 0):  # inside a report's transaction: it may have released some of them
             self._local.taken += len(claimed)
             self._hand_off_upstream(claimed)
         for record in claimed:
             log.debug("task %s: claimed by %s (attempt %d)", record.id, worker, record.attempts)
             self._cancel_events[record.id] = CancelFlag()
+            self._attempt_started[record.id] = now
         return claimed
 
     def _hand_off_upstream(self, claimed: list[TaskRecord]) -> None:
@@ -422,7 +425,7 @@ class Engine(Interventions):
         now = self.clock.now()
         keeps = self.store.keeps_objects
         planned = [PlannedOutcome.plan(record, state, outcome, now, keeps) for record, state, outcome in reports]
-        pending_events: list[tuple[str, TaskRecord]] = []
+        pending_events: list[tuple[str, TaskRecord, PlannedOutcome | None]] = []
         run_events: list[tuple[str, RunRecord]] = []
         with self.batch():
             moving = [p for p in planned if p.new is not None]
@@ -437,8 +440,10 @@ class Engine(Interventions):
             settle: dict[str, None] = {}
             for p in planned:
                 record = p.record
-                if p.moved:
-                    pending_events += self._after_move(p, now)
+                if p.moved:  # the task's event ends its attempt; the tasks it skipped have theirs
+                    event, skipped = self._after_move(p, now)
+                    pending_events.append((event, record, p))
+                    pending_events += [(name, rec, None) for name, rec in skipped]
                 self._local.attempts.append((record.id, p.attempt, p.attempt_outcome))
                 if record.run_id and record.state in FINISHED_STATES and record.id not in open_ids:
                     settle[record.run_id] = None
@@ -450,23 +455,24 @@ class Engine(Interventions):
                     run_events.append(run_event)
         for p in planned:
             self._cancel_events.pop(p.record.id, None)
-        for name, rec in pending_events:
-            self._emit(name, rec)
+            p.started_at = self._attempt_started.pop(p.record.id, None)
+        for name, rec, ended in pending_events:
+            self._emit(name, rec, ended)
         for run_event in run_events:
             self._emit_run(*run_event)
         self._notify_finished(run_ended=bool(run_events))
 
-    def _after_move(self, outcome: PlannedOutcome, now: float) -> list[tuple[str, TaskRecord]]:
-        """The events of a task that just moved, and what the move sets off: a retry is announced to workers,
-        and a task that ended badly skips what depends on it."""
+    def _after_move(self, outcome: PlannedOutcome, now: float) -> tuple[str, list[tuple[str, TaskRecord]]]:
+        """The event of a task that just moved, and what the move sets off: a retry is announced to workers,
+        and a task that ended badly skips what depends on it (their events come second)."""
         record, new = outcome.record, outcome.new
         if new is S.SUCCESS:
-            return [(ev.TASK_SUCCEEDED, record)]
+            return ev.TASK_SUCCEEDED, []
         if new is S.RETRYING:
             self._notify_ready(1)
-            return [(ev.TASK_RETRYING, record)]
+            return ev.TASK_RETRYING, []
         event = {S.CANCELED: ev.TASK_CANCELED, S.TIMEOUT: ev.TASK_TIMEOUT}.get(new, ev.TASK_FAILED)  # type: ignore[arg-type]
-        return [(event, record), *self._skip_downstream(record, now)]
+        return event, self._skip_downstream(record, now)
 
     def _release_dependants(self, succeeded: list[TaskRecord], now: float) -> set[str]:
         """Queue the dependants whose upstream all succeeded; returns the ids of the ``succeeded`` tasks that still
@@ -533,10 +539,16 @@ class Engine(Interventions):
         return event, run
 
     # -- events ------------------------------------------------------------------------------------------
-    def _emit(self, name: str, record: TaskRecord) -> None:
+    def _emit(self, name: str, record: TaskRecord, ended: PlannedOutcome | None = None) -> None:
+        """Publish a task event once the transaction commits; ``ended``: the attempt the event ends, if any."""
         if not self.bus.wants(name):
             return
         run = self._run(record.run_id) if record.run_id else None
+        attempt_state = attempt_seconds = None
+        if ended is not None:
+            attempt_state = ended.attempt_outcome["state"]
+            if ended.started_at is not None:
+                attempt_seconds = max(0.0, ended.attempt_outcome["finished_at"] - ended.started_at)
         self._publish(
             {
                 "event": name,
@@ -547,6 +559,8 @@ class Engine(Interventions):
                 "name": record.name,
                 "state": record.state,
                 "attempt": record.attempts,
+                "attempt_state": attempt_state,
+                "attempt_seconds": attempt_seconds,
                 "error": record.error,
                 "at": self.clock.now(),
             }

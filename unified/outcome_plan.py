@@ -24,7 +24,7 @@ S = TaskState
 class PlannedOutcome:
     """One reported attempt, planned: the move it asks of its task (None: none), with the fields that move sets."""
 
-    __slots__ = ("attempt", "attempt_outcome", "changes", "logs", "moved", "new", "record")
+    __slots__ = ("attempt", "attempt_outcome", "changes", "logs", "moved", "new", "record", "started_at")
 
     def __init__(
         self,
@@ -38,6 +38,7 @@ class PlannedOutcome:
         self.attempt = record.attempts
         self.logs = list(logs)
         self.attempt_outcome = attempt_outcome  # the attempt's state, finished_at and error
+        self.started_at: float | None = None  # when this process claimed the attempt, if it did
 
     @classmethod
     def plan(

@@ -158,6 +158,35 @@ def test_events_reach_handlers_and_every_alert_is_stored(drained: TaskManager, c
     assert drained.get_task_metadata(bad)["state"] == "failure", "the broken handler broke nothing"
 
 
+def test_a_task_event_says_how_the_attempt_it_ends_went_and_how_long_it_took(
+    drained: TaskManager, clock: FakeClock
+) -> None:
+    seen: list[dict] = []
+    drained.add_alert_handler(seen.append)
+
+    def slow_then_fine(ctx: TaskContext) -> int:
+        clock.advance(2.5 if ctx.attempt == 1 else 0.5)  # the attempt's own time, on the injected clock
+        if ctx.attempt == 1:
+            raise ValueError("first attempt")
+        return ctx.attempt
+
+    task_id = drained.queue_task(slow_then_fine, max_retries=1)
+    wm = WorkflowManager(task_manager=drained)
+    flow = wm.register(Workflow("flow", tasks=[Task(task_id="up", func=boom), Task(task_id="down", func=lambda: 1,
+                                                                                    dependencies=["up"])]))  # fmt: skip
+    wm.start_workflow(flow)
+    drained.run_until_idle()
+    ended = {(e["event"], e["task_id"]): (e["attempt_state"], e["attempt_seconds"]) for e in seen if e["task_id"]}
+    assert "attempt_seconds" not in seen[-1] and seen[-1]["event"] == "workflow_failed", "run events carry none"
+    assert ended[("task_retrying", task_id)] == ("failure", 2.5)
+    assert ended[("task_succeeded", task_id)] == ("success", 0.5)
+    assert ended[("task_failed", "up")] == ("failure", 0.0)
+    assert ended[("task_skipped", "down")] == (None, None), "a skipped task ran no attempt"
+    queued = drained.queue_task(lambda: 1)
+    drained.cancel_task(queued)
+    assert (seen[-1]["event"], seen[-1]["attempt_state"], seen[-1]["attempt_seconds"]) == ("task_canceled", None, None)
+
+
 def test_workflow_events(drained: TaskManager) -> None:
     seen: list[dict] = []
     drained.add_alert_handler(seen.append, events=["workflow_succeeded", "workflow_failed", "task_timeout"])
