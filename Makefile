@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: run test bench bench-peers bench-plot lint clean
+.PHONY: run test bench bench-compare bench-peers bench-plot lint clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "unified needs Python 3.11 or newer")'
@@ -43,6 +43,11 @@ $(PEERS_VENV)/.installed:
 
 bench-peers: $(STAMP) $(PEERS_VENV)/.installed
 	$(PY) benchmarks/peers.py --peers-python $(PEERS_VENV)/bin/python $(BENCH_ARGS)
+
+# `make bench-compare BASE=<git ref>`: one workload with this checkout's code against BASE's, in alternated runs
+# (BENCH_ARGS: --workload W2 --store memory --runs 8 --scale 1.0)
+bench-compare: $(STAMP)
+	$(PY) benchmarks/compare.py $(BASE) $(BENCH_ARGS)
 
 # docs/images/w1-linearity.png from the newest `make bench` result (matplotlib from the scratch venv)
 bench-plot: $(PEERS_VENV)/.installed

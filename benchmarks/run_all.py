@@ -62,18 +62,20 @@ def store_url(store: str, workdir: str) -> str | None:
     return os.environ.get("UNIFIED_BENCH_POSTGRES_URL")
 
 
-def child(fn: str, url: str, kwargs: dict) -> dict:
-    """Call ``benchmarks.workloads.<fn>(url, **kwargs)`` in a fresh interpreter; its value and peak RSS."""
-    code = CHILD.format(root=str(ROOT), fn=fn, kwargs=kwargs, url=url)
+def child(fn: str, url: str, kwargs: dict, root: Path = ROOT) -> dict:
+    """Call ``benchmarks.workloads.<fn>(url, **kwargs)`` in a fresh interpreter, with the code of the checkout at
+    ``root``; its value and peak RSS."""
+    code = CHILD.format(root=str(root), fn=fn, kwargs=kwargs, url=url)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=3600, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure(name: str, store: str, n: int, workdir: str) -> dict:
-    """Run one workload once in a fresh process; returns seconds, tasks and peak RSS."""
+def measure(name: str, store: str, n: int, workdir: str, root: Path = ROOT) -> dict:
+    """Run one workload once in a fresh process (the code of the checkout at ``root``); returns seconds, tasks and
+    peak RSS."""
     url = store_url(store, workdir)
     if name in ("W5", "W5b"):
-        cmd = [sys.executable, str(ROOT / "benchmarks" / "w5_workers.py"), "--url", url, "--tasks", str(n)]
+        cmd = [sys.executable, str(root / "benchmarks" / "w5_workers.py"), "--url", url, "--tasks", str(n)]
         cmd += ["--batch", "500"] if name == "W5b" else []
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=True)
         return json.loads(out.stdout.strip().splitlines()[-1])
@@ -81,9 +83,9 @@ def measure(name: str, store: str, n: int, workdir: str) -> dict:
     kwargs = {"layers": layers, "width": 100} if name == "W3" else {"n": n}
     if store == "postgres":  # an empty schema per run, like SQLite's new file (rows of earlier runs slow it down)
         with fresh_schema(url) as schema_url:
-            result = child(WORKLOADS[name][0], schema_url, kwargs)
+            result = child(WORKLOADS[name][0], schema_url, kwargs, root)
     else:
-        result = child(WORKLOADS[name][0], url, kwargs)
+        result = child(WORKLOADS[name][0], url, kwargs, root)
     tasks = layers * 100 if name == "W3" else n
     return {"seconds": result["value"], "tasks": tasks, "peak_rss_mb": result["peak_rss_mb"]}
 
