@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from tests.helpers.postgres import drop_connections
 from tests.helpers.workers import Fleet, wait_until
@@ -43,6 +44,30 @@ def test_a_transaction_cut_off_raises_store_error_and_writes_nothing(pg_url: str
     assert store.count_tasks_by_state() == {}, "rolled back"
     engine.submit([Task(task_id="a", func="tests.helpers.tasks:add", args=(1, 2))])
     assert store.get_task("a").state == "queued"
+
+
+def test_a_pool_that_gets_no_working_connection_raises_store_error(store: SqlStore) -> None:
+    engine = Engine(store)
+
+    def refuse(_dbapi_connection: object, _record: object, _proxy: object) -> None:
+        raise sa.exc.DisconnectionError("the server closed this pooled connection (the test refuses every one)")
+
+    # as a server dropping sessions faster than the pool makes them: its reconnects on checkout all fail, and
+    # SQLAlchemy then raises InvalidRequestError, which ended a worker's dispatcher and reporter threads
+    sa.event.listen(store._engine, "checkout", refuse)
+    try:
+        verbs = {
+            "read": store.count_tasks_by_state,
+            "write": lambda: engine.submit([Task(task_id="a", func="tests.helpers.tasks:add", args=(1, 2))]),
+            "claim, in autocommit": lambda: store.claim_tasks("w", time.time(), 30.0),
+        }
+        for what, verb in verbs.items():
+            with pytest.raises(StoreError, match="no working connection"):
+                verb()
+                pytest.fail(f"the {what} went through")
+    finally:
+        sa.event.remove(store._engine, "checkout", refuse)
+    assert store.count_tasks_by_state() == {}, "nothing was written, and the store works again"
 
 
 def test_a_run_survives_dropped_connections(pg_url: str, store: SqlStore, tmp_path: Path) -> None:

@@ -59,7 +59,7 @@ from unified.store.schema import (
 from unified.store.sql_admin import SqlAdminRecords
 from unified.store.sql_claim import SqlClaims
 from unified.store.sql_direct import COPY_MIN, DirectStatements
-from unified.store.sql_errors import database_errors
+from unified.store.sql_errors import checkout, database_errors
 from unified.store.sql_outcomes import SqlOutcomes, cas_where
 from unified.store.sql_wakeups import Wakeups
 from unified.store.sql_workflows import SqlWorkflows
@@ -213,7 +213,7 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
     def _new_tx(self, write: bool) -> Iterator[sa.Connection]:
         local = self._local
         if not write:
-            with self._wrap_errors(), self._reads.connect() as conn:
+            with self._wrap_errors(), checkout(self._reads, self._safe_url) as conn:
                 yield conn
             return
         local.wakeups, local.deferred = Wakeups(), []
@@ -262,7 +262,7 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
 
         On PostgreSQL the deferred writes, the NOTIFY of the transaction's wake-ups and its COMMIT go in one round
         trip (SQLAlchemy's commit then has nothing left to do); a transaction with neither commits as usual."""
-        with self._engine.connect() as conn, conn.begin():
+        with checkout(self._engine, self._safe_url) as conn, conn.begin():
             yield conn
             deferred = self._local.deferred
             if self._notifies and (notify := self._local.wakeups.notify()) is not None:
@@ -275,7 +275,8 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
         own, for a verb that is one statement (its BEGIN and COMMIT would be two more round trips); else None."""
         if not self._notifies or getattr(self._local, "conn", None) is not None:
             return None
-        return self._reads.connect()
+        with self._wrap_errors():  # a connection made here fails as the verb's statements would
+            return checkout(self._reads, self._safe_url)
 
     @contextmanager
     def _savepoint(self, conn: sa.Connection, statements: int = 2) -> Iterator[None]:

@@ -30,3 +30,15 @@ def database_errors(where: str) -> Iterator[None]:
         raise StoreError(
             f"the database {where} could not be used ({exc.orig}); check that it is reachable and writable"
         ) from exc
+
+
+def checkout(engine: sa.Engine, where: str) -> sa.Connection:
+    """A pooled connection of ``engine``. When every reconnect the pool tries on checkout fails (a server dropping
+    sessions as fast as they are made), SQLAlchemy raises InvalidRequestError, not a driver error: that is a lost
+    database too, so it is a StoreError, which workers wait out, rather than an error that ends their threads."""
+    try:
+        return engine.connect()
+    except sa.exc.InvalidRequestError as exc:
+        raise StoreError(
+            f"the database {where} could not be used (no working connection: {exc}); check that it is reachable"
+        ) from exc
