@@ -75,6 +75,15 @@ def test_unreachable_database_raises_store_error() -> None:
     assert "secret" not in str(caught.value)
 
 
+def test_a_pool_with_no_connection_free_in_time_is_a_store_error(tmp_path: Path) -> None:
+    with SqliteStore(f"sqlite:///{tmp_path}/pool.db", pool_size=1, max_overflow=0, pool_timeout=0.05) as store:
+        held = store._reads.connect()  # another thread's, for as long as the wait lasts
+        with pytest.raises(StoreError, match=r"no working connection.*pool is large enough"):
+            store.count_tasks_by_state()
+        held.close()
+        assert store.count_tasks_by_state() == {}, "a free connection again"
+
+
 def test_unusable_sqlite_file_raises_store_error(tmp_path: Path) -> None:
     (tmp_path / "dir.db").mkdir()
     with pytest.raises(StoreError, match="could not be used"):

@@ -34,11 +34,13 @@ def database_errors(where: str) -> Iterator[None]:
 
 def checkout(engine: sa.Engine, where: str) -> sa.Connection:
     """A pooled connection of ``engine``. When every reconnect the pool tries on checkout fails (a server dropping
-    sessions as fast as they are made), SQLAlchemy raises InvalidRequestError, not a driver error: that is a lost
-    database too, so it is a StoreError, which workers wait out, rather than an error that ends their threads."""
+    sessions as fast as they are made), or no connection is free within the pool's timeout, SQLAlchemy raises its
+    own errors, not a driver's: the database cannot be used either way, so they are a StoreError, which workers wait
+    out, rather than an error that ends their threads."""
     try:
         return engine.connect()
-    except sa.exc.InvalidRequestError as exc:
+    except (sa.exc.InvalidRequestError, sa.exc.TimeoutError) as exc:
         raise StoreError(
-            f"the database {where} could not be used (no working connection: {exc}); check that it is reachable"
+            f"the database {where} could not be used (no working connection: {exc}); check that it is reachable "
+            "and that the pool is large enough for this process's threads"
         ) from exc
