@@ -143,11 +143,30 @@ class WorkerPool:
         if not queue_name or self.queues is None or queue_name in self.queues:
             self.wake(1)
 
-    @staticmethod
-    def _thread(target: Any, name: str) -> threading.Thread:
-        thread = threading.Thread(target=target, name=name, daemon=True)
+    def _thread(self, loop: Callable[[], None], name: str) -> threading.Thread:
+        thread = threading.Thread(target=self._guarded, args=(loop,), name=name, daemon=True)
         thread.start()
         return thread
+
+    def _guarded(self, loop: Callable[[], None]) -> None:
+        """Run one of the pool's thread loops until it returns (the pool stops).
+
+        An error no loop expects (a bug, or a library's error of a kind the store does not translate) is logged and
+        the loop runs again after a backoff: a pool whose dispatcher or reporter had ended would hold its tasks and
+        run nothing more, with nothing in its log to say so.
+        """
+        failures = 0
+        while True:
+            try:
+                loop()
+                return
+            except Exception:
+                failures += 1
+                delay = backoff(failures)
+                log.critical("worker %s: %s failed; starting it again in %.1f s", self.worker_id,
+                             threading.current_thread().name, delay, exc_info=True)  # fmt: skip
+                if self._stopping.wait(delay):
+                    return
 
     def stop(self, wait: bool = True, timeout: float | None = 10.0) -> None:
         """Stop taking work. With ``wait``, let running attempts finish for up to ``timeout`` seconds; what is still
@@ -286,14 +305,16 @@ class WorkerPool:
     def _run_loop(self) -> None:
         while (record := self._next_claimed()) is not None:
             started = time.perf_counter()
-            if (report := self._attempt(record)) is not None:
-                self._report(report)
-            took = time.perf_counter() - started  # applying included: the runner's time per task sizes the prefetch
-            with self._lock:
-                self._mean_attempt = took if not self._mean_attempt else 0.9 * self._mean_attempt + 0.1 * took
-                self._busy -= 1
-                if self._busy < self.max_workers:  # else the dispatcher would only wake to wait again
-                    self._freed.notify()
+            try:
+                if (report := self._attempt(record)) is not None:
+                    self._report(report)
+            finally:  # the task leaves the pool's count even if reporting it failed (see _guarded)
+                took = time.perf_counter() - started  # applying included: the time per task sizes the prefetch
+                with self._lock:
+                    self._mean_attempt = took if not self._mean_attempt else 0.9 * self._mean_attempt + 0.1 * took
+                    self._busy -= 1
+                    if self._busy < self.max_workers:  # else the dispatcher would only wake to wait again
+                        self._freed.notify()
 
     def _report(self, report: Report) -> None:
         """A runner's outcome: applied by this runner when its task is the pool's only one and no outcome waits (the
@@ -475,6 +496,11 @@ class WorkerPool:
                               self.worker_id, batch[0][0].id)  # fmt: skip
                     self._forget(batch)
                     return
+            except Exception:
+                # not the store being away, so trying again would not help: left unrenewed, these tasks' leases
+                # lapse and they run again
+                self._forget(batch)
+                raise
 
     def _claim_more(self) -> list[TaskRecord]:
         """Inside the reporting transaction: claim up to the pool's free room.

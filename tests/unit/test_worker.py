@@ -338,3 +338,42 @@ def test_on_sqlite_a_runner_alone_applies_its_outcome_and_runners_together_leave
     # events are published by the thread that committed the outcome, once it committed
     assert all(appliers[f"c{i}"].startswith("unified-runner-") for i in range(5)), appliers
     assert "unified-reporter" in (appliers["p0"], appliers["p1"]), "the first of the two saw the other one running"
+
+
+class FailingOnceEngine(Engine):
+    """An engine whose ``method`` raises an error no worker loop expects, the first time it is called."""
+
+    def __init__(self, store: MemoryStore, method: str) -> None:
+        super().__init__(store)
+        self.failed = False
+        original = getattr(self, method)
+
+        def fail_once(*args: Any, **kwargs: Any) -> Any:
+            if not self.failed:
+                self.failed = True
+                raise RuntimeError(f"{method} broke (the test's)")
+            return original(*args, **kwargs)
+
+        setattr(self, method, fail_once)
+
+
+def test_a_dispatcher_that_meets_an_unexpected_error_is_logged_and_runs_again(caplog: pytest.LogCaptureFixture) -> None:
+    engine = FailingOnceEngine(MemoryStore(), "claim")
+    with TaskManager(engine=engine, max_workers=1) as tm:
+        task_id = tm.queue_task(lambda: "ran")
+        assert tm.wait(task_id, timeout=10)["result"] == "ran"
+    assert engine.failed
+    (record,) = [r for r in caplog.records if r.levelname == "CRITICAL"]
+    assert "unified-dispatcher failed; starting it again" in record.getMessage() and record.exc_info is not None
+
+
+def test_a_report_that_meets_an_unexpected_error_lets_the_lease_lapse_and_the_task_runs_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine = FailingOnceEngine(MemoryStore(), "complete_all")
+    with TaskManager(engine=engine, max_workers=1, lease_seconds=0.5, heartbeat_seconds=0.05) as tm:
+        task_id = tm.queue_task(lambda: "ran")
+        meta = tm.wait(task_id, timeout=10)
+        assert meta["state"] == "success" and meta["attempts"] == 2, "the first attempt's outcome was lost"
+        assert tm.pool is not None and tm.pool._busy == 0 and not tm.pool._held, "nothing left counted or held"
+    assert any("unified-runner-0 failed" in r.getMessage() for r in caplog.records if r.levelname == "CRITICAL")
