@@ -152,8 +152,8 @@ class WorkerPool:
         """Run one of the pool's thread loops until it returns (the pool stops).
 
         An error no loop expects (a bug, or a library's error of a kind the store does not translate) is logged and
-        the loop runs again after a backoff: a pool whose dispatcher or reporter had ended would hold its tasks and
-        run nothing more, with nothing in its log to say so.
+        the loop runs again after a backoff: a pool whose dispatcher or reporter had ended would go on holding its
+        tasks and run nothing more, while its process looked alive.
         """
         failures = 0
         while True:
