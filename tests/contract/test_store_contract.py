@@ -20,6 +20,7 @@ from unified.store.base import (
     TaskRecord,
     VersionRecord,
     WorkflowRecord,
+    WorkflowSummary,
 )
 from unified.store.sql_direct import COPY_MIN
 
@@ -572,6 +573,18 @@ def test_a_page_of_workflows_is_read_by_id_in_the_order_given(store: Store) -> N
     page[0].tasks.append({"task_id": "x"})  # a copy, as every read hands out
     assert store.get_workflow("w2").tasks == [{"task_id": "t2"}]
     assert store.get_workflows([]) == []
+
+
+def test_a_page_of_workflow_summaries_counts_each_draft_in_the_order_given(store: Store) -> None:
+    for n in range(3):
+        store.put_workflow(workflow(f"w{n}", NOW + n, tasks=[{"task_id": f"t{i}"} for i in range(n)]))
+    store.freeze_draft("w2", NOW + 5)
+    assert store.workflow_summaries(["w2", "gone", "w0", "w1"]) == [
+        WorkflowSummary("w2", "wf w2", "", 1, 2),
+        WorkflowSummary("w0", "wf w0", "", None, 0),
+        WorkflowSummary("w1", "wf w1", "", None, 1),
+    ]
+    assert store.workflow_summaries([]) == []
 
 
 def test_changing_a_workflow_or_version_read_back_leaves_the_stored_one_alone(store: Store) -> None:

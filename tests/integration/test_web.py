@@ -16,6 +16,7 @@ from unified.server import ServerSettings
 from unified.store.base import AlertRecord, TaskRecord
 from unified.task import Task
 from unified.ui.pages.base import COOKIE, Session, decode_session, encode_session
+from unified.workflow.workflow import Workflow
 
 XSS = "<script>alert(1)</script>"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -272,6 +273,21 @@ def test_pages_and_lists_of_many_tasks_read_their_attempts_at_once(
     listed = sqlite_api.call("GET", "/tasks", params={"run_id": run_id}).json()["items"]
     assert sorted((t["task_id"], [h["state"] for h in t["history"]]) for t in listed) == [
         ("a", ["success"]), ("b", ["success"]), ("sum", ["success"])]  # fmt: skip
+
+
+def test_the_workflows_list_counts_tasks_without_reading_their_specs(
+    sqlite_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = [Task(task_id=f"t{n}", func=log_value, args=(n,)) for n in range(300)]
+    sqlite_api.services.workflow_manager.register(Workflow("big", tasks=big))
+
+    def decoded(workflow_ids: list[str]) -> None:
+        raise AssertionError(f"the specs of {workflow_ids} were decoded for a list")
+
+    monkeypatch.setattr(sqlite_api.services.store, "get_workflows", decoded)  # large drafts made the page slow
+    page = sign_in(sqlite_api).get("/ui/workflows").text
+    cells = re.findall(r">(big|pipeline)</a>.*?</td>\s*<td>([^<]*)</td>\s*<td>(\d+)</td>", page, re.S)
+    assert sorted((name, tasks) for name, _, tasks in cells) == [("big", "300"), ("pipeline", "3")]
 
 
 def test_static_files_are_served_from_the_package(api: Api) -> None:

@@ -62,6 +62,16 @@ class TaskRecord:
         )  # fmt: skip
 
 
+class WorkflowSummary(NamedTuple):
+    """A workflow as a list shows it: its task count without its task specs, which a store need not decode."""
+
+    workflow_id: str
+    name: str
+    description: str
+    current_version: int | None
+    task_count: int
+
+
 class Dependant(NamedTuple):
     """What releasing a finished task's dependants needs of each: its state and what it depends on (global ids).
 
@@ -287,6 +297,11 @@ class Store(Protocol):
 
     def get_workflows(self, workflow_ids: list[str]) -> list[WorkflowRecord]:
         """The workflows with these ids that exist, in the order given (a page of them, read at once)."""
+        ...
+
+    def workflow_summaries(self, workflow_ids: list[str]) -> list[WorkflowSummary]:
+        """The summaries of the workflows with these ids that exist, in the order given (a page of a list: their
+        draft specs are counted, not decoded)."""
         ...
 
     def workflow_names(self) -> dict[str, str]:

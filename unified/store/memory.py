@@ -23,6 +23,7 @@ from unified.store.base import (
     TaskRecord,
     VersionRecord,
     WorkflowRecord,
+    WorkflowSummary,
     check_changes,
     name_taken,
 )
@@ -132,6 +133,14 @@ class MemoryStore(MemoryAdminRecords):
         """The workflows with these ids that exist, in the order given."""
         with self._lock:
             return [_with_own_tasks(self._workflows[i]) for i in workflow_ids if i in self._workflows]
+
+    def workflow_summaries(self, workflow_ids: list[str]) -> list[WorkflowSummary]:
+        """The summaries of the workflows with these ids that exist, in the order given."""
+        with self._lock:
+            found = [self._workflows[i] for i in workflow_ids if i in self._workflows]
+            return [
+                WorkflowSummary(w.workflow_id, w.name, w.description, w.current_version, len(w.tasks)) for w in found
+            ]
 
     def workflow_names(self) -> dict[str, str]:
         """Every workflow's name by its id, oldest first."""

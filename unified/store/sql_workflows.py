@@ -13,10 +13,11 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from unified.errors import NotFoundError, ValidationError
 from unified.graph import graph_hash
-from unified.store.base import VersionRecord, WorkflowRecord, chunks, name_taken
+from unified.store.base import VersionRecord, WorkflowRecord, WorkflowSummary, chunks, name_taken
 from unified.store.schema import CHUNK, VERSION_BY_NUMBER, VERSIONS, WORKFLOWS, Codec, versions, workflows
 from unified.utils import from_json
 
@@ -35,6 +36,23 @@ WORKFLOW_NAMED = (
     .limit(1)
 )
 WORKFLOWS_BY_IDS = WORKFLOWS.select.where(workflows.c.workflow_id.in_(sa.bindparam("_ids", expanding=True)))
+
+
+def _summaries(drafts: sa.ColumnElement[Any]) -> sa.Select[Any]:
+    """The summary columns of the workflows in ``_ids``, the length of each draft counted by the database."""
+    c = workflows.c
+    return sa.select(c.workflow_id, c.name, c.description, c.current_version, sa.func.json_array_length(drafts)).where(
+        c.workflow_id.in_(sa.bindparam("_ids", expanding=True))
+    )
+
+
+# SQLite's JSON functions take the text as it is; PostgreSQL's need it cast
+SUMMARIES = {
+    "postgresql": _summaries(sa.cast(workflows.c.tasks, postgresql.JSON)),
+    "sqlite": _summaries(workflows.c.tasks),
+}
+
+
 WORKFLOW_NAMES = sa.select(workflows.c.workflow_id, workflows.c.name).order_by(workflows.c.created_at, workflows.c.seq)
 POINT_AT_VERSION = (
     sa.update(workflows)
@@ -83,6 +101,16 @@ class SqlWorkflows:
         found: dict[str, WorkflowRecord] = {}
         for chunk in chunks(list(dict.fromkeys(workflow_ids)), CHUNK):
             found.update((w.workflow_id, w) for w in self._all(WORKFLOWS, WORKFLOWS_BY_IDS, {"_ids": chunk}))
+        return [found[i] for i in workflow_ids if i in found]
+
+    def workflow_summaries(self, workflow_ids: list[str]) -> list[WorkflowSummary]:
+        """The summaries of the workflows with these ids that exist, in the order given (the database counts each
+        draft's specs: a page of large workflows decodes none of them here)."""
+        found: dict[str, WorkflowSummary] = {}
+        with self._tx(write=False) as conn:
+            statement = SUMMARIES[conn.dialect.name]
+            for chunk in chunks(list(dict.fromkeys(workflow_ids)), CHUNK):
+                found.update((row[0], WorkflowSummary(*row)) for row in conn.execute(statement, {"_ids": chunk}))
         return [found[i] for i in workflow_ids if i in found]
 
     def workflow_names(self) -> dict[str, str]:

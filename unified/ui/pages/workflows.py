@@ -106,7 +106,7 @@ def workflows_page(ui: Page, q: str = "", offset: str | None = None) -> Response
     every = [workflow_id for workflow_id, name in store.workflow_names().items() if q.lower() in name.lower()]
     schedules = schedules_by_workflow(ui)
     rows = []
-    for workflow in store.get_workflows(every[start : start + PAGE_SIZE]):  # one deleted meanwhile is left out
+    for workflow in store.workflow_summaries(every[start : start + PAGE_SIZE]):  # one deleted meanwhile is left out
         last = store.list_runs(workflow.workflow_id, limit=1)
         own = schedules.get(workflow.workflow_id, [])
         fires = sorted(s["next_fire_time"] for s in own if s["next_fire_time"] and not s["paused"])
