@@ -64,6 +64,12 @@ class ConflictError(UnifiedError):
     code = "conflict"
 
 
+def name_taken(name: str, holder: str | None) -> ConflictError:
+    """The error for a second workflow of one name (``holder``: the id of the one that has it, if known)."""
+    held = f" (id {holder})" if holder is not None else ""
+    return ConflictError(f"a workflow named {name!r} exists{held}: use it, or give this one another name")
+
+
 class DuplicateTaskError(ConflictError):
     """A task id that is already taken in its scope."""
 

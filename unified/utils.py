@@ -11,7 +11,7 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -245,3 +245,9 @@ def from_json(text: str | None) -> Any:
     if text == "{}":
         return {}
     return _DECODE(text)
+
+
+def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    """``items`` in slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

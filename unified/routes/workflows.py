@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 
 from unified.auth import Principal
-from unified.errors import ConflictError, NotFoundError
+from unified.errors import ConflictError, NotFoundError, name_taken
 from unified.graph import validate_graph
 from unified.routes.deps import (
     ADMIN,
@@ -33,7 +33,6 @@ from unified.schemas import (
     WorkflowPage,
     WorkflowTaskAdded,
 )
-from unified.store.base import name_taken
 from unified.workflow.workflow import Workflow
 from unified.workflows_folder import load_workflows
 

@@ -14,12 +14,12 @@ of its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-from unified.errors import ConflictError, ValidationError
+from unified.errors import ValidationError
 
 CLAIMABLE_STATES = ("queued", "retrying")
 
@@ -585,12 +585,6 @@ class Store(Protocol):
         ...
 
 
-def name_taken(name: str, holder: str | None) -> ConflictError:
-    """The error for a second workflow of one name (``holder``: the id of the one that has it, if known)."""
-    held = f" (id {holder})" if holder is not None else ""
-    return ConflictError(f"a workflow named {name!r} exists{held}: use it, or give this one another name")
-
-
 def check_changes(changes: Iterable[str], changeable: frozenset[str], what: str, key: str) -> None:
     """Refuse a change of a field that is not among ``changeable`` (a key, the seq, or no field at all) of the
     record ``key`` of ``what`` (a table's name), naming it; every store checks its updates this way."""
@@ -599,9 +593,3 @@ def check_changes(changes: Iterable[str], changeable: frozenset[str], what: str,
         raise ValidationError(
             f"cannot change {', '.join(wrong)} of {what} {key!r}; changeable fields: {', '.join(sorted(changeable))}"
         )
-
-
-def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    """``items`` in slices of at most ``size``."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
-from unified.errors import DuplicateTaskError, NotFoundError, ValidationError
+from unified.errors import DuplicateTaskError, NotFoundError, ValidationError, name_taken
 from unified.graph import graph_hash
 from unified.store.base import (
     CLAIMABLE_STATES,
@@ -25,7 +25,6 @@ from unified.store.base import (
     WorkflowRecord,
     WorkflowSummary,
     check_changes,
-    name_taken,
 )
 from unified.store.memory_admin import MemoryAdminRecords
 from unified.store.yielding_lock import YieldingLock

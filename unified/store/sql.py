@@ -25,7 +25,6 @@ from unified.store.base import (
     LogRecord,
     RunRecord,
     TaskRecord,
-    chunks,
 )
 from unified.store.schema import (
     ATTEMPTS,
@@ -63,7 +62,7 @@ from unified.store.sql_errors import checkout, database_errors
 from unified.store.sql_outcomes import SqlOutcomes, cas_where
 from unified.store.sql_wakeups import Wakeups
 from unified.store.sql_workflows import SqlWorkflows
-from unified.utils import to_json
+from unified.utils import chunks, to_json
 
 READ_ONLY = "unified_read_only"  # execution option: a read outside atomic(); SQLite then skips BEGIN IMMEDIATE
 MIGRATION_LOCK = 7_415_532  # PostgreSQL advisory lock key: one process migrates at a time

@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from unified.store.base import AttemptRecord, TaskRecord, chunks
+from unified.store.base import AttemptRecord, TaskRecord
 from unified.store.schema import (
     ATTEMPTS,
     CHUNK,
@@ -37,6 +37,7 @@ from unified.store.schema import (
     tasks,
 )
 from unified.store.sql_direct import DirectStatements
+from unified.utils import chunks
 
 
 class SqlClaims:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from unified.errors import ValidationError
-from unified.store.base import CLAIMABLE_STATES, Dependant, TaskRecord, chunks
+from unified.store.base import CLAIMABLE_STATES, Dependant, TaskRecord
 from unified.store.schema import (
     ATTEMPTS,
     CHUNK,
@@ -22,7 +22,7 @@ from unified.store.schema import (
     update_statement,
 )
 from unified.store.sql_direct import DirectStatements
-from unified.utils import from_json
+from unified.utils import chunks, from_json
 
 
 def cas_where(task_id: str, expected_state: str | None, expected_attempt: int | None) -> dict[str, Any]:

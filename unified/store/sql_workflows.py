@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from unified.errors import NotFoundError, ValidationError
+from unified.errors import NotFoundError, ValidationError, name_taken
 from unified.graph import graph_hash
-from unified.store.base import VersionRecord, WorkflowRecord, WorkflowSummary, chunks, name_taken
+from unified.store.base import VersionRecord, WorkflowRecord, WorkflowSummary
 from unified.store.schema import CHUNK, VERSION_BY_NUMBER, VERSIONS, WORKFLOWS, Codec, versions, workflows
-from unified.utils import from_json
+from unified.utils import chunks, from_json
 
 DRAFT_FOR_FREEZE = (
     sa.select(workflows.c.name, workflows.c.tasks, workflows.c.current_version, workflows.c.draft_hash)
