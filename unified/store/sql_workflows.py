@@ -9,8 +9,9 @@ row as it is stored, not decoded and encoded again.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -20,6 +21,8 @@ from unified.graph import graph_hash
 from unified.store.base import VersionRecord, WorkflowRecord, WorkflowSummary
 from unified.store.schema import CHUNK, VERSION_BY_NUMBER, VERSIONS, WORKFLOWS, Codec, versions, workflows
 from unified.utils import chunks, from_json
+
+T = TypeVar("T")
 
 DRAFT_FOR_FREEZE = (
     sa.select(workflows.c.name, workflows.c.tasks, workflows.c.current_version, workflows.c.draft_hash)
@@ -51,6 +54,15 @@ SUMMARIES = {
     "postgresql": _summaries(sa.cast(workflows.c.tasks, postgresql.JSON)),
     "sqlite": _summaries(workflows.c.tasks),
 }
+
+
+def _in_order(ids: list[str], read: Callable[[list[str]], Iterable[tuple[str, T]]]) -> list[T]:
+    """What ``read`` finds for ``ids`` (given at most CHUNK of them at a time) by id, in the order of ``ids``; ids
+    it does not find are left out."""
+    found: dict[str, T] = {}
+    for chunk in chunks(list(dict.fromkeys(ids)), CHUNK):
+        found.update(read(chunk))
+    return [found[i] for i in ids if i in found]
 
 
 WORKFLOW_NAMES = sa.select(workflows.c.workflow_id, workflows.c.name).order_by(workflows.c.created_at, workflows.c.seq)
@@ -98,20 +110,20 @@ class SqlWorkflows:
 
     def get_workflows(self, workflow_ids: list[str]) -> list[WorkflowRecord]:
         """The workflows with these ids that exist, in the order given."""
-        found: dict[str, WorkflowRecord] = {}
-        for chunk in chunks(list(dict.fromkeys(workflow_ids)), CHUNK):
-            found.update((w.workflow_id, w) for w in self._all(WORKFLOWS, WORKFLOWS_BY_IDS, {"_ids": chunk}))
-        return [found[i] for i in workflow_ids if i in found]
+        return _in_order(
+            workflow_ids,
+            lambda chunk: ((w.workflow_id, w) for w in self._all(WORKFLOWS, WORKFLOWS_BY_IDS, {"_ids": chunk})),
+        )
 
     def workflow_summaries(self, workflow_ids: list[str]) -> list[WorkflowSummary]:
         """The summaries of the workflows with these ids that exist, in the order given (the database counts each
         draft's specs: a page of large workflows decodes none of them here)."""
-        found: dict[str, WorkflowSummary] = {}
         with self._tx(write=False) as conn:
             statement = SUMMARIES[conn.dialect.name]
-            for chunk in chunks(list(dict.fromkeys(workflow_ids)), CHUNK):
-                found.update((row[0], WorkflowSummary(*row)) for row in conn.execute(statement, {"_ids": chunk}))
-        return [found[i] for i in workflow_ids if i in found]
+            return _in_order(
+                workflow_ids,
+                lambda chunk: ((row[0], WorkflowSummary(*row)) for row in conn.execute(statement, {"_ids": chunk})),
+            )
 
     def workflow_names(self) -> dict[str, str]:
         """Every workflow's name by its id, oldest first (reads no specs)."""
