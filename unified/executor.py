@@ -43,7 +43,10 @@ class AttemptOutcome:
     state: str  # "success" | "failure" | "timeout" | "canceled"
     result: Any = None
     error: dict[str, Any] | None = None
-    exception: BaseException | None = None
+    # whether the task's ``retry_on`` admits the exception of a failure (decided here, so the exception is not kept:
+    # its traceback holds the frames that hold this outcome, a cycle per failed attempt left to the garbage collector);
+    # True for other outcomes and for failures without an exception in this process (a child process's)
+    retryable: bool = True
     logs: list[LogLine] = field(default_factory=list)
 
 
@@ -225,7 +228,7 @@ class Executor:
             try:
                 result = call_with_context(func, task.args, task.kwargs, ctx)
             except (Exception, SystemExit) as exc:  # KeyboardInterrupt still stops the caller
-                return AttemptOutcome("failure", error=error_info(exc), exception=exc, logs=logs)
+                return AttemptOutcome("failure", error=error_info(exc), retryable=task.should_retry(exc), logs=logs)
         if ctx._cancel_event.is_set():
             return self._canceled(logs)
         return AttemptOutcome("success", result=result, logs=logs)
@@ -254,8 +257,8 @@ class Executor:
                 ctx._cancel_event.set()
                 return self._timed_out(timeout, list(logs), _where(thread))
         if "error" in box:
-            exc = box["error"]
-            return AttemptOutcome("failure", error=error_info(exc), exception=exc, logs=logs)
+            exc = box.pop("error")
+            return AttemptOutcome("failure", error=error_info(exc), retryable=task.should_retry(exc), logs=logs)
         if ctx._cancel_event.is_set():
             return self._canceled(logs)
         return AttemptOutcome("success", result=box["result"], logs=logs)
@@ -499,7 +502,7 @@ def run_task_inline(task: Task, cancel_event: CancelSignal, params: dict[str, An
             if outcome.state == "success":
                 return outcome.result
             if outcome.state != "canceled" and not cancel_event.is_set():
-                retryable = outcome.state == "timeout" or task.should_retry(outcome.exception)
+                retryable = outcome.state == "timeout" or outcome.retryable
                 if retryable and task.retry.allows_retry(attempt) and not cancel_event.wait(task.retry.delay(attempt)):
                     continue
             state = "canceled" if cancel_event.is_set() else outcome.state

@@ -443,7 +443,7 @@ class WorkerPool:
             {
                 "result": outcome.result,
                 "error": outcome.error,
-                "retryable": outcome.state != "failure" or task.should_retry(outcome.exception),
+                "retryable": outcome.retryable,
                 "logs": outcome.logs,
                 "metadata": ctx.metadata,
             },

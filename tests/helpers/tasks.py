@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import time
+import weakref
 
 from unified.task import TaskContext
 
@@ -18,6 +19,20 @@ def add(a: int, b: int) -> int:
 def boom(message: str = "boom") -> None:
     """Raise ValueError(message)."""
     raise ValueError(message)
+
+
+class Marker:
+    """An object whose lifetime a test follows with a weak reference."""
+
+
+MARKERS: list[weakref.ref[Marker]] = []
+
+
+def boom_holding_marker() -> None:
+    """Raise ValueError while a local variable holds a new Marker (its weak reference goes into MARKERS)."""
+    marker = Marker()
+    MARKERS.append(weakref.ref(marker))
+    raise ValueError("boom")
 
 
 def sleep_for(seconds: float) -> str:

@@ -1,6 +1,7 @@
 """One attempt of a task: inline, thread with timeout, child process, shell command; timeouts, cancels, logs."""
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -78,13 +79,13 @@ def run_in_background(executor: Executor, task: Task, ctx: TaskContext) -> tuple
 
 def test_success_passes_args_and_kwargs(executor):
     outcome = attempt(executor, Task("t", func=helpers.add, args=(2,), kwargs={"b": 3}))
-    assert (outcome.state, outcome.result, outcome.error, outcome.exception) == ("success", 5, None, None)
+    assert (outcome.state, outcome.result, outcome.error, outcome.retryable) == ("success", 5, None, True)
 
 
 def test_failure_carries_type_message_and_traceback_of_user_code(executor):
     outcome = attempt(executor, Task("t", func=helpers.boom, args=("bad input",)))
     assert outcome.state == "failure"
-    assert isinstance(outcome.exception, ValueError)
+    assert outcome.retryable  # ValueError is an Exception, the default retry_on
     assert outcome.error["type"] == "ValueError"
     assert outcome.error["message"] == "bad input"
     assert "in boom" in outcome.error["traceback"]
@@ -144,10 +145,30 @@ def test_traceback_text_is_the_traceback_modules_without_carets(raiser) -> None:
     assert error_info(exc)["traceback"] == "".join(expected.format())
 
 
+@pytest.mark.parametrize("timeout", [None, 5], ids=["inline", "thread"])
+def test_a_failure_outside_retry_on_is_not_retryable(executor, timeout):
+    assert not attempt(executor, Task("t", func=helpers.boom, retry_on=KeyError, timeout=timeout)).retryable
+    assert attempt(executor, Task("t", func=helpers.boom, retry_on=ValueError, timeout=timeout)).retryable
+
+
+@pytest.mark.parametrize("timeout", [None, 5], ids=["inline", "thread"])
+def test_an_outcome_keeps_no_frame_of_the_failed_attempt(executor, timeout):
+    # the exception's traceback holds the frames of the attempt (and of whoever holds the outcome): kept in the
+    # outcome, every failed attempt was a reference cycle that only the garbage collector freed
+    helpers.MARKERS.clear()
+    gc.disable()
+    try:
+        outcome = attempt(executor, Task("t", func=helpers.boom_holding_marker, timeout=timeout))
+        assert outcome.state == "failure" and "in boom_holding_marker" in outcome.error["traceback"]
+        assert helpers.MARKERS[0]() is None
+    finally:
+        gc.enable()
+
+
 def test_failure_in_timeout_thread_has_traceback(executor):
     outcome = attempt(executor, Task("t", func=helpers.boom, timeout=5))
     assert outcome.state == "failure"
-    assert isinstance(outcome.exception, ValueError)
+    assert outcome.retryable
     assert "in boom" in outcome.error["traceback"]
 
 
@@ -215,7 +236,7 @@ def test_thread_timeout_returns_on_time(executor):
     assert outcome.error["type"] == "TimeoutError"
     assert "0.2 s timeout" in outcome.error["message"]
     assert "in sleep_for" in outcome.error["traceback"]  # where the abandoned thread was stuck
-    assert outcome.exception is None
+    assert outcome.retryable
 
 
 def test_timeout_sets_the_cooperative_cancel_flag(executor):
@@ -370,7 +391,7 @@ def test_process_failure_carries_child_traceback(executor):
     assert outcome.error["type"] == "ValueError"
     assert outcome.error["message"] == "child says no"
     assert "in boom" in outcome.error["traceback"]
-    assert outcome.exception is None
+    assert outcome.retryable  # no exception in this process to check retry_on against
 
 
 def test_process_async_function(executor):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import random
 import threading
 
 import pytest
 
+from tests.helpers import tasks as helpers
 from tests.helpers.tasks import Flaky
 from unified.task_manager import TaskManager
 from unified.utils import FakeClock, backoff_delay
@@ -110,3 +112,17 @@ def test_threads_are_not_used_by_drained_managers(drained: TaskManager) -> None:
     drained.queue_task(lambda: seen.append(threading.current_thread().name))
     drained.run_until_idle()
     assert seen == [threading.current_thread().name]
+
+
+def test_failed_attempts_leave_no_reference_cycles(drained: TaskManager) -> None:
+    # the worker held each failed attempt's outcome in a frame its exception's traceback reached: thousands of
+    # cycles in a retrying workload, each freed only when the garbage collector ran (with every thread stopped)
+    helpers.MARKERS.clear()
+    gc.disable()
+    try:
+        task_id = drained.queue_task(helpers.boom_holding_marker, max_retries=2)
+        drained.run_until_idle()
+        assert drained.store.get_task(task_id).attempts == 3
+        assert len(helpers.MARKERS) == 3 and all(ref() is None for ref in helpers.MARKERS)
+    finally:
+        gc.enable()
