@@ -502,8 +502,7 @@ def run_task_inline(task: Task, cancel_event: CancelSignal, params: dict[str, An
             if outcome.state == "success":
                 return outcome.result
             if outcome.state != "canceled" and not cancel_event.is_set():
-                retryable = outcome.state == "timeout" or outcome.retryable
-                if retryable and task.retry.allows_retry(attempt) and not cancel_event.wait(task.retry.delay(attempt)):
+                if outcome.retryable and task.retry.allows_retry(attempt) and not cancel_event.wait(task.retry.delay(attempt)):
                     continue
             state = "canceled" if cancel_event.is_set() else outcome.state
             error = outcome.error or {}
