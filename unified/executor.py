@@ -501,9 +501,9 @@ def run_task_inline(task: Task, cancel_event: CancelSignal, params: dict[str, An
                     ctx.logger.log(logging.getLevelName(level), "%s", message)
             if outcome.state == "success":
                 return outcome.result
-            if outcome.state != "canceled" and not cancel_event.is_set():
-                if outcome.retryable and task.retry.allows_retry(attempt) and not cancel_event.wait(task.retry.delay(attempt)):
-                    continue
+            retry = outcome.state != "canceled" and outcome.retryable and task.retry.allows_retry(attempt)
+            if retry and not cancel_event.is_set() and not cancel_event.wait(task.retry.delay(attempt)):
+                continue
             state = "canceled" if cancel_event.is_set() else outcome.state
             error = outcome.error or {}
             detail = f": {error.get('type')}: {error.get('message')}" if error else ""
