@@ -394,6 +394,22 @@ def test_update_tasks_of_many_tasks_with_the_same_fields(store: Store, make_task
     assert store.get_task("t0").dependencies == []
 
 
+def test_update_tasks_of_moves_alike_changes_each_as_its_own_compare_and_set(store: Store, make_task: MakeTask) -> None:
+    names = [f"t{i}" for i in range(7)]  # SQL stores change moves alike but for the id with one statement
+    store.insert_tasks([make_task(n) for n in names])
+    store.claim_tasks("w", NOW, 30.0, limit=7)
+    assert store.update_task("t2", "running", state="canceled", finished_at=NOW)  # moved meanwhile
+    done = {"state": "success", "finished_at": NOW + 1}
+    moves = [(n, "running", 1, done) for n in ("t0", "t1", "t2", "nope", "t5")]
+    moves += [("t3", "running", 2, done), ("t4", "running", 1, {"state": "failure", "finished_at": NOW + 1})]
+    assert store.update_tasks(moves) == [True, True, False, False, True, False, True]
+    assert [store.get_task(n).state for n in names] == [
+        "success", "success", "canceled", "running", "failure", "success", "running"]  # fmt: skip
+    twice = [("t6", "running", 1, done), ("t6", "running", 1, done)]  # the second one finds it moved
+    assert store.update_tasks(twice) == [True, False]
+    assert store.get_task("t6").state == "success"
+
+
 def test_finish_attempts_sets_only_those_still_running(store: Store, make_task: MakeTask) -> None:
     store.insert_tasks([make_task("a"), make_task("b")])
     store.insert_attempt(AttemptRecord("a", 1, "lost", NOW, NOW + 1, worker="w1"))

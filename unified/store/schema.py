@@ -400,11 +400,13 @@ class ByIds(NamedTuple):
     ``json_each``), built once and run on the driver's cursor. PostgreSQL uses ``listed`` (``= ANY`` of an array
     measured no faster there)."""
 
-    listed: sa.Select[Any]
-    json: sa.Select[Any]
+    listed: sa.Select[Any] | sa.Update
+    json: sa.Select[Any] | sa.Update
 
 
-def by_ids(column: sa.ColumnElement[Any], build: Callable[[sa.ColumnElement[bool]], sa.Select[Any]]) -> ByIds:
+def by_ids(
+    column: sa.ColumnElement[Any], build: Callable[[sa.ColumnElement[bool]], sa.Select[Any] | sa.Update]
+) -> ByIds:
     """``build(condition)`` for ``column IN`` the ids, in both forms."""
     in_json = sa.select(sa.column("value")).select_from(sa.func.json_each(sa.bindparam("_ids_json")))
     return ByIds(build(column.in_(sa.bindparam("_ids", expanding=True))), build(column.in_(in_json.scalar_subquery())))
@@ -542,6 +544,15 @@ def update_statement(table: sa.Table, columns: tuple[str, ...], conditions: tupl
     """``UPDATE table SET columns WHERE conditions``, with bind parameters ``_v_<column>`` and ``_w_<column>``."""
     values = {name: sa.bindparam(f"_v_{name}") for name in columns}
     return sa.update(table).where(*_matching(table, conditions)).values(values)
+
+
+@functools.lru_cache(maxsize=64)
+def update_by_ids(table: sa.Table, columns: tuple[str, ...], conditions: tuple[str, ...]) -> ByIds:
+    """``update_statement`` of every row whose ``id`` is in a list, the values and other ``conditions`` the same for
+    all: ``UPDATE ... WHERE id IN (...) AND conditions RETURNING id``, the ids of the rows it changed."""
+    values = {name: sa.bindparam(f"_v_{name}") for name in columns}
+    others = _matching(table, conditions)
+    return by_ids(table.c.id, lambda ids: sa.update(table).where(ids, *others).values(values).returning(table.c.id))
 
 
 @functools.lru_cache(maxsize=64)

@@ -223,11 +223,14 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
             finally:
                 local.conn = None
 
-    def _rows_by_ids(self, conn: sa.Connection, statement: ByIds, ids: list[str]) -> list[Any]:
-        """The rows ``statement`` reads for ``ids`` (at most CHUNK): on SQLite the ids go as one JSON parameter."""
+    def _rows_by_ids(
+        self, conn: sa.Connection, statement: ByIds, ids: list[str], params: dict[str, Any] | None = None
+    ) -> list[Any]:
+        """The rows ``statement`` reads (or returns) for ``ids`` (at most CHUNK) and its other ``params``: on SQLite the
+        ids go as one JSON parameter."""
         if self._json_ids:
-            return self._direct.rows(conn, statement.json, {"_ids_json": to_json(ids)})
-        return self._direct.rows(conn, statement.listed, {"_ids": ids})
+            return self._direct.rows(conn, statement.json, {**(params or {}), "_ids_json": to_json(ids)})
+        return self._direct.rows(conn, statement.listed, {**(params or {}), "_ids": ids})
 
     def _write_later(self, conn: sa.Connection, statement: sa.Executable, rows: list[dict[str, Any]]) -> None:
         """A write whose outcome nobody reads in the transaction: on PostgreSQL it waits to go with the COMMIT (one

@@ -19,6 +19,7 @@ from unified.store.schema import (
     LOCK_DEPENDANTS_IN,
     LOCK_TASKS,
     TASKS,
+    update_by_ids,
     update_statement,
 )
 from unified.store.sql_direct import DirectStatements
@@ -33,6 +34,20 @@ def cas_where(task_id: str, expected_state: str | None, expected_attempt: int | 
     if expected_attempt is not None:
         where["attempts"] = expected_attempt
     return where
+
+
+def _alike(rows: list[dict[str, Any]], indexes: list[int]) -> tuple[list[list[int]], list[int]]:
+    """The rows at ``indexes`` (one statement's) split into sets of two or more that differ only in their ids (one
+    ``UPDATE ... WHERE id IN`` changes each as its own compare-and-set would), and the rest. With an id twice, all
+    are the rest: they run one by one, in order."""
+    if len({rows[i]["_w_id"] for i in indexes}) != len(indexes):
+        return [], indexes
+    by_values: dict[tuple[Any, ...], list[int]] = {}
+    for index in indexes:  # the rows of one statement have the same keys in the same order
+        by_values.setdefault(tuple(v for k, v in rows[index].items() if k != "_w_id"), []).append(index)
+    sets = [same for same in by_values.values() if len(same) > 1]
+    rest = sorted(i for same in by_values.values() if len(same) == 1 for i in same)
+    return sets, rest
 
 
 class SqlOutcomes:
@@ -62,10 +77,22 @@ class SqlOutcomes:
         changed = [False] * len(moves)
         with self._wrap_errors(), self._tx() as conn:
             for (columns, conditions), indexes in groups.items():
-                statement = update_statement(TASKS.table, columns, conditions)
-                counts = self._direct.rowcounts(conn, statement, [rows[i] for i in indexes])
-                for index, count in zip(indexes, counts, strict=True):
-                    changed[index] = count == 1
+                # rows alike go as one statement (a layer of released dependants, outcomes alike): on PostgreSQL each
+                # statement of an executemany costs the server about as much as the row it changes
+                alike, rest = _alike(rows, indexes)
+                for same in alike:
+                    by_ids = update_by_ids(TASKS.table, columns, tuple(c for c in conditions if c != "id"))
+                    shared = {k: v for k, v in rows[same[0]].items() if k != "_w_id"}
+                    changed_ids: set[str] = set()
+                    for chunk in chunks([rows[i]["_w_id"] for i in same], CHUNK):
+                        changed_ids.update(row[0] for row in self._rows_by_ids(conn, by_ids, chunk, shared))
+                    for index in same:
+                        changed[index] = rows[index]["_w_id"] in changed_ids
+                if rest:
+                    statement = update_statement(TASKS.table, columns, conditions)
+                    counts = self._direct.rowcounts(conn, statement, [rows[i] for i in rest])
+                    for index, count in zip(rest, counts, strict=True):
+                        changed[index] = count == 1
             for (task_id, expected_state, _, changes), moved in zip(moves, changed, strict=True):
                 if moved:
                     self._wake_moved(task_id, expected_state, changes)
