@@ -395,21 +395,23 @@ def _picked(where: sa.ColumnElement[bool] | None) -> sa.Select[Any]:
 
 
 class ByIds(NamedTuple):
-    """A statement that reads rows for a list of ids, in two forms: ``listed`` with an IN list (``_ids``), which
-    SQLAlchemy renders on every call, and ``json`` with the list as one JSON array (``_ids_json``, read by SQLite's
-    ``json_each``), built once and run on the driver's cursor. PostgreSQL uses ``listed`` (``= ANY`` of an array
-    measured no faster there)."""
+    """A statement for a list of ids, in two forms, each built once and run on the driver's cursor: ``array`` for
+    PostgreSQL, ``= ANY`` of one array parameter (``_ids``), and ``json`` for SQLite, the list as one JSON array
+    (``_ids_json``, read by ``json_each``). An ``IN`` list of bind parameters was rendered anew for every call, and
+    psycopg converted every such new text again: 500 ids took 3.2 ms against 1.75 as an array, 100 ids 1.0 against
+    0.5 (2026-11-30)."""
 
-    listed: sa.Select[Any] | sa.Update
+    array: sa.Select[Any] | sa.Update
     json: sa.Select[Any] | sa.Update
 
 
 def by_ids(
     column: sa.ColumnElement[Any], build: Callable[[sa.ColumnElement[bool]], sa.Select[Any] | sa.Update]
 ) -> ByIds:
-    """``build(condition)`` for ``column IN`` the ids, in both forms."""
+    """``build(condition)`` for ``column`` among the ids, in both forms."""
+    in_array = column == sa.any_(sa.bindparam("_ids", type_=sa.ARRAY(column.type)))
     in_json = sa.select(sa.column("value")).select_from(sa.func.json_each(sa.bindparam("_ids_json")))
-    return ByIds(build(column.in_(sa.bindparam("_ids", expanding=True))), build(column.in_(in_json.scalar_subquery())))
+    return ByIds(build(in_array), build(column.in_(in_json.scalar_subquery())))
 
 
 FIRST_EXISTING_TASK = by_ids(tasks.c.id, lambda matches: sa.select(tasks.c.id).where(matches).limit(1))

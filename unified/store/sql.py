@@ -230,7 +230,7 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
         ids go as one JSON parameter."""
         if self._json_ids:
             return self._direct.rows(conn, statement.json, {**(params or {}), "_ids_json": to_json(ids)})
-        return self._direct.rows(conn, statement.listed, {**(params or {}), "_ids": ids})
+        return self._direct.rows(conn, statement.array, {**(params or {}), "_ids": ids})
 
     def _write_later(self, conn: sa.Connection, statement: sa.Executable, rows: list[dict[str, Any]]) -> None:
         """A write whose outcome nobody reads in the transaction: on PostgreSQL it waits to go with the COMMIT (one
