@@ -94,6 +94,20 @@ def test_a_large_batch_keeps_every_field_and_gets_seqs_in_order(store: Store, ma
     assert [stored[r.id] for r in batch] == batch
 
 
+def test_a_large_batch_keeps_every_dependency(store: Store, make_task: MakeTask) -> None:
+    # enough dependency rows for PostgreSQL's COPY; the store reads dependants through them
+    names = [f"t{i:03d}" for i in range(COPY_MIN + 2)]
+    store.insert_tasks([make_task(names[0])] + [
+        make_task(n, state="pending", dependencies=[names[i], names[0]] if i else [names[0]])
+        for i, n in enumerate(names[1:])
+    ])  # fmt: skip
+    assert sorted(t.id for t in store.dependants(names[0])) == names[1:]
+    assert [t.id for t in store.dependants(names[5])] == [names[6]]
+    locked = store.lock_dependants(names[:3])
+    assert {up: sorted(d.id for d in found) for up, found in locked.items() if up != names[0]} == {
+        names[1]: [names[2]], names[2]: [names[3]]}  # fmt: skip
+
+
 def test_insert_nothing_is_fine(store: Store) -> None:
     store.insert_tasks([])
     assert store.count_tasks_by_state() == {}
@@ -450,6 +464,20 @@ def test_logs_oldest_first(store: Store, make_task: MakeTask) -> None:
     assert store.get_logs("a") == lines
     assert [line.message for line in store.get_logs("b")] == ["other"]
     assert store.get_logs("none") == []
+
+
+def test_a_large_batch_of_log_lines_keeps_every_character(store: Store, make_task: MakeTask) -> None:
+    store.insert_tasks([make_task("a")])  # enough lines for PostgreSQL's COPY, with text COPY must escape
+    lines = [LogRecord("a", 1, NOW + i, "INFO", f"tab\there {i}\nnew line, back\\slash, \\N, \u00e9") for i in
+             range(COPY_MIN + 1)]  # fmt: skip
+    store.append_logs(lines)
+    assert store.get_logs("a") == lines
+    if not store.keeps_objects:  # the memory store does not check that the task exists
+        strays = [LogRecord("nope", 1, NOW, "INFO", "x")] * len(lines)
+        with pytest.raises(NotFoundError, match="no task for these log lines"):
+            store.append_logs(strays)
+        store.append_logs(lines[:1])  # the failed batch left the store usable
+        assert len(store.get_logs("a")) == len(lines) + 1
 
 
 # workflows and versions

@@ -147,8 +147,12 @@ class DirectStatements:
         ]
 
     def insert_many(self, conn: sa.Connection, stmt: sa.Insert, rows: list[dict[str, Any]]) -> None:
-        """Run an INSERT of ``rows`` (each with the keys of the first) through the driver's ``executemany``."""
-        self._many(conn, stmt, rows, tuple(rows[0]))
+        """Run an INSERT of ``rows`` (each with the keys of the first) through the driver's ``executemany``, or as a
+        COPY from COPY_MIN rows on where :attr:`copies` (a submit's dependency rows, a batch's log lines)."""
+        if len(rows) >= COPY_MIN and self.copies:
+            self.copy_in(conn, stmt, rows)
+        else:
+            self._many(conn, stmt, rows, tuple(rows[0]))
 
     def copy_in(self, conn: sa.Connection, stmt: sa.Insert, rows: list[dict[str, Any]]) -> None:
         """Insert ``rows`` (each with the keys of the first) with ``COPY ... FROM STDIN``: psycopg only (see
