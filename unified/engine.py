@@ -385,6 +385,12 @@ class Engine(Interventions):
         self.submit([child], run_id=parent.run_id, schedule_id=parent.schedule_id)
         return child.task_id  # type: ignore[return-value]
 
+    def forget_attempt(self, task_id: str) -> None:
+        """Drop what this process keeps about a claimed attempt that its worker gives up without a report (its lease
+        lapses, and whoever runs the task next reports it)."""
+        self._cancel_events.pop(task_id, None)
+        self._attempt_started.pop(task_id, None)
+
     def cancel_event(self, task_id: str) -> CancelSignal:
         """The signal that tells a claimed attempt running in this process to stop."""
         return self._cancel_events.get(task_id) or self._cancel_events.setdefault(task_id, CancelFlag())

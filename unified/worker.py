@@ -425,7 +425,7 @@ class WorkerPool:
                 log.error("worker %s cannot load task %s (%s); retrying in %.1f s",
                           self.worker_id, record.id, exc, backoff(failures))  # fmt: skip
                 if cancel.wait(backoff(failures)):  # lease lost or abandoned: no longer renewed, it expires
-                    self._held.pop(record.id, None)
+                    self._give_up([record])
                     return None
             except UnifiedError as exc:
                 error = {"type": type(exc).__name__, "message": str(exc)}
@@ -494,12 +494,12 @@ class WorkerPool:
                 if self._stopping.wait(backoff(failures)) and failures > 3:
                     log.error("worker %s gives up reporting task %s; its lease will expire",
                               self.worker_id, batch[0][0].id)  # fmt: skip
-                    self._forget(batch)
+                    self._give_up([record for record, _, _ in batch])
                     return
             except Exception:
                 # not the store being away, so trying again would not help: left unrenewed, these tasks' leases
                 # lapse and they run again
-                self._forget(batch)
+                self._give_up([record for record, _, _ in batch])
                 raise
 
     def _claim_more(self) -> list[TaskRecord]:
@@ -527,6 +527,12 @@ class WorkerPool:
     def _forget(self, batch: list[Report]) -> None:
         for record, _, _ in batch:
             self._held.pop(record.id, None)
+
+    def _give_up(self, records: list[TaskRecord]) -> None:
+        """Let go of attempts that will not be reported from here: their leases lapse unrenewed."""
+        for record in records:
+            self._held.pop(record.id, None)
+            self.engine.forget_attempt(record.id)
 
     # -- leases ------------------------------------------------------------------------------------------
     def heartbeat(self) -> None:

@@ -377,3 +377,21 @@ def test_a_report_that_meets_an_unexpected_error_lets_the_lease_lapse_and_the_ta
         assert meta["state"] == "success" and meta["attempts"] == 2, "the first attempt's outcome was lost"
         assert tm.pool is not None and tm.pool._busy == 0 and not tm.pool._held, "nothing left counted or held"
     assert any("unified-runner-0 failed" in r.getMessage() for r in caplog.records if r.levelname == "CRITICAL")
+
+
+class UnreachableForPrepare(Engine):
+    """An engine whose store cannot be reached when an attempt loads its task."""
+
+    def prepare(self, record: Any, cancel_event: Any) -> Any:
+        raise StoreError("the store is away (the test's)")
+
+
+def test_an_attempt_given_up_without_a_report_leaves_nothing_behind_in_the_engine() -> None:
+    engine = UnreachableForPrepare(MemoryStore())
+    with TaskManager(engine=engine, max_workers=1) as tm:
+        task_id = tm.queue_task(lambda: "never")
+        wait_until(lambda: tm.store.get_task(task_id).state == "running", 5, "the task to be claimed")
+        assert engine.cancel_task(task_id)  # the attempt waiting for the store stops, with nothing to report
+        assert tm.pool is not None
+        wait_until(lambda: not tm.pool._held, 5, "the pool to let go of the attempt")
+        assert task_id not in engine._cancel_events and task_id not in engine._attempt_started
