@@ -550,8 +550,8 @@ def update_statement(table: sa.Table, columns: tuple[str, ...], conditions: tupl
 
 @functools.lru_cache(maxsize=64)
 def update_by_ids(table: sa.Table, columns: tuple[str, ...], conditions: tuple[str, ...]) -> ByIds:
-    """``update_statement`` of every row whose ``id`` is in a list, the values and other ``conditions`` the same for
-    all: ``UPDATE ... WHERE id IN (...) AND conditions RETURNING id``, the ids of the rows it changed."""
+    """``update_statement`` of every row whose ``id`` is in a list (see ``ByIds``), the values and other
+    ``conditions`` the same for all; it returns the ids of the rows it changed."""
     values = {name: sa.bindparam(f"_v_{name}") for name in columns}
     others = _matching(table, conditions)
     return by_ids(table.c.id, lambda ids: sa.update(table).where(ids, *others).values(values).returning(table.c.id))
