@@ -9,6 +9,7 @@ in their own session, so a timeout or cancel kills their whole process group.
 from __future__ import annotations
 
 import contextlib
+import gc
 import inspect
 import json
 import linecache
@@ -175,13 +176,26 @@ def _format_traceback(exc: BaseException, tb: types.TracebackType | None) -> str
 
 def _where(thread: threading.Thread) -> str:
     """Where an abandoned thread is stuck, as stack text starting at the task's own code."""
-    frame = sys._current_frames().get(thread.ident or -1)
+    frame = _current_frames().get(thread.ident or -1)
     if frame is None:
         return ""
     stack = traceback.extract_stack(frame)
     own = [i for i, entry in enumerate(stack) if entry.filename in _OWN_FILES]
     stack = stack[own[-1] + 1 :] if own else stack
     return "the thread was still running here:\n" + "".join(traceback.format_list(stack))
+
+
+def _current_frames() -> dict[int, types.FrameType]:
+    """``sys._current_frames()`` with the garbage collector paused. CPython 3.11 builds the frames while it holds
+    the lock of the thread list, and a collection started by that allocation can free a ``threading.local``, whose
+    clean-up takes the same lock: the process hung for good (seen in the test suite; CPython gh-106883)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return sys._current_frames()
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class _LinkedEvent(threading.Event):

@@ -528,3 +528,35 @@ def test_an_exception_whose_text_fails_is_still_recorded(executor) -> None:
     outcome = attempt(executor, Task("t", func=unprintable))
     assert outcome.state == "failure" and outcome.error["message"] == "<exception str() failed>"
     assert outcome.error["traceback"].endswith("_Unprintable: <exception str() failed>\n")
+
+
+DEADLOCK_PROBE = """
+import gc, threading, time
+from unified.executor import _where
+
+class Holder:  # cyclic garbage holding a threading.local, as a dropped engine or store is
+    def __init__(self):
+        self.local = threading.local()
+        self.local.value = self
+
+def stuck():
+    time.sleep(0.05)
+
+gc.set_threshold(1)  # a collection at nearly every allocation, as the one that hung the suite
+for _ in range(300):
+    thread = threading.Thread(target=stuck, daemon=True)
+    thread.start()
+    Holder()
+    _where(thread)
+print("done")
+"""
+
+
+def test_finding_where_an_abandoned_thread_is_stuck_cannot_hang_the_garbage_collector():
+    # CPython 3.11 could deadlock in sys._current_frames() when a collection freed a threading.local meanwhile
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", DEADLOCK_PROBE], capture_output=True, text=True, timeout=20,
+                         cwd=Path(__file__).resolve().parents[2])  # fmt: skip
+    assert run.stdout.strip() == "done", run.stderr
