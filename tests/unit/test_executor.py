@@ -5,6 +5,8 @@ import gc
 import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -554,9 +556,6 @@ print("done")
 
 def test_finding_where_an_abandoned_thread_is_stuck_cannot_hang_the_garbage_collector():
     # CPython 3.11 could deadlock in sys._current_frames() when a collection freed a threading.local meanwhile
-    import subprocess
-    import sys
-
     run = subprocess.run([sys.executable, "-c", DEADLOCK_PROBE], capture_output=True, text=True, timeout=20,
                          cwd=Path(__file__).resolve().parents[2])  # fmt: skip
     assert run.stdout.strip() == "done", run.stderr
