@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+import faulthandler
+import os
+import sys
 from collections.abc import Iterator
 
 import pytest
 
 from unified.task_manager import TaskManager
 from unified.utils import FakeClock
+
+HARD_HANG_SECONDS = 300  # beyond pytest-timeout's 120 s (pyproject), which a hang inside C code never sees
+_terminal: list[int] = []  # a descriptor of the run's own stderr: pytest points fd 2 at a capture file during tests
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the run's stderr for the hang report (taken with pytest's capture paused)."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:
+        capture.suspend_global_capture()
+    try:
+        _terminal.append(os.dup(sys.__stderr__.fileno()))
+    finally:
+        if capture is not None:
+            capture.resume_global_capture()
+
+
+@pytest.fixture(autouse=True)
+def _exit_on_a_hard_hang() -> Iterator[None]:
+    """Print every thread's stack and end the run if a test hangs where pytest-timeout's signal cannot reach it (stuck
+    in a C lock: CI would otherwise sit out its whole time limit, as it once did in sys._current_frames)."""
+    faulthandler.dump_traceback_later(HARD_HANG_SECONDS, exit=True, file=_terminal[0])
+    yield
+    faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture
