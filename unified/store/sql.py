@@ -103,6 +103,10 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
 
     keeps_objects = False
     statement_rollback = False  # True where a failed statement undoes only itself and the transaction goes on
+    # compare-and-sets alike but for the id as one statement (see SqlOutcomes.update_tasks): on PostgreSQL 32 of them
+    # took 1.74 ms against 2.23 as an executemany; SQLite runs a prepared update by key faster than it reads ids
+    # from JSON (0.63 against 0.57 ms, commit included), so it keeps the executemany
+    set_wise_updates = True
 
     def __new__(cls, url: str, **engine_options: Any) -> SqlStore:
         """Pick SqliteStore for SQLite URLs, so both classes open any supported URL."""

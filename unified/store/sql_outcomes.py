@@ -59,6 +59,7 @@ class SqlOutcomes:
     _wake: Any
     _write_later: Any
     _rows_by_ids: Any
+    set_wise_updates: bool
 
     def update_tasks(self, moves: list[tuple[str, str | None, int | None, dict[str, Any]]]) -> list[bool]:
         """Compare-and-set several tasks at once; each move is ``(task id, expected state, expected attempt,
@@ -79,7 +80,7 @@ class SqlOutcomes:
             for (columns, conditions), indexes in groups.items():
                 # rows alike go as one statement (a layer of released dependants, outcomes alike): on PostgreSQL each
                 # statement of an executemany costs the server about as much as the row it changes
-                alike, rest = _alike(rows, indexes)
+                alike, rest = _alike(rows, indexes) if self.set_wise_updates else ([], indexes)
                 for same in alike:
                     by_ids = update_by_ids(TASKS.table, columns, tuple(c for c in conditions if c != "id"))
                     shared = {k: v for k, v in rows[same[0]].items() if k != "_w_id"}

@@ -77,6 +77,7 @@ class SqliteStore(SqlStore):
     _group: GroupCommit
     statement_rollback = True  # a constraint error aborts the statement, not the transaction
     serial_writes = True  # one writer at a time, each commit a sync: see unified.store.base
+    set_wise_updates = False
 
     def __init__(self, url: str, *, synchronous: str = "FULL", **engine_options: Any) -> None:
         if synchronous.upper() not in SYNCHRONOUS:
