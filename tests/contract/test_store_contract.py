@@ -409,7 +409,7 @@ def test_update_tasks_of_many_tasks_with_the_same_fields(store: Store, make_task
 
 
 def test_update_tasks_of_moves_alike_changes_each_as_its_own_compare_and_set(store: Store, make_task: MakeTask) -> None:
-    names = [f"t{i}" for i in range(7)]  # SQL stores change moves alike but for the id with one statement
+    names = [f"t{i}" for i in range(7)]  # PostgreSQL changes moves alike but for the id with one statement
     store.insert_tasks([make_task(n) for n in names])
     store.claim_tasks("w", NOW, 30.0, limit=7)
     assert store.update_task("t2", "running", state="canceled", finished_at=NOW)  # moved meanwhile
