@@ -65,9 +65,15 @@ ALLOWED_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
 }
 
 
+_STATES = {state.value: state for state in TaskState}  # a member or its value -> the member, without Enum's lookup
+
+
 def check_transition(current: TaskState | str, new: TaskState | str) -> TaskState:
     """Return ``new`` as a TaskState if ``current -> new`` is allowed, else raise InvalidTransitionError."""
-    current, new = TaskState(current), TaskState(new)
+    try:
+        current, new = _STATES[current], _STATES[new]
+    except KeyError:  # not a state: TaskState says which value is wrong
+        current, new = TaskState(current), TaskState(new)
     if new not in ALLOWED_TRANSITIONS[current]:
         raise InvalidTransitionError(
             f"a task cannot go from {current.value} to {new.value}; "

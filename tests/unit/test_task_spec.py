@@ -75,6 +75,8 @@ def test_illegal_transition_raises() -> None:
     with pytest.raises(InvalidTransitionError, match="cannot go from success to running"):
         check_transition("success", "running")
     assert check_transition("queued", "running") is TaskState.RUNNING
+    with pytest.raises(ValueError, match="'done' is not a valid TaskState"):  # not a state at all
+        check_transition("running", "done")
 
 
 @given(st.sampled_from(list(TaskState)), st.sampled_from(list(TaskState)))
