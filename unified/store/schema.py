@@ -17,6 +17,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import sqlalchemy as sa
 
 from unified.errors import SerializationError
+from unified.store import spec_packing
 from unified.store.base import (
     AlertRecord,
     AlertRuleRecord,
@@ -293,7 +294,15 @@ R = TypeVar("R")
 class Codec(Generic[R]):
     """Converts one record type to and from rows of its table, encoding its JSON fields."""
 
-    def __init__(self, cls: type[R], table: sa.Table, key: str, json_fields: Iterable[str], fixed: Iterable[str]):
+    def __init__(
+        self,
+        cls: type[R],
+        table: sa.Table,
+        key: str,
+        json_fields: Iterable[str],
+        fixed: Iterable[str],
+        packed: Mapping[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] | None = None,
+    ):
         self.cls = cls
         self.table = table
         self.key = key
@@ -304,10 +313,25 @@ class Codec(Generic[R]):
         self._json_names = tuple(n for n in self.names if n in self.json)
         self.fixed = frozenset(fixed)  # fields a change may not touch (keys, seq)
         self._changeable = frozenset(self.names) - self.fixed
-        self._decoders: list[Callable[[Any], Any] | None] = [from_json if n in self.json else None for n in self.names]
+        # JSON fields written in a shorter form: (to it before encoding, from it after decoding), task specs' defaults
+        self._packers = {name: pair[0] for name, pair in (packed or {}).items()}
+        self._decoders: list[Callable[[Any], Any] | None] = [
+            self._decoder(n, (packed or {}).get(n)) if n in self.json else None for n in self.names
+        ]
         self.select = sa.select(*self.columns)  # built once: building a 20-column select costs more than running it
         self.insert = sa.insert(table)
         self.by_key = self.select.where(table.c[key] == sa.bindparam("_key"))
+
+    @staticmethod
+    def _decoder(name: str, pair: tuple[Callable[[Any], Any], Callable[[Any], Any]] | None) -> Callable[[Any], Any]:
+        if pair is None:
+            return from_json
+        unpack = pair[1]
+        return lambda text: None if text is None else unpack(from_json(text))
+
+    def decode(self, name: str, text: str | None) -> Any:
+        """The value of the JSON field ``name`` as stored in ``text``."""
+        return self._decoders[self.names.index(name)](text)  # type: ignore[misc]
 
     def record(self, row: Iterable[Any]) -> R:
         """The record of a row selected as ``self.columns``."""
@@ -329,20 +353,31 @@ class Codec(Generic[R]):
     def _encode(self, values: dict[str, Any], key: str) -> dict[str, Any]:
         for name in self._json_names:
             if name in values:
+                value = values[name]
+                if name in self._packers and value is not None:
+                    value = self._packers[name](value)
                 try:
-                    values[name] = to_json(values[name])
+                    values[name] = to_json(value)
                 except SerializationError:  # again, for the message naming the field (not built on every call)
-                    to_json(values[name], f"{name} of {self.table.name} {key!r}")
+                    to_json(value, f"{name} of {self.table.name} {key!r}")
                     raise
         return values
 
 
-TASKS = Codec(TaskRecord, tasks, "id", ("spec", "dependencies", "result", "error", "metadata"), ("id", "seq"))
+TASKS = Codec(
+    TaskRecord,
+    tasks,
+    "id",
+    ("spec", "dependencies", "result", "error", "metadata"),
+    ("id", "seq"),
+    packed={"spec": (spec_packing.pack, spec_packing.unpack)},
+)
 ATTEMPTS = Codec(AttemptRecord, attempts, "task_id", ("error",), ("task_id", "number"))
 LOGS = Codec(LogRecord, logs, "task_id", (), ())
 RUNS = Codec(RunRecord, runs, "run_id", ("params", "metadata"), ("run_id",))
-WORKFLOWS = Codec(WorkflowRecord, workflows, "workflow_id", ("tasks",), ("workflow_id",))
-VERSIONS = Codec(VersionRecord, versions, "workflow_id", ("tasks",), ("workflow_id", "number"))
+SPEC_LISTS = {"tasks": (spec_packing.pack_all, spec_packing.unpack_all)}
+WORKFLOWS = Codec(WorkflowRecord, workflows, "workflow_id", ("tasks",), ("workflow_id",), packed=SPEC_LISTS)
+VERSIONS = Codec(VersionRecord, versions, "workflow_id", ("tasks",), ("workflow_id", "number"), packed=SPEC_LISTS)
 ALERTS = Codec(AlertRecord, alerts, "alert_id", ("payload",), ("alert_id",))
 ALERT_RULES = Codec(AlertRuleRecord, alert_rules, "rule_id", ("events", "channel"), ("rule_id",))
 SCHEDULES = Codec(ScheduleRecord, schedules, "schedule_id", ("target",), ("schedule_id",))

@@ -20,7 +20,7 @@ from unified.errors import NotFoundError, ValidationError, name_taken
 from unified.graph import graph_hash
 from unified.store.base import VersionRecord, WorkflowRecord, WorkflowSummary
 from unified.store.schema import CHUNK, VERSION_BY_NUMBER, VERSIONS, WORKFLOWS, Codec, versions, workflows
-from unified.utils import chunks, from_json
+from unified.utils import chunks
 
 T = TypeVar("T")
 
@@ -148,7 +148,7 @@ class SqlWorkflows:
                 raise ValidationError(f"workflow {name!r} has no tasks: add tasks before running it")
             specs = None  # decoded only for a new version: an unchanged draft's specs are the current version's
             if digest is None:  # a row stored before revision 0004
-                specs = from_json(text)
+                specs = VERSIONS.decode("tasks", text)
                 digest = graph_hash(specs)
             if current is not None:
                 params = {"_key": workflow_id, "_number": current}
@@ -162,7 +162,9 @@ class SqlWorkflows:
                               "created_at": created_at}  # fmt: skip
             conn.execute(sa.insert(versions), row_of_version)
             conn.execute(POINT_AT_VERSION, {"_key": workflow_id, "_number": number})
-        return VersionRecord(workflow_id, number, digest, from_json(text) if specs is None else specs, created_at)
+        if specs is None:
+            specs = VERSIONS.decode("tasks", text)
+        return VersionRecord(workflow_id, number, digest, specs, created_at)
 
     def get_version(self, workflow_id: str, number: int) -> VersionRecord:
         """One version of a workflow."""
