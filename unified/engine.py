@@ -362,7 +362,7 @@ class Engine(Interventions):
 
     def prepare(self, record: TaskRecord, cancel_event: CancelSignal) -> tuple[Task, TaskContext]:
         """The runnable Task of a claimed record and the context its function sees."""
-        task = self.functions.rebuild(record.spec)
+        task = self.functions.rebuild(record.spec, keep_as=record.id if self.store.keeps_objects else None)
         run = self._run(record.run_id)
         upstream = self._handoff.pop((record.id, record.attempts), None)
         if upstream is None:
@@ -390,6 +390,7 @@ class Engine(Interventions):
         lapses, and whoever runs the task next reports it)."""
         self._cancel_events.pop(task_id, None)
         self._attempt_started.pop(task_id, None)
+        self.functions.drop(task_id)
 
     def cancel_event(self, task_id: str) -> CancelSignal:
         """The signal that tells a claimed attempt running in this process to stop."""
@@ -460,6 +461,8 @@ class Engine(Interventions):
                 if (run_event := self._settle_run(run_id, now)) is not None:
                     run_events.append(run_event)
         for p in planned:
+            if not (p.moved and p.new is S.RETRYING):  # kept only for the next attempt (see FunctionRegistry)
+                self.functions.drop(p.record.id)
             self._cancel_events.pop(p.record.id, None)
             p.started_at = self._attempt_started.pop(p.record.id, None)
         for name, rec, ended in pending_events:

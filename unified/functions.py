@@ -8,12 +8,15 @@ from typing import Any
 from unified.task import Task, check_runnable
 from unified.utils import resolve_import_path
 
+MAX_KEPT = 10_000  # Tasks kept for their next attempt (see FunctionRegistry.rebuild); all dropped beyond it
+
 
 class FunctionRegistry:
     """Callables this process can run, by identity; import paths resolve on first use and are cached."""
 
     def __init__(self) -> None:
         self._functions: dict[str, Callable[..., Any]] = {}
+        self._kept: dict[str, tuple[dict[str, Any], Task]] = {}  # task id -> (the spec object, its Task)
 
     def register(self, task: Task) -> dict[str, Any]:
         """Remember ``task``'s callable and return its spec, which names it (``ref``) if it has no import path."""
@@ -24,9 +27,25 @@ class FunctionRegistry:
             self._functions[spec["ref"]] = task.func
         return spec
 
-    def rebuild(self, spec: dict[str, Any]) -> Task:
-        """The Task of a stored spec, with its callable found here or by import path."""
-        return Task.from_spec(spec, func=self._callable(spec))
+    def rebuild(self, spec: dict[str, Any], keep_as: str | None = None) -> Task:
+        """The Task of a stored spec, with its callable found here or by import path.
+
+        With ``keep_as`` (a task's id), the Task of a spec that allows retries is kept, and the next attempt's
+        rebuild of the very same spec object returns it again (a store that keeps objects hands out the one it
+        holds): a task failing twice is built once, not three times. Kept until :meth:`drop` or :meth:`forget`.
+        """
+        if keep_as is not None and (kept := self._kept.get(keep_as)) is not None and kept[0] is spec:
+            return kept[1]
+        task = Task.from_spec(spec, func=self._callable(spec))
+        if keep_as is not None and task.retry.max_retries:
+            if len(self._kept) >= MAX_KEPT:  # only tasks whose end this process did not see: drop them all
+                self._kept.clear()
+            self._kept[keep_as] = (spec, task)
+        return task
+
+    def drop(self, task_id: str) -> None:
+        """Forget the Task kept for ``task_id``'s next attempt (it finished, or is no longer run here)."""
+        self._kept.pop(task_id, None)
 
     def check(self, spec: dict[str, Any]) -> None:
         """Raise ValidationError unless :meth:`rebuild` of ``spec`` would succeed here, without building the Task."""
@@ -42,6 +61,7 @@ class FunctionRegistry:
 
     def forget(self, modules: Iterable[str]) -> int:
         """Drop cached import paths into ``modules`` (e.g. reloaded ones) so they resolve afresh; returns how many."""
+        self._kept.clear()  # their callables may be the reloaded modules' old ones
         names = set(modules)
         stale = [key for key in list(self._functions) if key.partition(":")[0] in names]
         for key in stale:

@@ -10,6 +10,8 @@ import pytest
 
 from tests.helpers import tasks as helpers
 from tests.helpers.tasks import Flaky
+from unified.functions import FunctionRegistry
+from unified.task import Task
 from unified.task_manager import TaskManager
 from unified.utils import FakeClock, backoff_delay
 
@@ -126,3 +128,33 @@ def test_failed_attempts_leave_no_reference_cycles(drained: TaskManager) -> None
         assert len(helpers.MARKERS) == 3 and all(ref() is None for ref in helpers.MARKERS)
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+def test_a_retried_task_is_rebuilt_once_where_the_store_keeps_objects(
+    url: str, clock: FakeClock, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built = []
+    from_spec = Task.from_spec.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(Task, "from_spec", classmethod(lambda cls, *a, **k: built.append(1) or from_spec(cls, *a, **k)))
+    store = url if url == "memory://" else f"sqlite:///{tmp_path}/u.db"
+    with TaskManager(store=store, max_workers=0, clock=clock) as tm:
+        task_id = tm.queue_task(Flaky(failures=2), max_retries=2)
+        for _ in range(3):
+            tm.run_until_idle()
+        assert tm.get_task_metadata(task_id)["attempts"] == 3
+        assert len(built) == (1 if url == "memory://" else 3)  # a SQL store decodes a new spec per claim
+        assert tm.engine.functions._kept == {}  # dropped once the task ended
+
+
+def test_a_kept_task_is_dropped_when_its_modules_are_forgotten() -> None:
+    functions = FunctionRegistry()
+    spec = Task(task_id="t", func=helpers.add, max_retries=1).spec()
+    first = functions.rebuild(spec, keep_as="t")
+    assert functions.rebuild(spec, keep_as="t") is first
+    assert functions.rebuild(dict(spec), keep_as="t") is not first  # another spec object: built again
+    functions.forget(["tests.helpers.tasks"])
+    assert functions.rebuild(spec, keep_as="t") is not first
+    functions.drop("t")
+    functions.rebuild(Task(task_id="u", func=helpers.add).spec(), keep_as="u")
+    assert functions._kept == {}  # no retries allowed: nothing to keep
