@@ -16,6 +16,7 @@ from typing import Any
 
 from unified import events as ev
 from unified.engine_batch import Batch
+from unified.engine_events import EngineEvents
 from unified.errors import StoreConflict, UnknownDependencyError, ValidationError
 from unified.events import EventBus
 from unified.functions import FunctionRegistry
@@ -43,7 +44,7 @@ MAX_HANDOFF = 10_000  # upstream results kept for claimed attempts not yet start
 S = TaskState
 
 
-class Engine(Interventions):
+class Engine(Interventions, EngineEvents):
     """Applies every state change of tasks and runs to a store, and publishes events about them."""
 
     def __init__(self, store: Store, clock: Clock | None = None, bus: EventBus | None = None) -> None:
@@ -88,6 +89,11 @@ class Engine(Interventions):
         if queued:
             for claim in self._claimable_listeners:
                 claim(queued)
+        if local.releasing:  # released and not claimed by this transaction: queued now
+            moves = [(task_id, "pending", None, {"state": S.QUEUED.value, "queued_at": local.released_at})
+                     for task_id in local.releasing]  # fmt: skip
+            local.releasing = []
+            self.store.update_tasks(moves)
         # tasks this transaction made ready and claimed itself need no wake-up: netted here, per transaction, so a
         # claim never cancels a wake-up another transaction already delivered
         if (unclaimed := local.ready - local.taken) > 0:
@@ -331,10 +337,18 @@ class Engine(Interventions):
         """Take up to ``limit`` ready tasks for ``worker`` and record the start of their attempts."""
         # the claim is one store transaction of its own (one statement on PostgreSQL when no limit applies)
         now = self.clock.now()
-        claimed = self.store.claim_tasks(worker, now, lease_seconds, limit, queues)
-        if getattr(self._local, "depth", 0):  # inside a report's transaction: it may have released some of them
-            self._local.taken += len(claimed)
+        local = self._local
+        if getattr(local, "depth", 0):  # inside a report's transaction: it may have released some of them
+            # still pending: the claim may take them straight from there (see _release_dependants)
+            releasing = local.releasing
+            claimed = self.store.claim_tasks(worker, now, lease_seconds, limit, queues, releasing)
+            if releasing:
+                taken = {r.id for r in claimed}
+                local.releasing = [task_id for task_id in releasing if task_id not in taken]
+            local.taken += len(claimed)
             self._hand_off_upstream(claimed)
+        else:
+            claimed = self.store.claim_tasks(worker, now, lease_seconds, limit, queues)
         for record in claimed:
             log.debug("task %s: claimed by %s (attempt %d)", record.id, worker, record.attempts)
             self._cancel_events[record.id] = CancelFlag()
@@ -504,12 +518,15 @@ class Engine(Interventions):
             upstream = [upstream_by_id[u] for u in dict.fromkeys(dependant.dependencies) if u in upstream_by_id]
             if all(u.state == "success" for u in upstream):
                 ready.append((dependant, upstream))
-        moves = [(d.id, "pending", None, {"state": S.QUEUED.value, "queued_at": now}) for d, _ in ready]
-        released = 0
-        for (dependant, upstream), ok in zip(ready, self.store.update_tasks(moves) if moves else [], strict=True):
-            if ok:
-                self._local.released[dependant.id] = upstream_results(dependant.dependencies, upstream)
+        # not queued here: a claim later in this transaction (a worker's report) takes what it can straight from
+        # pending, so each of those is written once; _before_commit queues the rest
+        local, released = self._local, 0
+        for dependant, upstream in ready:
+            if dependant.id not in local.released:  # not already released by an earlier batch of this transaction
+                local.released[dependant.id] = upstream_results(dependant.dependencies, upstream)
+                local.releasing.append(dependant.id)
                 released += 1
+        local.released_at = now
         self._notify_ready(released)
         return unfinished
 
@@ -546,51 +563,3 @@ class Engine(Interventions):
         self._run_cache.pop(run_id, None)
         log.info("run %s: %s", run_id, state)
         return event, run
-
-    # -- events ------------------------------------------------------------------------------------------
-    def _emit(self, name: str, record: TaskRecord, ended: PlannedOutcome | None = None) -> None:
-        """Publish a task event once the transaction commits; ``ended``: the attempt the event ends, if any."""
-        if not self.bus.wants(name):
-            return
-        run = self._run(record.run_id) if record.run_id else None
-        attempt_state = attempt_seconds = None
-        if ended is not None:
-            attempt_state = ended.attempt_outcome["state"]
-            if ended.started_at is not None:
-                attempt_seconds = max(0.0, ended.attempt_outcome["finished_at"] - ended.started_at)
-        self._publish(
-            {
-                "event": name,
-                "task_id": record.task_id,
-                "id": record.id,
-                "run_id": record.run_id,
-                "workflow_id": run.workflow_id if run else None,
-                "name": record.name,
-                "state": record.state,
-                "attempt": record.attempts,
-                "attempt_state": attempt_state,
-                "attempt_seconds": attempt_seconds,
-                "error": record.error,
-                "at": self.clock.now(),
-            }
-        )
-
-    def _emit_run(self, name: str, run: RunRecord) -> None:
-        if self.bus.wants(name):
-            self._publish(
-                {
-                    "event": name,
-                    "task_id": None,
-                    "id": None,
-                    "run_id": run.run_id,
-                    "workflow_id": run.workflow_id,
-                    "name": None,
-                    "state": run.state,
-                    "attempt": None,
-                    "error": None,
-                    "at": self.clock.now(),
-                }
-            )
-
-    def _publish(self, event: dict[str, Any]) -> None:
-        self.after_commit(lambda: self.bus.publish(event))

@@ -26,6 +26,7 @@ class Batch:
         self.depth = getattr(local, "depth", 0)
         if self.depth == 0:
             local.after, local.claimable, local.released, local.attempts = [], 0, {}, []
+            local.releasing = []  # released dependants still pending in the store (see Engine._release_dependants)
             local.ready = local.taken = 0
         local.depth = self.depth + 1
         try:

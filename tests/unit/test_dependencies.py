@@ -279,3 +279,27 @@ def test_a_task_added_while_its_upstream_task_finishes_is_released() -> None:
     store.reporter.join(10)
     assert store.get_task("up").state == "success"
     assert store.get_task("late").state == "queued", "released by the finish, or queued as its upstream was done"
+
+
+@pytest.mark.parametrize("claim_in_report", [True, False])
+def test_a_dependant_released_and_claimed_in_one_transaction_is_written_once(
+    drained: TaskManager, claim_in_report: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, store = drained.engine, drained.store
+    drained.queue_task(lambda: 1, task_id="a")
+    drained.queue_task(lambda: 2, task_id="b", dependencies=["a"])
+    moves: list[tuple[str, str | None, str]] = []
+    update_tasks = store.update_tasks
+    monkeypatch.setattr(store, "update_tasks", lambda ms: moves.extend((m[0], m[1], m[3].get("state")) for m in ms)
+                        or update_tasks(ms))  # fmt: skip
+    [a] = engine.claim("w", 1)
+    with engine.batch():
+        engine.complete(a, "success", result=1)
+        taken = engine.claim("w", 1) if claim_in_report else []
+    b = store.get_task("b")
+    assert [(i, s) for i, s, _ in moves] == [("a", "running")] + ([] if claim_in_report else [("b", "pending")])
+    assert [t.id for t in taken] == (["b"] if claim_in_report else [])
+    assert b.state == ("running" if claim_in_report else "queued")
+    assert b.queued_at == drained.clock.now()
+    if claim_in_report:  # its attempt starts with the upstream results the release read
+        assert engine.prepare(taken[0], engine.cancel_event("b"))[1].upstream == {"a": 1}

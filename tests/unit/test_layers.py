@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "unified.executor_child": 2,
     "unified.engine": 3,
     "unified.engine_batch": 3,
+    "unified.engine_events": 3,
     "unified.interventions": 3,
     "unified.outcome_plan": 3,
     "unified.task_records": 3,

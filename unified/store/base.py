@@ -14,7 +14,7 @@ of its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -414,9 +414,8 @@ class Store(Protocol):
         """Lock a run's row until the surrounding atomic() ends, so runs are settled by one writer at a time."""
         ...
 
-    def claim_tasks(
-        self, worker: str, now: float, lease_seconds: float, limit: int = 1, queues: Iterable[str] | None = None
-    ) -> list[TaskRecord]:
+    def claim_tasks(self, worker: str, now: float, lease_seconds: float, limit: int = 1,
+                    queues: Iterable[str] | None = None, released: Sequence[str] = ()) -> list[TaskRecord]:  # fmt: skip
         """Atomically take up to ``limit`` claimable tasks (queued, or retrying with not_before <= now).
 
         Highest priority first, then lowest seq, never taking a task of a queue that already has its limit of
@@ -424,6 +423,11 @@ class Store(Protocol):
         started_at set if unset, lease_owner = worker and lease_expires_at = now + lease_seconds, and the start of
         that attempt is recorded (``running``, started at ``now`` by ``worker``) in the same transaction.
         Two concurrent claims never take the same task. Returns the tasks as they are after the claim.
+
+        ``released``: ids of pending tasks the caller's transaction found ready (and locked, see
+        ``lock_dependants``). Those still pending compete as if they were queued, and one taken is queued in
+        passing (``queued_at = now``); the caller queues the rest. So a task released and claimed in one
+        transaction is written once, not twice. A store may queue them all first instead (a limited queue).
         """
         ...
 

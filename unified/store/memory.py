@@ -7,7 +7,7 @@ import dataclasses
 import heapq
 import itertools
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
@@ -380,26 +380,38 @@ class MemoryStore(MemoryAdminRecords):
                 for task_id, state, attempt, changes in moves
             ]
 
-    def claim_tasks(
-        self, worker: str, now: float, lease_seconds: float, limit: int = 1, queues: Iterable[str] | None = None
-    ) -> list[TaskRecord]:
-        """Take up to ``limit`` claimable tasks, highest priority then oldest first."""
+    def claim_tasks(self, worker: str, now: float, lease_seconds: float, limit: int = 1,
+                    queues: Iterable[str] | None = None, released: Sequence[str] = ()) -> list[TaskRecord]:  # fmt: skip
+        """Take up to ``limit`` claimable tasks, highest priority then oldest first (``released``: see Store)."""
         with self._lock:
             names = list(queues) if queues is not None else list(self._heaps.ready.keys() | self._heaps.delayed.keys())
+            # released pending tasks, best last: they compete with each queue's best as if they were in its heap
+            ready = [t for i in released if (t := self._tasks.get(i)) is not None and t.state == "pending"]
+            if queues is None:
+                names += [q for q in dict.fromkeys(t.queue for t in ready) if q not in names]
+            pending = sorted(((-t.priority, t.seq, t.id), t.queue) for t in ready if t.queue in names)[::-1]
             room = self._room(names)
             claimed: list[TaskRecord] = []
             while len(claimed) < limit:
                 if room:
                     names = [q for q in names if room.get(q, 1) > 0]
+                    pending = [p for p in pending if p[1] in names]
                 candidates = [(entry, q) for q in names if (entry := self._heaps.best(q, now)) is not None]
+                if pending:
+                    candidates.append(pending[-1])
                 if not candidates:
                     break
-                (_, _, task_id), queue = min(candidates)
-                heapq.heappop(self._heaps.ready[queue])
-                del self._heaps.token[task_id]
+                best = min(candidates)
+                (_, _, task_id), queue = best
                 task = self._tasks[task_id]
-                if task.state not in CLAIMABLE_STATES:
-                    continue
+                if pending and best is pending[-1]:
+                    pending.pop()
+                    task.queued_at = now  # queued in passing
+                else:
+                    heapq.heappop(self._heaps.ready[queue])
+                    del self._heaps.token[task_id]
+                    if task.state not in CLAIMABLE_STATES:
+                        continue
                 task.state = "running"
                 task.attempts += 1
                 if task.started_at is None:

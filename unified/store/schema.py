@@ -364,14 +364,8 @@ class Codec(Generic[R]):
         return values
 
 
-TASKS = Codec(
-    TaskRecord,
-    tasks,
-    "id",
-    ("spec", "dependencies", "result", "error", "metadata"),
-    ("id", "seq"),
-    packed={"spec": (spec_packing.pack, spec_packing.unpack)},
-)
+TASKS = Codec(TaskRecord, tasks, "id", ("spec", "dependencies", "result", "error", "metadata"), ("id", "seq"),
+              packed={"spec": (spec_packing.pack, spec_packing.unpack)})  # fmt: skip
 ATTEMPTS = Codec(AttemptRecord, attempts, "task_id", ("error",), ("task_id", "number"))
 LOGS = Codec(LogRecord, logs, "task_id", (), ())
 RUNS = Codec(RunRecord, runs, "run_id", ("params", "metadata"), ("run_id",))
@@ -405,21 +399,25 @@ def pick_statement(where: sa.ColumnElement[bool] | None, limit: Any = None) -> s
     )
 
 
-def claim_statement(seqs: Any) -> sa.Update:
+def claim_statement(seqs: Any, from_pending: bool = False) -> sa.Update:
     """The claim: an UPDATE of the tasks whose seq is in ``seqs`` (a subquery of picked rows, or a list).
+    ``from_pending``: some may be pending tasks released in passing, whose ``queued_at`` is set too.
 
     Its constants are written into the SQL rather than bound: with every parameter the caller's, the store runs it
     on the driver's cursor without SQLAlchemy building the parameters (see ``sql_direct``), on every claim."""
     c = tasks.c
+    now = sa.bindparam("_now", type_=Time)
+    queued_at = {"queued_at": sa.case((c.state == sa.literal_column("'pending'"), now), else_=c.queued_at)}
     return (
         sa.update(tasks)
         .where(c.seq.in_(seqs))
         .values(
             state=sa.literal_column("'running'"),
             attempts=c.attempts + sa.literal_column("1"),
-            started_at=sa.func.coalesce(c.started_at, sa.bindparam("_now")),
+            started_at=sa.func.coalesce(c.started_at, now),
             lease_owner=sa.bindparam("_worker"),
             lease_expires_at=sa.bindparam("_until"),
+            **(queued_at if from_pending else {}),
         )
         .returning(*TASKS.columns)
     )

@@ -12,13 +12,15 @@ those. A task leaves ``running`` without the lock: the count only falls, so the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from unified.store.base import AttemptRecord, TaskRecord
 from unified.store.schema import (
+    ANY_LIMIT,
+    ANY_LIMIT_IN,
     ATTEMPTS,
     CHUNK,
     CLAIM_SEQS,
@@ -27,17 +29,47 @@ from unified.store.schema import (
     EXPIRED_LEASES,
     HAS_LIMIT,
     HAS_LIMIT_IN,
+    IN_QUEUES,
     LEASES_OF,
     LOCK_QUEUE_LIMITS,
     LOCK_QUEUE_LIMITS_OF,
     START_UNLIMITED,
     START_UNLIMITED_IN,
     TASKS,
+    ByIds,
+    by_ids,
+    claim_statement,
     pick_statement,
+    starting_statement,
     tasks,
 )
 from unified.store.sql_direct import DirectStatements
 from unified.utils import chunks
+
+
+def _claim_with_released(where: sa.ColumnElement[bool]) -> ByIds:
+    """The unlimited claim whose candidates are the best claimable tasks and the released pending ones (``_ids``),
+    best first: one statement, the released ones queued in passing."""
+
+    def build(released: sa.ColumnElement[bool]) -> sa.Update:
+        c = tasks.c
+        queued = pick_statement(where).subquery("queued")
+        # the state compared as an expression (state || ''), not through an index: else SQLite reads every pending
+        # task by the state index and checks each against the few released ids
+        is_pending = c.state.concat(sa.literal_column("''")) == sa.literal_column("'pending'")
+        pending = sa.select(c.seq, c.priority).where(released, is_pending, where)
+        both = sa.union_all(sa.select(queued.c.seq, queued.c.priority), pending).subquery("candidates")
+        best = sa.select(both.c.seq).order_by(both.c.priority.desc(), both.c.seq).limit(sa.bindparam("_limit"))
+        return claim_statement(best.offset(sa.literal_column("0")), from_pending=True)
+
+    return by_ids(tasks.c.id, build)
+
+
+CLAIM_RELEASED = _claim_with_released(~ANY_LIMIT)
+CLAIM_RELEASED_IN = _claim_with_released(sa.and_(IN_QUEUES, ~ANY_LIMIT_IN))
+# PostgreSQL: the same, recording the attempts' starts in the statement (SQLite has no use for the JSON form here)
+START_RELEASED = ByIds(starting_statement(CLAIM_RELEASED.array), CLAIM_RELEASED.json)  # type: ignore[arg-type]
+START_RELEASED_IN = ByIds(starting_statement(CLAIM_RELEASED_IN.array), CLAIM_RELEASED_IN.json)  # type: ignore[arg-type]
 
 
 class SqlClaims:
@@ -51,17 +83,20 @@ class SqlClaims:
     _insert: Any
     _autocommit: Any
     _all: Any
+    _rows_by_ids: Any
+    update_tasks: Any
 
-    def claim_tasks(
-        self, worker: str, now: float, lease_seconds: float, limit: int = 1, queues: Iterable[str] | None = None
-    ) -> list[TaskRecord]:
+    def claim_tasks(self, worker: str, now: float, lease_seconds: float, limit: int = 1,
+                    queues: Iterable[str] | None = None, released: Sequence[str] = ()) -> list[TaskRecord]:  # fmt: skip
         """Atomically take up to ``limit`` claimable tasks (queued, or retrying with not_before <= now) and record
-        the start of their attempts. Highest priority first, then lowest seq, never beyond a queue's limit."""
+        the start of their attempts. Highest priority first, then lowest seq, never beyond a queue's limit.
+        ``released``: pending tasks that compete as if queued (see Store); queued first where a limit applies."""
         names = None if queues is None else list(queues)
         if limit <= 0 or names == []:
             return []
         params = {"_now": now, "_limit": limit, "_worker": worker, "_until": now + lease_seconds, "_queues": names}
-        if (alone := self._autocommit()) is not None:
+        alone = None if released else self._autocommit()
+        if alone is not None:
             with self._wrap_errors(), alone as conn:
                 rows = self._direct.rows(conn, START_UNLIMITED if names is None else START_UNLIMITED_IN, params)
                 # nothing claimable and no limit to look behind: no transaction for the limited path
@@ -71,13 +106,22 @@ class SqlClaims:
                 return _sorted_records(rows)
         with self._tx() as conn:
             rows, recorded = [], False
-            if alone is None:  # the unlimited claim has not run yet
+            if len(released) > CHUNK:  # too many for one parameter: queued first, then claimed as usual
+                released = self._queue_released(released, now)
+            if released:
+                if self._notifies:
+                    fused, recorded = (START_RELEASED if names is None else START_RELEASED_IN), True
+                else:
+                    fused = CLAIM_RELEASED if names is None else CLAIM_RELEASED_IN
+                rows = self._rows_by_ids(conn, fused, list(released), params)
+            elif alone is None:  # the unlimited claim has not run yet
                 if self._notifies:
                     unlimited, recorded = (START_UNLIMITED if names is None else START_UNLIMITED_IN), True
                 else:
                     unlimited = CLAIM_UNLIMITED if names is None else CLAIM_UNLIMITED_IN
                 rows = self._direct.rows(conn, unlimited, params)
             if not rows:
+                released = self._queue_released(released, now)  # a limit may apply: the limited path takes queued ones
                 rows, recorded = _claim_limited(conn, self._direct, names, params), False
             claimed = _sorted_records(rows)
             if self._notifies and claimed:
@@ -88,6 +132,14 @@ class SqlClaims:
                 rows = [ATTEMPTS.row(a) for a in starts]
                 self._insert(ATTEMPTS, rows, "one of these attempts", "task of an attempt", isolated=False)
         return claimed
+
+    def _queue_released(self, released: Sequence[str], now: float) -> Sequence[str]:
+        """Queue the released tasks still pending; returns none left to pass to a claim."""
+        if released:
+            self.update_tasks(
+                [(task_id, "pending", None, {"state": "queued", "queued_at": now}) for task_id in released]
+            )
+        return ()
 
     def extend_leases(self, worker: str, leases: dict[str, int], until: float) -> list[str]:
         """Extend the leases ``worker`` holds (task id -> attempt number); returns the ids still held."""
