@@ -385,11 +385,7 @@ class MemoryStore(MemoryAdminRecords):
         """Take up to ``limit`` claimable tasks, highest priority then oldest first (``released``: see Store)."""
         with self._lock:
             names = list(queues) if queues is not None else list(self._heaps.ready.keys() | self._heaps.delayed.keys())
-            # released pending tasks, best last: they compete with each queue's best as if they were in its heap
-            ready = [t for i in released if (t := self._tasks.get(i)) is not None and t.state == "pending"]
-            if queues is None:
-                names += [q for q in dict.fromkeys(t.queue for t in ready) if q not in names]
-            pending = sorted(((-t.priority, t.seq, t.id), t.queue) for t in ready if t.queue in names)[::-1]
+            pending = self._released_candidates(released, names, queues is None) if released else []
             room = self._room(names)
             claimed: list[TaskRecord] = []
             while len(claimed) < limit:
@@ -423,6 +419,14 @@ class MemoryStore(MemoryAdminRecords):
                 if queue in room:
                     room[queue] -= 1
             return claimed
+
+    def _released_candidates(self, released: Sequence[str], names: list[str], any_queue: bool) -> list[Any]:
+        """The released tasks still pending as claim candidates, best last: each competes with the best of the heaps
+        as if it were in its queue's (``names`` gains their queues when ``any_queue``)."""
+        ready = [t for i in released if (t := self._tasks.get(i)) is not None and t.state == "pending"]
+        if any_queue:
+            names += [q for q in dict.fromkeys(t.queue for t in ready) if q not in names]
+        return sorted(((-t.priority, t.seq, t.id), t.queue) for t in ready if t.queue in names)[::-1]
 
     def _room(self, names: list[str]) -> dict[str, int]:
         """How many more tasks each limited queue among ``names`` may run now (empty: none is limited)."""
