@@ -422,7 +422,7 @@ class MemoryStore(MemoryAdminRecords):
 
     def _released_candidates(self, released: Sequence[str], names: list[str], any_queue: bool) -> list[Any]:
         """The released tasks still pending as claim candidates, best last: each competes with the best of the heaps
-        as if it were in its queue's (``names`` gains their queues when ``any_queue``)."""
+        as if it were in its queue's heap (``names`` gains their queues when ``any_queue``)."""
         ready = [t for i in released if (t := self._tasks.get(i)) is not None and t.state == "pending"]
         if any_queue:
             names += [q for q in dict.fromkeys(t.queue for t in ready) if q not in names]

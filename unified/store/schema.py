@@ -313,17 +313,18 @@ class Codec(Generic[R]):
         self._json_names = tuple(n for n in self.names if n in self.json)
         self.fixed = frozenset(fixed)  # fields a change may not touch (keys, seq)
         self._changeable = frozenset(self.names) - self.fixed
-        # JSON fields written in a shorter form: (to it before encoding, from it after decoding), task specs' defaults
+        # JSON fields written in a shorter form (task specs without their defaults): packed before encoding,
+        # unpacked after decoding
         self._packers = {name: pair[0] for name, pair in (packed or {}).items()}
         self._decoders: list[Callable[[Any], Any] | None] = [
-            self._decoder(n, (packed or {}).get(n)) if n in self.json else None for n in self.names
+            self._decoder((packed or {}).get(n)) if n in self.json else None for n in self.names
         ]
         self.select = sa.select(*self.columns)  # built once: building a 20-column select costs more than running it
         self.insert = sa.insert(table)
         self.by_key = self.select.where(table.c[key] == sa.bindparam("_key"))
 
     @staticmethod
-    def _decoder(name: str, pair: tuple[Callable[[Any], Any], Callable[[Any], Any]] | None) -> Callable[[Any], Any]:
+    def _decoder(pair: tuple[Callable[[Any], Any], Callable[[Any], Any]] | None) -> Callable[[Any], Any]:
         if pair is None:
             return from_json
         unpack = pair[1]

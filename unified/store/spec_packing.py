@@ -14,7 +14,7 @@ from typing import Any
 
 from unified.task import spec_template
 
-MARK = "~defaults"  # not a key of Task.spec(); its value names this set of defaults
+MARK = "~defaults"  # not a key of Task.spec(); its value (1) names the defaults left out, should they ever change
 _TEMPLATE = spec_template()
 _KEYS = _TEMPLATE.keys()
 
