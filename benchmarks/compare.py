@@ -4,7 +4,8 @@ The same code measures 15-40% apart within an hour on one of these hosts, and up
 (docs/performance.md), so only runs taken in turns on one host compare code. This checks BASE out into a temporary
 git worktree and runs the workload ``--runs`` times for each side, each run in a fresh process with that side's code
 (the same interpreter and installed libraries), alternating which side goes first; then it prints each side's
-minimum, quartiles and median and the ratio of the medians.
+minimum, quartiles and median, the ratio of the medians, and the ratio of the runs' median process CPU (less
+disturbed by a busy host than the wall time; it counts the workload's setup and every thread).
 
     python benchmarks/compare.py BASE [--workload W2] [--store memory] [--runs 8] [--scale 1.0]
 """
@@ -31,16 +32,23 @@ def git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
 
 
-def alternated(sides: dict[str, Path], name: str, store: str, n: int, runs: int, workdir: str) -> dict[str, list]:
-    """Seconds of ``runs`` runs per side, the sides taking turns at going first."""
+def alternated(
+    sides: dict[str, Path], name: str, store: str, n: int, runs: int, workdir: str
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Seconds and process CPU seconds (empty for W5) of ``runs`` runs per side, the sides taking turns at going
+    first."""
     seconds: dict[str, list[float]] = {label: [] for label in sides}
+    cpu: dict[str, list[float]] = {label: [] for label in sides}
     order = list(sides)
     for turn in range(runs):
         for label in order if turn % 2 == 0 else order[::-1]:
-            seconds[label].append(measure(name, store, n, workdir, sides[label])["seconds"])
+            result = measure(name, store, n, workdir, sides[label])
+            seconds[label].append(result["seconds"])
+            if "cpu_seconds" in result:
+                cpu[label].append(result["cpu_seconds"])
             print(".", end="", flush=True)
     print()
-    return seconds
+    return seconds, cpu
 
 
 def summary(label: str, seconds: list[float], tasks: int, unit: str) -> str:
@@ -80,7 +88,7 @@ def main() -> int:
             print(calibrate.describe(calibrate.machine_speed(workdir, None)))
             print(f"{args.workload} on {args.store}, {tasks:,} tasks, {args.runs} runs per side, alternated")
             sides = {f"base {base}": tree, f"this checkout ({here})": ROOT}
-            seconds = alternated(sides, args.workload, args.store, tasks, args.runs, workdir)
+            seconds, cpu = alternated(sides, args.workload, args.store, tasks, args.runs, workdir)
         finally:
             git("worktree", "remove", "--force", str(tree))
     print(f"\n| code | best | 25% | median | 75% | worst ({unit}) |\n| --- | ---: | ---: | ---: | ---: | ---: |")
@@ -94,6 +102,10 @@ def main() -> int:
         f"\nmedian time, this checkout / base: {ratio:.3f} ({verdict}); the base's own runs spread {spread * 100:.0f}%:"
     )
     print("a difference well inside that spread is noise")
+    (_, old_cpu), (_, new_cpu) = cpu.items()
+    if old_cpu and new_cpu:  # less disturbed by a busy host than the wall time, but setup and idle threads count
+        cpu_ratio = statistics.median(new_cpu) / statistics.median(old_cpu)
+        print(f"median process CPU, this checkout / base: {cpu_ratio:.3f}")
     return 0
 
 

@@ -45,11 +45,14 @@ WORKLOADS = {  # name: (function, tasks at scale 1, unit)
 LINEARITY = {"memory": (1_000, 10_000, 100_000), "sqlite": (1_000, 10_000)}  # W1 sizes (SQLite 100,000: --full)
 
 CHILD = """
-import json, resource, sys
+import json, resource, sys, time
 sys.path.insert(0, {root!r})
 from benchmarks import workloads
+cpu = time.process_time()
 value = getattr(workloads, {fn!r})({url!r}, **{kwargs!r})
-print(json.dumps({{"value": value, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+cpu = time.process_time() - cpu
+print(json.dumps({{"value": value, "cpu_seconds": cpu,
+                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
 
@@ -64,15 +67,15 @@ def store_url(store: str, workdir: str) -> str | None:
 
 def child(fn: str, url: str, kwargs: dict, root: Path = ROOT) -> dict:
     """Call ``benchmarks.workloads.<fn>(url, **kwargs)`` in a fresh interpreter, with the code of the checkout at
-    ``root``; its value and peak RSS."""
+    ``root``; its value, the process's CPU seconds during the call (setup and every thread included) and peak RSS."""
     code = CHILD.format(root=str(root), fn=fn, kwargs=kwargs, url=url)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=3600, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def measure(name: str, store: str, n: int, workdir: str, root: Path = ROOT) -> dict:
-    """Run one workload once in a fresh process (the code of the checkout at ``root``); returns seconds, tasks and
-    peak RSS."""
+    """Run one workload once in a fresh process (the code of the checkout at ``root``); returns seconds, tasks, peak
+    RSS and, except for W5 (several processes), the process's CPU seconds."""
     url = store_url(store, workdir)
     if name in ("W5", "W5b"):
         cmd = [sys.executable, str(root / "benchmarks" / "w5_workers.py"), "--url", url, "--tasks", str(n)]
@@ -87,7 +90,8 @@ def measure(name: str, store: str, n: int, workdir: str, root: Path = ROOT) -> d
     else:
         result = child(WORKLOADS[name][0], url, kwargs, root)
     tasks = layers * 100 if name == "W3" else n
-    return {"seconds": result["value"], "tasks": tasks, "peak_rss_mb": result["peak_rss_mb"]}
+    return {"seconds": result["value"], "tasks": tasks, "peak_rss_mb": result["peak_rss_mb"],
+            "cpu_seconds": result["cpu_seconds"]}  # fmt: skip
 
 
 def row(name: str, store: str, n: int, repeat: int, workdir: str) -> dict:

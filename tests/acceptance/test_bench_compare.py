@@ -25,5 +25,7 @@ def test_compare_runs_both_sides_in_turns_and_leaves_no_worktree_behind() -> Non
     assert rows[0].startswith(f"| base {head.strip()} |") and rows[1].startswith(f"| this checkout ({head.strip()}")
     assert all(len(row.split(" | ")) == 6 and float(row.split(" | ")[3]) > 0 for row in rows), rows
     assert "median time, this checkout / base:" in out
+    cpu = [line for line in out.splitlines() if line.startswith("median process CPU, this checkout / base: ")]
+    assert len(cpu) == 1 and float(cpu[0].rsplit(" ", 1)[1]) > 0, out
     after = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert after == before, "the base's worktree is removed"
