@@ -4,8 +4,7 @@ constraint violation the verb handles itself, goes through unchanged."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -14,19 +13,29 @@ from unified.errors import StoreConflict, StoreError
 CONFLICT_STATES = ("40P01", "40001")  # PostgreSQL: deadlock detected, serialization failure
 
 
-@contextmanager
-def database_errors(where: str) -> Iterator[None]:
-    """Translate driver errors raised in the block; ``where`` names the database (without its password)."""
-    try:
-        yield
-    except sa.exc.DBAPIError as exc:
+class database_errors:
+    """Translate driver errors raised in the block; ``where`` names the database (without its password).
+
+    A class, not a generator: every store verb enters one (about eight per chain step)."""
+
+    __slots__ = ("where",)
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        if not isinstance(exc, sa.exc.DBAPIError):
+            return False
+        where = self.where
         if getattr(exc.orig, "sqlstate", None) in CONFLICT_STATES:
             raise StoreConflict(
                 f"the database {where} aborted the transaction ({exc.orig}); nothing of it was kept: run it again"
             ) from exc
-        lost = isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)) or exc.connection_invalidated
-        if not lost:
-            raise
+        if not (isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)) or exc.connection_invalidated):
+            return False
         raise StoreError(
             f"the database {where} could not be used ({exc.orig}); check that it is reachable and writable"
         ) from exc
