@@ -68,8 +68,8 @@ def _claim_with_released(where: sa.ColumnElement[bool]) -> ByIds:
 CLAIM_RELEASED = _claim_with_released(~ANY_LIMIT)
 CLAIM_RELEASED_IN = _claim_with_released(sa.and_(IN_QUEUES, ~ANY_LIMIT_IN))
 # PostgreSQL: the same, recording the attempts' starts in the statement (SQLite has no use for the JSON form here)
-START_RELEASED = ByIds(starting_statement(CLAIM_RELEASED.array), CLAIM_RELEASED.json)  # type: ignore[arg-type]
-START_RELEASED_IN = ByIds(starting_statement(CLAIM_RELEASED_IN.array), CLAIM_RELEASED_IN.json)  # type: ignore[arg-type]
+START_RELEASED = ByIds(starting_statement(CLAIM_RELEASED.array), CLAIM_RELEASED.json)
+START_RELEASED_IN = ByIds(starting_statement(CLAIM_RELEASED_IN.array), CLAIM_RELEASED_IN.json)
 
 
 class SqlClaims:
