@@ -57,6 +57,7 @@ class Engine(Interventions, EngineEvents):
         self._ready_listeners: list[Callable[[int], None]] = []
         self._submit_listeners: list[Callable[[list[TaskRecord], RunRecord | None], None]] = []
         self._claimable_listeners: list[Callable[[int], None]] = []
+        self._queueing_listeners: list[Callable[[bool], None]] = []
         finished = threading.Lock()
         self._finished = threading.Condition(finished)  # a task finished
         # a run finished: its own waiters (wait_run) sleep through the task ends of the run, one per chain step
@@ -70,25 +71,27 @@ class Engine(Interventions, EngineEvents):
         self._local = threading.local()  # per thread: transaction depth and after-commit callbacks
 
     # -- transactions ------------------------------------------------------------------------------------
-    def batch(self) -> AbstractContextManager[None]:
+    def batch(self, savepoint: bool = False) -> AbstractContextManager[None]:
         """One store transaction for everything inside; wake-ups and events wait until it commits.
 
         Nested blocks join the outermost one. Waking a worker or a waiter before the commit would let it read
-        the old state, so every notification is deferred to after the outermost commit.
+        the old state, so every notification is deferred to after the outermost commit. ``savepoint``: a nested
+        block that raises undoes its own writes and what it left for the commit, and the transaction goes on.
         """
-        return Batch(self._local, self.store.atomic(), self._before_commit)
+        atomic = self.store.savepoint() if savepoint else self.store.atomic()
+        return Batch(self._local, atomic, self._before_commit, savepoint)
 
     def _before_commit(self) -> None:
-        """Just before a batch commits: record the outcomes of its attempts in one go, then let the claimable
-        listeners claim what it queued, once for the lot, and announce the ready tasks it did not claim itself."""
+        """Just before a batch commits: let the claimable listeners claim what it queued, once for the lot, then
+        record the outcomes of its attempts in one go, and announce the ready tasks it did not claim itself."""
         local = self._local
+        queued, local.claimable = local.claimable, 0
+        if queued:  # first: a listener may apply outcomes too (see on_queueing), whose attempts end below
+            for claim in self._claimable_listeners:
+                claim(queued)
         attempts, local.attempts = local.attempts, []
         if attempts:
             self.store.finish_attempts(attempts)
-        queued, local.claimable = local.claimable, 0
-        if queued:
-            for claim in self._claimable_listeners:
-                claim(queued)
         if local.releasing:  # released and not claimed by this transaction: queued now
             moves = [(task_id, "pending", None, {"state": S.QUEUED.value, "queued_at": local.released_at})
                      for task_id in local.releasing]  # fmt: skip
@@ -116,6 +119,12 @@ class Engine(Interventions, EngineEvents):
         commits and once however many submits it holds, so a local worker pool can claim them in that same
         transaction (handing them to its runners with ``after_commit``)."""
         self._claimable_listeners.append(listener)
+
+    def on_queueing(self, listener: Callable[[bool], None]) -> None:
+        """Call ``listener(True)`` as this thread begins a transaction of its own that queues tasks and will call the
+        claimable listeners before it commits, and ``listener(False)`` once that transaction ended, committed or not.
+        A local worker pool's runners leave their outcomes to such a transaction meanwhile, to share its commit."""
+        self._queueing_listeners.append(listener)
 
     def on_submitted(self, listener: Callable[[list[TaskRecord], RunRecord | None], None]) -> None:
         """Call ``listener(records, run)`` with the tasks each submit stores (and their run, if any)."""
@@ -322,10 +331,17 @@ class Engine(Interventions, EngineEvents):
                 record.state, record.queued_at = "pending", None
         queued = sum(r.state == "queued" for r in records)
         if queued and self._claimable_listeners:  # claimed in the inserting transaction (see on_claimable)
-            with self.batch():
-                self.store.insert_tasks(records)
-                self._local.claimable += queued
-                self._notify_ready(queued)  # netted against what the claim takes
+            own = not getattr(self._local, "depth", 0)  # else the claim waits for a caller's commit
+            for listener in self._queueing_listeners if own else ():
+                listener(True)
+            try:
+                with self.batch():
+                    self.store.insert_tasks(records)
+                    self._local.claimable += queued
+                    self._notify_ready(queued)  # netted against what the claim takes
+            finally:
+                for listener in self._queueing_listeners if own else ():
+                    listener(False)
             return records, 0
         self.store.insert_tasks(records)  # its own transaction: no savepoint around a multi-row insert
         return records, queued

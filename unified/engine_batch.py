@@ -14,12 +14,17 @@ class Batch:
     (after-commit callbacks, tasks made ready and claimed, upstream results, attempt outcomes). A class, not a
     generator, because it is entered several times per task."""
 
-    __slots__ = ("atomic", "before_commit", "depth", "local")
+    __slots__ = ("atomic", "before_commit", "depth", "local", "saved", "savepoint")
 
     def __init__(
-        self, local: threading.local, atomic: AbstractContextManager[Any], before_commit: Callable[[], None]
+        self,
+        local: threading.local,
+        atomic: AbstractContextManager[Any],
+        before_commit: Callable[[], None],
+        savepoint: bool = False,
     ) -> None:
-        self.local, self.atomic, self.before_commit = local, atomic, before_commit
+        self.local, self.atomic, self.before_commit, self.savepoint = local, atomic, before_commit, savepoint
+        self.saved: tuple[Any, ...] | None = None
 
     def __enter__(self) -> None:
         local = self.local
@@ -28,6 +33,10 @@ class Batch:
             local.after, local.claimable, local.released, local.attempts = [], 0, {}, []
             local.releasing = []  # released dependants still pending in the store (see Engine._release_dependants)
             local.ready = local.taken = 0
+        elif self.savepoint:  # what the transaction gathered so far, put back if this block is undone
+            released_at = getattr(local, "released_at", None)
+            self.saved = (list(local.after), local.claimable, dict(local.released), list(local.attempts),
+                          list(local.releasing), local.ready, local.taken, released_at)  # fmt: skip
         local.depth = self.depth + 1
         try:
             self.atomic.__enter__()
@@ -53,4 +62,8 @@ class Batch:
         try:
             self.atomic.__exit__(*exc_info)
         finally:
-            self.local.depth = self.depth
+            local = self.local
+            local.depth = self.depth
+            if exc_info[0] is not None and self.saved is not None:
+                (local.after, local.claimable, local.released, local.attempts, local.releasing, local.ready,
+                 local.taken, local.released_at) = self.saved  # fmt: skip

@@ -29,15 +29,16 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from unified import gc_pace
 from unified.engine import Engine
 from unified.errors import StoreConflict, StoreError, UnifiedError
 from unified.executor import Executor
+from unified.lease_guard import LeaseGuard
 from unified.store.base import TaskRecord
 from unified.task import ISOLATIONS
 from unified.utils import new_id
+from unified.worker_parking import ParkedOutcomes, Report
 
 log = logging.getLogger("unified.worker")
 
@@ -48,8 +49,6 @@ MAX_PREFETCH = 256
 REPORT_DELAY = 0.001  # seconds a runner with claimed work waiting may run it before its outcomes are applied
 BUSY_LOOK_SECONDS = 0.05  # how often the dispatcher of a busy pool looks for overdue held-back outcomes
 UNKNOWN_LEASE = "a claim of this worker committed but its answer was lost with the connection; back to the queue"
-
-Report = tuple[TaskRecord, str, dict[str, Any]]
 
 
 def default_worker_id() -> str:
@@ -99,7 +98,7 @@ class WorkerPool:
         self._unlisten: Callable[[], None] | None = None
         self._held: dict[str, int] = {}  # task id -> attempt number: what the heartbeat renews
         self._lock = threading.Lock()
-        self._held_lock = threading.Lock()  # reporting and renewing leases take turns
+        self._leases = LeaseGuard()  # reporting and renewing leases take turns
         self._ready = threading.Condition(self._lock)  # work may be claimable
         self._freed = threading.Condition(self._lock)  # a runner became idle
         self._has_work = threading.Condition(self._lock)  # a claimed task waits in the buffer
@@ -118,8 +117,11 @@ class WorkerPool:
         self._runners: list[threading.Thread] = []
         self._services: list[threading.Thread] = []
         engine.on_ready(self.wake)
+        self._parking: ParkedOutcomes | None = None
         if getattr(engine.store, "serial_writes", False):
             engine.on_claimable(self._claim_submitted)
+            self._parking = ParkedOutcomes(engine, self._leases, self._reports.put, self._forget)
+            engine.on_queueing(self._parking.queueing)
         engine.clock.on_advance(lambda: self.wake(1))
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -183,6 +185,8 @@ class WorkerPool:
         for thread in self._runners:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         if self._reporter:
+            if self._parking is not None:
+                self._parking.flush()
             self._reports.put(None)
         else:  # outcomes the runners held back: applied before anything is handed back
             self._lead_reports(by_runner=False)
@@ -319,7 +323,10 @@ class WorkerPool:
     def _report(self, report: Report) -> None:
         """A runner's outcome: applied by this runner when its task is the pool's only one and no outcome waits (the
         reporter would only add two thread hand-overs, with nothing to run meanwhile); else queued for the reporter,
-        or on the memory store for the runner that leads the applying."""
+        or on the memory store for the runner that leads the applying. On SQLite, while this process queues tasks,
+        left to the queueing transaction (see ParkedOutcomes)."""
+        if self._parking is not None and self._parking.park(report):
+            return
         if self._reporter and self._alone() and self._reporting.acquire(blocking=False):
             try:
                 self._apply([report], gather=True, by_runner=True)
@@ -466,7 +473,7 @@ class WorkerPool:
         failures = 0
         while True:
             try:
-                with self._held_lock:  # the heartbeat must not renew these while they are reported (see heartbeat)
+                with self._leases.reporting():  # not renewed while they are reported (see heartbeat)
                     with self.engine.batch():
                         if gather:
                             self._gather(batch)
@@ -520,6 +527,8 @@ class WorkerPool:
         commit waits for a sync (SQLite); on PostgreSQL the dispatcher's own claim runs beside the next insert."""
         if not self._runners:
             return  # not started: run_once / run_until_idle drain in the caller's thread
+        if self._parking is not None:
+            self._parking.apply()
         claimed = self._claim_more()
         if claimed:
             self.engine.after_commit(lambda: self._accept(claimed))
@@ -537,9 +546,7 @@ class WorkerPool:
     # -- leases ------------------------------------------------------------------------------------------
     def heartbeat(self) -> None:
         """Renew held leases, stop attempts whose lease was lost, and take back expired leases of others."""
-        # under the lock reporting holds (_held_lock): a task reported meanwhile would look lost, and the two
-        # transactions could deadlock on the same rows locked in different orders
-        with self._held_lock:
+        with self._leases.renewing():  # no report under way: one would make its task look lost (see LeaseGuard)
             held = dict(self._held)
             kept = set(self.engine.extend_leases(self.worker_id, held, self.lease_seconds)) if held else set()
             lost = [task_id for task_id in held.keys() - kept if task_id in self._held]
@@ -554,7 +561,7 @@ class WorkerPool:
         self.engine.expire_leases()
 
     def _unknown_leases(self) -> dict[str, int]:
-        """Tasks leased to this pool that it does not hold (under ``_held_lock``, after the held ones were renewed).
+        """Tasks leased to this pool that it does not hold (while renewing, after the held ones were renewed).
 
         A claim can commit while its answer is lost with the connection (killed between the COMMIT and its reply);
         the pool then retries and never learns that it holds those tasks, and their leases would lapse into lost

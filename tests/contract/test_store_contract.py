@@ -217,6 +217,33 @@ def test_update_task_round_trips_json_and_refuses_other_values(store: Store, mak
     assert store.get_tasks(["b"]) == []
 
 
+def test_a_savepoint_that_raises_undoes_only_its_own_writes(store: Store, make_task: MakeTask) -> None:
+    if store.keeps_objects:
+        pytest.skip("the memory store has no rollback: the engine checks before it writes")
+    store.insert_tasks([make_task("a")])
+    with store.atomic():
+        store.insert_tasks([make_task("b")])
+        with pytest.raises(RuntimeError), store.savepoint():
+            assert store.update_task("a", "queued", state="running")
+            store.insert_tasks([make_task("c")])
+            raise RuntimeError("boom")
+        with store.savepoint():  # the transaction goes on, and a savepoint that ends well keeps its writes
+            store.insert_tasks([make_task("d")])
+    assert store.get_task("a").state == "queued"
+    assert sorted(ids(store.get_tasks(["a", "b", "c", "d"]))) == ["a", "b", "d"]
+
+
+def test_a_savepoint_outside_a_transaction_is_one(store: Store, make_task: MakeTask) -> None:
+    if store.keeps_objects:
+        pytest.skip("the memory store has no rollback: the engine checks before it writes")
+    with pytest.raises(RuntimeError), store.savepoint():
+        store.insert_tasks([make_task("a")])
+        raise RuntimeError("boom")
+    with store.savepoint():
+        store.insert_tasks([make_task("b")])
+    assert ids(store.get_tasks(["a", "b"])) == ["b"]
+
+
 def test_update_task_dependencies_moves_dependants(store: Store, make_task: MakeTask) -> None:
     store.insert_tasks([make_task("a"), make_task("b"), make_task("c", dependencies=["a"])])
     assert store.update_task("c", None, dependencies=["b"]) is True

@@ -36,6 +36,8 @@ LAYERS: dict[str, int] = {
     "unified.task_records": 3,
     "unified.scheduler": 4,
     "unified.worker": 4,
+    "unified.worker_parking": 4,
+    "unified.lease_guard": 4,
     "unified.alerts": 4,
     "unified.channels": 4,
     "unified.task_manager": 5,

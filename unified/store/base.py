@@ -268,6 +268,11 @@ class Store(Protocol):
         """Group the verbs called inside into one transaction (re-entrant within a thread)."""
         ...
 
+    def savepoint(self) -> AbstractContextManager[None]:
+        """As :meth:`atomic`, and inside an open transaction a block whose writes alone are undone if it raises, the
+        transaction going on (a SAVEPOINT). The memory store undoes nothing, as its ``atomic`` does not."""
+        ...
+
     # workflows and versions
     def put_workflow(self, workflow: WorkflowRecord) -> None:
         """Insert or replace a workflow: its draft, name, description and times (the store keeps its own

@@ -99,6 +99,10 @@ class MemoryStore(MemoryAdminRecords):
         """Hold the store's lock for the block (no rollback: the engine checks before it writes)."""
         return self._lock
 
+    def savepoint(self) -> AbstractContextManager[Any]:
+        """As :meth:`atomic` (no rollback)."""
+        return self._lock
+
     # workflows and versions
     def put_workflow(self, workflow: WorkflowRecord) -> None:
         """Insert or replace a workflow (its ``draft_hash`` computed here; a replace keeps its ``current_version``)."""

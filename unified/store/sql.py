@@ -303,6 +303,16 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
         with self._tx():
             yield
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """As atomic(); inside a transaction, the block's writes are undone alone if it raises."""
+        with (
+            self._tx() as conn,
+            self._wrap_errors(),
+            self._direct.savepoint(conn) if self._local.depth else nullcontext(),
+        ):
+            yield
+
     # generic helpers
     def _one(self, codec: Codec[Any], what: str, stmt: sa.Select[Any], params: dict[str, Any]) -> Any:
         with self._tx(write=False) as conn:

@@ -13,6 +13,7 @@ the same way on both paths.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -27,6 +28,7 @@ PIPELINE_MIN = 4
 # (5.9-6.2 against 6.6-6.9)
 COPY_MIN = 64
 ALL_OR_EACH = "unified_all_or_each"  # the savepoint of a batched compare-and-set on SQLite (rowcounts)
+BLOCK = "unified_block"  # the savepoint of Store.savepoint
 
 
 class _Statement(NamedTuple):
@@ -120,6 +122,27 @@ class DirectStatements:
             driver.execute(f"ROLLBACK TO {ALL_OR_EACH}")  # type: ignore[union-attr]
         driver.execute(f"RELEASE {ALL_OR_EACH}")  # type: ignore[union-attr]
         return every
+
+    @contextlib.contextmanager
+    def savepoint(self, conn: sa.Connection) -> Iterator[None]:
+        """A SAVEPOINT around the block, rolled back to if it raises, sent on the driver's connection: through
+        SQLAlchemy (``begin_nested``) each end of it costs an execution of its own, several times the statement."""
+        driver = conn.connection.driver_connection
+        self._plain_statement(conn, f"SAVEPOINT {BLOCK}")
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(self._error):  # a lost connection: the caller's error handling has it
+                driver.execute(f"ROLLBACK TO {BLOCK}")  # type: ignore[union-attr]
+                driver.execute(f"RELEASE {BLOCK}")  # type: ignore[union-attr]
+            raise
+        self._plain_statement(conn, f"RELEASE {BLOCK}")
+
+    def _plain_statement(self, conn: sa.Connection, sql: str) -> None:
+        try:
+            conn.connection.driver_connection.execute(sql)  # type: ignore[union-attr]
+        except self._error as exc:
+            raise self._translated(conn, exc, sql, None) from exc
 
     def insert_returning(self, conn: sa.Connection, stmt: sa.Insert, rows: list[dict[str, Any]]) -> list[Any]:
         """Run an INSERT ... RETURNING of ``rows`` (each with the keys of the first); the row each returned, in order.

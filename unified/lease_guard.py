@@ -1,0 +1,66 @@
+"""How a worker pool's reports and its lease renewals take turns.
+
+The heartbeat renews the leases of the tasks the pool holds. Were an outcome committed while it renews, the task
+would look lost (its lease no longer renewable) before the pool forgets it, and on PostgreSQL the two transactions
+could deadlock on the same rows locked in different orders. So a renewal waits for the reports under way and holds
+new ones back; reports do not wait for each other here (a pool's reporter, a runner applying its own outcome and a
+queueing transaction applying parked ones may each be under way).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class LeaseGuard:
+    """Any number of reports at once (shared), or one lease renewal (exclusive, and first in line once it waits)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition(threading.Lock())
+        self._reports = 0  # under way
+        self._renewal = False  # under way or waiting for the reports to end
+
+    @contextmanager
+    def reporting(self) -> Iterator[None]:
+        """A report's block: waits while a renewal is under way or waiting."""
+        with self._changed:
+            while self._renewal:
+                self._changed.wait()
+            self._reports += 1
+        try:
+            yield
+        finally:
+            self.end_report()
+
+    def try_report(self) -> bool:
+        """Begin a report without waiting: False if a renewal is under way or waiting. End it with end_report."""
+        with self._changed:
+            if self._renewal:
+                return False
+            self._reports += 1
+            return True
+
+    def end_report(self) -> None:
+        """End a report begun by :meth:`try_report`."""
+        with self._changed:
+            self._reports -= 1
+            if not self._reports:
+                self._changed.notify_all()
+
+    @contextmanager
+    def renewing(self) -> Iterator[None]:
+        """A renewal's block: waits for one under way, then holds new reports back and waits for those under way."""
+        with self._changed:
+            while self._renewal:
+                self._changed.wait()
+            self._renewal = True
+            while self._reports:
+                self._changed.wait()
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._renewal = False
+                self._changed.notify_all()
