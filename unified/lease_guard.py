@@ -15,44 +15,50 @@ from contextlib import contextmanager
 
 
 class LeaseGuard:
-    """Any number of reports at once (shared), or one lease renewal (exclusive, and first in line once it waits)."""
+    """Any number of reports at once (shared), or one lease renewal (exclusive, and first in line once it waits).
+
+    The guard is the context manager of a report (``with guard.reporting():``): a class rather than a generator,
+    and a renewal woken only when one waits, since every batch of outcomes enters it.
+    """
 
     def __init__(self) -> None:
-        self._changed = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._reports = 0  # under way
         self._renewal = False  # under way or waiting for the reports to end
 
-    @contextmanager
-    def reporting(self) -> Iterator[None]:
+    def reporting(self) -> LeaseGuard:
         """A report's block: waits while a renewal is under way or waiting."""
-        with self._changed:
+        return self
+
+    def __enter__(self) -> None:
+        with self._lock:
             while self._renewal:
                 self._changed.wait()
             self._reports += 1
-        try:
-            yield
-        finally:
-            self.end_report()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.end_report()
 
     def try_report(self) -> bool:
         """Begin a report without waiting: False if a renewal is under way or waiting. End it with end_report."""
-        with self._changed:
+        with self._lock:
             if self._renewal:
                 return False
             self._reports += 1
             return True
 
     def end_report(self) -> None:
-        """End a report begun by :meth:`try_report`."""
-        with self._changed:
+        """End a report (begun by :meth:`try_report`)."""
+        with self._lock:
             self._reports -= 1
-            if not self._reports:
+            if self._renewal and not self._reports:
                 self._changed.notify_all()
 
     @contextmanager
     def renewing(self) -> Iterator[None]:
         """A renewal's block: waits for one under way, then holds new reports back and waits for those under way."""
-        with self._changed:
+        with self._lock:
             while self._renewal:
                 self._changed.wait()
             self._renewal = True
@@ -61,6 +67,6 @@ class LeaseGuard:
         try:
             yield
         finally:
-            with self._changed:
+            with self._lock:
                 self._renewal = False
                 self._changed.notify_all()
