@@ -6,7 +6,8 @@ transaction for the lot; none when attempts are long, so slow tasks are not hoar
 take claimed tasks in priority order and execute attempts; finished attempts are applied in batches (one
 transaction for all outcomes that arrived meanwhile: group commit), claiming for the free runners in that same
 transaction. On a database store a reporter thread applies them, so the runners go on running while a commit waits
-for its sync or its round trips; on the memory store, where applying is Python work under the GIL, whichever
+for its sync or its round trips (on SQLite, while this process is queueing tasks, the queueing transaction does:
+see unified.worker_parking); on the memory store, where applying is Python work under the GIL, whichever
 runner finds no other one applying does it (a reporter thread there only added hand-offs), and a runner with a
 claimed task waiting may run it first, so that several outcomes are applied at once (up to ``REPORT_DELAY``; the
 dispatcher applies them if that task runs long). A heartbeat thread
