@@ -27,7 +27,8 @@ from unified.api import create_app
 from unified.routes.deps import encode_cursor
 from unified.server import ServerSettings
 from unified.store import open_store
-from unified.store.base import RunRecord, Store, TaskRecord, WorkflowRecord
+from unified.store.base import Store
+from unified.store.records import RunRecord, TaskRecord, WorkflowRecord
 from unified.utils import new_id
 
 TASKS_PER_RUN = 10

@@ -33,7 +33,7 @@ from unified.channels import (
 )
 from unified.engine import Engine
 from unified.errors import UnifiedError, ValidationError
-from unified.store.base import AlertRecord, AlertRuleRecord, RunRecord, TaskRecord
+from unified.store.records import AlertRecord, AlertRuleRecord, RunRecord, TaskRecord
 from unified.utils import backoff_delay, iso, new_id
 
 log = logging.getLogger("unified.alerts")

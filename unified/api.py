@@ -22,7 +22,7 @@ from unified import __version__
 from unified.errors import AuthenticationError, CycleError, UnifiedError, http_status
 from unified.routes import alerts, api_keys, audit, health, metrics, runs, schedules, tasks, workflows
 from unified.server import Server, ServerSettings
-from unified.store.base import AuditRecord
+from unified.store.records import AuditRecord
 from unified.ui import web
 from unified.utils import Clock, new_id
 

@@ -29,7 +29,8 @@ from unified.errors import (
     PermissionDeniedError,
     ValidationError,
 )
-from unified.store.base import ApiKeyRecord, Store
+from unified.store.base import Store
+from unified.store.records import ApiKeyRecord
 from unified.utils import Clock, iso
 
 KEY_PREFIX = "unified"

@@ -23,7 +23,8 @@ from unified.functions import FunctionRegistry
 from unified.graph import validate_graph
 from unified.interventions import UNFINISHED, Interventions
 from unified.outcome_plan import PlannedOutcome
-from unified.store.base import LogRecord, RunRecord, Store, TaskRecord
+from unified.store.base import Store
+from unified.store.records import LogRecord, RunRecord, TaskRecord
 from unified.task import (
     FINISHED_STATES,
     CancelFlag,

@@ -8,7 +8,7 @@ from typing import Any
 
 from unified.events import EventBus
 from unified.outcome_plan import PlannedOutcome
-from unified.store.base import RunRecord, TaskRecord
+from unified.store.records import RunRecord, TaskRecord
 from unified.utils import Clock
 
 

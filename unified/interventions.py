@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 from unified import events as ev
 from unified.errors import ConflictError, ValidationError
-from unified.store.base import RunRecord, Store, TaskRecord
+from unified.store.base import Store
+from unified.store.records import RunRecord, TaskRecord
 from unified.task import BAD_STATES, FINISHED_STATES, RETRYABLE_STATES, CancelSignal, TaskState
 from unified.utils import Clock
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from unified.errors import SerializationError
-from unified.store.base import TaskRecord
+from unified.store.records import TaskRecord
 from unified.task import RetryPolicy, TaskState, check_transition
 from unified.utils import to_json
 

@@ -22,7 +22,7 @@ from unified import events as ev
 from unified.cron import Timing, load_zone, to_epoch
 from unified.engine import Engine
 from unified.errors import UnifiedError, ValidationError
-from unified.store.base import FireRecord, ScheduleRecord
+from unified.store.records import FireRecord, ScheduleRecord
 from unified.task import Task, check_sla
 from unified.utils import iso, new_id, to_json
 

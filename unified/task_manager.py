@@ -22,7 +22,7 @@ from unified.events import EventBus
 from unified.executor import Executor
 from unified.scheduler import Scheduler, When
 from unified.store import Store, open_store
-from unified.store.base import AlertRecord, AttemptRecord, TaskRecord
+from unified.store.records import AlertRecord, AttemptRecord, TaskRecord
 from unified.task import FINISHED_STATES, Task
 from unified.utils import Clock, FakeClock, iso, new_id
 from unified.worker import WorkerPool

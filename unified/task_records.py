@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from unified.store.base import TaskRecord
+from unified.store.records import TaskRecord
 from unified.task import BAD_STATES
 
 Spec = dict[str, Any]  # Task.spec(): what a task runs and how, as stored

@@ -36,7 +36,7 @@ from unified.engine import Engine
 from unified.errors import StoreConflict, StoreError, UnifiedError
 from unified.executor import Executor
 from unified.lease_guard import LeaseGuard
-from unified.store.base import TaskRecord
+from unified.store.records import TaskRecord
 from unified.task import ISOLATIONS
 from unified.utils import new_id
 from unified.worker_parking import ParkedOutcomes, Report

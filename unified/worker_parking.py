@@ -20,7 +20,7 @@ from typing import Any
 
 from unified.engine import Engine
 from unified.lease_guard import LeaseGuard
-from unified.store.base import TaskRecord
+from unified.store.records import TaskRecord
 
 log = logging.getLogger("unified.worker")
 

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from tests.helpers.postgres import postgres_schema_url
-from unified.store.base import Store, TaskRecord
+from unified.store.base import Store
 from unified.store.memory import MemoryStore
+from unified.store.records import TaskRecord
 from unified.store.sql import SqlStore
 
 KINDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]

@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from unified.store.base import Store, TaskRecord
+from unified.store.base import Store
+from unified.store.records import TaskRecord
 from unified.store.schema import CHUNK
 
 MakeTask = Callable[..., TaskRecord]

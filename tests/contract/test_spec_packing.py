@@ -9,7 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from tests.helpers.tasks import add
-from unified.store.base import Store, TaskRecord, WorkflowRecord
+from unified.store.base import Store
+from unified.store.records import TaskRecord, WorkflowRecord
 from unified.store.schema import tasks, versions
 from unified.store.spec_packing import MARK, pack, unpack
 from unified.store.sql import SqlStore

@@ -7,7 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from unified.errors import NotFoundError
-from unified.store.base import (
+from unified.store.base import Store
+from unified.store.records import (
     AlertRecord,
     AlertRuleRecord,
     ApiKeyRecord,
@@ -15,7 +16,6 @@ from unified.store.base import (
     FireRecord,
     RunRecord,
     ScheduleRecord,
-    Store,
     TaskRecord,
 )
 

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from unified.store.base import FireRecord, Store, TaskRecord
+from unified.store.base import Store
+from unified.store.records import FireRecord, TaskRecord
 
 TASKS = 500
 FIRES = 200
@@ -36,7 +37,7 @@ print(json.dumps(taken), flush=True)
 """
 FIRER = """
 import sys
-from unified.store.base import FireRecord
+from unified.store.records import FireRecord
 from unified.store.sql import SqlStore
 store = SqlStore(sys.argv[1])
 print("ready", flush=True)

@@ -11,12 +11,12 @@ import sqlalchemy as sa
 from tests.helpers.together import at_once
 from unified.errors import ConflictError, DuplicateTaskError, NotFoundError, SerializationError, ValidationError
 from unified.graph import graph_hash
-from unified.store.base import (
+from unified.store.base import Store
+from unified.store.records import (
     AlertRecord,
     AttemptRecord,
     LogRecord,
     RunRecord,
-    Store,
     TaskRecord,
     VersionRecord,
     WorkflowRecord,

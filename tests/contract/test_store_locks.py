@@ -8,7 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from unified.errors import NotFoundError
-from unified.store.base import Dependant, RunRecord, Store, TaskRecord
+from unified.store.base import Store
+from unified.store.records import Dependant, RunRecord, TaskRecord
 
 
 def test_lock_dependants_returns_the_current_states_in_id_order(

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.contract.test_store_concurrency import run_threads
-from unified.store.base import Store, TaskRecord
+from unified.store.base import Store
+from unified.store.records import TaskRecord
 
 NOW = 1000.0
 

@@ -13,7 +13,7 @@ from tests.helpers.workers import wait_until
 from unified.engine import Engine
 from unified.scheduler import Scheduler, When
 from unified.service import run_scheduler
-from unified.store.base import WorkflowRecord
+from unified.store.records import WorkflowRecord
 from unified.store.sql import SqlStore
 from unified.task import Task
 from unified.utils import FakeClock

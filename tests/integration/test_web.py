@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from tests.helpers.api_tasks import log_value
 from tests.integration.conftest import Api, start_api
 from unified.server import ServerSettings
-from unified.store.base import AlertRecord, TaskRecord
+from unified.store.records import AlertRecord, TaskRecord
 from unified.task import Task
 from unified.ui.pages.base import COOKIE, Session, decode_session, encode_session
 from unified.workflow.workflow import Workflow

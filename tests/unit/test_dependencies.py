@@ -13,8 +13,8 @@ from unified.engine import Engine
 from unified.errors import CycleError, DuplicateTaskError, UnknownDependencyError
 from unified.graph import validate_graph
 from unified.store import open_store
-from unified.store.base import TaskRecord
 from unified.store.memory import MemoryStore
+from unified.store.records import TaskRecord
 from unified.task import Task, TaskContext
 from unified.task_manager import TaskManager
 from unified.workflow.workflow import Workflow, WorkflowManager

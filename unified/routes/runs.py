@@ -23,7 +23,7 @@ from unified.routes.deps import (
     timestamp,
 )
 from unified.schemas import RunAction, RunDetail, RunOut, RunPage
-from unified.store.base import RunRecord
+from unified.store.records import RunRecord
 from unified.utils import iso
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=ERROR_RESPONSES)

@@ -13,7 +13,9 @@ from typing import Any, TypeVar
 
 from unified.errors import DuplicateTaskError, NotFoundError, ValidationError, name_taken
 from unified.graph import graph_hash
-from unified.store.base import (
+from unified.store.base import check_changes
+from unified.store.memory_admin import MemoryAdminRecords
+from unified.store.records import (
     CLAIMABLE_STATES,
     AlertRecord,
     AttemptRecord,
@@ -24,9 +26,7 @@ from unified.store.base import (
     VersionRecord,
     WorkflowRecord,
     WorkflowSummary,
-    check_changes,
 )
-from unified.store.memory_admin import MemoryAdminRecords
 from unified.store.yielding_lock import YieldingLock
 from unified.utils import copy_data
 

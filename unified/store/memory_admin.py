@@ -9,7 +9,7 @@ import copy
 from typing import Any
 
 from unified.errors import NotFoundError
-from unified.store.base import AlertRuleRecord, ApiKeyRecord, AuditRecord, FireRecord, ScheduleRecord
+from unified.store.records import AlertRuleRecord, ApiKeyRecord, AuditRecord, FireRecord, ScheduleRecord
 from unified.store.yielding_lock import YieldingLock
 
 

@@ -18,7 +18,8 @@ import sqlalchemy as sa
 
 from unified.errors import SerializationError
 from unified.store import spec_packing
-from unified.store.base import (
+from unified.store.base import check_changes
+from unified.store.records import (
     AlertRecord,
     AlertRuleRecord,
     ApiKeyRecord,
@@ -31,7 +32,6 @@ from unified.store.base import (
     TaskRecord,
     VersionRecord,
     WorkflowRecord,
-    check_changes,
 )
 from unified.utils import from_json, to_json
 

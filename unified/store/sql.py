@@ -19,13 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from unified.errors import ConflictError, DuplicateTaskError, NotFoundError
 from unified.store import migrations
-from unified.store.base import (
-    CLAIMABLE_STATES,
-    AttemptRecord,
-    LogRecord,
-    RunRecord,
-    TaskRecord,
-)
+from unified.store.records import CLAIMABLE_STATES, AttemptRecord, LogRecord, RunRecord, TaskRecord
 from unified.store.schema import (
     ATTEMPTS,
     ATTEMPTS_OF,

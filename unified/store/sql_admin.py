@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from unified.store.base import AlertRecord, AlertRuleRecord, ApiKeyRecord, AuditRecord, FireRecord, ScheduleRecord
+from unified.store.records import AlertRecord, AlertRuleRecord, ApiKeyRecord, AuditRecord, FireRecord, ScheduleRecord
 from unified.store.schema import (
     ALERT_RULES,
     ALERTS,

@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from unified.store.base import AttemptRecord, TaskRecord
+from unified.store.records import AttemptRecord, TaskRecord
 from unified.store.schema import (
     ANY_LIMIT,
     ANY_LIMIT_IN,

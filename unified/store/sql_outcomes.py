@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from unified.errors import ValidationError
-from unified.store.base import CLAIMABLE_STATES, Dependant, TaskRecord
+from unified.store.records import CLAIMABLE_STATES, Dependant, TaskRecord
 from unified.store.schema import (
     ATTEMPTS,
     CHUNK,

@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql
 
 from unified.errors import NotFoundError, ValidationError, name_taken
 from unified.graph import graph_hash
-from unified.store.base import VersionRecord, WorkflowRecord, WorkflowSummary
+from unified.store.records import VersionRecord, WorkflowRecord, WorkflowSummary
 from unified.store.schema import CHUNK, VERSION_BY_NUMBER, VERSIONS, WORKFLOWS, Codec, versions, workflows
 from unified.utils import chunks
 

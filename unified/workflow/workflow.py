@@ -20,7 +20,7 @@ from unified.errors import ConflictError, NotFoundError, ValidationError
 from unified.graph import check_new_tasks
 from unified.scheduler import When
 from unified.store import Store
-from unified.store.base import RunRecord, WorkflowRecord
+from unified.store.records import RunRecord, WorkflowRecord
 from unified.task import Task, check_sla
 from unified.task_manager import ScheduleMethods, TaskManager, tasks_metadata
 from unified.utils import iso, new_id

@@ -26,7 +26,7 @@ from rich.text import Text
 
 from unified.errors import TimeoutExpired
 from unified.logger import configure_logging
-from unified.store.base import RunRecord, TaskRecord
+from unified.store.records import RunRecord, TaskRecord
 from unified.task import FINISHED_STATES
 from unified.ui.commands.common import (
     EXIT_FAILED,

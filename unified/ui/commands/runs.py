@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from unified.store.base import RunRecord
+from unified.store.records import RunRecord
 from unified.ui.commands.common import (
     Db,
     Json,

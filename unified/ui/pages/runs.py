@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from unified.auth import Role
 from unified.errors import NotFoundError
-from unified.store.base import AttemptRecord, RunRecord, TaskRecord
+from unified.store.records import AttemptRecord, RunRecord, TaskRecord
 from unified.task import FINISHED_STATES
 from unified.ui.pages.base import (
     PAGE_SIZE,

@@ -10,7 +10,7 @@ from fastapi import Request, Response
 
 from unified.auth import Role
 from unified.errors import ValidationError
-from unified.store.base import TaskRecord
+from unified.store.records import TaskRecord
 from unified.ui.pages.base import (
     PAGE_SIZE,
     RUN_STATES,
