@@ -15,8 +15,6 @@ from tests.helpers.workers import wait_until
 from unified.engine import Engine
 from unified.errors import StoreError
 from unified.lease_guard import LeaseGuard
-from unified.store.sql import SqlStore
-from unified.task import Task
 from unified.task_manager import TaskManager
 from unified.worker import WorkerPool
 from unified.worker_parking import ParkedOutcomes
@@ -28,17 +26,22 @@ def forty_two() -> int:
 
 
 class Applying:
-    """Makes the next queueing transaction wait, before it applies what is parked, until an outcome is parked."""
+    """Makes the next queueing transaction wait, before it applies what is parked, until an outcome is parked; and
+    notes what that transaction applied."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.armed = False
+        self.applied: list[Any] = []
         apply = ParkedOutcomes.apply
 
         def waiting_apply(parking: ParkedOutcomes) -> None:
-            if self.armed:
-                self.armed = False
-                wait_until(lambda: parking._parked, 5, "an outcome parked for the queueing transaction", 0.002)
+            if not self.armed:
+                apply(parking)
+                return
+            self.armed = False
+            wait_until(lambda: parking._parked, 5, "an outcome parked for the queueing transaction", 0.002)
             apply(parking)
+            self.applied = list(getattr(parking._thread, "applied", None) or [])
 
         monkeypatch.setattr(ParkedOutcomes, "apply", waiting_apply)
 
@@ -106,25 +109,27 @@ def test_an_outcome_applied_in_a_queueing_transaction_that_fails_goes_to_the_rep
 ) -> None:
     by = committers(tm)
     claim_more = WorkerPool._claim_more
+    failing = threading.Event()
 
     def failing_once(pool: WorkerPool) -> Any:
-        if applying.failing:
-            applying.failing = False
+        if failing.is_set():
+            failing.clear()
             raise StoreError("the claim broke (the test's)")
         return claim_more(pool)
 
-    applying.failing = False  # type: ignore[attr-defined]
     monkeypatch.setattr(WorkerPool, "_claim_more", failing_once)
     first = tm.queue_task(forty_two)
-    applying.armed = applying.failing = True  # type: ignore[attr-defined]
+    applying.armed = True
+    failing.set()
     with pytest.raises(StoreError, match="the claim broke"):
         tm.queue_task(forty_two, task_id="never-stored")
+    assert [record.id for record, _, _ in applying.applied] == [first], "applied there, then rolled back with it"
     assert tm.wait(first, timeout=5)["result"] == 42
     assert by[first] == ["unified-reporter"]
     assert tm.store.get_tasks(["never-stored"]) == []
 
 
-def test_a_queue_task_inside_a_callers_batch_leaves_outcomes_to_the_reporter(tm: TaskManager) -> None:
+def test_only_a_queue_task_in_a_transaction_of_its_own_opens_a_queueing_transaction(tm: TaskManager) -> None:
     marks: list[bool] = []
     tm.engine.on_queueing(marks.append)
     tm.wait(tm.queue_task(forty_two), timeout=5)
@@ -132,19 +137,6 @@ def test_a_queue_task_inside_a_callers_batch_leaves_outcomes_to_the_reporter(tm:
         inside = tm.queue_task(forty_two)
     tm.wait(inside, timeout=5)
     assert marks == [True, False], "only a transaction of its own: a caller's commits when the caller says"
-
-
-def test_without_a_queueing_transaction_a_runner_reports_as_before(tmp_path: Path) -> None:
-    store = SqlStore(f"sqlite:///{tmp_path / 'alone.db'}")
-    engine = Engine(store)
-    engine.submit([Task(task_id="t", func=forty_two)])
-    pool = WorkerPool(engine, max_workers=1)
-    pool.start()
-    try:
-        wait_until(lambda: store.get_task("t").state == "success", 5, "the task applied by its runner")
-    finally:
-        pool.stop()
-        store.close()
 
 
 def run_in_thread(target: Any) -> threading.Thread:
