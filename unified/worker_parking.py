@@ -82,6 +82,9 @@ class ParkedOutcomes:
             return
         with self._lock:
             parked, self._parked = self._parked, []
+        if not parked:  # another queueing thread took them meanwhile
+            self._leases.end_report()
+            return
         try:
             with self._engine.batch(savepoint=True):
                 # copies: a transaction undone must not leave moved records
@@ -103,8 +106,8 @@ class ParkedOutcomes:
 
     def _committed(self) -> None:
         applied, self._thread.applied = self._thread.applied, None
+        self._forget(applied)  # before the report ends: a renewal must not find these tasks held and not renewable
         self._leases.end_report()
-        self._forget(applied)
 
     def _hand_over(self, reports: list[Report]) -> None:
         for report in reports:
