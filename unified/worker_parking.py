@@ -24,6 +24,8 @@ from unified.store.records import TaskRecord
 
 log = logging.getLogger("unified.worker")
 
+MOST_APPLIED = 256  # parked outcomes one queueing transaction applies at most (as many as a reporter's batch)
+
 Report = tuple[TaskRecord, str, dict[str, Any]]
 
 
@@ -80,8 +82,8 @@ class ParkedOutcomes:
             return
         if not self._leases.try_report():
             return
-        with self._lock:
-            parked, self._parked = self._parked, []
+        with self._lock:  # the rest wait for the next queueing transaction, or the reporter
+            parked, self._parked = self._parked[:MOST_APPLIED], self._parked[MOST_APPLIED:]
         if not parked:  # another queueing thread took them meanwhile
             self._leases.end_report()
             return

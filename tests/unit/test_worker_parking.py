@@ -15,9 +15,11 @@ from tests.helpers.workers import wait_until
 from unified.engine import Engine
 from unified.errors import StoreError
 from unified.lease_guard import LeaseGuard
+from unified.store.sql import SqlStore
+from unified.task import Task
 from unified.task_manager import TaskManager
 from unified.worker import WorkerPool
-from unified.worker_parking import ParkedOutcomes
+from unified.worker_parking import MOST_APPLIED, ParkedOutcomes
 
 
 def forty_two() -> int:
@@ -179,3 +181,23 @@ def test_a_report_waits_for_a_renewal_under_way() -> None:
         assert not reported.wait(0.05), "held back while the leases are renewed"
     reporter.join(5)
     assert reported.is_set()
+
+
+def test_one_queueing_transaction_applies_at_most_a_batch_and_the_rest_go_to_the_reporter(tmp_path: Path) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'cap.db'}")
+    engine = Engine(store)
+    engine.submit([Task(task_id=f"t{i}", func=forty_two) for i in range(MOST_APPLIED + 10)])
+    reports = [(record, "success", {"result": 42}) for record in engine.claim("w", MOST_APPLIED + 10)]
+    to_reporter: list[Any] = []
+    parking = ParkedOutcomes(engine, LeaseGuard(), to_reporter.append, lambda applied: None)
+    parking.queueing(True)
+    try:
+        assert all(parking.park(report) for report in reports)
+        with engine.batch():
+            parking.apply()
+    finally:
+        parking.queueing(False)
+    states = [r.state for r in store.get_tasks([f"t{i}" for i in range(MOST_APPLIED + 10)])]
+    assert states.count("success") == MOST_APPLIED and len(to_reporter) == 10
+    assert not parking.park(reports[0]), "nothing is parked once no queueing transaction is open"
+    store.close()
