@@ -658,6 +658,23 @@ def test_a_page_of_workflow_summaries_counts_each_draft_in_the_order_given(store
     assert store.workflow_summaries([]) == []
 
 
+def test_a_workflow_summary_names_the_newest_run_of_its_workflow(store: Store) -> None:
+    for n in range(3):
+        store.put_workflow(workflow(f"w{n}", NOW + n))
+    store.insert_run(RunRecord("old", "w1", 1, "failure", created_at=NOW + 1))
+    store.insert_run(RunRecord("newest", "w1", 1, "running", created_at=NOW + 3))
+    store.insert_run(RunRecord("other", "w2", 1, "success", created_at=NOW + 9))
+    store.insert_run(RunRecord("older", "w1", 1, "success", created_at=NOW + 2))  # inserted later, created earlier
+    store.insert_run(RunRecord("first", "w0", 1, "success", created_at=NOW + 4))
+    store.insert_run(RunRecord("second", "w0", 1, "canceled", created_at=NOW + 4))  # created at once: inserted later
+    summaries = {s.workflow_id: s for s in store.workflow_summaries(["w0", "w1", "w2"])}
+    assert summaries["w1"][5:] == ("newest", "running", NOW + 3)
+    assert summaries["w2"][5:] == ("other", "success", NOW + 9)
+    assert summaries["w0"][5:] == ("second", "canceled", NOW + 4)
+    store.put_workflow(workflow("w3", NOW + 3))
+    assert store.workflow_summaries(["w3"])[0][5:] == (None, None, None), "never run"
+
+
 def test_changing_a_workflow_or_version_read_back_leaves_the_stored_one_alone(store: Store) -> None:
     specs = [{"task_id": "t", "dependencies": ["u"], "kwargs": {"n": [1, 2]}}]
     draft = workflow("w", NOW, tasks=specs)

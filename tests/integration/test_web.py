@@ -290,6 +290,27 @@ def test_the_workflows_list_counts_tasks_without_reading_their_specs(
     assert sorted((name, tasks) for name, _, tasks in cells) == [("big", "300"), ("pipeline", "3")]
 
 
+def test_the_workflows_list_shows_each_newest_run_read_with_the_page(
+    sqlite_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager = sqlite_api.services.workflow_manager
+    manager.register(Workflow("idle", tasks=[Task(task_id="t", func=log_value, args=(1,))]))
+    workflow = pipeline_id(sqlite_api)
+    first = manager.start_workflow(workflow, params={"day": "2026-01-01"})
+    sqlite_api.drain()
+    newest = manager.start_workflow(workflow, params={"day": "2026-01-02"})
+
+    def one_query_per_workflow(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the page read a workflow's runs on its own")
+
+    client = sign_in(sqlite_api)
+    monkeypatch.setattr(sqlite_api.services.store, "list_runs", one_query_per_workflow)
+    page = client.get("/ui/workflows").text
+    assert f"/ui/runs/{newest}" in page and f"/ui/runs/{first}" not in page
+    row = re.search(r">idle</a>.*?</tr>", page, re.S)
+    assert row is not None and "never run" in row.group(0)
+
+
 def test_static_files_are_served_from_the_package(api: Api) -> None:
     for name in ("app.css", "app.js", "graph.js", "run.js", "vendor/htmx.min.js", "vendor/dagre.min.js"):
         assert api.client.get(f"/ui/static/{name}").status_code == 200, name

@@ -141,9 +141,22 @@ class MemoryStore(MemoryAdminRecords):
         """The summaries of the workflows with these ids that exist, in the order given."""
         with self._lock:
             found = [self._workflows[i] for i in workflow_ids if i in self._workflows]
-            return [
-                WorkflowSummary(w.workflow_id, w.name, w.description, w.current_version, len(w.tasks)) for w in found
-            ]
+            newest: dict[str, RunRecord] = {}
+            wanted = {w.workflow_id for w in found}
+            for run in self._runs.values():  # in insertion order: of runs created at once, the later one is newer
+                key = run.workflow_id
+                if key is not None and key in wanted:
+                    best = newest.get(key)
+                    if best is None or run.created_at >= best.created_at:
+                        newest[key] = run
+            summaries = []
+            for w in found:
+                last = newest.get(w.workflow_id)
+                run = (last.run_id, last.state, last.created_at) if last else ()
+                summaries.append(
+                    WorkflowSummary(w.workflow_id, w.name, w.description, w.current_version, len(w.tasks), *run)
+                )
+            return summaries
 
     def workflow_names(self) -> dict[str, str]:
         """Every workflow's name by its id, oldest first."""

@@ -49,13 +49,17 @@ class TaskRecord:
 
 
 class WorkflowSummary(NamedTuple):
-    """A workflow as a list shows it: its task count without its task specs, which a store need not decode."""
+    """A workflow as a list shows it: its task count without its task specs, which a store need not decode, and
+    its newest run (None when it never ran)."""
 
     workflow_id: str
     name: str
     description: str
     current_version: int | None
     task_count: int
+    last_run_id: str | None = None
+    last_run_state: str | None = None
+    last_run_at: float | None = None  # when that run was created
 
 
 class Dependant(NamedTuple):

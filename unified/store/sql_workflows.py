@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql
 from unified.errors import NotFoundError, ValidationError, name_taken
 from unified.graph import graph_hash
 from unified.store.records import VersionRecord, WorkflowRecord, WorkflowSummary
-from unified.store.schema import CHUNK, VERSION_BY_NUMBER, VERSIONS, WORKFLOWS, Codec, versions, workflows
+from unified.store.schema import CHUNK, VERSION_BY_NUMBER, VERSIONS, WORKFLOWS, Codec, runs, versions, workflows
 from unified.utils import chunks
 
 T = TypeVar("T")
@@ -42,10 +42,21 @@ WORKFLOWS_BY_IDS = WORKFLOWS.select.where(workflows.c.workflow_id.in_(sa.bindpar
 
 
 def _summaries(drafts: sa.ColumnElement[Any]) -> sa.Select[Any]:
-    """The summary columns of the workflows in ``_ids``, the length of each draft counted by the database."""
-    c = workflows.c
-    return sa.select(c.workflow_id, c.name, c.description, c.current_version, sa.func.json_array_length(drafts)).where(
-        c.workflow_id.in_(sa.bindparam("_ids", expanding=True))
+    """The summary columns of the workflows in ``_ids``, the length of each draft counted by the database, with the
+    newest run of each (one walk of ``ix_runs_workflow`` per workflow, not a query each)."""
+    c, newer = workflows.c, runs.alias("newer")
+    newest = (
+        sa.select(newer.c.seq)
+        .where(newer.c.workflow_id == c.workflow_id)
+        .order_by(newer.c.created_at.desc(), newer.c.seq.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    columns = (c.workflow_id, c.name, c.description, c.current_version, sa.func.json_array_length(drafts))
+    return (
+        sa.select(*columns, runs.c.run_id, runs.c.state, runs.c.created_at)
+        .select_from(workflows.outerjoin(runs, runs.c.seq == newest))
+        .where(c.workflow_id.in_(sa.bindparam("_ids", expanding=True)))
     )
 
 
