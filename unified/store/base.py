@@ -90,7 +90,7 @@ class Store(Protocol):
 
     def workflow_summaries(self, workflow_ids: list[str]) -> list[WorkflowSummary]:
         """The summaries of the workflows with these ids that exist, in the order given (a page of a list: their
-        draft specs are counted, not decoded)."""
+        draft specs are counted, not decoded), each with its newest run as ``list_runs`` orders them."""
         ...
 
     def workflow_names(self) -> dict[str, str]:
