@@ -332,8 +332,9 @@ class Engine(Interventions, EngineEvents):
                 record.state, record.queued_at = "pending", None
         queued = sum(r.state == "queued" for r in records)
         if queued and self._claimable_listeners:  # claimed in the inserting transaction (see on_claimable)
-            own = not getattr(self._local, "depth", 0)  # else the claim waits for a caller's commit
-            for listener in self._queueing_listeners if own else ():
+            # only a transaction of its own: inside a caller's, the claim waits for the caller's commit
+            marks = () if getattr(self._local, "depth", 0) else self._queueing_listeners
+            for listener in marks:
                 listener(True)
             try:
                 with self.batch():
@@ -341,7 +342,7 @@ class Engine(Interventions, EngineEvents):
                     self._local.claimable += queued
                     self._notify_ready(queued)  # netted against what the claim takes
             finally:
-                for listener in self._queueing_listeners if own else ():
+                for listener in marks:
                     listener(False)
             return records, 0
         self.store.insert_tasks(records)  # its own transaction: no savepoint around a multi-row insert
