@@ -250,7 +250,11 @@ class Engine(Interventions, EngineEvents):
     def submit(self, tasks: list[Task], run_id: str | None = None, schedule_id: str | None = None) -> list[str]:
         """Store ``tasks`` (ad-hoc when ``run_id`` is None) and queue those whose dependencies are met; a task without
         a ``task_id`` is given one."""
-        return self._submit_specs(self._specs(tasks), run_id, schedule_id)
+        specs = self._specs(tasks)
+        if self.store.keeps_objects:  # their first attempts run a copy of the Task as given, not one rebuilt
+            for task, spec in zip(tasks, specs, strict=True):
+                self.functions.keep(global_id(run_id, spec["task_id"]), spec, task.snapshot())
+        return self._submit_specs(specs, run_id, schedule_id)
 
     def _specs(self, tasks: list[Task]) -> list[Spec]:
         """The stored specs of new ``tasks``, after giving each without one a ``task_id``."""

@@ -492,6 +492,13 @@ class Task:
         )
         return task
 
+    def snapshot(self) -> Task:
+        """A copy whose attributes later assignments to this Task do not change (what it holds is shared)."""
+        task = Task.__new__(Task)
+        task.__dict__.update(self.__dict__)
+        task._cancel = None
+        return task
+
     def should_retry(self, error: BaseException | None) -> bool:
         """True if ``error`` (None for a timeout) is one this task retries."""
         return error is None or isinstance(error, self.retry_on)
