@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: run test bench bench-compare bench-peers bench-plot lint clean
+.PHONY: run test bench bench-compare bench-instructions bench-peers bench-plot lint clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "unified needs Python 3.11 or newer")'
@@ -48,6 +48,11 @@ bench-peers: $(STAMP) $(PEERS_VENV)/.installed
 # (BENCH_ARGS: --workload W2 --store memory --runs 8 --scale 1.0)
 bench-compare: $(STAMP)
 	$(PY) benchmarks/compare.py $(BASE) $(BENCH_ARGS)
+
+# `make bench-instructions BASE=<git ref>`: instructions per task of one workload, counted by valgrind (steady where
+# the hosts' wall times are not), this checkout's code against BASE's (BENCH_ARGS: --workload W1 --store memory)
+bench-instructions: $(STAMP)
+	$(PY) benchmarks/instructions.py $(BASE) $(BENCH_ARGS)
 
 # docs/images/w1-linearity.png from the newest `make bench` result (matplotlib from the scratch venv)
 bench-plot: $(PEERS_VENV)/.installed

@@ -18,6 +18,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +32,23 @@ from benchmarks.run_all import WORKLOADS, measure  # noqa: E402
 def git(*args: str) -> str:
     """The output of a git command run in this checkout."""
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+
+@contextmanager
+def checked_out(ref: str, workdir: str) -> Iterator[Path]:
+    """A temporary git worktree of ``ref`` inside ``workdir``, removed when the block ends."""
+    tree = Path(workdir) / "base"
+    git("worktree", "add", "--detach", str(tree), ref)
+    try:
+        yield tree
+    finally:
+        git("worktree", "remove", "--force", str(tree))
+
+
+def describe_checkout() -> str:
+    """This checkout's short commit, with ``+ uncommitted changes`` when tracked files differ from it."""
+    changed = " + uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else ""
+    return f"{git('rev-parse', '--short', 'HEAD')}{changed}"
 
 
 def alternated(
@@ -75,22 +94,16 @@ def main() -> int:
     if args.store == "memory" and args.workload in ("W5", "W5b"):
         parser.error(f"{args.workload} needs a store that processes share: --store sqlite or postgres")
     base = git("rev-parse", "--short", args.base)
-    changed = " + uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else ""
-    here = f"{git('rev-parse', '--short', 'HEAD')}{changed}"
+    here = describe_checkout()
     tasks = max(1, int(WORKLOADS[args.workload][1] * args.scale))
     if args.workload == "W3":
         tasks = max(2, tasks // 100) * 100  # whole layers of 100, as run_all measures it
     unit = WORKLOADS[args.workload][2]
-    with tempfile.TemporaryDirectory() as workdir:
-        tree = Path(workdir) / "base"
-        git("worktree", "add", "--detach", str(tree), base)
-        try:
-            print(calibrate.describe(calibrate.machine_speed(workdir, None)))
-            print(f"{args.workload} on {args.store}, {tasks:,} tasks, {args.runs} runs per side, alternated")
-            sides = {f"base {base}": tree, f"this checkout ({here})": ROOT}
-            seconds, cpu = alternated(sides, args.workload, args.store, tasks, args.runs, workdir)
-        finally:
-            git("worktree", "remove", "--force", str(tree))
+    with tempfile.TemporaryDirectory() as workdir, checked_out(base, workdir) as tree:
+        print(calibrate.describe(calibrate.machine_speed(workdir, None)))
+        print(f"{args.workload} on {args.store}, {tasks:,} tasks, {args.runs} runs per side, alternated")
+        sides = {f"base {base}": tree, f"this checkout ({here})": ROOT}
+        seconds, cpu = alternated(sides, args.workload, args.store, tasks, args.runs, workdir)
     print(f"\n| code | best | 25% | median | 75% | worst ({unit}) |\n| --- | ---: | ---: | ---: | ---: | ---: |")
     for label, values in seconds.items():
         print(summary(label, values, tasks, unit))
