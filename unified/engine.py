@@ -170,6 +170,8 @@ class Engine(Interventions, EngineEvents):
         record.state = new.value
         for name, value in changes.items():
             setattr(record, name, value)
+        if record.state in FINISHED_STATES:  # canceled or skipped: its kept Task (see FunctionRegistry) will not run
+            self.functions.drop(record.id)
         return True
 
     # -- submitting --------------------------------------------------------------------------------------

@@ -38,15 +38,13 @@ class FunctionRegistry:
             return kept[1]
         task = Task.from_spec(spec, func=self._callable(spec))
         if keep_as is not None and task.retry.max_retries:
-            if len(self._kept) >= MAX_KEPT:  # only tasks whose end this process did not see: drop them all
-                self._kept.clear()
-            self._kept[keep_as] = (spec, task)
+            self.keep(keep_as, spec, task)
         return task
 
     def keep(self, task_id: str, spec: dict[str, Any], task: Task) -> None:
-        """Have :meth:`rebuild` of this very ``spec`` object for ``task_id`` return ``task`` (its Task as submitted,
-        on a store that keeps objects) instead of building one: a no-op task's attempt costs a third less."""
-        if len(self._kept) >= MAX_KEPT:
+        """Have :meth:`rebuild` of this very ``spec`` object for ``task_id`` return ``task`` (on a store that keeps
+        objects, the Task as submitted) instead of building one. Kept until :meth:`drop` or :meth:`forget`."""
+        if len(self._kept) >= MAX_KEPT:  # a bound, not a cache: past it drop them all (the rest are built again)
             self._kept.clear()
         self._kept[task_id] = (spec, task)
 

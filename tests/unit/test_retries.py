@@ -168,3 +168,13 @@ def test_a_task_changed_after_it_was_queued_runs_as_queued(drained: TaskManager)
     second = drained.queue_task(task)
     drained.run_until_idle()
     assert drained.get_result(first) == 3 and drained.get_result(second) == 30
+
+
+def test_a_task_canceled_or_skipped_before_it_ran_keeps_no_task(drained: TaskManager) -> None:
+    failing = drained.queue_task(helpers.boom)
+    skipped = drained.queue_task(helpers.add, args=(1, 2), dependencies=[failing])
+    canceled = drained.queue_task(helpers.add, args=(3, 4))
+    drained.cancel_task(canceled)
+    drained.run_until_idle()
+    assert [drained.store.get_task(i).state for i in (failing, skipped, canceled)] == ["failure", "skipped", "canceled"]
+    assert drained.engine.functions._kept == {}
