@@ -291,11 +291,9 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
         else:
             yield
 
-    @contextmanager
-    def atomic(self) -> Iterator[None]:
+    def atomic(self) -> AbstractContextManager[Any]:
         """Group the verbs called inside into one transaction (re-entrant within a thread)."""
-        with self._tx():
-            yield
+        return self._tx()  # no generator of its own around it: engine batches enter it several times per task
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
