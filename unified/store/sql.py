@@ -72,7 +72,8 @@ def driver_url(url: str) -> str:
 
 class _Joined:
     """The thread's open transaction entered again by another verb: most of a task's statements run in one (16
-    entries per chain step), and a plain class costs half what a generator-based context manager does."""
+    entries per chain step), and a plain class costs half what a generator-based context manager does. One per
+    transaction, entered as often as verbs join it (the depth is the thread's)."""
 
     __slots__ = ("_conn", "_local")
 
@@ -201,9 +202,9 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
 
     def _tx(self, write: bool = True) -> AbstractContextManager[sa.Connection]:
         """The thread's open transaction, or a new one (a read outside atomic() needs no transaction)."""
-        conn: sa.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            return _Joined(self._local, conn)
+        joined: _Joined | None = getattr(self._local, "joined", None)
+        if joined is not None:
+            return joined
         return self._new_tx(write)
 
     @contextmanager
@@ -215,11 +216,11 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
             return
         local.wakeups, local.deferred = Wakeups(), []
         with self._wrap_errors(), self._write_transaction() as conn:
-            local.conn, local.depth = conn, 0
+            local.conn, local.depth, local.joined = conn, 0, _Joined(local, conn)
             try:
                 yield conn
             finally:
-                local.conn = None
+                local.conn = local.joined = None
 
     def _rows_by_ids(
         self, conn: sa.Connection, statement: ByIds, ids: list[str], params: dict[str, Any] | None = None
