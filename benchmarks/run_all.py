@@ -16,9 +16,11 @@ store creation are excluded (W5 starts its worker processes before the clock).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -44,16 +46,33 @@ WORKLOADS = {  # name: (function, tasks at scale 1, unit)
 }
 LINEARITY = {"memory": (1_000, 10_000, 100_000), "sqlite": (1_000, 10_000)}  # W1 sizes (SQLite 100,000: --full)
 
-CHILD = """
-import json, resource, sys, time
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set in MB. Linux's ``VmHWM`` starts afresh at exec, where ``ru_maxrss`` keeps the
+    forking parent's peak: a benchmark's child would report run_all.py's own size whenever that was the larger."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# run with the code of any checkout (compare.py runs its base's too), so it brings its own peak_rss_mb
+CHILD = (
+    "import json, resource, sys, time\n"
+    + inspect.getsource(peak_rss_mb)
+    + """
 sys.path.insert(0, {root!r})
 from benchmarks import workloads
 cpu = time.process_time()
 value = getattr(workloads, {fn!r})({url!r}, **{kwargs!r})
 cpu = time.process_time() - cpu
-print(json.dumps({{"value": value, "cpu_seconds": cpu,
-                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+print(json.dumps({{"value": value, "cpu_seconds": cpu, "peak_rss_mb": peak_rss_mb()}}))
 """
+)
 
 
 def store_url(store: str, workdir: str) -> str | None:

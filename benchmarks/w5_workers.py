@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.postgres_workers import fresh_schema, stop_workers, wait_for_successes  # noqa: E402
+from benchmarks.run_all import peak_rss_mb  # noqa: E402
 from unified.task_manager import TaskManager  # noqa: E402
 
 WARM_UP_SECONDS = 3.0  # long enough for a worker process to import unified and open the store on this VM
@@ -67,8 +67,7 @@ def _measure(url: str, tasks: int, processes: int, batch: int) -> dict[str, floa
     finally:
         stop_workers(procs)
         tm.shutdown()
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": seconds, "tasks": tasks, "peak_rss_mb": rss}
+    return {"seconds": seconds, "tasks": tasks, "peak_rss_mb": peak_rss_mb()}
 
 
 def main() -> None:
