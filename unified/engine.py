@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from unified import events as ev
@@ -38,6 +38,7 @@ from unified.task_records import Spec, global_id, new_record, upstream_results
 from unified.utils import Clock, SystemClock, new_id, to_json
 
 log = logging.getLogger("unified.engine")
+_JOINED = nullcontext()  # Engine.batch inside an open batch: the outermost one's transaction is already this block's
 
 CONFLICT_RETRIES = 3  # runs of a submit the database aborted to break a deadlock
 MAX_HANDOFF = 10_000  # upstream results kept for claimed attempts not yet started (see Engine._hand_off_upstream)
@@ -79,8 +80,11 @@ class Engine(Interventions, EngineEvents):
         the old state, so every notification is deferred to after the outermost commit. ``savepoint``: a nested
         block that raises undoes its own writes and what it left for the commit, and the transaction goes on.
         """
-        atomic = self.store.savepoint() if savepoint else self.store.atomic()
-        return Batch(self._local, atomic, self._before_commit, savepoint)
+        if savepoint:
+            return Batch(self._local, self.store.savepoint(), self._before_commit, savepoint=True)
+        if getattr(self._local, "depth", 0):
+            return _JOINED  # a plain nested block has nothing to set up or undo (a report's complete_all, each task)
+        return Batch(self._local, self.store.atomic(), self._before_commit)
 
     def _before_commit(self) -> None:
         """Just before a batch commits: let the claimable listeners claim what it queued, once for the lot, then
