@@ -227,6 +227,8 @@ def to_json(value: Any, what: str = "value") -> str:
         return "null"
     if not value and type(value) in (dict, list):
         return "{}" if type(value) is dict else "[]"
+    if type(value) is int:  # a common result; the encoder would build a C encoder for it
+        return int.__repr__(value)
     try:
         return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
