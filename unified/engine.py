@@ -24,7 +24,7 @@ from unified.graph import validate_graph
 from unified.interventions import UNFINISHED, Interventions
 from unified.outcome_plan import PlannedOutcome
 from unified.store.base import Store
-from unified.store.records import LogRecord, RunRecord, TaskRecord
+from unified.store.records import Dependant, LogRecord, RunRecord, TaskRecord
 from unified.task import (
     FINISHED_STATES,
     CancelFlag,
@@ -535,8 +535,14 @@ class Engine(Interventions, EngineEvents):
         by_upstream = self.store.lock_dependants([r.id for r in succeeded])
         if not by_upstream:  # the common case of independent tasks
             return set()
-        unfinished = {up for up, found in by_upstream.items() if any(d.state not in FINISHED_STATES for d in found)}
-        pending = {d.id: d for found in by_upstream.values() for d in found if d.state == "pending"}
+        unfinished: set[str] = set()
+        pending: dict[str, Dependant] = {}
+        for up, found in by_upstream.items():  # one pass: a chain step has one of each
+            for dependant in found:
+                if dependant.state not in FINISHED_STATES:
+                    unfinished.add(up)
+                    if dependant.state == "pending":
+                        pending[dependant.id] = dependant
         done = {r.id: r for r in succeeded}  # just succeeded here
         others = {u for d in pending.values() for u in d.dependencies if u not in done}
         upstream_by_id = {u.id: u for u in self.store.get_tasks(others)} if others else {}

@@ -81,7 +81,7 @@ class PlannedOutcome:
     def apply(self) -> None:
         """The move happened: bring the record up to date."""
         record = self.record
-        log.debug("task %s: %s -> %s", record.id, record.state, self.new.value)  # type: ignore[union-attr]
+        log.debug("task %s: %s -> %s", record.id, record.state, self.new)
         record.state = self.new.value  # type: ignore[union-attr]
         for name, value in self.changes.items():
             setattr(record, name, value)

@@ -396,8 +396,9 @@ class WorkerPool:
         """
         while not self._reports.empty() and self._reporting.acquire(blocking=False):
             try:
-                with self._lock:
-                    self._held_back_since = None  # what is queued now is applied below
+                if self._held_back_since is not None:  # set under _lock by a runner that queued behind us
+                    with self._lock:
+                        self._held_back_since = None  # what is queued now is applied below
                 while True:
                     try:
                         first = self._reports.get_nowait()
