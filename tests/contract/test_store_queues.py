@@ -136,6 +136,33 @@ def test_postgres_notifies_listeners_when_work_becomes_claimable(
         assert heard.get(timeout=5) == "reports", "a task of a limited queue stopped running: room for another"
 
 
+@pytest.mark.postgres
+def test_without_any_queue_limit_a_task_that_stops_running_sends_no_notify(
+    postgres_url: str,
+    open_store: Callable[[str], Store],
+    make_task: Callable[..., TaskRecord],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with listening(postgres_url, open_store) as (writer, heard):
+        until_listening(writer, heard)
+        writer.insert_tasks([make_task("a", queue="reports"), make_task("b", queue="reports")])
+        assert heard.get(timeout=5) == "reports"
+        writer.claim_tasks("w", NOW, 60.0, limit=2, queues=["reports"])
+        sent: list[str] = []  # what goes with each COMMIT (the NOTIFY statement would)
+        direct = writer._direct  # type: ignore[attr-defined]
+        commit_with = direct.commit_with
+        monkeypatch.setattr(direct, "commit_with", lambda conn, writes: (
+            sent.extend(str(statement) for statement, _ in writes), commit_with(conn, writes)))  # fmt: skip
+        writer.update_task("a", "running", 1, state="success")  # no limit anywhere: nobody waits for room
+        assert not any("pg_notify" in statement for statement in sent), "no NOTIFY statement: it would find nothing"
+        with pytest.raises(queue.Empty):
+            heard.get(timeout=0.3)
+        writer.set_queue_limit("reports", 5)  # seen at once by the store that set it
+        assert heard.get(timeout=5) == "reports"
+        writer.update_task("b", "running", 1, state="success")
+        assert heard.get(timeout=5) == "reports", "now a limited queue: room announced"
+
+
 def until_listening(writer: Store, heard: queue.SimpleQueue[str]) -> None:
     """Return once the listener hears ``writer`` (its connection LISTENs from its own thread, a moment later)."""
     for attempt in range(50):

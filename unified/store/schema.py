@@ -497,6 +497,7 @@ NOTIFY = sa.text(
     f"UNION SELECT '{ROOM}' || q FROM unnest(CAST(:_limits AS text[])) AS q) AS payloads"
 )
 QUEUE_LIMITS = sa.select(queue_limits.c.queue, queue_limits.c.max_running).order_by(queue_limits.c.queue)
+ANY_QUEUE_LIMIT = sa.select(queue_limits.c.queue).limit(1)
 LOCK_QUEUE_LIMITS = QUEUE_LIMITS.with_for_update()
 LOCK_QUEUE_LIMITS_OF = QUEUE_LIMITS.where(
     queue_limits.c.queue.in_(sa.bindparam("_queues", expanding=True))

@@ -21,6 +21,7 @@ from unified.errors import ConflictError, DuplicateTaskError, NotFoundError
 from unified.store import migrations
 from unified.store.records import CLAIMABLE_STATES, AttemptRecord, LogRecord, RunRecord, TaskRecord
 from unified.store.schema import (
+    ANY_QUEUE_LIMIT,
     ATTEMPTS,
     ATTEMPTS_OF,
     ATTEMPTS_OF_IDS,
@@ -54,7 +55,7 @@ from unified.store.sql_claim import SqlClaims
 from unified.store.sql_direct import COPY_MIN, DirectStatements
 from unified.store.sql_errors import checkout, database_errors
 from unified.store.sql_outcomes import SqlOutcomes, cas_where
-from unified.store.sql_wakeups import Wakeups
+from unified.store.sql_wakeups import LimitsSeen, Wakeups
 from unified.store.sql_workflows import SqlWorkflows
 from unified.utils import chunks, to_json
 
@@ -131,6 +132,7 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
 
             self._backend_pids = track_sessions(self._engine)
         self._direct = DirectStatements(self._engine.dialect)
+        self._limits_seen = LimitsSeen(lambda conn: bool(self._direct.rows(conn, ANY_QUEUE_LIMIT, {})))
         self._insert_new_task = (
             self._upsert_insert(tasks)
             .values({name: sa.bindparam(name) for name in TASKS.names if name != "seq"})
@@ -266,8 +268,12 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
         with checkout(self._engine, self._safe_url) as conn, conn.begin():
             yield conn
             deferred = self._local.deferred
-            if self._notifies and (notify := self._local.wakeups.notify()) is not None:
-                deferred.append((NOTIFY, [notify]))
+            if self._notifies:
+                wakeups = self._local.wakeups
+                if wakeups.room and not self._limits_seen.any(conn):
+                    wakeups.room.clear()  # no queue is limited, so nobody waits for room
+                if (notify := wakeups.notify()) is not None:
+                    deferred.append((NOTIFY, [notify]))
             if deferred:
                 self._direct.commit_with(conn, deferred)
 

@@ -30,11 +30,14 @@ from unified.store.schema import (
 if TYPE_CHECKING:
     from sqlalchemy.dialects.postgresql import Insert
 
+    from unified.store.sql_wakeups import LimitsSeen
+
 
 class SqlAdminRecords:
     """Schedules, fires, alert rules and alerts, API keys, the audit log and queue limits, as rows of their tables."""
 
     if TYPE_CHECKING:  # provided by SqlStore
+        _limits_seen: LimitsSeen
 
         def _wake(self, *, limits: Iterable[str] = ()) -> None: ...
         def _upsert_insert(self, table: sa.Table) -> Insert: ...
@@ -164,6 +167,7 @@ class SqlAdminRecords:
                 stmt = self._upsert_insert(table).values(queue=queue, max_running=max_running)
                 conn.execute(stmt.on_conflict_do_update(index_elements=["queue"], set_={"max_running": max_running}))
             self._wake(limits=[queue])  # a raised limit may make waiting tasks claimable
+        self._limits_seen.forget()
 
     def queue_limits(self) -> dict[str, int]:
         """Every queue limit: queue name -> max_running."""

@@ -3,11 +3,21 @@
 The store collects the wake-ups of a transaction as its verbs run and sends them with the commit, in one statement
 that names each payload once, instead of one statement per task: PostgreSQL delivers them at commit anyway, and a
 report of 200 outcomes would otherwise pay 200 extra round trips.
+
+Room wake-ups (a task stopped running) name only queues with a limit, which the NOTIFY statement looks up. With no
+limit anywhere, the usual case, that statement found nothing and still cost a quarter of a W2 chain step on
+PostgreSQL (it was sent with every outcome), so :class:`LimitsSeen` tells whether any limit exists, read at most once
+a second.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+RECHECK_SECONDS = 1.0  # a limit set by another process may go unseen this long (its room then waits for a poll)
 
 
 @dataclass
@@ -33,3 +43,33 @@ class Wakeups:
             "_room": sorted(self.room),
             "_limits": sorted(self.limits),
         }
+
+
+class LimitsSeen:
+    """Whether any queue has a limit, as last read (``read(conn)``), read again once ``recheck_seconds`` old.
+
+    Room wake-ups are hints: a worker waiting for room in a limited queue also claims on its poll (every second by
+    default). So a limit just set by another process may go unseen for ``recheck_seconds``, and the room it makes
+    is then found by that poll; one set through this store is seen at once (:meth:`forget`).
+    """
+
+    def __init__(
+        self,
+        read: Callable[[Any], bool],
+        recheck_seconds: float = RECHECK_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._read, self._recheck, self._clock = read, recheck_seconds, clock
+        self._any = True
+        self._read_at: float | None = None  # never read
+
+    def any(self, conn: Any) -> bool:
+        """Whether any queue had a limit when last read, reading it on ``conn`` if that is too long ago."""
+        now = self._clock()
+        if self._read_at is None or now - self._read_at >= self._recheck:
+            self._any, self._read_at = self._read(conn), now
+        return self._any
+
+    def forget(self) -> None:
+        """Read it again next time (this store just changed a limit)."""
+        self._read_at = None
