@@ -163,6 +163,29 @@ def test_without_any_queue_limit_a_task_that_stops_running_sends_no_notify(
         assert heard.get(timeout=5) == "reports", "now a limited queue: room announced"
 
 
+@pytest.mark.postgres
+def test_a_limit_set_by_another_process_is_claimed_behind_once_its_notification_is_heard(
+    postgres_url: str, open_store: Callable[[str], Store], make_task: Callable[..., TaskRecord]
+) -> None:
+    with listening(postgres_url, open_store) as (other, heard):
+        until_listening(other, heard)
+        worker = open_store(postgres_url)
+        heard_by_worker: queue.SimpleQueue[str] = queue.SimpleQueue()
+        stop = worker.listen(heard_by_worker.put)  # type: ignore[attr-defined]
+        try:
+            until_listening(other, heard_by_worker)
+            assert claim_ids(worker) == []  # the worker has looked: no limit anywhere
+            other.set_queue_limit("gpu", 1)
+            assert heard_by_worker.get(timeout=5) == "gpu"
+            other.insert_tasks([make_task("g1", queue="gpu"), make_task("g2", queue="gpu")])
+            # without the notification the worker would go on believing there is no limit for up to a second, and
+            # its claim would not look behind one (the claim of unlimited work finds nothing while any limit exists)
+            assert claim_ids(worker) == ["g1"], "claimed within the new limit at once"
+        finally:
+            stop()
+            worker.close()
+
+
 def until_listening(writer: Store, heard: queue.SimpleQueue[str]) -> None:
     """Return once the listener hears ``writer`` (its connection LISTENs from its own thread, a moment later)."""
     for attempt in range(50):

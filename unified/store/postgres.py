@@ -126,10 +126,16 @@ class Listener(ListenerThread):
     """A thread that LISTENs on :data:`CHANNEL` and calls ``callback(queue)`` for each notification."""
 
     def __init__(
-        self, conninfo: str, callback: Callable[[str], None], safe_url: str, own_sessions: set[int] | None = None
+        self,
+        conninfo: str,
+        callback: Callable[[str], None],
+        safe_url: str,
+        own_sessions: set[int] | None = None,
+        on_room: Callable[[], None] | None = None,
     ) -> None:
         self._conninfo = conninfo
         self._own_sessions = own_sessions or set()  # notifications from these backends are this process's own
+        self._on_room = on_room  # called first for each room payload (a limit may have changed)
         super().__init__(callback, safe_url, (psycopg.Error,), WAIT_SECONDS * 3, "unified-listener")
 
     def _serve(self) -> None:
@@ -139,6 +145,8 @@ class Listener(ListenerThread):
             while not self._stopping.is_set():
                 for notify in conn.notifies(timeout=WAIT_SECONDS):
                     if notify.payload.startswith(ROOM):
+                        if self._on_room is not None:
+                            self._on_room()
                         self._call(notify.payload[len(ROOM) :])
                     elif notify.pid not in self._own_sessions:
                         self._call(notify.payload)

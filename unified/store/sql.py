@@ -187,7 +187,9 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
         queue); returns the function that stops listening (PostgreSQL: LISTEN/NOTIFY; SQLite: a watcher thread)."""
         from unified.store.postgres import Listener, libpq_url
 
-        return Listener(libpq_url(self._engine.url), callback, self._safe_url, self._backend_pids).stop
+        # a room payload may mean a limit changed elsewhere: look again rather than wait for the recheck
+        on_room = self._limits_seen.forget
+        return Listener(libpq_url(self._engine.url), callback, self._safe_url, self._backend_pids, on_room).stop
 
     def __enter__(self) -> SqlStore:
         return self

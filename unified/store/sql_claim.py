@@ -84,6 +84,7 @@ class SqlClaims:
     _autocommit: Any
     _all: Any
     _rows_by_ids: Any
+    _limits_seen: Any
     update_tasks: Any
 
     def claim_tasks(self, worker: str, now: float, lease_seconds: float, limit: int = 1,
@@ -100,7 +101,10 @@ class SqlClaims:
             with self._wrap_errors(), alone as conn:
                 rows = self._direct.rows(conn, START_UNLIMITED if names is None else START_UNLIMITED_IN, params)
                 # nothing claimable and no limit to look behind: no transaction for the limited path
-                if not rows and not conn.execute(HAS_LIMIT if names is None else HAS_LIMIT_IN, params).scalar():
+                if not rows and not (
+                    self._may_be_limited(conn)
+                    and conn.execute(HAS_LIMIT if names is None else HAS_LIMIT_IN, params).scalar()
+                ):
                     return []
             if rows:
                 return _sorted_records(rows)
@@ -120,7 +124,7 @@ class SqlClaims:
                 else:
                     unlimited = CLAIM_UNLIMITED if names is None else CLAIM_UNLIMITED_IN
                 rows = self._direct.rows(conn, unlimited, params)
-            if not rows:
+            if not rows and self._may_be_limited(conn):
                 released = self._queue_released(released, now)  # a limit may apply: the limited path takes queued ones
                 rows, recorded = _claim_limited(conn, self._direct, names, params), False
             claimed = _sorted_records(rows)
@@ -132,6 +136,11 @@ class SqlClaims:
                 rows = [ATTEMPTS.row(a) for a in starts]
                 self._insert(ATTEMPTS, rows, "one of these attempts", "task of an attempt", isolated=False)
         return claimed
+
+    def _may_be_limited(self, conn: sa.Connection) -> bool:
+        """Whether an empty unlimited claim must look behind queue limits: on PostgreSQL only while some exist (as
+        last seen, see LimitsSeen: each look is a round trip, and limits are rare); SQLite's look costs no more."""
+        return not self._notifies or self._limits_seen.any(conn)
 
     def _queue_released(self, released: Sequence[str], now: float) -> Sequence[str]:
         """Queue the released tasks still pending; returns none left to pass to a claim."""

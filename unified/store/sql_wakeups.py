@@ -7,7 +7,7 @@ report of 200 outcomes would otherwise pay 200 extra round trips.
 Room wake-ups (a task stopped running) name only queues with a limit, which the NOTIFY statement looks up. With no
 limit anywhere, the usual case, that statement found nothing and still cost a quarter of a W2 chain step on
 PostgreSQL (it was sent with every outcome), so :class:`LimitsSeen` tells whether any limit exists, read at most once
-a second.
+a second; an empty claim uses it too, instead of a round trip to look behind limits (sql_claim.py).
 """
 
 from __future__ import annotations
@@ -48,9 +48,12 @@ class Wakeups:
 class LimitsSeen:
     """Whether any queue has a limit, as last read (``read(conn)``), read again once ``recheck_seconds`` old.
 
-    Room wake-ups are hints: a worker waiting for room in a limited queue also claims on its poll (every second by
-    default). So a limit just set by another process may go unseen for ``recheck_seconds``, and the room it makes
-    is then found by that poll; one set through this store is seen at once (:meth:`forget`).
+    A limit set through this store is seen at once (:meth:`forget`), and one set by another process as soon as
+    this store's listener hears its room notification (which calls :meth:`forget` too). Without a listener it may go
+    unseen for ``recheck_seconds``: this store's room wake-ups for it are then not sent (a worker waiting for room
+    also claims on its poll, every second by default), and its empty claims do not look behind limits, so for that
+    long they take nothing while the limit exists (the claim of unlimited work finds nothing while any limit does).
+    Either way no limit is ever exceeded.
     """
 
     def __init__(
@@ -71,5 +74,5 @@ class LimitsSeen:
         return self._any
 
     def forget(self) -> None:
-        """Read it again next time (this store just changed a limit)."""
+        """Read it again next time (a limit changed, here or as a room notification says)."""
         self._read_at = None
