@@ -100,15 +100,25 @@ def test_a_sqlite_watcher_hears_other_connections_leave_work_claimable(
 @contextmanager
 def listening(url: str, open_store: Callable[[str], Store]) -> Iterator[tuple[Store, queue.SimpleQueue[str]]]:
     """A writing store, and what a listener on a second store of ``url`` hears (stopped and closed afterwards)."""
-    listener, writer = open_store(url), open_store(url)
-    heard: queue.SimpleQueue[str] = queue.SimpleQueue()
-    stop = listener.listen(heard.put)  # type: ignore[attr-defined]
+    writer = open_store(url)
     try:
-        yield writer, heard
+        with self_listening(url, open_store) as (_, heard):
+            yield writer, heard
+    finally:
+        writer.close()
+
+
+@contextmanager
+def self_listening(url: str, open_store: Callable[[str], Store]) -> Iterator[tuple[Store, queue.SimpleQueue[str]]]:
+    """A store of ``url`` and what its own listener hears (stopped and closed afterwards)."""
+    store = open_store(url)
+    heard: queue.SimpleQueue[str] = queue.SimpleQueue()
+    stop = store.listen(heard.put)  # type: ignore[attr-defined]
+    try:
+        yield store, heard
     finally:
         stop()
-        listener.close()
-        writer.close()
+        store.close()
 
 
 @pytest.mark.postgres
@@ -167,23 +177,19 @@ def test_without_any_queue_limit_a_task_that_stops_running_sends_no_notify(
 def test_a_limit_set_by_another_process_is_claimed_behind_once_its_notification_is_heard(
     postgres_url: str, open_store: Callable[[str], Store], make_task: Callable[..., TaskRecord]
 ) -> None:
-    with listening(postgres_url, open_store) as (other, heard):
-        until_listening(other, heard)
-        worker = open_store(postgres_url)
-        heard_by_worker: queue.SimpleQueue[str] = queue.SimpleQueue()
-        stop = worker.listen(heard_by_worker.put)  # type: ignore[attr-defined]
-        try:
-            until_listening(other, heard_by_worker)
+    other = open_store(postgres_url)
+    try:
+        with self_listening(postgres_url, open_store) as (worker, heard):
+            until_listening(other, heard)
             assert claim_ids(worker) == []  # the worker has looked: no limit anywhere
             other.set_queue_limit("gpu", 1)
-            assert heard_by_worker.get(timeout=5) == "gpu"
+            assert heard.get(timeout=5) == "gpu"
             other.insert_tasks([make_task("g1", queue="gpu"), make_task("g2", queue="gpu")])
             # without the notification the worker would go on believing there is no limit for up to a second, and
             # its claim would not look behind one (the claim of unlimited work finds nothing while any limit exists)
             assert claim_ids(worker) == ["g1"], "claimed within the new limit at once"
-        finally:
-            stop()
-            worker.close()
+    finally:
+        other.close()
 
 
 def until_listening(writer: Store, heard: queue.SimpleQueue[str]) -> None:
@@ -224,10 +230,7 @@ def test_work_made_claimable_and_claimed_in_one_transaction_is_not_announced(
 def test_a_listener_skips_work_its_own_store_announced_but_not_room(
     postgres_url: str, open_store: Callable[[str], Store], make_task: Callable[..., TaskRecord]
 ) -> None:
-    store = open_store(postgres_url)
-    heard: queue.SimpleQueue[str] = queue.SimpleQueue()
-    stop = store.listen(heard.put)  # type: ignore[attr-defined]
-    try:
+    with self_listening(postgres_url, open_store) as (store, heard):
         until_listening(store, heard)
         store.insert_tasks([make_task("mine", queue="reports")])  # its engine already woke its own workers
         store.set_queue_limit("reports", 1)
@@ -238,6 +241,3 @@ def test_a_listener_skips_work_its_own_store_announced_but_not_room(
             except queue.Empty:
                 break
         assert [q for q in got if q != "warm-up"] == ["reports"], "the insert's notification was skipped"
-    finally:
-        stop()
-        store.close()
