@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-RECHECK_SECONDS = 1.0  # a limit set by another process may go unseen this long (its room then waits for a poll)
+RECHECK_SECONDS = 1.0  # how long a limit set by another process may go unseen without a listener (see LimitsSeen)
 
 
 @dataclass
@@ -52,8 +52,8 @@ class LimitsSeen:
     this store's listener hears its room notification (which calls :meth:`forget` too). Without a listener it may go
     unseen for ``recheck_seconds``: this store's room wake-ups for it are then not sent (a worker waiting for room
     also claims on its poll, every second by default), and its empty claims do not look behind limits, so for that
-    long they take nothing while the limit exists (the claim of unlimited work finds nothing while any limit does).
-    Either way no limit is ever exceeded.
+    long they take nothing (the claim of unlimited work finds nothing while any limit exists). Every worker pool
+    listens, so that is a process that claims through this store without one. Either way no limit is exceeded.
     """
 
     def __init__(
