@@ -478,14 +478,15 @@ class Engine(Interventions, EngineEvents):
         run_events: list[tuple[str, RunRecord]] = []
         with self.batch():
             moving = [p for p in planned if p.new is not None]
-            moved = self.store.update_tasks(
-                [(p.record.id, p.record.state, p.attempt, {"state": p.new.value, **p.changes}) for p in moving]  # type: ignore[union-attr]
+            moved, by_upstream = self.store.update_tasks_locking_dependants(
+                [(p.record.id, p.record.state, p.attempt, {"state": p.new.value, **p.changes}) for p in moving],  # type: ignore[union-attr]
+                [p.new is S.SUCCESS for p in moving],  # their dependants may be released (see _release_dependants)
             )
             for outcome, ok in zip(moving, moved, strict=True):
                 if ok:
                     outcome.apply()
             succeeded = [p.record for p in planned if p.moved and p.new is S.SUCCESS]
-            open_ids = self._release_dependants(succeeded, now)
+            open_ids = self._release_dependants(succeeded, by_upstream, now)
             settle: dict[str, None] = {}
             for p in planned:
                 record = p.record
@@ -525,15 +526,17 @@ class Engine(Interventions, EngineEvents):
         event = {S.CANCELED: ev.TASK_CANCELED, S.TIMEOUT: ev.TASK_TIMEOUT}.get(new, ev.TASK_FAILED)  # type: ignore[arg-type]
         return event, self._skip_downstream(record, now)
 
-    def _release_dependants(self, succeeded: list[TaskRecord], now: float) -> set[str]:
-        """Queue the dependants whose upstream all succeeded; returns the ids of the ``succeeded`` tasks that still
-        have an unfinished dependant (their run cannot be settled yet)."""
-        if not succeeded:
-            return set()
-        # lock before reading the upstream states: two workers finishing the last two upstream tasks at once
-        # (PostgreSQL, READ COMMITTED) would otherwise each see the other's task unfinished and release nothing
-        by_upstream = self.store.lock_dependants([r.id for r in succeeded])
-        if not by_upstream:  # the common case of independent tasks
+    def _release_dependants(
+        self, succeeded: list[TaskRecord], by_upstream: dict[str, list[Dependant]], now: float
+    ) -> set[str]:
+        """Queue the dependants whose upstream all succeeded, given those of each of the ``succeeded`` tasks as the
+        store locked them; returns the ids of the ``succeeded`` tasks that still have an unfinished dependant (their
+        run cannot be settled yet).
+
+        The dependants were locked before the upstream states are read below, by a later statement: two workers
+        finishing the last two upstream tasks at once (PostgreSQL, READ COMMITTED) would otherwise each see the
+        other's task unfinished and release nothing."""
+        if not succeeded or not by_upstream:  # the common case of independent tasks
             return set()
         unfinished: set[str] = set()
         pending: dict[str, Dependant] = {}

@@ -1,4 +1,5 @@
-"""lock_dependants and lock_run: the current states in id order inside a transaction; unknown runs are named."""
+"""lock_dependants and lock_run: the current states in id order inside a transaction; unknown runs are named.
+update_tasks_locking_dependants: a compare-and-set, then the dependants of what moved and was asked for."""
 
 from __future__ import annotations
 
@@ -83,3 +84,39 @@ def test_a_task_locked_by_one_transaction_waits_for_it_in_another(
         assert not changed.wait(0.3), "the other writer waits for the lock's transaction to end"
     other.join(10)
     assert changed.is_set() and store.get_task("up").state == "canceled"
+
+
+def succeed(task_id: str) -> tuple[str, str, int, dict[str, object]]:
+    """The move of a running task's first attempt to success."""
+    return (task_id, "running", 1, {"state": "success", "result": 7, "finished_at": 2000.0})
+
+
+def test_update_tasks_locking_dependants_locks_those_of_the_moved_task(
+    store: Store, make_task: Callable[..., TaskRecord]
+) -> None:
+    store.insert_tasks([make_task("up", state="running", attempts=1), make_task("lone", state="running", attempts=1)])
+    store.insert_tasks([make_task(n, state="pending", dependencies=["up"]) for n in ("b", "a")])
+    with store.atomic():  # one move: a chain step's outcome (one statement on PostgreSQL)
+        moved, locked = store.update_tasks_locking_dependants([succeed("up")], [True])
+    assert moved == [True]
+    assert locked == {"up": [Dependant("a", "pending", ("up",)), Dependant("b", "pending", ("up",))]}
+    assert store.get_task("up").state == "success" and store.get_task("up").result == 7
+    with store.atomic():  # moved, but none of it to lock
+        assert store.update_tasks_locking_dependants([succeed("lone")], [True]) == ([True], {})
+
+
+def test_update_tasks_locking_dependants_locks_nothing_for_what_did_not_move_or_was_not_asked(
+    store: Store, make_task: Callable[..., TaskRecord]
+) -> None:
+    store.insert_tasks([make_task(n, state="running", attempts=1) for n in ("up", "other", "third")])
+    store.insert_tasks([make_task(f"d-{n}", state="pending", dependencies=[n]) for n in ("up", "other", "third")])
+    late = ("up", "running", 2, {"state": "success"})  # an attempt that lost its lease: the fencing token differs
+    with store.atomic():
+        assert store.update_tasks_locking_dependants([late], [True]) == ([False], {})
+        assert store.update_tasks_locking_dependants([succeed("up")], [False]) == ([True], {})
+        failed = ("third", "running", 1, {"state": "failure"})
+        moved, locked = store.update_tasks_locking_dependants(
+            [succeed("other"), failed, succeed("missing")], [True, False, True]
+        )
+    assert moved == [True, True, False]
+    assert locked == {"other": [Dependant("d-other", "pending", ("other",))]}

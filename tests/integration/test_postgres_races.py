@@ -81,27 +81,31 @@ def lock_waiters(store: SqlStore) -> int:
 def test_a_task_added_on_a_task_and_its_dependant_as_the_first_finishes_lands_despite_the_deadlock(
     engines: tuple[Engine, Engine], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The completion of z holds z's row, then locks its dependants (m); a new task n depending on z and m locks
-    them in id order (m, then z). PostgreSQL breaks the deadlock by aborting one of the two transactions; an aborted
-    submit runs again, and both land."""
+    """The completion of z changes z's row and locks its dependants (m), in one statement; a new task n depending on
+    z and m locks them in id order (m, then z). With the submit holding m while the completion waits for it,
+    PostgreSQL breaks the deadlock by aborting one of the two transactions; an aborted submit runs again, as a
+    worker's report does, and both land."""
     one, two = engines
     one.submit([Task(task_id="z", func=print), Task(task_id="m", func=print, dependencies=["z"])])
     (z,) = one.claim("w1")
-    holding_z = threading.Event()
-    lock_dependants = one.store.lock_dependants
+    holding_m = threading.Event()
+    lock_tasks = two.store.lock_tasks
 
-    def once_the_submit_waits_for_z(task_ids: list[str]) -> object:
-        holding_z.set()
-        deadline = time.monotonic() + 5
-        while not lock_waiters(two.store):  # the submit holds m and waits for z
-            assert time.monotonic() < deadline, "the submit never waited for z"
-            time.sleep(0.01)
-        return lock_dependants(task_ids)
+    def m_first_then_once_the_completion_waits(task_ids: list[str]) -> object:
+        if not holding_m.is_set():
+            lock_tasks(["m"])  # this transaction holds m
+            holding_m.set()
+            deadline = time.monotonic() + 5
+            while not lock_waiters(two.store):  # the completion holds z and waits for m
+                assert time.monotonic() < deadline, "the completion never waited for m"
+                time.sleep(0.01)
+        return lock_tasks(task_ids)
 
-    monkeypatch.setattr(one.store, "lock_dependants", once_the_submit_waits_for_z)
+    monkeypatch.setattr(two.store, "lock_tasks", m_first_then_once_the_completion_waits)
     outcome: dict[str, object] = {}
 
     def finish_z() -> None:
+        assert holding_m.wait(5)
         for _ in range(3):  # as a worker's report does after a StoreError
             try:
                 one.complete(z, "success", result=1)
@@ -112,7 +116,6 @@ def test_a_task_added_on_a_task_and_its_dependant_as_the_first_finishes_lands_de
                 z.state = "running"
 
     def add_n() -> None:
-        assert holding_z.wait(5)
         try:
             outcome["submitted"] = two.submit([Task(task_id="n", func=print, dependencies=["z", "m"])])
         except StoreError as exc:

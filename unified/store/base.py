@@ -199,6 +199,13 @@ class Store(Protocol):
         """
         ...
 
+    def update_tasks_locking_dependants(
+        self, moves: list[tuple[str, str | None, int | None, dict[str, Any]]], locking: list[bool]
+    ) -> tuple[list[bool], dict[str, list[Dependant]]]:
+        """:meth:`update_tasks`, then :meth:`lock_dependants` of the moved tasks whose flag in ``locking`` is set
+        (those that succeeded: their dependants may be released), in as few round trips as the store can."""
+        ...
+
     def lock_run(self, run_id: str) -> None:
         """Lock a run's row until the surrounding atomic() ends, so runs are settled by one writer at a time."""
         ...
@@ -386,3 +393,12 @@ def check_changes(changes: Iterable[str], changeable: frozenset[str], what: str,
         raise ValidationError(
             f"cannot change {', '.join(wrong)} of {what} {key!r}; changeable fields: {', '.join(sorted(changeable))}"
         )
+
+
+def update_then_lock_dependants(
+    store: Store, moves: list[tuple[str, str | None, int | None, dict[str, Any]]], locking: list[bool]
+) -> tuple[list[bool], dict[str, list[Dependant]]]:
+    """:meth:`Store.update_tasks_locking_dependants` as its two verbs, one after the other."""
+    moved = store.update_tasks(moves)
+    ids = [move[0] for move, changed, lock in zip(moves, moved, locking, strict=True) if changed and lock]
+    return moved, (store.lock_dependants(ids) if ids else {})

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from unified.errors import DuplicateTaskError, NotFoundError, ValidationError, name_taken
 from unified.graph import graph_hash
-from unified.store.base import check_changes
+from unified.store.base import check_changes, update_then_lock_dependants
 from unified.store.memory_admin import MemoryAdminRecords
 from unified.store.records import (
     CLAIMABLE_STATES,
@@ -396,6 +396,12 @@ class MemoryStore(MemoryAdminRecords):
                 task_id in self._tasks and self.update_task(task_id, state, attempt, **changes)
                 for task_id, state, attempt, changes in moves
             ]
+
+    def update_tasks_locking_dependants(
+        self, moves: list[tuple[str, str | None, int | None, dict[str, Any]]], locking: list[bool]
+    ) -> tuple[list[bool], dict[str, list[Dependant]]]:
+        """update_tasks, then lock_dependants of the moved tasks flagged in ``locking`` (atomic() holds the lock)."""
+        return update_then_lock_dependants(self, moves, locking)
 
     def claim_tasks(self, worker: str, now: float, lease_seconds: float, limit: int = 1,
                     queues: Iterable[str] | None = None, released: Sequence[str] = ()) -> list[TaskRecord]:  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from unified.errors import ValidationError
+from unified.store.base import update_then_lock_dependants
 from unified.store.records import CLAIMABLE_STATES, Dependant, TaskRecord
 from unified.store.schema import (
     ATTEMPTS,
@@ -20,6 +21,7 @@ from unified.store.schema import (
     LOCK_TASKS,
     TASKS,
     update_by_ids,
+    update_locking_dependants,
     update_statement,
 )
 from unified.store.sql_direct import DirectStatements
@@ -34,6 +36,19 @@ def cas_where(task_id: str, expected_state: str | None, expected_attempt: int | 
     if expected_attempt is not None:
         where["attempts"] = expected_attempt
     return where
+
+
+def _cas_row(
+    task_id: str, expected_state: str | None, expected_attempt: int | None, changes: dict[str, Any]
+) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], dict[str, Any]]:
+    """One move of update_tasks as its statement's key (changed columns, matched columns) and parameters."""
+    if "dependencies" in changes:
+        raise ValidationError("update_tasks cannot change dependencies: use update_task for that")
+    values = TASKS.changes(changes, task_id)
+    where = cas_where(task_id, expected_state, expected_attempt)
+    row = {f"_w_{name}": value for name, value in where.items()}
+    row.update({f"_v_{name}": value for name, value in values.items()})
+    return (tuple(values), tuple(where)), row
 
 
 def _alike(rows: list[dict[str, Any]], indexes: list[int]) -> tuple[list[list[int]], list[int]]:
@@ -59,6 +74,7 @@ class SqlOutcomes:
     _wake: Any
     _write_later: Any
     _rows_by_ids: Any
+    _notifies: bool
     set_wise_updates: bool
 
     def update_tasks(self, moves: list[tuple[str, str | None, int | None, dict[str, Any]]]) -> list[bool]:
@@ -66,15 +82,10 @@ class SqlOutcomes:
         changes)`` as :meth:`update_task` takes them. Whether each changed, in order (a missing task did not)."""
         groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
         rows: list[dict[str, Any]] = []
-        for index, (task_id, expected_state, expected_attempt, changes) in enumerate(moves):
-            if "dependencies" in changes:
-                raise ValidationError("update_tasks cannot change dependencies: use update_task for that")
-            values = TASKS.changes(changes, task_id)
-            where = cas_where(task_id, expected_state, expected_attempt)
-            row = {f"_w_{name}": value for name, value in where.items()}
-            row.update({f"_v_{name}": value for name, value in values.items()})
+        for index, move in enumerate(moves):
+            key, row = _cas_row(*move)
             rows.append(row)
-            groups.setdefault((tuple(values), tuple(where)), []).append(index)
+            groups.setdefault(key, []).append(index)
         changed = [False] * len(moves)
         with self._wrap_errors(), self._tx() as conn:
             for (columns, conditions), indexes in groups.items():
@@ -98,6 +109,23 @@ class SqlOutcomes:
                 if moved:
                     self._wake_moved(task_id, expected_state, changes)
         return changed
+
+    def update_tasks_locking_dependants(
+        self, moves: list[tuple[str, str | None, int | None, dict[str, Any]]], locking: list[bool]
+    ) -> tuple[list[bool], dict[str, list[Dependant]]]:
+        """update_tasks, then lock_dependants of the moved tasks flagged in ``locking``. On PostgreSQL one move (a
+        chain step, a lone outcome) is one statement: its round trip is most of what each costs there."""
+        if not (self._notifies and len(moves) == 1 and locking[0]):
+            return update_then_lock_dependants(self, moves, locking)  # type: ignore[arg-type]
+        task_id, expected_state, _, changes = moves[0]
+        (columns, conditions), row = _cas_row(*moves[0])
+        with self._wrap_errors(), self._tx() as conn:
+            rows = self._direct.rows(conn, update_locking_dependants(columns, conditions), row)
+            moved = any(upstream is None for *_, upstream in rows)
+            if moved:
+                self._wake_moved(task_id, expected_state, changes)
+        found = sorted(Dependant(i, state, tuple(from_json(deps))) for i, state, deps, upstream in rows if upstream)
+        return [moved], ({task_id: found} if found else {})
 
     def _wake_moved(self, task_id: str, expected_state: str | None, changes: dict[str, Any]) -> None:
         """After a task's compare-and-set: announce it if it became claimable, or room if it stopped running."""
