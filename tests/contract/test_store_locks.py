@@ -120,3 +120,14 @@ def test_update_tasks_locking_dependants_locks_nothing_for_what_did_not_move_or_
         )
     assert moved == [True, True, False]
     assert locked == {"other": [Dependant("d-other", "pending", ("other",))]}
+
+
+def test_a_move_without_changes_only_compares(store: Store, make_task: Callable[..., TaskRecord]) -> None:
+    store.insert_tasks([make_task("up", state="running", attempts=1)])
+    store.insert_tasks([make_task("down", state="pending", dependencies=["up"])])
+    with store.atomic():
+        assert store.update_tasks([("up", "running", 1, {}), ("up", "queued", None, {}), ("gone", None, None, {})]) == [
+            True, False, False]  # fmt: skip
+        moved, locked = store.update_tasks_locking_dependants([("up", "running", 1, {})], [True])
+    assert moved == [True] and [d.id for d in locked["up"]] == ["down"]
+    assert store.get_task("up").state == "running"

@@ -20,6 +20,7 @@ from unified.store.schema import (
     LOCK_DEPENDANTS_IN,
     LOCK_TASKS,
     TASKS,
+    exists_statement,
     update_by_ids,
     update_locking_dependants,
     update_statement,
@@ -89,6 +90,11 @@ class SqlOutcomes:
         changed = [False] * len(moves)
         with self._wrap_errors(), self._tx() as conn:
             for (columns, conditions), indexes in groups.items():
+                if not columns:  # no change asked: whether the task matches, as the memory store answers
+                    matching = exists_statement(TASKS.table, conditions)
+                    for index in indexes:
+                        changed[index] = bool(self._direct.rows(conn, matching, rows[index]))
+                    continue
                 # rows alike go as one statement (a layer of released dependants, outcomes alike): on PostgreSQL each
                 # statement of an executemany costs the server about as much as the row it changes
                 alike, rest = _alike(rows, indexes) if self.set_wise_updates else ([], indexes)
@@ -115,7 +121,7 @@ class SqlOutcomes:
     ) -> tuple[list[bool], dict[str, list[Dependant]]]:
         """update_tasks, then lock_dependants of the moved tasks flagged in ``locking``. On PostgreSQL one move (a
         chain step, a lone outcome) is one statement: its round trip is most of what each costs there."""
-        if not (self._notifies and len(moves) == 1 and locking[0]):
+        if not (self._notifies and len(moves) == 1 and locking[0] and moves[0][3]):
             return update_then_lock_dependants(self, moves, locking)  # type: ignore[arg-type]
         task_id, expected_state, _, changes = moves[0]
         (columns, conditions), row = _cas_row(*moves[0])
