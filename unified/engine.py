@@ -529,13 +529,10 @@ class Engine(Interventions, EngineEvents):
     def _release_dependants(
         self, succeeded: list[TaskRecord], by_upstream: dict[str, list[Dependant]], now: float
     ) -> set[str]:
-        """Queue the dependants whose upstream all succeeded, given those of each of the ``succeeded`` tasks as the
-        store locked them; returns the ids of the ``succeeded`` tasks that still have an unfinished dependant (their
-        run cannot be settled yet).
-
-        The dependants were locked before the upstream states are read below, by a later statement: two workers
-        finishing the last two upstream tasks at once (PostgreSQL, READ COMMITTED) would otherwise each see the
-        other's task unfinished and release nothing."""
+        """Queue the dependants (``by_upstream``, locked by the store) whose upstream all succeeded; returns the ids of
+        the ``succeeded`` tasks that still have an unfinished dependant (their run cannot be settled yet)."""
+        # locked before the upstream states are read below: two workers finishing the last two upstream tasks at once
+        # (PostgreSQL, READ COMMITTED) would otherwise each see the other's task unfinished and release nothing
         if not succeeded or not by_upstream:  # the common case of independent tasks
             return set()
         unfinished: set[str] = set()

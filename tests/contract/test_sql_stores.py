@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from unified.errors import DuplicateTaskError, StoreError, ValidationError
+from unified.store.cas_statements import update_statement
 from unified.store.records import TaskRecord
-from unified.store.schema import FIRST_EXISTING_TASK, tasks, update_statement
+from unified.store.schema import FIRST_EXISTING_TASK, tasks
 from unified.store.sql import SqlStore, driver_url
 from unified.store.sql_direct import COPY_MIN
 from unified.store.sqlite import SqliteStore

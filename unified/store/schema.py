@@ -9,7 +9,6 @@ The hot statements (claim, insert, compare-and-set updates) are built here once,
 from __future__ import annotations
 
 import dataclasses
-import functools
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -514,7 +513,7 @@ DEPENDANTS = (
 )
 
 
-def _locked_dependants(upstream: sa.ColumnElement[bool]) -> sa.Select[Any]:
+def locked_dependants(upstream: sa.ColumnElement[bool]) -> sa.Select[Any]:
     """The dependants whose task_deps row matches ``upstream``, locked in id order: their id, state and
     dependencies, then the upstream task each depends on."""
     return (
@@ -526,8 +525,8 @@ def _locked_dependants(upstream: sa.ColumnElement[bool]) -> sa.Select[Any]:
     )
 
 
-LOCK_DEPENDANTS = _locked_dependants(task_deps.c.depends_on == sa.bindparam("_id"))
-LOCK_DEPENDANTS_IN = by_ids(task_deps.c.depends_on, _locked_dependants)
+LOCK_DEPENDANTS = locked_dependants(task_deps.c.depends_on == sa.bindparam("_id"))
+LOCK_DEPENDANTS_IN = by_ids(task_deps.c.depends_on, locked_dependants)
 LOCK_RUN = sa.select(runs.c.run_id).where(runs.c.run_id == sa.bindparam("_id")).with_for_update()
 RUN_PROGRESS = (
     sa.select(tasks.c.state, sa.func.count()).where(tasks.c.run_id == sa.bindparam("_id")).group_by(tasks.c.state)
@@ -562,53 +561,3 @@ ATTEMPTS_OF_IDS = by_ids(
 )
 VERSION_BY_NUMBER = VERSIONS.by_key.where(versions.c.number == sa.bindparam("_number"))
 LOGS_OF = LOGS.select.where(logs.c.task_id == sa.bindparam("_id")).order_by(logs.c.ts, logs.c.seq)
-
-
-def _matching(table: sa.Table, conditions: tuple[str, ...]) -> list[sa.ColumnElement[bool]]:
-    """A key column compares with ``=``; the others (the state or attempt a compare-and-set expects) with
-    ``IS NOT DISTINCT FROM``, the same for these non-null values but served by no index. Without statistics (a new
-    table, or a burst since the last ANALYZE) PostgreSQL's planner ties the key's unique index with the index on state
-    (or a partial index on one state) and may pick the latter: every dependant released then scanned all pending tasks
-    (0.12 ms instead of 0.02 per update with 1,000 of them, growing with the workflow)."""
-    return [
-        column == value if column.primary_key or column.unique else column.is_not_distinct_from(value)
-        for column, value in ((table.c[name], sa.bindparam(f"_w_{name}")) for name in conditions)
-    ]
-
-
-@functools.lru_cache(maxsize=256)
-def update_statement(table: sa.Table, columns: tuple[str, ...], conditions: tuple[str, ...]) -> sa.Update:
-    """``UPDATE table SET columns WHERE conditions``, with bind parameters ``_v_<column>`` and ``_w_<column>``."""
-    values = {name: sa.bindparam(f"_v_{name}") for name in columns}
-    return sa.update(table).where(*_matching(table, conditions)).values(values)
-
-
-@functools.lru_cache(maxsize=64)
-def update_locking_dependants(columns: tuple[str, ...], conditions: tuple[str, ...]) -> sa.CompoundSelect:
-    """PostgreSQL: ``update_statement`` of one task and, if it changed, its dependants locked as LOCK_DEPENDANTS
-    locks them, in one statement (one round trip where a chain step paid two). Rows of ``(id, state, dependencies,
-    depends_on)``: the changed task with the last three NULL, then its dependants."""
-    values = {name: sa.bindparam(f"_v_{name}") for name in columns}
-    moved = sa.update(tasks).where(*_matching(tasks, conditions)).values(values).returning(tasks.c.id).cte("moved")
-    dependants = _locked_dependants(
-        sa.and_(task_deps.c.depends_on == sa.bindparam("_w_id"), sa.exists(sa.select(moved.c.id)))
-    ).cte("dependants")
-    return sa.union_all(
-        sa.select(moved.c.id, sa.null(), sa.null(), sa.null()),
-        sa.select(dependants.c.id, dependants.c.state, dependants.c.dependencies, dependants.c.depends_on),
-    )
-
-
-@functools.lru_cache(maxsize=64)
-def update_by_ids(table: sa.Table, columns: tuple[str, ...], conditions: tuple[str, ...]) -> ByIds:
-    """``update_statement`` of every row whose ``id`` is in a list (see ``ByIds``), the values and other
-    ``conditions`` the same for all; it returns the ids of the rows it changed."""
-    values = {name: sa.bindparam(f"_v_{name}") for name in columns}
-    others = _matching(table, conditions)
-    return by_ids(table.c.id, lambda ids: sa.update(table).where(ids, *others).values(values).returning(table.c.id))
-
-
-@functools.lru_cache(maxsize=64)
-def exists_statement(table: sa.Table, conditions: tuple[str, ...]) -> sa.Select[Any]:
-    """``SELECT 1 FROM table WHERE conditions``, with bind parameters ``_w_<column>``."""
-    return sa.select(sa.literal(1)).select_from(table).where(*_matching(table, conditions))

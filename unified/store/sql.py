@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from unified.errors import ConflictError, DuplicateTaskError, NotFoundError
 from unified.store import migrations
+from unified.store.cas_statements import exists_statement, update_statement
 from unified.store.records import CLAIMABLE_STATES, AttemptRecord, LogRecord, RunRecord, TaskRecord
 from unified.store.schema import (
     ANY_QUEUE_LIMIT,
@@ -45,10 +46,8 @@ from unified.store.schema import (
     TASKS_BY_IDS,
     ByIds,
     Codec,
-    exists_statement,
     task_deps,
     tasks,
-    update_statement,
 )
 from unified.store.sql_admin import SqlAdminRecords
 from unified.store.sql_claim import SqlClaims

@@ -12,6 +12,7 @@ from typing import Any
 
 from unified.errors import ValidationError
 from unified.store.base import update_then_lock_dependants
+from unified.store.cas_statements import exists_statement, update_by_ids, update_locking_dependants, update_statement
 from unified.store.records import CLAIMABLE_STATES, Dependant, TaskRecord
 from unified.store.schema import (
     ATTEMPTS,
@@ -20,10 +21,6 @@ from unified.store.schema import (
     LOCK_DEPENDANTS_IN,
     LOCK_TASKS,
     TASKS,
-    exists_statement,
-    update_by_ids,
-    update_locking_dependants,
-    update_statement,
 )
 from unified.store.sql_direct import DirectStatements
 from unified.utils import chunks, from_json
