@@ -88,15 +88,12 @@ class Engine(Interventions, EngineEvents):
 
     def _before_commit(self) -> None:
         """Just before a batch commits: let the claimable listeners claim what it queued, once for the lot, then
-        record the outcomes of its attempts in one go, and announce the ready tasks it did not claim itself."""
+        queue the released tasks nobody claimed, and announce the ready tasks it did not claim itself."""
         local = self._local
         queued, local.claimable = local.claimable, 0
-        if queued:  # first: a listener may apply outcomes too (see on_queueing), whose attempts end below
+        if queued:  # first: a listener may apply outcomes too (see on_queueing), releasing tasks it may not claim
             for claim in self._claimable_listeners:
                 claim(queued)
-        attempts, local.attempts = local.attempts, []
-        if attempts:
-            self.store.finish_attempts(attempts)
         if local.releasing:  # released and not claimed by this transaction: queued now
             moves = [(task_id, "pending", None, {"state": S.QUEUED.value, "queued_at": local.released_at})
                      for task_id in local.releasing]  # fmt: skip
@@ -478,9 +475,10 @@ class Engine(Interventions, EngineEvents):
         run_events: list[tuple[str, RunRecord]] = []
         with self.batch():
             moving = [p for p in planned if p.new is not None]
-            moved, by_upstream = self.store.update_tasks_locking_dependants(
+            moved, by_upstream = self.store.apply_outcomes(
                 [(p.record.id, p.record.state, p.attempt, {"state": p.new.value, **p.changes}) for p in moving],  # type: ignore[union-attr]
                 [p.new is S.SUCCESS for p in moving],  # their dependants may be released (see _release_dependants)
+                [(p.record.id, p.attempt, p.attempt_outcome) for p in planned],  # each attempt ends, moved or not
             )
             for outcome, ok in zip(moving, moved, strict=True):
                 if ok:
@@ -494,7 +492,6 @@ class Engine(Interventions, EngineEvents):
                     event, skipped = self._after_move(p, now)
                     pending_events.append((event, record, p))
                     pending_events += [(name, rec, None) for name, rec in skipped]
-                self._local.attempts.append((record.id, p.attempt, p.attempt_outcome))
                 if record.run_id and record.state in FINISHED_STATES and record.id not in open_ids:
                     settle[record.run_id] = None
             logs = [LogRecord(p.record.id, p.attempt, ts, lvl, msg) for p in planned for ts, lvl, msg in p.logs]

@@ -11,8 +11,8 @@ from typing import Any
 
 class Batch:
     """Engine.batch's context: one store transaction, with the per-thread state the engine gathers until it commits
-    (after-commit callbacks, tasks made ready and claimed, upstream results, attempt outcomes). A class, not a
-    generator, because it is entered several times per task."""
+    (after-commit callbacks, tasks made ready and claimed, upstream results). A class, not a generator,
+    because it is entered several times per task."""
 
     __slots__ = ("atomic", "before_commit", "depth", "local", "saved", "savepoint")
 
@@ -30,13 +30,13 @@ class Batch:
         local = self.local
         self.depth = getattr(local, "depth", 0)
         if self.depth == 0:
-            local.after, local.claimable, local.released, local.attempts = [], 0, {}, []
+            local.after, local.claimable, local.released = [], 0, {}
             local.releasing = []  # released dependants still pending in the store (see Engine._release_dependants)
             local.ready = local.taken = 0
         elif self.savepoint:  # what the transaction gathered so far, put back if this block is undone
             released_at = getattr(local, "released_at", None)
-            self.saved = (list(local.after), local.claimable, dict(local.released), list(local.attempts),
-                          list(local.releasing), local.ready, local.taken, released_at)  # fmt: skip
+            self.saved = (list(local.after), local.claimable, dict(local.released), list(local.releasing), local.ready,
+                          local.taken, released_at)  # fmt: skip
         local.depth = self.depth + 1
         try:
             self.atomic.__enter__()
@@ -65,5 +65,5 @@ class Batch:
             local = self.local
             local.depth = self.depth
             if exc_info[0] is not None and self.saved is not None:
-                (local.after, local.claimable, local.released, local.attempts, local.releasing, local.ready,
-                 local.taken, local.released_at) = self.saved  # fmt: skip
+                (local.after, local.claimable, local.released, local.releasing, local.ready, local.taken,
+                 local.released_at) = self.saved  # fmt: skip

@@ -64,6 +64,14 @@ def store(store_url: str) -> Iterator[Store]:
 
 
 @pytest.fixture
+def durable_store(durable_url: str) -> Iterator[Store]:
+    """A fresh store of each durable kind (SQLite, PostgreSQL), closed after the test."""
+    opened = open_test_store(durable_url)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
 def make_task() -> Callable[..., TaskRecord]:
     """A factory of queued task records: ``make_task("a", priority=2)``."""
 

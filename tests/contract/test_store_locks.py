@@ -1,5 +1,5 @@
 """lock_dependants and lock_run: the current states in id order inside a transaction; unknown runs are named.
-update_tasks_locking_dependants: a compare-and-set, then the dependants of what moved and was asked for."""
+apply_outcomes: a compare-and-set, the attempts' ends, then the dependants of what moved and was asked for."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from unified.errors import NotFoundError
 from unified.store.base import Store
-from unified.store.records import Dependant, RunRecord, TaskRecord
+from unified.store.records import AttemptRecord, Dependant, RunRecord, TaskRecord
 
 
 def test_lock_dependants_returns_the_current_states_in_id_order(
@@ -91,35 +91,90 @@ def succeed(task_id: str) -> tuple[str, str, int, dict[str, object]]:
     return (task_id, "running", 1, {"state": "success", "result": 7, "finished_at": 2000.0})
 
 
-def test_update_tasks_locking_dependants_locks_those_of_the_moved_task(
+def ended(task_id: str, number: int = 1, state: str = "success") -> tuple[str, int, dict[str, object]]:
+    """The end of an attempt, as the engine records it."""
+    return (task_id, number, {"state": state, "finished_at": 2000.0, "error": None})
+
+
+def running(store: Store, *task_ids: str) -> None:
+    """Record a running first attempt of each task."""
+    for task_id in task_ids:
+        store.insert_attempt(AttemptRecord(task_id, 1, "running", 1000.0, worker="w"))
+
+
+def attempt_states(store: Store, task_id: str) -> list[tuple[int, str, float | None]]:
+    return [(a.number, a.state, a.finished_at) for a in store.list_attempts(task_id)]
+
+
+def test_apply_outcomes_ends_the_attempt_and_locks_the_dependants_of_the_moved_task(
     store: Store, make_task: Callable[..., TaskRecord]
 ) -> None:
     store.insert_tasks([make_task("up", state="running", attempts=1), make_task("lone", state="running", attempts=1)])
     store.insert_tasks([make_task(n, state="pending", dependencies=["up"]) for n in ("b", "a")])
-    with store.atomic():  # one move: a chain step's outcome (one statement on PostgreSQL)
-        moved, locked = store.update_tasks_locking_dependants([succeed("up")], [True])
+    running(store, "up", "lone")
+    with store.atomic():  # one move and its attempt's end: a chain step's outcome (one statement on PostgreSQL)
+        moved, locked = store.apply_outcomes([succeed("up")], [True], [ended("up")])
     assert moved == [True]
     assert locked == {"up": [Dependant("a", "pending", ("up",)), Dependant("b", "pending", ("up",))]}
     assert store.get_task("up").state == "success" and store.get_task("up").result == 7
+    assert attempt_states(store, "up") == [(1, "success", 2000.0)]
     with store.atomic():  # moved, but none of it to lock
-        assert store.update_tasks_locking_dependants([succeed("lone")], [True]) == ([True], {})
+        assert store.apply_outcomes([succeed("lone")], [True], [ended("lone")]) == ([True], {})
+    assert attempt_states(store, "lone") == [(1, "success", 2000.0)]
 
 
-def test_update_tasks_locking_dependants_locks_nothing_for_what_did_not_move_or_was_not_asked(
+def test_apply_outcomes_locks_nothing_for_what_did_not_move_or_was_not_asked(
     store: Store, make_task: Callable[..., TaskRecord]
 ) -> None:
     store.insert_tasks([make_task(n, state="running", attempts=1) for n in ("up", "other", "third")])
     store.insert_tasks([make_task(f"d-{n}", state="pending", dependencies=[n]) for n in ("up", "other", "third")])
     late = ("up", "running", 2, {"state": "success"})  # an attempt that lost its lease: the fencing token differs
     with store.atomic():
-        assert store.update_tasks_locking_dependants([late], [True]) == ([False], {})
-        assert store.update_tasks_locking_dependants([succeed("up")], [False]) == ([True], {})
+        assert store.apply_outcomes([late], [True], []) == ([False], {})
+        assert store.apply_outcomes([succeed("up")], [False], []) == ([True], {})
         failed = ("third", "running", 1, {"state": "failure"})
-        moved, locked = store.update_tasks_locking_dependants(
-            [succeed("other"), failed, succeed("missing")], [True, False, True]
-        )
+        moved, locked = store.apply_outcomes([succeed("other"), failed, succeed("missing")], [True, False, True], [])
     assert moved == [True, True, False]
     assert locked == {"other": [Dependant("d-other", "pending", ("other",))]}
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["one by one", "together"])
+def test_apply_outcomes_ends_attempts_whether_or_not_their_task_moved_but_only_running_ones(
+    store: Store, make_task: Callable[..., TaskRecord], together: bool
+) -> None:
+    """A report whose task was canceled meanwhile still ends its attempt; an attempt that already ended (lost,
+    its task taken back) keeps its end. One by one, each call is one statement on PostgreSQL."""
+    store.insert_tasks([make_task("gone", state="canceled", attempts=1), make_task("up", state="running", attempts=2)])
+    store.insert_attempt(AttemptRecord("gone", 1, "running", 1000.0, worker="w"))
+    store.insert_attempt(AttemptRecord("up", 1, "lost", 1000.0, 1500.0, worker="w"))
+    store.insert_attempt(AttemptRecord("up", 2, "running", 1600.0, worker="w"))
+    late = ("gone", "running", 1, {"state": "success", "result": 7, "finished_at": 2000.0})
+    failed = ("up", "running", 2, {"state": "failure", "finished_at": 2000.0})
+    calls = [([late], [True], [ended("gone")]), ([failed], [False], [ended("up", 1, "failure")])]
+    if together:
+        calls = [([late, failed], [True, False], [ended("gone"), ended("up", 1, "failure")])]
+    with store.atomic():
+        moved = [changed for call in calls for changed in store.apply_outcomes(*call)[0]]
+    assert moved == [False, True]
+    assert attempt_states(store, "gone") == [(1, "success", 2000.0)]
+    assert attempt_states(store, "up") == [(1, "lost", 1500.0), (2, "running", None)]
+
+
+def test_a_savepoint_rolled_back_takes_back_the_attempt_ends_it_applied(
+    durable_store: Store, make_task: Callable[..., TaskRecord]
+) -> None:
+    """On PostgreSQL several ends wait to go with the COMMIT; a savepoint undone drops them with its other writes
+    (the memory store's savepoint undoes nothing)."""
+    store = durable_store
+    store.insert_tasks([make_task(n, state="running", attempts=1) for n in ("a", "b", "c")])
+    running(store, "a", "b", "c")
+    with store.atomic():
+        with pytest.raises(RuntimeError), store.savepoint():
+            store.apply_outcomes([succeed("a"), succeed("b")], [False, False], [ended("a"), ended("b")])
+            raise RuntimeError("undo")
+        store.apply_outcomes([succeed("c")], [False], [ended("c")])
+    assert [store.get_task(n).state for n in "abc"] == ["running", "running", "success"]
+    assert [attempt_states(store, n) for n in "abc"] == [[(1, "running", None)]] * 2 + [[(1, "success", 2000.0)]]
 
 
 def test_a_move_without_changes_only_compares(store: Store, make_task: Callable[..., TaskRecord]) -> None:
@@ -128,6 +183,6 @@ def test_a_move_without_changes_only_compares(store: Store, make_task: Callable[
     with store.atomic():
         assert store.update_tasks([("up", "running", 1, {}), ("up", "queued", None, {}), ("gone", None, None, {})]) == [
             True, False, False]  # fmt: skip
-        moved, locked = store.update_tasks_locking_dependants([("up", "running", 1, {})], [True])
+        moved, locked = store.apply_outcomes([("up", "running", 1, {})], [True], [])
     assert moved == [True] and [d.id for d in locked["up"]] == ["down"]
     assert store.get_task("up").state == "running"

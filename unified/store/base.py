@@ -199,11 +199,15 @@ class Store(Protocol):
         """
         ...
 
-    def update_tasks_locking_dependants(
-        self, moves: list[tuple[str, str | None, int | None, dict[str, Any]]], locking: list[bool]
+    def apply_outcomes(
+        self,
+        moves: list[tuple[str, str | None, int | None, dict[str, Any]]],
+        locking: list[bool],
+        ends: list[tuple[str, int, dict[str, Any]]],
     ) -> tuple[list[bool], dict[str, list[Dependant]]]:
-        """:meth:`update_tasks`, then :meth:`lock_dependants` of the moved tasks whose flag in ``locking`` is set
-        (those that succeeded: their dependants may be released), in as few round trips as the store can."""
+        """Attempts' outcomes: :meth:`update_tasks` of ``moves``, :meth:`finish_attempts` of ``ends``, then
+        :meth:`lock_dependants` of the moved tasks whose flag in ``locking`` is set (those that succeeded: their
+        dependants may be released), in as few round trips as the store can. Returns what each returns."""
         ...
 
     def lock_run(self, run_id: str) -> None:
@@ -395,10 +399,15 @@ def check_changes(changes: Iterable[str], changeable: frozenset[str], what: str,
         )
 
 
-def update_then_lock_dependants(
-    store: Store, moves: list[tuple[str, str | None, int | None, dict[str, Any]]], locking: list[bool]
+def apply_outcomes_in_turn(
+    store: Store,
+    moves: list[tuple[str, str | None, int | None, dict[str, Any]]],
+    locking: list[bool],
+    ends: list[tuple[str, int, dict[str, Any]]],
 ) -> tuple[list[bool], dict[str, list[Dependant]]]:
-    """:meth:`Store.update_tasks_locking_dependants` as its two verbs, one after the other."""
+    """:meth:`Store.apply_outcomes` as its three verbs, one after the other."""
     moved = store.update_tasks(moves)
+    if ends:
+        store.finish_attempts(ends)
     ids = [move[0] for move, changed, lock in zip(moves, moved, locking, strict=True) if changed and lock]
     return moved, (store.lock_dependants(ids) if ids else {})

@@ -12,10 +12,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from unified.store.schema import ByIds, by_ids, locked_dependants, task_deps, tasks
+from unified.store.schema import ByIds, attempts, by_ids, locked_dependants, task_deps, tasks
+
+END_PREFIX = "_e"  # the bind parameters of the attempt end that outcome_statement writes: _ev_<column>, _ew_<column>
+ATTEMPT_MATCH = ("task_id", "number", "state")  # an attempt's end changes it only while it is still running
 
 
-def _matching(table: sa.Table, conditions: tuple[str, ...]) -> list[sa.ColumnElement[bool]]:
+def _matching(table: sa.Table, conditions: tuple[str, ...], prefix: str = "") -> list[sa.ColumnElement[bool]]:
     """A key column compares with ``=``; the others (the state or attempt a compare-and-set expects) with
     ``IS NOT DISTINCT FROM``, the same for these non-null values but served by no index. Without statistics (a new
     table, or a burst since the last ANALYZE) PostgreSQL's planner ties the key's unique index with the index on state
@@ -23,31 +26,41 @@ def _matching(table: sa.Table, conditions: tuple[str, ...]) -> list[sa.ColumnEle
     (0.12 ms instead of 0.02 per update with 1,000 of them, growing with the workflow)."""
     return [
         column == value if column.primary_key or column.unique else column.is_not_distinct_from(value)
-        for column, value in ((table.c[name], sa.bindparam(f"_w_{name}")) for name in conditions)
+        for column, value in ((table.c[name], sa.bindparam(f"{prefix}_w_{name}")) for name in conditions)
     ]
+
+
+def _updating(table: sa.Table, columns: tuple[str, ...], conditions: tuple[str, ...], prefix: str = "") -> sa.Update:
+    values = {name: sa.bindparam(f"{prefix}_v_{name}") for name in columns}
+    return sa.update(table).where(*_matching(table, conditions, prefix)).values(values)
 
 
 @functools.lru_cache(maxsize=256)
 def update_statement(table: sa.Table, columns: tuple[str, ...], conditions: tuple[str, ...]) -> sa.Update:
     """``UPDATE table SET columns WHERE conditions``, with bind parameters ``_v_<column>`` and ``_w_<column>``."""
-    values = {name: sa.bindparam(f"_v_{name}") for name in columns}
-    return sa.update(table).where(*_matching(table, conditions)).values(values)
+    return _updating(table, columns, conditions)
 
 
 @functools.lru_cache(maxsize=64)
-def update_locking_dependants(columns: tuple[str, ...], conditions: tuple[str, ...]) -> sa.CompoundSelect:
-    """PostgreSQL: ``update_statement`` of one task and, if it changed, its dependants locked as LOCK_DEPENDANTS
-    locks them, in one statement (one round trip where a chain step paid two). Rows of ``(id, state, dependencies,
-    depends_on)``: the changed task with the last three NULL, then its dependants."""
-    values = {name: sa.bindparam(f"_v_{name}") for name in columns}
-    moved = sa.update(tasks).where(*_matching(tasks, conditions)).values(values).returning(tasks.c.id).cte("moved")
-    dependants = locked_dependants(
-        sa.and_(task_deps.c.depends_on == sa.bindparam("_w_id"), sa.exists(sa.select(moved.c.id)))
-    ).cte("dependants")
-    return sa.union_all(
-        sa.select(moved.c.id, sa.null(), sa.null(), sa.null()),
-        sa.select(dependants.c.id, dependants.c.state, dependants.c.dependencies, dependants.c.depends_on),
-    )
+def outcome_statement(
+    columns: tuple[str, ...], conditions: tuple[str, ...], end_columns: tuple[str, ...] | None, locking: bool
+) -> sa.CompoundSelect:
+    """PostgreSQL: one outcome in one statement (its round trip is most of what each costs there): ``update_statement``
+    of one task; the end of one attempt if ``end_columns`` (set while it is still running, bind parameters prefixed
+    with END_PREFIX); and with ``locking``, if the task changed, its dependants locked as LOCK_DEPENDANTS locks
+    them. Rows of ``(id, state, dependencies, depends_on)``: the changed task with the last three NULL, then its
+    dependants."""
+    moved = _updating(tasks, columns, conditions).returning(tasks.c.id).cte("moved")
+    rows: list[sa.Select[Any]] = [sa.select(moved.c.id, sa.null(), sa.null(), sa.null())]
+    if locking:
+        dependants = locked_dependants(
+            sa.and_(task_deps.c.depends_on == sa.bindparam("_w_id"), sa.exists(sa.select(moved.c.id)))
+        ).cte("dependants")
+        rows.append(sa.select(dependants.c.id, dependants.c.state, dependants.c.dependencies, dependants.c.depends_on))
+    statement = sa.union_all(*rows)
+    if end_columns is not None:  # runs whether or not the task moved: PostgreSQL runs every WITH that writes
+        statement = statement.add_cte(_updating(attempts, end_columns, ATTEMPT_MATCH, END_PREFIX).cte("ended"))
+    return statement
 
 
 @functools.lru_cache(maxsize=64)

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from unified.errors import DuplicateTaskError, NotFoundError, ValidationError, name_taken
 from unified.graph import graph_hash
-from unified.store.base import check_changes, update_then_lock_dependants
+from unified.store.base import apply_outcomes_in_turn, check_changes
 from unified.store.memory_admin import MemoryAdminRecords
 from unified.store.records import (
     CLAIMABLE_STATES,
@@ -397,11 +397,14 @@ class MemoryStore(MemoryAdminRecords):
                 for task_id, state, attempt, changes in moves
             ]
 
-    def update_tasks_locking_dependants(
-        self, moves: list[tuple[str, str | None, int | None, dict[str, Any]]], locking: list[bool]
+    def apply_outcomes(
+        self,
+        moves: list[tuple[str, str | None, int | None, dict[str, Any]]],
+        locking: list[bool],
+        ends: list[tuple[str, int, dict[str, Any]]],
     ) -> tuple[list[bool], dict[str, list[Dependant]]]:
-        """update_tasks, then lock_dependants of the moved tasks flagged in ``locking`` (atomic() holds the lock)."""
-        return update_then_lock_dependants(self, moves, locking)
+        """update_tasks, finish_attempts, then lock_dependants of the moved tasks flagged in ``locking``."""
+        return apply_outcomes_in_turn(self, moves, locking, ends)
 
     def claim_tasks(self, worker: str, now: float, lease_seconds: float, limit: int = 1,
                     queues: Iterable[str] | None = None, released: Sequence[str] = ()) -> list[TaskRecord]:  # fmt: skip

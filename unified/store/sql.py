@@ -236,8 +236,8 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
 
     def _write_later(self, conn: sa.Connection, statement: sa.Executable, rows: list[dict[str, Any]]) -> None:
         """A write whose outcome nobody reads in the transaction: on PostgreSQL it waits to go with the COMMIT (one
-        round trip for all of them), elsewhere it runs now. A savepoint rolled back meanwhile does not take it back,
-        so it is for writes made outside any savepoint (the engine's ``_before_commit``)."""
+        round trip for all of them), elsewhere it runs now. Only :meth:`savepoint` takes it back with a rollback: no
+        verb that may fail inside a savepoint of its own (``_savepoint``) writes this way."""
         if self._notifies:
             self._local.deferred.append((statement, rows))
         else:
@@ -305,13 +305,20 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
-        """As atomic(); inside a transaction, the block's writes are undone alone if it raises."""
-        with (
-            self._tx() as conn,
-            self._wrap_errors(),
-            self._direct.savepoint(conn) if self._local.depth else nullcontext(),
-        ):
-            yield
+        """As atomic(); inside a transaction, the block's writes are undone alone if it raises (with those it left to
+        go with the COMMIT, see _write_later)."""
+        with self._tx() as conn, self._wrap_errors():
+            if not self._local.depth:
+                yield
+                return
+            deferred = self._local.deferred
+            kept = len(deferred)
+            try:
+                with self._direct.savepoint(conn):
+                    yield
+            except BaseException:
+                del deferred[kept:]
+                raise
 
     # generic helpers
     def _one(self, codec: Codec[Any], what: str, stmt: sa.Select[Any], params: dict[str, Any]) -> Any:

@@ -11,8 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from unified.errors import ValidationError
-from unified.store.base import update_then_lock_dependants
-from unified.store.cas_statements import exists_statement, update_by_ids, update_locking_dependants, update_statement
+from unified.store.base import apply_outcomes_in_turn
+from unified.store.cas_statements import (
+    ATTEMPT_MATCH,
+    END_PREFIX,
+    exists_statement,
+    outcome_statement,
+    update_by_ids,
+    update_statement,
+)
 from unified.store.records import CLAIMABLE_STATES, Dependant, TaskRecord
 from unified.store.schema import (
     ATTEMPTS,
@@ -47,6 +54,16 @@ def _cas_row(
     row = {f"_w_{name}": value for name, value in where.items()}
     row.update({f"_v_{name}": value for name, value in values.items()})
     return (tuple(values), tuple(where)), row
+
+
+def _end_row(
+    task_id: str, number: int, changes: dict[str, Any], prefix: str = ""
+) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """One attempt's end as its statement's changed columns and parameters (matching it while still running)."""
+    values = ATTEMPTS.changes(changes, task_id)
+    row = {f"{prefix}_w_task_id": task_id, f"{prefix}_w_number": number, f"{prefix}_w_state": "running"}
+    row.update({f"{prefix}_v_{name}": value for name, value in values.items()})
+    return tuple(values), row
 
 
 def _alike(rows: list[dict[str, Any]], indexes: list[int]) -> tuple[list[list[int]], list[int]]:
@@ -113,17 +130,26 @@ class SqlOutcomes:
                     self._wake_moved(task_id, expected_state, changes)
         return changed
 
-    def update_tasks_locking_dependants(
-        self, moves: list[tuple[str, str | None, int | None, dict[str, Any]]], locking: list[bool]
+    def apply_outcomes(
+        self,
+        moves: list[tuple[str, str | None, int | None, dict[str, Any]]],
+        locking: list[bool],
+        ends: list[tuple[str, int, dict[str, Any]]],
     ) -> tuple[list[bool], dict[str, list[Dependant]]]:
-        """update_tasks, then lock_dependants of the moved tasks flagged in ``locking``. On PostgreSQL one move (a
-        chain step, a lone outcome) is one statement: its round trip is most of what each costs there."""
-        if not (self._notifies and len(moves) == 1 and locking[0] and moves[0][3]):
-            return update_then_lock_dependants(self, moves, locking)  # type: ignore[arg-type]
+        """update_tasks of ``moves``, finish_attempts of ``ends``, then lock_dependants of the moved tasks flagged in
+        ``locking``. On PostgreSQL one move with at most one end (a chain step, a lone outcome) is one statement: its
+        round trip is most of what each costs there."""
+        if not (self._notifies and len(moves) == 1 and moves[0][3] and len(ends) <= 1):
+            return apply_outcomes_in_turn(self, moves, locking, ends)  # type: ignore[arg-type]
         task_id, expected_state, _, changes = moves[0]
         (columns, conditions), row = _cas_row(*moves[0])
+        end_columns = None
+        if ends:
+            end_columns, end_row = _end_row(*ends[0], prefix=END_PREFIX)
+            row.update(end_row)
+        statement = outcome_statement(columns, conditions, end_columns, locking[0])
         with self._wrap_errors(), self._tx() as conn:
-            rows = self._direct.rows(conn, update_locking_dependants(columns, conditions), row)
+            rows = self._direct.rows(conn, statement, row)
             moved = any(upstream is None for *_, upstream in rows)
             if moved:
                 self._wake_moved(task_id, expected_state, changes)
@@ -166,12 +192,10 @@ class SqlOutcomes:
         """Set the outcome fields of several attempts at once, of those still running: one ``executemany`` per set
         of changed fields. On PostgreSQL they are sent with the transaction's COMMIT (one round trip for all)."""
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for task_id, number, changes in outcomes:
-            values = ATTEMPTS.changes(changes, task_id)
-            row = {"_w_task_id": task_id, "_w_number": number, "_w_state": "running"}
-            row.update({f"_v_{name}": value for name, value in values.items()})
-            groups.setdefault(tuple(values), []).append(row)
+        for outcome in outcomes:
+            columns, row = _end_row(*outcome)
+            groups.setdefault(columns, []).append(row)
         with self._wrap_errors(), self._tx() as conn:
             for columns, rows in groups.items():
-                statement = update_statement(ATTEMPTS.table, columns, ("task_id", "number", "state"))
+                statement = update_statement(ATTEMPTS.table, columns, ATTEMPT_MATCH)
                 self._write_later(conn, statement, rows)
