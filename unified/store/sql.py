@@ -4,7 +4,8 @@ It owns transactions (a re-entrant, per-thread ``atomic()``), the claim query (o
 subquery takes ``FOR UPDATE SKIP LOCKED`` rows on PostgreSQL; SQLite serialises writers with ``BEGIN IMMEDIATE``, see
 sqlite.py), translation of database errors into the unified error tree, and bringing the schema to the Alembic head.
 The verbs of the records around the work (schedules and fires, alert rules, API keys, audit log) are in the
-``SqlAdminRecords`` mixin of sql_admin.py, on the row helpers defined here.
+``SqlAdminRecords`` mixin of sql_admin.py, those of attempts and log lines in ``SqlAttempts`` (sql_attempts.py), on
+the row helpers defined here.
 """
 
 from __future__ import annotations
@@ -20,12 +21,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from unified.errors import ConflictError, DuplicateTaskError, NotFoundError
 from unified.store import migrations
 from unified.store.cas_statements import exists_statement, update_statement
-from unified.store.records import CLAIMABLE_STATES, AttemptRecord, LogRecord, RunRecord, TaskRecord
+from unified.store.records import CLAIMABLE_STATES, RunRecord, TaskRecord
 from unified.store.schema import (
     ANY_QUEUE_LIMIT,
-    ATTEMPTS,
-    ATTEMPTS_OF,
-    ATTEMPTS_OF_IDS,
     CHANNEL,
     CHUNK,
     DEPENDANTS,
@@ -34,14 +32,11 @@ from unified.store.schema import (
     INSERT_TASK_ROWS,
     INSERT_TASKS,
     LOCK_RUN,
-    LOGS,
-    LOGS_OF,
     NEXT_NOT_BEFORE,
     NOTIFY,
     RUN_PROGRESS,
     RUNS,
     SEQS_OF,
-    TASK_WITH_ATTEMPTS,
     TASKS,
     TASKS_BY_IDS,
     ByIds,
@@ -50,6 +45,7 @@ from unified.store.schema import (
     tasks,
 )
 from unified.store.sql_admin import SqlAdminRecords
+from unified.store.sql_attempts import SqlAttempts
 from unified.store.sql_claim import SqlClaims
 from unified.store.sql_direct import COPY_MIN, DirectStatements
 from unified.store.sql_errors import checkout, database_errors
@@ -93,7 +89,7 @@ def _fk_violation(exc: sa.exc.IntegrityError) -> bool:
     return getattr(exc.orig, "sqlstate", None) == "23503" or "FOREIGN KEY" in str(exc.orig)
 
 
-class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
+class SqlStore(SqlClaims, SqlOutcomes, SqlAttempts, SqlAdminRecords, SqlWorkflows):
     """A store on a SQLAlchemy URL; ``SqlStore("sqlite:///...")`` gives a :class:`SqliteStore`."""
 
     keeps_objects = False
@@ -561,46 +557,3 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAdminRecords, SqlWorkflows):
         stmt = sa.select(tasks.c.state, sa.func.count()).group_by(tasks.c.state)
         with self._tx(write=False) as conn:
             return {state: count for state, count in conn.execute(stmt)}
-
-    # attempts and logs
-    def insert_attempt(self, attempt: AttemptRecord) -> None:
-        """Record the start of an attempt."""
-        duplicate = f"attempt {attempt.number} of task {attempt.task_id!r}"
-        self._insert(ATTEMPTS, [ATTEMPTS.row(attempt)], duplicate, f"task {attempt.task_id!r}")
-
-    def finish_attempt(self, task_id: str, number: int, *, if_running: bool = False, **changes: Any) -> bool:
-        """Set the outcome fields of an attempt (with ``if_running``, only while it runs); True if set."""
-        what = f"attempt {number} of task {task_id!r}"
-        where = {"task_id": task_id, "number": number, **({"state": "running"} if if_running else {})}
-        return self._update(ATTEMPTS, where, 2, ATTEMPTS.changes(changes, task_id), what)
-
-    def list_attempts(self, task_id: str) -> list[AttemptRecord]:
-        """The attempts of a task, by number."""
-        return self._all(ATTEMPTS, ATTEMPTS_OF, {"_id": task_id})
-
-    def task_with_attempts(self, task_id: str) -> tuple[TaskRecord, list[AttemptRecord]]:
-        """The task with this global id and its attempts by number, in one query."""
-        with self._tx(write=False) as conn:
-            rows = self._direct.rows(conn, TASK_WITH_ATTEMPTS, {"_key": task_id})
-        if not rows:
-            raise NotFoundError(f"no task {task_id!r}: check the id (list them to see what exists)")
-        split = len(TASKS.columns)
-        return TASKS.record(rows[0][:split]), [ATTEMPTS.record(row[split:]) for row in rows if row[split] is not None]
-
-    def attempts_of(self, task_ids: Iterable[str]) -> dict[str, list[AttemptRecord]]:
-        """The attempts of each of these tasks, by number (tasks without attempts are left out)."""
-        found: dict[str, list[AttemptRecord]] = {}
-        with self._tx(write=False) as conn:
-            ids = list(dict.fromkeys(task_ids))
-            rows = [row for chunk in chunks(ids, CHUNK) for row in self._rows_by_ids(conn, ATTEMPTS_OF_IDS, chunk)]
-        for attempt in map(ATTEMPTS.record, rows):
-            found.setdefault(attempt.task_id, []).append(attempt)
-        return found
-
-    def append_logs(self, lines: Iterable[LogRecord]) -> None:
-        """Store captured log lines."""
-        self._insert(LOGS, [LOGS.row(line) for line in lines], "a log line", "task for these log lines")
-
-    def get_logs(self, task_id: str) -> list[LogRecord]:
-        """The log lines of a task, oldest first."""
-        return self._all(LOGS, LOGS_OF, {"_id": task_id})
