@@ -250,6 +250,9 @@ def test_update_task_dependencies_moves_dependants(store: Store, make_task: Make
     assert store.dependants("a") == []
     assert ids(store.dependants("b")) == ["c"]
     assert store.get_task("c").dependencies == ["b"]
+    assert store.update_task("c", "running", dependencies=["a"]) is False  # not running: nothing moves
+    assert store.dependants("a") == [] and ids(store.dependants("b")) == ["c"]
+    assert store.get_task("c").dependencies == ["b"]
 
 
 # claims and leases

@@ -371,31 +371,43 @@ class MemoryStore(MemoryAdminRecords):
         check_changes(changes, _TASK_CHANGEABLE, "tasks", task_id)
         with self._lock:
             task = self._get(task_id)
-            if expected_state is not None and task.state != expected_state:
-                return False
-            if expected_attempt is not None and task.attempts != expected_attempt:
+            before = task.dependencies
+            if not self._compare_and_set(task, expected_state, expected_attempt, changes):
                 return False
             if "dependencies" in changes:
-                for upstream in task.dependencies:
+                for upstream in before:
                     self._dependants[upstream].remove(task_id)
                 for upstream in changes["dependencies"]:
                     self._dependants[upstream].append(task_id)
-                changes["dependencies"] = list(changes["dependencies"])
-            for name, value in changes.items():
-                setattr(task, name, value)
-            if "state" in changes and task.state in CLAIMABLE_STATES:
-                self._heaps.push(task)
+                task.dependencies = list(changes["dependencies"])  # not the caller's list
             return True
 
     def update_tasks(self, moves: list[tuple[str, str | None, int | None, dict[str, Any]]]) -> list[bool]:
         """Compare-and-set several tasks at once; whether each changed, in order (a missing task did not)."""
-        if any("dependencies" in changes for *_, changes in moves):
-            raise ValidationError("update_tasks cannot change dependencies: use update_task for that")
+        for task_id, _, _, changes in moves:
+            if "dependencies" in changes:
+                raise ValidationError("update_tasks cannot change dependencies: use update_task for that")
+            check_changes(changes, _TASK_CHANGEABLE, "tasks", task_id)
         with self._lock:
+            tasks = self._tasks
             return [
-                task_id in self._tasks and self.update_task(task_id, state, attempt, **changes)
+                (task := tasks.get(task_id)) is not None and self._compare_and_set(task, state, attempt, changes)
                 for task_id, state, attempt, changes in moves
             ]
+
+    def _compare_and_set(
+        self, task: TaskRecord, expected_state: str | None, expected_attempt: int | None, changes: dict[str, Any]
+    ) -> bool:
+        """Under the lock: apply checked ``changes`` to the stored ``task`` if it is in the expected state."""
+        if expected_state is not None and task.state != expected_state:
+            return False
+        if expected_attempt is not None and task.attempts != expected_attempt:
+            return False
+        for name, value in changes.items():
+            setattr(task, name, value)
+        if "state" in changes and task.state in CLAIMABLE_STATES:
+            self._heaps.push(task)
+        return True
 
     def apply_outcomes(
         self,
