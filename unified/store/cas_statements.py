@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from unified.store.schema import ByIds, attempts, by_ids, locked_dependants, task_deps, tasks
 
-END_PREFIX = "_e"  # the bind parameters of the attempt end that outcome_statement writes: _ev_<column>, _ew_<column>
+END_PREFIX = "_e"  # the bind parameters of the attempt end that outcome_statement writes: _e_v_<column>, _e_w_<column>
 ATTEMPT_MATCH = ("task_id", "number", "state")  # an attempt's end changes it only while it is still running
 
 
