@@ -65,7 +65,7 @@ class PlannedOutcome:
             new = S.CANCELED if record.state == "running" else None
             changes.update(finished_at=now)
         else:
-            policy = _policy(record)
+            policy = RetryPolicy.of_spec(record.spec)
             tries = record.attempts - record.spec.get("retry_base", 0)
             if retryable and policy.allows_retry(tries):
                 new = S.RETRYING
@@ -86,14 +86,3 @@ class PlannedOutcome:
         for name, value in self.changes.items():
             setattr(record, name, value)
         self.moved = True
-
-
-def _policy(record: TaskRecord) -> RetryPolicy:
-    spec = record.spec
-    return RetryPolicy(
-        spec.get("max_retries", 0),
-        spec.get("retry_delay_seconds", 0),
-        spec.get("backoff_factor", 2.0),
-        spec.get("max_retry_delay_seconds"),
-        spec.get("jitter", False),
-    )

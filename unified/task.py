@@ -152,6 +152,21 @@ class RetryPolicy:
         """True if another attempt may follow ``attempts_made`` attempts."""
         return attempts_made <= self.max_retries
 
+    @staticmethod
+    def of_spec(spec: dict[str, Any]) -> RetryPolicy:
+        """The policy a task spec (:meth:`Task.spec`) names; one shared instance per distinct policy (it is frozen),
+        as every attempt's Task and every failure's plan asks for one: building it costs four times the lookup."""
+        return _policy(
+            spec.get("max_retries", 0),
+            spec.get("retry_delay_seconds", 0),
+            spec.get("backoff_factor", 2.0),
+            spec.get("max_retry_delay_seconds"),
+            spec.get("jitter", False),
+        )
+
+
+_policy = functools.lru_cache(maxsize=256)(RetryPolicy)
+
 
 class CancelFlag:
     """An attempt's cancel signal with ``threading.Event``'s methods, costing a flag until something waits on it.
@@ -463,13 +478,7 @@ class Task:
         target: Callable[..., Any] | str | None = func if func is not None else path
         if target is None:
             _check_command(spec)
-        retry = RetryPolicy(
-            spec.get("max_retries", 0),
-            spec.get("retry_delay_seconds", 0),
-            spec.get("backoff_factor", 2.0),
-            spec.get("max_retry_delay_seconds"),
-            spec.get("jitter", False),
-        )
+        retry = RetryPolicy.of_spec(spec)
         retry_on = tuple(_exception_class(p) for p in spec.get("retry_on", ["builtins:Exception"]))
         task = cls.__new__(cls)
         task._fill(

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from unified.errors import ImportPathError, InvalidTransitionError, UnifiedError, ValidationError
-from unified.task import ALLOWED_TRANSITIONS, Task, TaskState, check_transition
+from unified.task import ALLOWED_TRANSITIONS, RetryPolicy, Task, TaskState, check_transition
 
 
 def test_states_are_exactly_the_documented_strings() -> None:
@@ -92,3 +92,15 @@ def test_finished_states_have_no_way_out_but_a_manual_retry() -> None:
     for state in (TaskState.FAILURE, TaskState.TIMEOUT, TaskState.CANCELED, TaskState.SKIPPED):
         assert ALLOWED_TRANSITIONS[state] == {TaskState.PENDING, TaskState.QUEUED}
     assert ALLOWED_TRANSITIONS[TaskState.SUCCESS] == frozenset()
+
+
+def test_the_retry_policy_of_a_spec_is_shared_by_equal_specs_and_rebuilt_tasks() -> None:
+    spec = Task(task_id="t", func=print, max_retries=3, retry_delay_seconds=0.5, backoff_factor=3).spec()
+    policy = RetryPolicy.of_spec(spec)
+    assert policy == RetryPolicy(3, 0.5, 3.0, None, False)
+    assert RetryPolicy.of_spec(dict(spec)) is policy and Task.from_spec(spec, print).retry is policy
+    assert RetryPolicy.of_spec({}) == RetryPolicy()  # a spec stored without its defaults
+    with pytest.raises(ValidationError, match="max_retries"):  # a bad policy is refused every time, not kept
+        RetryPolicy.of_spec({"max_retries": -1})
+    with pytest.raises(ValidationError, match="max_retries"):
+        RetryPolicy.of_spec({"max_retries": -1})
