@@ -114,7 +114,10 @@ def measure(name: str, store: str, n: int, workdir: str, root: Path = ROOT) -> d
 
 
 def row(name: str, store: str, n: int, repeat: int, workdir: str) -> dict:
-    """The median of ``repeat`` runs of one workload on one store, printed as a table line."""
+    """The median of ``repeat`` runs of one workload on one store, printed as a table line. Its last column is the
+    Python loop probe taken just before the runs: these hosts change speed within minutes, so each row says how fast
+    the host was when it ran (see calibrate.py)."""
+    loop_ns = calibrate.python_loop_ns(repeat=3)
     runs = [measure(name, store, n, workdir) for _ in range(repeat)]
     seconds = statistics.median(r["seconds"] for r in runs)
     tasks = runs[0]["tasks"]
@@ -122,9 +125,9 @@ def row(name: str, store: str, n: int, repeat: int, workdir: str) -> dict:
     value = seconds / tasks * 1000 if unit == "ms/step" else tasks / seconds
     rss = max(r["peak_rss_mb"] for r in runs)
     print(f"| {name} | {store} | {tasks:,} | {value:,.{2 if unit == 'ms/step' else 0}f} {unit} | "
-          f"{seconds / tasks * 1000:.3f} | {rss:.0f} |", flush=True)  # fmt: skip
+          f"{seconds / tasks * 1000:.3f} | {rss:.0f} | {loop_ns:.0f} |", flush=True)  # fmt: skip
     return {"workload": name, "store": store, "tasks": tasks, "median_seconds": seconds, "value": value, "unit": unit,
-            "ms_per_task": seconds / tasks * 1000, "peak_rss_mb": rss,
+            "ms_per_task": seconds / tasks * 1000, "peak_rss_mb": rss, "loop_ns": loop_ns,
             "runs": [r["seconds"] for r in runs]}  # fmt: skip
 
 
@@ -180,8 +183,8 @@ def main() -> int:
         postgres_url = os.environ.get("UNIFIED_BENCH_POSTGRES_URL") if "postgres" in stores else None
         speed = calibrate.machine_speed(workdir, postgres_url)
         print(calibrate.describe(speed) + "\n")
-        print("| workload | store | tasks | median | ms/task | peak RSS MB |")
-        print("| --- | --- | ---: | ---: | ---: | ---: |")
+        print("| workload | store | tasks | median | ms/task | peak RSS MB | loop ns |")
+        print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
         for name in [w for w in args.only.split(",") if w in WORKLOADS]:
             for store in stores:
                 if name in ("W5", "W5b") and store == "memory":
