@@ -23,6 +23,7 @@ from unified.store.records import (
     AlertRecord,
     AlertRuleRecord,
     ApiKeyRecord,
+    AttemptEnd,
     AttemptRecord,
     AuditRecord,
     Dependant,
@@ -30,6 +31,7 @@ from unified.store.records import (
     LogRecord,
     RunRecord,
     ScheduleRecord,
+    TaskMove,
     TaskRecord,
     VersionRecord,
     WorkflowRecord,
@@ -174,7 +176,7 @@ class Store(Protocol):
         ``attempts`` equals ``expected_attempt`` (the fencing token of a claim). True if it changed."""
         ...
 
-    def update_tasks(self, moves: list[tuple[str, str | None, int | None, dict[str, Any]]]) -> list[bool]:
+    def update_tasks(self, moves: list[TaskMove]) -> list[bool]:
         """Compare-and-set several tasks at once; each move is ``(task id, expected state, expected attempt,
         changes)`` as :meth:`update_task` takes them (dependencies excepted). Whether each changed, in order; a
         task that does not exist did not."""
@@ -200,10 +202,7 @@ class Store(Protocol):
         ...
 
     def apply_outcomes(
-        self,
-        moves: list[tuple[str, str | None, int | None, dict[str, Any]]],
-        locking: list[bool],
-        ends: list[tuple[str, int, dict[str, Any]]],
+        self, moves: list[TaskMove], locking: list[bool], ends: list[AttemptEnd]
     ) -> tuple[list[bool], dict[str, list[Dependant]]]:
         """Attempts' outcomes: :meth:`update_tasks` of ``moves``, :meth:`finish_attempts` of ``ends``, then
         :meth:`lock_dependants` of the moved tasks whose flag in ``locking`` is set (those that succeeded: their
@@ -260,7 +259,7 @@ class Store(Protocol):
         """Set the outcome fields of an attempt (with ``if_running``, only while it is still running); True if set."""
         ...
 
-    def finish_attempts(self, outcomes: list[tuple[str, int, dict[str, Any]]]) -> None:
+    def finish_attempts(self, outcomes: list[AttemptEnd]) -> None:
         """Set the outcome fields of several attempts at once (each ``(task id, number, changes)``), of those still
         running; an attempt that already ended, or does not exist, is left as it is."""
         ...
@@ -400,10 +399,7 @@ def check_changes(changes: Iterable[str], changeable: frozenset[str], what: str,
 
 
 def apply_outcomes_in_turn(
-    store: Store,
-    moves: list[tuple[str, str | None, int | None, dict[str, Any]]],
-    locking: list[bool],
-    ends: list[tuple[str, int, dict[str, Any]]],
+    store: Store, moves: list[TaskMove], locking: list[bool], ends: list[AttemptEnd]
 ) -> tuple[list[bool], dict[str, list[Dependant]]]:
     """:meth:`Store.apply_outcomes` as its three verbs, one after the other."""
     moved = store.update_tasks(moves)

@@ -18,10 +18,12 @@ from unified.store.memory_admin import MemoryAdminRecords
 from unified.store.records import (
     CLAIMABLE_STATES,
     AlertRecord,
+    AttemptEnd,
     AttemptRecord,
     Dependant,
     LogRecord,
     RunRecord,
+    TaskMove,
     TaskRecord,
     VersionRecord,
     WorkflowRecord,
@@ -382,7 +384,7 @@ class MemoryStore(MemoryAdminRecords):
                 task.dependencies = list(changes["dependencies"])  # not the caller's list
             return True
 
-    def update_tasks(self, moves: list[tuple[str, str | None, int | None, dict[str, Any]]]) -> list[bool]:
+    def update_tasks(self, moves: list[TaskMove]) -> list[bool]:
         """Compare-and-set several tasks at once; whether each changed, in order (a missing task did not)."""
         for task_id, _, _, changes in moves:
             if "dependencies" in changes:
@@ -410,10 +412,7 @@ class MemoryStore(MemoryAdminRecords):
         return True
 
     def apply_outcomes(
-        self,
-        moves: list[tuple[str, str | None, int | None, dict[str, Any]]],
-        locking: list[bool],
-        ends: list[tuple[str, int, dict[str, Any]]],
+        self, moves: list[TaskMove], locking: list[bool], ends: list[AttemptEnd]
     ) -> tuple[list[bool], dict[str, list[Dependant]]]:
         """update_tasks, finish_attempts, then lock_dependants of the moved tasks flagged in ``locking``."""
         return apply_outcomes_in_turn(self, moves, locking, ends)
@@ -536,7 +535,7 @@ class MemoryStore(MemoryAdminRecords):
                     return True
             raise NotFoundError(f"task {task_id!r} has no attempt {number}")
 
-    def finish_attempts(self, outcomes: list[tuple[str, int, dict[str, Any]]]) -> None:
+    def finish_attempts(self, outcomes: list[AttemptEnd]) -> None:
         """Set the outcome fields of several attempts at once, of those still running."""
         with self._lock:
             for task_id, number, changes in outcomes:

@@ -62,6 +62,13 @@ class WorkflowSummary(NamedTuple):
     last_run_at: float | None = None  # when that run was created
 
 
+# A compare-and-set of one task as the store's update verbs take it: (task id, expected state, expected attempt,
+# changes); None expects any state or attempt.
+TaskMove = tuple[str, str | None, int | None, dict[str, Any]]
+# The end of one attempt: (task id, attempt number, the fields it sets).
+AttemptEnd = tuple[str, int, dict[str, Any]]
+
+
 class Dependant(NamedTuple):
     """What releasing a finished task's dependants needs of each: its state and what it depends on (global ids).
 

@@ -20,7 +20,7 @@ from unified.store.cas_statements import (
     update_by_ids,
     update_statement,
 )
-from unified.store.records import CLAIMABLE_STATES, Dependant, TaskRecord
+from unified.store.records import CLAIMABLE_STATES, AttemptEnd, Dependant, TaskMove, TaskRecord
 from unified.store.schema import (
     ATTEMPTS,
     CHUNK,
@@ -92,7 +92,7 @@ class SqlOutcomes:
     _notifies: bool
     set_wise_updates: bool
 
-    def update_tasks(self, moves: list[tuple[str, str | None, int | None, dict[str, Any]]]) -> list[bool]:
+    def update_tasks(self, moves: list[TaskMove]) -> list[bool]:
         """Compare-and-set several tasks at once; each move is ``(task id, expected state, expected attempt,
         changes)`` as :meth:`update_task` takes them. Whether each changed, in order (a missing task did not)."""
         groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
@@ -131,10 +131,7 @@ class SqlOutcomes:
         return changed
 
     def apply_outcomes(
-        self,
-        moves: list[tuple[str, str | None, int | None, dict[str, Any]]],
-        locking: list[bool],
-        ends: list[tuple[str, int, dict[str, Any]]],
+        self, moves: list[TaskMove], locking: list[bool], ends: list[AttemptEnd]
     ) -> tuple[list[bool], dict[str, list[Dependant]]]:
         """update_tasks of ``moves``, finish_attempts of ``ends``, then lock_dependants of the moved tasks flagged in
         ``locking``. On PostgreSQL one move with at most one end (a chain step, a lone outcome) is one statement: its
@@ -188,7 +185,7 @@ class SqlOutcomes:
                 found += [TASKS.record(row) for row in self._rows_by_ids(conn, LOCK_TASKS, chunk)]
         return found
 
-    def finish_attempts(self, outcomes: list[tuple[str, int, dict[str, Any]]]) -> None:
+    def finish_attempts(self, outcomes: list[AttemptEnd]) -> None:
         """Set the outcome fields of several attempts at once, of those still running: one ``executemany`` per set
         of changed fields. On PostgreSQL they are sent with the transaction's COMMIT (one round trip for all)."""
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
