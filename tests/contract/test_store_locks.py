@@ -160,6 +160,15 @@ def test_apply_outcomes_ends_attempts_whether_or_not_their_task_moved_but_only_r
     assert attempt_states(store, "up") == [(1, "lost", 1500.0), (2, "running", None)]
 
 
+def test_an_attempt_end_that_sets_nothing_changes_nothing(store: Store, make_task: Callable[..., TaskRecord]) -> None:
+    store.insert_tasks([make_task("up", state="running", attempts=1)])
+    running(store, "up")
+    with store.atomic():
+        store.finish_attempts([("up", 1, {})])
+        assert store.apply_outcomes([succeed("up")], [True], [("up", 1, {})]) == ([True], {})
+    assert attempt_states(store, "up") == [(1, "running", None)] and store.get_task("up").state == "success"
+
+
 def test_a_savepoint_rolled_back_takes_back_the_attempt_ends_it_applied(
     durable_store: Store, make_task: Callable[..., TaskRecord]
 ) -> None:

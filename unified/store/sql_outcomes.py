@@ -136,7 +136,7 @@ class SqlOutcomes:
         """update_tasks of ``moves``, finish_attempts of ``ends``, then lock_dependants of the moved tasks flagged in
         ``locking``. On PostgreSQL one move with at most one end (a chain step, a lone outcome) is one statement: its
         round trip is most of what each costs there."""
-        if not (self._notifies and len(moves) == 1 and moves[0][3] and len(ends) <= 1):
+        if not (self._notifies and len(moves) == 1 and moves[0][3] and len(ends) <= 1 and all(e[2] for e in ends)):
             return apply_outcomes_in_turn(self, moves, locking, ends)  # type: ignore[arg-type]
         task_id, expected_state, _, changes = moves[0]
         (columns, conditions), row = _cas_row(*moves[0])
@@ -191,7 +191,8 @@ class SqlOutcomes:
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for outcome in outcomes:
             columns, row = _end_row(*outcome)
-            groups.setdefault(columns, []).append(row)
+            if columns:  # an end that sets nothing changes nothing
+                groups.setdefault(columns, []).append(row)
         with self._wrap_errors(), self._tx() as conn:
             for columns, rows in groups.items():
                 statement = update_statement(ATTEMPTS.table, columns, ATTEMPT_MATCH)
