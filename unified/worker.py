@@ -280,7 +280,8 @@ class WorkerPool:
             self._busy += len(claimed)
             for record in claimed:
                 heapq.heappush(self._buffer, (-record.priority, record.seq, record))
-            self._has_work.notify(len(claimed) - by_runner)
+            if (others := len(claimed) - by_runner) > 0:  # notify(0) still walks Condition's Python code
+                self._has_work.notify(others)
 
     def _prefetch(self) -> int:
         """How many tasks to claim beyond the idle runners: about PREFETCH_SECONDS of work, none until measured."""
