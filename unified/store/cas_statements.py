@@ -31,6 +31,7 @@ def _matching(table: sa.Table, conditions: tuple[str, ...], prefix: str = "") ->
 
 
 def _updating(table: sa.Table, columns: tuple[str, ...], conditions: tuple[str, ...], prefix: str = "") -> sa.Update:
+    """``UPDATE table SET columns WHERE conditions``, its bind parameters named with ``prefix``."""
     values = {name: sa.bindparam(f"{prefix}_v_{name}") for name in columns}
     return sa.update(table).where(*_matching(table, conditions, prefix)).values(values)
 
@@ -67,9 +68,8 @@ def outcome_statement(
 def update_by_ids(table: sa.Table, columns: tuple[str, ...], conditions: tuple[str, ...]) -> ByIds:
     """``update_statement`` of every row whose ``id`` is in a list (see ``ByIds``), the values and other
     ``conditions`` the same for all; it returns the ids of the rows it changed."""
-    values = {name: sa.bindparam(f"_v_{name}") for name in columns}
-    others = _matching(table, conditions)
-    return by_ids(table.c.id, lambda ids: sa.update(table).where(ids, *others).values(values).returning(table.c.id))
+    shared = _updating(table, columns, conditions)
+    return by_ids(table.c.id, lambda ids: shared.where(ids).returning(table.c.id))
 
 
 @functools.lru_cache(maxsize=64)
