@@ -58,6 +58,11 @@ class NotFoundError(UnifiedError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+def not_found(what: str) -> NotFoundError:
+    """The error for an id that names nothing: ``what`` says which, e.g. ``"task 'a1'"``."""
+    return NotFoundError(f"no {what}: check the id (list them to see what exists)")
+
+
 class ConflictError(UnifiedError):
     """A request that clashes with what already exists or with the current state."""
 

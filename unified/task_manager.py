@@ -17,7 +17,7 @@ from typing import Any
 from unified import config
 from unified.alerts import AlertService, Channel
 from unified.engine import Engine
-from unified.errors import NotFoundError, TaskFailedError, TimeoutExpired, ValidationError
+from unified.errors import TaskFailedError, TimeoutExpired, ValidationError, not_found
 from unified.events import EventBus
 from unified.executor import Executor
 from unified.scheduler import Scheduler, When
@@ -284,7 +284,7 @@ class TaskManager(ScheduleMethods):
             records[chunk[-1]] = self._wait_for_record(chunk[-1], remaining())[0]
             found = {r.id: r for r in self.store.get_tasks(chunk[:-1])}
             if missing := [i for i in chunk[:-1] if i not in found]:
-                raise NotFoundError(f"no task {missing[0]!r}: check the id (list them to see what exists)")
+                raise not_found(f"task {missing[0]!r}")
             for task_id, record in found.items():
                 finished = record.state in FINISHED_STATES
                 records[task_id] = record if finished else self._wait_for_record(task_id, remaining())[0]

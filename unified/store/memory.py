@@ -9,15 +9,14 @@ import itertools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, TypeVar
+from typing import Any
 
-from unified.errors import DuplicateTaskError, NotFoundError, ValidationError, name_taken
-from unified.graph import graph_hash
+from unified.errors import DuplicateTaskError, NotFoundError, ValidationError, not_found
 from unified.store.base import apply_outcomes_in_turn, check_changes
 from unified.store.memory_admin import MemoryAdminRecords
+from unified.store.memory_workflows import MemoryWorkflows
 from unified.store.records import (
     CLAIMABLE_STATES,
-    AlertRecord,
     AttemptEnd,
     AttemptRecord,
     Dependant,
@@ -25,24 +24,10 @@ from unified.store.records import (
     RunRecord,
     TaskMove,
     TaskRecord,
-    VersionRecord,
-    WorkflowRecord,
-    WorkflowSummary,
 )
 from unified.store.yielding_lock import YieldingLock
-from unified.utils import copy_data
 
-_Graph = TypeVar("_Graph", WorkflowRecord, VersionRecord)
 _TASK_CHANGEABLE = frozenset(f.name for f in dataclasses.fields(TaskRecord)) - {"id", "seq"}
-
-
-def _with_own_tasks(record: _Graph) -> _Graph:
-    """A copy of a workflow or version whose task specs the caller may change without changing the store's."""
-    return dataclasses.replace(record, tasks=copy_data(record.tasks))
-
-
-def _missing(kind: str, key: str) -> NotFoundError:
-    return NotFoundError(f"no {kind} with id {key!r}: check the id (list them to see what exists)")
 
 
 class _ReadyHeaps:
@@ -73,7 +58,7 @@ class _ReadyHeaps:
         return ready[0][:3] if ready else None
 
 
-class MemoryStore(MemoryAdminRecords):
+class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
     """Every record in dicts behind one re-entrant lock (a ``YieldingLock``)."""
 
     keeps_objects = True
@@ -87,11 +72,9 @@ class MemoryStore(MemoryAdminRecords):
         self._attempts: dict[str, list[AttemptRecord]] = defaultdict(list)
         self._logs: dict[str, list[LogRecord]] = defaultdict(list)
         self._runs: dict[str, RunRecord] = {}
-        self._workflows: dict[str, WorkflowRecord] = {}
-        self._versions: dict[str, list[VersionRecord]] = defaultdict(list)
-        self._alerts: dict[str, AlertRecord] = {}
         self._heaps = _ReadyHeaps()
         self._seq = itertools.count(1)
+        self._init_workflows()
         self._init_admin()
 
     def close(self) -> None:
@@ -105,112 +88,6 @@ class MemoryStore(MemoryAdminRecords):
         """As :meth:`atomic` (no rollback)."""
         return self._lock
 
-    # workflows and versions
-    def put_workflow(self, workflow: WorkflowRecord) -> None:
-        """Insert or replace a workflow (its ``draft_hash`` computed here; a replace keeps its ``current_version``)."""
-        stored = _with_own_tasks(workflow)
-        stored.draft_hash = graph_hash(stored.tasks)
-        with self._lock:
-            other = self._named(workflow.name)
-            if other is not None and other.workflow_id != workflow.workflow_id:
-                raise name_taken(workflow.name, other.workflow_id)
-            before = self._workflows.get(workflow.workflow_id)
-            stored.current_version = before.current_version if before is not None else None
-            self._workflows[workflow.workflow_id] = stored
-
-    def get_workflow(self, workflow_id: str) -> WorkflowRecord:
-        """The workflow with this id."""
-        with self._lock:
-            if workflow_id not in self._workflows:
-                raise _missing("workflow", workflow_id)
-            return _with_own_tasks(self._workflows[workflow_id])
-
-    def find_workflow(self, name: str) -> WorkflowRecord | None:
-        """The workflow named ``name`` (names are unique), or None (copies no other workflow's specs)."""
-        with self._lock:
-            named = self._named(name)
-            return _with_own_tasks(named) if named is not None else None
-
-    def _named(self, name: str) -> WorkflowRecord | None:
-        return next((w for w in self._workflows.values() if w.name == name), None)
-
-    def get_workflows(self, workflow_ids: list[str]) -> list[WorkflowRecord]:
-        """The workflows with these ids that exist, in the order given."""
-        with self._lock:
-            return [_with_own_tasks(self._workflows[i]) for i in workflow_ids if i in self._workflows]
-
-    def workflow_summaries(self, workflow_ids: list[str]) -> list[WorkflowSummary]:
-        """The summaries of the workflows with these ids that exist, in the order given."""
-        with self._lock:
-            found = [self._workflows[i] for i in workflow_ids if i in self._workflows]
-            newest: dict[str, RunRecord] = {}
-            wanted = {w.workflow_id for w in found}
-            for run in self._runs.values():  # in insertion order: of runs created at once, the later one is newer
-                key = run.workflow_id
-                if key is not None and key in wanted:
-                    best = newest.get(key)
-                    if best is None or run.created_at >= best.created_at:
-                        newest[key] = run
-            summaries = []
-            for w in found:
-                last = newest.get(w.workflow_id)
-                run = (last.run_id, last.state, last.created_at) if last else ()
-                summaries.append(
-                    WorkflowSummary(w.workflow_id, w.name, w.description, w.current_version, len(w.tasks), *run)
-                )
-            return summaries
-
-    def workflow_names(self) -> dict[str, str]:
-        """Every workflow's name by its id, oldest first."""
-        with self._lock:
-            return {w.workflow_id: w.name for w in sorted(self._workflows.values(), key=lambda w: w.created_at)}
-
-    def freeze_draft(self, workflow_id: str, created_at: float) -> VersionRecord:
-        """The version matching the workflow's draft, frozen now as the number after the highest if the draft changed
-        since the current one (a copy: each run's tasks get their own specs, whatever a task does to its arguments)."""
-        with self._lock:
-            workflow = self._workflows.get(workflow_id)
-            if workflow is None:
-                raise _missing("workflow", workflow_id)
-            if not workflow.tasks:
-                raise ValidationError(f"workflow {workflow.name!r} has no tasks: add tasks before running it")
-            versions = self._versions[workflow_id]
-            current = next((v for v in versions if v.number == workflow.current_version), None)
-            if current is None or current.hash != workflow.draft_hash:
-                number = max((v.number for v in versions), default=0) + 1
-                digest: str = workflow.draft_hash  # type: ignore[assignment]  # put_workflow always sets it
-                # the version shares the draft's spec dicts: both are this store's own, never edited in place (a put
-                # replaces the whole draft), and every way out copies them
-                current = VersionRecord(workflow_id, number, digest, list(workflow.tasks), created_at)
-                versions.append(current)
-                workflow.current_version = number
-            return _with_own_tasks(current)
-
-    def list_workflows(self) -> list[WorkflowRecord]:
-        """Every workflow, oldest first."""
-        with self._lock:
-            return [_with_own_tasks(w) for w in sorted(self._workflows.values(), key=lambda w: w.created_at)]
-
-    def delete_workflow(self, workflow_id: str) -> None:
-        """Remove a workflow and its versions."""
-        with self._lock:
-            if self._workflows.pop(workflow_id, None) is None:
-                raise _missing("workflow", workflow_id)
-            self._versions.pop(workflow_id, None)
-
-    def get_version(self, workflow_id: str, number: int) -> VersionRecord:
-        """One version of a workflow."""
-        with self._lock:
-            for version in self._versions.get(workflow_id, ()):
-                if version.number == number:
-                    return _with_own_tasks(version)
-            raise NotFoundError(f"workflow {workflow_id!r} has no version {number}: list_versions shows them")
-
-    def list_versions(self, workflow_id: str) -> list[VersionRecord]:
-        """Every version of a workflow, by number."""
-        with self._lock:
-            return [_with_own_tasks(v) for v in sorted(self._versions.get(workflow_id, ()), key=lambda v: v.number)]
-
     # runs
     def insert_run(self, run: RunRecord) -> None:
         """Store a new run."""
@@ -223,7 +100,7 @@ class MemoryStore(MemoryAdminRecords):
         """The run with this id."""
         with self._lock:
             if run_id not in self._runs:
-                raise _missing("run", run_id)
+                raise not_found(f"run with id {run_id!r}")
             return copy.deepcopy(self._runs[run_id])
 
     def list_runs(
@@ -253,7 +130,7 @@ class MemoryStore(MemoryAdminRecords):
         with self._lock:
             run = self._runs.get(run_id)
             if run is None:
-                raise _missing("run", run_id)
+                raise not_found(f"run with id {run_id!r}")
             if expected_state is not None and run.state != expected_state:
                 return False
             for name, value in changes.items():
@@ -287,7 +164,7 @@ class MemoryStore(MemoryAdminRecords):
     def _get(self, task_id: str) -> TaskRecord:
         task = self._tasks.get(task_id)
         if task is None:
-            raise _missing("task", task_id)
+            raise not_found(f"task with id {task_id!r}")
         return task
 
     def get_task(self, task_id: str) -> TaskRecord:
@@ -351,7 +228,7 @@ class MemoryStore(MemoryAdminRecords):
         """Nothing to do: atomic() already holds the one lock."""
         with self._lock:
             if run_id not in self._runs:
-                raise _missing("run", run_id)
+                raise not_found(f"run with id {run_id!r}")
 
     def run_progress(self, run_id: str) -> dict[str, int]:
         """How many tasks of a run are in each state."""
@@ -574,24 +451,3 @@ class MemoryStore(MemoryAdminRecords):
         """The log lines of a task, oldest first."""
         with self._lock:
             return list(self._logs.get(task_id, ()))
-
-    # alerts
-    def insert_alert(self, alert: AlertRecord) -> None:
-        """Store an alert."""
-        with self._lock:
-            self._alerts[alert.alert_id] = copy.deepcopy(alert)
-
-    def update_alert(self, alert_id: str, **changes: Any) -> None:
-        """Set the delivery fields of an alert."""
-        with self._lock:
-            alert = self._alerts.get(alert_id)
-            if alert is None:
-                raise _missing("alert", alert_id)
-            for name, value in changes.items():
-                setattr(alert, name, value)
-
-    def list_alerts(self, limit: int = 100) -> list[AlertRecord]:
-        """Alerts, newest first."""
-        with self._lock:
-            alerts = sorted(self._alerts.values(), key=lambda a: a.created_at, reverse=True)
-            return [copy.deepcopy(a) for a in alerts[:limit]]

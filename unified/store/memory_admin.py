@@ -1,4 +1,5 @@
-"""The memory store's records around the work itself: schedules and fires, alert rules, API keys, audit log.
+"""The memory store's records around the work itself: schedules and fires, alert rules and alerts, API keys, audit
+log.
 
 A mixin of :class:`unified.store.memory.MemoryStore`, sharing its lock; split out to keep each module small.
 """
@@ -8,17 +9,20 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from unified.errors import NotFoundError
-from unified.store.records import AlertRuleRecord, ApiKeyRecord, AuditRecord, FireRecord, ScheduleRecord
+from unified.errors import NotFoundError, not_found
+from unified.store.records import (
+    AlertRecord,
+    AlertRuleRecord,
+    ApiKeyRecord,
+    AuditRecord,
+    FireRecord,
+    ScheduleRecord,
+)
 from unified.store.yielding_lock import YieldingLock
 
 
-def _missing(kind: str, key: str) -> NotFoundError:
-    return NotFoundError(f"no {kind} with id {key!r}: check the id (list them to see what exists)")
-
-
 class MemoryAdminRecords:
-    """Schedules, fires, alert rules, API keys and the audit log, in dicts under the store's lock."""
+    """Schedules, fires, alert rules, alerts, API keys and the audit log, in dicts under the store's lock."""
 
     _lock: YieldingLock
 
@@ -29,6 +33,7 @@ class MemoryAdminRecords:
         self._keys: dict[str, ApiKeyRecord] = {}
         self._audit: list[AuditRecord] = []
         self._queue_limits: dict[str, int] = {}
+        self._alerts: dict[str, AlertRecord] = {}
 
     # alert rules
     def put_alert_rule(self, rule: AlertRuleRecord) -> None:
@@ -45,7 +50,7 @@ class MemoryAdminRecords:
         """Remove an alert rule."""
         with self._lock:
             if self._rules.pop(rule_id, None) is None:
-                raise _missing("alert rule", rule_id)
+                raise not_found(f"alert rule with id {rule_id!r}")
 
     # schedules
     def put_schedule(self, schedule: ScheduleRecord) -> None:
@@ -56,7 +61,7 @@ class MemoryAdminRecords:
     def _schedule(self, schedule_id: str) -> ScheduleRecord:
         schedule = self._schedules.get(schedule_id)
         if schedule is None:
-            raise _missing("schedule", schedule_id)
+            raise not_found(f"schedule with id {schedule_id!r}")
         return schedule
 
     def get_schedule(self, schedule_id: str) -> ScheduleRecord:
@@ -135,7 +140,7 @@ class MemoryAdminRecords:
         with self._lock:
             key = self._keys.get(key_id)
             if key is None:
-                raise _missing("API key", key_id)
+                raise not_found(f"API key with id {key_id!r}")
             return copy.deepcopy(key)
 
     def list_api_keys(self) -> list[ApiKeyRecord]:
@@ -148,7 +153,7 @@ class MemoryAdminRecords:
         with self._lock:
             key = self._keys.get(key_id)
             if key is None:
-                raise _missing("API key", key_id)
+                raise not_found(f"API key with id {key_id!r}")
             for name, value in changes.items():
                 setattr(key, name, value)
 
@@ -176,3 +181,24 @@ class MemoryAdminRecords:
         """Every queue limit: queue name -> max_running."""
         with self._lock:
             return dict(sorted(self._queue_limits.items()))
+
+    # alerts
+    def insert_alert(self, alert: AlertRecord) -> None:
+        """Store an alert."""
+        with self._lock:
+            self._alerts[alert.alert_id] = copy.deepcopy(alert)
+
+    def update_alert(self, alert_id: str, **changes: Any) -> None:
+        """Set the delivery fields of an alert."""
+        with self._lock:
+            alert = self._alerts.get(alert_id)
+            if alert is None:
+                raise not_found(f"alert with id {alert_id!r}")
+            for name, value in changes.items():
+                setattr(alert, name, value)
+
+    def list_alerts(self, limit: int = 100) -> list[AlertRecord]:
+        """Alerts, newest first."""
+        with self._lock:
+            alerts = sorted(self._alerts.values(), key=lambda a: a.created_at, reverse=True)
+            return [copy.deepcopy(a) for a in alerts[:limit]]

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from unified.errors import ConflictError, DuplicateTaskError, NotFoundError
+from unified.errors import ConflictError, DuplicateTaskError, NotFoundError, not_found
 from unified.store import migrations
 from unified.store.cas_statements import exists_statement, update_statement
 from unified.store.records import CLAIMABLE_STATES, RunRecord, TaskRecord
@@ -321,7 +321,7 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAttempts, SqlAdminRecords, SqlWorkflow
         with self._tx(write=False) as conn:
             rows = self._direct.rows(conn, stmt, params)
         if not rows:
-            raise NotFoundError(f"no {what}: check the id (list them to see what exists)")
+            raise not_found(what)
         return codec.record(rows[0])
 
     def _all(self, codec: Codec[Any], stmt: sa.Select[Any], params: dict[str, Any] | None = None) -> list[Any]:
@@ -357,7 +357,7 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAttempts, SqlAdminRecords, SqlWorkflow
             elif direct.rows(conn, exists_statement(codec.table, conditions), params):
                 return True
             if not direct.rows(conn, exists_statement(codec.table, conditions[:keys]), params):
-                raise NotFoundError(f"no {what}: check the id (list them to see what exists)")
+                raise not_found(what)
             return False
 
     def _cas(self, codec: Codec[Any], key: str, expected_state: str | None, changes: dict[str, Any]) -> bool:
@@ -382,7 +382,7 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAttempts, SqlAdminRecords, SqlWorkflow
         stmt = (stmt if stmt is not None else sa.delete(table)).where(table.c[codec.key] == key)
         with self._tx() as conn:
             if conn.execute(stmt).rowcount == 0:
-                raise NotFoundError(f"no {what} {key!r}: check the id (list them to see what exists)")
+                raise not_found(f"{what} {key!r}")
 
     # runs
     def insert_run(self, run: RunRecord) -> None:
@@ -518,7 +518,7 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAttempts, SqlAdminRecords, SqlWorkflow
         """Lock the run's row FOR UPDATE until the transaction ends."""
         with self._wrap_errors(), self._tx() as conn:
             if conn.execute(LOCK_RUN, {"_id": run_id}).first() is None:
-                raise NotFoundError(f"no run with id {run_id!r}: check the id (list them to see what exists)")
+                raise not_found(f"run with id {run_id!r}")
 
     def run_progress(self, run_id: str) -> dict[str, int]:
         """How many tasks of a run are in each state."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from unified.errors import NotFoundError
+from unified.errors import not_found
 from unified.store.records import AttemptRecord, LogRecord, TaskRecord
 from unified.store.schema import (
     ATTEMPTS,
@@ -69,7 +69,7 @@ class SqlAttempts:
         with self._tx(write=False) as conn:
             rows = self._direct.rows(conn, TASK_WITH_ATTEMPTS, {"_key": task_id})
         if not rows:
-            raise NotFoundError(f"no task {task_id!r}: check the id (list them to see what exists)")
+            raise not_found(f"task {task_id!r}")
         split = len(TASKS.columns)
         return TASKS.record(rows[0][:split]), [ATTEMPTS.record(row[split:]) for row in rows if row[split] is not None]
 

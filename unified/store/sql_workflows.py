@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from unified.errors import NotFoundError, ValidationError, name_taken
+from unified.errors import ValidationError, name_taken, not_found
 from unified.graph import graph_hash
 from unified.store.records import VersionRecord, WorkflowRecord, WorkflowSummary
 from unified.store.schema import CHUNK, VERSION_BY_NUMBER, VERSIONS, WORKFLOWS, Codec, runs, versions, workflows
@@ -153,7 +153,7 @@ class SqlWorkflows:
         with self._tx() as conn:
             row = conn.execute(DRAFT_FOR_FREEZE, {"_key": workflow_id}).one_or_none()
             if row is None:
-                raise NotFoundError(f"no workflow {workflow_id!r}: check the id (list them to see what exists)")
+                raise not_found(f"workflow {workflow_id!r}")
             name, text, current, digest = row
             if text in (None, "null", "[]"):  # as to_json writes an empty draft
                 raise ValidationError(f"workflow {name!r} has no tasks: add tasks before running it")
