@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "unified.engine": 3,
     "unified.engine_batch": 3,
     "unified.engine_events": 3,
+    "unified.engine_submit": 3,
     "unified.interventions": 3,
     "unified.outcome_plan": 3,
     "unified.task_records": 3,
