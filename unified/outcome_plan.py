@@ -14,11 +14,12 @@ from typing import Any
 from unified.errors import SerializationError
 from unified.store.records import TaskRecord
 from unified.task import RetryPolicy, TaskState, check_transition
-from unified.utils import to_json
+from unified.utils import from_json, to_json
 
 log = logging.getLogger("unified.engine")
 
 S = TaskState
+_JSON_AS_IS = frozenset({type(None), bool, int, str})  # values JSON gives back unchanged (a float may be NaN)
 
 
 class PlannedOutcome:
@@ -49,11 +50,12 @@ class PlannedOutcome:
         error = outcome.get("error")
         retryable = outcome.get("retryable", True)
         result = outcome.get("result")
-        if state == "success" and not keeps_objects:
-            try:
-                to_json(result, f"the result of task {record.task_id!r}")
+        if state == "success" and not keeps_objects and type(result) not in _JSON_AS_IS:
+            try:  # the result as stored: dependants handed it in this process see what a later read would give
+                result = from_json(to_json(result, f"the result of task {record.task_id!r}"))
             except SerializationError as exc:
                 state, error, retryable = "failure", {"type": "SerializationError", "message": str(exc)}, False
+                result = None
         changes: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
         if outcome.get("metadata") is not None:
             changes["metadata"] = outcome["metadata"]

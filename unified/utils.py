@@ -234,7 +234,7 @@ def to_json(value: Any, what: str = "value") -> str:
     except (TypeError, ValueError) as exc:
         raise SerializationError(
             f"{what} of type {type(value).__name__} is not JSON-serialisable ({exc}); "
-            "return plain dicts, lists, strings, numbers, booleans or None"
+            "use plain dicts, lists, strings, numbers, booleans or None"
         ) from exc
 
 

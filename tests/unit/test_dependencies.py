@@ -168,6 +168,22 @@ def test_a_step_claimed_where_it_was_released_starts_without_reading_its_upstrea
     store.close()
 
 
+def test_a_handed_off_result_is_the_stored_json_not_the_object_returned(tmp_path: Path) -> None:
+    # a result JSON changes (int keys, tuples) reaches its dependant as a read would give it, on every attempt
+    store = open_store(f"sqlite:///{tmp_path}/handoff-json.db")
+    engine = Engine(store)
+    engine.submit([Task(task_id="a", func="tests.helpers.tasks:add", args=(1, 2)),
+                   Task(task_id="b", func="tests.helpers.tasks:add", dependencies=["a"])])  # fmt: skip
+    (a,) = engine.claim("w")
+    with engine.batch():
+        engine.complete(a, "success", result={1: (2, 3)})
+        (b,) = engine.claim("w")
+    handed_off = engine.prepare(b, threading.Event())[1].upstream
+    assert handed_off == engine.prepare(b, threading.Event())[1].upstream == {"a": {"1": [2, 3]}}
+    assert store.get_task("a").result == a.result == {"1": [2, 3]}
+    store.close()
+
+
 def test_a_release_that_rolls_back_hands_nothing_off(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path}/rollback.db")
     engine = Engine(store)
