@@ -49,6 +49,14 @@ FINISHED_STATES = frozenset(
 )
 BAD_STATES = frozenset({TaskState.FAILURE, TaskState.TIMEOUT, TaskState.CANCELED, TaskState.SKIPPED})
 RETRYABLE_STATES = frozenset({TaskState.FAILURE, TaskState.TIMEOUT, TaskState.CANCELED, TaskState.SKIPPED})
+RUN_STATES = ("running", "success", "failure", "canceled")  # a run's life: running until its last task settles it
+
+
+def check_state_filter(state: str | None, states: Iterable[str], what: str) -> None:
+    """A ValidationError unless ``state`` (a list filter) is None or one of ``states`` (``what``: "task", "run")."""
+    if state is not None and state not in states:
+        raise ValidationError(f"{state!r} is not a {what} state: filter by one of {', '.join(states)}")
+
 
 _S = TaskState
 ALLOWED_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
@@ -109,12 +117,22 @@ def _check_command(spec: dict[str, Any]) -> None:
         )
 
 
+def check_number(name: str, value: Any, kind: str = "0 or more", whole: bool = False) -> None:
+    """A ValidationError unless ``value`` is a number (an int when ``whole``; never a bool) that is ``kind``:
+    "0 or more", "positive" or "at least 1"."""
+    number = "whole number" if whole else "number"
+    wanted = f"a positive {number}" if kind == "positive" else f"a {number} of {kind}"
+    if isinstance(value, bool) or not isinstance(value, int if whole else int | float):
+        raise ValidationError(f"{name} must be {wanted}, not {type(value).__name__} {value!r}")
+    if not {"0 or more": value >= 0, "positive": value > 0, "at least 1": value >= 1}[kind]:
+        raise ValidationError(f"{name} must be {wanted}, not {value!r}")
+
+
 def check_sla(sla_seconds: float | None) -> float | None:
     """``sla_seconds`` if it is None or a positive number; a ValidationError otherwise."""
     if sla_seconds is None:
         return None
-    if isinstance(sla_seconds, bool) or not isinstance(sla_seconds, int | float) or not sla_seconds > 0:
-        raise ValidationError(f"sla_seconds must be a positive number of seconds or None, not {sla_seconds!r}")
+    check_number("sla_seconds", sla_seconds, "positive")
     return float(sla_seconds)
 
 
@@ -129,14 +147,11 @@ class RetryPolicy:
     jitter: bool = False
 
     def __post_init__(self) -> None:
-        if self.max_retries < 0:
-            raise ValidationError(f"max_retries must be 0 or more, not {self.max_retries}")
-        if self.retry_delay_seconds < 0:
-            raise ValidationError(f"retry_delay_seconds must be 0 or more, not {self.retry_delay_seconds}")
-        if self.backoff_factor < 1:
-            raise ValidationError(f"backoff_factor must be at least 1, not {self.backoff_factor}")
-        if self.max_retry_delay_seconds is not None and self.max_retry_delay_seconds < 0:
-            raise ValidationError("max_retry_delay_seconds must be 0 or more, or None for no cap")
+        check_number("max_retries", self.max_retries, whole=True)
+        check_number("retry_delay_seconds", self.retry_delay_seconds)
+        check_number("backoff_factor", self.backoff_factor, "at least 1")
+        if self.max_retry_delay_seconds is not None:
+            check_number("max_retry_delay_seconds", self.max_retry_delay_seconds)
 
     def delay(self, retry_number: int) -> float:
         """Seconds before retry ``retry_number`` (1 for the first retry)."""
@@ -328,8 +343,12 @@ class Task:
     ) -> None:
         if (func is None) == (command is None):
             raise ValidationError("give a task exactly one of func= (a callable or import path) or command=")
-        if timeout is not None and timeout <= 0:
-            raise ValidationError(f"timeout must be a positive number of seconds or None, not {timeout}")
+        if timeout is not None:
+            check_number("timeout", timeout, "positive")
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise ValidationError(f"priority must be a whole number (higher runs first), not {priority!r}")
+        if not isinstance(queue, str) or not queue.strip():
+            raise ValidationError(f"queue must be a non-empty name, not {queue!r}")
         if isolation not in ISOLATIONS:
             raise ValidationError(f"isolation must be one of {ISOLATIONS}, not {isolation!r}")
         if task_id is not None and (not isinstance(task_id, str) or not task_id.strip()):
@@ -357,7 +376,7 @@ class Task:
         retry = RetryPolicy(max_retries, retry_delay_seconds, backoff_factor, max_retry_delay_seconds, jitter)
         dependencies = (dependencies,) if isinstance(dependencies, str) else dependencies
         self._fill(task_id, func, func_path, command, args, kwargs, name, dependencies, timeout, retry,
-                   retry_on, int(priority), metadata, isolation, queue, check_sla(sla_seconds))  # fmt: skip
+                   retry_on, priority, metadata, isolation, queue, check_sla(sla_seconds))  # fmt: skip
 
     def _fill(
         self,

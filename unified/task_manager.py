@@ -23,7 +23,7 @@ from unified.executor import Executor
 from unified.scheduler import Scheduler, When
 from unified.store import Store, open_store
 from unified.store.records import AlertRecord, AttemptRecord, TaskRecord
-from unified.task import FINISHED_STATES, Task
+from unified.task import FINISHED_STATES, Task, TaskState, check_state_filter
 from unified.utils import Clock, FakeClock, iso, new_id
 from unified.worker import WorkerPool
 
@@ -331,6 +331,7 @@ class TaskManager(ScheduleMethods):
         self, state: str | None = None, limit: int = 100, schedule_id: str | None = None
     ) -> list[dict[str, Any]]:
         """Metadata of the newest tasks, optionally only those in ``state`` or fired by one schedule."""
+        check_state_filter(state, [s.value for s in TaskState], "task")
         return tasks_metadata(self.store, self.store.list_tasks(state, limit=limit, schedule_id=schedule_id))
 
     def get_task_logs(self, task_id: str) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.helpers.tasks import Flaky, boom
-from unified.errors import NotFoundError, TaskFailedError
+from unified.errors import NotFoundError, TaskFailedError, ValidationError
 from unified.task import Task, TaskContext
 from unified.task_manager import TaskManager
 from unified.utils import ISO_CACHE, FakeClock, iso
@@ -78,6 +78,14 @@ def test_list_tasks_filters_by_state(drained: TaskManager) -> None:
     assert [m["task_id"] for m in drained.list_tasks(state="failure")] == [bad]
     assert [m["task_id"] for m in drained.list_tasks()] == [bad, ok]
     assert len(drained.list_tasks(limit=1)) == 1
+
+
+def test_a_list_filter_by_an_unknown_state_is_refused_not_answered_empty(drained: TaskManager) -> None:
+    drained.queue_task(lambda: 1)
+    with pytest.raises(ValidationError, match="'queud' is not a task state: filter by one of pending, queued"):
+        drained.list_tasks(state="queud")
+    with pytest.raises(ValidationError, match="'done' is not a run state: filter by one of running, success"):
+        WorkflowManager(task_manager=drained).list_runs(state="done")
 
 
 def test_lists_of_tasks_read_their_attempts_at_once_each_with_its_own_history(

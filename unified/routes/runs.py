@@ -24,11 +24,12 @@ from unified.routes.deps import (
 )
 from unified.schemas import RunAction, RunDetail, RunOut, RunPage
 from unified.store.records import RunRecord
+from unified.task import RUN_STATES
 from unified.utils import iso
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=ERROR_RESPONSES)
 
-RunState = Annotated[str | None, Query(pattern="^(running|success|failure|canceled)$", description="run state")]
+RunState = Annotated[str | None, Query(pattern=f"^({'|'.join(RUN_STATES)})$", description="run state")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 Since = Annotated[datetime | None, Query(description="only runs created at or after this time (ISO-8601)")]
 

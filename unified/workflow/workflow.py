@@ -21,7 +21,7 @@ from unified.graph import check_new_tasks
 from unified.scheduler import When
 from unified.store import Store
 from unified.store.records import RunRecord, WorkflowRecord
-from unified.task import Task, check_sla
+from unified.task import RUN_STATES, Task, check_sla, check_state_filter
 from unified.task_manager import ScheduleMethods, TaskManager, tasks_metadata
 from unified.utils import iso, new_id
 
@@ -276,6 +276,7 @@ class WorkflowManager(ScheduleMethods):
         schedule_id: str | None = None,
     ) -> list[WorkflowRun]:
         """Runs, newest first, optionally of one workflow, in one state, or started by one schedule."""
+        check_state_filter(state, RUN_STATES, "run")
         return [self._run_view(r) for r in self.store.list_runs(workflow_id, state, limit, schedule_id=schedule_id)]
 
     def cancel_run(self, run_id: str) -> int:

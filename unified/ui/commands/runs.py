@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from unified.store.records import RunRecord
+from unified.task import RUN_STATES
 from unified.ui.commands.common import (
     Db,
     Json,
@@ -27,7 +28,6 @@ from unified.utils import iso
 app = typer.Typer(help="Inspect and steer runs: list, show, cancel, retry.", no_args_is_help=True)
 
 RunId = Annotated[str, typer.Argument(help="A run id (`unified runs list` shows them).")]
-RUN_STATES = ("running", "success", "failure", "canceled")
 
 TASK_COLUMNS = [
     ("task_id", "task"),

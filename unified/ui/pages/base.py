@@ -32,6 +32,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from unified.auth import Principal, Role, check_role
 from unified.errors import NotFoundError, UnifiedError, http_status
 from unified.routes.deps import Services, services
+from unified.task import RUN_STATES
 
 HERE = Path(__file__).resolve().parent.parent
 TEMPLATES = HERE / "templates"
@@ -62,7 +63,6 @@ STATES: dict[str, str] = {
     "active": "▶",
 }
 TASK_STATES = ("pending", "queued", "running", "retrying", "success", "failure", "timeout", "canceled", "skipped")
-RUN_STATES = ("running", "success", "failure", "canceled")
 RETRYABLE = frozenset({"failure", "timeout", "canceled", "skipped"})  # states a task can be retried from
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
