@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from unified.errors import InvalidTransitionError, ValidationError
+from unified.errors import ImportPathError, InvalidTransitionError, ValidationError
 from unified.logger import task_logger
 from unified.utils import backoff_delay, import_path_of, resolve_import_path
 
@@ -316,6 +316,18 @@ def callable_identity(func: Callable[..., Any]) -> str:
     return f"inproc:{getattr(func, '__qualname__', type(func).__name__)}#{digest}"
 
 
+def _registered(name: str) -> Callable[..., Any]:
+    """The function registered under ``name`` with ``@unified.task``; an ImportPathError when there is none."""
+    from unified.registration import REGISTRY  # registration builds Tasks: imported here, when a name is used
+
+    if name not in REGISTRY:
+        raise ImportPathError(
+            f"{name!r} is neither an import path ('package.module:function') nor the name of a function "
+            "registered with @unified.task"
+        )
+    return REGISTRY.get(name).func
+
+
 class Task:
     """A unit of work: a Python callable, an import path ``"pkg.mod:function"`` or a shell command."""
 
@@ -353,6 +365,8 @@ class Task:
             raise ValidationError(f"isolation must be one of {ISOLATIONS}, not {isolation!r}")
         if task_id is not None and (not isinstance(task_id, str) or not task_id.strip()):
             raise ValidationError("task_id must be a non-empty string (or None to generate one)")
+        if isinstance(func, str) and ":" not in func:
+            func = _registered(func)
         if isinstance(func, str):
             target = resolve_import_path(func)
             if not callable(target):

@@ -185,7 +185,7 @@ def resolve_import_path(path: str) -> Any:
     return obj
 
 
-_PATHS: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary()
+_PATHS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
 def import_path_of(obj: Any) -> str | None:
@@ -195,8 +195,9 @@ def import_path_of(obj: Any) -> str | None:
     except (KeyError, TypeError):  # not seen yet, or not weakly referenceable
         pass
     path = _find_import_path(obj)
-    with contextlib.suppress(TypeError):
-        _PATHS[obj] = path
+    if path is not None:  # a miss may be a function not yet bound to its name (a decorator validating it)
+        with contextlib.suppress(TypeError):
+            _PATHS[obj] = path
     return path
 
 

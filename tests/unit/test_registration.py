@@ -112,3 +112,31 @@ def test_forget_drops_only_the_named_modules() -> None:
     assert functions.forget(["json"]) == 1
     assert functions.forget(["json"]) == 0
     assert functions.forget(["os.path"]) == 1
+
+
+def test_a_registered_function_is_stored_by_import_path_so_other_processes_find_it(tmp_path: Path) -> None:
+    # @task validates while the module is still being imported, before its name is bound: that miss must not stick
+    (tmp_path / "registration_path_flow.py").write_text(
+        "import unified\n\n@unified.task(name='registration_path_job', max_retries=2)\ndef job(day):\n    return day\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import registration_path_flow  # noqa: F401  (registers the job)
+
+        task = REGISTRY.get("registration_path_job").build("t1")
+        assert task.spec()["func"] == "registration_path_flow:job"
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("registration_path_flow", None)
+
+
+def test_the_library_runs_a_registered_function_by_its_name(drained: TaskManager) -> None:
+    @unified.task(name="registration_by_name")
+    def shout(word: str) -> str:
+        return word.upper()
+
+    task_id = drained.queue_task("registration_by_name", args=("hi",))
+    drained.run_until_idle()
+    assert drained.get_result(task_id) == "HI"
+    with pytest.raises(ValidationError, match="neither an import path .* nor the name of a function registered"):
+        drained.queue_task("registration_no_such_name")
