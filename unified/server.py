@@ -23,7 +23,7 @@ from unified.store import open_store
 from unified.task_manager import TaskManager
 from unified.utils import Clock
 from unified.workflow.workflow import WorkflowManager
-from unified.workflows_folder import WorkflowsFolder, load_workflows
+from unified.workflows_folder import WorkflowsFolder, register_workflows
 
 log = logging.getLogger("unified.server")
 
@@ -105,18 +105,21 @@ class Server:
         self.created_admin_key: str | None = None  # printed once, never stored
 
     def start(self) -> Services:
-        """Open the store, start workers (and the scheduler), ensure an admin key, load the workflows folder."""
+        """Open the store, import the workflows folder, start workers (and the scheduler), ensure an admin key, and
+        register the folder's workflows."""
         settings = self.settings
         config.ensure_sqlite_folder(settings.database_url)
         store = open_store(settings.database_url)
+        # the folder's code first: the workers start claiming at once, and queued tasks may name its modules
+        folder = WorkflowsFolder(settings.workflows_dir)
+        loaded = folder.load()
         workers = config.default_max_workers() if settings.workers is None else settings.workers
         task_manager = TaskManager(store=store, max_workers=workers, clock=self.clock, run_scheduler=settings.scheduler)
         clock = task_manager.clock
         keys = ApiKeys(store, clock)
         self.created_admin_key = keys.bootstrap(settings.admin_key)
         workflow_manager = WorkflowManager(task_manager=task_manager)
-        folder = WorkflowsFolder(settings.workflows_dir)
-        report = load_workflows(folder, workflow_manager)
+        report = register_workflows(loaded, workflow_manager)
         if report.folder:
             found, failed = len(report.workflows), len(report.errors)
             log.info("workflows folder %s: %d workflow(s), %d error(s)", report.folder, found, failed)

@@ -138,6 +138,11 @@ def load_workflows(folder: WorkflowsFolder, manager: WorkflowManager) -> LoadRep
     previous = folder.report.modules
     report = folder.load()
     manager.engine.functions.forget({*previous, *report.modules})
+    return register_workflows(report, manager)
+
+
+def register_workflows(report: LoadReport, manager: WorkflowManager) -> LoadReport:
+    """Register each workflow a folder's load found; one that cannot be stored is reported, not raised."""
     stored = []
     for workflow in report.workflows:
         try:

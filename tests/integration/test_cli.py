@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,12 @@ good = Workflow("good", "says hello twice", [
     Task(task_id="first", func=hello),
     Task(task_id="second", func=hello, dependencies=["first"]),
 ])
+def until_canceled(ctx) -> None:
+    while not ctx.cancelled:  # bounded: a run that is never handed back ends after 30 s
+        ctx._cancel_event.wait(0.05)
+
+
+stuck = Workflow("stuck", "runs until it is told to stop", [Task(task_id="wait", func=until_canceled, timeout=30)])
 bad = Workflow("bad", "fails in the middle", [
     Task(task_id="first", func=hello),
     Task(task_id="boom", func=boom, dependencies=["first"]),
@@ -74,6 +81,16 @@ def test_run_wait_exits_0_on_success_and_passes_params(cli: Cli) -> None:
     assert run["state"] == "success"
     assert run["results"] == {"first": "hello world", "second": "hello world"}
     assert run["params"] == {"who": "world"}
+
+
+def test_run_wait_past_its_timeout_exits_1_at_once_and_hands_the_running_task_back(cli: Cli) -> None:
+    started = time.monotonic()
+    result = cli("run", str(cli.folder / "cli_flows.py"), "--workflow", "stuck", "--wait", "--timeout", "0.3", code=1)
+    assert "did not finish within 0.3 s; it goes on" in result.stderr
+    assert time.monotonic() - started < 8  # not the 10 s a shutdown waits for running attempts
+    (run,) = cli.json("runs", "list")
+    assert run["state"] == "running"  # another worker takes it up: its task is back in the queue
+    assert cli.json("runs", "show", run["run_id"])["tasks"]["wait"]["state"] == "queued"
 
 
 def test_run_wait_exits_1_when_the_run_fails_and_shows_why(cli: Cli) -> None:

@@ -138,5 +138,5 @@ def test_the_library_runs_a_registered_function_by_its_name(drained: TaskManager
     task_id = drained.queue_task("registration_by_name", args=("hi",))
     drained.run_until_idle()
     assert drained.get_result(task_id) == "HI"
-    with pytest.raises(ValidationError, match="neither an import path .* nor the name of a function registered"):
+    with pytest.raises(ValidationError, match=r"neither an import path .* nor the name of a function registered"):
         drained.queue_task("registration_no_such_name")

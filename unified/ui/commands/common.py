@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from unified import config
-from unified.errors import ConflictError, NotFoundError, StoreError, UnifiedError, ValidationError
+from unified.errors import ConflictError, NotFoundError, StoreError, TimeoutExpired, UnifiedError, ValidationError
 from unified.store import Store, open_store
 from unified.task_manager import TaskManager
 from unified.workflow.workflow import WorkflowManager
@@ -36,6 +36,7 @@ EXIT_CODES: dict[type[UnifiedError], int] = {
     NotFoundError: 3,
     ConflictError: 4,
     StoreError: 5,
+    TimeoutExpired: 1,  # `run --wait --timeout`: the run did not finish in time
     UnifiedError: 2,
 }
 
@@ -106,10 +107,14 @@ def session(db: str | None, *, create: bool = False, workers: int = 0) -> Iterat
         except BaseException:
             store.close()
             raise
+        wait = True
         try:
             yield Session(store, tasks, WorkflowManager(task_manager=tasks))
+        except TimeoutExpired:
+            wait = False  # the run goes on without this process: what runs here is handed back at once
+            raise
         finally:
-            tasks.shutdown(wait=True)
+            tasks.shutdown(wait=wait)
             store.close()
 
 

@@ -158,11 +158,14 @@ def run(
     from_file = target.endswith(".py") or path.is_file()
     if from_file and not path.is_file():
         raise fail(f"no file {target}: give a Python file that defines a Workflow, or a workflow name")
+    # the code first: this session's workers may claim queued tasks of the same project at once
+    defined = load_file(path, workflow) if from_file else None
+    if defined is None:
+        import_from_cwd()  # stored import paths are relative to the project folder, as for `python -m`
     with session(db, create=from_file, workers=workers if wait else 0) as s:
-        if from_file:
-            workflow_id = s.workflows.register(load_file(path, workflow))
+        if defined is not None:
+            workflow_id = s.workflows.register(defined)
         else:
-            import_from_cwd()  # stored import paths are relative to the project folder, as for `python -m`
             workflow_id = find_workflow(s.workflows, target)["workflow_id"]
         run_id = s.workflows.start_workflow(workflow_id, params, metadata={"started_by": "cli"})
         if not wait:
