@@ -6,12 +6,13 @@ build their own with :func:`create_app`. Every error answers ``{"error": {"code"
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -19,12 +20,12 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from unified import __version__
-from unified.errors import AuthenticationError, CycleError, UnifiedError, http_status
+from unified.errors import AuthenticationError, CycleError, UnifiedError, ValidationError, http_status
 from unified.routes import alerts, api_keys, audit, health, metrics, runs, schedules, tasks, workflows
 from unified.server import Server, ServerSettings
 from unified.store.records import AuditRecord
 from unified.ui import web
-from unified.utils import Clock, new_id
+from unified.utils import Clock, has_lone_surrogate, new_id
 
 log = logging.getLogger("unified.api")
 
@@ -97,6 +98,25 @@ async def on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     """A bug: logged with its traceback, answered as a 500 without internals."""
     log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal", "the server failed unexpectedly; the log has the details")
+
+
+async def refuse_lone_surrogates(request: Request) -> None:
+    """A ValidationError for a JSON body whose text holds a lone UTF-16 surrogate: accepted, it would be stored and
+    then fail every response that lists it. Bodies without a ``\\ud`` escape are not parsed here."""
+    if request.method not in MUTATING:
+        return
+    body = await request.body()
+    if b"\\ud" not in body.lower():
+        return
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return  # malformed: the route's own parsing answers 400
+    if has_lone_surrogate(value):
+        raise ValidationError(
+            "the request body holds half of a UTF-16 surrogate pair (an escape in \\ud800-\\udfff without its "
+            "partner): send valid Unicode text"
+        )
 
 
 # -- middleware ----------------------------------------------------------------------------------------------------
@@ -220,7 +240,7 @@ def create_app(settings: ServerSettings | None = None, clock: Clock | None = Non
     app.state.services = None
     app.state.settings = settings
     for router in ROUTERS:
-        app.include_router(router)
+        app.include_router(router, dependencies=[Depends(refuse_lone_surrogates)])
     app.add_exception_handler(UnifiedError, on_unified_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(HTTPException, on_http_error)

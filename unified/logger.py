@@ -38,7 +38,10 @@ class CaptureHandler(logging.Handler):
         captured = False
         if buffer is not None and not getattr(record, _CAPTURED, False):
             setattr(record, _CAPTURED, True)
-            buffer.append((record.created, record.levelname, self.format(record)))
+            text = self.format(record)
+            if not text.isascii():  # half a surrogate pair (from bytes decoded with surrogateescape) stays readable
+                text = text.encode("utf-8", "backslashreplace").decode()
+            buffer.append((record.created, record.levelname, text))
             captured = True
         last_resort = logging.lastResort
         if last_resort is not None and record.levelno >= last_resort.level and not _other_handlers(record):

@@ -239,6 +239,24 @@ def to_json(value: Any, what: str = "value") -> str:
         ) from exc
 
 
+def has_lone_surrogate(value: Any) -> bool:
+    """True if a string in ``value`` (JSON-like: dicts, lists, strings) holds half of a UTF-16 surrogate pair, which
+    JSON escapes (``"\\ud800"``) can carry but no UTF-8 text can: a database or a JSON response would fail on it."""
+    if isinstance(value, str):
+        if value.isascii():
+            return False
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(has_lone_surrogate(k) or has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_lone_surrogate(v) for v in value)
+    return False
+
+
 def from_json(text: str | None) -> Any:
     """The value of JSON text (None stays None)."""
     if text is None or text == "null":

@@ -45,6 +45,18 @@ def test_numbers_out_of_range_and_nan_are_refused(api: Api) -> None:
     assert nan.status_code in (400, 422)
 
 
+def test_half_a_surrogate_pair_is_refused_and_the_lists_keep_working(api: Api) -> None:
+    json_type = {"Content-Type": "application/json"}
+    for escape in (b"\\ud800", b"\\uDC00", b"x\\ud83d"):  # a lone high, a lone low, a high cut off
+        body = b'{"task": "add", "args": ["' + escape + b'", 1]}'
+        refused = api.call("POST", "/tasks", content=body, headers=json_type)
+        assert refused.status_code == 422 and "surrogate" in error_of(refused)["message"], body
+    paired = api.call("POST", "/tasks", content=b'{"task": "add", "args": ["\\ud83d\\ude00", "!"]}', headers=json_type)
+    assert paired.status_code == 202  # a whole pair is an emoji
+    listed = api.call("GET", "/tasks")
+    assert listed.status_code == 200 and [t["task_id"] for t in listed.json()["items"]] == [paired.json()["task_id"]]
+
+
 def test_cyclic_dependencies_are_409_naming_the_cycle(api: Api) -> None:
     tasks = [
         {"task_id": "a", "task": "add", "args": [1, 1], "dependencies": ["c"]},

@@ -147,3 +147,10 @@ def test_ctx_logger_is_one_logger_per_task_name_not_per_task_instance():
     created = {n for n in logging.root.manager.loggerDict if n.startswith("unified.task.")} - before
     assert created <= {"unified.task.chatty"}, "a logger per task id would grow without bound"
     assert [line["message"] for line in logs] == [f"attempt 1 of {ids[-1]}"]
+
+
+def test_half_a_surrogate_pair_is_captured_as_its_escape_so_any_store_can_keep_it():
+    lines = []
+    with capture(lines):
+        task_logger("t").info("name %s, and é", "\ud800")
+    assert [message for _, _, message in lines] == ["name \\ud800, and é"]

@@ -230,3 +230,15 @@ def test_a_timeout_counts_as_a_failed_attempt_and_is_retried(drained: TaskManage
     meta = drained.get_task_metadata(task_id)
     assert meta["state"] == "timeout" and meta["attempts"] == 2
     assert [h["state"] for h in meta["history"]] == ["timeout", "timeout"]
+
+
+def test_a_task_logging_half_a_surrogate_pair_ends_normally_on_sqlite(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    def logs_it(ctx: TaskContext) -> str:
+        ctx.logger.warning("got %s", "\udcff")  # bytes decoded with surrogateescape carry these
+        return "done"
+
+    with TaskManager(store=f"sqlite:///{tmp_path / 'logs.db'}", max_workers=0, run_scheduler=False) as tm:
+        task_id = tm.queue_task(logs_it)
+        tm.run_until_idle()
+        assert tm.get_task_metadata(task_id)["state"] == "success"
+        assert [line["message"] for line in tm.get_task_logs(task_id)] == ["got \\udcff"]
