@@ -216,8 +216,9 @@ class _LinkedEvent(threading.Event):
 class Executor:
     """Runs one attempt of a task."""
 
-    def __init__(self, clock: Clock | None = None) -> None:
+    def __init__(self, clock: Clock | None = None, allow_shell: bool = True) -> None:
         self.clock = clock or SystemClock()
+        self.allow_shell = allow_shell  # False: a shell command's attempt fails without running (a server's setting)
         install_capture()
 
     def run_attempt(self, task: Task, ctx: TaskContext, func: Callable[..., Any] | None) -> AttemptOutcome:
@@ -227,6 +228,10 @@ class Executor:
         if func is None:
             if task.command is None:
                 raise ValidationError(f"task {ctx.task_id!r} has neither a function nor a command to run")
+            if not self.allow_shell:
+                message = "shell tasks are off in this process: an admin can start the server with --allow-shell"
+                return AttemptOutcome("failure", error={"type": "PermissionDeniedError", "message": message},
+                                      retryable=False)  # fmt: skip
             return self._run_command(task, ctx)
         if task.isolation == "process":
             return self._run_process(task, ctx)

@@ -114,7 +114,8 @@ class Server:
         folder = WorkflowsFolder(settings.workflows_dir)
         loaded = folder.load()
         workers = config.default_max_workers() if settings.workers is None else settings.workers
-        task_manager = TaskManager(store=store, max_workers=workers, clock=self.clock, run_scheduler=settings.scheduler)
+        task_manager = TaskManager(store=store, max_workers=workers, clock=self.clock, run_scheduler=settings.scheduler,
+                                   allow_shell=settings.allow_shell)  # fmt: skip
         clock = task_manager.clock
         keys = ApiKeys(store, clock)
         self.created_admin_key = keys.bootstrap(settings.admin_key)

@@ -149,6 +149,7 @@ class TaskManager(ScheduleMethods):
     it reads ``UNIFIED_DATABASE_URL``, else memory. ``max_workers=0`` only queues: other processes run the work.
     ``run_scheduler`` fires due schedules while the manager is alive: from a background thread on the real
     clock, and on every ``advance`` (plus in :meth:`run_until_idle`) of a :class:`FakeClock`, without threads.
+    ``allow_shell=False`` fails the attempts of shell-command tasks without running them (a server's setting).
     """
 
     def __init__(
@@ -162,6 +163,7 @@ class TaskManager(ScheduleMethods):
         heartbeat_seconds: float = 10.0,
         engine: Engine | None = None,
         run_scheduler: bool = True,
+        allow_shell: bool = True,
     ) -> None:
         self._owns_store = engine is None and not (store is not None and not isinstance(store, str))
         self.engine = engine or Engine(
@@ -171,10 +173,12 @@ class TaskManager(ScheduleMethods):
         )
         self.store = self.engine.store
         self.clock = self.engine.clock
+        self.allow_shell = allow_shell
         workers = config.default_max_workers() if max_workers is None else max_workers
         self.pool: WorkerPool | None = None
         if workers > 0:
-            self.pool = WorkerPool(self.engine, Executor(self.clock), workers, queues, lease_seconds, heartbeat_seconds)
+            executor = Executor(self.clock, allow_shell)
+            self.pool = WorkerPool(self.engine, executor, workers, queues, lease_seconds, heartbeat_seconds)
             self.pool.start()
         fake_time = isinstance(self.clock, FakeClock)
         self.scheduler = Scheduler(self.engine)
@@ -377,7 +381,7 @@ class TaskManager(ScheduleMethods):
         For tests and scripts; returns how many tasks ran.
         """
         self._fire_due_schedules()
-        pool = self.pool or WorkerPool(self.engine, Executor(self.clock), 0)
+        pool = self.pool or WorkerPool(self.engine, Executor(self.clock, self.allow_shell), 0)
         return pool.run_until_idle()
 
     # -- lifecycle ---------------------------------------------------------------------------------------

@@ -179,14 +179,35 @@ def test_tasks_cancel_and_retry_with_conflicts_for_illegal_changes(api: Api) -> 
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "conflict"
 
 
+def shell_switch(api: Api, on: bool) -> None:
+    """Start the server over with shell tasks on or off, as far as requests and its workers can tell."""
+    api.services.allow_shell = api.services.task_manager.allow_shell = on
+
+
 def test_shell_tasks_need_allow_shell_and_the_admin_role(api: Api) -> None:
     body = {"command": "echo hi"}
     assert api.call("POST", "/tasks", json=body).status_code == 403, "off unless --allow-shell"
-    api.services.allow_shell = True
+    shell_switch(api, on=True)
     assert api.call("POST", "/tasks", role="operator", json=body).status_code == 403
     task_id = api.call("POST", "/tasks", json=body).json()["task_id"]
     api.drain()
     assert api.call("GET", f"/tasks/{task_id}").json()["state"] == "success"
+
+
+def test_shell_tasks_stored_while_shell_was_on_do_not_run_once_it_is_off(api: Api) -> None:
+    shell_switch(api, on=True)
+    workflow = {"name": "sh", "tasks": [{"task_id": "echo", "command": "echo a"}]}
+    workflow_id = api.call("POST", "/workflows", json=workflow).json()["workflow_id"]
+    queued = api.call("POST", "/tasks", json={"command": "echo b"}).json()["task_id"]
+    shell_switch(api, on=False)
+    refused = api.call("POST", f"/workflows/{workflow_id}/runs")  # no body: the current version, no params
+    assert refused.status_code == 403 and "task 'echo' of this workflow is a shell command" in refused.text
+    api.drain()
+    task = api.call("GET", f"/tasks/{queued}").json()
+    assert task["state"] == "failure" and task["error"]["type"] == "PermissionDeniedError"
+    assert task["attempts"] == 1  # refused for good, not retried
+    shell_switch(api, on=True)
+    assert api.call("POST", f"/workflows/{workflow_id}/runs").status_code == 202
 
 
 def test_metrics_report_tasks_queue_durations_and_scheduler_lag(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:

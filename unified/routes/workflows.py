@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 
 from unified.auth import Principal
-from unified.errors import ConflictError, NotFoundError, name_taken
+from unified.errors import ConflictError, NotFoundError, PermissionDeniedError, name_taken
 from unified.graph import validate_graph
 from unified.routes.deps import (
     ADMIN,
@@ -161,9 +161,21 @@ def get_version(request: Request, workflow_id: str, number: int) -> VersionOut:
     status_code=status.HTTP_202_ACCEPTED,
     summary="Start a run",
 )
-def start_run(request: Request, workflow_id: str, body: RunIn, principal: Principal = OPERATOR) -> RunAccepted:
-    """Start a run with params (and optionally an earlier version); answers at once with its run_id."""
+def start_run(
+    request: Request, workflow_id: str, body: RunIn | None = None, principal: Principal = OPERATOR
+) -> RunAccepted:
+    """Start a run with params (and optionally an earlier version); answers at once with its run_id. No body: the
+    current version with no params."""
     svc = services(request)
+    body = body or RunIn()
+    if not svc.allow_shell:  # stored while shell tasks were on: they stay off until the server turns them on again
+        specs = (svc.store.get_workflow(workflow_id) if body.version is None
+                 else svc.store.get_version(workflow_id, body.version)).tasks  # fmt: skip
+        if shell := next((s["task_id"] for s in specs if s.get("command") is not None), None):
+            raise PermissionDeniedError(
+                f"task {shell!r} of this workflow is a shell command and shell tasks are off: an admin can start "
+                "the server with --allow-shell"
+            )
     run_id = svc.workflow_manager.start_workflow(
         workflow_id, body.params, body.version, trigger="api", metadata={"started_by": principal.name}
     )
