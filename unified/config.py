@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from unified.errors import ValidationError
+from unified.errors import StoreError, ValidationError
 
 DEFAULT_STORE_URL = "memory://"
 SERVICE_STORE_URL = "sqlite:///.unified/unified.db"  # the server's and the CLI's default: history survives restarts
@@ -37,8 +37,15 @@ def sqlite_file(url: str) -> Path | None:
 def ensure_sqlite_folder(url: str) -> None:
     """Create the folder of a SQLite file so the first start works on a fresh checkout."""
     path = sqlite_file(url)
-    if path is not None:
+    if path is None:
+        return
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        message = f"cannot create the folder of the SQLite file {path} ({exc}): choose a writable path"
+        raise StoreError(message) from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise StoreError(f"the SQLite file {path} is not writable here: choose a writable path")
 
 
 def gc_threshold() -> int:

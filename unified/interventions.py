@@ -73,8 +73,10 @@ class Interventions:
         raise ConflictError(f"task {task_id!r} kept changing state while being canceled; try again")
 
     def cancel_run(self, run_id: str) -> int:
-        """Cancel every unfinished task of a run; returns how many were canceled."""
-        self.store.get_run(run_id)
+        """Cancel every unfinished task of a run; returns how many were canceled (a ConflictError once it ended)."""
+        run = self.store.get_run(run_id)
+        if run.state != "running":
+            raise ConflictError(f"run {run_id!r} already ended {run.state}; only running runs can be canceled")
         # newest first: a task's dependants were added after it, so they are canceled rather than skipped
         tasks = reversed(self.store.run_tasks(run_id))
         return sum(self.cancel_task(r.id) for r in tasks if r.state in UNFINISHED)

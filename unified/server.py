@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -16,7 +17,7 @@ import uvicorn
 
 from unified import config
 from unified.auth import ApiKeys
-from unified.errors import ValidationError
+from unified.errors import ConflictError, ValidationError
 from unified.metrics import Metrics
 from unified.routes.deps import Services
 from unified.store import open_store
@@ -156,6 +157,17 @@ class Server:
         else:
             lines.append("admin API key: created on the first start (create more with POST /api-keys)")
         return "\n".join(lines)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """A ConflictError if something already listens on ``host:port`` (before any start-up work is done or shown)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closing socket is no clash
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            message = f"cannot listen on {host}:{port} ({exc.strerror}): stop what uses it or pass --port"
+            raise ConflictError(message) from None
 
 
 def serve(app: Any, settings: ServerSettings, log_level: str = "info") -> None:

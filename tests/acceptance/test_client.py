@@ -121,7 +121,8 @@ def test_run_cancel_and_retry(api: Client) -> None:
     retried = api.retry_run(run["run_id"])
     assert retried["count"] == 2
     assert api.wait_run(run["run_id"], timeout=WAIT)["state"] == "failure"
-    assert api.cancel_run(run["run_id"])["count"] == 0
+    with pytest.raises(ConflictError, match="already ended failure; only running runs can be canceled"):
+        api.cancel_run(run["run_id"])
 
 
 def test_errors_come_back_as_the_unified_hierarchy(api: Client, server: RunningServer) -> None:

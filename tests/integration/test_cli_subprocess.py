@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import textwrap
 from pathlib import Path
@@ -62,3 +63,21 @@ def test_the_console_script_runs_lists_and_refuses(tmp_path: Path) -> None:
     assert "no run" in missing.stderr and missing.stdout == ""
     usage = unified(tmp_path, "runs", "list", "--limit", "0")
     assert usage.returncode == 2 and "--limit" in usage.stderr
+
+
+def test_the_server_refuses_an_unusable_database_path_or_a_taken_port_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    with socket.socket() as probe:  # a port free now, so only the database is refused
+        probe.bind(("127.0.0.1", 0))
+        free = str(probe.getsockname()[1])
+    unusable = unified(tmp_path, "server", "--db", f"sqlite:///{tmp_path / 'a-file' / 'x.db'}", "--port", free)
+    assert unusable.returncode == 5, unusable.stderr  # the store could not be used
+    assert "cannot create the folder of the SQLite file" in unusable.stderr and "Traceback" not in unusable.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        clash = unified(tmp_path, "server", "--port", port)
+    assert clash.returncode == 4, clash.stderr  # a conflict with what exists
+    assert f"cannot listen on 127.0.0.1:{port}" in clash.stderr and "Traceback" not in clash.stderr
+    assert not (tmp_path / ".unified").exists()  # refused before anything was created or shown (no admin key)

@@ -7,6 +7,9 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
+from unified.errors import ConflictError
 from unified.task import CancelFlag, Task, TaskContext
 from unified.task_manager import TaskManager
 from unified.workflow.workflow import Workflow, WorkflowManager
@@ -120,6 +123,8 @@ def test_cancel_run_cancels_every_unfinished_task() -> None:
         assert started.wait(5)
         assert wm.cancel_run(run_id) == 2
         run = wm.wait_run(run_id, timeout=5)
+        with pytest.raises(ConflictError, match="already ended canceled; only running runs can be canceled"):
+            wm.cancel_run(run_id)
     assert run.state == "canceled"
     assert run.tasks["slow"]["state"] == "canceled"
     assert run.tasks["after"]["state"] == "canceled"

@@ -89,7 +89,7 @@ def _act(request: Request, run_id: str, count: int) -> RunAction:
 
 @router.post("/{run_id}/cancel", response_model=RunAction, dependencies=[OPERATOR], summary="Cancel a run")
 def cancel_run(request: Request, run_id: str) -> RunAction:
-    """Cancel every unfinished task of the run; ``count`` says how many were canceled."""
+    """Cancel every unfinished task of the run; ``count`` says how many were canceled (409 once it ended)."""
     return _act(request, run_id, services(request).workflow_manager.cancel_run(run_id))
 
 

@@ -17,7 +17,7 @@ import typer
 from unified import __version__, config
 from unified.errors import UnifiedError
 from unified.ui.commands import db, keys, queues, run, runs, schedules, tasks, workflows
-from unified.ui.commands.common import Db, fail
+from unified.ui.commands.common import Db, exit_code, fail
 
 app = typer.Typer(
     name="unified",
@@ -67,7 +67,7 @@ def server(
     # imported here so that `unified --help` and the light commands do not load the web stack
     from unified.api import create_app
     from unified.logger import configure_logging
-    from unified.server import ServerSettings, serve
+    from unified.server import ServerSettings, check_port_free, serve
 
     if workflows is not None and not workflows.is_dir():
         raise fail(f"--workflows {workflows} is not a folder: give the folder that holds your workflow files")
@@ -81,8 +81,10 @@ def server(
             allow_shell=allow_shell or None,
             workers=0 if no_worker else workers,
         )
+        check_port_free(settings.host, settings.port)
+        config.ensure_sqlite_folder(settings.database_url)
     except UnifiedError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), exit_code(exc)) from None
     serve(create_app(settings), settings, log_level=log_level.lower())
 
 
