@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from typing import Any
 
 from unified import events as ev
 from unified.engine_batch import Batch
 from unified.engine_events import EngineEvents
 from unified.engine_submit import Submitting
+from unified.errors import NotFoundError
 from unified.events import EventBus
 from unified.functions import FunctionRegistry
 from unified.interventions import UNFINISHED, Interventions
@@ -33,7 +34,7 @@ from unified.task import (
     TaskState,
     check_transition,
 )
-from unified.task_records import upstream_results
+from unified.task_records import global_id, upstream_results
 from unified.utils import Clock, SystemClock
 
 log = logging.getLogger("unified.engine")
@@ -239,7 +240,13 @@ class Engine(Submitting, Interventions, EngineEvents):
         return task, ctx
 
     def _add_child(self, child: Task, parent: TaskRecord) -> str:
-        self.submit([child], run_id=parent.run_id, schedule_id=parent.schedule_id)
+        """``ctx.add_task``: a child an earlier attempt of the same parent added is not added again (a retried
+        parent re-adds its children as it goes), any other task of that id is a DuplicateTaskError."""
+        if child.task_id is not None:
+            with suppress(NotFoundError):
+                if self.store.get_task(global_id(parent.run_id, child.task_id)).spec.get("parent") == parent.id:
+                    return child.task_id
+        self.submit([child], run_id=parent.run_id, schedule_id=parent.schedule_id, parent=parent.id)
         return child.task_id  # type: ignore[return-value]
 
     def forget_attempt(self, task_id: str) -> None:

@@ -118,10 +118,15 @@ class Submitting:
                 raise ValidationError(f"version {frozen.number} of workflow {name!r} cannot run: {exc}") from exc
         return self._start_run(workflow_id, frozen.number, frozen.tasks, params, trigger, metadata, schedule_id)
 
-    def submit(self, tasks: list[Task], run_id: str | None = None, schedule_id: str | None = None) -> list[str]:
+    def submit(
+        self, tasks: list[Task], run_id: str | None = None, schedule_id: str | None = None, parent: str | None = None
+    ) -> list[str]:
         """Store ``tasks`` (ad-hoc when ``run_id`` is None) and queue those whose dependencies are met; a task without
-        a ``task_id`` is given one."""
+        a ``task_id`` is given one. ``parent``: the id of the task whose attempt adds them (``ctx.add_task``)."""
         specs = self._specs(tasks)
+        if parent is not None:
+            for spec in specs:
+                spec["parent"] = parent
         if self.store.keeps_objects:  # their first attempts run a copy of the Task as given, not one rebuilt
             for task, spec in zip(tasks, specs, strict=True):
                 self.functions.keep(global_id(run_id, spec["task_id"]), spec, task.snapshot())

@@ -114,7 +114,8 @@ def self_listening(url: str, open_store: Callable[[str], Store]) -> Iterator[tup
     store = open_store(url)
     heard: queue.SimpleQueue[str] = queue.SimpleQueue()
     stop = store.listen(heard.put)  # type: ignore[attr-defined]
-    try:
+    try:  # a listener calls back once when it listens (from its own thread, a moment later): from then on it hears
+        assert heard.get(timeout=10) == "", "the listener never began to listen"
         yield store, heard
     finally:
         stop()
@@ -126,7 +127,6 @@ def test_postgres_notifies_listeners_when_work_becomes_claimable(
     postgres_url: str, open_store: Callable[[str], Store], make_task: Callable[..., TaskRecord]
 ) -> None:
     with listening(postgres_url, open_store) as (writer, heard):
-        until_listening(writer, heard)  # the listener LISTENs from its own thread; under load, a moment later
         writer.insert_tasks([make_task("p", state="pending")])
         writer.insert_tasks([make_task("q1", queue="reports"), make_task("q2", queue="reports")])
         assert heard.get(timeout=5) == "reports", "one notification per queue and transaction"
@@ -154,7 +154,6 @@ def test_without_any_queue_limit_a_task_that_stops_running_sends_no_notify(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with listening(postgres_url, open_store) as (writer, heard):
-        until_listening(writer, heard)
         writer.insert_tasks([make_task("a", queue="reports"), make_task("b", queue="reports")])
         assert heard.get(timeout=5) == "reports"
         writer.claim_tasks("w", NOW, 60.0, limit=2, queues=["reports"])
@@ -180,7 +179,6 @@ def test_a_limit_set_by_another_process_is_claimed_behind_once_its_notification_
     other = open_store(postgres_url)
     try:
         with self_listening(postgres_url, open_store) as (worker, heard):
-            until_listening(other, heard)
             assert claim_ids(worker) == []  # the worker has looked: no limit anywhere
             other.set_queue_limit("gpu", 1)
             assert heard.get(timeout=5) == "gpu"
@@ -192,26 +190,11 @@ def test_a_limit_set_by_another_process_is_claimed_behind_once_its_notification_
         other.close()
 
 
-def until_listening(writer: Store, heard: queue.SimpleQueue[str]) -> None:
-    """Return once the listener hears ``writer`` (its connection LISTENs from its own thread, a moment later)."""
-    for attempt in range(50):
-        writer.set_queue_limit("warm-up", attempt + 1)  # room notifications reach the sender's own listener too
-        try:
-            assert heard.get(timeout=0.1) == "warm-up"
-            writer.set_queue_limit("warm-up", None)
-            assert heard.get(timeout=5) == "warm-up"
-            return
-        except queue.Empty:
-            continue
-    raise AssertionError("the listener never heard a notification")
-
-
 @pytest.mark.postgres
 def test_work_made_claimable_and_claimed_in_one_transaction_is_not_announced(
     postgres_url: str, open_store: Callable[[str], Store], make_task: Callable[..., TaskRecord]
 ) -> None:
     with listening(postgres_url, open_store) as (writer, heard):
-        until_listening(writer, heard)
         writer.insert_tasks([make_task(n, state="pending", queue="chain") for n in ("a", "b", "c")])
         writer.update_task("a", "pending", state="queued")
         assert heard.get(timeout=5) == "chain", "released and left for anyone: announced"
@@ -231,7 +214,6 @@ def test_a_listener_skips_work_its_own_store_announced_but_not_room(
     postgres_url: str, open_store: Callable[[str], Store], make_task: Callable[..., TaskRecord]
 ) -> None:
     with self_listening(postgres_url, open_store) as (store, heard):
-        until_listening(store, heard)
         store.insert_tasks([make_task("mine", queue="reports")])  # its engine already woke its own workers
         store.set_queue_limit("reports", 1)
         got = [heard.get(timeout=5)]

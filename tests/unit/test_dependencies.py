@@ -17,6 +17,7 @@ from unified.store.memory import MemoryStore
 from unified.store.records import TaskRecord
 from unified.task import Task, TaskContext
 from unified.task_manager import TaskManager
+from unified.utils import FakeClock
 from unified.workflow.workflow import Workflow, WorkflowManager
 
 
@@ -135,6 +136,31 @@ def test_dynamic_tasks_from_an_ad_hoc_task(drained: TaskManager) -> None:
     drained.run_until_idle()
     assert drained.get_result(parent_id) == "kid"
     assert drained.get_result("kid") == "kid ran"
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+def test_a_retried_parent_adds_its_children_once_and_another_task_cannot_take_their_ids(
+    url: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    def flaky_fan(ctx: TaskContext) -> int:
+        for i in range(3):
+            ctx.add_task(Task(task_id=f"part-{i}", func="tests.helpers.tasks:add", args=(i, i)))
+        if ctx.attempt == 1:
+            raise RuntimeError("fails after adding its children")
+        return ctx.attempt
+
+    def squatter(ctx: TaskContext) -> None:
+        ctx.add_task(Task(task_id="part-0", func="tests.helpers.tasks:add", args=(0, 0)))
+
+    store = f"sqlite:///{tmp_path}/fan.db" if url == "sqlite" else url
+    with WorkflowManager(task_manager=TaskManager(store=store, max_workers=0, clock=clock)) as wm:
+        tasks = [Task(task_id="fan", func=flaky_fan, max_retries=1), Task(task_id="other", func=squatter)]
+        run_id = wm.start_workflow(wm.register(Workflow("fan-retry", tasks=tasks)))
+        wm.task_manager.run_until_idle()
+        run = wm.get_run(run_id)
+    assert run.tasks["fan"]["state"] == "success" and run.tasks["fan"]["attempts"] == 2
+    assert [run.results[f"part-{i}"] for i in range(3)] == [0, 2, 4]
+    assert run.tasks["other"]["state"] == "failure" and run.tasks["other"]["error"]["type"] == "DuplicateTaskError"
 
 
 def test_dynamic_task_with_a_cycle_or_unknown_name_fails_its_parent(drained: TaskManager) -> None:

@@ -54,11 +54,12 @@ class ListenerThread:
                 self._stopping.wait(delay)
 
     def _connected(self) -> None:
-        """The new connection works: after failures, call back once, since what was said meanwhile is lost."""
+        """The connection listens now: call back once, since what was said before went unheard (before the first
+        connection too: the pool's dispatcher may have looked for work before this thread began to listen)."""
         if self._failures:
             log.warning("listening on %s again after %d failed attempt(s)", self._where, self._failures)
             self._failures = 0
-            self._call("")
+        self._call("")
 
     def _call(self, queue: str) -> None:
         try:
