@@ -65,8 +65,9 @@ def _a_cycle(graph: Mapping[str, tuple[str, ...]], stuck: set[str]) -> list[str]
     return path[seen[node] :]
 
 
-def check_new_tasks(new: Mapping[str, Iterable[str]], existing: AbstractSet[str], scope: str) -> None:
-    """Validate adding ``new`` tasks (ids -> dependencies) to a scope that already holds the ids ``existing``.
+def check_new_tasks(new: Mapping[str, Iterable[str]], existing: AbstractSet[str], scope: str) -> list[str]:
+    """Validate adding ``new`` tasks (ids -> dependencies) to a scope that already holds the ids ``existing``;
+    returns the new ids in topological order.
 
     The existing tasks were checked when they were added (each depends only on tasks added before it), so none of
     them can depend on a new task and a cycle must run through new tasks only: those are all that is walked, which
@@ -75,7 +76,7 @@ def check_new_tasks(new: Mapping[str, Iterable[str]], existing: AbstractSet[str]
     for task_id in new:
         if task_id in existing:
             raise DuplicateTaskError(f"task id {task_id!r} is already used in {scope}: choose another task_id")
-    validate_graph(new, existing=existing, scope=scope)
+    return validate_graph(new, existing=existing, scope=scope)
 
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, default=str)  # json.dumps(sort_keys=True, default=str), built once

@@ -68,6 +68,21 @@ def test_the_order_puts_every_dependency_first_and_a_cycle_behind_other_tasks_is
     assert all(cycle[(n + 1) % 3] in cyclic[task_id] for n, task_id in enumerate(cycle))  # each needs the next
 
 
+def test_a_workflows_tasks_may_be_given_in_any_order_and_a_cycle_among_them_is_named() -> None:
+    load, extract = Task(task_id="load", func=print, dependencies=["extract"]), Task(task_id="extract", func=print)
+    wf = Workflow("w", tasks=[load, extract])
+    assert list(wf.tasks) == ["extract", "load"]  # kept dependencies first
+    wf.add_tasks([Task(task_id="report", func=print, dependencies=["audit"]),
+                  Task(task_id="audit", func=print, dependencies=["load"])])  # fmt: skip
+    assert list(wf.tasks) == ["extract", "load", "audit", "report"]
+    with pytest.raises(CycleError, match=r"a -> b -> a|b -> a -> b"):
+        Workflow("loop", tasks=[Task(task_id="a", func=print, dependencies=["b"]),
+                                Task(task_id="b", func=print, dependencies=["a"])])  # fmt: skip
+    with pytest.raises(DuplicateTaskError, match="'x' is given twice"):
+        wf.add_tasks([Task(task_id="x", func=print), Task(task_id="x", func=print)])
+    assert list(wf.tasks) == ["extract", "load", "audit", "report"]  # nothing refused was added
+
+
 def test_a_self_dependency_is_a_cycle(drained: TaskManager) -> None:
     with pytest.raises(CycleError):
         drained.queue_task(lambda: 1, task_id="me", dependencies=["me"])

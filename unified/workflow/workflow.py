@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from unified.errors import ConflictError, NotFoundError, ValidationError
+from unified.errors import ConflictError, DuplicateTaskError, NotFoundError, ValidationError
 from unified.graph import check_new_tasks
 from unified.scheduler import When
 from unified.store import Store
@@ -38,11 +38,27 @@ class Workflow:
         self.description = description
         self.schedule = schedule  # registering the workflow keeps one schedule of it in step with this
         self.tasks: dict[str, Task] = {}
+        self.add_tasks(tasks)
+
+    def add_tasks(self, tasks: Iterable[Task]) -> list[Task]:
+        """Add ``tasks`` together, in any order: each may depend on the others and on tasks already in the
+        workflow (a cycle among them is a CycleError). Returns them, each with its ``task_id``."""
+        tasks = list(tasks)
+        new: dict[str, Task] = {}
         for task in tasks:
-            self.add_task(task)
+            if task.task_id is None:
+                task.task_id = _fresh_task_id(task, new.keys() | self.tasks.keys())
+            elif task.task_id in new:
+                raise DuplicateTaskError(f"task id {task.task_id!r} is given twice: choose another task_id")
+            new[task.task_id] = task
+        graph = {task_id: task.dependencies for task_id, task in new.items()}
+        for task_id in check_new_tasks(graph, self.tasks.keys(), f"workflow {self.name!r}"):  # dependencies first
+            self.tasks[task_id] = new[task_id]
+        return tasks
 
     def add_task(self, task: Task) -> Task:
-        """Add ``task``; its dependencies must already be in the workflow. Returns the task."""
+        """Add ``task``; its dependencies must already be in the workflow (:meth:`add_tasks` takes several at once, in
+        any order). Returns the task."""
         if task.task_id is None:
             task.task_id = _fresh_task_id(task, self.tasks)
         check_new_tasks({task.task_id: task.dependencies}, self.tasks.keys(), f"workflow {self.name!r}")
