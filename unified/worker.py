@@ -39,6 +39,7 @@ from unified.lease_guard import LeaseGuard
 from unified.store.records import TaskRecord
 from unified.task import ISOLATIONS
 from unified.utils import new_id
+from unified.worker_leases import LeaseKeeping
 from unified.worker_parking import ParkedOutcomes, Report
 
 log = logging.getLogger("unified.worker")
@@ -49,7 +50,6 @@ PREFETCH_SECONDS = 0.05  # claim ahead only as much work as the runners get thro
 MAX_PREFETCH = 256
 REPORT_DELAY = 0.001  # seconds a runner with claimed work waiting may run it before its outcomes are applied
 BUSY_LOOK_SECONDS = 0.05  # how often the dispatcher of a busy pool looks for overdue held-back outcomes
-UNKNOWN_LEASE = "a claim of this worker committed but its answer was lost with the connection; back to the queue"
 
 
 def default_worker_id() -> str:
@@ -62,7 +62,7 @@ def backoff(failures: int) -> float:
     return min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** (failures - 1))
 
 
-class WorkerPool:
+class WorkerPool(LeaseKeeping):
     """``max_workers`` runner threads serving ``queues`` (all when None) of one engine."""
 
     def __init__(
@@ -545,50 +545,3 @@ class WorkerPool:
         for record in records:
             self._held.pop(record.id, None)
             self.engine.forget_attempt(record.id)
-
-    # -- leases ------------------------------------------------------------------------------------------
-    def heartbeat(self) -> None:
-        """Renew held leases, stop attempts whose lease was lost, and take back expired leases of others."""
-        with self._leases.renewing():  # no report under way: one would make its task look lost (see LeaseGuard)
-            held = dict(self._held)
-            kept = set(self.engine.extend_leases(self.worker_id, held, self.lease_seconds)) if held else set()
-            lost = [task_id for task_id in held.keys() - kept if task_id in self._held]
-            unknown = self._unknown_leases()
-        for task_id in lost:
-            log.warning("worker %s lost the lease of task %s; stopping its attempt", self.worker_id, task_id)
-            self.engine.cancel_event(task_id).set()
-        for task_id, attempt in unknown.items():
-            if self.engine.hand_back(task_id, attempt, why=UNKNOWN_LEASE):
-                log.warning("worker %s handed back task %s (attempt %d): %s", self.worker_id, task_id, attempt,
-                            UNKNOWN_LEASE)  # fmt: skip
-        self.engine.expire_leases()
-
-    def _unknown_leases(self) -> dict[str, int]:
-        """Tasks leased to this pool that it does not hold (while renewing, after the held ones were renewed).
-
-        A claim can commit while its answer is lost with the connection (killed between the COMMIT and its reply);
-        the pool then retries and never learns that it holds those tasks, and their leases would lapse into lost
-        attempts. Leases claimed two beats ago or more and not renewed since are such tasks: a claim is taken into
-        ``_held`` within moments of its commit.
-        """
-        cutoff = self.engine.clock.now() + self.lease_seconds - 2 * self.heartbeat_seconds
-        leased = self.engine.store.leases_of(self.worker_id, cutoff)
-        return {task_id: attempt for task_id, attempt in leased.items() if task_id not in self._held}
-
-    def _heartbeat_loop(self) -> None:
-        next_beat = last_renewed = time.monotonic()
-        while not self._stopping.wait(max(0.0, next_beat - time.monotonic())):
-            next_beat += self.heartbeat_seconds
-            try:
-                self.heartbeat()
-                last_renewed = time.monotonic()
-            except UnifiedError as exc:
-                log.error("worker %s heartbeat failed (%s); retrying", self.worker_id, exc)
-                if time.monotonic() - last_renewed >= self.lease_seconds:
-                    self._abandon_held("its leases could not be renewed for a whole lease period")
-
-    def _abandon_held(self, why: str) -> None:
-        """Stop every attempt this pool holds: another worker may already be running them."""
-        for task_id in list(self._held):
-            log.error("worker %s stops task %s: %s", self.worker_id, task_id, why)
-            self.engine.cancel_event(task_id).set()

@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "unified.scheduler": 4,
     "unified.worker": 4,
     "unified.worker_parking": 4,
+    "unified.worker_leases": 4,
     "unified.lease_guard": 4,
     "unified.alerts": 4,
     "unified.channels": 4,
