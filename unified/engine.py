@@ -58,6 +58,7 @@ class Engine(Submitting, Interventions, EngineEvents):
         self._ready_listeners: list[Callable[[int], None]] = []
         self._submit_listeners: list[Callable[[list[TaskRecord], RunRecord | None], None]] = []
         self._claimable_listeners: list[Callable[[int], None]] = []
+        self._canceled_listeners: list[Callable[[str], None]] = []
         self._queueing_listeners: list[Callable[[bool], None]] = []
         finished = threading.Lock()
         self._finished = threading.Condition(finished)  # a task finished
@@ -111,6 +112,10 @@ class Engine(Submitting, Interventions, EngineEvents):
             callback()
 
     # -- listeners ---------------------------------------------------------------------------------------
+    def on_canceled(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(task_id)`` when a task whose attempt runs in this process is canceled (after the commit)."""
+        self._canceled_listeners.append(listener)
+
     def on_ready(self, listener: Callable[[int], None]) -> None:
         """Call ``listener(n)`` when n tasks become ready to claim in this process."""
         self._ready_listeners.append(listener)

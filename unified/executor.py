@@ -239,6 +239,12 @@ class Executor:
             return self._run_inline(task, ctx, func)
         return self._run_thread(task, ctx, func)
 
+    @staticmethod
+    def runs_inline(task: Task, func: Callable[..., Any] | None) -> bool:
+        """Whether :meth:`run_attempt` calls ``func`` in the calling thread, which a cancel then cannot free: with
+        no timeout there is no thread of its own to abandon."""
+        return func is not None and task.isolation != "process" and task.timeout is None
+
     # thread isolation
 
     def _run_inline(self, task: Task, ctx: TaskContext, func: Callable[..., Any]) -> AttemptOutcome:

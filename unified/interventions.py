@@ -31,6 +31,7 @@ class Interventions:
     store: Store
     clock: Clock
     _cancel_events: dict[str, CancelSignal]
+    _canceled_listeners: list[Callable[[str], None]]
     if TYPE_CHECKING:
         batch: Callable[[], AbstractContextManager[None]]
         _move: Callable[..., bool]
@@ -50,6 +51,7 @@ class Interventions:
             if record.state in FINISHED_STATES:
                 return False
             now = self.clock.now()
+            running = record.state == "running"
             with self.batch():
                 if not self._move(
                     record,
@@ -60,10 +62,16 @@ class Interventions:
                     lease_expires_at=None,
                 ):
                     continue
+                if running:  # its attempt ends now, whenever its code returns (a thread cannot be stopped)
+                    error = {"type": "Canceled", "message": "canceled by request while running"}
+                    self.store.finish_attempt(record.id, record.attempts, if_running=True, state="canceled",
+                                              finished_at=now, error=error)  # fmt: skip
                 skipped = self._skip_downstream(record, now)
                 run_event = self._settle_run(record.run_id, now)
             if record.id in self._cancel_events:
                 self._cancel_events[record.id].set()
+                for listener in self._canceled_listeners:
+                    listener(record.id)
             for name, rec in [(ev.TASK_CANCELED, record), *skipped]:
                 self._emit(name, rec)
             if run_event:

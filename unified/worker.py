@@ -23,6 +23,7 @@ process did, and otherwise every ``poll_seconds``, or sooner when a retry delay 
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 import os
 import queue
@@ -117,7 +118,11 @@ class WorkerPool(LeaseKeeping):
         self._stopping = threading.Event()
         self._runners: list[threading.Thread] = []
         self._services: list[threading.Thread] = []
+        self._inline: dict[str, threading.Thread] = {}  # task id -> the runner calling its code in its own thread
+        self._replaced: set[str] = set()  # tasks canceled while running inline: another runner took their place
+        self._runner_names = itertools.count()
         engine.on_ready(self.wake)
+        engine.on_canceled(self._replace_runner_of)
         self._parking: ParkedOutcomes | None = None
         if getattr(engine.store, "serial_writes", False):
             engine.on_claimable(self._claim_submitted)
@@ -131,7 +136,7 @@ class WorkerPool(LeaseKeeping):
         if self._runners or self.max_workers == 0:
             return
         gc_pace.hold()
-        self._runners = [self._thread(self._run_loop, f"unified-runner-{n}") for n in range(self.max_workers)]
+        self._runners = [self._new_runner() for _ in range(self.max_workers)]
         self._services = [
             self._thread(self._dispatch_loop, "unified-dispatcher"),
             *([self._thread(self._report_loop, "unified-reporter")] if self._reporter else []),
@@ -308,8 +313,12 @@ class WorkerPool(LeaseKeeping):
                 self._ready.wait(timeout)
             self._signals = 0
 
+    def _new_runner(self) -> threading.Thread:
+        return self._thread(self._run_loop, f"unified-runner-{next(self._runner_names)}")
+
     def _run_loop(self) -> None:
-        while (record := self._next_claimed()) is not None:
+        replaced = False
+        while not replaced and (record := self._next_claimed()) is not None:
             started = time.perf_counter()
             try:
                 if (report := self._attempt(record)) is not None:
@@ -317,10 +326,29 @@ class WorkerPool(LeaseKeeping):
             finally:  # the task leaves the pool's count even if reporting it failed (see _guarded)
                 took = time.perf_counter() - started  # applying included: the time per task sizes the prefetch
                 with self._lock:
-                    self._mean_attempt = took if not self._mean_attempt else 0.9 * self._mean_attempt + 0.1 * took
-                    self._busy -= 1
-                    if self._busy < self.max_workers:  # else the dispatcher would only wake to wait again
-                        self._freed.notify()
+                    # canceled while running inline: it left the count then, and this thread ends here
+                    if replaced := record.id in self._replaced:
+                        self._replaced.discard(record.id)
+                    else:
+                        self._mean_attempt = took if not self._mean_attempt else 0.9 * self._mean_attempt + 0.1 * took
+                        self._busy -= 1
+                        if self._busy < self.max_workers:  # else the dispatcher would only wake to wait again
+                            self._freed.notify()
+
+    def _replace_runner_of(self, task_id: str) -> None:
+        """A task canceled while its code runs in a runner's own thread: that code cannot be stopped, only left to
+        return, so a new runner takes the old one's place and the pool keeps ``max_workers`` runners working."""
+        with self._lock:
+            runner = self._inline.pop(task_id, None)
+            if runner is None or runner not in self._runners or self._stopping.is_set():
+                return  # not running inline here, or drained in the caller's thread (run_until_idle)
+            self._runners.remove(runner)
+            self._runners.append(self._new_runner())
+            self._replaced.add(task_id)
+            self._busy -= 1
+            self._freed.notify()
+        log.warning("worker %s: task %s was canceled while running; its code is left to return in thread %s and a new "
+                    "runner takes its place", self.worker_id, task_id, runner.name)  # fmt: skip
 
     def _report(self, report: Report) -> None:
         """A runner's outcome: applied by this runner when its task is the pool's only one and no outcome waits (the
@@ -442,11 +470,18 @@ class WorkerPool(LeaseKeeping):
                 return record, "failure", {"error": error, "retryable": False}
         if self.isolation == "thread" or (self.isolation == "process" and task.func_path is not None):
             task.isolation = self.isolation
+        func = task.resolve()
+        inline = self.executor.runs_inline(task, func)
+        if inline:
+            self._inline[record.id] = threading.current_thread()
         try:
-            outcome = self.executor.run_attempt(task, ctx, task.resolve())
+            outcome = self.executor.run_attempt(task, ctx, func)
         except Exception:
             log.exception("worker %s failed while running task %s", self.worker_id, record.id)
             return record, "failure", {"error": {"type": "WorkerError", "message": "see the worker log"}}
+        finally:
+            if inline:
+                self._inline.pop(record.id, None)
         return (
             record,
             outcome.state,

@@ -156,3 +156,34 @@ def test_a_flag_set_before_anyone_waits_makes_no_event() -> None:
     flag = CancelFlag()
     flag.set()
     assert flag.wait(0) and flag.wait(None) and flag._event is None, "a set flag is read without an event"
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_canceling_a_task_whose_code_ignores_it_frees_its_runner_and_ends_its_attempt_at_once(
+    store: str, tmp_path: Path
+) -> None:
+    gate, started = threading.Event(), threading.Event()
+
+    def stubborn() -> str:  # never looks at ctx.cancelled: its runner thread cannot be taken back
+        started.set()
+        gate.wait(10)
+        return "late"
+
+    url = f"sqlite:///{tmp_path / 'cancel.db'}" if store == "sqlite" else "memory://"
+    with TaskManager(store=url, max_workers=1) as tm:
+        try:
+            stuck = tm.queue_task(stubborn)
+            assert started.wait(5)
+            first_runner = tm.pool._runners[0]
+            assert tm.cancel_task(stuck)
+            meta = tm.get_task_metadata(stuck)
+            assert meta["state"] == "canceled"
+            assert [(a["state"], a["finished_at"] is not None) for a in meta["history"]] == [("canceled", True)]
+            assert tm.get_result(tm.queue_task(lambda: "next"), timeout=5) == "next"  # a new runner took the place
+            assert first_runner.is_alive() and first_runner not in tm.pool._runners
+        finally:
+            gate.set()
+        first_runner.join(5)
+        assert not first_runner.is_alive(), "the replaced runner ends once its code returns"
+        assert len(tm.pool._runners) == 1 and tm.pool._busy == 0
+        assert tm.get_task_metadata(stuck)["history"][0]["state"] == "canceled"  # the late return changes nothing
