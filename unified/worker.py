@@ -118,7 +118,7 @@ class WorkerPool(LeaseKeeping):
         self._stopping = threading.Event()
         self._runners: list[threading.Thread] = []
         self._services: list[threading.Thread] = []
-        self._inline: dict[str, threading.Thread] = {}  # task id -> the runner calling its code in its own thread
+        self._inline: dict[str, int] = {}  # task id -> the ident of the runner thread calling its code itself
         self._replaced: set[str] = set()  # tasks canceled while running inline: another runner took their place
         self._runner_names = itertools.count()
         engine.on_ready(self.wake)
@@ -339,8 +339,9 @@ class WorkerPool(LeaseKeeping):
         """A task canceled while its code runs in a runner's own thread: that code cannot be stopped, only left to
         return, so a new runner takes the old one's place and the pool keeps ``max_workers`` runners working."""
         with self._lock:
-            runner = self._inline.pop(task_id, None)
-            if runner is None or runner not in self._runners or self._stopping.is_set():
+            ident = self._inline.pop(task_id, None)
+            runner = next((t for t in self._runners if t.ident == ident), None) if ident is not None else None
+            if runner is None or self._stopping.is_set():
                 return  # not running inline here, or drained in the caller's thread (run_until_idle)
             self._runners.remove(runner)
             self._runners.append(self._new_runner())
@@ -473,7 +474,7 @@ class WorkerPool(LeaseKeeping):
         func = task.resolve()
         inline = self.executor.runs_inline(task, func)
         if inline:
-            self._inline[record.id] = threading.current_thread()
+            self._inline[record.id] = threading.get_ident()
         try:
             outcome = self.executor.run_attempt(task, ctx, func)
         except Exception:
