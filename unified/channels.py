@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import inspect
 import json
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
@@ -197,7 +198,11 @@ def channel_from_config(config: dict[str, Any]) -> Channel:
     kind = options.pop("type", None)
     if kind not in CHANNELS:
         raise ValidationError(f"unknown alert channel type {kind!r}: use one of {sorted(CHANNELS)}")
-    try:
-        return CHANNELS[kind](**options)  # type: ignore[no-any-return]
-    except TypeError as exc:
-        raise ValidationError(f"bad options for a {kind} channel: {exc}") from None
+    params = inspect.signature(CHANNELS[kind]).parameters
+    missing = [name for name, p in params.items() if p.default is p.empty and name not in options]
+    unknown = sorted(options.keys() - params.keys())
+    if missing or unknown:
+        wrong = [f"{name!r} is missing" for name in missing] + [f"{name!r} is unknown" for name in unknown]
+        wrong_text = ", ".join(wrong)
+        raise ValidationError(f"a {kind} channel takes {', '.join(params)}: {wrong_text}")
+    return CHANNELS[kind](**options)  # type: ignore[no-any-return]

@@ -202,7 +202,10 @@ class Submitting:
         if missing:
             spec = next(s for s in specs if missing & set(s["dependencies"]))
             dep = sorted(missing & set(spec["dependencies"]))[0]
-            raise UnknownDependencyError(f"task {spec['task_id']!r} depends on {dep!r}, which is not in {scope}")
+            raise UnknownDependencyError(
+                f"task {spec['task_id']!r} depends on {dep!r}, which is not in {scope}: add {dep!r} first or fix the "
+                "id (an ad-hoc task depends on ids queue_task returned)"
+            )
         if any(s["dependencies"] for s in specs):  # without any there is nothing to check (a lone queue_task)
             validate_graph({s["task_id"]: s["dependencies"] for s in specs}, existing=existing.keys(), scope=scope)
         records = [new_record(s, run_id, schedule_id, now, existing) for s in specs]

@@ -112,7 +112,7 @@ def _check_command(spec: dict[str, Any]) -> None:
     """A spec with no callable to run must be a shell command."""
     if spec.get("command") is None:
         raise ValidationError(
-            f"task {spec.get('task_id')!r} ran a lambda or closure ({spec.get('func')}) that is not available "
+            f"task {spec.get('task_id')!r} runs a lambda or closure ({spec.get('func')}) that is not available "
             "in this process; define it at module level so it can be found by import path"
         )
 

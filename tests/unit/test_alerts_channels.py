@@ -240,7 +240,8 @@ def test_a_channel_is_rebuilt_from_its_stored_config(channel: object) -> None:
     [
         ({"type": "pager"}, "unknown alert channel type 'pager'"),
         ({"type": "webhook", "url": "ftp://x"}, "must start with http:// or https://"),
-        ({"type": "webhook", "url": "http://x", "colour": "red"}, "bad options for a webhook channel"),
+        ({"type": "webhook", "url": "http://x", "colour": "red"}, "a webhook channel takes url, .*'colour' is unknown"),
+        ({"type": "webhook"}, "a webhook channel takes url, secret, timeout_seconds: 'url' is missing"),
         ({"type": "log", "level": "LOUD"}, "log level 'LOUD' is unknown"),
         ({"type": "email", "host": "h", "sender": "", "recipients": []}, "needs host=, sender= and at least one"),
         ({"type": "slack", "url": "http://x", "timeout_seconds": 0}, "timeout_seconds must be a positive number"),

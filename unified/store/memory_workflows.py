@@ -11,7 +11,7 @@ import dataclasses
 from collections import defaultdict
 from typing import TypeVar
 
-from unified.errors import NotFoundError, ValidationError, name_taken, not_found
+from unified.errors import ValidationError, name_taken, not_found
 from unified.graph import graph_hash
 from unified.store.records import RunRecord, VersionRecord, WorkflowRecord, WorkflowSummary
 from unified.store.yielding_lock import YieldingLock
@@ -133,7 +133,7 @@ class MemoryWorkflows:
             for version in self._versions.get(workflow_id, ()):
                 if version.number == number:
                     return _with_own_tasks(version)
-            raise NotFoundError(f"workflow {workflow_id!r} has no version {number}: list_versions shows them")
+            raise not_found(f"version {number} of workflow {workflow_id!r}")
 
     def list_versions(self, workflow_id: str) -> list[VersionRecord]:
         """Every version of a workflow, by number."""

@@ -17,7 +17,7 @@ import typer
 from unified import __version__, config
 from unified.errors import UnifiedError
 from unified.ui.commands import db, keys, queues, run, runs, schedules, tasks, workflows
-from unified.ui.commands.common import Db, exit_code, fail
+from unified.ui.commands.common import Db, exit_code, fail, import_from_cwd
 
 app = typer.Typer(
     name="unified",
@@ -106,6 +106,7 @@ def worker(
     from unified.service import run_worker
 
     served = None if queues is None else [q.strip() for q in queues.split(",") if q.strip()]
+    import_from_cwd()  # tasks name their functions by import path from the project folder, as `unified run` does
     try:
         configure_logging(log_level)
         run_worker(
