@@ -42,6 +42,7 @@ ALERT_EVENTS = (
     ev.TASK_FAILED, ev.TASK_TIMEOUT, ev.TASK_RETRYING, ev.WORKFLOW_FAILED, ev.WORKFLOW_SUCCEEDED,
     ev.SCHEDULE_MISSED, ev.SLA_MISSED,
 )  # fmt: skip
+ALERT_STATUSES = ("pending", "sent", "failed")  # an alert's delivery: queued, delivered, given up on
 _STOP = object()
 
 
@@ -141,9 +142,11 @@ class AlertService:
             for r in self.store.list_alert_rules()
         ]
 
-    def list_alerts(self, limit: int = 100) -> list[dict[str, Any]]:
-        """Alerts, newest first, each with its delivery status, attempts and error."""
-        return [alert_dict(a) for a in self.store.list_alerts(limit)]
+    def list_alerts(self, limit: int = 100, status: str | None = None) -> list[dict[str, Any]]:
+        """Alerts, newest first, each with its delivery status, attempts and error; only ``status`` ones if given."""
+        if status is not None and status not in ALERT_STATUSES:
+            raise ValidationError(f"{status!r} is not an alert status: filter by one of {', '.join(ALERT_STATUSES)}")
+        return [alert_dict(a) for a in self.store.list_alerts(limit, status)]
 
     def _current_rules(self) -> list[AlertRuleRecord]:
         if self._rules is None or time.monotonic() - self._rules_read_at > self.rules_cache_seconds:

@@ -137,9 +137,10 @@ class ScheduleMethods:
         """Every alert rule with its channel config."""
         return self.alerts.list_rules()
 
-    def list_alerts(self, limit: int = 100) -> list[dict[str, Any]]:
-        """Alerts raised, newest first, each with its delivery status, attempts and error."""
-        return self.alerts.list_alerts(limit)
+    def list_alerts(self, limit: int = 100, status: str | None = None) -> list[dict[str, Any]]:
+        """Alerts raised, newest first, each with its delivery status (sent, failed, pending), attempts and error;
+        only those of ``status`` when given."""
+        return self.alerts.list_alerts(limit, status)
 
 
 class TaskManager(ScheduleMethods):

@@ -219,6 +219,17 @@ def test_keys_are_shown_once_and_the_last_admin_key_stays(api: Api) -> None:
     assert api.call("GET", "/workflows", headers={"X-API-Key": secret.group(1)}).status_code == 401
 
 
+def test_a_key_named_in_any_script_signs_in_and_is_revoked_with_its_message(api: Api) -> None:
+    record, secret = api.services.keys.create("Zürich ☃ 日本チーム", "viewer")
+    api.client.cookies.clear()
+    form = {"api_key": secret, "csrf": csrf_of(api.client), "next": "/"}
+    signed_in = api.client.post("/login", data=form)
+    assert signed_in.status_code == 200 and "signed in as Zürich ☃ 日本チーム (viewer)" in signed_in.text
+    admin = sign_in(api)
+    revoked = admin.post(f"/ui/keys/{record.key_id}/revoke", data={"csrf": csrf_of(admin, "/ui/keys")})
+    assert revoked.status_code == 200 and "Zürich ☃ 日本チーム" in revoked.text
+
+
 def test_a_revoked_key_ends_its_sessions(api: Api) -> None:
     client = sign_in(api, "operator")
     assert client.get("/").status_code == 200
@@ -361,6 +372,14 @@ def test_alerts_show_rules_and_delivery_outcomes(api: Api) -> None:
     assert "HTTP 500 &lt;b&gt;" in page and XSS not in page
     failed_only = client.get("/ui/alerts?status=failed").text
     assert "HTTP 500" in failed_only and "task ok" not in failed_only
+    for n in range(150):  # the failed one is older than a page of newer ones: the filter is the store's
+        store.insert_alert(
+            AlertRecord(f"s{n}", "task_failed", {"task_id": "ok"}, now + 1 + n, "log", "sent", None, None, 1)
+        )
+    assert "HTTP 500" in client.get("/ui/alerts?status=failed").text
+    listed = api.call("GET", "/alerts?status=failed", role="viewer").json()["items"]
+    assert [a["alert_id"] for a in listed] == ["a1"]
+    assert api.call("GET", "/alerts?status=lost", role="viewer").status_code == 422
 
 
 def test_two_versions_are_compared_side_by_side(api: Api) -> None:

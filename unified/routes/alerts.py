@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 
+from unified.alerts import ALERT_STATUSES
 from unified.routes.deps import (
     ADMIN,
     ERROR_RESPONSES,
@@ -62,12 +63,19 @@ def delete_rule(request: Request, rule_id: str) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+AlertStatus = Annotated[str | None, Query(pattern=f"^({'|'.join(ALERT_STATUSES)})$", description="delivery outcome")]
+
+
 @router.get("/alerts", response_model=AlertPage, dependencies=[VIEWER], summary="List alerts, newest first")
 def list_alerts(
-    request: Request, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50, cursor: str | None = None
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: str | None = None,
+    status: AlertStatus = None,
 ) -> AlertPage:
-    """Alerts raised, newest first, each with its delivery status, attempts and error; paginated."""
+    """Alerts raised, newest first, each with its delivery status, attempts and error; paginated, optionally only
+    those of one delivery outcome."""
     offset = decode_cursor(cursor, "o") or 0
-    found = services(request).task_manager.list_alerts(offset + limit + 1)[offset:]
+    found = services(request).task_manager.list_alerts(offset + limit + 1, status)[offset:]
     items, next_cursor = offset_page([{**a, "alert": jsonable(a["alert"])} for a in found], offset, limit)
     return AlertPage(items=items, next_cursor=next_cursor)

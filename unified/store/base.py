@@ -293,8 +293,8 @@ class Store(Protocol):
         """Set the delivery fields of an alert."""
         ...
 
-    def list_alerts(self, limit: int = 100) -> list[AlertRecord]:
-        """Alerts, newest first."""
+    def list_alerts(self, limit: int = 100, status: str | None = None) -> list[AlertRecord]:
+        """Alerts, newest first; only those whose delivery is ``status`` (sent, failed, pending) when given."""
         ...
 
     def put_alert_rule(self, rule: AlertRuleRecord) -> None:

@@ -197,8 +197,9 @@ class MemoryAdminRecords:
             for name, value in changes.items():
                 setattr(alert, name, value)
 
-    def list_alerts(self, limit: int = 100) -> list[AlertRecord]:
-        """Alerts, newest first."""
+    def list_alerts(self, limit: int = 100, status: str | None = None) -> list[AlertRecord]:
+        """Alerts, newest first; only those whose delivery is ``status`` when given."""
         with self._lock:
-            alerts = sorted(self._alerts.values(), key=lambda a: a.created_at, reverse=True)
+            found = [a for a in self._alerts.values() if status is None or a.status == status]
+            alerts = sorted(found, key=lambda a: a.created_at, reverse=True)
             return [copy.deepcopy(a) for a in alerts[:limit]]

@@ -183,7 +183,8 @@ class SqlAdminRecords:
         """Set the delivery fields of an alert."""
         self._cas(ALERTS, alert_id, None, changes)
 
-    def list_alerts(self, limit: int = 100) -> list[AlertRecord]:
-        """Alerts, newest first."""
+    def list_alerts(self, limit: int = 100, status: str | None = None) -> list[AlertRecord]:
+        """Alerts, newest first; only those whose delivery is ``status`` when given."""
         c = ALERTS.table.c
-        return self._all(ALERTS, ALERTS.select.order_by(c.created_at.desc(), c.seq.desc()).limit(limit))
+        stmt = ALERTS.select.where(c.status == status) if status is not None else ALERTS.select
+        return self._all(ALERTS, stmt.order_by(c.created_at.desc(), c.seq.desc()).limit(limit))

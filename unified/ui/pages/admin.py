@@ -7,6 +7,7 @@ from typing import Any
 from cron_descriptor import Options, get_description
 from fastapi import Request, Response
 
+from unified.alerts import ALERT_STATUSES
 from unified.auth import Role, parse_role
 from unified.errors import NotFoundError
 from unified.routes.api_keys import revoke_key
@@ -79,9 +80,8 @@ def alerts_page(ui: Page, limit: str | None = None, status: str | None = None) -
     ui.require(Role.VIEWER)
     shown = clamp(limit, ALERT_PAGE, 1, MAX_ALERTS)
     manager = ui.svc.workflow_manager
-    alerts = manager.list_alerts(shown + 1)
-    if status in ("sent", "failed", "pending"):
-        alerts = [a for a in alerts if a["status"] == status]
+    status = status if status in ALERT_STATUSES else None
+    alerts = manager.list_alerts(shown + 1, status)
     return render(
         ui,
         "alerts.html",

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, unquote
 
 from fastapi import Depends, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -280,7 +280,7 @@ def _finish(response: Response, ui: Ui) -> Response:
 
 def render(ui: Ui, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     """The page ``template`` rendered with ``context`` plus the session, principal and flash message."""
-    flash = ui.request.cookies.get(FLASH_COOKIE, "")
+    flash = unquote(ui.request.cookies.get(FLASH_COOKIE, ""))
     html = ENV.get_template(template).render(
         ui=ui, principal=ui.principal, csrf=ui.session.csrf, flash=flash[:300], path=ui.request.url.path, **context
     )
@@ -299,7 +299,9 @@ def redirect(ui: Ui, url: str, flash: str | None = None) -> Response:
     target = local_path(url)
     response = _finish(RedirectResponse(target, status_code=303), ui)
     if flash:
-        response.set_cookie(FLASH_COOKIE, flash[:300], max_age=60, httponly=True, samesite="strict", path="/")
+        # percent-encoded: a cookie header is latin-1, and a message may name a key or a workflow in any script
+        message = quote(flash[:300], safe="")
+        response.set_cookie(FLASH_COOKIE, message, max_age=60, httponly=True, samesite="strict", path="/")
     return response
 
 
