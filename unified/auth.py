@@ -98,6 +98,15 @@ def key_dict(record: ApiKeyRecord) -> dict[str, Any]:
     }
 
 
+def check_operator_key(key: str) -> None:
+    """A ValidationError unless ``key`` (an admin key the operator chose: UNIFIED_ADMIN_KEY) is long enough."""
+    if len(key) < MIN_OPERATOR_KEY_LENGTH:
+        raise ValidationError(
+            f"UNIFIED_ADMIN_KEY is {len(key)} characters; use at least {MIN_OPERATOR_KEY_LENGTH} random ones, "
+            'e.g. python -c "import secrets; print(secrets.token_urlsafe(32))"'
+        )
+
+
 class ApiKeys:
     """Creates, checks and revokes API keys on a store."""
 
@@ -124,11 +133,7 @@ class ApiKeys:
 
     def adopt(self, key: str, name: str = "admin (UNIFIED_ADMIN_KEY)", role: Role = Role.ADMIN) -> ApiKeyRecord:
         """Store ``key`` given by the operator as a key of ``role``, unless it is stored already (even revoked)."""
-        if len(key) < MIN_OPERATOR_KEY_LENGTH:
-            raise ValidationError(
-                f"UNIFIED_ADMIN_KEY is {len(key)} characters; use at least {MIN_OPERATOR_KEY_LENGTH} random ones, "
-                'e.g. python -c "import secrets; print(secrets.token_urlsafe(32))"'
-            )
+        check_operator_key(key)
         key_id = key_id_of(key)
         try:
             return self.store.get_api_key(key_id)

@@ -16,7 +16,7 @@ from typing import Any
 import uvicorn
 
 from unified import config
-from unified.auth import ApiKeys
+from unified.auth import ApiKeys, check_operator_key
 from unified.errors import ConflictError, ValidationError
 from unified.metrics import Metrics
 from unified.routes.deps import Services
@@ -157,6 +157,15 @@ class Server:
         else:
             lines.append("admin API key: created on the first start (create more with POST /api-keys)")
         return "\n".join(lines)
+
+
+def preflight(settings: ServerSettings) -> None:
+    """Refuse settings that would fail the start-up (the port, the SQLite folder, the admin key) with one error,
+    before anything starts or is shown; the app's own start-up would fail with a traceback."""
+    check_port_free(settings.host, settings.port)
+    config.ensure_sqlite_folder(settings.database_url)
+    if settings.admin_key is not None:
+        check_operator_key(settings.admin_key)
 
 
 def check_port_free(host: str, port: int) -> None:

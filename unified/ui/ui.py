@@ -67,7 +67,7 @@ def server(
     # imported here so that `unified --help` and the light commands do not load the web stack
     from unified.api import create_app
     from unified.logger import configure_logging
-    from unified.server import ServerSettings, check_port_free, serve
+    from unified.server import ServerSettings, preflight, serve
 
     if workflows is not None and not workflows.is_dir():
         raise fail(f"--workflows {workflows} is not a folder: give the folder that holds your workflow files")
@@ -81,8 +81,7 @@ def server(
             allow_shell=allow_shell or None,
             workers=0 if no_worker else workers,
         )
-        check_port_free(settings.host, settings.port)
-        config.ensure_sqlite_folder(settings.database_url)
+        preflight(settings)
     except UnifiedError as exc:
         raise fail(str(exc), exit_code(exc)) from None
     serve(create_app(settings), settings, log_level=log_level.lower())

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
-from unified.errors import AuthenticationError
+from unified.errors import AuthenticationError, NotFoundError
 from unified.ui.pages import admin, dashboard, runs, tasks, workflows
 from unified.ui.pages.base import (
     COOKIE,
@@ -68,6 +68,12 @@ router.include_router(tasks.router)
 router.include_router(admin.router)
 
 
+@router.get("/ui/{rest:path}")
+def no_such_page(ui: Page, rest: str) -> Response:
+    """Any other path under /ui/: the HTML error page, not the API's JSON (the last route, after the static files)."""
+    raise NotFoundError(f"there is no page /ui/{rest}: the menu above leads to every page")
+
+
 def owns(route: Any) -> bool:
     """True for the entries ``install`` adds to an app's route table (the page router and the static files)."""
     return getattr(route, "original_router", None) is router or getattr(route, "name", None) == STATIC_NAME
@@ -77,8 +83,8 @@ def install(app: FastAPI, secret: str | None = None) -> None:
     """Serve the web UI from ``app``: pages, sign-in, and static files under ``/ui/static``."""
     chosen = secret or os.environ.get("UNIFIED_SESSION_SECRET")
     app.state.ui_secret = chosen.encode() if chosen else secrets.token_bytes(32)
+    app.mount("/ui/static", StaticFiles(directory=STATIC), name=STATIC_NAME)  # before the pages' catch-all
     app.include_router(router)
-    app.mount("/ui/static", StaticFiles(directory=STATIC), name=STATIC_NAME)
 
 
 __all__ = ["COOKIE", "install", "owns", "router"]

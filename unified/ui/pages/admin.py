@@ -93,21 +93,35 @@ def alerts_page(ui: Page, limit: str | None = None, status: str | None = None) -
     )
 
 
+NEW_KEY_COOKIE = "unified_new_key"  # the key just created, for the page the creation redirects to (deleted there)
+
+
 @router.get("/ui/keys")
-def keys_page(ui: Page) -> Response:
-    """Every API key (admin): name, role, owner, created, last used, revoked."""
+def keys_page(request: Request, ui: Page) -> Response:
+    """Every API key (admin): name, role, owner, created, last used, revoked; and, once, the secret of the key
+    just created here."""
     ui.require(Role.ADMIN)
-    return render(ui, "keys.html", keys=ui.svc.keys.list(), created=None)
+    keys = ui.svc.keys.list()
+    key_id, _, secret = request.cookies.get(NEW_KEY_COOKIE, "").partition(":")
+    record = next((k for k in keys if k.key_id == key_id), None) if secret else None
+    response = render(ui, "keys.html", keys=keys, created={"record": record, "key": secret} if record else None)
+    if key_id:
+        response.delete_cookie(NEW_KEY_COOKIE, path="/ui/keys")
+    return response
 
 
 @router.post("/ui/keys")
 def create_key(request: Request, ui: Page, form: Form) -> Response:
-    """Create a key; the page shows its secret this once."""
+    """Create a key, then show the keys page with its secret this once: a redirect, so reloading that page
+    creates no second key."""
     ui.require(Role.ADMIN)
     role = parse_role(form.get("role", "viewer"))
     record, key = ui.svc.keys.create(form.get("name", ""), role.value, owner=form.get("owner") or None)
     request.state.audit_target = record.key_id
-    return render(ui, "keys.html", status_code=201, keys=ui.svc.keys.list(), created={"record": record, "key": key})
+    response = redirect(ui, "/ui/keys")
+    response.set_cookie(NEW_KEY_COOKIE, f"{record.key_id}:{key}", max_age=60, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https", path="/ui/keys")  # fmt: skip
+    return response
 
 
 @router.post("/ui/keys/{key_id}/revoke")

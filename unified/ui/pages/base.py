@@ -115,10 +115,11 @@ def error_line(error: dict[str, Any] | None) -> str:
     return first_line(f"{error.get('type') or 'Error'}: {error.get('message') or ''}")
 
 
-def pretty(value: Any) -> str:
-    """``value`` as indented JSON (its repr when it is not JSON)."""
+def pretty(value: Any, indent: int | None = 2) -> str:
+    """``value`` as JSON, indented (its repr when it is not JSON); text in any script as it is written, since the
+    template escapes what HTML must not see."""
     try:
-        return json.dumps(value, indent=2, sort_keys=True, allow_nan=False)
+        return json.dumps(value, indent=indent, sort_keys=True, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError):
         return repr(value)
 
