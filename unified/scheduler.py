@@ -391,9 +391,14 @@ class Scheduler:
             return self.busy_wait_seconds
         if due is None:
             return self.max_wait_seconds
-        remaining = due - self.clock.now()
-        if remaining <= 0:  # only a catch-up waiting for max_active_runs is still due after a pass
-            return self.busy_wait_seconds
+        now = self.clock.now()
+        remaining = due - now
+        if remaining <= 0:  # a catch-up waiting for max_active_runs, or a fire time reached during the pass
+            try:
+                waiting = self.store.due_schedules(now, limit=len(self._blocked) + 1)
+            except UnifiedError:
+                return self.busy_wait_seconds
+            return 0.0 if any(s.schedule_id not in self._blocked for s in waiting) else self.busy_wait_seconds
         return min(remaining, self.max_wait_seconds)
 
     def _sleep(self) -> None:

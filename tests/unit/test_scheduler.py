@@ -328,3 +328,18 @@ def test_the_loop_sleeps_until_the_next_fire_or_a_change(clock: FakeClock) -> No
     finally:
         scheduler.stop()
     assert passes[-1] == clock.now()
+
+
+def test_a_fire_time_reached_during_a_pass_is_fired_next_not_after_a_pause(clock: FakeClock) -> None:
+    from unified.engine import Engine
+    from unified.scheduler import Scheduler, When
+    from unified.store.memory import MemoryStore
+
+    scheduler = Scheduler(Engine(MemoryStore(), clock), busy_wait_seconds=2.0)
+    scheduler.add_task(Task(func=add, args=(1, 1)), When(interval_seconds=1))
+    clock.advance(1)
+    assert len(scheduler.run_once()) == 1
+    clock.advance(1)  # the next fire time passes while that pass ran
+    assert scheduler.seconds_to_sleep() == 0.0, "due and not waiting on a run: look again at once"
+    assert len(scheduler.run_once()) == 1
+    assert scheduler.seconds_to_sleep() == 1.0
