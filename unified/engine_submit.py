@@ -108,8 +108,8 @@ class Submitting:
         else:
             self.store.get_workflow(workflow_id)  # an unknown workflow says so before its versions are looked up
             frozen = self.store.get_version(workflow_id, version)
-        # the frozen specs (this start's own copies) become the run's task records as they are; each is checked to
-        # run here first, without building its Task, so a version this process cannot run stores nothing
+        # the frozen specs (this start's own copies) become the run's task records as they are; each is checked
+        # first, without building its Task, so a version whose lambdas are gone stores nothing
         for spec in frozen.tasks:
             try:
                 self.functions.check(spec)
@@ -131,6 +131,14 @@ class Submitting:
             for task, spec in zip(tasks, specs, strict=True):
                 self.functions.keep(global_id(run_id, spec["task_id"]), spec, task.snapshot())
         return self._submit_specs(specs, run_id, schedule_id)
+
+    def submit_specs(self, specs: list[Spec], schedule_id: str | None = None) -> list[str]:
+        """Store ad-hoc tasks given by their specs (as :meth:`Task.spec` makes them; one without a ``task_id`` is
+        given one), without building their Tasks: a process that queues work need not have its code."""
+        for spec in specs:
+            self.functions.check(spec)
+            spec["task_id"] = spec.get("task_id") or new_id()
+        return self._submit_specs(specs, None, schedule_id)
 
     def _specs(self, tasks: list[Task]) -> list[Spec]:
         """The stored specs of new ``tasks``, after giving each without one a ``task_id``."""

@@ -322,9 +322,8 @@ class Scheduler:
                 target["workflow_id"], target.get("params"), None, "schedule", metadata, schedule_id=sid
             )
             return run_id, None
-        task = self.engine.functions.rebuild(target["task"])
-        task.metadata = {**task.metadata, **metadata}
-        return None, self.engine.submit([task], schedule_id=sid)[0]
+        spec = {**target["task"], "metadata": {**target["task"].get("metadata", {}), **metadata}}
+        return None, self.engine.submit_specs([spec], schedule_id=sid)[0]
 
     def _missed(self, schedule: ScheduleRecord, first: float, count: int, reason: str) -> None:
         target = schedule.target

@@ -343,3 +343,29 @@ def test_a_fire_time_reached_during_a_pass_is_fired_next_not_after_a_pause(clock
     assert scheduler.seconds_to_sleep() == 0.0, "due and not waiting on a run: look again at once"
     assert len(scheduler.run_once()) == 1
     assert scheduler.seconds_to_sleep() == 1.0
+
+
+def test_a_scheduler_and_a_run_start_need_not_have_the_task_code(tmp_path, clock: FakeClock) -> None:  # type: ignore[no-untyped-def]
+    import importlib
+    import sys
+
+    (tmp_path / "sched_code_elsewhere.py").write_text("def job() -> str:\n    return 'ran'\n")
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    sys.path.insert(0, str(tmp_path))
+    try:  # defined where the code is (a developer's machine, a worker)
+        with WorkflowManager(task_manager=TaskManager(store=url, max_workers=0, clock=clock)) as defining:
+            flow = Workflow("elsewhere", tasks=[Task(task_id="job", func="sched_code_elsewhere:job")])
+            workflow_id = defining.register(flow)
+            defining.task_manager.schedule_task("sched_code_elsewhere:job", interval_seconds=60)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("sched_code_elsewhere", None)
+        importlib.invalidate_caches()
+    # a scheduler process and an API process without the code start the work all the same
+    with WorkflowManager(task_manager=TaskManager(store=url, max_workers=0, clock=clock)) as elsewhere:
+        run_id = elsewhere.start_workflow(workflow_id)
+        clock.advance(60)
+        elsewhere.task_manager.run_until_idle()  # fires the schedule; the tasks fail here, where the code is missing
+        fired = elsewhere.task_manager.list_tasks(state="failure")
+        assert len(fired) == 2 and {t["error"]["type"] for t in fired} == {"ImportPathError"}
+        assert elsewhere.get_run(run_id).state == "failure"
