@@ -315,6 +315,7 @@ class Executor:
             "upstream": ctx.upstream,
             "metadata": ctx.metadata,
             "log_level": logging.root.level,  # the child adopts it
+            "parent_pid": os.getpid(),  # the child ends with this process (see executor_child.die_with)
         }
         try:
             payload = to_json(job, "the task's args, kwargs, params, upstream results or metadata")

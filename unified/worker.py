@@ -49,6 +49,7 @@ MAX_BACKOFF_SECONDS = 30.0
 REPORT_BATCH = 256
 PREFETCH_SECONDS = 0.05  # claim ahead only as much work as the runners get through in this time
 MAX_PREFETCH = 256
+CHILD_STOP_SECONDS = 2.0  # how long a stopping pool waits for its runners to kill the child processes it handed back
 REPORT_DELAY = 0.001  # seconds a runner with claimed work waiting may run it before its outcomes are applied
 BUSY_LOOK_SECONDS = 0.05  # how often the dispatcher of a busy pool looks for overdue held-back outcomes
 
@@ -199,9 +200,21 @@ class WorkerPool(LeaseKeeping):
         for thread in self._services:
             thread.join(5.0)
         self._hand_back_held()
+        self._await_stopped_children()
         if self._runners:
             gc_pace.release()
         self._runners, self._services = [], []
+
+    def _await_stopped_children(self) -> None:
+        """After a hand-back told the attempts still running to stop: give the runners that supervise a child process
+        or a shell command the moment they need to kill it (they look every few ms), so that it does not outlive this
+        worker and run beside the attempt another worker makes. Runners calling a function in their own thread are
+        not waited for: nothing can stop that code."""
+        inline = set(self._inline.values())
+        deadline = time.monotonic() + CHILD_STOP_SECONDS
+        for thread in self._runners:
+            if thread.is_alive() and thread.ident not in inline:
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def _hand_back_held(self) -> None:
         with self._lock:

@@ -75,7 +75,8 @@ CHILD = textwrap.dedent(
     from unified.task_manager import TaskManager
     tm = TaskManager(store=sys.argv[1], max_workers=1, lease_seconds=1.0, heartbeat_seconds=0.2)
     tm.queue_task("tests.helpers.tasks:hang_first_time", args=(sys.argv[2],), task_id="victim", max_retries=1)
-    tm.queue_task("tests.helpers.tasks:add", args=(20, 22), task_id="waiting")
+    # one retry: the dying worker may hold it too (its dispatcher may claim ahead while the victim hangs)
+    tm.queue_task("tests.helpers.tasks:add", args=(20, 22), task_id="waiting", max_retries=1)
     print("queued", flush=True)
     time.sleep(120)
     """

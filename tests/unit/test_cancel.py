@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -187,3 +190,42 @@ def test_canceling_a_task_whose_code_ignores_it_frees_its_runner_and_ends_its_at
         assert not first_runner.is_alive(), "the replaced runner ends once its code returns"
         assert len(tm.pool._runners) == 1 and tm.pool._busy == 0
         assert tm.get_task_metadata(stuck)["history"][0]["state"] == "canceled"  # the late return changes nothing
+
+
+def test_a_stopping_pool_kills_the_child_processes_it_hands_back(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    manager = TaskManager(store=f"sqlite:///{tmp_path / 'stop.db'}", max_workers=1)
+    sleeper = "tests.helpers.tasks:write_pid_and_sleep"
+    task_id = manager.queue_task(sleeper, args=(str(pid_file), 30), isolation="process")
+    deadline = time.monotonic() + 10
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    pid = int(pid_file.read_text())
+    manager.shutdown(wait=False)  # as SIGTERM past its grace: the attempt is handed back to the queue
+    assert not _alive(pid), "the child outlived its worker, to run beside the next attempt"
+    with TaskManager(store=f"sqlite:///{tmp_path / 'stop.db'}", max_workers=0) as after:
+        assert after.get_task_metadata(task_id)["state"] == "queued"
+
+
+def test_a_child_process_ends_with_its_worker_killed_hard(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    worker = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import threading
+        from unified.task_manager import TaskManager
+        tm = TaskManager(max_workers=1)
+        tm.queue_task("tests.helpers.tasks:write_pid_and_sleep", args=({str(pid_file)!r}, 30), isolation="process")
+        threading.Event().wait(30)
+    """)], cwd=Path(__file__).resolve().parents[2])  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        pid = int(pid_file.read_text())
+        worker.kill()  # kill -9: no hand-back, no supervisor left
+        worker.wait(5)
+        deadline = time.monotonic() + 5
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not _alive(pid), "the child outlived a worker killed with kill -9"
+    finally:
+        worker.kill()
