@@ -238,6 +238,18 @@ def test_run_params_read_as_written_in_any_script_and_stay_escaped(api: Api) -> 
     assert "<b>hi</b>" not in page and "\\u00fc" not in page
 
 
+def test_the_workflows_page_names_the_folder_files_that_did_not_load(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from unified.workflows_folder import LoadError
+
+    client = sign_in(api, "viewer")
+    assert "did not load" not in client.get("/ui/workflows").text
+    broken = LoadError("/flows/broken<x>.py", "SyntaxError: invalid syntax", "Traceback (most recent call last): ...")
+    monkeypatch.setattr(api.services.folder.report, "errors", [broken])
+    page = client.get("/ui/workflows").text
+    assert "1 file of the workflows folder did not load" in page
+    assert "/flows/broken&lt;x&gt;.py" in page and "SyntaxError: invalid syntax" in page
+
+
 def test_unknown_pages_answer_with_the_html_error_page_and_the_icon_is_served(api: Api) -> None:
     client = sign_in(api, "viewer")
     missing = client.get("/ui/doesnotexist")

@@ -118,6 +118,7 @@ def workflows_page(ui: Page, q: str = "", offset: str | None = None) -> Response
         offset=start,
         total=len(every),
         page_size=PAGE_SIZE,
+        folder_errors=ui.svc.folder.report.errors,
     )
 
 
