@@ -329,9 +329,9 @@ class Client:
         """Delete an alert rule."""
         self.request("DELETE", f"/alert-rules/{rule_id}")
 
-    def list_alerts(self, limit: int | None = 100) -> list[Json]:
-        """Alerts raised, newest first, with delivery outcomes."""
-        return self.pages("/alerts", limit)
+    def list_alerts(self, limit: int | None = 100, status: str | None = None) -> list[Json]:
+        """Alerts raised, newest first, with delivery outcomes; only those of ``status`` (sent, failed, pending)."""
+        return self.pages("/alerts", limit, status=status)
 
     # -- API keys and audit ------------------------------------------------------------------------------------
     def create_api_key(
