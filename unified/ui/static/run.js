@@ -48,6 +48,7 @@
           stack: false, groupOrder: "order", orientation: "top", maxHeight: 560, verticalScroll: true,
           zoomKey: "ctrlKey", margin: { item: 4, axis: 4 }, showCurrentTime: data.run.state === "running",
           tooltip: { followMouse: true }, selectable: true,
+          format: { minorLabels: { millisecond: "SSS[ ms]" } },  // short runs: ticks in ms after a second's label
         });
         timeline.on("rangechange", function (props) { if (props.byUser) touched = true; });
         timeline.fit({ animation: false });
