@@ -150,12 +150,7 @@ class MemoryAdminRecords:
 
     def update_api_key(self, key_id: str, **changes: Any) -> None:
         """Set fields of an API key."""
-        with self._lock:
-            key = self._keys.get(key_id)
-            if key is None:
-                raise not_found(f"API key with id {key_id!r}")
-            for name, value in changes.items():
-                setattr(key, name, value)
+        self._set_fields(self._keys, key_id, "API key", changes)
 
     def insert_audit(self, entry: AuditRecord) -> None:
         """Append to the audit log."""
@@ -190,12 +185,15 @@ class MemoryAdminRecords:
 
     def update_alert(self, alert_id: str, **changes: Any) -> None:
         """Set the delivery fields of an alert."""
+        self._set_fields(self._alerts, alert_id, "alert", changes)
+
+    def _set_fields(self, records: dict[str, Any], key: str, what: str, changes: dict[str, Any]) -> None:
         with self._lock:
-            alert = self._alerts.get(alert_id)
-            if alert is None:
-                raise not_found(f"alert with id {alert_id!r}")
+            record = records.get(key)
+            if record is None:
+                raise not_found(f"{what} with id {key!r}")
             for name, value in changes.items():
-                setattr(alert, name, value)
+                setattr(record, name, value)
 
     def list_alerts(self, limit: int = 100, status: str | None = None) -> list[AlertRecord]:
         """Alerts, newest first; only those whose delivery is ``status`` when given."""
