@@ -359,6 +359,7 @@ class WorkerPool(LeaseKeeping):
             self._runners.remove(runner)
             self._runners.append(self._new_runner())
             self._replaced.add(task_id)
+            self._held.pop(task_id, None)  # its lease went with the cancel: the heartbeat would call it lost
             self._busy -= 1
             self._freed.notify()
         log.warning("worker %s: task %s was canceled while running; its code is left to return in thread %s and a new "
