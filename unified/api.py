@@ -251,4 +251,4 @@ def create_app(settings: ServerSettings | None = None, clock: Clock | None = Non
     return app
 
 
-app = create_app()
+app = create_app(ServerSettings.from_env(url_known=False))  # `uvicorn unified.api:app`: its own --host and --port

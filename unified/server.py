@@ -64,6 +64,7 @@ class ServerSettings:
     admin_key: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     announce: bool = True  # print the URL and a created admin key on start
+    url_known: bool = True  # False: served by a command of the user's own (`uvicorn unified.api:app --port N`)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ServerSettings:
@@ -148,7 +149,10 @@ class Server:
 
     def banner(self) -> str:
         """What the server prints on start: where it answers and, the first time, the admin key."""
-        lines = [f"unified server: {self.settings.url} (API docs at {self.settings.url}/docs)"]
+        if self.settings.url_known:
+            lines = [f"unified server: {self.settings.url} (API docs at {self.settings.url}/docs)"]
+        else:
+            lines = ["unified server: on the host and port given to uvicorn (API docs at /docs there)"]
         lines.append(f"store: {self.settings.database_url}")
         if self.created_admin_key:
             lines.append(f"admin API key (shown once, keep it): {self.created_admin_key}")

@@ -12,7 +12,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from unified.errors import ImportPathError, SerializationError
@@ -44,7 +44,11 @@ class SystemClock:
 class FakeClock:
     """A clock that moves only when told, for tests of retries, schedules and leases."""
 
-    def __init__(self, start: float | datetime = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z
+    def __init__(self, start: float | datetime | str = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z
+        """``start``: epoch seconds, a datetime, or ISO-8601 text as schedules take it (naive means UTC)."""
+        if isinstance(start, str):
+            parsed = datetime.fromisoformat(start)
+            start = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
         self._now = start.timestamp() if isinstance(start, datetime) else float(start)
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[], None]] = []
@@ -176,7 +180,10 @@ def resolve_import_path(path: str) -> Any:
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ImportPathError(f"cannot import module {module_name!r} of {path!r}: {exc}") from exc
+        raise ImportPathError(
+            f"cannot import module {module_name!r} of {path!r} ({exc}): the process that runs it needs the module on "
+            "its path (the server's --workflows folder, the folder a worker starts in, or PYTHONPATH)"
+        ) from exc
     for part in attribute.split("."):
         try:
             obj = getattr(obj, part)

@@ -369,3 +369,8 @@ def test_a_scheduler_and_a_run_start_need_not_have_the_task_code(tmp_path, clock
         fired = elsewhere.task_manager.list_tasks(state="failure")
         assert len(fired) == 2 and {t["error"]["type"] for t in fired} == {"ImportPathError"}
         assert elsewhere.get_run(run_id).state == "failure"
+
+
+def test_a_fake_clock_starts_at_iso_text_as_schedules_take_it() -> None:
+    assert FakeClock("2026-03-28T00:00:00Z").now() == FakeClock(datetime(2026, 3, 28, tzinfo=UTC)).now()
+    assert FakeClock("2026-03-28T00:00:00").now() == FakeClock("2026-03-28T01:00:00+01:00").now()  # naive is UTC

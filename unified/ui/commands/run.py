@@ -174,8 +174,9 @@ def run(
                  record, as_json)  # fmt: skip
             return
         live = not as_json and out.is_terminal
-        if live:  # task log lines are captured per attempt; printed, they would tear the live view
-            configure_logging("error")
+        # task log lines are captured per attempt (`unified tasks logs`); printed bare, without their task, they would
+        # tear the live view and clutter a log or a pipe
+        configure_logging("error")
         final = watch(s, run_id, timeout, live)
         if as_json:
             print_json(asdict(s.workflows.get_run(run_id)))

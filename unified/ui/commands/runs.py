@@ -84,7 +84,7 @@ def list_runs(
         ("workflow", "workflow"),
         ("version", "v"),
         ("state", "state"),
-        ("tasks_done", "done"),
+        ("tasks_done", "succeeded"),
         ("trigger", "trigger"),
         ("started_at", "started"),
         ("finished_at", "finished"),

@@ -38,8 +38,8 @@ COLUMNS = [
     ("timing", "when"),
     ("timezone", "zone"),
     ("paused", "paused"),
-    ("next_fire_time", "next fire"),
-    ("last_fire_time", "last fire"),
+    ("next_fire_time", "next fire (UTC)"),
+    ("last_fire_time", "last fire (UTC)"),
 ]
 
 
