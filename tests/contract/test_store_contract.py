@@ -719,6 +719,17 @@ def test_runs_insert_get_list_update(store: Store) -> None:
         store.insert_run(RunRecord("r1", None, None, "running"))
 
 
+def test_runs_page_by_a_keyset_that_new_runs_do_not_shift(store: Store) -> None:
+    for n in range(5):  # two share a creation time: seq orders them
+        store.insert_run(RunRecord(f"r{n}", "w", 1, "running", created_at=NOW + min(n, 3)))
+    first = store.list_runs(limit=2)
+    assert [r.run_id for r in first] == ["r4", "r3"] and first[0].seq > first[1].seq
+    store.insert_run(RunRecord("new", "w", 1, "running", created_at=NOW + 10))  # arrives between two pages
+    after = (first[-1].created_at, first[-1].seq)
+    assert [r.run_id for r in store.list_runs(limit=2, before=after)] == ["r2", "r1"]
+    assert [r.run_id for r in store.list_runs(before=after, workflow_id="w", state="running")] == ["r2", "r1", "r0"]
+
+
 # alerts
 def test_alerts_insert_update_list(store: Store) -> None:
     store.insert_alert(AlertRecord("a1", "task.failed", {"task_id": "t", "n": [1]}, NOW, status="pending"))

@@ -178,6 +178,23 @@ def test_long_lists_paginate_on_the_server(api: Api) -> None:
     assert client.get("/ui/tasks?cursor=not-a-cursor").status_code == 422
 
 
+def test_the_runs_pages_go_on_after_the_last_run_shown_while_runs_arrive(api: Api) -> None:
+    manager = api.services.workflow_manager
+    started = [manager.start_workflow(pipeline_id(api)) for _ in range(55)]
+    client = sign_in(api, "viewer")
+    first = client.get("/ui/runs").text
+    assert all(f"/ui/runs/{r}" in first for r in started[5:]) and f"/ui/runs/{started[4]}" not in first
+    after = re.search(r'after=([^"&]+)"', first)
+    assert after and "Newest" not in first
+    late = manager.start_workflow(pipeline_id(api))  # arrives before the next page is asked for
+    second = client.get(f"/ui/runs?after={after.group(1)}").text
+    assert all(f"/ui/runs/{r}" in second for r in started[:5]) and f"/ui/runs/{started[5]}" not in second
+    assert f"/ui/runs/{late}" not in second and "Newest" in second
+    workflow_page = client.get(f"/ui/workflows/{pipeline_id(api)}").text
+    assert f"/ui/runs/{late}" in workflow_page and "after=" in workflow_page
+    assert client.get("/ui/runs?after=not-a-cursor").status_code == 422
+
+
 def test_workflows_are_filtered_and_paged_by_name_and_every_one_is_in_the_runs_menu(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:

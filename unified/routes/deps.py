@@ -113,6 +113,27 @@ def decode_cursor(cursor: str | None, kind: str) -> int | None:
     return number
 
 
+def encode_position(created_at: float, seq: int) -> str:
+    """An opaque keyset cursor: the (created_at, seq) of the last item of a page, which the next page starts after."""
+    return base64.urlsafe_b64encode(f"k:{created_at!r}:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_position(cursor: str | None) -> tuple[float, int] | None:
+    """The position inside a cursor made by :func:`encode_position`; ValidationError if it is not one."""
+    if cursor is None:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, created_at, seq = text.split(":")
+        if kind != "k":
+            raise ValueError(text)
+        return float(created_at), int(seq)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationError(
+            f"cursor {cursor!r} is not valid here: pass the next_cursor of the previous page unchanged"
+        ) from None
+
+
 def offset_page(items: list[Any], offset: int, limit: int) -> tuple[list[Any], str | None]:
     """A page of an already-fetched list that holds up to ``limit + 1`` items from ``offset``."""
     more = len(items) > limit

@@ -14,9 +14,9 @@ from unified.routes.deps import (
     OPERATOR,
     VIEWER,
     Services,
-    decode_cursor,
+    decode_position,
+    encode_position,
     jsonable,
-    offset_page,
     safe_task,
     services,
     set_target,
@@ -52,10 +52,12 @@ def run_out(run: RunRecord) -> dict[str, Any]:
 def runs_page(
     svc: Services, workflow_id: str | None, state: str | None, since: datetime | None, limit: int, cursor: str | None
 ) -> RunPage:
-    """One page of runs, newest first (shared by ``/runs`` and ``/workflows/{id}/runs``)."""
-    offset = decode_cursor(cursor, "o") or 0
-    found = svc.store.list_runs(workflow_id, state, limit + 1, since=timestamp(since), offset=offset)
-    items, next_cursor = offset_page(found, offset, limit)
+    """One page of runs, newest first (shared by ``/runs`` and ``/workflows/{id}/runs``); its cursor is the last run's
+    place in that order, so runs started meanwhile do not push runs of this page onto the next."""
+    before = decode_position(cursor)
+    found = svc.store.list_runs(workflow_id, state, limit + 1, since=timestamp(since), before=before)
+    items = found[:limit]
+    next_cursor = encode_position(items[-1].created_at, items[-1].seq) if len(found) > limit else None
     return RunPage(items=[RunOut(**run_out(r)) for r in items], next_cursor=next_cursor)
 
 

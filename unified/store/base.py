@@ -113,7 +113,7 @@ class Store(Protocol):
 
     # runs
     def insert_run(self, run: RunRecord) -> None:
-        """Store a new run."""
+        """Store a new run, setting its ``seq`` (its place among runs created at the same time)."""
         ...
 
     def get_run(self, run_id: str) -> RunRecord:
@@ -128,8 +128,10 @@ class Store(Protocol):
         schedule_id: str | None = None,
         since: float | None = None,
         offset: int = 0,
+        before: tuple[float, int] | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first, optionally filtered (``since``: created at or after)."""
+        """Runs, newest first (by ``created_at``, then ``seq``), optionally filtered (``since``: created at or after;
+        ``before``: only those after the run at this ``(created_at, seq)`` in that order, a page's keyset cursor)."""
         ...
 
     def update_run(self, run_id: str, expected_state: str | None, **changes: Any) -> bool:

@@ -94,6 +94,7 @@ class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
         with self._lock:
             if run.run_id in self._runs:
                 raise DuplicateTaskError(f"a run with id {run.run_id!r} already exists")
+            run.seq = next(self._seq)
             self._runs[run.run_id] = copy.deepcopy(run)
 
     def get_run(self, run_id: str) -> RunRecord:
@@ -111,18 +112,20 @@ class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
         schedule_id: str | None = None,
         since: float | None = None,
         offset: int = 0,
+        before: tuple[float, int] | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first, optionally filtered."""
+        """Runs, newest first, optionally filtered (``before``: a keyset cursor, see ``Store.list_runs``)."""
         with self._lock:
             runs = [
                 r
-                for r in reversed(self._runs.values())
+                for r in self._runs.values()
                 if (workflow_id is None or r.workflow_id == workflow_id)
                 and (state is None or r.state == state)
                 and (schedule_id is None or r.schedule_id == schedule_id)
                 and (since is None or r.created_at >= since)
+                and (before is None or (r.created_at, r.seq) < before)
             ]
-            runs.sort(key=lambda r: r.created_at, reverse=True)  # stable: ties stay newest-inserted first
+            runs.sort(key=lambda r: (r.created_at, r.seq), reverse=True)
             return [copy.deepcopy(r) for r in runs[offset : offset + limit]]
 
     def update_run(self, run_id: str, expected_state: str | None, **changes: Any) -> bool:

@@ -125,6 +125,7 @@ class RunRecord:
     finished_at: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     schedule_id: str | None = None  # the schedule that fired it, if any
+    seq: int = 0  # set by the store on insert: the order of runs created at the same time (pages go by it)
 
 
 @dataclass(slots=True)

@@ -368,7 +368,7 @@ TASKS = Codec(TaskRecord, tasks, "id", ("spec", "dependencies", "result", "error
               packed={"spec": (spec_packing.pack, spec_packing.unpack)})  # fmt: skip
 ATTEMPTS = Codec(AttemptRecord, attempts, "task_id", ("error",), ("task_id", "number"))
 LOGS = Codec(LogRecord, logs, "task_id", (), ())
-RUNS = Codec(RunRecord, runs, "run_id", ("params", "metadata"), ("run_id",))
+RUNS = Codec(RunRecord, runs, "run_id", ("params", "metadata"), ("run_id", "seq"))
 SPEC_LISTS = {"tasks": (spec_packing.pack_all, spec_packing.unpack_all)}
 WORKFLOWS = Codec(WorkflowRecord, workflows, "workflow_id", ("tasks",), ("workflow_id",), packed=SPEC_LISTS)
 VERSIONS = Codec(VersionRecord, versions, "workflow_id", ("tasks",), ("workflow_id", "number"), packed=SPEC_LISTS)

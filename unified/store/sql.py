@@ -386,8 +386,13 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAttempts, SqlAdminRecords, SqlWorkflow
 
     # runs
     def insert_run(self, run: RunRecord) -> None:
-        """Store a new run."""
-        self._insert(RUNS, [RUNS.row(run)], f"run {run.run_id!r}")
+        """Store a new run, setting its ``seq``."""
+        stmt = RUNS.insert.values(RUNS.row(run, skip=("seq",))).returning(RUNS.table.c.seq)
+        with self._tx() as conn, self._savepoint(conn, 1):
+            try:
+                run.seq = conn.execute(stmt).scalar_one()
+            except sa.exc.IntegrityError as exc:
+                raise ConflictError(f"run {run.run_id!r} already exists") from exc
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run with this id."""
@@ -401,10 +406,14 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAttempts, SqlAdminRecords, SqlWorkflow
         schedule_id: str | None = None,
         since: float | None = None,
         offset: int = 0,
+        before: tuple[float, int] | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first, optionally filtered (``since``: created at or after)."""
+        """Runs, newest first, optionally filtered (``since``: created at or after; ``before``: a keyset cursor)."""
         c = RUNS.table.c
         stmt = RUNS.select.order_by(c.created_at.desc(), c.seq.desc()).limit(limit).offset(offset)
+        if before is not None:
+            created, seq = before
+            stmt = stmt.where(sa.or_(c.created_at < created, sa.and_(c.created_at == created, c.seq < seq)))
         for column, value in ((c.workflow_id, workflow_id), (c.state, state), (c.schedule_id, schedule_id)):
             if value is not None:
                 stmt = stmt.where(column == value)

@@ -12,7 +12,6 @@ from unified.errors import NotFoundError
 from unified.store.records import AttemptRecord, RunRecord, TaskRecord
 from unified.task import FINISHED_STATES
 from unified.ui.pages.base import (
-    PAGE_SIZE,
     RETRYABLE,
     RUN_STATES,
     SECURITY_HEADERS,
@@ -20,11 +19,11 @@ from unified.ui.pages.base import (
     Page,
     Ui,
     back,
-    clamp,
     error_line,
     one_of,
     page_router,
     render,
+    runs_after,
 )
 from unified.ui.pages.workflows import graph_data, run_graph_nodes
 
@@ -32,19 +31,17 @@ router = page_router()
 
 
 @router.get("/ui/runs")
-def runs_page(ui: Page, workflow: str | None = None, state: str | None = None, offset: str | None = None) -> Response:
+def runs_page(ui: Page, workflow: str | None = None, state: str | None = None, after: str | None = None) -> Response:
     """Runs, newest first, filtered by workflow and state; paginated on the server."""
     ui.require(Role.VIEWER)
-    start = clamp(offset, 0, 0, 10**9)
     run_state = one_of(state, RUN_STATES)
-    found = ui.svc.store.list_runs(workflow or None, run_state, PAGE_SIZE + 1, offset=start)
+    runs, next_page = runs_after(ui, workflow or None, run_state, after)
     return render(
         ui,
         "runs.html",
-        runs=found[:PAGE_SIZE],
-        more=len(found) > PAGE_SIZE,
-        offset=start,
-        page_size=PAGE_SIZE,
+        runs=runs,
+        next_page=next_page,
+        paged=bool(after),
         workflow=workflow or "",
         run_state=run_state,
         workflow_names=ui.svc.store.workflow_names(),

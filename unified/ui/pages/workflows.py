@@ -24,6 +24,7 @@ from unified.ui.pages.base import (
     pretty,
     redirect,
     render,
+    runs_after,
 )
 
 router = page_router()
@@ -129,7 +130,7 @@ def workflow_page(
     a: str | None = None,
     b: str | None = None,
     state: str | None = None,
-    offset: str | None = None,
+    after: str | None = None,
 ) -> Response:
     """One workflow: its graph coloured by the latest run, versions with a diff, runs and the Run form."""
     ui.require(Role.VIEWER)
@@ -145,9 +146,8 @@ def workflow_page(
     by_number = {v.number: v for v in versions}
     same = left == right or left not in by_number or right not in by_number
     diff = [] if same else diff_rows(by_number[left].tasks, by_number[right].tasks)
-    start = clamp(offset, 0, 0, 10**9)
     run_state = one_of(state, RUN_STATES)
-    runs = store.list_runs(workflow_id, run_state, PAGE_SIZE + 1, offset=start)
+    runs, next_page = runs_after(ui, workflow_id, run_state, after)
     return render(
         ui,
         "workflow.html",
@@ -158,11 +158,10 @@ def workflow_page(
         left=left,
         right=right,
         diff=diff,
-        runs=runs[:PAGE_SIZE],
-        more_runs=len(runs) > PAGE_SIZE,
+        runs=runs,
+        next_page=next_page,
+        paged=bool(after),
         run_state=run_state,
-        offset=start,
-        page_size=PAGE_SIZE,
         schedules=schedules_by_workflow(ui).get(workflow_id, []),
     )
 
