@@ -119,6 +119,13 @@ def test_an_operator_runs_cancels_and_retries_and_the_audit_log_names_the_key(ap
     assert run.params == {"day": "2026-01-31"} and "run started" in started.text
     bad = client.post(f"/ui/workflows/{workflow}/run", data={"csrf": token, "params": "[1, 2"})
     assert bad.status_code == 422 and "not valid JSON" in bad.text
+    form_page = f"{api.client.base_url}/ui/workflows/{workflow}"
+    refused = client.post(f"/ui/workflows/{workflow}/run", data={"csrf": token, "params": "[1, 2"},
+                          headers={"referer": form_page})  # fmt: skip
+    assert f'href="/ui/workflows/{workflow}" data-history-back' in refused.text  # back to the form, input kept
+    elsewhere = client.post(f"/ui/workflows/{workflow}/run", data={"csrf": token, "params": "[1, 2"},
+                            headers={"referer": "https://evil.example/ui/x"})  # fmt: skip
+    assert "data-history-back" not in elsewhere.text
     client.post(f"/ui/runs/{run_id}/cancel", data={"csrf": token})
     assert api.services.store.get_run(run_id).state == "canceled"
     retried = client.post(f"/ui/runs/{run_id}/retry", data={"csrf": token})

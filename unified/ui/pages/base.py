@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qsl, quote, unquote
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from fastapi import Depends, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -288,6 +288,14 @@ def render(ui: Ui, template: str, status_code: int = 200, **context: Any) -> HTM
     return _finish(HTMLResponse(html, status_code=status_code), ui)  # type: ignore[return-value]
 
 
+def same_site_page(request: Request) -> str | None:
+    """The path of the page of this server a request came from (its Referer), if it says so."""
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc != request.url.netloc or not referer.path.startswith("/"):
+        return None
+    return local_path(referer.path + (f"?{referer.query}" if referer.query else ""), "") or None
+
+
 def local_path(target: str | None, fallback: str = "/") -> str:
     """``target`` if it is a path on this server, else ``fallback``: no redirect leaves the site."""
     if target and target.startswith("/") and not target.startswith(("//", "/\\")):
@@ -328,7 +336,8 @@ class UiRoute(APIRoute):
             except UnifiedError as exc:
                 current = ui(request)
                 status = 403 if isinstance(exc, CsrfError) else http_status(exc)
-                return render(current, "error.html", status_code=status, status=status, message=str(exc))
+                back = same_site_page(request) if request.method == "POST" else None  # a refused form
+                return render(current, "error.html", status_code=status, status=status, message=str(exc), back=back)
 
         return page_handler
 

@@ -22,6 +22,15 @@
     var box = wrap.querySelector(".logs");
     if (box) box.scrollTop = box.scrollHeight;
   }
+  // an error page's way back to the form it came from: the browser's own back keeps what was typed in it
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest("[data-history-back]");
+    if (link && window.history.length > 1) {
+      event.preventDefault();
+      window.history.back();
+    }
+  });
+
   document.addEventListener("htmx:afterSettle", followLogs);
   document.addEventListener("DOMContentLoaded", followLogs);
 })();
