@@ -120,12 +120,15 @@ def _check_command(spec: dict[str, Any]) -> None:
 def check_number(name: str, value: Any, kind: str = "0 or more", whole: bool = False) -> None:
     """A ValidationError unless ``value`` is a number (an int when ``whole``; never a bool) that is ``kind``:
     "0 or more", "positive" or "at least 1"."""
+    if isinstance(value, bool) or not isinstance(value, int if whole else int | float):
+        got = f"{type(value).__name__} {value!r}"
+    elif value > 0 if kind == "positive" else value >= (1 if kind == "at least 1" else 0):
+        return
+    else:
+        got = repr(value)
     number = "whole number" if whole else "number"
     wanted = f"a positive {number}" if kind == "positive" else f"a {number} of {kind}"
-    if isinstance(value, bool) or not isinstance(value, int if whole else int | float):
-        raise ValidationError(f"{name} must be {wanted}, not {type(value).__name__} {value!r}")
-    if not {"0 or more": value >= 0, "positive": value > 0, "at least 1": value >= 1}[kind]:
-        raise ValidationError(f"{name} must be {wanted}, not {value!r}")
+    raise ValidationError(f"{name} must be {wanted}, not {got}")
 
 
 def check_sla(sla_seconds: float | None) -> float | None:
@@ -180,7 +183,8 @@ class RetryPolicy:
         )
 
 
-_policy = functools.lru_cache(maxsize=256)(RetryPolicy)
+# typed: 1, 1.0 and True are different options (True is refused), and each is checked once
+_policy = functools.lru_cache(maxsize=256, typed=True)(RetryPolicy)
 
 
 class CancelFlag:
@@ -387,7 +391,10 @@ class Task:
         for exc_type in retry_on:
             if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
                 raise ValidationError(f"retry_on takes exception classes, not {exc_type!r}")
-        retry = RetryPolicy(max_retries, retry_delay_seconds, backoff_factor, max_retry_delay_seconds, jitter)
+        try:  # one shared, checked policy per distinct options, as for specs (see RetryPolicy.of_spec)
+            retry = _policy(max_retries, retry_delay_seconds, backoff_factor, max_retry_delay_seconds, jitter)
+        except TypeError:  # an unhashable option: the constructor's checks name it
+            retry = RetryPolicy(max_retries, retry_delay_seconds, backoff_factor, max_retry_delay_seconds, jitter)
         dependencies = (dependencies,) if isinstance(dependencies, str) else dependencies
         self._fill(task_id, func, func_path, command, args, kwargs, name, dependencies, timeout, retry,
                    retry_on, priority, metadata, isolation, queue, check_sla(sla_seconds))  # fmt: skip
