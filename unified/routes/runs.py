@@ -54,11 +54,23 @@ def runs_page(
 ) -> RunPage:
     """One page of runs, newest first (shared by ``/runs`` and ``/workflows/{id}/runs``); its cursor is the last run's
     place in that order, so runs started meanwhile do not push runs of this page onto the next."""
-    before = decode_position(cursor)
-    found = svc.store.list_runs(workflow_id, state, limit + 1, since=timestamp(since), before=before)
-    items = found[:limit]
-    next_cursor = encode_position(items[-1].created_at, items[-1].seq) if len(found) > limit else None
+    items, next_cursor = runs_page_after(svc, workflow_id, state, limit, cursor, timestamp(since))
     return RunPage(items=[RunOut(**run_out(r)) for r in items], next_cursor=next_cursor)
+
+
+def runs_page_after(
+    svc: Services,
+    workflow_id: str | None,
+    state: str | None,
+    limit: int,
+    cursor: str | None,
+    since: float | None = None,
+) -> tuple[list[RunRecord], str | None]:
+    """Up to ``limit`` runs, newest first, after the run ``cursor`` names, and the cursor of the next page (the API's
+    and the web UI's run lists)."""
+    found = svc.store.list_runs(workflow_id, state, limit + 1, since=since, before=decode_position(cursor))
+    items = found[:limit]
+    return items, encode_position(items[-1].created_at, items[-1].seq) if len(found) > limit else None
 
 
 @router.get("", response_model=RunPage, dependencies=[VIEWER], summary="List runs, newest first")

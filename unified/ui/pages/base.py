@@ -31,7 +31,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from unified.auth import Principal, Role, check_role
 from unified.errors import NotFoundError, UnifiedError, http_status
-from unified.routes.deps import Services, decode_position, encode_position, services
+from unified.routes.deps import Services, services
 from unified.task import RUN_STATES
 
 HERE = Path(__file__).resolve().parent.parent
@@ -345,14 +345,6 @@ class UiRoute(APIRoute):
 def page_router() -> APIRouter:
     """A router for pages: hidden from the OpenAPI document, errors shown as pages."""
     return APIRouter(route_class=UiRoute, include_in_schema=False)
-
-
-def runs_after(ui: Ui, workflow_id: str | None, state: str | None, after: str | None) -> tuple[list[Any], str | None]:
-    """A page of runs, newest first, after the run a cursor names (as ``GET /runs`` pages them: runs started
-    meanwhile do not push this page's runs onto the next), and the cursor of the next page."""
-    found = ui.svc.store.list_runs(workflow_id, state, PAGE_SIZE + 1, before=decode_position(after or None))
-    runs = found[:PAGE_SIZE]
-    return runs, encode_position(runs[-1].created_at, runs[-1].seq) if len(found) > PAGE_SIZE else None
 
 
 def clamp(value: str | None, default: int, low: int, high: int) -> int:

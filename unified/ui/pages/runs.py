@@ -9,9 +9,11 @@ from fastapi.responses import JSONResponse
 
 from unified.auth import Role
 from unified.errors import NotFoundError
+from unified.routes.runs import runs_page_after
 from unified.store.records import AttemptRecord, RunRecord, TaskRecord
 from unified.task import FINISHED_STATES
 from unified.ui.pages.base import (
+    PAGE_SIZE,
     RETRYABLE,
     RUN_STATES,
     SECURITY_HEADERS,
@@ -23,7 +25,6 @@ from unified.ui.pages.base import (
     one_of,
     page_router,
     render,
-    runs_after,
 )
 from unified.ui.pages.workflows import graph_data, run_graph_nodes
 
@@ -35,7 +36,7 @@ def runs_page(ui: Page, workflow: str | None = None, state: str | None = None, a
     """Runs, newest first, filtered by workflow and state; paginated on the server."""
     ui.require(Role.VIEWER)
     run_state = one_of(state, RUN_STATES)
-    runs, next_page = runs_after(ui, workflow or None, run_state, after)
+    runs, next_page = runs_page_after(ui.svc, workflow or None, run_state, PAGE_SIZE, after or None)
     return render(
         ui,
         "runs.html",

@@ -10,6 +10,7 @@ from fastapi import Request, Response
 
 from unified.auth import Role
 from unified.errors import ValidationError
+from unified.routes.runs import runs_page_after
 from unified.store.records import TaskRecord
 from unified.ui.pages.base import (
     PAGE_SIZE,
@@ -24,7 +25,6 @@ from unified.ui.pages.base import (
     pretty,
     redirect,
     render,
-    runs_after,
 )
 
 router = page_router()
@@ -147,7 +147,7 @@ def workflow_page(
     same = left == right or left not in by_number or right not in by_number
     diff = [] if same else diff_rows(by_number[left].tasks, by_number[right].tasks)
     run_state = one_of(state, RUN_STATES)
-    runs, next_page = runs_after(ui, workflow_id, run_state, after)
+    runs, next_page = runs_page_after(ui.svc, workflow_id, run_state, PAGE_SIZE, after or None)
     return render(
         ui,
         "workflow.html",
