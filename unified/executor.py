@@ -1,14 +1,16 @@
 """How one attempt of a task runs: in the calling thread, in a thread with a timeout, in a child process, or as a
 shell command; and ``Task.run()``, which repeats attempts with the task's retry policy.
 
-This module (with :mod:`unified.executor_child`) is the only place that starts threads or processes for user code.
-A thread cannot be killed: on timeout it is told to stop (``ctx.cancelled``) and abandoned. Child processes run
-in their own session, so a timeout or cancel kills their whole process group.
+This module (with :mod:`unified.executor_child` and :mod:`unified.lifeline`) is the only place that starts threads
+or processes for user code. A thread cannot be killed: on timeout it is told to stop (``ctx.cancelled``) and
+abandoned. Child processes run in their own session, so a timeout, a cancel or the worker's end kills their whole
+process group.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import inspect
 import json
@@ -16,6 +18,7 @@ import linecache
 import logging
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +37,7 @@ from unified.task import CancelSignal, Task, TaskContext, context_parameter
 from unified.utils import Clock, SystemClock, to_json
 
 POLL_SECONDS = 0.02  # how often waits look at the cancel event: cancel is seen within ~20 ms
+LIFELINE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lifeline.py")
 EXIT_GRACE_SECONDS = 0.2  # how long pipes may stay open after the main process exited (background children)
 
 
@@ -315,7 +319,6 @@ class Executor:
             "upstream": ctx.upstream,
             "metadata": ctx.metadata,
             "log_level": logging.root.level,  # the child adopts it
-            "parent_pid": os.getpid(),  # the child ends with this process (see executor_child.die_with)
         }
         try:
             payload = to_json(job, "the task's args, kwargs, params, upstream results or metadata")
@@ -323,16 +326,9 @@ class Executor:
             return AttemptOutcome("failure", error=error_info(exc))
         report_read, report_write = os.pipe()
         env = {**os.environ, "PYTHONPATH": _child_pythonpath(), "PYTHONUNBUFFERED": "1"}
+        program = [sys.executable, "-m", "unified.executor_child", str(report_write)]
         try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "unified.executor_child", str(report_write)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                pass_fds=(report_write,),
-                env=env,
-                start_new_session=True,
-            )
+            proc, lifeline = _spawn(program, env, stdin=subprocess.PIPE, pass_fds=(report_write,))
         except OSError as exc:
             os.close(report_read)
             return AttemptOutcome("failure", error=error_info(exc))
@@ -349,6 +345,7 @@ class Executor:
             ended = self._supervise(proc, task.timeout, ctx, logs, extra={report_read: messages.append})
         finally:
             os.close(report_read)
+            os.close(lifeline)
         report: dict[str, Any] = {}
         for line in messages:
             try:
@@ -382,21 +379,23 @@ class Executor:
             "UNIFIED_RUN_ID": str(ctx.run_id or ""),
             "UNIFIED_ATTEMPT": str(ctx.attempt),
         }
+        if isinstance(command, str):
+            program = ["/bin/sh", "-c", command]
+        elif shutil.which(command[0], path=env.get("PATH")) is None:  # type: ignore[index]
+            missing = FileNotFoundError(errno.ENOENT, "No executable program of that name on PATH", command[0])  # type: ignore[index]
+            return AttemptOutcome("failure", error=error_info(missing))
+        else:
+            program = list(command)  # type: ignore[arg-type]
         try:
-            proc = subprocess.Popen(
-                command,  # type: ignore[arg-type]
-                shell=isinstance(command, str),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,
-                start_new_session=True,
-            )
+            proc, lifeline = _spawn(program, env, stdin=subprocess.DEVNULL)
         except OSError as exc:
             return AttemptOutcome("failure", error=error_info(exc))
         logs: list[LogLine] = []
         stdout: list[str] = []
-        ended = self._supervise(proc, task.timeout, ctx, logs, stdout=stdout)
+        try:
+            ended = self._supervise(proc, task.timeout, ctx, logs, stdout=stdout)
+        finally:
+            os.close(lifeline)
         if ended == "timeout":
             return self._timed_out(float(task.timeout), logs)  # type: ignore[arg-type]
         if ended == "canceled":
@@ -473,6 +472,31 @@ class Executor:
                         handlers[key.fd](line)
         _kill_group(proc)  # whatever the task left running in its group
         return None
+
+
+def _spawn(
+    program: list[str], env: dict[str, str], stdin: int, pass_fds: tuple[int, ...] = ()
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``program`` in a session of its own under :mod:`unified.lifeline`, which kills that session's processes
+    when the worker ends, even by kill -9. Returns the process and the lifeline's write end, to close when the
+    attempt has ended."""
+    lifeline_read, lifeline_write = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", LIFELINE_SCRIPT, str(lifeline_read), *program],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=(lifeline_read, *pass_fds),
+            env=env,
+            start_new_session=True,
+        )
+    except BaseException:
+        os.close(lifeline_write)
+        raise
+    finally:
+        os.close(lifeline_read)
+    return proc, lifeline_write
 
 
 def _last_err(logs: list[LogLine]) -> str:

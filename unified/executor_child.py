@@ -7,11 +7,9 @@ Only JSON crosses the boundary: nothing is pickled either way.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 from typing import Any, TextIO
@@ -21,8 +19,6 @@ from unified.executor import call_with_context, error_info
 from unified.logger import TASK_LOGGER
 from unified.task import TaskContext
 from unified.utils import resolve_import_path, to_json
-
-PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 class _ReportHandler(logging.Handler):
@@ -81,24 +77,9 @@ def run_job(job: dict[str, Any], reporter: _Reporter) -> None:
     reporter.send("{" + body + ',"metadata":' + metadata + "}")
 
 
-def die_with(parent_pid: int | None) -> None:
-    """End this process when the worker that started it ends, even by kill -9 (Linux: the kernel's parent-death
-    signal), so that a task handed on to another worker never runs twice at once; elsewhere a no-op."""
-    if parent_pid is None or not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent_pid:  # the worker died before the signal was asked for
-        os._exit(1)
-
-
 def main() -> None:
     """Entry point of the child process."""
     job = json.loads(sys.stdin.buffer.read())
-    die_with(job.get("parent_pid"))
     reporter = _Reporter(os.fdopen(int(sys.argv[1]), "w", encoding="utf-8"))
     run_job(job, reporter)
     sys.stdout.flush()

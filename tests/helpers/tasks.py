@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 import time
 import weakref
@@ -52,6 +53,16 @@ def write_pid_and_sleep(path: str, seconds: float) -> None:
     """Write this process's pid to ``path`` (atomically), then sleep."""
     with open(path + ".tmp", "w") as f:
         f.write(str(os.getpid()))
+    os.replace(path + ".tmp", path)
+    time.sleep(seconds)
+
+
+def start_sleeper_and_sleep(path: str, seconds: float) -> None:
+    """Start a ``sleep`` process of its own, write that process's pid to ``path`` (atomically), then sleep."""
+    sleeper = subprocess.Popen(["sleep", str(seconds)])
+    write_pid = sleeper.pid
+    with open(path + ".tmp", "w") as f:
+        f.write(str(write_pid))
     os.replace(path + ".tmp", path)
     time.sleep(seconds)
 

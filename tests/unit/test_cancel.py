@@ -207,13 +207,24 @@ def test_a_stopping_pool_kills_the_child_processes_it_hands_back(tmp_path: Path)
         assert after.get_task_metadata(task_id)["state"] == "queued"
 
 
-def test_a_child_process_ends_with_its_worker_killed_hard(tmp_path: Path) -> None:
+KILLED_HARD_TASKS = {
+    "a process-isolation child": "'tests.helpers.tasks:write_pid_and_sleep', args=(PID, 30), isolation='process'",
+    "a process started by that child": (
+        "'tests.helpers.tasks:start_sleeper_and_sleep', args=(PID, 30), isolation='process'"
+    ),
+    "a process started by a shell command": "command=f'sleep 30 & echo $! > {PID}.tmp && mv {PID}.tmp {PID}; sleep 30'",
+}
+
+
+@pytest.mark.parametrize("spec", KILLED_HARD_TASKS.values(), ids=KILLED_HARD_TASKS.keys())
+def test_the_processes_of_an_attempt_end_with_their_worker_killed_hard(tmp_path: Path, spec: str) -> None:
     pid_file = tmp_path / "pid"
     worker = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import threading
         from unified.task_manager import TaskManager
-        tm = TaskManager(max_workers=1)
-        tm.queue_task("tests.helpers.tasks:write_pid_and_sleep", args=({str(pid_file)!r}, 30), isolation="process")
+        PID = {str(pid_file)!r}
+        tm = TaskManager(max_workers=1, allow_shell=True)
+        tm.queue_task({spec})
         threading.Event().wait(30)
     """)], cwd=Path(__file__).resolve().parents[2])  # fmt: skip
     try:
@@ -226,6 +237,6 @@ def test_a_child_process_ends_with_its_worker_killed_hard(tmp_path: Path) -> Non
         deadline = time.monotonic() + 5
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert not _alive(pid), "the child outlived a worker killed with kill -9"
+        assert not _alive(pid), "the process outlived a worker killed with kill -9"
     finally:
         worker.kill()

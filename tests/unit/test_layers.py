@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "unified.store": 2,
     "unified.executor": 2,
     "unified.executor_child": 2,
+    "unified.lifeline": 2,
     "unified.engine": 3,
     "unified.engine_batch": 3,
     "unified.engine_events": 3,
