@@ -18,7 +18,7 @@ from unified import events as ev
 from unified.engine_batch import Batch
 from unified.engine_events import EngineEvents
 from unified.engine_submit import Submitting
-from unified.errors import NotFoundError
+from unified.errors import ConflictError, NotFoundError
 from unified.events import EventBus
 from unified.functions import FunctionRegistry
 from unified.interventions import UNFINISHED, Interventions
@@ -35,7 +35,7 @@ from unified.task import (
     check_transition,
 )
 from unified.task_records import global_id, upstream_results
-from unified.utils import Clock, SystemClock
+from unified.utils import Clock, SystemClock, copy_data
 
 log = logging.getLogger("unified.engine")
 _JOINED = nullcontext()  # Engine.batch inside an open batch: the outermost one's transaction is already this block's
@@ -235,7 +235,7 @@ class Engine(Submitting, Interventions, EngineEvents):
             task_id=record.task_id,
             run_id=record.run_id,
             attempt=record.attempts,
-            params=run.params if run else {},
+            params=copy_data(run.params) if run and run.params else {},  # a task's changes stay its own
             upstream=upstream,
             metadata=dict(record.metadata),
             add_task=lambda child: self._add_child(child, record),
@@ -247,11 +247,18 @@ class Engine(Submitting, Interventions, EngineEvents):
     def _add_child(self, child: Task, parent: TaskRecord) -> str:
         """``ctx.add_task``: a child an earlier attempt of the same parent added is not added again (a retried
         parent re-adds its children as it goes), any other task of that id is a DuplicateTaskError."""
-        if child.task_id is not None:
-            with suppress(NotFoundError):
-                if self.store.get_task(global_id(parent.run_id, child.task_id)).spec.get("parent") == parent.id:
-                    return child.task_id
-        self.submit([child], run_id=parent.run_id, schedule_id=parent.schedule_id, parent=parent.id)
+        with self.batch():
+            now = self.store.get_task(parent.id)
+            if now.state != "running" or now.attempts != parent.attempts:
+                raise ConflictError(
+                    f"task {parent.task_id!r} cannot add tasks: its attempt {parent.attempts} has ended ({now.state} "
+                    "since; canceled, timed out or taken over), so its code should stop (see ctx.cancelled)"
+                )
+            if child.task_id is not None:
+                with suppress(NotFoundError):
+                    if self.store.get_task(global_id(parent.run_id, child.task_id)).spec.get("parent") == parent.id:
+                        return child.task_id
+            self.submit([child], run_id=parent.run_id, schedule_id=parent.schedule_id, parent=parent.id)
         return child.task_id  # type: ignore[return-value]
 
     def forget_attempt(self, task_id: str) -> None:

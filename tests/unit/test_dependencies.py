@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers.tasks import boom
 from unified.engine import Engine
-from unified.errors import CycleError, DuplicateTaskError, UnknownDependencyError
+from unified.errors import ConflictError, CycleError, DuplicateTaskError, UnknownDependencyError
 from unified.graph import validate_graph
 from unified.store import open_store
 from unified.store.memory import MemoryStore
@@ -151,6 +151,22 @@ def test_dynamic_tasks_from_an_ad_hoc_task(drained: TaskManager) -> None:
     drained.run_until_idle()
     assert drained.get_result(parent_id) == "kid"
     assert drained.get_result("kid") == "kid ran"
+
+
+def test_a_task_whose_attempt_has_ended_cannot_add_tasks(drained: TaskManager) -> None:
+    refused: list[Exception] = []
+
+    def canceled_parent(ctx: TaskContext) -> None:
+        drained.cancel_task(ctx.task_id)  # as a cancel from elsewhere while its code runs on, ignoring ctx.cancelled
+        try:
+            ctx.add_task(Task(task_id="late-child", func=lambda: "ran"))
+        except ConflictError as exc:
+            refused.append(exc)
+
+    drained.queue_task(canceled_parent, task_id="parent")
+    drained.run_until_idle()
+    assert "attempt 1 has ended" in str(refused[0])
+    assert [t.task_id for t in drained.store.list_tasks()] == ["parent"]
 
 
 @pytest.mark.parametrize("url", ["memory://", "sqlite"])

@@ -11,7 +11,7 @@ from tests.helpers.together import at_once
 from unified.errors import ConflictError, NotFoundError, ValidationError
 from unified.graph import graph_hash
 from unified.store import sql_workflows
-from unified.task import Task
+from unified.task import Task, TaskContext
 from unified.task_manager import TaskManager
 from unified.testing import run_until_idle
 from unified.workflow.workflow import Workflow, WorkflowManager
@@ -113,6 +113,17 @@ def test_each_run_records_params_and_trigger(wm: WorkflowManager) -> None:
     result = run(wm, wid, params={"x": 21})
     assert result.results == {"t": 42} and result.params == {"x": 21} and result.trigger == "manual"
     assert [r.run_id for r in wm.list_runs(wid)] == [result.run_id]
+
+
+def test_a_task_that_changes_its_params_changes_them_for_itself_only(wm: WorkflowManager) -> None:
+    def meddle(ctx: TaskContext) -> None:
+        ctx.params["day"] = "changed"
+        ctx.params["nested"]["k"] = "changed"
+
+    tasks = [Task(task_id="m", func=meddle), Task(task_id="r", func=lambda ctx: ctx.params, dependencies=["m"])]
+    given = {"day": "2026-01-01", "nested": {"k": "v"}}
+    result = run(wm, wm.register(Workflow("meddled", tasks=tasks)), params=given)
+    assert result.results["r"] == given == {"day": "2026-01-01", "nested": {"k": "v"}} == result.params
 
 
 def test_a_failing_task_fails_the_run_and_retry_run_reruns_it_and_what_it_skipped(wm: WorkflowManager) -> None:
