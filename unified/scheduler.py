@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from unified import events as ev
-from unified.cron import Timing, load_zone, to_epoch
+from unified.cron import Timing, check_cron, load_zone, to_epoch
 from unified.engine import Engine
 from unified.errors import UnifiedError, ValidationError
 from unified.store.records import FireRecord, ScheduleRecord
@@ -59,6 +59,21 @@ class Fired:
     run_id: str | None = None
     task_id: str | None = None
     reason: str | None = None
+
+
+def fires_as(schedule: ScheduleRecord, when: When) -> bool:
+    """Whether a stored schedule fires as ``when`` says: the same times, zone, bounds and catch-up policy."""
+    zone = load_zone(when.timezone)
+    wanted = (
+        check_cron(when.cron) if when.cron is not None else None, when.interval_seconds, when.timezone,
+        to_epoch(when.start_at, zone, "start_at"), to_epoch(when.end_at, zone, "end_at"), bool(when.catchup),
+        when.max_active_runs,
+    )  # fmt: skip
+    stored = (
+        schedule.cron, schedule.interval_seconds, schedule.timezone, schedule.start_at, schedule.end_at,
+        schedule.catchup, schedule.max_active_runs,
+    )  # fmt: skip
+    return stored == wanted
 
 
 def timing_of(schedule: ScheduleRecord) -> Timing:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from unified.store.base import Store
-from unified.store.records import FireRecord, TaskRecord
+from unified.store.records import FireRecord, TaskRecord, WorkflowRecord
 
 TASKS = 500
 FIRES = 200
@@ -181,3 +181,19 @@ def test_data_survives_reopening(
         assert task.seq < second.get_task("b").seq
     finally:
         second.close()
+
+
+def test_threads_editing_one_draft_lose_no_edit(store: Store) -> None:
+    store.put_workflow(WorkflowRecord("w", "edited by threads"))
+
+    def add_tasks(n: int) -> None:
+        for i in range(10):
+            with store.atomic():
+                record = store.lock_workflow("w")
+                record.tasks.append({"task_id": f"t{n}-{i}", "dependencies": []})
+                store.put_workflow(record)
+
+    run_threads(add_tasks)
+    assert sorted(s["task_id"] for s in store.get_workflow("w").tasks) == sorted(
+        f"t{n}-{i}" for n in range(4) for i in range(10)
+    )

@@ -8,8 +8,9 @@ import pytest
 
 from tests.helpers.tasks import add, boom
 from tests.helpers.together import at_once
-from unified.errors import ConflictError, NotFoundError, ValidationError
+from unified.errors import ConflictError, CycleError, DuplicateTaskError, NotFoundError, ValidationError
 from unified.graph import graph_hash
+from unified.scheduler import When
 from unified.store import sql_workflows
 from unified.task import Task, TaskContext
 from unified.task_manager import TaskManager
@@ -199,6 +200,39 @@ def test_a_schedule_declared_in_code_is_kept_in_step(drained: TaskManager) -> No
     wm.register(Workflow("nightly", tasks=tasks))
     assert wm.list_schedules() == []
     assert wm.get_workflow(wid)["name"] == "nightly"
+
+
+def test_a_declared_schedule_follows_its_bounds_and_an_equal_one_is_kept(wm: WorkflowManager) -> None:
+    tasks = [Task(task_id="a", func=add, args=(1, 2))]
+    wm.register(Workflow("bounded", tasks=tasks, schedule=When(cron="@daily")))
+    (kept,) = wm.list_schedules()
+    wm.register(Workflow("bounded", tasks=tasks, schedule=When(cron="@daily")))
+    assert [s["schedule_id"] for s in wm.list_schedules()] == [kept["schedule_id"]], "an alias is the same cron"
+    wm.register(Workflow("bounded", tasks=tasks, schedule=When(cron="@daily", end_at="2020-01-01T00:00:00Z")))
+    (ended,) = wm.list_schedules()
+    assert ended["end_at"].startswith("2020-01-01") and ended["next_fire_time"] is None
+
+
+def test_register_refuses_a_graph_changed_after_the_workflow_checked_it(wm: WorkflowManager) -> None:
+    a, b = Task(task_id="a", func=add, args=(1, 2)), Task(task_id="b", func=add, args=(1, 2), dependencies=["a"])
+    workflow = Workflow("changed", tasks=[a, b])
+    a.dependencies = ["b"]
+    with pytest.raises(CycleError, match="a -> b -> a"):
+        wm.register(workflow)
+    workflow.tasks["other-key"] = b
+    a.dependencies = []
+    with pytest.raises(DuplicateTaskError, match="'b'"):
+        wm.register(workflow)
+    assert wm.list_workflows() == []
+
+
+def test_concurrent_edits_of_one_draft_keep_every_task(tmp_path: Path) -> None:
+    with WorkflowManager(task_manager=TaskManager(store=f"sqlite:///{tmp_path}/w.db", max_workers=0)) as wm:
+        wid = wm.register_workflow("edited at once")
+        adds = [lambda i=i: wm.add_task_to_workflow(wid, Task(task_id=f"t{i}", func=add)) for i in range(8)]
+        added, errors = at_once(adds)
+        assert errors == [] and sorted(added) == sorted(f"t{i}" for i in range(8))
+        assert sorted(t["task_id"] for t in wm.get_workflow(wid)["tasks"]) == sorted(added)
 
 
 def test_concurrent_starts_of_a_changed_workflow_freeze_one_version(tmp_path: Path) -> None:

@@ -69,6 +69,11 @@ class Store(Protocol):
         """The workflow with this id."""
         ...
 
+    def lock_workflow(self, workflow_id: str) -> WorkflowRecord:
+        """The workflow with this id, its row locked until the surrounding atomic() ends: a change of its draft
+        made from what this returns, then written in the same atomic(), loses no concurrent change."""
+        ...
+
     def freeze_draft(self, workflow_id: str, created_at: float) -> VersionRecord:
         """The version matching the workflow's draft: the current one if their hashes are equal, else the draft frozen
         now as the number after the highest, which the workflow then points at (the draft itself stays as it is).

@@ -54,6 +54,10 @@ class MemoryWorkflows:
                 raise not_found(f"workflow with id {workflow_id!r}")
             return _with_own_tasks(self._workflows[workflow_id])
 
+    def lock_workflow(self, workflow_id: str) -> WorkflowRecord:
+        """As :meth:`get_workflow`: atomic() already holds the one lock."""
+        return self.get_workflow(workflow_id)
+
     def find_workflow(self, name: str) -> WorkflowRecord | None:
         """The workflow named ``name`` (names are unique), or None (copies no other workflow's specs)."""
         with self._lock:

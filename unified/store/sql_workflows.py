@@ -38,6 +38,7 @@ WORKFLOW_NAMED = (
     .order_by(workflows.c.created_at, workflows.c.seq)
     .limit(1)
 )
+WORKFLOW_FOR_UPDATE = WORKFLOWS.by_key.with_for_update()
 WORKFLOWS_BY_IDS = WORKFLOWS.select.where(workflows.c.workflow_id.in_(sa.bindparam("_ids", expanding=True)))
 
 
@@ -109,6 +110,11 @@ class SqlWorkflows:
     def get_workflow(self, workflow_id: str) -> WorkflowRecord:
         """The workflow with this id."""
         return self._one(WORKFLOWS, f"workflow {workflow_id!r}", WORKFLOWS.by_key, {"_key": workflow_id})
+
+    def lock_workflow(self, workflow_id: str) -> WorkflowRecord:
+        """The workflow with this id, its row locked ``FOR UPDATE`` (SQLite's write transaction is the lock)."""
+        with self._tx():
+            return self._one(WORKFLOWS, f"workflow {workflow_id!r}", WORKFLOW_FOR_UPDATE, {"_key": workflow_id})
 
     def list_workflows(self) -> list[WorkflowRecord]:
         """Every workflow, oldest first."""

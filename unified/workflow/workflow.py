@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from unified.errors import ConflictError, DuplicateTaskError, NotFoundError, ValidationError
-from unified.graph import check_new_tasks
-from unified.scheduler import When
+from unified.graph import check_new_tasks, validate_graph
+from unified.scheduler import When, fires_as
 from unified.store import Store
 from unified.store.records import RunRecord, WorkflowRecord
 from unified.task import RUN_STATES, Task, check_sla, check_state_filter
@@ -64,6 +64,15 @@ class Workflow:
         check_new_tasks({task.task_id: task.dependencies}, self.tasks.keys(), f"workflow {self.name!r}")
         self.tasks[task.task_id] = task
         return task
+
+
+def _check_graph(specs: list[dict[str, Any]], name: str) -> None:
+    """Refuse a graph with a task id twice, an unknown dependency or a cycle."""
+    ids = [spec["task_id"] for spec in specs]
+    if len(set(ids)) != len(ids):
+        twice = sorted({task_id for task_id in ids if ids.count(task_id) > 1})
+        raise DuplicateTaskError(f"workflow {name!r} has tasks {twice} twice: give each task its own task_id")
+    validate_graph({spec["task_id"]: spec["dependencies"] for spec in specs}, scope=f"workflow {name!r}")
 
 
 def _fresh_task_id(task: Task, taken: Container[str]) -> str:
@@ -122,6 +131,7 @@ class WorkflowManager(ScheduleMethods):
         """Store a workflow defined in code; a workflow of the same name gets it as its new draft. Returns its id."""
         now = self.engine.clock.now()
         specs = [self.engine.functions.register(t) for t in workflow.tasks.values()]
+        _check_graph(specs, workflow.name)  # Workflow checks what it is given, not changes made to its tasks since
         existing = self.store.find_workflow(workflow.name)
         if existing is None:
             record = WorkflowRecord(new_id(), workflow.name, workflow.description, specs, None, now, now)
@@ -132,9 +142,10 @@ class WorkflowManager(ScheduleMethods):
                 if existing is None:  # and deleted it again: there is nothing left to update
                     raise
         if existing is not None:
-            existing.tasks, existing.description, existing.updated_at = specs, workflow.description, now
-            self.store.put_workflow(existing)
-            record = existing
+            with self.store.atomic():
+                record = self.store.lock_workflow(existing.workflow_id)
+                record.tasks, record.description, record.updated_at = specs, workflow.description, now
+                self.store.put_workflow(record)
         self._sync_code_schedule(record.workflow_id, workflow)
         return record.workflow_id
 
@@ -147,10 +158,7 @@ class WorkflowManager(ScheduleMethods):
         ]  # fmt: skip
         want = workflow.schedule
         for schedule in declared:
-            same = want is not None and (schedule.cron, schedule.interval_seconds, schedule.timezone,
-                schedule.catchup, schedule.max_active_runs) == (want.cron, want.interval_seconds, want.timezone,
-                want.catchup, want.max_active_runs)  # fmt: skip
-            if same and len(declared) == 1:
+            if want is not None and len(declared) == 1 and fires_as(schedule, want):
                 return
             self.scheduler.remove(schedule.schedule_id)
         if want is not None:
@@ -158,27 +166,29 @@ class WorkflowManager(ScheduleMethods):
 
     def add_task_to_workflow(self, workflow_id: str, task: Task) -> str:
         """Add ``task`` to the workflow's draft; refuses duplicates, unknown dependencies and cycles. Returns its id."""
-        record = self.store.get_workflow(workflow_id)
-        existing = {s["task_id"] for s in record.tasks}
-        if task.task_id is None:
-            task.task_id = _fresh_task_id(task, existing)
-        check_new_tasks({task.task_id: task.dependencies}, existing, f"workflow {record.name!r}")
-        record.tasks.append(self.engine.functions.register(task))
-        record.updated_at = self.engine.clock.now()
-        self.store.put_workflow(record)
+        with self.store.atomic():
+            record = self.store.lock_workflow(workflow_id)
+            existing = {s["task_id"] for s in record.tasks}
+            if task.task_id is None:
+                task.task_id = _fresh_task_id(task, existing)
+            check_new_tasks({task.task_id: task.dependencies}, existing, f"workflow {record.name!r}")
+            record.tasks.append(self.engine.functions.register(task))
+            record.updated_at = self.engine.clock.now()
+            self.store.put_workflow(record)
         return task.task_id
 
     def remove_task_from_workflow(self, workflow_id: str, task_id: str) -> None:
         """Remove a task from the draft; refused while other tasks depend on it."""
-        record = self.store.get_workflow(workflow_id)
-        if not any(s["task_id"] == task_id for s in record.tasks):
-            raise NotFoundError(f"workflow {record.name!r} has no task {task_id!r}")
-        users = [s["task_id"] for s in record.tasks if task_id in s["dependencies"]]
-        if users:
-            raise ConflictError(f"tasks {users} depend on {task_id!r}: remove them or their dependency first")
-        record.tasks = [s for s in record.tasks if s["task_id"] != task_id]
-        record.updated_at = self.engine.clock.now()
-        self.store.put_workflow(record)
+        with self.store.atomic():
+            record = self.store.lock_workflow(workflow_id)
+            if not any(s["task_id"] == task_id for s in record.tasks):
+                raise NotFoundError(f"workflow {record.name!r} has no task {task_id!r}")
+            users = [s["task_id"] for s in record.tasks if task_id in s["dependencies"]]
+            if users:
+                raise ConflictError(f"tasks {users} depend on {task_id!r}: remove them or their dependency first")
+            record.tasks = [s for s in record.tasks if s["task_id"] != task_id]
+            record.updated_at = self.engine.clock.now()
+            self.store.put_workflow(record)
 
     def delete_workflow(self, workflow_id: str) -> None:
         """Remove a workflow and its versions; its runs stay as history."""
