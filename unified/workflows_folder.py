@@ -8,12 +8,14 @@ engine forgets the functions it resolved from the folder's modules, so runs star
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import sys
 import threading
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from unified.errors import ImportPathError, NotFoundError, UnifiedError
@@ -38,6 +40,8 @@ class LoadReport:
 
     folder: str | None
     modules: list[str] = field(default_factory=list)
+    # every module imported from the folder's files, the helpers they import (``_*.py``, subfolders) included
+    imported: dict[str, ModuleType] = field(default_factory=dict, repr=False)
     workflows: list[Workflow] = field(default_factory=list)
     errors: list[LoadError] = field(default_factory=list)
 
@@ -77,7 +81,7 @@ class WorkflowsFolder:
             importlib.invalidate_caches()
             seen: dict[str, Workflow] = {}
             names = self._module_names()
-            for module_name, _ in names:  # forget the last pass, so files that import each other agree
+            for module_name in self._imported():  # forget the last pass, helpers too, so every file is read again
                 sys.modules.pop(module_name, None)
             for module_name, path in names:
                 try:
@@ -98,8 +102,19 @@ class WorkflowsFolder:
                             continue
                         seen[value.name] = value
                         report.workflows.append(value)
+            report.imported = {name: sys.modules[name] for name in self._imported()}
             self.report = report
             return report
+
+    def _imported(self) -> list[str]:
+        """The names of the modules in ``sys.modules`` loaded from a file in the folder or below it."""
+        assert self.folder is not None
+        inside = []
+        for name, module in list(sys.modules.items()):
+            file = getattr(module, "__file__", None)
+            if file and Path(file).resolve().is_relative_to(self.folder):
+                inside.append(name)
+        return inside
 
     def owns(self, import_path: str) -> bool:
         """True if ``import_path`` names something in a module loaded from the folder."""
@@ -116,17 +131,29 @@ class WorkflowsFolder:
                     f"{name_or_path!r} is not in a module of the workflows folder: the API runs only tasks "
                     "registered with @task or defined in that folder"
                 )
+            report = self.report  # one load's modules, whole, while a reload runs
             module_name, _, attribute = name_or_path.partition(":")
-            obj: Any = sys.modules[module_name]
+            obj: Any = report.imported.get(module_name)
             for part in attribute.split("."):
-                obj = getattr(obj, part, None)
-            if not callable(obj):
-                raise ImportPathError(f"{name_or_path!r} does not name a function in the workflows folder")
+                obj = None if part.startswith("_") else getattr(obj, part, None)
+                if isinstance(obj, ModuleType):  # a module the file imported (``os``, ``random``): no way through it
+                    obj = None
+            if not _defined_in(obj, report.imported):
+                raise ImportPathError(
+                    f"{name_or_path!r} does not name a function defined in the workflows folder (functions it "
+                    "imports from elsewhere are not run by the API)"
+                )
             return RegisteredTask(attribute.rsplit(".", 1)[-1], obj)
         raise NotFoundError(
             f"no registered task named {name_or_path!r}: register it with @task, or give an import path "
             "'module:function' of a module in the workflows folder"
         )
+
+
+def _defined_in(obj: Any, modules: dict[str, ModuleType]) -> bool:
+    """Whether ``obj`` is a function (or a method) whose code is in one of ``modules``."""
+    func = getattr(obj, "__func__", obj)
+    return inspect.isfunction(func) and func.__module__ in modules
 
 
 def load_workflows(folder: WorkflowsFolder, manager: WorkflowManager) -> LoadReport:
@@ -135,9 +162,9 @@ def load_workflows(folder: WorkflowsFolder, manager: WorkflowManager) -> LoadRep
     The engine forgets the functions it resolved from the folder's modules (before and after this load), so tasks
     run after a reload use the reloaded code.
     """
-    previous = folder.report.modules
+    previous = folder.report.imported
     report = folder.load()
-    manager.engine.functions.forget({*previous, *report.modules})
+    manager.engine.functions.forget({*previous, *report.imported})
     return register_workflows(report, manager)
 
 

@@ -159,6 +159,21 @@ def test_an_import_path_of_the_workflows_folder_runs(api: Api) -> None:
     assert api.call("GET", f"/tasks/{task_id}").json()["result"] == 42
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "api_flows:unified.task_manager.os.system",
+        "api_flows:Task.__init__.__globals__",
+        "api_flows:Task",
+        "api_flows:nothing",
+    ],
+)
+def test_only_functions_defined_in_the_workflows_folder_run(api: Api, path: str) -> None:
+    refused = api.call("POST", "/tasks", json={"task": path, "args": ["echo pwned"]})
+    assert refused.status_code == 422 and "defined in the workflows folder" in refused.json()["error"]["message"]
+    assert api.call("GET", "/tasks").json()["items"] == []
+
+
 def test_task_list_filters_and_paginates_newest_first(api: Api) -> None:
     ids = [api.call("POST", "/tasks", json={"task": "add", "args": [n, n]}).json()["task_id"] for n in range(5)]
     api.drain()

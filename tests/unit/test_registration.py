@@ -103,6 +103,27 @@ def test_a_reload_runs_the_new_code_of_the_folders_functions(tmp_path: Path, wor
     sys.modules.pop("registration_reload_flow", None)
 
 
+def test_a_reload_reads_the_helper_modules_of_the_folder_again(tmp_path: Path, workflows: WorkflowManager) -> None:
+    (tmp_path / "_registration_helper.py").write_text("def answer() -> str:\n    return 'old'\n")
+    flow = (
+        "from _registration_helper import answer\n"
+        + FLOW.split("\n\n\n", 1)[0]
+        + "\n\n\n"
+        + FLOW.rsplit("\n\n\n", 1)[1]
+    )
+    (tmp_path / "registration_helper_flow.py").write_text(textwrap.dedent(flow))
+    folder = WorkflowsFolder(tmp_path)
+    load_workflows(folder, workflows)
+    workflow_id = workflows.list_workflows()[0]["workflow_id"]
+    assert _run(workflows, workflow_id) == "old"
+
+    (tmp_path / "_registration_helper.py").write_text("def answer() -> str:\n    return 'new'\n")
+    load_workflows(folder, workflows)
+    assert _run(workflows, workflow_id) == "new"
+    for name in ("registration_helper_flow", "_registration_helper"):
+        sys.modules.pop(name, None)
+
+
 def test_forget_drops_only_the_named_modules() -> None:
     from unified.engine import FunctionRegistry
 
