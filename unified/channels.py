@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 from unified.errors import ValidationError
 
@@ -65,13 +66,39 @@ def _positive(value: float, what: str) -> float:
     return float(value)
 
 
+def _text(value: Any, what: str, *, optional: bool = False) -> Any:
+    """``value`` if it is a non-empty string (or None where ``optional``); else a ValidationError naming ``what``."""
+    if (value is None and optional) or (isinstance(value, str) and value):
+        return value
+    raise ValidationError(f"{what} must be a non-empty string{' or null' if optional else ''}, not {value!r}")
+
+
+def _flag(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(f"{what} must be true or false, not {value!r}")
+    return value
+
+
+def _port(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise ValidationError(f"port must be a whole number from 1 to 65535, not {value!r}")
+    return value
+
+
+def _http_url(url: Any, what: str) -> str:
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
+        raise ValidationError(f"{what} {url!r} must be an http:// or https:// address with a host")
+    return url
+
+
 class LogChannel:
     """Writes each alert as one log line (logger ``unified.alerts`` unless named)."""
 
     type = "log"
 
     def __init__(self, level: str = "WARNING", logger: str = "unified.alerts") -> None:
-        if not isinstance(logging.getLevelName(level.upper()), int):
+        _text(logger, "logger")
+        if not isinstance(level, str) or not isinstance(logging.getLevelName(level.upper()), int):
             raise ValidationError(f"log level {level!r} is unknown: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
         self.level, self.logger = level.upper(), logger
 
@@ -90,9 +117,7 @@ class WebhookChannel:
     type = "webhook"
 
     def __init__(self, url: str, secret: str | None = None, timeout_seconds: float = 10.0) -> None:
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ValidationError(f"webhook url {url!r} must start with http:// or https://")
-        self.url, self.secret = url, secret
+        self.url, self.secret = _http_url(url, "webhook url"), _text(secret, "secret", optional=True)
         self.timeout_seconds = _positive(timeout_seconds, "timeout_seconds")
 
     def body(self, alert: dict[str, Any]) -> bytes:
@@ -154,11 +179,14 @@ class EmailChannel:
         cafile: str | None = None,
         timeout_seconds: float = 10.0,
     ) -> None:
-        recipients = [recipients] if isinstance(recipients, str) else list(recipients)
-        if not host or not sender or not recipients:
-            raise ValidationError("an email channel needs host=, sender= and at least one recipient")
-        self.host, self.port, self.sender, self.recipients = host, int(port), sender, recipients
-        self.username, self.password, self.starttls, self.cafile = username, password, bool(starttls), cafile
+        recipients = [recipients] if isinstance(recipients, str) else recipients
+        if not isinstance(recipients, list) or not recipients:
+            raise ValidationError(f"recipients must be an address or a non-empty list of them, not {recipients!r}")
+        self.recipients = [_text(address, "each recipient") for address in recipients]
+        self.host, self.port, self.sender = _text(host, "host"), _port(port), _text(sender, "sender")
+        self.username = _text(username, "username", optional=True)
+        self.password = _text(password, "password", optional=True)
+        self.starttls, self.cafile = _flag(starttls, "starttls"), _text(cafile, "cafile", optional=True)
         self.timeout_seconds = _positive(timeout_seconds, "timeout_seconds")
 
     def message(self, alert: dict[str, Any]) -> EmailMessage:
@@ -187,6 +215,21 @@ class EmailChannel:
     def config(self) -> dict[str, Any]:
         """Every constructor argument, under ``{"type": "email"}``."""
         return {"type": self.type, **{name: getattr(self, name) for name in self.FIELDS}}
+
+
+SECRET_FIELDS = frozenset({"secret", "password", "token"})
+
+
+def shown_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A channel's config as people are shown it: secrets as ``***``, and an address by its scheme and host only (a
+    Slack webhook's path is its credential, as are a user:password@ part and a ?token= query)."""
+    shown = {k: ("***" if k in SECRET_FIELDS and v else v) for k, v in config.items()}
+    url = shown.get("url")
+    if isinstance(url, str):
+        parts = urlsplit(url)
+        host = f"{parts.scheme}://{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+        shown["url"] = host if url.rstrip("/") == host and not parts.username else host + "/***"
+    return shown
 
 
 CHANNELS: dict[str, type] = {c.type: c for c in (LogChannel, WebhookChannel, SlackChannel, EmailChannel)}

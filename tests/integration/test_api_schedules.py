@@ -84,8 +84,12 @@ def test_alert_rules_mask_secrets_and_alerts_are_listed(api: Api) -> None:
     rule_id = created.json()["rule_id"]
     logged = api.call("POST", "/alert-rules", json={"events": ["task_failed"], "channel": {"type": "log"}})
     assert logged.status_code == 201
+    slack = {"type": "slack", "url": "https://hooks.slack.com/services/T0/B0/TOKEN"}
+    assert api.call("POST", "/alert-rules", json={"events": ["workflow_failed"], "channel": slack}).status_code == 201
     listed = api.call("GET", "/alert-rules", role="viewer").json()
     assert listed[0]["rule_id"] == rule_id and "s3cret" not in str(listed)
+    assert listed[0]["channel"]["url"] == "http://127.0.0.1:9/***", "the address by its host: its path may be a key"
+    assert listed[2]["channel"]["url"] == "https://hooks.slack.com/***" and "TOKEN" not in str(listed)
     assert api.call("DELETE", f"/alert-rules/{rule_id}").status_code == 204
     api.call("POST", "/tasks", json={"task": "fail", "max_retries": 0})
     api.drain()

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 
 from unified.alerts import ALERT_STATUSES
+from unified.channels import shown_config
 from unified.routes.deps import (
     ADMIN,
     ERROR_RESPONSES,
@@ -21,13 +22,11 @@ from unified.routes.deps import (
 from unified.schemas import AlertPage, AlertRuleIn, AlertRuleOut
 
 router = APIRouter(tags=["alerts"], responses=ERROR_RESPONSES)
-SECRET_FIELDS = frozenset({"secret", "password", "token"})
 
 
 def masked(rule: dict[str, Any]) -> AlertRuleOut:
-    """A rule as the API shows it: channel secrets replaced by ``***``."""
-    channel = {k: ("***" if k in SECRET_FIELDS and v else v) for k, v in rule["channel"].items()}
-    return AlertRuleOut(**{**rule, "channel": channel})
+    """A rule as the API shows it: channel secrets replaced by ``***`` (see :func:`unified.channels.shown_config`)."""
+    return AlertRuleOut(**{**rule, "channel": shown_config(rule["channel"])})
 
 
 @router.post(

@@ -9,6 +9,7 @@ from fastapi import Request, Response
 
 from unified.alerts import ALERT_STATUSES
 from unified.auth import Role, parse_role
+from unified.channels import shown_config
 from unified.errors import NotFoundError
 from unified.routes.api_keys import revoke_key
 from unified.ui.pages.base import PAGE_SIZE, Form, Page, back, clamp, page_router, redirect, render
@@ -85,7 +86,7 @@ def alerts_page(ui: Page, limit: str | None = None, status: str | None = None) -
     return render(
         ui,
         "alerts.html",
-        rules=manager.list_alert_rules(),
+        rules=[{**rule, "channel": shown_config(rule["channel"])} for rule in manager.list_alert_rules()],
         alerts=alerts[:shown],
         more=len(alerts) > shown and shown < MAX_ALERTS,
         limit=shown,
