@@ -19,8 +19,8 @@ from unified.errors import StoreConflict, UnknownDependencyError, ValidationErro
 from unified.functions import FunctionRegistry
 from unified.graph import validate_graph
 from unified.store.base import Store
-from unified.store.records import RunRecord, TaskRecord
-from unified.task import Task
+from unified.store.records import Dependant, RunRecord, TaskRecord
+from unified.task import FINISHED_STATES, Task
 from unified.task_records import Spec, global_id, new_record
 from unified.utils import Clock, new_id, to_json
 
@@ -43,6 +43,8 @@ class Submitting:
     batch: Callable[..., AbstractContextManager[None]]
     _notify_ready: Callable[[int], None]
     _emit: Callable[..., None]
+    after_commit: Callable[[Callable[[], None]], None]
+    _release_dependants: Callable[[list[TaskRecord], dict[str, list[Dependant]], float], set[str]]
 
     def create_run(
         self,
@@ -194,6 +196,19 @@ class Submitting:
                     raise
                 log.info("adding %d task(s) met a deadlock and runs again (attempt %d)", len(specs), attempts + 1)
 
+    def _release_missed(self, upstream_ids: list[str]) -> None:
+        """Release the pending dependants of those of ``upstream_ids`` that succeeded meanwhile.
+
+        A new task was inserted pending on them in a transaction that held their rows. An outcome that waited for
+        those locks may have looked for dependants with the snapshot its statement began with, from before the
+        insert (``Store.may_miss_new_dependants``), and left the new task pending for good. Locking the rows again
+        waits for any such outcome to commit; a dependant it did release is no longer pending and stays as it is."""
+        with self.batch():
+            succeeded = [r for r in self.store.lock_tasks(upstream_ids) if r.state == "success"]
+            if succeeded:
+                dependants = self.store.lock_dependants([r.id for r in succeeded])
+                self._release_dependants(succeeded, dependants, self.clock.now())
+
     def _store_new(
         self, specs: list[Spec], run_id: str | None, schedule_id: str | None, now: float, upstream_ids: set[str]
     ) -> tuple[list[TaskRecord], int]:
@@ -217,6 +232,10 @@ class Submitting:
         if any(s["dependencies"] for s in specs):  # without any there is nothing to check (a lone queue_task)
             validate_graph({s["task_id"]: s["dependencies"] for s in specs}, existing=existing.keys(), scope=scope)
         records = [new_record(s, run_id, schedule_id, now, existing) for s in specs]
+        if self.store.may_miss_new_dependants:
+            waited_on = [r.id for r in locked if r.state not in FINISHED_STATES]
+            if waited_on:  # their outcome may be waiting for this transaction's locks
+                self.after_commit(lambda: self._release_missed(waited_on))
         in_batch = {r.task_id: r for r in records}
         for record in records:  # a task that depends on a batch-mate waits for it
             if record.state == "queued" and any(d in in_batch for d in record.spec["dependencies"]):

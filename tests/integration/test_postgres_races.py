@@ -130,3 +130,36 @@ def test_a_task_added_on_a_task_and_its_dependant_as_the_first_finishes_lands_de
     assert outcome.get("completed") and outcome.get("submitted") == ["n"], outcome
     states = {t: one.store.get_task(t).state for t in ("z", "m", "n")}
     assert states == {"z": "success", "m": "queued", "n": "pending"}
+
+
+def test_a_task_added_on_a_running_task_whose_outcome_waits_for_the_insert_is_released(
+    engines: tuple[Engine, Engine],
+) -> None:
+    """On PostgreSQL a task's outcome is one statement, which reads the task's dependants with the snapshot it began
+    with. A task added on it by a transaction that holds its row while that statement waits is not among them: the
+    submit looks again once it commits, and releases the new task (it stayed pending for good)."""
+    one, two = engines
+    one.submit([Task(task_id="a", func=print)])
+    (a,) = one.claim("w1")
+    holding_a = threading.Event()
+
+    def add_b() -> None:
+        with two.batch():
+            two.submit([Task(task_id="b", func=print, dependencies=["a"])])  # holds a's row until the commit
+            holding_a.set()
+            deadline = time.monotonic() + 5
+            while not lock_waiters(two.store):  # the outcome of a has begun, and waits for a's row
+                assert time.monotonic() < deadline, "the outcome never waited for a"
+                time.sleep(0.01)
+
+    def finish_a() -> None:
+        assert holding_a.wait(5)
+        one.complete(a, "success", result=1)
+
+    threads = [threading.Thread(target=add_b), threading.Thread(target=finish_a)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(15)
+    assert not any(t.is_alive() for t in threads)
+    assert [one.store.get_task(t).state for t in ("a", "b")] == ["success", "queued"]

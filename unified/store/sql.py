@@ -93,6 +93,7 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAttempts, SqlAdminRecords, SqlWorkflow
     """A store on a SQLAlchemy URL; ``SqlStore("sqlite:///...")`` gives a :class:`SqliteStore`."""
 
     keeps_objects = False
+    may_miss_new_dependants = False  # True on PostgreSQL (set in __init__)
     statement_rollback = False  # True where a failed statement undoes only itself and the transaction goes on
     # compare-and-sets alike but for the id as one statement (see SqlOutcomes.update_tasks): on PostgreSQL 32 of them
     # took 1.74 ms against 2.23 as an executemany; SQLite runs a prepared update by key faster than it reads ids
@@ -114,6 +115,7 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAttempts, SqlAdminRecords, SqlWorkflow
         self._safe_url = self._engine.url.render_as_string(hide_password=True)
         self._upsert_insert = sqlite.insert if self._engine.dialect.name == "sqlite" else postgresql.insert
         self._notifies = self._engine.dialect.name == "postgresql"  # NOTIFY listeners when work becomes claimable
+        self.may_miss_new_dependants = self._notifies  # its one-statement outcome (SqlOutcomes.apply_outcomes)
         self._json_ids = self._engine.dialect.name == "sqlite"  # lists of ids as JSON parameters (schema.ByIds)
         self._backend_pids: set[int] = set()  # PostgreSQL: this store's sessions, whose notifications it skips
         # reads outside a transaction, and PostgreSQL's one-statement writes (see _autocommit): on PostgreSQL each
