@@ -256,7 +256,9 @@ class Executor:
         with capture(logs):
             try:
                 result = call_with_context(func, task.args, task.kwargs, ctx)
-            except (Exception, SystemExit) as exc:  # KeyboardInterrupt still stops the caller
+            except BaseException as exc:  # asyncio.CancelledError, GeneratorExit...: a failure like any other
+                if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+                    raise  # Ctrl-C stops the caller (Task.run, run_until_idle); raised in a runner it is the task's
                 return AttemptOutcome("failure", error=error_info(exc), retryable=task.should_retry(exc), logs=logs)
         if ctx._cancel_event.is_set():
             return self._canceled(logs)

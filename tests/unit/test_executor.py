@@ -167,6 +167,26 @@ def test_an_outcome_keeps_no_frame_of_the_failed_attempt(executor, timeout):
         gc.enable()
 
 
+@pytest.mark.parametrize("raised", [asyncio.CancelledError, GeneratorExit, KeyboardInterrupt])
+def test_a_base_exception_in_a_runner_thread_is_a_failure(executor, raised: type[BaseException]) -> None:
+    def raising() -> None:
+        raise raised("from the task")
+
+    box: dict[str, AttemptOutcome] = {}
+    runner = threading.Thread(target=lambda: box.update(outcome=attempt(executor, Task("t", func=raising))))
+    runner.start()
+    runner.join(5)
+    assert box["outcome"].state == "failure" and box["outcome"].error["type"] == raised.__name__
+
+
+def test_ctrl_c_in_the_main_thread_still_stops_the_caller(executor) -> None:
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        attempt(executor, Task("t", func=interrupted))
+
+
 def test_failure_in_timeout_thread_has_traceback(executor):
     outcome = attempt(executor, Task("t", func=helpers.boom, timeout=5))
     assert outcome.state == "failure"
