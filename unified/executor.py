@@ -34,7 +34,7 @@ from typing import Any
 from unified.errors import SerializationError, TaskFailedError, ValidationError
 from unified.logger import LogLine, capture, current_buffer, install_capture
 from unified.task import CancelSignal, Task, TaskContext, context_parameter
-from unified.utils import Clock, SystemClock, to_json
+from unified.utils import Clock, SystemClock, readable_text, to_json
 
 POLL_SECONDS = 0.02  # how often waits look at the cancel event: cancel is seen within ~20 ms
 LIFELINE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lifeline.py")
@@ -355,7 +355,8 @@ class Executor:
             except ValueError:
                 continue  # not from the child's reporter (a grandchild that inherited the pipe)
             if "log" in message:
-                logs.append(tuple(message["log"]))  # type: ignore[arg-type]
+                created, level, text = message["log"]
+                logs.append((created, level, readable_text(text)))
             else:
                 report = message
         logs.sort(key=lambda line: line[0])

@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from unified.errors import ValidationError
-from unified.utils import iso
+from unified.utils import iso, readable_text
 
 LogLine = tuple[float, str, str]  # (epoch seconds, level name, formatted message)
 
@@ -38,10 +38,7 @@ class CaptureHandler(logging.Handler):
         captured = False
         if buffer is not None and not getattr(record, _CAPTURED, False):
             setattr(record, _CAPTURED, True)
-            text = self.format(record)
-            if not text.isascii():  # half a surrogate pair (from bytes decoded with surrogateescape) stays readable
-                text = text.encode("utf-8", "backslashreplace").decode()
-            buffer.append((record.created, record.levelname, text))
+            buffer.append((record.created, record.levelname, readable_text(self.format(record))))
             captured = True
         last_resort = logging.lastResort
         if last_resort is not None and record.levelno >= last_resort.level and not _other_handlers(record):

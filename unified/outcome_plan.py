@@ -56,9 +56,16 @@ class PlannedOutcome:
             except SerializationError as exc:
                 state, error, retryable = "failure", {"type": "SerializationError", "message": str(exc)}, False
                 result = None
+        metadata = outcome.get("metadata")
+        if metadata and not keeps_objects:
+            try:  # refused by the store, the whole report would be: the task would run again and again
+                to_json(metadata, f"the ctx.metadata of task {record.task_id!r}")
+            except SerializationError as exc:
+                state, error, retryable = "failure", {"type": "SerializationError", "message": str(exc)}, False
+                metadata = result = None
         changes: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
-        if outcome.get("metadata") is not None:
-            changes["metadata"] = outcome["metadata"]
+        if metadata is not None:
+            changes["metadata"] = metadata
         new: TaskState | None
         if state == "success":
             new = S.SUCCESS

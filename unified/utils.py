@@ -246,6 +246,12 @@ def to_json(value: Any, what: str = "value") -> str:
         ) from exc
 
 
+def readable_text(text: str) -> str:
+    """``text`` with half a surrogate pair (from bytes decoded with surrogateescape) written as its escape, so that it
+    can be stored and shown as UTF-8."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode()
+
+
 def has_lone_surrogate(value: Any) -> bool:
     """True if a string in ``value`` (JSON-like: dicts, lists, strings) holds half of a UTF-16 surrogate pair, which
     JSON escapes (``"\\ud800"``) can carry but no UTF-8 text can: a database or a JSON response would fail on it."""

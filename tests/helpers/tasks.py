@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import weakref
+from datetime import UTC, datetime
 
 from unified.task import TaskContext
 
@@ -65,6 +66,18 @@ def start_sleeper_and_sleep(path: str, seconds: float) -> None:
         f.write(str(write_pid))
     os.replace(path + ".tmp", path)
     time.sleep(seconds)
+
+
+def sets_unstorable_metadata(ctx: TaskContext) -> int:
+    """Put a datetime in ``ctx.metadata``, which SQL stores cannot keep, and return 1."""
+    ctx.metadata["when"] = datetime.now(UTC)
+    return 1
+
+
+def logs_undecodable_bytes() -> str:
+    """Log text holding bytes decoded with surrogateescape (half surrogate pairs), as a file name may; return "ok"."""
+    logging.getLogger("task").warning("read %s", b"caf\xe9".decode("utf-8", "surrogateescape"))
+    return "ok"
 
 
 def not_json() -> object:

@@ -55,6 +55,23 @@ def test_a_result_that_is_not_json_fails_the_task_clearly(tmp_path: Path) -> Non
     assert meta["error"]["type"] == "SerializationError" and "JSON" in meta["error"]["message"]
 
 
+def test_metadata_that_is_not_json_fails_the_attempt_instead_of_running_it_again(tmp_path: Path) -> None:
+    with TaskManager(store=f"sqlite:///{tmp_path}/u.db", max_workers=0) as tm:
+        task_id = tm.queue_task("tests.helpers.tasks:sets_unstorable_metadata", max_retries=3)
+        tm.run_until_idle()
+        meta = tm.get_task_metadata(task_id)
+    assert meta["state"] == "failure" and meta["attempts"] == 1
+    assert meta["error"]["type"] == "SerializationError" and "ctx.metadata" in meta["error"]["message"]
+
+
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+def test_log_lines_holding_undecodable_bytes_are_stored_readable(tmp_path: Path, isolation: str) -> None:
+    with TaskManager(store=f"sqlite:///{tmp_path}/u.db", max_workers=1) as tm:
+        task_id = tm.queue_task("tests.helpers.tasks:logs_undecodable_bytes", isolation=isolation)
+        assert tm.get_result(task_id, timeout=10) == "ok"
+        assert [line["message"] for line in tm.get_task_logs(task_id)] == ["read caf\\udce9"]
+
+
 @pytest.mark.parametrize(
     ("options", "what"),
     [({"args": (object(), 1)}, "arguments"), ({"kwargs": {"b": {1, 2}}, "args": (1,)}, "keyword arguments"),
