@@ -54,7 +54,8 @@ class Engine(Submitting, Interventions, EngineEvents):
         self.bus = bus or EventBus()
         self.functions = FunctionRegistry()
         self._cancel_events: dict[str, CancelSignal] = {}  # attempts running in this process
-        self._attempt_started: dict[str, float] = {}  # when this process claimed them (their events say how long)
+        # the attempt number each was claimed as and when (their events say how long it ran)
+        self._attempt_started: dict[str, tuple[int, float]] = {}
         self._ready_listeners: list[Callable[[int], None]] = []
         self._submit_listeners: list[Callable[[list[TaskRecord], RunRecord | None], None]] = []
         self._claimable_listeners: list[Callable[[int], None]] = []
@@ -201,7 +202,7 @@ class Engine(Submitting, Interventions, EngineEvents):
         for record in claimed:
             log.debug("task %s: claimed by %s (attempt %d)", record.id, worker, record.attempts)
             self._cancel_events[record.id] = CancelFlag()
-            self._attempt_started[record.id] = now
+            self._attempt_started[record.id] = (record.attempts, now)
         return claimed
 
     def _hand_off_upstream(self, claimed: list[TaskRecord]) -> None:
@@ -338,10 +339,15 @@ class Engine(Submitting, Interventions, EngineEvents):
                 if (run_event := self._settle_run(run_id, now)) is not None:
                     run_events.append(run_event)
         for p in planned:
+            task_id = p.record.id
+            claimed = self._attempt_started.get(task_id)
+            if claimed is not None and claimed[0] != p.attempt:
+                continue  # the late report of an earlier attempt: what is kept here is for the one running now
             if not (p.moved and p.new is S.RETRYING):  # kept only for the next attempt (see FunctionRegistry)
-                self.functions.drop(p.record.id)
-            self._cancel_events.pop(p.record.id, None)
-            p.started_at = self._attempt_started.pop(p.record.id, None)
+                self.functions.drop(task_id)
+            self._cancel_events.pop(task_id, None)
+            if claimed is not None:
+                p.started_at = self._attempt_started.pop(task_id)[1]
         for name, rec, ended in pending_events:
             self._emit(name, rec, ended)
         for run_event in run_events:

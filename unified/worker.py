@@ -291,7 +291,8 @@ class WorkerPool(LeaseKeeping):
         ``by_runner``: a runner claimed them, and takes the first itself next: waking another runner for it would
         only move the work to another thread. Not while outcomes wait in the queue: the runner applies them first.
         """
-        by_runner = by_runner and self._reports.empty()
+        # a runner replaced meanwhile (see _replace_runner_of) ends instead of taking it
+        by_runner = by_runner and self._reports.empty() and threading.current_thread() in self._runners
         for record in claimed:
             self._held[record.id] = record.attempts
         with self._lock:
@@ -495,7 +496,7 @@ class WorkerPool(LeaseKeeping):
             log.exception("worker %s failed while running task %s", self.worker_id, record.id)
             return record, "failure", {"error": {"type": "WorkerError", "message": "see the worker log"}}
         finally:
-            if inline:
+            if inline and self._inline.get(record.id) == threading.get_ident():  # not a later attempt's runner
                 self._inline.pop(record.id, None)
         return (
             record,

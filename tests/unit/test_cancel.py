@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from unified.engine import Engine
 from unified.errors import ConflictError
+from unified.store.memory import MemoryStore
 from unified.task import CancelFlag, Task, TaskContext
 from unified.task_manager import TaskManager
+from unified.worker import WorkerPool
 from unified.workflow.workflow import Workflow, WorkflowManager
 
 
@@ -240,3 +243,32 @@ def test_the_processes_of_an_attempt_end_with_their_worker_killed_hard(tmp_path:
         assert not _alive(pid), "the process outlived a worker killed with kill -9"
     finally:
         worker.kill()
+
+
+def test_a_task_claimed_by_a_replaced_runner_goes_to_a_runner_that_remains() -> None:
+    engine = Engine(MemoryStore())
+    (task_id,) = engine.submit([Task(task_id="after", func=lambda: "ran")])
+    claimed = engine.claim("w")  # as the report of a canceled task's late return claims the next one
+    pool = WorkerPool(engine, max_workers=1, poll_seconds=30.0, worker_id="w")
+    pool.start()
+    try:
+        pool._accept(claimed, by_runner=True)  # from a thread that is no runner of the pool (any more)
+        deadline = time.monotonic() + 5
+        while engine.store.get_task(task_id).state != "success" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert engine.store.get_task(task_id).state == "success", "the claimed task waited in the pool's buffer"
+    finally:
+        pool.stop()
+
+
+def test_the_late_report_of_a_canceled_attempt_leaves_the_next_attempt_cancelable() -> None:
+    engine = Engine(MemoryStore())
+    engine.submit([Task(task_id="t", func=lambda: "ran")])
+    (first,) = engine.claim("w")
+    assert engine.cancel_task("t")
+    engine.retry_task("t")
+    assert [r.attempts for r in engine.claim("w")] == [2]
+    signal = engine.cancel_event("t")
+    engine.complete(first, "success", result="late")  # attempt 1's code returned after all: refused
+    assert engine.store.get_task("t").state == "running"
+    assert engine.cancel_task("t") and signal.is_set(), "attempt 2 was told to stop"
