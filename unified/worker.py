@@ -2,7 +2,8 @@
 
 Inside a pool, one dispatcher thread claims work when a runner thread is idle: enough for the idle runners plus a
 prefetch of about ``PREFETCH_SECONDS`` of work, judged from how long this pool's attempts take (one store
-transaction for the lot; none when attempts are long, so slow tasks are not hoarded from other workers). Runners
+transaction for the lot; none when attempts are long, or while one runs far longer than that, so tasks are not
+hoarded from other workers nor from a task of higher priority queued next). Runners
 take claimed tasks in priority order and execute attempts; finished attempts are applied in batches (one
 transaction for all outcomes that arrived meanwhile: group commit), claiming for the free runners in that same
 transaction. On a database store a reporter thread applies them, so the runners go on running while a commit waits
@@ -10,9 +11,8 @@ for its sync or its round trips (on SQLite, while this process is queueing tasks
 see unified.worker_parking); on the memory store, where applying is Python work under the GIL, whichever
 runner finds no other one applying does it (a reporter thread there only added hand-offs), and a runner with a
 claimed task waiting may run it first, so that several outcomes are applied at once (up to ``REPORT_DELAY``; the
-dispatcher applies them if that task runs long). A heartbeat thread
-renews the leases of everything the pool holds and takes back expired leases of dead workers; a task whose lease is
-taken away is told to stop.
+dispatcher applies them if that task runs long). A heartbeat thread renews the leases of everything the pool holds
+and takes back expired leases of dead workers; a task whose lease is taken away is told to stop.
 ``run_once`` and ``run_until_idle`` drain the queue in the calling thread instead.
 
 The dispatcher sleeps when nothing is claimable. It wakes when this process makes work ready (``Engine.on_ready``),
@@ -109,6 +109,7 @@ class WorkerPool(LeaseKeeping):
         self._busy = 0  # claimed and not yet finished: buffered or running
         self._buffer: list[tuple[int, int, TaskRecord]] = []  # heap of claimed tasks: highest priority, oldest first
         self._mean_attempt = 0.0  # seconds, a moving average over this pool's attempts (0: none yet)
+        self._running: dict[int, float] = {}  # runner thread ident -> when its current attempt began (perf_counter)
         self._reports: queue.SimpleQueue[Report | None] = queue.SimpleQueue()
         # a commit that waits on I/O (a sync, round trips) is better waited for by a thread of its own: measured, W3
         # ran 9% faster on SQLite with a reporter thread than with runners taking turns; the memory store has no
@@ -308,6 +309,8 @@ class WorkerPool(LeaseKeeping):
             return self.prefetch
         if not self._mean_attempt:
             return 0
+        if self._running and time.perf_counter() - min(self._running.values()) > PREFETCH_SECONDS:
+            return 0  # an attempt runs far longer than those measured: tasks claimed ahead would wait behind it
         return min(MAX_PREFETCH, int(PREFETCH_SECONDS * self.max_workers / self._mean_attempt))
 
     def _idle_wait(self) -> None:
@@ -332,14 +335,16 @@ class WorkerPool(LeaseKeeping):
 
     def _run_loop(self) -> None:
         replaced = False
+        runner = threading.get_ident()
         while not replaced and (record := self._next_claimed()) is not None:
-            started = time.perf_counter()
+            started = self._running[runner] = time.perf_counter()
             try:
                 if (report := self._attempt(record)) is not None:
                     self._report(report)
             finally:  # the task leaves the pool's count even if reporting it failed (see _guarded)
                 took = time.perf_counter() - started  # applying included: the time per task sizes the prefetch
                 with self._lock:
+                    self._running.pop(runner, None)
                     # canceled while running inline: it left the count then, and this thread ends here
                     if replaced := record.id in self._replaced:
                         self._replaced.discard(record.id)
@@ -564,11 +569,8 @@ class WorkerPool(LeaseKeeping):
                 raise
 
     def _claim_more(self) -> list[TaskRecord]:
-        """Inside the reporting transaction: claim up to the pool's free room.
-
-        This covers what the outcomes made ready and the room they freed in a limited queue, so the dispatcher
-        is not woken for either.
-        """
+        """Inside the reporting transaction: claim up to the pool's free room (what the outcomes made ready, the room
+        they freed in a limited queue), so the dispatcher is not woken for either."""
         with self._lock:
             room = 0 if self._stopping.is_set() else self.max_workers + self._prefetch() - self._busy
         if room <= 0:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
 from unified.queue import Empty, FifoQueue, PriorityQueue
 from unified.task_manager import TaskManager
 from unified.utils import FakeClock
+from unified.worker import MAX_PREFETCH, PREFETCH_SECONDS
 
 
 def test_priority_queue_orders_by_priority_then_fifo() -> None:
@@ -98,6 +100,26 @@ def test_one_busy_worker_then_runs_priorities_10_5_1() -> None:
         for task_id in [first, *ids]:
             tm.wait(task_id, timeout=5)
     assert order == [10, 5, 1]
+
+
+def test_a_long_attempt_stops_the_pool_claiming_ahead_so_a_later_high_priority_task_runs_next(tmp_path) -> None:
+    order: list[int] = []
+    gate, started = threading.Event(), threading.Event()
+
+    def blocker() -> None:
+        started.set()
+        gate.wait(10)
+
+    with TaskManager(store=f"sqlite:///{tmp_path}/p.db", max_workers=1) as tm:
+        tm.wait_all([tm.queue_task(int) for _ in range(20)], timeout=10)  # fast attempts: the pool claims ahead
+        first = tm.queue_task(blocker)
+        assert started.wait(5)
+        time.sleep(PREFETCH_SECONDS * 2)  # the running attempt has now run far longer than the measured ones
+        ids = [tm.queue_task(lambda: order.append(1), priority=1) for _ in range(MAX_PREFETCH + 40)]
+        ids.append(tm.queue_task(lambda: order.append(10), priority=10))
+        gate.set()
+        tm.wait_all([first, *ids], timeout=10)
+    assert order[0] == 10, "the low-priority tasks queued first were claimed ahead and ran before it"
 
 
 def test_equal_priorities_run_first_in_first_out(drained: TaskManager) -> None:
