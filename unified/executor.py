@@ -321,6 +321,7 @@ class Executor:
             "upstream": ctx.upstream,
             "metadata": ctx.metadata,
             "log_level": logging.root.level,  # the child adopts it
+            "retry_on": [f"{t.__module__}:{t.__qualname__}" for t in task.retry_on],  # the child tells if it applies
         }
         try:
             payload = to_json(job, "the task's args, kwargs, params, upstream results or metadata")
@@ -368,7 +369,7 @@ class Executor:
         if "result" in report:
             return AttemptOutcome("success", result=report["result"], logs=logs)
         if "error" in report:
-            return AttemptOutcome("failure", error=report["error"], logs=logs)
+            return AttemptOutcome("failure", error=report["error"], retryable=report.get("retryable", True), logs=logs)
         message = f"the task process exited with code {proc.returncode} before reporting a result{_last_err(logs)}"
         return AttemptOutcome("failure", error={"type": "ProcessDied", "message": message}, logs=logs)
 

@@ -65,10 +65,13 @@ def run_job(job: dict[str, Any], reporter: _Reporter) -> None:
         func = resolve_import_path(job["func"])
         result = call_with_context(func, tuple(job.get("args", ())), job.get("kwargs") or {}, ctx)
         body = '"result":' + to_json(result, "the task's result")
-    except SerializationError as exc:  # of the result: its traceback would only show json internals
-        body = '"error":' + json.dumps({"type": "SerializationError", "message": str(exc), "traceback": ""})
+    except SerializationError as exc:  # of the result: its traceback would only show json internals; not retried
+        error = {"type": "SerializationError", "message": str(exc), "traceback": ""}
+        body = '"error":' + json.dumps(error) + ',"retryable":false'
     except BaseException as exc:
-        body = '"error":' + json.dumps(error_info(exc), default=str)
+        retry_on = tuple(resolve_import_path(path) for path in job.get("retry_on", ["builtins:Exception"]))
+        retryable = "true" if isinstance(exc, retry_on) else "false"
+        body = '"error":' + json.dumps(error_info(exc), default=str) + ',"retryable":' + retryable
     try:
         metadata = to_json(ctx.metadata, "ctx.metadata")
     except ValueError as exc:

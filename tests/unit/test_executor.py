@@ -413,7 +413,17 @@ def test_process_failure_carries_child_traceback(executor):
     assert outcome.error["type"] == "ValueError"
     assert outcome.error["message"] == "child says no"
     assert "in boom" in outcome.error["traceback"]
-    assert outcome.retryable  # no exception in this process to check retry_on against
+    assert outcome.retryable  # ValueError is an Exception, the default retry_on
+
+
+@pytest.mark.parametrize(("retry_on", "retryable"), [((ValueError,), True), ((KeyError, TypeError), False)])
+def test_process_failure_is_retried_as_retry_on_says(executor, retry_on: tuple, retryable: bool) -> None:
+    task = Task("t", func=helpers.boom, isolation="process", retry_on=retry_on)
+    assert attempt(executor, task).retryable is retryable
+
+
+def test_process_result_that_is_not_json_is_not_retried(executor) -> None:
+    assert attempt(executor, Task("t", func=helpers.not_json, isolation="process")).retryable is False
 
 
 def test_process_async_function(executor):
