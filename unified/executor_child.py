@@ -14,10 +14,10 @@ import sys
 import threading
 from typing import Any, TextIO
 
-from unified.errors import SerializationError
+from unified.errors import SerializationError, ValidationError
 from unified.executor import call_with_context, error_info
 from unified.logger import TASK_LOGGER
-from unified.task import TaskContext
+from unified.task import Task, TaskContext
 from unified.utils import resolve_import_path, to_json
 
 
@@ -48,6 +48,13 @@ class _Reporter:
             self._stream.flush()
 
 
+def _no_add_task(task: Task) -> str:
+    raise ValidationError(
+        f"ctx.add_task({task.task_id or task.name!r}) is not available with isolation='process': the child process "
+        "has no engine to add tasks to. Run the task that adds tasks in a thread (the default isolation)"
+    )
+
+
 def run_job(job: dict[str, Any], reporter: _Reporter) -> None:
     """Run the job's function with a fresh TaskContext and report its result, metadata or error."""
     logging.root.addHandler(_ReportHandler(reporter))
@@ -60,6 +67,7 @@ def run_job(job: dict[str, Any], reporter: _Reporter) -> None:
         params=job.get("params"),
         upstream=job.get("upstream"),
         metadata=job.get("metadata") or {},
+        add_task=_no_add_task,
     )
     try:
         func = resolve_import_path(job["func"])

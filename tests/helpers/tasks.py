@@ -80,6 +80,13 @@ def logs_undecodable_bytes() -> str:
     return "ok"
 
 
+def adds_a_task(ctx: TaskContext) -> str:
+    """Add a child task with ``ctx.add_task``; return its id."""
+    from unified.task import Task
+
+    return ctx.add_task(Task(task_id="child", func=add, args=(1, 2)))
+
+
 def not_json() -> object:
     """Return something JSON cannot hold."""
     return {1, 2, 3}

@@ -422,6 +422,14 @@ def test_process_failure_is_retried_as_retry_on_says(executor, retry_on: tuple, 
     assert attempt(executor, task).retryable is retryable
 
 
+def test_process_task_adding_a_task_is_told_to_run_in_a_thread(executor) -> None:
+    outcome = attempt(executor, Task("t", func=helpers.adds_a_task, isolation="process"))
+    assert (
+        outcome.error["type"] == "ValidationError"
+        and "Run the task that adds tasks in a thread" in outcome.error["message"]
+    )
+
+
 def test_process_result_that_is_not_json_is_not_retried(executor) -> None:
     assert attempt(executor, Task("t", func=helpers.not_json, isolation="process")).retryable is False
 
