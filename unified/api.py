@@ -25,11 +25,12 @@ from unified.routes import alerts, api_keys, audit, health, metrics, runs, sched
 from unified.server import Server, ServerSettings
 from unified.store.records import AuditRecord
 from unified.ui import web
-from unified.utils import Clock, has_lone_surrogate, new_id
+from unified.utils import Clock, has_lone_surrogate, json_depth, new_id
 
 log = logging.getLogger("unified.api")
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MAX_JSON_DEPTH = 64  # lists and objects in a request body (responses fail on JSON some 250 deep)
 ROUTERS = [
     health.router,
     workflows.router,
@@ -100,18 +101,24 @@ async def on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal", "the server failed unexpectedly; the log has the details")
 
 
-async def refuse_lone_surrogates(request: Request) -> None:
-    """A ValidationError for a JSON body whose text holds a lone UTF-16 surrogate: accepted, it would be stored and
-    then fail every response that lists it. Bodies without a ``\\ud`` escape are not parsed here."""
+async def refuse_unstorable_json(request: Request) -> None:
+    """A ValidationError for a JSON body that could be stored but not shown again: lists and dicts nested deeper than
+    MAX_JSON_DEPTH, or text holding a lone UTF-16 surrogate. Accepted, either would fail every response that lists
+    it. Only a body with that many brackets or a ``\\ud`` escape is parsed here (its bytes counted, not copied)."""
     if request.method not in MUTATING:
         return
     body = await request.body()
-    if b"\\ud" not in body and b"\\uD" not in body:  # no copy of a large body
+    deep = body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH
+    if not deep and b"\\ud" not in body and b"\\uD" not in body:
         return
     try:
         value = json.loads(body)
-    except ValueError:
-        return  # malformed: the route's own parsing answers 400
+    except (ValueError, RecursionError):
+        return  # malformed (or too deep for the parser): the route's own parsing answers 400
+    if deep and json_depth(value) > MAX_JSON_DEPTH:
+        raise ValidationError(
+            f"the request body nests lists and objects more than {MAX_JSON_DEPTH} deep: send flatter JSON"
+        )
     if has_lone_surrogate(value):
         raise ValidationError(
             "the request body holds half of a UTF-16 surrogate pair (an escape in \\ud800-\\udfff without its "
@@ -240,7 +247,7 @@ def create_app(settings: ServerSettings | None = None, clock: Clock | None = Non
     app.state.services = None
     app.state.settings = settings
     for router in ROUTERS:
-        app.include_router(router, dependencies=[Depends(refuse_lone_surrogates)])
+        app.include_router(router, dependencies=[Depends(refuse_unstorable_json)])
     app.add_exception_handler(UnifiedError, on_unified_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(HTTPException, on_http_error)

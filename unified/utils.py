@@ -252,21 +252,33 @@ def readable_text(text: str) -> str:
     return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode()
 
 
+def _json_nodes(value: Any) -> Iterator[tuple[Any, int]]:
+    """Every value inside ``value`` (dict keys too) with how deeply lists and dicts hold it, without recursion."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        yield item, depth
+        if isinstance(item, dict):
+            stack.extend((key, depth + 1) for key in item)
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+
+
+def json_depth(value: Any) -> int:
+    """How deeply lists and dicts nest in ``value`` (0 for a scalar, 1 for ``[1]``)."""
+    return max(depth + isinstance(item, dict | list) for item, depth in _json_nodes(value))
+
+
 def has_lone_surrogate(value: Any) -> bool:
     """True if a string in ``value`` (JSON-like: dicts, lists, strings) holds half of a UTF-16 surrogate pair, which
     JSON escapes (``"\\ud800"``) can carry but no UTF-8 text can: a database or a JSON response would fail on it."""
-    if isinstance(value, str):
-        if value.isascii():
-            return False
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            return True
-        return False
-    if isinstance(value, dict):
-        return any(has_lone_surrogate(k) or has_lone_surrogate(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(has_lone_surrogate(v) for v in value)
+    for item, _ in _json_nodes(value):
+        if isinstance(item, str) and not item.isascii():
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                return True
     return False
 
 

@@ -57,6 +57,18 @@ def test_half_a_surrogate_pair_is_refused_and_the_lists_keep_working(api: Api) -
     assert listed.status_code == 200 and [t["task_id"] for t in listed.json()["items"]] == [paired.json()["task_id"]]
 
 
+@pytest.mark.parametrize("text", ["x", "\\ud83d\\ude00"])  # an escape of \ud has the surrogate check parse it too
+def test_json_nested_too_deep_is_refused_and_the_lists_keep_working(api: Api, text: str) -> None:
+    body = '{"task": "add", "args": [1, 2], "metadata": {"deep": ' + "[" * 400 + f'"{text}"' + "]" * 400 + "}}"
+    refused = api.call("POST", "/tasks", content=body.encode(), headers={"Content-Type": "application/json"})
+    assert refused.status_code == 422 and "more than 64 deep" in error_of(refused)["message"]
+    within: object = 1
+    for _ in range(60):
+        within = {"k": within}
+    accepted = api.call("POST", "/tasks", json={"task": "add", "args": [1, 2], "metadata": {"m": within}})
+    assert accepted.status_code == 202 and api.call("GET", "/tasks").status_code == 200
+
+
 def test_cyclic_dependencies_are_409_naming_the_cycle(api: Api) -> None:
     tasks = [
         {"task_id": "a", "task": "add", "args": [1, 1], "dependencies": ["c"]},
