@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from tests.integration.conftest import Api
@@ -147,6 +149,12 @@ def test_bad_query_parameters_and_cursors_are_422(api: Api) -> None:
         assert response.status_code == 422 and error_of(response), params
     task_cursor = api.call("GET", "/tasks", params={"cursor": api.call("GET", "/runs").json()["next_cursor"] or "bz0x"})
     assert task_cursor.status_code == 422
+    huge = [("/tasks", f"s:{2**63}"), ("/alerts", f"o:{2**63 - 1}"), ("/audit", f"o:{2**64}"),
+            ("/runs", f"k:1.0:{2**63}"), ("/runs", "k:nan:1"), ("/runs", "k:inf:1")]  # fmt: skip
+    for path, position in huge:
+        cursor = base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
+        response = api.call("GET", path, params={"cursor": cursor})
+        assert response.status_code == 422 and "not valid here" in error_of(response)["message"], (path, position)
 
 
 def test_unknown_paths_and_methods_answer_in_the_envelope(api: Api) -> None:

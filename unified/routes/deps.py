@@ -96,6 +96,9 @@ def encode_cursor(kind: str, value: int) -> str:
     return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode().rstrip("=")
 
 
+MAX_POSITION = 2**62  # a sequence number or offset a cursor may hold: databases keep 64-bit integers
+
+
 def decode_cursor(cursor: str | None, kind: str) -> int | None:
     """The position inside a cursor made by :func:`encode_cursor`; ValidationError if it is not one."""
     if cursor is None:
@@ -104,7 +107,7 @@ def decode_cursor(cursor: str | None, kind: str) -> int | None:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         found_kind, _, value = text.partition(":")
         number = int(value)
-        if found_kind != kind or number < 0:
+        if found_kind != kind or not 0 <= number <= MAX_POSITION:
             raise ValueError(text)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ValidationError(
@@ -125,9 +128,10 @@ def decode_position(cursor: str | None) -> tuple[float, int] | None:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         kind, created_at, seq = text.split(":")
-        if kind != "k":
+        when, number = float(created_at), int(seq)
+        if kind != "k" or not (math.isfinite(when) and 0 <= number <= MAX_POSITION):
             raise ValueError(text)
-        return float(created_at), int(seq)
+        return when, number
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ValidationError(
             f"cursor {cursor!r} is not valid here: pass the next_cursor of the previous page unchanged"
