@@ -185,18 +185,20 @@ class ApiKeys:
 
     def revoke(self, key_id: str) -> ApiKeyRecord:
         """Revoke a key (idempotent); returns its record. The last working admin key cannot be revoked."""
-        record = self.store.get_api_key(key_id)
-        now = self.clock.now()
-        working_admins = [
-            k.key_id
-            for k in self.list()
-            if k.role == Role.ADMIN.value and k.revoked_at is None and (k.expires_at is None or k.expires_at > now)
-        ]
-        if working_admins == [key_id]:
-            raise ConflictError("this is the last working admin key: create another admin key before revoking it")
-        if record.revoked_at is None:
-            record.revoked_at = now
-            self.store.update_api_key(key_id, revoked_at=record.revoked_at)
+        with self.store.atomic():  # two admins revoking each other at once: the second one sees the first's revoke
+            keys = self.store.lock_api_keys()
+            record = next((k for k in keys if k.key_id == key_id), None) or self.store.get_api_key(key_id)
+            now = self.clock.now()
+            working_admins = [
+                k.key_id
+                for k in keys
+                if k.role == Role.ADMIN.value and k.revoked_at is None and (k.expires_at is None or k.expires_at > now)
+            ]
+            if working_admins == [key_id]:
+                raise ConflictError("this is the last working admin key: create another admin key before revoking it")
+            if record.revoked_at is None:
+                record.revoked_at = now
+                self.store.update_api_key(key_id, revoked_at=record.revoked_at)
         return record
 
     def list(self) -> list[ApiKeyRecord]:

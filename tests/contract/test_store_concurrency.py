@@ -16,8 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.helpers.together import at_once
+from unified.auth import ApiKeys
+from unified.errors import ConflictError
 from unified.store.base import Store
 from unified.store.records import FireRecord, TaskRecord, WorkflowRecord
+from unified.utils import SystemClock
 
 TASKS = 500
 FIRES = 200
@@ -197,3 +201,15 @@ def test_threads_editing_one_draft_lose_no_edit(store: Store) -> None:
     assert sorted(s["task_id"] for s in store.get_workflow("w").tasks) == sorted(
         f"t{n}-{i}" for n in range(4) for i in range(10)
     )
+
+
+def test_two_admins_revoking_each_other_at_once_leave_one_working(store: Store) -> None:
+    keys = ApiKeys(store, SystemClock())
+    first, _ = keys.create("first", "admin")
+    second, _ = keys.create("second", "admin")
+    for _ in range(5):
+        revoked, refused = at_once([lambda: keys.revoke(second.key_id), lambda: keys.revoke(first.key_id)])
+        assert len(revoked) == 1 and [type(e) for e in refused] == [ConflictError]
+        assert [k.name for k in store.list_api_keys() if k.revoked_at is None] in (["first"], ["second"])
+        survivor = next(k for k in store.list_api_keys() if k.revoked_at is None)
+        store.update_api_key(({first.key_id, second.key_id} - {survivor.key_id}).pop(), revoked_at=None)  # both again

@@ -374,6 +374,11 @@ class Store(Protocol):
         """Every API key, oldest first."""
         ...
 
+    def lock_api_keys(self) -> list[ApiKeyRecord]:
+        """Every API key, oldest first, their rows locked until the surrounding atomic() ends (a change that depends
+        on the other keys, such as revoking all but the last admin key, then sees the others' changes)."""
+        ...
+
     def update_api_key(self, key_id: str, **changes: Any) -> None:
         """Set fields of an API key (last_used_at, revoked_at)."""
         ...

@@ -148,6 +148,10 @@ class MemoryAdminRecords:
         with self._lock:
             return [copy.deepcopy(k) for k in self._keys.values()]
 
+    def lock_api_keys(self) -> list[ApiKeyRecord]:
+        """As :meth:`list_api_keys`: atomic() already holds the one lock."""
+        return self.list_api_keys()
+
     def update_api_key(self, key_id: str, **changes: Any) -> None:
         """Set fields of an API key."""
         self._set_fields(self._keys, key_id, "API key", changes)

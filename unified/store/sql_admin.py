@@ -144,6 +144,11 @@ class SqlAdminRecords:
         """Every API key, oldest first."""
         return self._in_order(API_KEYS)
 
+    def lock_api_keys(self) -> list[ApiKeyRecord]:
+        """Every API key, oldest first, their rows locked ``FOR UPDATE`` (SQLite's write transaction is the lock)."""
+        with self._tx():
+            return self._all(API_KEYS, API_KEYS.select.order_by(API_KEYS.table.c.seq).with_for_update())
+
     def update_api_key(self, key_id: str, **changes: Any) -> None:
         """Set fields of an API key (last_used_at, revoked_at)."""
         self._cas(API_KEYS, key_id, None, changes)
