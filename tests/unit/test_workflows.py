@@ -213,6 +213,15 @@ def test_a_declared_schedule_follows_its_bounds_and_an_equal_one_is_kept(wm: Wor
     assert ended["end_at"].startswith("2020-01-01") and ended["next_fire_time"] is None
 
 
+def test_deleting_a_workflow_deletes_its_schedules_and_keeps_the_others(wm: WorkflowManager) -> None:
+    tasks = [Task(task_id="a", func=add, args=(1, 2))]
+    doomed = wm.register(Workflow("doomed", tasks=tasks, schedule=When(interval_seconds=60)))
+    kept = wm.register(Workflow("kept", tasks=tasks, schedule=When(interval_seconds=60)))
+    wm.schedule_workflow(doomed, interval_seconds=30)
+    wm.delete_workflow(doomed)
+    assert [s["target"]["workflow_id"] for s in wm.list_schedules()] == [kept]
+
+
 def test_register_refuses_a_graph_changed_after_the_workflow_checked_it(wm: WorkflowManager) -> None:
     a, b = Task(task_id="a", func=add, args=(1, 2)), Task(task_id="b", func=add, args=(1, 2), dependencies=["a"])
     workflow = Workflow("changed", tasks=[a, b])

@@ -106,7 +106,7 @@ def get_workflow(request: Request, workflow_id: str) -> WorkflowOut:
     "/{workflow_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[ADMIN], summary="Delete a workflow"
 )
 def delete_workflow(request: Request, workflow_id: str) -> Response:
-    """Remove a workflow and its versions; its runs stay as history."""
+    """Remove a workflow, its versions and its schedules; its runs stay as history."""
     manager = services(request).workflow_manager
     manager.get_workflow(workflow_id)
     manager.delete_workflow(workflow_id)

@@ -191,8 +191,12 @@ class WorkflowManager(ScheduleMethods):
             self.store.put_workflow(record)
 
     def delete_workflow(self, workflow_id: str) -> None:
-        """Remove a workflow and its versions; its runs stay as history."""
-        self.store.delete_workflow(workflow_id)
+        """Remove a workflow, its versions and its schedules; its runs and their fires stay as history."""
+        with self.store.atomic():
+            self.store.delete_workflow(workflow_id)
+            for schedule in self.store.list_schedules():  # they would fail every fire from now on
+                if schedule.target_type == "workflow" and schedule.target.get("workflow_id") == workflow_id:
+                    self.scheduler.remove(schedule.schedule_id)
 
     # -- reading -----------------------------------------------------------------------------------------
     def get_workflow(self, workflow_id: str) -> dict[str, Any]:
