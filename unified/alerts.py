@@ -1,9 +1,10 @@
 """Alerts: rules that route engine events to channels, a bounded background sender, and SLA watching.
 
 An :class:`AlertService` listens on the engine's event bus. Each event that matches a stored rule becomes an
-alert: it is stored as ``pending`` and put on a bounded queue, and a sender thread delivers it through the
-rule's channel, retrying with backoff, then records it ``sent`` or ``failed`` with the error. Nothing here
-blocks or breaks the engine: a full queue, a broken channel or a failing store is recorded or logged.
+alert: it is stored as ``pending`` and put on its channel's bounded queue, and that channel's sender thread
+delivers it, retrying with backoff, then records it ``sent`` or ``failed`` with the error (a channel that does not
+answer delays only its own alerts). Nothing here blocks or breaks the engine: a full queue, a broken channel or a
+failing store is recorded or logged. Alerts still queued when the service closes are recorded ``failed``.
 
 SLA: a task or run that declares ``sla_seconds`` and has not finished that long after it was queued raises
 one ``sla_missed`` event (published on the same bus, so rules and handlers see it like any other event).
@@ -94,11 +95,11 @@ class AlertService:
         self.retry_delay_seconds = retry_delay_seconds
         self.max_retry_delay_seconds = max_retry_delay_seconds
         self.rules_cache_seconds = rules_cache_seconds  # how soon rules edited by another process are seen
-        self._queue: queue.Queue[Any] = queue.Queue(queue_size)
+        self.queue_size = queue_size  # of each channel's queue
+        self._lanes: dict[str, tuple[queue.Queue[Any], threading.Thread]] = {}  # by channel config: queue, sender
         self._pending = 0  # alerts queued or being delivered
         self._idle = threading.Condition()
         self._stopping = threading.Event()
-        self._sender: threading.Thread | None = None
         self._lock = threading.Lock()
         self._rules: list[AlertRuleRecord] | None = None
         self._rule_events: frozenset[str] = frozenset()  # the events the enabled rules name
@@ -196,26 +197,35 @@ class AlertService:
         self.store.insert_alert(record)
         with self._idle:
             self._pending += 1
+        lane = self._lane(rule.channel)
         try:
-            self._queue.put_nowait((record.alert_id, rule.channel, alert))
+            if lane is None:
+                raise queue.Full
+            lane.put_nowait((record.alert_id, rule.channel, alert))
         except queue.Full:
             self._done()
-            error = f"the alert queue is full ({self._queue.maxsize} waiting); this alert was not sent"
+            error = (f"the alert queue of this channel is full ({self.queue_size} waiting); this alert was not sent"
+                     if lane is not None else "the alert service has stopped; this alert was not sent")  # fmt: skip
             log.error("alert %s dropped: %s", record.alert_id, error)
             self.store.update_alert(record.alert_id, status="failed", error=error)
-            return
-        self._ensure_sender()
 
     # -- delivering --------------------------------------------------------------------------------------
-    def _ensure_sender(self) -> None:
+    def _lane(self, config: dict[str, Any]) -> queue.Queue[Any] | None:
+        """The queue of one channel, its sender thread started on first use; None once the service stops."""
+        key = json.dumps(config, sort_keys=True)
         with self._lock:
-            if self._sender is None and not self._stopping.is_set():
-                self._sender = threading.Thread(target=self._send_loop, name="unified-alerts", daemon=True)
-                self._sender.start()
+            if self._stopping.is_set():
+                return None
+            if key not in self._lanes:
+                lane: queue.Queue[Any] = queue.Queue(self.queue_size)
+                sender = threading.Thread(target=self._send_loop, args=(lane,), name="unified-alerts", daemon=True)
+                self._lanes[key] = (lane, sender)
+                sender.start()
+            return self._lanes[key][0]
 
-    def _send_loop(self) -> None:
+    def _send_loop(self, lane: queue.Queue[Any]) -> None:
         while True:
-            item = self._queue.get()
+            item = lane.get()
             if item is _STOP:
                 return
             try:
@@ -270,17 +280,23 @@ class AlertService:
         return True
 
     def close(self, timeout: float = 5.0) -> None:
-        """Deliver what is queued (up to ``timeout`` seconds), then stop the sender and the SLA watch."""
+        """Deliver what is queued (up to ``timeout`` seconds), then stop the senders and the SLA watch; alerts still
+        queued then are recorded ``failed`` (a delivery under way gives up between its attempts)."""
         self.flush(timeout)
-        self._stopping.set()
-        self.sla.stop()
         with self._lock:
-            sender, self._sender = self._sender, None
-        if sender is not None:
-            try:
-                self._queue.put(_STOP, timeout=1.0)
-            except queue.Full:
-                return  # the daemon thread ends with the process
+            self._stopping.set()
+            lanes, self._lanes = list(self._lanes.values()), {}
+        self.sla.stop()
+        for lane, _ in lanes:
+            while True:
+                try:
+                    item = lane.get_nowait()
+                except queue.Empty:
+                    break
+                self.store.update_alert(item[0], status="failed", error="not sent: the alert service stopped first")
+                self._done()
+            lane.put(_STOP)
+        for _, sender in lanes:
             sender.join(timeout)
 
 

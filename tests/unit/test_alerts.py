@@ -133,7 +133,48 @@ def test_a_full_queue_records_the_alert_failed_instead_of_blocking() -> None:
         service.close()
     alerts = sorted(service.list_alerts(), key=lambda a: a["status"])
     assert [a["status"] for a in alerts] == ["failed", "sent", "sent"]
-    assert "the alert queue is full" in alerts[0]["error"]
+    assert "the alert queue of this channel is full" in alerts[0]["error"]
+
+
+def test_a_channel_that_does_not_answer_delays_only_its_own_alerts() -> None:
+    engine = Engine(MemoryStore(), FakeClock())
+    service = AlertService(engine)
+    hold = threading.Event()
+    stuck, healthy = Receiver(hold=hold), Receiver()
+    try:
+        service.add_rule(["task_failed"], WebhookChannel(stuck.url))
+        service.add_rule(["task_failed"], WebhookChannel(healthy.url))
+        event = {"event": "task_failed", "task_id": "t", "name": "t", "workflow_id": None, "at": 0.0}
+        engine.bus.publish(event)
+        assert stuck.got.wait(5) and healthy.got.wait(5), "the healthy channel got its alert while the other hung"
+    finally:
+        hold.set()
+        stuck.close()
+        healthy.close()
+        service.close()
+
+
+def test_alerts_still_queued_when_the_service_closes_are_recorded_failed() -> None:
+    engine = Engine(MemoryStore(), FakeClock())
+    service = AlertService(engine)
+    hold = threading.Event()
+    stuck = Receiver(hold=hold)
+    try:
+        service.add_rule(["task_failed"], WebhookChannel(stuck.url))
+        for _ in range(3):
+            engine.bus.publish({"event": "task_failed", "task_id": "t", "name": "t", "workflow_id": None, "at": 0.0})
+        assert stuck.got.wait(5)
+        service.close(timeout=0.1)  # gives up waiting for the delivery under way, then for its sender
+        hold.set()
+        deadline = time.monotonic() + 5
+        while any(a["status"] == "pending" for a in service.list_alerts()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        hold.set()
+        stuck.close()
+    statuses = sorted(a["status"] for a in service.list_alerts())
+    assert statuses == ["failed", "failed", "sent"], "none is left pending for good"
+    assert sum("the alert service stopped first" in (a["error"] or "") for a in service.list_alerts()) == 2
 
 
 def test_sla_missed_is_raised_once_for_a_task_not_finished_in_time(drained: TaskManager, clock: FakeClock) -> None:
