@@ -19,11 +19,12 @@ import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from unified import errors
-from unified.errors import CycleError, TaskFailedError, TimeoutExpired, UnifiedError
+from unified.errors import CycleError, TaskFailedError, TimeoutExpired, UnifiedError, ValidationError
 
 Json = dict[str, Any]
 PAGE = 1000  # the API's largest page
@@ -69,6 +70,14 @@ def error_from_response(response: httpx.Response) -> UnifiedError:
     return error
 
 
+def _part(value: str) -> str:
+    """An id as one segment of a URL path: every character but letters, digits and ``-_.~`` escaped (a slash too),
+    and an id of dots alone escaped whole, so that no URL normalisation turns it into ``..``."""
+    if not isinstance(value, str) or not value:
+        raise ValidationError(f"an id must be a non-empty string, not {value!r}")
+    return quote(value, safe="") if value.strip(".") else "%2E" * len(value)
+
+
 def _query(**values: Any) -> dict[str, Any]:
     """Query parameters without the unset ones; datetimes as ISO-8601."""
     return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in values.items() if v is not None}
@@ -108,7 +117,7 @@ class Client:
             raise TimeoutExpired(f"{method} {path} timed out ({exc}); raise timeout_seconds or retry") from exc
         except httpx.TransportError as exc:
             raise UnifiedError(f"cannot reach {self._http.base_url} ({exc}); is the server running?") from exc
-        if response.is_error:
+        if response.is_error or response.is_redirect:  # a redirect: a path this client should not have built
             raise error_from_response(response)
         if response.status_code == 204:
             return None
@@ -156,11 +165,11 @@ class Client:
 
     def get_workflow(self, workflow_id: str) -> Json:
         """A workflow with its draft task specs."""
-        return self.request("GET", f"/workflows/{workflow_id}")  # type: ignore[no-any-return]
+        return self.request("GET", f"/workflows/{_part(workflow_id)}")  # type: ignore[no-any-return]
 
     def delete_workflow(self, workflow_id: str) -> None:
         """Delete a workflow and its versions; its runs stay as history."""
-        self.request("DELETE", f"/workflows/{workflow_id}")
+        self.request("DELETE", f"/workflows/{_part(workflow_id)}")
 
     def add_task(
         self,
@@ -178,28 +187,28 @@ class Client:
         """
         body = _query(task=task, task_id=task_id, args=list(args), kwargs=kwargs or {},
                       dependencies=list(dependencies), **options)  # fmt: skip
-        return self.request("POST", f"/workflows/{workflow_id}/tasks", json=body)["task_id"]  # type: ignore[no-any-return]
+        return self.request("POST", f"/workflows/{_part(workflow_id)}/tasks", json=body)["task_id"]  # type: ignore[no-any-return]
 
     def remove_task(self, workflow_id: str, task_id: str) -> None:
         """Remove a task from the draft (ConflictError while others depend on it)."""
-        self.request("DELETE", f"/workflows/{workflow_id}/tasks/{task_id}")
+        self.request("DELETE", f"/workflows/{_part(workflow_id)}/tasks/{_part(task_id)}")
 
     def list_versions(self, workflow_id: str) -> list[Json]:
         """The frozen versions of a workflow."""
-        return self.request("GET", f"/workflows/{workflow_id}/versions")  # type: ignore[no-any-return]
+        return self.request("GET", f"/workflows/{_part(workflow_id)}/versions")  # type: ignore[no-any-return]
 
     def get_version(self, workflow_id: str, number: int) -> Json:
         """One frozen version."""
-        return self.request("GET", f"/workflows/{workflow_id}/versions/{number}")  # type: ignore[no-any-return]
+        return self.request("GET", f"/workflows/{_part(workflow_id)}/versions/{number}")  # type: ignore[no-any-return]
 
     def start_run(self, workflow_id: str, params: Json | None = None, version: int | None = None) -> str:
         """Start a run (of the draft, or an earlier ``version``); returns its run id at once."""
         body = _query(params=params or {}, version=version)
-        return self.request("POST", f"/workflows/{workflow_id}/runs", json=body)["run_id"]  # type: ignore[no-any-return]
+        return self.request("POST", f"/workflows/{_part(workflow_id)}/runs", json=body)["run_id"]  # type: ignore[no-any-return]
 
     def list_workflow_runs(self, workflow_id: str, state: str | None = None, limit: int | None = None) -> list[Json]:
         """The runs of one workflow, newest first."""
-        return self.pages(f"/workflows/{workflow_id}/runs", limit, state=state)
+        return self.pages(f"/workflows/{_part(workflow_id)}/runs", limit, state=state)
 
     def workflows_folder(self) -> Json:
         """The last load of the server's workflows folder: modules, workflows, import errors with tracebacks."""
@@ -222,19 +231,19 @@ class Client:
 
     def get_run(self, run_id: str) -> Json:
         """A run with every task's state, attempts and result."""
-        return self.request("GET", f"/runs/{run_id}")  # type: ignore[no-any-return]
+        return self.request("GET", f"/runs/{_part(run_id)}")  # type: ignore[no-any-return]
 
     def wait_run(self, run_id: str, timeout: float | None = None, poll_seconds: float = 0.2) -> Json:
         """Poll until the run ends (TimeoutExpired after ``timeout`` seconds); returns it."""
-        return self._wait(f"/runs/{run_id}", None, timeout, poll_seconds)
+        return self._wait(f"/runs/{_part(run_id)}", None, timeout, poll_seconds)
 
     def cancel_run(self, run_id: str) -> Json:
         """Cancel every unfinished task of a run: ``{run_id, state, count}``."""
-        return self.request("POST", f"/runs/{run_id}/cancel")  # type: ignore[no-any-return]
+        return self.request("POST", f"/runs/{_part(run_id)}/cancel")  # type: ignore[no-any-return]
 
     def retry_run(self, run_id: str) -> Json:
         """Re-run the failed tasks of a run and what they skipped: ``{run_id, state, count}``."""
-        return self.request("POST", f"/runs/{run_id}/retry")  # type: ignore[no-any-return]
+        return self.request("POST", f"/runs/{_part(run_id)}/retry")  # type: ignore[no-any-return]
 
     # -- tasks -------------------------------------------------------------------------------------------------
     def queue_task(self, task: str, args: Iterable[Any] = (), kwargs: Json | None = None, **options: Any) -> str:
@@ -248,24 +257,24 @@ class Client:
 
     def get_task(self, task_id: str) -> Json:
         """A task's metadata: state, attempts, timings, result, error and attempt history."""
-        return self.request("GET", f"/tasks/{task_id}")  # type: ignore[no-any-return]
+        return self.request("GET", f"/tasks/{_part(task_id)}")  # type: ignore[no-any-return]
 
     def wait_task(self, task_id: str, timeout: float | None = None, poll_seconds: float = 0.2) -> Json:
         """Poll until the task finishes (TimeoutExpired after ``timeout`` seconds); returns its metadata."""
         finished = ("success", "failure", "timeout", "canceled", "skipped")
-        return self._wait(f"/tasks/{task_id}", finished, timeout, poll_seconds)
+        return self._wait(f"/tasks/{_part(task_id)}", finished, timeout, poll_seconds)
 
     def cancel_task(self, task_id: str) -> Json:
         """Cancel an unfinished task (ConflictError if it has finished): ``{task_id, state}``."""
-        return self.request("POST", f"/tasks/{task_id}/cancel")  # type: ignore[no-any-return]
+        return self.request("POST", f"/tasks/{_part(task_id)}/cancel")  # type: ignore[no-any-return]
 
     def retry_task(self, task_id: str) -> Json:
         """Run a failed, timed-out, canceled or skipped task again: ``{task_id, state}``."""
-        return self.request("POST", f"/tasks/{task_id}/retry")  # type: ignore[no-any-return]
+        return self.request("POST", f"/tasks/{_part(task_id)}/retry")  # type: ignore[no-any-return]
 
     def get_task_logs(self, task_id: str) -> list[Json]:
         """The captured log lines of every attempt, oldest first."""
-        return self.pages(f"/tasks/{task_id}/logs")
+        return self.pages(f"/tasks/{_part(task_id)}/logs")
 
     # -- schedules ---------------------------------------------------------------------------------------------
     def create_schedule(
@@ -294,24 +303,24 @@ class Client:
 
     def get_schedule(self, schedule_id: str) -> Json:
         """A schedule with its next five fire times."""
-        return self.request("GET", f"/schedules/{schedule_id}")  # type: ignore[no-any-return]
+        return self.request("GET", f"/schedules/{_part(schedule_id)}")  # type: ignore[no-any-return]
 
     def delete_schedule(self, schedule_id: str) -> None:
         """Delete a schedule."""
-        self.request("DELETE", f"/schedules/{schedule_id}")
+        self.request("DELETE", f"/schedules/{_part(schedule_id)}")
 
     def pause_schedule(self, schedule_id: str) -> Json:
         """Stop firing a schedule until resumed."""
-        return self.request("POST", f"/schedules/{schedule_id}/pause")  # type: ignore[no-any-return]
+        return self.request("POST", f"/schedules/{_part(schedule_id)}/pause")  # type: ignore[no-any-return]
 
     def resume_schedule(self, schedule_id: str) -> Json:
         """Fire a paused schedule again."""
-        return self.request("POST", f"/schedules/{schedule_id}/resume")  # type: ignore[no-any-return]
+        return self.request("POST", f"/schedules/{_part(schedule_id)}/resume")  # type: ignore[no-any-return]
 
     def backfill_schedule(self, schedule_id: str, start: datetime | str, end: datetime | str) -> list[Json]:
         """Run the fire times in ``[start, end]`` that never fired; one entry per fire."""
         body = _query(start=start, end=end)
-        return self.request("POST", f"/schedules/{schedule_id}/backfill", json=body)  # type: ignore[no-any-return]
+        return self.request("POST", f"/schedules/{_part(schedule_id)}/backfill", json=body)  # type: ignore[no-any-return]
 
     # -- alerts ------------------------------------------------------------------------------------------------
     def create_alert_rule(
@@ -327,7 +336,7 @@ class Client:
 
     def delete_alert_rule(self, rule_id: str) -> None:
         """Delete an alert rule."""
-        self.request("DELETE", f"/alert-rules/{rule_id}")
+        self.request("DELETE", f"/alert-rules/{_part(rule_id)}")
 
     def list_alerts(self, limit: int | None = 100, status: str | None = None) -> list[Json]:
         """Alerts raised, newest first, with delivery outcomes; only those of ``status`` (sent, failed, pending)."""
@@ -347,11 +356,11 @@ class Client:
 
     def get_api_key(self, key_id: str) -> Json:
         """One key's public fields."""
-        return self.request("GET", f"/api-keys/{key_id}")  # type: ignore[no-any-return]
+        return self.request("GET", f"/api-keys/{_part(key_id)}")  # type: ignore[no-any-return]
 
     def revoke_api_key(self, key_id: str) -> Json:
         """Revoke a key at once."""
-        return self.request("DELETE", f"/api-keys/{key_id}")  # type: ignore[no-any-return]
+        return self.request("DELETE", f"/api-keys/{_part(key_id)}")  # type: ignore[no-any-return]
 
     def list_audit(self, limit: int | None = 100) -> list[Json]:
         """The audit log of mutating requests, newest first (admin)."""

@@ -208,3 +208,27 @@ def test_error_mapping_without_a_server(status: int, body: object, expected: typ
     error = error_from_response(response)
     assert isinstance(error, expected) and error.status_code == status  # type: ignore[attr-defined]
     assert str(error)
+
+
+def test_ids_go_into_paths_escaped_and_redirects_are_errors() -> None:
+    import httpx
+
+    from unified.client import Client
+
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.raw_path.decode().partition("?")[0])
+        if request.url.path == "/tasks/moved":
+            return httpx.Response(307, headers={"location": "/tasks"})
+        return httpx.Response(200, json={"id": "x", "items": [], "next_cursor": None})
+
+    with Client("http://unified.test", "key", transport=httpx.MockTransport(answer)) as client:
+        client.get_task("run.extract/orders")
+        client.get_task("..")
+        client.get_task_logs("a b?c")
+        with pytest.raises(ValidationError, match="non-empty string"):
+            client.get_run("")
+        with pytest.raises(UnifiedError, match="HTTP 307"):
+            client.get_task("moved")
+    assert seen[:3] == ["/tasks/run.extract%2Forders", "/tasks/%2E%2E", "/tasks/a%20b%3Fc/logs"]

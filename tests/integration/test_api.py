@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 
 from tests.integration.conftest import Api
@@ -172,6 +174,16 @@ def test_only_functions_defined_in_the_workflows_folder_run(api: Api, path: str)
     refused = api.call("POST", "/tasks", json={"task": path, "args": ["echo pwned"]})
     assert refused.status_code == 422 and "defined in the workflows folder" in refused.json()["error"]["message"]
     assert api.call("GET", "/tasks").json()["items"] == []
+
+
+def test_a_task_whose_id_holds_a_slash_is_reached_by_every_task_route(api: Api) -> None:
+    task_id = "extract/orders"  # the library takes any id; the API's own input takes none with a slash
+    api.services.task_manager.queue_task("tests.helpers.tasks:add", args=(1, 1), task_id=task_id)
+    for path in (task_id, quote(task_id, safe="")):
+        assert api.call("GET", f"/tasks/{path}").json()["id"] == task_id
+        assert api.call("GET", f"/tasks/{path}/logs").status_code == 200
+    assert api.call("POST", f"/tasks/{task_id}/cancel").json() == {"task_id": task_id, "state": "canceled"}
+    assert api.call("POST", f"/tasks/{task_id}/retry").json()["state"] == "queued"
 
 
 def test_task_list_filters_and_paginates_newest_first(api: Api) -> None:

@@ -62,13 +62,7 @@ def list_tasks(
     )
 
 
-@router.get("/{task_id}", response_model=TaskOut, dependencies=[VIEWER], summary="A task's metadata")
-def get_task(request: Request, task_id: str) -> TaskOut:
-    """Everything known about a task: state, attempts, timings, result, error and attempt history."""
-    return TaskOut(**safe_task(services(request).task_manager.get_task_metadata(task_id)))
-
-
-@router.post("/{task_id}/cancel", response_model=TaskAction, dependencies=[OPERATOR], summary="Cancel a task")
+@router.post("/{task_id:path}/cancel", response_model=TaskAction, dependencies=[OPERATOR], summary="Cancel a task")
 def cancel_task(request: Request, task_id: str) -> TaskAction:
     """Cancel a task that has not finished (409 if it has)."""
     svc = services(request)
@@ -79,7 +73,7 @@ def cancel_task(request: Request, task_id: str) -> TaskAction:
     return TaskAction(task_id=task_id, state=svc.store.get_task(task_id).state)
 
 
-@router.post("/{task_id}/retry", response_model=TaskAction, dependencies=[OPERATOR], summary="Retry a task")
+@router.post("/{task_id:path}/retry", response_model=TaskAction, dependencies=[OPERATOR], summary="Retry a task")
 def retry_task(request: Request, task_id: str) -> TaskAction:
     """Run a failed, timed-out, canceled or skipped task again with a fresh retry budget (409 otherwise)."""
     svc = services(request)
@@ -88,10 +82,17 @@ def retry_task(request: Request, task_id: str) -> TaskAction:
     return TaskAction(task_id=task_id, state=svc.store.get_task(task_id).state)
 
 
-@router.get("/{task_id}/logs", response_model=LogPage, dependencies=[VIEWER], summary="A task's log lines")
+@router.get("/{task_id:path}/logs", response_model=LogPage, dependencies=[VIEWER], summary="A task's log lines")
 def task_logs(
     request: Request, task_id: str, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000, cursor: str | None = None
 ) -> LogPage:
     """The captured log lines of every attempt, oldest first; paginated."""
     items, next_cursor = page_of(services(request).task_manager.get_task_logs(task_id), cursor, limit)
     return LogPage(items=items, next_cursor=next_cursor)
+
+
+# last: a task id may hold a slash (ids take any character), so this path takes the rest of the URL
+@router.get("/{task_id:path}", response_model=TaskOut, dependencies=[VIEWER], summary="A task's metadata")
+def get_task(request: Request, task_id: str) -> TaskOut:
+    """Everything known about a task: state, attempts, timings, result, error and attempt history."""
+    return TaskOut(**safe_task(services(request).task_manager.get_task_metadata(task_id)))

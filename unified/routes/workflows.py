@@ -129,7 +129,7 @@ def add_task(request: Request, workflow_id: str, body: TaskIn, principal: Princi
 
 
 @router.delete(
-    "/{workflow_id}/tasks/{task_id}",
+    "/{workflow_id}/tasks/{task_id:path}",
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[ADMIN],
     summary="Remove a task from a workflow",
