@@ -10,7 +10,7 @@ import pytest
 
 from unified.errors import DuplicateTaskError, StoreError, ValidationError
 from unified.store.cas_statements import update_statement
-from unified.store.records import TaskRecord
+from unified.store.records import TaskRecord, WorkflowRecord
 from unified.store.schema import FIRST_EXISTING_TASK, tasks
 from unified.store.sql import SqlStore, driver_url
 from unified.store.sql_direct import COPY_MIN
@@ -133,3 +133,14 @@ def test_a_bulk_insert_meeting_a_concurrent_duplicate_keeps_nothing_and_says_so(
                 store.insert_tasks([make_task(f"u{i:03d}") for i in range(COPY_MIN)] + [make_task("t007")])
             store.insert_tasks([make_task(f"u-after{i:03d}") for i in range(COPY_MIN)])
         assert store.count_tasks_by_state() == {"queued": len(batch) - 7 + 1 + COPY_MIN}
+
+
+@pytest.mark.postgres
+def test_postgres_text_holding_a_nul_character_is_a_validation_error(postgres_url: str) -> None:
+    with SqlStore(postgres_url) as store:
+        with pytest.raises(ValidationError, match="cannot hold the NUL character"):
+            store.put_workflow(WorkflowRecord("w", "a\x00b"))
+        with pytest.raises(ValidationError, match="cannot hold the NUL character"):
+            store.get_task("a\x00b")
+        store.put_workflow(WorkflowRecord("w", "fine", description="the store still works after"))
+        assert store.get_workflow("w").name == "fine"

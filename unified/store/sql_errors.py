@@ -1,6 +1,6 @@
 """How the SQL stores turn the driver's errors into unified's: a lost or unusable database is a StoreError, a
-transaction the database aborted to break a deadlock a StoreConflict (safe to run again); anything else, such as a
-constraint violation the verb handles itself, goes through unchanged."""
+transaction the database aborted to break a deadlock a StoreConflict (safe to run again), text PostgreSQL cannot hold
+a ValidationError; anything else, such as a constraint violation the verb handles itself, goes through unchanged."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from unified.errors import StoreConflict, StoreError
+from unified.errors import StoreConflict, StoreError, ValidationError
 
 CONFLICT_STATES = ("40P01", "40001")  # PostgreSQL: deadlock detected, serialization failure
 
@@ -30,6 +30,8 @@ class database_errors:
         if not isinstance(exc, sa.exc.DBAPIError):
             return False
         where = self.where
+        if isinstance(exc, sa.exc.DataError) and "NUL" in str(exc.orig):  # PostgreSQL's text: SQLite takes it
+            raise ValidationError("PostgreSQL text cannot hold the NUL character (\\u0000): remove it") from exc
         if getattr(exc.orig, "sqlstate", None) in CONFLICT_STATES:
             raise StoreConflict(
                 f"the database {where} aborted the transaction ({exc.orig}); nothing of it was kept: run it again"
