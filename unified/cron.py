@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
@@ -35,6 +35,9 @@ CRON_HELP = (
     "JAN or MON work), or one of " + ", ".join(ALIASES)
 )
 _EPOCH_DT = datetime(2026, 1, 1)
+LATEST_EPOCH = datetime(9000, 1, 1, tzinfo=UTC).timestamp()  # the last start, end or backfill bound taken
+MIN_INTERVAL_SECONDS = 0.01  # shorter ones stop advancing in floating point at today's epoch seconds
+MAX_INTERVAL_SECONDS = 31_536_000
 
 
 def load_zone(name: str) -> ZoneInfo:
@@ -74,7 +77,7 @@ def to_epoch(value: datetime | float | int | str | None, tz: tzinfo, what: str) 
     if isinstance(value, int | float):
         if not math.isfinite(value):
             raise ValidationError(f"{what} must be a finite number of epoch seconds, not {value!r}")
-        return float(value)
+        return _within_range(float(value), what)
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -84,7 +87,17 @@ def to_epoch(value: datetime | float | int | str | None, tz: tzinfo, what: str) 
         raise ValidationError(f"{what} must be a datetime, epoch seconds or ISO-8601 text, not {type(value).__name__}")
     if value.tzinfo is None:
         value = value.replace(tzinfo=tz)
-    return value.timestamp()
+    try:
+        epoch = value.timestamp()
+    except (OverflowError, ValueError, OSError):
+        epoch = math.inf
+    return _within_range(epoch, what)
+
+
+def _within_range(epoch: float, what: str) -> float:
+    if not LATEST_EPOCH >= epoch >= 0:  # fire times past it would overflow the date arithmetic of later fires
+        raise ValidationError(f"{what} must fall between 1970 and the year 9000")
+    return epoch
 
 
 @dataclass(frozen=True)
@@ -111,8 +124,15 @@ class Timing:
             object.__setattr__(self, "cron", check_cron(self.cron))
         else:
             interval = self.interval_seconds
-            if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval > 0:
-                raise ValidationError(f"interval_seconds must be a positive number of seconds, not {interval!r}")
+            if (
+                isinstance(interval, bool)
+                or not isinstance(interval, int | float)
+                or not (MIN_INTERVAL_SECONDS <= interval <= MAX_INTERVAL_SECONDS)
+            ):
+                raise ValidationError(
+                    f"interval_seconds must be from {MIN_INTERVAL_SECONDS} to {MAX_INTERVAL_SECONDS:,} (a year), "
+                    f"not {interval!r}"
+                )
             if not isinstance(self.anchor, int | float):
                 raise ValidationError("an interval schedule needs an anchor time (its start)")
         if self.start_at is not None and self.end_at is not None and self.end_at < self.start_at:

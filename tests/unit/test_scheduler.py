@@ -86,7 +86,12 @@ def test_cron_extensions(drained: TaskManager, cron: str, expected: list[str]) -
         ({"cron": "0 * * * *", "timezone": "Mars/Olympus"}, "timezone 'Mars/Olympus' is not an IANA time zone"),
         ({"cron": "0 * * * *", "interval_seconds": 60}, "exactly one of cron= .* or interval_seconds="),
         ({}, "exactly one of cron="),
-        ({"interval_seconds": 0}, "interval_seconds must be a positive number"),
+        ({"interval_seconds": 0}, "interval_seconds must be from 0.01 to 31,536,000"),
+        ({"interval_seconds": 1e-15}, "interval_seconds must be from 0.01"),  # hung its caller: fire times stood still
+        ({"interval_seconds": 1e300}, "interval_seconds must be from 0.01"),
+        ({"cron": "@daily", "start_at": "9999-12-31T00:00:00Z"}, "start_at must fall between 1970 and the year 9000"),
+        ({"cron": "@daily", "end_at": "0001-01-01T00:00:00"}, "end_at must fall between 1970"),
+        ({"cron": "@daily", "start_at": 1e18}, "start_at must fall between 1970"),
         ({"cron": "@daily", "start_at": 100.0, "end_at": 50.0}, "end_at is before start_at"),
         ({"cron": "@daily", "start_at": "yesterday"}, "start_at 'yesterday' is not ISO-8601"),
         ({"cron": "@daily", "max_active_runs": 0}, "max_active_runs must be a whole number"),
@@ -216,6 +221,9 @@ def test_backfill_runs_a_past_range_once(drained: TaskManager, clock: FakeClock)
     with pytest.raises(ValidationError, match="more than 10000 fire times"):
         every_minute = drained.schedule_task(add, args=(1, 1), cron="* * * * *")
         drained.backfill(every_minute, 0, clock.now())
+    for start, end in (("0001-01-01T00:00:00Z", "2026-01-01T00:00:00Z"), ("2026-01-01T00:00:00Z", "9999-12-31")):
+        with pytest.raises(ValidationError, match="must fall between 1970 and the year 9000"):
+            drained.backfill(sid, start, end)
 
 
 def test_workflow_schedules_start_runs_with_trigger_fire_time_and_params(
