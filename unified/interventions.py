@@ -132,6 +132,7 @@ class Interventions:
                 if not self._move(
                     record,
                     new,
+                    record.attempts,  # not only the state: ended, retried and ended again is a change too
                     spec=spec,
                     error=None,
                     result=None,

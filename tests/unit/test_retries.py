@@ -100,6 +100,23 @@ def test_manual_retry_gives_a_fresh_budget(drained: TaskManager) -> None:
     assert meta["state"] == "success" and meta["attempts"] == 3
 
 
+def test_a_retry_that_read_the_task_before_another_retry_and_failure_is_refused(
+    drained: TaskManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from unified.errors import ConflictError
+
+    task_id = drained.queue_task(Flaky(failures=5), max_retries=0)
+    drained.run_until_idle()
+    stale = drained.store.get_task(task_id)  # failure after attempt 1, as a second request read it
+    drained.retry_task(task_id)
+    drained.run_until_idle()  # failed again: attempt 2
+    monkeypatch.setattr(drained.store, "get_task", lambda _: stale)
+    with pytest.raises(ConflictError, match="changed state during the retry"):
+        drained.retry_task(task_id)
+    monkeypatch.undo()
+    assert (drained.store.get_task(task_id).state, drained.store.get_task(task_id).attempts) == ("failure", 2)
+
+
 def test_retrying_success_is_refused(drained: TaskManager) -> None:
     from unified.errors import ConflictError
 
