@@ -11,6 +11,7 @@ import functools
 import hashlib
 import inspect
 import logging
+import math
 import sys
 import threading
 import types
@@ -118,15 +119,15 @@ def _check_command(spec: dict[str, Any]) -> None:
 
 
 def check_number(name: str, value: Any, kind: str = "0 or more", whole: bool = False) -> None:
-    """A ValidationError unless ``value`` is a number (an int when ``whole``; never a bool) that is ``kind``:
+    """A ValidationError unless ``value`` is a finite number (an int when ``whole``; never a bool) that is ``kind``:
     "0 or more", "positive" or "at least 1"."""
     if isinstance(value, bool) or not isinstance(value, int if whole else int | float):
         got = f"{type(value).__name__} {value!r}"
-    elif value > 0 if kind == "positive" else value >= (1 if kind == "at least 1" else 0):
+    elif (value > 0 if kind == "positive" else value >= (1 if kind == "at least 1" else 0)) and value != math.inf:
         return
     else:
         got = repr(value)
-    number = "whole number" if whole else "number"
+    number = "whole number" if whole else "finite number"
     wanted = f"a positive {number}" if kind == "positive" else f"a {number} of {kind}"
     raise ValidationError(f"{name} must be {wanted}, not {got}")
 

@@ -30,6 +30,12 @@ from unified.worker import WorkerPool
 log = logging.getLogger("unified.task_manager")
 
 WAIT_CHUNK = 500  # tasks read at once by wait_all
+# queue_task's options as left unset: given with a ready Task, a value other than these would be ignored
+_QUEUE_DEFAULTS: dict[str, Any] = {
+    "command": None, "args": (), "kwargs": None, "name": None, "task_id": None, "timeout": None, "max_retries": 0,
+    "retry_delay_seconds": 0, "backoff_factor": 2.0, "priority": 0, "dependencies": (), "metadata": None,
+    "isolation": "thread",
+}  # fmt: skip
 
 
 def task_metadata(record: TaskRecord, attempts: list[AttemptRecord]) -> dict[str, Any]:
@@ -218,7 +224,17 @@ class TaskManager(ScheduleMethods):
 
         ``options`` takes the other Task options: ``jitter``, ``retry_on``, ``max_retry_delay_seconds``, ``queue``.
         """
-        task = func if isinstance(func, Task) else Task(
+        if isinstance(func, Task):
+            given = {"command": command, "args": args, "kwargs": kwargs, "name": name, "task_id": task_id,
+                     "timeout": timeout, "max_retries": max_retries, "retry_delay_seconds": retry_delay_seconds,
+                     "backoff_factor": backoff_factor, "priority": priority, "dependencies": dependencies,
+                     "metadata": metadata, "isolation": isolation, **options}  # fmt: skip
+            if ignored := sorted(k for k, v in given.items() if k not in _QUEUE_DEFAULTS or v != _QUEUE_DEFAULTS[k]):
+                raise ValidationError(
+                    f"queue_task got a Task and also {', '.join(ignored)}: set those on the Task itself"
+                )
+            return self.engine.submit([func])[0]
+        task = Task(
             task_id=task_id, func=func, command=command, args=args, kwargs=kwargs, name=name,
             dependencies=dependencies, timeout=timeout, max_retries=max_retries,
             retry_delay_seconds=retry_delay_seconds, backoff_factor=backoff_factor, priority=priority,

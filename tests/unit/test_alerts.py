@@ -221,7 +221,7 @@ def test_sla_is_watched_by_a_thread_on_the_real_clock() -> None:
 
 
 def test_invalid_sla_is_refused(drained: TaskManager) -> None:
-    with pytest.raises(ValidationError, match="sla_seconds must be a positive number"):
+    with pytest.raises(ValidationError, match="sla_seconds must be a positive finite number"):
         drained.queue_task(add, args=(1, 1), sla_seconds=0)
 
 

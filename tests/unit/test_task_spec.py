@@ -27,8 +27,8 @@ def test_states_are_exactly_the_documented_strings() -> None:
         ({"func": print, "max_retries": -1}, "max_retries must be a whole number of 0 or more, not -1"),
         ({"func": print, "max_retries": "3"}, "max_retries must be a whole number of 0 or more, not str '3'"),
         ({"func": print, "max_retries": 1.5}, "max_retries must be a whole number"),
-        ({"func": print, "timeout": "10"}, "timeout must be a positive number, not str"),
-        ({"func": print, "timeout": True}, "timeout must be a positive number, not bool"),
+        ({"func": print, "timeout": "10"}, "timeout must be a positive finite number, not str"),
+        ({"func": print, "timeout": True}, "timeout must be a positive finite number, not bool"),
         ({"func": print, "priority": "high"}, "priority must be a whole number"),
         ({"func": print, "queue": None}, "queue must be a non-empty name"),
         ({"func": print, "queue": " "}, "queue must be a non-empty name"),
@@ -39,6 +39,10 @@ def test_states_are_exactly_the_documented_strings() -> None:
         ({"func": print, "task_id": "  "}, "task_id must be a non-empty"),
         ({"func": 42}, "must be callable"),
         ({"func": print, "retry_on": (int,)}, "exception classes"),
+        ({"func": print, "timeout": float("inf")}, "timeout must be a positive finite number, not inf"),
+        ({"func": print, "retry_delay_seconds": float("inf")}, "retry_delay_seconds must be a finite number"),
+        ({"func": print, "max_retry_delay_seconds": float("inf")}, "max_retry_delay_seconds must be a finite"),
+        ({"func": print, "timeout": float("nan")}, "timeout must be a positive finite number, not nan"),
     ],
 )
 def test_bad_options_raise_validation_errors_that_say_what_to_do(kwargs: dict, words: str) -> None:
@@ -111,3 +115,12 @@ def test_the_retry_policy_of_a_spec_is_shared_by_equal_specs_and_rebuilt_tasks()
         RetryPolicy.of_spec({"max_retries": -1})
     with pytest.raises(ValidationError, match="max_retries"):
         RetryPolicy.of_spec({"max_retries": -1})
+
+
+def test_queue_task_refuses_options_beside_a_ready_task_instead_of_ignoring_them() -> None:
+    from unified.task_manager import TaskManager
+
+    with TaskManager(max_workers=0) as tm:
+        with pytest.raises(ValidationError, match="got a Task and also jitter, priority: set those on the Task"):
+            tm.queue_task(Task(task_id="t", func=print), priority=5, jitter=True)
+        assert tm.queue_task(Task(task_id="t", func=print, priority=5)) == "t"
