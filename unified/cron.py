@@ -46,7 +46,7 @@ def load_zone(name: str) -> ZoneInfo:
         if not isinstance(name, str) or not name.strip():
             raise ValueError(name)
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder of zones, such as 'Europe'
         raise ValidationError(
             f"timezone {name!r} is not an IANA time zone name: use names such as 'UTC', 'Europe/Berlin' "
             "or 'America/New_York'"

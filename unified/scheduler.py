@@ -106,6 +106,8 @@ class Scheduler:
     # -- defining schedules ------------------------------------------------------------------------------
     def add_task(self, task: Task, when: When, name: str | None = None) -> str:
         """Schedule an ad-hoc task (each fire queues a fresh copy); returns the schedule id."""
+        if task.dependencies:  # each fire would fail: what it names is no task of its own
+            raise ValidationError("a scheduled task cannot depend on other tasks: schedule a workflow instead")
         spec = self.engine.functions.register(task)
         spec["task_id"] = None
         if not self.store.keeps_objects:
@@ -229,22 +231,28 @@ class Scheduler:
         """Fire every schedule that is due now, in this thread; returns what was fired."""
         now = self.clock.now()
         fired: list[Fired] = []
-        for schedule in self.store.due_schedules(now, limit=100 + len(self._blocked)):
-            try:
-                fired += self._fire_due(schedule, now)
-            except UnifiedError:
-                log.exception("schedule %s (%s) could not fire; will try again", schedule.schedule_id, schedule.name)
+        seen: set[str] = set()  # due ones stay due when they cannot fire yet (catch-up at max_active_runs)
+        while batch := [s for s in self.store.due_schedules(now, limit=100 + len(seen)) if s.schedule_id not in seen]:
+            for schedule in batch:
+                seen.add(schedule.schedule_id)
+                try:
+                    fired += self._fire_due(schedule, now)
+                except UnifiedError:
+                    log.exception("schedule %s (%s) could not fire; will try again",
+                                  schedule.schedule_id, schedule.name)  # fmt: skip
+        self._blocked &= seen  # paused or removed meanwhile: no longer waited for
         return fired
 
     def backfill(self, schedule_id: str, start: datetime | float | str, end: datetime | float | str) -> list[Fired]:
-        """Fire the schedule's fire times in ``[start, end]`` (up to now) that have not fired yet, oldest first."""
+        """Fire the schedule's fire times in ``[start, end]`` (up to now, and within its own start and end) that have
+        not fired yet, oldest first: all of them, whether it is paused or how many of its runs are unfinished."""
         schedule = self.store.get_schedule(schedule_id)
         timing = timing_of(schedule)
         first, last = to_epoch(start, timing.zone, "start"), to_epoch(end, timing.zone, "end")
         if last < first:  # type: ignore[operator]
             raise ValidationError("backfill end is before its start: give start <= end")
         now = self.clock.now()
-        times = timing.between(first, min(last, now), bounded=False, limit=BACKFILL_LIMIT + 1)  # type: ignore[arg-type, type-var]
+        times = timing.between(first, min(last, now), limit=BACKFILL_LIMIT + 1)  # type: ignore[arg-type, type-var]
         if len(times) > BACKFILL_LIMIT:
             raise ValidationError(f"that range holds more than {BACKFILL_LIMIT} fire times: backfill it in parts")
         fired = [f for t in times if (f := self._fire(schedule, t, now)) is not None]
@@ -261,7 +269,8 @@ class Scheduler:
                 outcome = self._fire(schedule, due, now)
                 if outcome is not None:
                     fired.append(outcome)
-                    free -= outcome.state == "started"
+                # a time another scheduler fired counts as started: it may have been (the next pass counts again)
+                free -= outcome is None or outcome.state == "started"
                 due = timing.next_after(due)
             if due is not None and due <= now:
                 self._block(schedule.schedule_id)

@@ -271,8 +271,6 @@ class TaskManager(ScheduleMethods):
         ``task_options`` are those of :meth:`queue_task` (``timeout``, ``max_retries``, ``sla_seconds``, ...).
         See docs/scheduling.md for time zones, daylight saving, ``catchup`` and ``max_active_runs``.
         """
-        if task_options.get("dependencies"):
-            raise ValidationError("a scheduled task cannot depend on other tasks: schedule a workflow instead")
         task = func if isinstance(func, Task) else Task(func=func, command=command, name=name, **task_options)
         when = When(cron, interval_seconds, timezone, start_at, end_at, catchup, max_active_runs)
         return self.scheduler.add_task(task, when, name)

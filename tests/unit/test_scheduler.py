@@ -8,6 +8,7 @@ import pytest
 
 from tests.helpers.tasks import add
 from unified.errors import NotFoundError, ValidationError
+from unified.scheduler import Scheduler
 from unified.task import Task
 from unified.task_manager import TaskManager
 from unified.utils import FakeClock, iso
@@ -84,6 +85,7 @@ def test_cron_extensions(drained: TaskManager, cron: str, expected: list[str]) -
         ({"cron": "0 0 30 FEB *"}, "is invalid \\(Bad day-of-month\\)"),
         ({"cron": "@sometimes"}, "has 1 fields"),
         ({"cron": "0 * * * *", "timezone": "Mars/Olympus"}, "timezone 'Mars/Olympus' is not an IANA time zone"),
+        ({"cron": "0 * * * *", "timezone": "Europe"}, "timezone 'Europe' is not an IANA time zone"),
         ({"cron": "0 * * * *", "interval_seconds": 60}, "exactly one of cron= .* or interval_seconds="),
         ({}, "exactly one of cron="),
         ({"interval_seconds": 0}, "interval_seconds must be from 0.01 to 31,536,000"),
@@ -106,6 +108,9 @@ def test_invalid_schedules_are_refused_naming_the_field(drained: TaskManager, op
 def test_a_scheduled_task_cannot_have_dependencies(drained: TaskManager) -> None:
     with pytest.raises(ValidationError, match="schedule a workflow instead"):
         drained.schedule_task(add, args=(1, 1), cron="@daily", dependencies=["x"])
+    with pytest.raises(ValidationError, match="schedule a workflow instead"):  # a ready Task too (the API's way)
+        drained.schedule_task(Task(func=add, args=(1, 1), dependencies=["x"]), cron="@daily")
+    assert drained.list_schedules() == []
 
 
 def test_interval_schedules_count_from_start_at_or_one_interval_after_creation(
@@ -156,6 +161,40 @@ def test_catchup_on_runs_every_missed_time_oldest_first_within_max_active_runs(
     times = [t["metadata"]["fire_time"][11:16] for t in reversed(drained.list_tasks(schedule_id=sid))]
     assert times == ["01:00", "02:00", "03:00", "04:00", "05:00"], "oldest first"
     assert drained.get_schedule(sid)["next_fire_time"] == "2026-01-01T06:00:00Z"
+
+
+def test_a_second_scheduler_catching_up_behind_the_first_stays_within_max_active_runs(
+    drained: TaskManager, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sid = drained.schedule_task(add, args=(1, 1), cron="@hourly", catchup=True, max_active_runs=1)
+    drained.run_scheduler = False
+    clock.advance(5 * HOUR)
+    first, second = drained.scheduler, Scheduler(drained.engine)
+    assert [iso(f.fire_time) for f in first.run_once()] == ["2026-01-01T01:00:00Z"]
+    stale = drained.store.get_schedule(sid)
+    stale.next_fire_at = clock.now() - 4 * HOUR  # as the second one read it, before the first one fired
+    monkeypatch.setattr(drained.store, "due_schedules", lambda now, limit: [stale])
+    monkeypatch.setattr(second, "_active", lambda schedule: 0)  # and counted the active runs
+    assert second.run_once() == [], "01:00 is the first one's: it may be running, so 02:00 waits"
+    assert len(drained.list_tasks(schedule_id=sid)) == 1
+
+
+def test_every_due_schedule_fires_however_many_there_are(drained: TaskManager, clock: FakeClock) -> None:
+    ids = [drained.schedule_task(add, args=(1, 1), cron="@hourly", name=f"s{i}") for i in range(250)]
+    seen = missed_events(drained)
+    clock.advance(HOUR)
+    assert all(len(fire_times(drained, sid)) == 1 for sid in ids) and seen == []
+
+
+def test_a_paused_catchup_schedule_is_no_longer_waited_for(drained: TaskManager, clock: FakeClock) -> None:
+    sid = drained.schedule_task(add, args=(1, 1), cron="@hourly", catchup=True, max_active_runs=1)
+    drained.run_scheduler = False
+    clock.advance(3 * HOUR)
+    drained.scheduler.run_once()
+    assert sid in drained.scheduler._blocked, "the other missed times wait for the active run"
+    drained.pause_schedule(sid)
+    drained.scheduler.run_once()
+    assert drained.scheduler._blocked == set()
 
 
 def test_catchup_on_with_a_past_start_at_runs_every_time_since(drained: TaskManager, clock: FakeClock) -> None:
@@ -221,6 +260,11 @@ def test_backfill_runs_a_past_range_once(drained: TaskManager, clock: FakeClock)
     with pytest.raises(ValidationError, match="more than 10000 fire times"):
         every_minute = drained.schedule_task(add, args=(1, 1), cron="* * * * *")
         drained.backfill(every_minute, 0, clock.now())
+    bounded = drained.schedule_task(
+        add, args=(1, 1), cron="0 6 * * *", start_at="2026-01-05", end_at="2026-01-07T12:00"
+    )
+    fired = drained.backfill(bounded, "2026-01-01T00:00:00Z", "2026-01-10T00:00:00Z")
+    assert [f["fire_time"][:10] for f in fired] == ["2026-01-05", "2026-01-06", "2026-01-07"], "within its own bounds"
     for start, end in (("0001-01-01T00:00:00Z", "2026-01-01T00:00:00Z"), ("2026-01-01T00:00:00Z", "9999-12-31")):
         with pytest.raises(ValidationError, match="must fall between 1970 and the year 9000"):
             drained.backfill(sid, start, end)
