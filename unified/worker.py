@@ -121,7 +121,7 @@ class WorkerPool(LeaseKeeping):
         self._runners: list[threading.Thread] = []
         self._services: list[threading.Thread] = []
         self._inline: dict[str, int] = {}  # task id -> the ident of the runner thread calling its code itself
-        self._replaced: set[str] = set()  # tasks canceled while running inline: another runner took their place
+        self._retired: set[int] = set()  # runners replaced as their task's code was canceled: they end once it returns
         self._runner_names = itertools.count()
         engine.on_ready(self.wake)
         engine.on_canceled(self._replace_runner_of)
@@ -293,7 +293,7 @@ class WorkerPool(LeaseKeeping):
         only move the work to another thread. Not while outcomes wait in the queue: the runner applies them first.
         """
         # a runner replaced meanwhile (see _replace_runner_of) ends instead of taking it
-        by_runner = by_runner and self._reports.empty() and threading.current_thread() in self._runners
+        by_runner = by_runner and self._reports.empty() and threading.get_ident() not in self._retired
         for record in claimed:
             self._held[record.id] = record.attempts
         with self._lock:
@@ -346,8 +346,8 @@ class WorkerPool(LeaseKeeping):
                 with self._lock:
                     self._running.pop(runner, None)
                     # canceled while running inline: it left the count then, and this thread ends here
-                    if replaced := record.id in self._replaced:
-                        self._replaced.discard(record.id)
+                    if replaced := runner in self._retired:
+                        self._retired.discard(runner)
                     else:
                         self._mean_attempt = took if not self._mean_attempt else 0.9 * self._mean_attempt + 0.1 * took
                         self._busy -= 1
@@ -364,7 +364,7 @@ class WorkerPool(LeaseKeeping):
                 return  # not running inline here, or drained in the caller's thread (run_until_idle)
             self._runners.remove(runner)
             self._runners.append(self._new_runner())
-            self._replaced.add(task_id)
+            self._retired.add(ident)
             self._held.pop(task_id, None)  # its lease went with the cancel: the heartbeat would call it lost
             self._busy -= 1
             self._freed.notify()
