@@ -3,14 +3,17 @@
 Capture works per thread: one handler, attached once to the root logger, appends each record to the buffer that
 the emitting thread activated with :class:`capture`, and ignores records of threads that capture nothing. Task
 code logs through ``ctx.logger`` (a ``unified.task.<name>`` logger, enabled at DEBUG so its lines are always
-captured) or through any standard logger, which its own level governs.
+captured) or through any standard logger, which its own level governs; what it prints is captured too (and printed).
 """
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
+import sys
 import threading
+import time
 from typing import Any
 
 from unified.errors import ValidationError
@@ -64,13 +67,33 @@ _HANDLER = CaptureHandler()
 
 
 def install_capture() -> None:
-    """Attach the capture handler to the root logger (once) and enable ``unified.task.*`` loggers at DEBUG."""
+    """Attach the capture handler to the root logger (once), enable ``unified.task.*`` loggers at DEBUG, and let
+    ``print`` in a capturing thread reach its attempt's log too."""
     if _HANDLER in logging.root.handlers:
         return
     with _install_lock:
         if _HANDLER not in logging.root.handlers:
             logging.root.addHandler(_HANDLER)
             logging.getLogger(TASK_LOGGER).setLevel(logging.DEBUG)
+        if builtins.print is not _print_and_capture:
+            builtins.print = _print_and_capture
+
+
+_print = builtins.print
+
+
+def _print_and_capture(
+    *values: object, sep: str | None = " ", end: str | None = "\n", file: Any = None, flush: bool = False
+) -> None:
+    """``print``, and in a thread that captures an attempt's log, each printed line there too (INFO, or WARNING for
+    stderr), as a child process's output is: task code prints rather than logs as often as not."""
+    buffer = getattr(_local, "buffer", None)
+    if buffer is not None and (file is None or file is sys.stdout or file is sys.stderr):
+        level = "WARNING" if file is sys.stderr else "INFO"
+        now = time.time()
+        text = (" " if sep is None else sep).join(map(str, values))
+        buffer.extend((now, level, readable_text(line)) for line in text.splitlines() or [""])
+    _print(*values, sep=sep, end=end, file=file, flush=flush)
 
 
 def task_logger(name: str) -> logging.Logger:

@@ -337,6 +337,24 @@ def test_logs_from_ctx_logger_and_logging_module_are_captured(executor):
         assert all(abs(ts - time.time()) < 60 for ts, _, _ in outcome.logs)
 
 
+def test_what_a_thread_task_prints_is_captured_and_still_printed(executor, capsys) -> None:
+    def job() -> None:
+        print("rows:", 3)
+        print("two\nlines", file=sys.stderr)
+
+    for timeout in (None, 5):
+        outcome = executor.run_attempt(Task("t", func=job, timeout=timeout), TaskContext("t"), job)
+        assert [(level, message) for _, level, message in outcome.logs] == [
+            ("INFO", "rows: 3"),
+            ("WARNING", "two"),
+            ("WARNING", "lines"),
+        ]
+    print("outside any attempt")
+    assert executor.run_attempt(Task("t", func=int), TaskContext("t"), int).logs == []
+    printed = capsys.readouterr()
+    assert printed.out == "rows: 3\n" * 2 + "outside any attempt\n" and printed.err == "two\nlines\n" * 2
+
+
 def test_logged_exception_includes_its_traceback(executor):
     def job(ctx):
         try:
