@@ -337,6 +337,9 @@ class ScheduleIn(Request):
     workflow_id: Identifier | None = Field(None, description="the workflow to run (or give 'task')")
     task: TaskIn | None = Field(None, description="the task to queue on each fire (or give 'workflow_id')")
     params: JsonObject = Field(default_factory=dict, description="params of each run (workflow schedules)")
+    sla_seconds: Annotated[float, Field(gt=0, le=31_536_000)] | None = Field(
+        None, description="raise sla_missed for a run unfinished this long after its fire (workflow schedules)"
+    )
     cron: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(None, description="e.g. '*/5 * * * *'")
     interval_seconds: Annotated[float, Field(ge=0.01, le=31_536_000)] | None = None
     timezone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"

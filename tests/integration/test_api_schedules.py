@@ -10,10 +10,12 @@ from tests.integration.test_api import pipeline_id
 
 def test_a_workflow_schedule_shows_its_next_fires_and_fires_on_time(api: Api) -> None:
     wid = pipeline_id(api)
-    body = {"name": "quarterly", "workflow_id": wid, "cron": "*/15 * * * *", "params": {"from": "cron"}}
+    body = {"name": "quarterly", "workflow_id": wid, "cron": "*/15 * * * *", "params": {"from": "cron"},
+            "sla_seconds": 600}  # fmt: skip
     created = api.call("POST", "/schedules", json=body)
     assert created.status_code == 201, created.text
     schedule = created.json()
+    assert schedule["target"]["sla_seconds"] == 600
     assert schedule["target_type"] == "workflow" and schedule["next_fire_time"] == "2026-01-01T00:15:00Z"
     assert len(schedule["next_fire_times"]) == 5 and schedule["next_fire_times"][0].startswith("2026-01-01T00:15")
     api.clock.advance(15 * 60)

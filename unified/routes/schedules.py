@@ -44,8 +44,12 @@ def create_schedule(request: Request, body: ScheduleIn, principal: Principal = A
     if body.workflow_id is not None:
         manager = svc.workflow_manager
         manager.get_workflow(body.workflow_id)
-        schedule_id = manager.schedule_workflow(body.workflow_id, params=body.params, name=body.name, **when)
+        schedule_id = manager.schedule_workflow(
+            body.workflow_id, params=body.params, name=body.name, sla_seconds=body.sla_seconds, **when
+        )
     else:
+        if body.sla_seconds is not None:
+            raise ValidationError("sla_seconds applies to workflow schedules only: schedule a workflow for it")
         task = build_task(body.task, svc, principal)  # type: ignore[arg-type]
         schedule_id = svc.task_manager.schedule_task(task, name=body.name, **when)
     set_target(request, schedule_id)
