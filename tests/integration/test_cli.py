@@ -83,6 +83,15 @@ def test_run_wait_exits_0_on_success_and_passes_params(cli: Cli) -> None:
     assert run["params"] == {"who": "world"}
 
 
+def test_run_a_stored_version_and_refuse_a_param_given_twice(cli: Cli) -> None:
+    run_file(cli, "good", "--param", "who=one")
+    run = cli.json("run", "good", "--version", "1", "--wait", "--param", "who=two")
+    assert (run["version"], run["state"], run["results"]["second"]) == (1, "success", "hello two")
+    assert "no version 7 of workflow" in cli("run", "good", "--version", "7", code=3).stderr
+    assert "is given twice" in cli("run", "good", "--param", "a=1", "--param", "a=2", code=2).stderr
+    assert "not a file" in cli("run", str(cli.folder / "cli_flows.py"), "--version", "1", code=2).stderr
+
+
 def test_run_wait_past_its_timeout_exits_1_at_once_and_hands_the_running_task_back(cli: Cli) -> None:
     started = time.monotonic()
     result = cli("run", str(cli.folder / "cli_flows.py"), "--workflow", "stuck", "--wait", "--timeout", "0.3", code=1)

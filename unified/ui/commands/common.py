@@ -140,6 +140,8 @@ def parse_params(pairs: Sequence[str] | None) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise fail(f"--param {pair!r} is not key=value: write e.g. --param day=2026-01-01")
+        if key.strip() in params:
+            raise fail(f"--param {key.strip()!r} is given twice: give each name once")
         params[key.strip()] = parse_value(value)
     return params
 

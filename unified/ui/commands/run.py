@@ -146,6 +146,9 @@ def run(
         int, typer.Option(min=0, help="With --wait: runner threads in this process (0: others run it).")
     ] = 4,
     workflow: Annotated[str | None, typer.Option(help="The workflow to run when FILE defines several.")] = None,
+    version: Annotated[
+        int | None, typer.Option(min=1, help="Run this frozen version of a stored workflow instead of its draft.")
+    ] = None,
     timeout: Annotated[
         float | None, typer.Option(min=0.001, help="With --wait: stop waiting after this many seconds.")
     ] = None,
@@ -158,6 +161,8 @@ def run(
     from_file = target.endswith(".py") or path.is_file()
     if from_file and not path.is_file():
         raise fail(f"no file {target}: give a Python file that defines a Workflow, or a workflow name")
+    if from_file and version is not None:
+        raise fail("--version runs a stored workflow's version: give its name or id, not a file")
     # the code first: this session's workers may claim queued tasks of the same project at once
     defined = load_file(path, workflow) if from_file else None
     if defined is None:
@@ -167,7 +172,7 @@ def run(
             workflow_id = s.workflows.register(defined)
         else:
             workflow_id = find_workflow(s.workflows, target)["workflow_id"]
-        run_id = s.workflows.start_workflow(workflow_id, params, metadata={"started_by": "cli"})
+        run_id = s.workflows.start_workflow(workflow_id, params, version=version, metadata={"started_by": "cli"})
         if not wait:
             record = {"run_id": run_id, "workflow_id": workflow_id, "state": "running"}
             done(f"run {run_id} queued; a server or worker on this database runs it: `unified runs show {run_id}`",
