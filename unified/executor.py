@@ -286,7 +286,7 @@ class Executor:
                 return self._canceled(list(logs))  # a copy: the abandoned thread may keep logging
             if time.monotonic() >= deadline:
                 ctx._cancel_event.set()
-                return self._timed_out(timeout, list(logs), _where(thread))
+                return self._timed_out(task, list(logs), _where(thread))
         if "error" in box:
             exc = box.pop("error")
             return AttemptOutcome("failure", error=error_info(exc), retryable=task.should_retry(exc), logs=logs)
@@ -294,11 +294,11 @@ class Executor:
             return self._canceled(logs)
         return AttemptOutcome("success", result=box["result"], logs=logs)
 
-    def _timed_out(self, timeout: float, logs: list[LogLine], detail: str = "") -> AttemptOutcome:
-        message = f"attempt exceeded its {timeout:g} s timeout"
+    def _timed_out(self, task: Task, logs: list[LogLine], detail: str = "") -> AttemptOutcome:
+        message = f"attempt exceeded its {task.timeout:g} s timeout"
         logs.append((self.clock.now(), "ERROR", message))
         error = {"type": "TimeoutError", "message": message, "traceback": detail}
-        return AttemptOutcome("timeout", error=error, logs=logs)
+        return AttemptOutcome("timeout", error=error, retryable=task.should_retry(None), logs=logs)
 
     def _canceled(self, logs: list[LogLine]) -> AttemptOutcome:
         logs.append((self.clock.now(), "WARNING", "attempt canceled"))
@@ -362,7 +362,7 @@ class Executor:
                 report = message
         logs.sort(key=lambda line: line[0])
         if ended == "timeout":
-            return self._timed_out(float(task.timeout), logs)  # type: ignore[arg-type]
+            return self._timed_out(task, logs)
         if ended == "canceled":
             return self._canceled(logs)
         ctx.metadata.update(report.get("metadata") or {})
@@ -401,7 +401,7 @@ class Executor:
         finally:
             os.close(lifeline)
         if ended == "timeout":
-            return self._timed_out(float(task.timeout), logs)  # type: ignore[arg-type]
+            return self._timed_out(task, logs)
         if ended == "canceled":
             return self._canceled(logs)
         if proc.returncode == 0:

@@ -550,8 +550,9 @@ class Task:
         return task
 
     def should_retry(self, error: BaseException | None) -> bool:
-        """True if ``error`` (None for a timeout) is one this task retries."""
-        return error is None or isinstance(error, self.retry_on)
+        """True if ``error`` is one this task retries; None stands for a timeout, retried if ``retry_on`` takes
+        TimeoutError (the default ``Exception`` does)."""
+        return issubclass(TimeoutError, self.retry_on) if error is None else isinstance(error, self.retry_on)
 
     def run(self, *, params: dict[str, Any] | None = None) -> Any:
         """Run this task in the calling thread, with its retries and timeout; return its result or raise."""

@@ -261,6 +261,14 @@ def test_thread_timeout_returns_on_time(executor):
     assert outcome.retryable
 
 
+@pytest.mark.parametrize(("retry_on", "retryable"), [((OSError,), True), ((ValueError,), False)])
+def test_a_timeout_is_retried_only_if_retry_on_takes_timeout_error(executor, retry_on: tuple, retryable: bool) -> None:
+    for task in (Task("t", func=helpers.sleep_for, args=(5,), timeout=0.1, retry_on=retry_on),
+                 Task("t", command="sleep 5", timeout=0.1, retry_on=retry_on)):  # fmt: skip
+        outcome = attempt(executor, task)
+        assert (outcome.state, outcome.retryable) == ("timeout", retryable)  # TimeoutError is an OSError
+
+
 def test_timeout_sets_the_cooperative_cancel_flag(executor):
     seen = threading.Event()
 
