@@ -384,9 +384,13 @@ class Task:
         else:
             func_path = None
         if isolation == "process" and func is not None and func_path is None:
+            where = (
+                "a module of its own, not in the script being run (__main__), which a child process does not import"
+                if getattr(func, "__module__", None) == "__main__"
+                else "module level and pass it (or its import path 'pkg.mod:function'), not a lambda or closure"
+            )
             raise ValidationError(
-                "isolation='process' needs a function another process can import: define it at module level "
-                "and pass it (or its import path 'pkg.mod:function'), not a lambda or closure"
+                f"isolation='process' needs a function another process can import: define it in {where}"
             )
         retry_on = tuple(retry_on) if isinstance(retry_on, Iterable) else (retry_on,)
         for exc_type in retry_on:

@@ -124,3 +124,12 @@ def test_queue_task_refuses_options_beside_a_ready_task_instead_of_ignoring_them
         with pytest.raises(ValidationError, match="got a Task and also jitter, priority: set those on the Task"):
             tm.queue_task(Task(task_id="t", func=print), priority=5, jitter=True)
         assert tm.queue_task(Task(task_id="t", func=print, priority=5)) == "t"
+
+
+def test_a_function_of_the_script_being_run_is_refused_for_process_isolation_saying_why() -> None:
+    def job() -> int:
+        return 1
+
+    job.__module__, job.__qualname__ = "__main__", "job"  # as if defined at the top of `python script.py`
+    with pytest.raises(ValidationError, match=r"not in the script being run \(__main__\)"):
+        Task(func=job, isolation="process")
