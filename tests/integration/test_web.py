@@ -109,6 +109,18 @@ def test_a_viewer_sees_no_operator_controls_and_the_server_refuses_them(api: Api
     assert api.services.store.get_run(run_id).state == "running"
 
 
+def test_the_run_form_refuses_a_workflow_holding_a_shell_command_while_shell_tasks_are_off(api: Api) -> None:
+    api.services.allow_shell = True
+    workflow = {"name": "sh", "tasks": [{"task_id": "echo", "command": "echo a"}]}
+    workflow_id = api.call("POST", "/workflows", json=workflow).json()["workflow_id"]
+    api.services.allow_shell = False
+    client = sign_in(api, "operator")
+    token = csrf_of(client, f"/ui/workflows/{workflow_id}")
+    refused = client.post(f"/ui/workflows/{workflow_id}/run", data={"csrf": token, "params": ""})
+    assert refused.status_code == 403 and "is a shell command and shell tasks are off" in refused.text
+    assert api.call("GET", "/runs").json()["items"] == []
+
+
 def test_an_operator_runs_cancels_and_retries_and_the_audit_log_names_the_key(api: Api) -> None:
     client = sign_in(api, "operator")
     workflow = pipeline_id(api)

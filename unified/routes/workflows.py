@@ -15,6 +15,7 @@ from unified.routes.deps import (
     MAX_PAGE,
     OPERATOR,
     VIEWER,
+    Services,
     build_task,
     page_of,
     services,
@@ -168,20 +169,27 @@ def start_run(
     current version with no params."""
     svc = services(request)
     body = body or RunIn()
-    if not svc.allow_shell:  # stored while shell tasks were on: they stay off until the server turns them on again
-        specs = (svc.store.get_workflow(workflow_id) if body.version is None
-                 else svc.store.get_version(workflow_id, body.version)).tasks  # fmt: skip
-        if shell := next((s["task_id"] for s in specs if s.get("command") is not None), None):
-            raise PermissionDeniedError(
-                f"task {shell!r} of this workflow is a shell command and shell tasks are off: an admin can start "
-                "the server with --allow-shell"
-            )
+    refuse_shell_unless_allowed(svc, workflow_id, body.version)
     run_id = svc.workflow_manager.start_workflow(
         workflow_id, body.params, body.version, trigger="api", metadata={"started_by": principal.name}
     )
     set_target(request, run_id)
     run = svc.store.get_run(run_id)
     return RunAccepted(run_id=run_id, workflow_id=workflow_id, version=run.version, state=run.state)
+
+
+def refuse_shell_unless_allowed(svc: Services, workflow_id: str, version: int | None) -> None:
+    """A PermissionDeniedError if the workflow (its draft, or ``version``) holds a shell command and the server runs
+    without shell tasks: stored while they were on, they stay off until it is started with them again."""
+    if svc.allow_shell:
+        return
+    specs = (svc.store.get_workflow(workflow_id) if version is None
+             else svc.store.get_version(workflow_id, version)).tasks  # fmt: skip
+    if shell := next((s["task_id"] for s in specs if s.get("command") is not None), None):
+        raise PermissionDeniedError(
+            f"task {shell!r} of this workflow is a shell command and shell tasks are off: an admin can start "
+            "the server with --allow-shell"
+        )
 
 
 @router.get("/{workflow_id}/runs", response_model=RunPage, dependencies=[VIEWER], summary="List a workflow's runs")

@@ -11,6 +11,7 @@ from fastapi import Request, Response
 from unified.auth import Role
 from unified.errors import ValidationError
 from unified.routes.runs import runs_page_after
+from unified.routes.workflows import refuse_shell_unless_allowed
 from unified.store.records import TaskRecord
 from unified.ui.pages.base import (
     PAGE_SIZE,
@@ -187,6 +188,7 @@ def start_run(request: Request, workflow_id: str, ui: Page, form: Form) -> Respo
     principal = ui.require(Role.OPERATOR)
     params = parse_params(form.get("params", ""))
     version = clamp(form.get("version"), 0, 0, 10**6) or None
+    refuse_shell_unless_allowed(ui.svc, workflow_id, version)
     run_id = ui.svc.workflow_manager.start_workflow(
         workflow_id, params, version, trigger="manual", metadata={"started_by": principal.name, "from": "web"}
     )
