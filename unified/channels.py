@@ -45,6 +45,8 @@ def summary(alert: dict[str, Any]) -> str:
     where = f" {subject!r}" if subject else ""
     if alert.get("run_id"):
         where += f" in run {alert['run_id']}"
+    if failed := alert.get("failed_tasks"):
+        where += f" (failed: {', '.join(map(str, failed[:3]))}{', ...' if len(failed) > 3 else ''})"
     error = alert.get("error") or {}
     detail = f": {error.get('type')}: {error.get('message')}" if error.get("message") else ""
     return f"[unified] {event}{where}{detail}"

@@ -8,6 +8,7 @@ from typing import Any
 
 from unified.events import EventBus
 from unified.outcome_plan import PlannedOutcome
+from unified.store.base import Store
 from unified.store.records import RunRecord, TaskRecord
 from unified.utils import Clock
 
@@ -17,6 +18,7 @@ class EngineEvents:
 
     bus: EventBus
     clock: Clock
+    store: Store
     after_commit: Callable[[Callable[[], None]], None]
     _run: Callable[[str | None], RunRecord | None]
 
@@ -48,21 +50,30 @@ class EngineEvents:
         )
 
     def _emit_run(self, name: str, run: RunRecord) -> None:
-        if self.bus.wants(name):
-            self._publish(
-                {
-                    "event": name,
-                    "task_id": None,
-                    "id": None,
-                    "run_id": run.run_id,
-                    "workflow_id": run.workflow_id,
-                    "name": None,
-                    "state": run.state,
-                    "attempt": None,
-                    "error": None,
-                    "at": self.clock.now(),
-                }
-            )
+        """Publish a run's end; one that did not succeed names the tasks that ended badly and the first one's error
+        (read only when something listens: an alert on it says why, not just that)."""
+        if not self.bus.wants(name):
+            return
+        failed: list[TaskRecord] = []
+        if run.state != "success":
+            failed = [t for t in self.store.run_tasks(run.run_id) if t.state in ("failure", "timeout")]
+        self._publish(
+            {
+                "event": name,
+                "task_id": None,
+                "id": None,
+                "run_id": run.run_id,
+                "workflow_id": run.workflow_id,
+                "name": None,
+                "state": run.state,
+                "attempt": None,
+                "error": failed[0].error if failed else None,
+                "failed_tasks": [t.task_id for t in failed],
+                "trigger": run.trigger,
+                "schedule_id": run.schedule_id,
+                "at": self.clock.now(),
+            }
+        )
 
     def _publish(self, event: dict[str, Any]) -> None:
         self.after_commit(lambda: self.bus.publish(event))

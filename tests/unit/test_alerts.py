@@ -44,6 +44,10 @@ def test_rules_filter_by_event_workflow_and_task_name(drained: TaskManager) -> N
             ("workflow_failed", by_id),
         ]
     )
+    failed_run = next(a for a in drained.list_alerts() if a["event"] == "workflow_failed" and a["rule_id"] == by_id)
+    alert = failed_run["alert"]
+    assert (alert["failed_tasks"], alert["error"]["type"], alert["trigger"]) == (["load"], "ValueError", "manual")
+    assert "(failed: load): ValueError: " in alert["summary"], "the alert says why the run failed"
     assert [r["rule_id"] for r in wm.list_alert_rules()] == [by_name, by_id, by_task]
     assert wm.list_alert_rules()[0]["channel"] == {"type": "log", "level": "WARNING", "logger": "unified.alerts"}
     wm.remove_alert_rule(by_name)
