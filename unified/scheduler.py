@@ -327,6 +327,8 @@ class Scheduler:
             log.error("schedule %s (%s) could not start its %s fire: %s", sid, schedule.name, iso(fire_time), reason)
             # a SQL store rolled the fire back with the run; the memory store keeps it
             if not self.store.insert_fire(FireRecord(sid, fire_time, now, state="failed", reason=reason)):
+                if not self.store.keeps_objects:
+                    return None  # another scheduler fired that time since: its record stands
                 self.store.update_fire(sid, fire_time, state="failed", reason=reason)
             outcome = Fired(sid, fire_time, "failed", reason=reason)
         if outcome.state != "started":

@@ -6,10 +6,14 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.tasks import add
 from tests.unit.test_alerts_channels import Receiver
 from unified.alerts import WebhookChannel
+from unified.errors import ValidationError
 from unified.scheduler import Scheduler
+from unified.store.records import FireRecord
 from unified.task import Task
 from unified.task_manager import TaskManager
 from unified.utils import FakeClock, SystemClock
@@ -115,3 +119,30 @@ def test_alert_outcomes_are_stored_on_sqlite(tmp_path: Path) -> None:
         (alert,) = again.list_alerts()
     assert (alert["status"], alert["attempts"], alert["channel"]) == ("sent", 1, "webhook")
     assert alert["alert"]["error"]["type"] == "ValueError"
+
+
+def test_a_fire_that_failed_here_leaves_alone_the_record_another_scheduler_made_since(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    with TaskManager(store=f"sqlite:///{tmp_path}/s.db", max_workers=0, clock=clock, run_scheduler=False) as tm:
+        sid = tm.schedule_task(add, args=(1, 1), cron="@hourly")
+        clock.advance(3600)
+        scheduler = Scheduler(tm.engine)
+
+        def start_fails(schedule: object, fire_time: float) -> None:
+            raise ValidationError("this process cannot start it")
+
+        def another_scheduler_fires(fire: FireRecord) -> bool:
+            fired = FireRecord(fire.schedule_id, fire.fire_time, fire.created_at, state="started", task_id="theirs")
+            return insert(fire if fire.state != "failed" else fired) and fire.state != "failed"
+
+        insert = tm.store.insert_fire
+        monkeypatch.setattr(scheduler, "_start", start_fails)
+        monkeypatch.setattr(tm.store, "insert_fire", another_scheduler_fires)
+        assert scheduler.run_once() == [], "the time is the other scheduler's: nothing to report from here"
+        monkeypatch.undo()
+        assert (tm.get_schedule(sid)["last_fire"]["state"], tm.get_schedule(sid)["last_fire"]["task_id"]) == (
+            "started",
+            "theirs",
+        )
