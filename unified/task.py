@@ -100,9 +100,8 @@ def _exception_class(path: str) -> type[BaseException]:
 
 
 def check_runnable(spec: dict[str, Any], func: Callable[..., Any] | None) -> None:
-    """Raise ValidationError if the task of ``spec`` cannot run here: it names neither a command, an import path nor
-    ``func`` (the callable found for it in this process, by its import path if it has one), or one of its
-    ``retry_on`` classes cannot be imported."""
+    """Raise ValidationError if the task of ``spec`` cannot run here: it has no command, import path nor ``func`` (the
+    callable found for it in this process), or a ``retry_on`` class of it cannot be imported."""
     if func is None:
         _check_command(spec)
     for path in spec.get("retry_on", ()):
@@ -134,10 +133,9 @@ def check_number(name: str, value: Any, kind: str = "0 or more", whole: bool = F
 
 def check_sla(sla_seconds: float | None) -> float | None:
     """``sla_seconds`` if it is None or a positive number; a ValidationError otherwise."""
-    if sla_seconds is None:
-        return None
-    check_number("sla_seconds", sla_seconds, "positive")
-    return float(sla_seconds)
+    if sla_seconds is not None:
+        check_number("sla_seconds", sla_seconds, "positive")
+    return None if sla_seconds is None else float(sla_seconds)
 
 
 @dataclass(frozen=True)
@@ -280,17 +278,8 @@ class TaskContext:
         return self._add_task(task)
 
 
-def wants_context(func: Callable[..., Any]) -> bool:
-    """True if ``func`` declares a ``ctx`` parameter or one annotated ``TaskContext``."""
-    try:
-        parameters = inspect.signature(func).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == "ctx" or p.annotation in (TaskContext, "TaskContext") for p in parameters)
-
-
 def context_parameter(func: Callable[..., Any]) -> str | None:
-    """The name of the parameter that receives the TaskContext, or None."""
+    """The name of the parameter that receives the TaskContext (``ctx``, or one annotated ``TaskContext``), or None."""
     try:
         parameters = inspect.signature(func).parameters.values()
     except (TypeError, ValueError):
