@@ -554,6 +554,25 @@ def test_shell_failure_names_exit_code_and_last_stderr_line(executor):
     ]
 
 
+@pytest.mark.parametrize(
+    ("command", "state", "said"),
+    [
+        ("yes | head -n1", "success", "y"),  # SIGPIPE at its default ends `yes` (ignored, it ran on for good)
+        (
+            "trap 'echo caught' USR1; kill -USR1 0; echo done",
+            "success",
+            "done",
+        ),  # its group's signal spares the launcher
+        ("kill -9 $$", "failure", "command was killed by signal 9"),
+        ("kill -TERM $$", "failure", "command was killed by signal 15"),
+    ],
+)
+def test_shell_commands_get_the_signals_and_statuses_of_a_plain_shell(executor, command, state, said) -> None:
+    outcome = executor.run_attempt(Task("t", command=command, timeout=10), TaskContext("t"), None)
+    assert outcome.state == state
+    assert said == (outcome.result.splitlines()[-1] if state == "success" else outcome.error["message"])
+
+
 def test_shell_missing_program_is_a_failure(executor):
     outcome = executor.run_attempt(Task("t", command=["/nonexistent/program"]), TaskContext("t"), None)
     assert outcome.state == "failure"
