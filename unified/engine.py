@@ -17,8 +17,8 @@ from typing import Any
 from unified import events as ev
 from unified.engine_batch import Batch
 from unified.engine_events import EngineEvents
-from unified.engine_submit import Submitting
-from unified.errors import ConflictError, NotFoundError
+from unified.engine_submit import CONFLICT_RETRIES, Submitting
+from unified.errors import ConflictError, NotFoundError, StoreConflict
 from unified.events import EventBus
 from unified.functions import FunctionRegistry
 from unified.interventions import UNFINISHED, Interventions
@@ -248,19 +248,28 @@ class Engine(Submitting, Interventions, EngineEvents):
     def _add_child(self, child: Task, parent: TaskRecord) -> str:
         """``ctx.add_task``: a child an earlier attempt of the same parent added is not added again (a retried
         parent re-adds its children as it goes), any other task of that id is a DuplicateTaskError."""
-        with self.batch():
-            now = self.store.get_task(parent.id)
-            if now.state != "running" or now.attempts != parent.attempts:
-                raise ConflictError(
-                    f"task {parent.task_id!r} cannot add tasks: its attempt {parent.attempts} has ended ({now.state} "
-                    "since; canceled, timed out or taken over), so its code should stop (see ctx.cancelled)"
-                )
-            if child.task_id is not None:
-                with suppress(NotFoundError):
-                    if self.store.get_task(global_id(parent.run_id, child.task_id)).spec.get("parent") == parent.id:
-                        return child.task_id
-            self.submit([child], run_id=parent.run_id, schedule_id=parent.schedule_id, parent=parent.id)
-        return child.task_id  # type: ignore[return-value]
+        attempts = 0
+        while True:  # as a submit of its own runs again after a deadlock, so does this one with its check
+            try:
+                with self.batch():
+                    now = self.store.get_task(parent.id)
+                    if now.state != "running" or now.attempts != parent.attempts:
+                        raise ConflictError(
+                            f"task {parent.task_id!r} cannot add tasks: its attempt {parent.attempts} has ended "
+                            f"({now.state} since; canceled, timed out or taken over), so its code should stop "
+                            "(see ctx.cancelled)"
+                        )
+                    if child.task_id is not None:
+                        with suppress(NotFoundError):
+                            added = self.store.get_task(global_id(parent.run_id, child.task_id))
+                            if added.spec.get("parent") == parent.id:
+                                return child.task_id
+                    self.submit([child], run_id=parent.run_id, schedule_id=parent.schedule_id, parent=parent.id)
+                return child.task_id  # type: ignore[return-value]
+            except StoreConflict:
+                attempts += 1
+                if attempts >= CONFLICT_RETRIES:
+                    raise
 
     def forget_attempt(self, task_id: str) -> None:
         """Drop what this process keeps about a claimed attempt that its worker gives up without a report (its lease

@@ -20,7 +20,7 @@ from unified.functions import FunctionRegistry
 from unified.graph import validate_graph
 from unified.store.base import Store
 from unified.store.records import Dependant, RunRecord, TaskRecord
-from unified.task import FINISHED_STATES, Task
+from unified.task import Task
 from unified.task_records import Spec, global_id, new_record
 from unified.utils import Clock, new_id, to_json
 
@@ -163,6 +163,9 @@ class Submitting:
             records, unannounced = self._store_new_again_on_conflict(specs, run_id, schedule_id, now, upstream_ids)
         else:
             records, unannounced = self._store_new(specs, run_id, schedule_id, now, upstream_ids)
+        if upstream_ids and self.store.may_miss_new_dependants and any(r.state == "pending" for r in records):
+            waited_on = [global_id(run_id, d) for d in upstream_ids]  # an outcome of theirs may have waited for it
+            self.after_commit(lambda: self._release_missed(waited_on))
         run = self._run_cache.get(run_id) if run_id else None
         for listener in self._submit_listeners:
             try:
@@ -203,11 +206,17 @@ class Submitting:
         those locks may have looked for dependants with the snapshot its statement began with, from before the
         insert (``Store.may_miss_new_dependants``), and left the new task pending for good. Locking the rows again
         waits for any such outcome to commit; a dependant it did release is no longer pending and stays as it is."""
-        with self.batch():
-            succeeded = [r for r in self.store.lock_tasks(upstream_ids) if r.state == "success"]
-            if succeeded:
-                dependants = self.store.lock_dependants([r.id for r in succeeded])
-                self._release_dependants(succeeded, dependants, self.clock.now())
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                with self.batch():
+                    succeeded = [r for r in self.store.lock_tasks(upstream_ids) if r.state == "success"]
+                    if succeeded:
+                        dependants = self.store.lock_dependants([r.id for r in succeeded])
+                        self._release_dependants(succeeded, dependants, self.clock.now())
+                return
+            except StoreConflict:  # aborted to break a deadlock with an outcome: nothing of it was kept, again
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise
 
     def _store_new(
         self, specs: list[Spec], run_id: str | None, schedule_id: str | None, now: float, upstream_ids: set[str]
@@ -232,10 +241,6 @@ class Submitting:
         if any(s["dependencies"] for s in specs):  # without any there is nothing to check (a lone queue_task)
             validate_graph({s["task_id"]: s["dependencies"] for s in specs}, existing=existing.keys(), scope=scope)
         records = [new_record(s, run_id, schedule_id, now, existing) for s in specs]
-        if self.store.may_miss_new_dependants:
-            waited_on = [r.id for r in locked if r.state not in FINISHED_STATES]
-            if waited_on:  # their outcome may be waiting for this transaction's locks
-                self.after_commit(lambda: self._release_missed(waited_on))
         in_batch = {r.task_id: r for r in records}
         for record in records:  # a task that depends on a batch-mate waits for it
             if record.state == "queued" and any(d in in_batch for d in record.spec["dependencies"]):

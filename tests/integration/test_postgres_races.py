@@ -163,3 +163,61 @@ def test_a_task_added_on_a_running_task_whose_outcome_waits_for_the_insert_is_re
         thread.join(15)
     assert not any(t.is_alive() for t in threads)
     assert [one.store.get_task(t).state for t in ("a", "b")] == ["success", "queued"]
+
+
+@pytest.mark.parametrize(("how", "meeting"), [("submit", 1), ("submit", 2), ("ctx.add_task", 1)])
+def test_a_submit_that_loses_a_deadlock_to_an_outcome_runs_again_and_lands(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, how: str, meeting: int
+) -> None:
+    """As the test above, with the submit's sessions quick to detect the deadlock (deadlock_timeout 50 ms), so that
+    its transaction is the one PostgreSQL aborts, in the insert or in the look after it: both run again, through
+    ``submit`` and through ``ctx.add_task`` alike (whose check of its parent shares the transaction). A look after
+    the commit that was aborted ran the insert again, which met its own task (DuplicateTaskError)."""
+    quick = pg_url.replace("options=-csearch_path", "options=-cdeadlock_timeout%3D50%20-csearch_path")
+    first, second = SqlStore(pg_url), SqlStore(quick)
+    try:
+        one, two = Engine(first), Engine(second)
+        one.submit([Task(task_id="z", func=print), Task(task_id="m", func=print, dependencies=["z"]),
+                    Task(task_id="p", func=print)])  # fmt: skip
+        claimed = {r.task_id: r for r in one.claim("w1", limit=3)}
+        holding_m = threading.Event()
+        lock_tasks = two.store.lock_tasks
+        calls: list[list[str]] = []
+
+        def m_first_then_once_the_completion_waits(task_ids: list[str]) -> object:
+            calls.append(task_ids)  # the insert's look at its upstream tasks (1), the look after its commit (2)
+            if len(calls) == meeting:
+                lock_tasks(["m"])
+                holding_m.set()
+                deadline = time.monotonic() + 5
+                while not lock_waiters(two.store):
+                    assert time.monotonic() < deadline, "the completion never waited for m"
+                    time.sleep(0.01)
+            return lock_tasks(task_ids)
+
+        monkeypatch.setattr(two.store, "lock_tasks", m_first_then_once_the_completion_waits)
+        outcome: dict[str, object] = {}
+
+        def finish_z() -> None:
+            assert holding_m.wait(5)
+            one.complete(claimed["z"], "success", result=1)
+            outcome["completed"] = True
+
+        def add_n() -> None:
+            new = Task(task_id="n", func=print, dependencies=["z", "m"])
+            try:
+                added = two.submit([new]) if how == "submit" else [two._add_child(new, claimed["p"])]
+                outcome["added"] = added
+            except Exception as exc:  # reported below, with what the other thread did
+                outcome["failed"] = f"{type(exc).__name__}: {exc}"
+
+        threads = [threading.Thread(target=finish_z), threading.Thread(target=add_n)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(15)
+        assert not any(t.is_alive() for t in threads)
+        assert outcome.get("completed") and outcome.get("added") == ["n"], outcome
+    finally:
+        first.close()
+        second.close()
