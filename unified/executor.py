@@ -34,7 +34,7 @@ from typing import Any
 from unified.errors import SerializationError, TaskFailedError, ValidationError
 from unified.logger import LogLine, capture, current_buffer, install_capture
 from unified.task import CancelSignal, Task, TaskContext, context_parameter
-from unified.utils import Clock, SystemClock, readable_text, to_json
+from unified.utils import Clock, SystemClock, import_path_of, readable_text, to_json
 
 POLL_SECONDS = 0.02  # how often waits look at the cancel event: cancel is seen within ~20 ms
 LIFELINE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lifeline.py")
@@ -321,7 +321,7 @@ class Executor:
             "upstream": ctx.upstream,
             "metadata": ctx.metadata,
             "log_level": logging.root.level,  # the child adopts it
-            "retry_on": [f"{t.__module__}:{t.__qualname__}" for t in task.retry_on],  # the child tells if it applies
+            "retry_on": _retry_on_paths(task),  # the child tells whether its exception is one of them
         }
         try:
             payload = to_json(job, "the task's args, kwargs, params, upstream results or metadata")
@@ -476,6 +476,13 @@ class Executor:
                         handlers[key.fd](line)
         _kill_group(proc)  # whatever the task left running in its group
         return None
+
+
+def _retry_on_paths(task: Task) -> list[str] | None:
+    """The import paths of the task's ``retry_on`` classes, or None if one has none (defined in ``__main__`` or a
+    function): the child cannot tell then, and every failure counts as retryable, as for a shell command."""
+    paths = [import_path_of(cls) for cls in task.retry_on]
+    return None if None in paths else paths  # type: ignore[return-value]
 
 
 def _spawn(

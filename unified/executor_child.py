@@ -77,9 +77,9 @@ def run_job(job: dict[str, Any], reporter: _Reporter) -> None:
         error = {"type": "SerializationError", "message": str(exc), "traceback": ""}
         body = '"error":' + json.dumps(error) + ',"retryable":false'
     except BaseException as exc:
-        retry_on = tuple(resolve_import_path(path) for path in job.get("retry_on", ["builtins:Exception"]))
-        retryable = "true" if isinstance(exc, retry_on) else "false"
-        body = '"error":' + json.dumps(error_info(exc), default=str) + ',"retryable":' + retryable
+        paths = job.get("retry_on")
+        retryable = paths is None or isinstance(exc, tuple(resolve_import_path(path) for path in paths))
+        body = '"error":' + json.dumps(error_info(exc), default=str) + ',"retryable":' + json.dumps(retryable)
     try:
         metadata = to_json(ctx.metadata, "ctx.metadata")
     except ValueError as exc:

@@ -456,6 +456,14 @@ def test_process_task_adding_a_task_is_told_to_run_in_a_thread(executor) -> None
     )
 
 
+def test_process_failure_with_a_retry_on_class_a_child_cannot_import_is_reported_as_it_is(executor) -> None:
+    class Local(Exception):  # no import path: the child cannot tell whether its exception is one
+        pass
+
+    outcome = attempt(executor, Task("t", func=helpers.boom, isolation="process", retry_on=(Local,)))
+    assert (outcome.error["type"], outcome.retryable) == ("ValueError", True)
+
+
 def test_process_result_that_is_not_json_is_not_retried(executor) -> None:
     assert attempt(executor, Task("t", func=helpers.not_json, isolation="process")).retryable is False
 
