@@ -81,8 +81,10 @@ class WorkflowsFolder:
             importlib.invalidate_caches()
             seen: dict[str, Workflow] = {}
             names = self._module_names()
-            for module_name in self._imported():  # forget the last pass, helpers too, so every file is read again
+            # forget the last pass, the helpers it imported from the folder too, so that every file is read again
+            for module_name in [*self.report.imported, *(name for name, _ in names)]:
                 sys.modules.pop(module_name, None)
+            before = set(sys.modules)
             for module_name, path in names:
                 try:
                     module = importlib.import_module(module_name)
@@ -102,19 +104,21 @@ class WorkflowsFolder:
                             continue
                         seen[value.name] = value
                         report.workflows.append(value)
-            report.imported = {name: sys.modules[name] for name in self._imported()}
+            report.imported = self._imported_since(before)
             self.report = report
             return report
 
-    def _imported(self) -> list[str]:
-        """The names of the modules in ``sys.modules`` loaded from a file in the folder or below it."""
+    def _imported_since(self, before: set[str]) -> dict[str, ModuleType]:
+        """The modules this load imported from files in the folder or below it: not what was imported before it
+        (unified itself, or packages of a virtual environment kept inside the folder)."""
         assert self.folder is not None
-        inside = []
-        for name, module in list(sys.modules.items()):
+        inside = {}
+        for name in set(sys.modules) - before:
+            module = sys.modules.get(name)
             file = getattr(module, "__file__", None)
             if file and Path(file).resolve().is_relative_to(self.folder):
-                inside.append(name)
-        return inside
+                inside[name] = module
+        return inside  # type: ignore[return-value]
 
     def owns(self, import_path: str) -> bool:
         """True if ``import_path`` names something in a module loaded from the folder."""
@@ -151,8 +155,9 @@ class WorkflowsFolder:
 
 
 def _defined_in(obj: Any, modules: dict[str, ModuleType]) -> bool:
-    """Whether ``obj`` is a function (or a method) whose code is in one of ``modules``."""
-    func = getattr(obj, "__func__", obj)
+    """Whether ``obj`` is a function (or a method, or a function wrapped by a decorator such as ``functools.cache``)
+    whose code is in one of ``modules``."""
+    func = inspect.unwrap(getattr(obj, "__func__", obj))
     return inspect.isfunction(func) and func.__module__ in modules
 
 

@@ -19,6 +19,8 @@ from unified.server import ServerSettings
 from unified.utils import FakeClock
 
 FLOWS = """
+import functools
+
 import unified
 from unified.task import Task
 from unified.workflow.workflow import Workflow
@@ -31,6 +33,11 @@ def double(x: int) -> int:
 
 def total(ctx) -> int:
     return sum(ctx.upstream.values())
+
+
+@functools.cache
+def cached_square(x: int) -> int:
+    return x * x
 
 
 pipeline = Workflow("pipeline", "double two numbers and sum them", [

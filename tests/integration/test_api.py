@@ -157,8 +157,10 @@ def test_registered_options_apply_and_requests_override_them(api: Api) -> None:
 
 def test_an_import_path_of_the_workflows_folder_runs(api: Api) -> None:
     task_id = api.call("POST", "/tasks", json={"task": "api_flows:double", "args": [21]}).json()["task_id"]
+    cached = api.call("POST", "/tasks", json={"task": "api_flows:cached_square", "args": [7]}).json()["task_id"]
     api.drain()
     assert api.call("GET", f"/tasks/{task_id}").json()["result"] == 42
+    assert api.call("GET", f"/tasks/{cached}").json()["result"] == 49, "a decorated function of the folder runs"
 
 
 @pytest.mark.parametrize(

@@ -124,6 +124,25 @@ def test_a_reload_reads_the_helper_modules_of_the_folder_again(tmp_path: Path, w
         sys.modules.pop(name, None)
 
 
+def test_a_reload_leaves_alone_modules_imported_from_the_folder_before_it(
+    tmp_path: Path, workflows: WorkflowManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "registration_vendored").mkdir()  # as a virtual environment's packages kept inside the folder
+    (tmp_path / "registration_vendored" / "__init__.py").write_text("MARK = object()\n")
+    (tmp_path / "registration_vendored_flow.py").write_text(
+        "import registration_vendored\n" + textwrap.dedent(FLOW.format(value="v"))
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import registration_vendored  # type: ignore[import-not-found]
+
+    for _ in range(2):
+        report = load_workflows(WorkflowsFolder(tmp_path), workflows)
+        assert [w.name for w in report.workflows] == ["reloadable"] and report.errors == []
+        assert sys.modules["registration_vendored"] is registration_vendored, "imported before: not ours to drop"
+    for name in ("registration_vendored_flow", "registration_vendored"):
+        sys.modules.pop(name, None)
+
+
 def test_forget_drops_only_the_named_modules() -> None:
     from unified.engine import FunctionRegistry
 
