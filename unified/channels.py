@@ -88,9 +88,14 @@ def _port(value: Any) -> int:
 
 
 def _http_url(url: Any, what: str) -> str:
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
-        raise ValidationError(f"{what} {url!r} must be an http:// or https:// address with a host")
-    return url
+    try:
+        parts = urlsplit(url) if isinstance(url, str) and url.startswith(("http://", "https://")) else None
+        usable = parts is not None and parts.hostname and (parts.port or 1)  # .port raises on 99999 or 'x'
+    except ValueError:
+        usable = False
+    if not usable:
+        raise ValidationError(f"{what} {url!r} must be an http:// or https:// address with a host (and a valid port)")
+    return url  # type: ignore[no-any-return]
 
 
 class LogChannel:
@@ -182,7 +187,7 @@ class EmailChannel:
         timeout_seconds: float = 10.0,
     ) -> None:
         recipients = [recipients] if isinstance(recipients, str) else recipients
-        if not isinstance(recipients, list) or not recipients:
+        if not isinstance(recipients, list | tuple) or not recipients:
             raise ValidationError(f"recipients must be an address or a non-empty list of them, not {recipients!r}")
         self.recipients = [_text(address, "each recipient") for address in recipients]
         self.host, self.port, self.sender = _text(host, "host"), _port(port), _text(sender, "sender")
@@ -229,7 +234,11 @@ def shown_config(config: dict[str, Any]) -> dict[str, Any]:
     url = shown.get("url")
     if isinstance(url, str):
         parts = urlsplit(url)
-        host = f"{parts.scheme}://{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+        try:
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:  # stored before addresses were checked
+            port = ""
+        host = f"{parts.scheme}://{parts.hostname or ''}{port}"
         shown["url"] = host if url.rstrip("/") == host and not parts.username else host + "/***"
     return shown
 

@@ -241,6 +241,7 @@ def test_a_channel_is_rebuilt_from_its_stored_config(channel: object) -> None:
         ({"type": "pager"}, "unknown alert channel type 'pager'"),
         ({"type": "webhook", "url": "ftp://x"}, "must be an http:// or https:// address with a host"),
         ({"type": "webhook", "url": "http://"}, "must be an http:// or https:// address with a host"),
+        ({"type": "webhook", "url": "http://example.com:99999/hook"}, "address with a host \\(and a valid port\\)"),
         ({"type": "webhook", "url": "http://x", "colour": "red"}, "a webhook channel takes url, .*'colour' is unknown"),
         ({"type": "webhook"}, "a webhook channel takes url, secret, timeout_seconds: 'url' is missing"),
         ({"type": "log", "level": "LOUD"}, "log level 'LOUD' is unknown"),
