@@ -94,6 +94,20 @@ def to_epoch(value: datetime | float | int | str | None, tz: tzinfo, what: str) 
     return _within_range(epoch, what)
 
 
+def check_interval(interval: object) -> None:
+    """A ValidationError unless ``interval`` is a number of seconds a new schedule may fire at: from
+    MIN_INTERVAL_SECONDS to a year."""
+    if (
+        isinstance(interval, bool)
+        or not isinstance(interval, int | float)
+        or not (MIN_INTERVAL_SECONDS <= interval <= MAX_INTERVAL_SECONDS)
+    ):
+        raise ValidationError(
+            f"interval_seconds must be from {MIN_INTERVAL_SECONDS} to {MAX_INTERVAL_SECONDS:,} (a year), "
+            f"not {interval!r}"
+        )
+
+
 def _within_range(epoch: float, what: str) -> float:
     if not LATEST_EPOCH >= epoch >= 0:  # fire times past it would overflow the date arithmetic of later fires
         raise ValidationError(f"{what} must fall between 1970 and the year 9000")
@@ -124,15 +138,9 @@ class Timing:
             object.__setattr__(self, "cron", check_cron(self.cron))
         else:
             interval = self.interval_seconds
-            if (
-                isinstance(interval, bool)
-                or not isinstance(interval, int | float)
-                or not (MIN_INTERVAL_SECONDS <= interval <= MAX_INTERVAL_SECONDS)
-            ):
-                raise ValidationError(
-                    f"interval_seconds must be from {MIN_INTERVAL_SECONDS} to {MAX_INTERVAL_SECONDS:,} (a year), "
-                    f"not {interval!r}"
-                )
+            # a new schedule takes MIN_INTERVAL_SECONDS to a year (check_interval); one stored before, what advances
+            if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval >= 1e-6:
+                check_interval(interval)
             if not isinstance(self.anchor, int | float):
                 raise ValidationError("an interval schedule needs an anchor time (its start)")
         if self.start_at is not None and self.end_at is not None and self.end_at < self.start_at:

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from unified import events as ev
-from unified.cron import Timing, check_cron, load_zone, to_epoch
+from unified.cron import Timing, check_cron, check_interval, load_zone, to_epoch
 from unified.engine import Engine
 from unified.errors import UnifiedError, ValidationError
 from unified.store.records import FireRecord, ScheduleRecord
@@ -133,6 +133,8 @@ class Scheduler:
         runs = when.max_active_runs
         if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
             raise ValidationError(f"max_active_runs must be a whole number of at least 1, not {runs!r}")
+        if when.interval_seconds is not None:
+            check_interval(when.interval_seconds)
         tz = load_zone(when.timezone)
         now = self.clock.now()
         record = ScheduleRecord(

@@ -105,6 +105,18 @@ def test_invalid_schedules_are_refused_naming_the_field(drained: TaskManager, op
     assert drained.list_schedules() == []
 
 
+@pytest.mark.parametrize(("interval", "fires"), [(0.005, 1), (2 * 365 * 24 * HOUR, 0)])  # 2 years: none due yet
+def test_a_schedule_stored_before_the_interval_bounds_still_fires(
+    drained: TaskManager, clock: FakeClock, interval: float, fires: int
+) -> None:
+    sid = drained.schedule_task(add, args=(1, 1), interval_seconds=60)
+    drained.store.update_schedule(sid, interval_seconds=interval)  # as an earlier release let it be created
+    assert len(drained.scheduler.next_fire_times(sid, 3)) == 3, "its page shows its next fires"
+    clock.advance(60)  # the fake clock fires what is due
+    assert len(fire_times(drained, sid)) == fires
+    assert drained.get_schedule(sid)["next_fire_time"] is not None
+
+
 def test_a_scheduled_task_cannot_have_dependencies(drained: TaskManager) -> None:
     with pytest.raises(ValidationError, match="schedule a workflow instead"):
         drained.schedule_task(add, args=(1, 1), cron="@daily", dependencies=["x"])
