@@ -428,13 +428,13 @@ class Executor:
         clock = self.clock
 
         def out_line(raw: bytes) -> None:
-            text = raw.decode("utf-8", "replace").rstrip("\r")
+            text = readable_text(raw.decode("utf-8", "replace").rstrip("\r"))
             logs.append((clock.now(), "INFO", text))
             if stdout is not None:
                 stdout.append(text)
 
         def err_line(raw: bytes) -> None:
-            logs.append((clock.now(), "WARNING", raw.decode("utf-8", "replace").rstrip("\r")))
+            logs.append((clock.now(), "WARNING", readable_text(raw.decode("utf-8", "replace").rstrip("\r"))))
 
         handlers: dict[int, Callable[[bytes], None]] = {
             proc.stdout.fileno(): out_line,  # type: ignore[union-attr]

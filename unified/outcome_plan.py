@@ -14,7 +14,7 @@ from typing import Any
 from unified.errors import SerializationError
 from unified.store.records import TaskRecord
 from unified.task import RetryPolicy, TaskState, check_transition
-from unified.utils import from_json, to_json
+from unified.utils import from_json, stored_json
 
 log = logging.getLogger("unified.engine")
 
@@ -52,14 +52,14 @@ class PlannedOutcome:
         result = outcome.get("result")
         if state == "success" and not keeps_objects and type(result) not in _JSON_AS_IS:
             try:  # the result as stored: dependants handed it in this process see what a later read would give
-                result = from_json(to_json(result, f"the result of task {record.task_id!r}"))
+                result = from_json(stored_json(result, f"the result of task {record.task_id!r}"))
             except SerializationError as exc:
                 state, error, retryable = "failure", {"type": "SerializationError", "message": str(exc)}, False
                 result = None
         metadata = outcome.get("metadata")
         if metadata and not keeps_objects:
             try:  # refused by the store, the whole report would be: the task would run again and again
-                to_json(metadata, f"the ctx.metadata of task {record.task_id!r}")
+                stored_json(metadata, f"the ctx.metadata of task {record.task_id!r}")
             except SerializationError as exc:
                 state, error, retryable = "failure", {"type": "SerializationError", "message": str(exc)}, False
                 metadata = result = None

@@ -247,8 +247,10 @@ def to_json(value: Any, what: str = "value") -> str:
 
 
 def readable_text(text: str) -> str:
-    """``text`` with half a surrogate pair (from bytes decoded with surrogateescape) written as its escape, so that it
-    can be stored and shown as UTF-8."""
+    """``text`` with half a surrogate pair (from bytes decoded with surrogateescape) and NUL characters written as
+    their escapes, so that it can be stored (PostgreSQL's text takes no NUL) and shown as UTF-8."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
     return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode()
 
 
@@ -263,6 +265,18 @@ def _json_nodes(value: Any) -> Iterator[tuple[Any, int]]:
             stack.extend((child, depth + 1) for child in item.values())
         elif isinstance(item, list):
             stack.extend((child, depth + 1) for child in item)
+
+
+MAX_STORED_DEPTH = 200  # lists and dicts nested in a stored value: responses fail at some 250 (pydantic's limit)
+
+
+def stored_json(value: Any, what: str) -> str:
+    """``to_json(value)``, refusing a value nested deeper than MAX_STORED_DEPTH (a SerializationError): stored, it
+    could not be shown again. Only text with that many brackets is walked."""
+    text = to_json(value, what)
+    if text.count("[") + text.count("{") > MAX_STORED_DEPTH and json_depth(value) > MAX_STORED_DEPTH:
+        raise SerializationError(f"{what} nests lists and dicts more than {MAX_STORED_DEPTH} deep: return flatter data")
+    return text
 
 
 def json_depth(value: Any) -> int:

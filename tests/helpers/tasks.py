@@ -87,6 +87,14 @@ def adds_a_task(ctx: TaskContext) -> str:
     return ctx.add_task(Task(task_id="child", func=add, args=(1, 2)))
 
 
+def nested(depth: int) -> object:
+    """A list holding a list ... ``depth`` deep."""
+    value: object = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 def not_json() -> object:
     """Return something JSON cannot hold."""
     return {1, 2, 3}

@@ -64,6 +64,23 @@ def test_metadata_that_is_not_json_fails_the_attempt_instead_of_running_it_again
     assert meta["error"]["type"] == "SerializationError" and "ctx.metadata" in meta["error"]["message"]
 
 
+def test_a_result_nested_too_deep_to_show_fails_the_task_and_the_lists_keep_working(tmp_path: Path) -> None:
+    with TaskManager(store=f"sqlite:///{tmp_path}/u.db", max_workers=0) as tm:
+        deep = tm.queue_task("tests.helpers.tasks:nested", args=(250,))
+        fine = tm.queue_task("tests.helpers.tasks:nested", args=(150,))
+        tm.run_until_idle()
+        meta = tm.get_task_metadata(deep)
+        assert meta["state"] == "failure" and "more than 200 deep" in meta["error"]["message"]
+        assert tm.get_task_metadata(fine)["state"] == "success"
+
+
+def test_a_shell_command_printing_a_nul_character_is_logged_with_its_escape(tmp_path: Path) -> None:
+    with TaskManager(store=f"sqlite:///{tmp_path}/u.db", max_workers=0) as tm:
+        task_id = tm.queue_task(command="printf 'a\\000b\\n'")
+        tm.run_until_idle()
+        assert [line["message"] for line in tm.get_task_logs(task_id)] == ["a\\x00b"]  # PostgreSQL takes no NUL
+
+
 @pytest.mark.parametrize("isolation", ["thread", "process"])
 def test_log_lines_holding_undecodable_bytes_are_stored_readable(tmp_path: Path, isolation: str) -> None:
     with TaskManager(store=f"sqlite:///{tmp_path}/u.db", max_workers=1) as tm:
