@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from unified.task_manager import TaskManager
 from unified.ui.ui import app
 
 FLOWS = """
@@ -100,6 +101,17 @@ def test_run_wait_past_its_timeout_exits_1_at_once_and_hands_the_running_task_ba
     (run,) = cli.json("runs", "list")
     assert run["state"] == "running"  # another worker takes it up: its task is back in the queue
     assert cli.json("runs", "show", run["run_id"])["tasks"]["wait"]["state"] == "queued"
+
+
+def test_run_wait_returns_when_its_run_ends_and_hands_back_the_other_tasks_it_took(cli: Cli) -> None:
+    run_file(cli, "good")  # stores the workflow
+    with TaskManager(store=cli.db, max_workers=0) as other:  # another team's task, queued before
+        foreign = other.queue_task("tests.helpers.tasks:sleep_for", args=(5,))
+    started = time.monotonic()
+    run = cli.json("run", "good", "--wait", "--workers", "2")
+    assert run["state"] == "success" and time.monotonic() - started < 4, "it waited for a task of another run"
+    with TaskManager(store=cli.db, max_workers=0) as other:
+        assert other.get_task_metadata(foreign)["state"] in ("queued", "success")  # handed back, if it was taken
 
 
 def test_run_wait_exits_1_when_the_run_fails_and_shows_why(cli: Cli) -> None:

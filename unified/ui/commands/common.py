@@ -107,14 +107,12 @@ def session(db: str | None, *, create: bool = False, workers: int = 0) -> Iterat
         except BaseException:
             store.close()
             raise
-        wait = True
         try:
             yield Session(store, tasks, WorkflowManager(task_manager=tasks))
-        except TimeoutExpired:
-            wait = False  # the run goes on without this process: what runs here is handed back at once
-            raise
         finally:
-            tasks.shutdown(wait=wait)
+            # what still runs here belongs to other runs (`run --wait` saw its own end) or to a run this process
+            # stopped following (--timeout, Ctrl-C): handed back at once, for the server or another worker
+            tasks.shutdown(wait=False)
             store.close()
 
 
