@@ -201,6 +201,8 @@ class Engine(Submitting, Interventions, EngineEvents):
             claimed = self.store.claim_tasks(worker, now, lease_seconds, limit, queues)
         for record in claimed:
             log.debug("task %s: claimed by %s (attempt %d)", record.id, worker, record.attempts)
+            if (earlier := self._cancel_events.get(record.id)) is not None:
+                earlier.set()  # an earlier attempt still running here was canceled or lost elsewhere: it must stop
             self._cancel_events[record.id] = CancelFlag()
             self._attempt_started[record.id] = (record.attempts, now)
         return claimed

@@ -273,3 +273,16 @@ def test_the_late_report_of_a_canceled_attempt_leaves_the_next_attempt_cancelabl
     engine.complete(first, "success", result="late")  # attempt 1's code returned after all: refused
     assert engine.store.get_task("t").state == "running"
     assert engine.cancel_task("t") and signal.is_set(), "attempt 2 was told to stop"
+
+
+def test_a_task_claimed_again_here_tells_its_earlier_attempt_here_to_stop() -> None:
+    store = MemoryStore()
+    here, elsewhere = Engine(store), Engine(store)  # a worker, and a CLI or API process on the same database
+    here.submit([Task(task_id="t", func=lambda: "ran")])
+    assert [r.attempts for r in here.claim("w")] == [1]
+    first = here.cancel_event("t")
+    assert elsewhere.cancel_task("t")  # heard here only at the next heartbeat
+    elsewhere.retry_task("t")
+    assert [r.attempts for r in here.claim("w")] == [2]
+    assert first.is_set(), "attempt 1 would run on beside attempt 2"
+    assert not here.cancel_event("t").is_set()
