@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import unquote
 
 from unified.errors import StoreError, ValidationError
 
@@ -30,7 +31,7 @@ def sqlite_file(url: str) -> Path | None:
     """The file of a ``sqlite:///`` URL (None for other stores and in-memory SQLite)."""
     if not url.startswith("sqlite:///") or url.startswith("sqlite:///:memory:"):
         return None
-    path = url.removeprefix("sqlite:///").split("?", 1)[0]
+    path = unquote(url.removeprefix("sqlite:///").split("?", 1)[0])  # `%20` is a space, as SQLAlchemy reads it
     return Path(path) if path else None
 
 

@@ -149,8 +149,10 @@ class Interventions:
 
     def set_queue_limit(self, queue: str, max_running: int | None) -> None:
         """Let at most ``max_running`` tasks of ``queue`` run at once across the store's workers (None: no limit)."""
-        if not queue or not (max_running is None or (type(max_running) is int and max_running >= 0)):
-            raise ValidationError(f"a queue limit is a queue name and a whole number >= 0 or None, not {max_running!r}")
+        if not queue or not (max_running is None or (type(max_running) is int and 0 <= max_running <= 2**31 - 1)):
+            raise ValidationError(
+                f"a queue limit is a queue name and a whole number from 0 to 2**31 - 1 or None, not {max_running!r}"
+            )
         self.store.set_queue_limit(queue, max_running)
         self._notify_ready(1)  # a raised limit may make waiting tasks claimable
 

@@ -223,6 +223,18 @@ def test_db_upgrade_and_bad_input(cli: Cli, tmp_path: Path) -> None:
     assert (tmp_path / "sub" / "fresh.db").exists()
     missing = CliRunner().invoke(app, ["runs", "list", "--db", f"sqlite:///{tmp_path / 'none.db'}"])
     assert missing.exit_code == 2 and "no database at" in missing.stderr and "db upgrade" in missing.stderr
+    (tmp_path / "text.db").write_text("not a database\n")
+    text = CliRunner().invoke(app, ["runs", "list", "--db", f"sqlite:///{tmp_path / 'text.db'}"])
+    assert text.exit_code == 5 and "could not be used (file is not a database)" in text.stderr
+    unparsable = CliRunner().invoke(app, ["runs", "list", "--db", "sqlite:"])
+    assert unparsable.exit_code == 2 and "is not a database URL" in unparsable.stderr
+    (tmp_path / "sp ace").mkdir()
+    spaced = f"sqlite:///{tmp_path / 'sp%20ace' / 'x.db'}"  # percent-encoded, as SQLAlchemy reads it
+    assert CliRunner().invoke(app, ["db", "upgrade", "--db", spaced]).exit_code == 0
+    assert CliRunner().invoke(app, ["runs", "list", "--db", spaced]).exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if "ace" in p.name) == ["sp ace"]
+    huge = CliRunner().invoke(app, ["queues", "limit", "gpu", "99999999999999999999999", "--db", spaced])
+    assert huge.exit_code == 2 and "a whole number from 0 to 2**31 - 1" in huge.stderr
     assert "is not key=value" in cli("run", "good", "--param", "oops", code=2).stderr
     assert "no file" in cli("run", "missing.py", code=2).stderr
     assert "choose one with --workflow" in cli("run", str(cli.folder / "cli_flows.py"), code=2).stderr

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from unified.errors import ConflictError, DuplicateTaskError, NotFoundError, not_found
+from unified.errors import ConflictError, DuplicateTaskError, NotFoundError, ValidationError, not_found
 from unified.store import migrations
 from unified.store.cas_statements import exists_statement, update_statement
 from unified.store.records import CLAIMABLE_STATES, RunRecord, TaskRecord
@@ -111,7 +111,11 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAttempts, SqlAdminRecords, SqlWorkflow
     def __init__(self, url: str, **engine_options: Any) -> None:
         self.url = url
         self._local = threading.local()
-        self._engine = self._create_engine(driver_url(url), engine_options)
+        try:
+            self._engine = self._create_engine(driver_url(url), engine_options)
+        except sa.exc.ArgumentError as exc:
+            raise ValidationError(f"{url!r} is not a database URL ({exc}): use sqlite:///path/to/file.db or "
+                                  "postgresql://user@host/db") from None  # fmt: skip
         self._safe_url = self._engine.url.render_as_string(hide_password=True)
         self._upsert_insert = sqlite.insert if self._engine.dialect.name == "sqlite" else postgresql.insert
         self._notifies = self._engine.dialect.name == "postgresql"  # NOTIFY listeners when work becomes claimable

@@ -36,7 +36,8 @@ class database_errors:
             raise StoreConflict(
                 f"the database {where} aborted the transaction ({exc.orig}); nothing of it was kept: run it again"
             ) from exc
-        if not (isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)) or exc.connection_invalidated):
+        unusable = isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) or exc.connection_invalidated
+        if not (unusable or type(exc) is sa.exc.DatabaseError):  # the plain kind: "file is not a database"
             return False
         raise StoreError(
             f"the database {where} could not be used ({exc.orig}); check that it is reachable and writable"

@@ -31,7 +31,10 @@ SYNCHRONOUS = ("EXTRA", "FULL", "NORMAL")  # NORMAL: a crash of the machine may 
 
 def sqlite_path(url: str) -> Path:
     """The database file of a ``sqlite:///path.db`` URL; in-memory databases are refused."""
-    database = sa.engine.make_url(url).database
+    try:
+        database = sa.engine.make_url(url).database
+    except sa.exc.ArgumentError:
+        raise ValidationError(f"{url!r} is not a database URL: use sqlite:///path/to/file.db") from None
     if not database or database == ":memory:" or "mode=memory" in url:
         raise ValidationError(
             f"{url!r} is an in-memory SQLite database, which threads cannot share safely: "
