@@ -258,4 +258,11 @@ def create_app(settings: ServerSettings | None = None, clock: Clock | None = Non
     return app
 
 
-app = create_app(ServerSettings.from_env(url_known=False))  # `uvicorn unified.api:app`: its own --host and --port
+def __getattr__(name: str) -> Any:
+    """``app`` (``uvicorn unified.api:app``, its own --host and --port), made on first use from the environment: an
+    import for ``create_app`` (the CLI, the tests) reads no settings, so a bad ``UNIFIED_*`` variable it overrides
+    cannot stop it."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    made = globals()["app"] = create_app(ServerSettings.from_env(url_known=False))
+    return made

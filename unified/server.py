@@ -164,10 +164,11 @@ class Server:
 
 
 def preflight(settings: ServerSettings) -> None:
-    """Refuse settings that would fail the start-up (the port, the SQLite folder, the admin key) with one error,
+    """Refuse settings that would fail the start-up (the port, the database, the admin key) with one error,
     before anything starts or is shown; the app's own start-up would fail with a traceback."""
     check_port_free(settings.host, settings.port)
     config.ensure_sqlite_folder(settings.database_url)
+    open_store(settings.database_url).close()  # a database it cannot use (unreachable, not one): StoreError here
     if settings.admin_key is not None:
         check_operator_key(settings.admin_key)
 

@@ -73,6 +73,10 @@ def test_the_server_refuses_an_unusable_database_path_or_a_taken_port_in_one_lin
     unusable = unified(tmp_path, "server", "--db", f"sqlite:///{tmp_path / 'a-file' / 'x.db'}", "--port", free)
     assert unusable.returncode == 5, unusable.stderr  # the store could not be used
     assert "cannot create the folder of the SQLite file" in unusable.stderr and "Traceback" not in unusable.stderr
+    (tmp_path / "text.db").write_text("not a database")
+    not_one = unified(tmp_path, "server", "--db", f"sqlite:///{tmp_path / 'text.db'}", "--port", free)
+    assert not_one.returncode == 5 and "file is not a database" in not_one.stderr, not_one.stderr
+    assert "Traceback" not in not_one.stderr
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
