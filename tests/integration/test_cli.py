@@ -205,7 +205,10 @@ def test_schedules_add_list_pause_resume_backfill_remove(cli: Cli) -> None:
     assert "exactly one of --workflow" in cli("schedules", "add", "--cron", "@daily", code=2).stderr
 
 
-def test_keys_create_list_revoke(cli: Cli) -> None:
+def test_keys_create_list_revoke(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # a machine far from UTC: a time without a zone is still UTC
+    time.tzset()
+
     created = cli.json("keys", "create", "ci", "--role", "operator", "--owner", "data team")
     assert created["key"].startswith("unified_") and created["role"] == "operator"
     [listed] = cli.json("keys", "list")
@@ -214,6 +217,10 @@ def test_keys_create_list_revoke(cli: Cli) -> None:
     assert "unknown role" in cli("keys", "create", "x", "--role", "root", code=2).stderr
     assert "past" in cli("keys", "create", "x", "--expires", "2000-01-01T00:00:00Z", code=2).stderr
     assert "shown once" in cli("keys", "create", "y", "--role", "admin").stdout
+    naive = cli.json("keys", "create", "z", "--expires", "2999-01-01T00:00:00")
+    monkeypatch.undo()
+    time.tzset()
+    assert naive["expires_at"] == "2999-01-01T00:00:00Z", "a time without a zone is UTC, as the API reads it"
 
 
 def test_db_upgrade_and_bad_input(cli: Cli, tmp_path: Path) -> None:

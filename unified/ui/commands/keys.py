@@ -6,6 +6,7 @@ which is how an operator recovers access to a server whose admin keys are lost.
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Annotated
 
 import typer
@@ -39,6 +40,8 @@ def create(
     from unified.auth import ApiKeys, key_dict  # deferred: auth loads the web stack
 
     until = parse_time(expires, "--expires")
+    if until is not None and until.tzinfo is None:
+        until = until.replace(tzinfo=UTC)  # as POST /api-keys reads it, not in this machine's zone
     with session(db, create=True) as s:
         record, key = ApiKeys(s.store, s.tasks.clock).create(name, role, until.timestamp() if until else None, owner)
     done(f"API key {record.key_id} ({record.role}) created; shown once, keep it:\n{key}",
