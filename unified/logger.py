@@ -80,6 +80,18 @@ def install_capture() -> None:
 
 
 _print = builtins.print
+_HANDLE_ERROR = logging.Handler.handleError.__code__
+
+
+def _from_logging() -> bool:
+    """Whether ``print`` was called by a logging handler reporting its own failure, directly or through the
+    ``traceback`` module (not what the task printed)."""
+    frame = sys._getframe(2)
+    for _ in range(4):
+        if frame is None or frame.f_code is _HANDLE_ERROR:
+            return frame is not None
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
 
 
 def _print_and_capture(
@@ -88,7 +100,7 @@ def _print_and_capture(
     """``print``, and in a thread that captures an attempt's log, each printed line there too (INFO, or WARNING for
     stderr), as a child process's output is: task code prints rather than logs as often as not."""
     buffer = getattr(_local, "buffer", None)
-    if buffer is not None and (file is None or file is sys.stdout or file is sys.stderr):
+    if buffer is not None and (file is None or file is sys.stdout or file is sys.stderr) and not _from_logging():
         level = "WARNING" if file is sys.stderr else "INFO"
         now = time.time()
         text = (" " if sep is None else sep).join(map(str, values))

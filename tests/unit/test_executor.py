@@ -2,6 +2,7 @@
 
 import asyncio
 import gc
+import io
 import json
 import logging
 import os
@@ -361,6 +362,22 @@ def test_what_a_thread_task_prints_is_captured_and_still_printed(executor, capsy
     assert executor.run_attempt(Task("t", func=int), TaskContext("t"), int).logs == []
     printed = capsys.readouterr()
     assert printed.out == "rows: 3\n" * 2 + "outside any attempt\n" and printed.err == "two\nlines\n" * 2
+
+
+def test_a_logging_handler_that_fails_adds_no_lines_to_the_attempt(executor, monkeypatch) -> None:
+    broken = io.StringIO()
+    broken.close()  # a handler left writing to a closed stream reports its failure with print(file=sys.stderr)
+    monkeypatch.setattr(logging.root, "handlers", [*logging.root.handlers, logging.StreamHandler(broken)])
+
+    def job(ctx) -> None:
+        ctx.logger.warning("one line")
+        print("and one printed")
+
+    outcome = attempt(executor, Task("t", func=job))
+    assert [(level, message) for _, level, message in outcome.logs] == [
+        ("WARNING", "one line"),
+        ("INFO", "and one printed"),
+    ]
 
 
 def test_logged_exception_includes_its_traceback(executor):
