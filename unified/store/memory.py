@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from unified.errors import DuplicateTaskError, NotFoundError, ValidationError, not_found
-from unified.store.base import apply_outcomes_in_turn, check_changes
+from unified.store.base import check_changes
 from unified.store.memory_admin import MemoryAdminRecords
 from unified.store.memory_workflows import MemoryWorkflows
 from unified.store.records import (
@@ -28,6 +28,13 @@ from unified.store.records import (
 from unified.store.yielding_lock import YieldingLock
 
 _TASK_CHANGEABLE = frozenset(f.name for f in dataclasses.fields(TaskRecord)) - {"id", "seq"}
+
+
+def _check_moves(moves: list[TaskMove]) -> None:
+    for task_id, _, _, changes in moves:
+        if "dependencies" in changes:
+            raise ValidationError("update_tasks cannot change dependencies: use update_task for that")
+        check_changes(changes, _TASK_CHANGEABLE, "tasks", task_id)
 
 
 class _ReadyHeaps:
@@ -267,10 +274,7 @@ class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
 
     def update_tasks(self, moves: list[TaskMove]) -> list[bool]:
         """Compare-and-set several tasks at once; whether each changed, in order (a missing task did not)."""
-        for task_id, _, _, changes in moves:
-            if "dependencies" in changes:
-                raise ValidationError("update_tasks cannot change dependencies: use update_task for that")
-            check_changes(changes, _TASK_CHANGEABLE, "tasks", task_id)
+        _check_moves(moves)
         with self._lock:
             tasks = self._tasks
             return [
@@ -295,8 +299,19 @@ class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
     def apply_outcomes(
         self, moves: list[TaskMove], locking: list[bool], ends: list[AttemptEnd]
     ) -> tuple[list[bool], dict[str, list[Dependant]]]:
-        """update_tasks, finish_attempts, then lock_dependants of the moved tasks flagged in ``locking``."""
-        return apply_outcomes_in_turn(self, moves, locking, ends)
+        """update_tasks, finish_attempts, then lock_dependants of the moved tasks flagged in ``locking``: the three
+        verbs under one hold of the lock, without re-entering it for each (one report per chain step)."""
+        _check_moves(moves)
+        with self._lock:
+            tasks, moved, locked = self._tasks, [], {}
+            for (task_id, state, attempt, changes), lock in zip(moves, locking, strict=True):
+                ok = (task := tasks.get(task_id)) is not None and self._compare_and_set(task, state, attempt, changes)
+                moved.append(ok)
+                if ok and lock and (dependants := self._dependants.get(task_id)):
+                    locked[task_id] = dependants
+            self._finish_running(ends)
+            dependant = self._dependant
+            return moved, {task_id: [dependant(i) for i in sorted(ids)] for task_id, ids in locked.items()}
 
     def claim_tasks(self, worker: str, now: float, lease_seconds: float, limit: int = 1,
                     queues: Iterable[str] | None = None, released: Sequence[str] = ()) -> list[TaskRecord]:  # fmt: skip
@@ -419,11 +434,14 @@ class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
     def finish_attempts(self, outcomes: list[AttemptEnd]) -> None:
         """Set the outcome fields of several attempts at once, of those still running."""
         with self._lock:
-            for task_id, number, changes in outcomes:
-                for attempt in self._attempts.get(task_id, ()):
-                    if attempt.number == number and attempt.state == "running":
-                        for name, value in changes.items():
-                            setattr(attempt, name, value)
+            self._finish_running(outcomes)
+
+    def _finish_running(self, outcomes: list[AttemptEnd]) -> None:
+        for task_id, number, changes in outcomes:
+            for attempt in self._attempts.get(task_id, ()):
+                if attempt.number == number and attempt.state == "running":
+                    for name, value in changes.items():
+                        setattr(attempt, name, value)
 
     def list_attempts(self, task_id: str) -> list[AttemptRecord]:
         """The attempts of a task, by number."""
