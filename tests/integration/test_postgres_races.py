@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -49,11 +50,7 @@ def finish_both_at_once(engines: tuple[Engine, Engine], tasks: list[Task]) -> st
             two.complete(claimed["b"], "success", result=2)
             b_done.set()
 
-    threads = [threading.Thread(target=finish_a), threading.Thread(target=finish_b)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
+    run_together(finish_a, finish_b)
     return run_id
 
 
@@ -78,6 +75,35 @@ def lock_waiters(store: SqlStore) -> int:
         ).scalar()
 
 
+def lock_tasks_holding_m_first(store: SqlStore, holding_m: threading.Event, at_call: int = 1) -> Any:
+    """A stand-in for ``store.lock_tasks`` whose ``at_call``-th call first locks m in its transaction and returns
+    only once another session waits for a row lock (the completion, holding z, waits for m)."""
+    lock_tasks, calls = store.lock_tasks, []
+
+    def lock(task_ids: list[str]) -> object:
+        calls.append(task_ids)
+        if len(calls) == at_call:
+            lock_tasks(["m"])
+            holding_m.set()
+            deadline = time.monotonic() + 5
+            while not lock_waiters(store):
+                assert time.monotonic() < deadline, "the completion never waited for m"
+                time.sleep(0.01)
+        return lock_tasks(task_ids)
+
+    return lock
+
+
+def run_together(*targets: Callable[[], None]) -> None:
+    """Run each target in a thread of its own and wait for all (15 s at most)."""
+    threads = [threading.Thread(target=target) for target in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(15)
+    assert not any(t.is_alive() for t in threads)
+
+
 def test_a_task_added_on_a_task_and_its_dependant_as_the_first_finishes_lands_despite_the_deadlock(
     engines: tuple[Engine, Engine], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -89,19 +115,7 @@ def test_a_task_added_on_a_task_and_its_dependant_as_the_first_finishes_lands_de
     one.submit([Task(task_id="z", func=print), Task(task_id="m", func=print, dependencies=["z"])])
     (z,) = one.claim("w1")
     holding_m = threading.Event()
-    lock_tasks = two.store.lock_tasks
-
-    def m_first_then_once_the_completion_waits(task_ids: list[str]) -> object:
-        if not holding_m.is_set():
-            lock_tasks(["m"])  # this transaction holds m
-            holding_m.set()
-            deadline = time.monotonic() + 5
-            while not lock_waiters(two.store):  # the completion holds z and waits for m
-                assert time.monotonic() < deadline, "the completion never waited for m"
-                time.sleep(0.01)
-        return lock_tasks(task_ids)
-
-    monkeypatch.setattr(two.store, "lock_tasks", m_first_then_once_the_completion_waits)
+    monkeypatch.setattr(two.store, "lock_tasks", lock_tasks_holding_m_first(two.store, holding_m))
     outcome: dict[str, object] = {}
 
     def finish_z() -> None:
@@ -121,12 +135,7 @@ def test_a_task_added_on_a_task_and_its_dependant_as_the_first_finishes_lands_de
         except StoreError as exc:
             outcome["submit failed"] = exc
 
-    threads = [threading.Thread(target=finish_z), threading.Thread(target=add_n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(15)
-    assert not any(t.is_alive() for t in threads)
+    run_together(finish_z, add_n)
     assert outcome.get("completed") and outcome.get("submitted") == ["n"], outcome
     states = {t: one.store.get_task(t).state for t in ("z", "m", "n")}
     assert states == {"z": "success", "m": "queued", "n": "pending"}
@@ -156,12 +165,7 @@ def test_a_task_added_on_a_running_task_whose_outcome_waits_for_the_insert_is_re
         assert holding_a.wait(5)
         one.complete(a, "success", result=1)
 
-    threads = [threading.Thread(target=add_b), threading.Thread(target=finish_a)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(15)
-    assert not any(t.is_alive() for t in threads)
+    run_together(add_b, finish_a)
     assert [one.store.get_task(t).state for t in ("a", "b")] == ["success", "queued"]
 
 
@@ -181,21 +185,8 @@ def test_a_submit_that_loses_a_deadlock_to_an_outcome_runs_again_and_lands(
                     Task(task_id="p", func=print)])  # fmt: skip
         claimed = {r.task_id: r for r in one.claim("w1", limit=3)}
         holding_m = threading.Event()
-        lock_tasks = two.store.lock_tasks
-        calls: list[list[str]] = []
-
-        def m_first_then_once_the_completion_waits(task_ids: list[str]) -> object:
-            calls.append(task_ids)  # the insert's look at its upstream tasks (1), the look after its commit (2)
-            if len(calls) == meeting:
-                lock_tasks(["m"])
-                holding_m.set()
-                deadline = time.monotonic() + 5
-                while not lock_waiters(two.store):
-                    assert time.monotonic() < deadline, "the completion never waited for m"
-                    time.sleep(0.01)
-            return lock_tasks(task_ids)
-
-        monkeypatch.setattr(two.store, "lock_tasks", m_first_then_once_the_completion_waits)
+        # the insert's look at its upstream tasks is the first call, the look after its commit the second
+        monkeypatch.setattr(two.store, "lock_tasks", lock_tasks_holding_m_first(two.store, holding_m, meeting))
         outcome: dict[str, object] = {}
 
         def finish_z() -> None:
@@ -211,12 +202,7 @@ def test_a_submit_that_loses_a_deadlock_to_an_outcome_runs_again_and_lands(
             except Exception as exc:  # reported below, with what the other thread did
                 outcome["failed"] = f"{type(exc).__name__}: {exc}"
 
-        threads = [threading.Thread(target=finish_z), threading.Thread(target=add_n)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(15)
-        assert not any(t.is_alive() for t in threads)
+        run_together(finish_z, add_n)
         assert outcome.get("completed") and outcome.get("added") == ["n"], outcome
     finally:
         first.close()
