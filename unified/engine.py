@@ -67,6 +67,7 @@ class Engine(Submitting, Interventions, EngineEvents):
         self._run_finished = threading.Condition(finished)
         self.finished_generation = 0  # bumped whenever a task or run finishes in this process
         self.run_generation = 0  # bumped whenever a run finishes in this process
+        self._waiting = [0, 0]  # threads in wait_for_change for a task, for a run (notified only if some wait)
         self._run_cache: dict[str, RunRecord] = {}
         # upstream results of tasks released and claimed in one transaction, by (task id, attempt): the attempt
         # starts without reading them back (see claim)
@@ -153,18 +154,25 @@ class Engine(Submitting, Interventions, EngineEvents):
     def _bump_finished(self, run_ended: bool) -> None:
         with self._finished:
             self.finished_generation += 1
-            self._finished.notify_all()
+            waiting = self._waiting
+            if waiting[0]:
+                self._finished.notify_all()
             if run_ended:
                 self.run_generation += 1
-                self._run_finished.notify_all()
+                if waiting[1]:
+                    self._run_finished.notify_all()
 
     def wait_for_change(self, seen_generation: int, seconds: float, runs: bool = False) -> None:
         """Block until a task (with ``runs``: a run) finishes in this process after ``seen_generation`` (of
         ``finished_generation``, or of ``run_generation`` with ``runs``) was read, or ``seconds`` pass."""
         with self._finished:
-            (self._run_finished if runs else self._finished).wait_for(
-                lambda: (self.run_generation if runs else self.finished_generation) != seen_generation, seconds
-            )
+            self._waiting[runs] += 1
+            try:
+                (self._run_finished if runs else self._finished).wait_for(
+                    lambda: (self.run_generation if runs else self.finished_generation) != seen_generation, seconds
+                )
+            finally:
+                self._waiting[runs] -= 1
 
     # -- the one state writer ----------------------------------------------------------------------------
     def _move(self, record: TaskRecord, new: TaskState, expected_attempt: int | None = None, **changes: Any) -> bool:

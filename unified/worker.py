@@ -104,6 +104,7 @@ class WorkerPool(LeaseKeeping):
         self._leases = LeaseGuard()  # reporting and renewing leases take turns
         self._ready = threading.Condition(self._lock)  # work may be claimable
         self._freed = threading.Condition(self._lock)  # a runner became idle
+        self._awaiting_room = False  # the dispatcher waits on _freed (so a runner that ends an attempt notifies)
         self._has_work = threading.Condition(self._lock)  # a claimed task waits in the buffer
         self._signals = 0
         self._busy = 0  # claimed and not yet finished: buffered or running
@@ -262,7 +263,9 @@ class WorkerPool(LeaseKeeping):
         while not self._stopping.is_set():
             with self._lock:
                 while self._busy >= self.max_workers and not self._stopping.is_set() and not self._overdue():
+                    self._awaiting_room = True
                     self._freed.wait(self._until_overdue())
+                    self._awaiting_room = False
                 overdue = self._overdue()
                 wanted = self.max_workers - self._busy + self._prefetch()
             if self._stopping.is_set():
@@ -351,7 +354,9 @@ class WorkerPool(LeaseKeeping):
                     else:
                         self._mean_attempt = took if not self._mean_attempt else 0.9 * self._mean_attempt + 0.1 * took
                         self._busy -= 1
-                        if self._busy < self.max_workers:  # else the dispatcher would only wake to wait again
+                        # else the dispatcher would only wake to wait again; and not waiting, it looks at _busy
+                        # before it waits (notify() walks Condition's Python code even with nobody to wake)
+                        if self._awaiting_room and self._busy < self.max_workers:
                             self._freed.notify()
 
     def _replace_runner_of(self, task_id: str) -> None:
@@ -449,10 +454,10 @@ class WorkerPool(LeaseKeeping):
                 if self._held_back_since is not None:  # set under _lock by a runner that queued behind us
                     with self._lock:
                         self._held_back_since = None  # what is queued now is applied below
-                while True:
+                while not self._reports.empty():  # a look first: an exception per empty queue costs more
                     try:
                         first = self._reports.get_nowait()
-                    except queue.Empty:
+                    except queue.Empty:  # another thread took it meanwhile
                         break
                     self._apply([first], gather=True, by_runner=by_runner)
             finally:
@@ -460,13 +465,14 @@ class WorkerPool(LeaseKeeping):
 
     def _gather(self, batch: list[Report]) -> None:
         """Add the outcomes that arrived meanwhile to ``batch`` (up to REPORT_BATCH); a stop sentinel goes back."""
-        while len(batch) < REPORT_BATCH:
+        reports = self._reports
+        while len(batch) < REPORT_BATCH and not reports.empty():
             try:
-                item = self._reports.get_nowait()
+                item = reports.get_nowait()
             except queue.Empty:
                 return
             if item is None:
-                self._reports.put(None)  # the report loop ends after this batch
+                reports.put(None)  # the report loop ends after this batch
                 return
             batch.append(item)
 

@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import heapq
 import itertools
+import operator
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
@@ -28,6 +29,7 @@ from unified.store.records import (
 from unified.store.yielding_lock import YieldingLock
 
 _TASK_CHANGEABLE = frozenset(f.name for f in dataclasses.fields(TaskRecord)) - {"id", "seq"}
+_NUMBER = operator.attrgetter("number")  # attempts sort by their number
 
 
 def _check_moves(moves: list[TaskMove]) -> None:
@@ -446,19 +448,20 @@ class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
     def list_attempts(self, task_id: str) -> list[AttemptRecord]:
         """The attempts of a task, by number."""
         with self._lock:
-            return sorted((a.copy() for a in self._attempts.get(task_id, ())), key=lambda a: a.number)
+            return sorted((a.copy() for a in self._attempts.get(task_id, ())), key=_NUMBER)
 
     def task_with_attempts(self, task_id: str) -> tuple[TaskRecord, list[AttemptRecord]]:
         """The task with this global id and its attempts by number, read together."""
-        with self._lock:
-            return self.get_task(task_id), self.list_attempts(task_id)
+        with self._lock:  # read directly, not through get_task and list_attempts: each would enter the lock again
+            attempts = sorted((a.copy() for a in self._attempts.get(task_id, ())), key=_NUMBER)
+            return self._get(task_id).copy(), attempts
 
     def attempts_of(self, task_ids: Iterable[str]) -> dict[str, list[AttemptRecord]]:
         """The attempts of each of these tasks, by number (tasks without attempts are left out)."""
         with self._lock:
             found = {task_id: self._attempts.get(task_id) for task_id in task_ids}
             return {
-                task_id: sorted((a.copy() for a in attempts), key=lambda a: a.number)
+                task_id: sorted((a.copy() for a in attempts), key=_NUMBER)
                 for task_id, attempts in found.items()
                 if attempts
             }
