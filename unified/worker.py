@@ -160,12 +160,9 @@ class WorkerPool(LeaseKeeping):
         return thread
 
     def _guarded(self, loop: Callable[[], None]) -> None:
-        """Run one of the pool's thread loops until it returns (the pool stops).
-
-        An error no loop expects (a bug, or a library's error of a kind the store does not translate) is logged and
-        the loop runs again after a backoff: a pool whose dispatcher or reporter had ended would go on holding its
-        tasks and run nothing more, while its process looked alive.
-        """
+        """Run one of the pool's thread loops until it returns (the pool stops). An error no loop expects (a bug, or a
+        library's error the store does not translate) is logged and the loop runs again after a backoff: a pool whose
+        dispatcher or reporter had ended would hold its tasks and run nothing more, while its process looked alive."""
         failures = 0
         while True:
             try:
@@ -292,10 +289,9 @@ class WorkerPool(LeaseKeeping):
     def _accept(self, claimed: list[TaskRecord], by_runner: bool = False) -> None:
         """Hold the leases of ``claimed`` (the heartbeat renews them) and hand the tasks to the runners.
 
-        ``by_runner``: a runner claimed them, and takes the first itself next: waking another runner for it would
-        only move the work to another thread. Not while outcomes wait in the queue: the runner applies them first.
-        """
-        # a runner replaced meanwhile (see _replace_runner_of) ends instead of taking it
+        ``by_runner``: a runner claimed them, and takes the first itself next (waking another one for it would only
+        move the work), unless outcomes wait in the queue (it applies them first) or it was replaced meanwhile (see
+        _replace_runner_of: it ends instead)."""
         by_runner = by_runner and self._reports.empty() and threading.get_ident() not in self._retired
         for record in claimed:
             self._held[record.id] = record.attempts
@@ -354,8 +350,7 @@ class WorkerPool(LeaseKeeping):
                     else:
                         self._mean_attempt = took if not self._mean_attempt else 0.9 * self._mean_attempt + 0.1 * took
                         self._busy -= 1
-                        # else the dispatcher would only wake to wait again; and not waiting, it looks at _busy
-                        # before it waits (notify() walks Condition's Python code even with nobody to wake)
+                        # only a dispatcher waiting for room needs it (notify() costs even with nobody to wake)
                         if self._awaiting_room and self._busy < self.max_workers:
                             self._freed.notify()
 
@@ -443,12 +438,10 @@ class WorkerPool(LeaseKeeping):
         return since is not None and time.perf_counter() - since >= REPORT_DELAY
 
     def _lead_reports(self, by_runner: bool = True) -> None:
-        """Apply queued outcomes in batches until the queue is empty, unless another thread already leads.
-
-        A runner that finds the lead taken leaves its outcome to the leader and goes on to its next task instead of
-        waiting for a lock; the leader looks at the queue again after letting go of the lead, so no outcome is left
-        behind. ``by_runner``: False for the dispatcher (and ``stop``), which runs no task next.
-        """
+        """Apply queued outcomes in batches until the queue is empty, unless another thread already leads: a runner
+        that finds the lead taken leaves its outcome to the leader and goes on to its next task, and the leader looks
+        at the queue again after letting go, so no outcome is left behind. ``by_runner``: False for the dispatcher
+        (and ``stop``), which runs no task next."""
         while not self._reports.empty() and self._reporting.acquire(blocking=False):
             try:
                 if self._held_back_since is not None:  # set under _lock by a runner that queued behind us
