@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import textwrap
 import time
 from pathlib import Path
@@ -230,6 +231,11 @@ def test_db_upgrade_and_bad_input(cli: Cli, tmp_path: Path) -> None:
     assert (tmp_path / "sub" / "fresh.db").exists()
     missing = CliRunner().invoke(app, ["runs", "list", "--db", f"sqlite:///{tmp_path / 'none.db'}"])
     assert missing.exit_code == 2 and "no database at" in missing.stderr and "db upgrade" in missing.stderr
+    other = tmp_path / "other.db"  # another program's database: a reading command leaves it as it is
+    sqlite3.connect(other).execute("CREATE TABLE theirs (x)").connection.close()
+    refused = CliRunner().invoke(app, ["runs", "list", "--db", f"sqlite:///{other}"])
+    assert refused.exit_code == 2 and "holds no unified tables" in refused.stderr
+    assert sqlite3.connect(other).execute("SELECT name FROM sqlite_master").fetchall() == [("theirs",)]
     (tmp_path / "text.db").write_text("not a database\n")
     text = CliRunner().invoke(app, ["runs", "list", "--db", f"sqlite:///{tmp_path / 'text.db'}"])
     assert text.exit_code == 5 and "could not be used (file is not a database)" in text.stderr

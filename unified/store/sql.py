@@ -108,7 +108,9 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAttempts, SqlAdminRecords, SqlWorkflow
             cls = SqliteStore
         return super().__new__(cls)
 
-    def __init__(self, url: str, **engine_options: Any) -> None:
+    def __init__(self, url: str, *, create: bool = True, **engine_options: Any) -> None:
+        """Open the database at ``url``, making or upgrading unified's tables in it; with ``create=False`` a database
+        without them is refused (a ValidationError) rather than given them (a reading command's mistyped URL)."""
         self.url = url
         self._local = threading.local()
         try:
@@ -145,7 +147,7 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAttempts, SqlAdminRecords, SqlWorkflow
         self._insert_new_task_notifying = self._insert_new_task.returning(notify) if self._notifies else None
         try:
             with self._wrap_errors():
-                self._migrate()
+                self._migrate(create)
         except BaseException:
             self.close()
             raise
@@ -165,7 +167,7 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAttempts, SqlAdminRecords, SqlWorkflow
         plan_claims_by_index(engine)
         return engine
 
-    def _migrate(self) -> None:
+    def _migrate(self, create: bool = True) -> None:
         with self._engine.connect() as conn:
             conn.execution_options(**{READ_ONLY: True})
             try:
@@ -174,6 +176,11 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAttempts, SqlAdminRecords, SqlWorkflow
                 current = None
         if current == migrations.HEAD:
             return
+        if current is None and not create:
+            raise ValidationError(
+                f"{self._safe_url} holds no unified tables: check the URL, or create them with `unified db upgrade` "
+                "(a server started on it does too)"
+            )
         with self._engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")

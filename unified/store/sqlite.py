@@ -82,12 +82,12 @@ class SqliteStore(SqlStore):
     serial_writes = True  # one writer at a time, each commit a sync: see unified.store.base
     set_wise_updates = False
 
-    def __init__(self, url: str, *, synchronous: str = "FULL", **engine_options: Any) -> None:
+    def __init__(self, url: str, *, synchronous: str = "FULL", create: bool = True, **engine_options: Any) -> None:
         if synchronous.upper() not in SYNCHRONOUS:
             raise ValidationError(f"synchronous={synchronous!r} is not one of {', '.join(SYNCHRONOUS)}")
         self.synchronous = synchronous.upper()
         sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
-        super().__init__(url, **engine_options)
+        super().__init__(url, create=create, **engine_options)
 
     def _write_transaction(self) -> AbstractContextManager[sa.Connection]:
         """A write transaction on this process's one write connection, whose commit it may share with the other

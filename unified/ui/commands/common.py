@@ -101,7 +101,7 @@ def session(db: str | None, *, create: bool = False, workers: int = 0) -> Iterat
         )
     with errors_as_exits():
         config.ensure_sqlite_folder(url)
-        store = open_store(url)
+        store = open_store(url, create=create)
         try:
             tasks = TaskManager(store=store, max_workers=workers, run_scheduler=False)
         except BaseException:
