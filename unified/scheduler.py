@@ -89,7 +89,7 @@ def timing_of(schedule: ScheduleRecord) -> Timing:
 class Scheduler:
     """Fires the schedules of one store through one engine; ``start()`` runs it in a background thread."""
 
-    def __init__(self, engine: Engine, *, max_wait_seconds: float = 30.0, busy_wait_seconds: float = 2.0) -> None:
+    def __init__(self, engine: Engine, *, max_wait_seconds: float = 5.0, busy_wait_seconds: float = 2.0) -> None:
         self.engine = engine
         self.store = engine.store
         self.clock = engine.clock

@@ -130,7 +130,7 @@ def run_worker(
         alerts.close()
 
 
-def run_scheduler(db_url: str, *, max_wait_seconds: float = 30.0, stop: threading.Event | None = None) -> None:
+def run_scheduler(db_url: str, *, max_wait_seconds: float = 5.0, stop: threading.Event | None = None) -> None:
     """Fire the schedules of the store at ``db_url`` until SIGTERM/SIGINT (or ``stop``).
 
     Any number of schedulers may share one database: each fire time is recorded once, so it starts once, and the
