@@ -101,6 +101,8 @@ def test_run_wait_past_its_timeout_exits_1_at_once_and_hands_the_running_task_ba
     assert time.monotonic() - started < 8  # not the 10 s a shutdown waits for running attempts
     (run,) = cli.json("runs", "list")
     assert run["state"] == "running"  # another worker takes it up: its task is back in the queue
+    timed_out = cli("run", "stuck", "--wait", "--timeout", "0.2", "--json", code=1)
+    assert json.loads(timed_out.stdout)["state"] == "running", "a pipe reading the JSON gets the run as it is"
     assert cli.json("runs", "show", run["run_id"])["tasks"]["wait"]["state"] == "queued"
 
 

@@ -182,10 +182,12 @@ def run(
         # task log lines are captured per attempt (`unified tasks logs`); printed bare, without their task, they would
         # tear the live view and clutter a log or a pipe
         configure_logging("error")
-        final = watch(s, run_id, timeout, live)
-        if as_json:
-            print_json(asdict(s.workflows.get_run(run_id)))
-        elif not out.is_terminal:  # a log or a pipe gets the final view once
+        try:
+            final = watch(s, run_id, timeout, live)
+        finally:  # ended or not (--timeout): a pipe reading the JSON gets the run as it is
+            if as_json:
+                print_json(asdict(s.workflows.get_run(run_id)))
+        if not as_json and not out.is_terminal:  # a log or a pipe gets the final view once
             show(render(final, s.store.run_tasks(run_id), s.tasks.clock.now()))
     if final.state != "success":
         if not as_json:
