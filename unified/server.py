@@ -164,9 +164,14 @@ class Server:
 
 
 def preflight(settings: ServerSettings) -> None:
-    """Refuse settings that would fail the start-up (the port, the database, the admin key) with one error,
-    before anything starts or is shown; the app's own start-up would fail with a traceback."""
+    """Refuse settings that would fail the start-up (the port, the workflows folder, the database, the admin key) with
+    one error, before anything starts or is shown; the app's own start-up would fail with a traceback."""
     check_port_free(settings.host, settings.port)
+    if settings.workflows_dir is not None and not os.path.isdir(settings.workflows_dir):
+        raise ValidationError(
+            f"the workflows folder {settings.workflows_dir} is not a folder: give the folder that holds your workflow "
+            "files (--workflows or UNIFIED_WORKFLOWS_DIR)"
+        )
     config.ensure_sqlite_folder(settings.database_url)
     open_store(settings.database_url).close()  # a database it cannot use (unreachable, not one): StoreError here
     if settings.admin_key is not None:

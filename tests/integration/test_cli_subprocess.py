@@ -36,9 +36,10 @@ crashes = Workflow("crashes", "", [Task(task_id="crash", func=crash)])
 """
 
 
-def unified(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def unified(folder: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the console script in ``folder`` with its default database (./.unified/unified.db)."""
-    return subprocess.run([*command(), *args], cwd=folder, env=clean_env(), capture_output=True, text=True, timeout=60)
+    environment = {**clean_env(), **(env or {})}
+    return subprocess.run([*command(), *args], cwd=folder, env=environment, capture_output=True, text=True, timeout=60)
 
 
 def test_the_console_script_runs_lists_and_refuses(tmp_path: Path) -> None:
@@ -73,6 +74,8 @@ def test_the_server_refuses_an_unusable_database_path_or_a_taken_port_in_one_lin
     unusable = unified(tmp_path, "server", "--db", f"sqlite:///{tmp_path / 'a-file' / 'x.db'}", "--port", free)
     assert unusable.returncode == 5, unusable.stderr  # the store could not be used
     assert "cannot create the folder of the SQLite file" in unusable.stderr and "Traceback" not in unusable.stderr
+    nowhere = unified(tmp_path, "server", "--port", free, env={"UNIFIED_WORKFLOWS_DIR": str(tmp_path / "nowhere")})
+    assert nowhere.returncode == 2 and "is not a folder" in nowhere.stderr, nowhere.stderr
     (tmp_path / "text.db").write_text("not a database")
     not_one = unified(tmp_path, "server", "--db", f"sqlite:///{tmp_path / 'text.db'}", "--port", free)
     assert not_one.returncode == 5 and "file is not a database" in not_one.stderr, not_one.stderr
