@@ -281,9 +281,12 @@ class Engine(Submitting, Interventions, EngineEvents):
                 if attempts >= CONFLICT_RETRIES:
                     raise
 
-    def forget_attempt(self, task_id: str) -> None:
+    def forget_attempt(self, task_id: str, attempt: int | None = None) -> None:
         """Drop what this process keeps about a claimed attempt that its worker gives up without a report (its lease
-        lapses, and whoever runs the task next reports it)."""
+        lapses, and whoever runs the task next reports it); not if a later ``attempt`` of it was claimed here since."""
+        claimed = self._attempt_started.get(task_id)
+        if attempt is not None and claimed is not None and claimed[0] != attempt:
+            return
         self._cancel_events.pop(task_id, None)
         self._attempt_started.pop(task_id, None)
         self.functions.drop(task_id)

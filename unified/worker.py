@@ -287,17 +287,14 @@ class WorkerPool(LeaseKeeping):
             self._accept(claimed)
 
     def _accept(self, claimed: list[TaskRecord], by_runner: bool = False) -> None:
-        """Hold the leases of ``claimed`` (the heartbeat renews them) and hand the tasks to the runners.
-
-        ``by_runner``: a runner claimed them, and takes the first itself next (waking another one for it would only
-        move the work), unless outcomes wait in the queue (it applies them first) or it was replaced meanwhile (see
-        _replace_runner_of: it ends instead)."""
+        """Hold the leases of ``claimed`` (the heartbeat renews them) and hand the tasks to the runners. ``by_runner``:
+        a runner claimed them and takes the first itself next (waking another would only move the work), unless
+        outcomes wait (it applies them first) or it was replaced meanwhile (_replace_runner_of: it ends instead)."""
         by_runner = by_runner and self._reports.empty() and threading.get_ident() not in self._retired
-        for record in claimed:
-            self._held[record.id] = record.attempts
         with self._lock:
             self._busy += len(claimed)
             for record in claimed:
+                self._held[record.id] = record.attempts
                 heapq.heappush(self._buffer, (-record.priority, record.seq, record))
             if (others := len(claimed) - by_runner) > 0:  # notify(0) still walks Condition's Python code
                 self._has_work.notify(others)
@@ -539,7 +536,7 @@ class WorkerPool(LeaseKeeping):
                         # copies: a failed commit must not leave moved records
                         self.engine.complete_all([(record.copy(), state, outcome) for record, state, outcome in batch])
                         claimed = self._claim_more() if claim_next else []
-                    self._forget(batch)
+                    self._forget(record for record, _, _ in batch)
                 self._accept(claimed, by_runner)
                 if not claim_next:
                     self.wake(1)  # a finished task may have made room in a limited queue
@@ -588,12 +585,15 @@ class WorkerPool(LeaseKeeping):
         if claimed:
             self.engine.after_commit(lambda: self._accept(claimed))
 
-    def _forget(self, batch: list[Report]) -> None:
-        for record, _, _ in batch:
-            self._held.pop(record.id, None)
+    def _forget(self, records: Iterable[TaskRecord]) -> None:
+        """Stop renewing these attempts' leases, not a later attempt's claimed here since (canceled elsewhere)."""
+        with self._lock:
+            for record in records:
+                if self._held.get(record.id) == record.attempts:
+                    del self._held[record.id]
 
     def _give_up(self, records: list[TaskRecord]) -> None:
         """Let go of attempts that will not be reported from here: their leases lapse unrenewed."""
+        self._forget(records)
         for record in records:
-            self._held.pop(record.id, None)
-            self.engine.forget_attempt(record.id)
+            self.engine.forget_attempt(record.id, record.attempts)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from unified.engine import Engine
@@ -37,7 +37,7 @@ class ParkedOutcomes:
         engine: Engine,
         leases: LeaseGuard,
         to_reporter: Callable[[Report], None],
-        forget: Callable[[list[Report]], None],
+        forget: Callable[[Iterable[TaskRecord]], None],
     ) -> None:
         self._engine = engine
         self._leases = leases  # the pool's: reporting and renewing leases take turns
@@ -108,7 +108,7 @@ class ParkedOutcomes:
 
     def _committed(self) -> None:
         applied, self._thread.applied = self._thread.applied, None
-        self._forget(applied)  # before the report ends: a renewal must not find these tasks held and not renewable
+        self._forget(r for r, _, _ in applied)  # before the report ends: a renewal must not find them held, unrenewable
         self._leases.end_report()
 
     def _hand_over(self, reports: list[Report]) -> None:

@@ -95,6 +95,15 @@ def nested(depth: int) -> object:
     return value
 
 
+def first_attempt_waits_for_its_cancel(ctx: TaskContext, later_seconds: float = 0.0) -> int:
+    """Attempt 1 runs until it is told to stop (10 s at most); later attempts sleep ``later_seconds`` (unless told to
+    stop) and return their number."""
+    deadline = time.monotonic() + (10 if ctx.attempt == 1 else later_seconds)
+    while not ctx.cancelled and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return ctx.attempt
+
+
 def not_json() -> object:
     """Return something JSON cannot hold."""
     return {1, 2, 3}

@@ -286,3 +286,24 @@ def test_a_task_claimed_again_here_tells_its_earlier_attempt_here_to_stop() -> N
     assert [r.attempts for r in here.claim("w")] == [2]
     assert first.is_set(), "attempt 1 would run on beside attempt 2"
     assert not here.cancel_event("t").is_set()
+
+
+def test_canceled_and_retried_from_another_process_the_next_attempt_runs_to_its_end(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    worker = TaskManager(store=url, max_workers=2, lease_seconds=2.0, heartbeat_seconds=0.2, run_scheduler=False)
+    other = TaskManager(store=url, max_workers=0, run_scheduler=False)  # a CLI or API process: an engine of its own
+    try:
+        waits = "tests.helpers.tasks:first_attempt_waits_for_its_cancel"
+        task_id = other.queue_task(waits, kwargs={"later_seconds": 1.5}, max_retries=3)  # outlasts a few heartbeats
+        deadline = time.monotonic() + 10
+        while other.get_task_metadata(task_id)["state"] != "running" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert other.cancel_task(task_id)
+        other.retry_task(task_id)
+        meta = other.wait(task_id, timeout=15)
+        # attempt 1 told to stop by the claim of attempt 2; attempt 2 kept its lease (it was dropped with attempt 1's
+        # report, and the task was handed back and claimed again, for good)
+        assert (meta["state"], meta["result"], meta["attempts"]) == ("success", 2, 2)
+    finally:
+        worker.shutdown(wait=False)
+        other.shutdown()
