@@ -27,7 +27,7 @@ import psycopg
 import sqlalchemy as sa
 
 from unified.store.listener_thread import ListenerThread
-from unified.store.schema import CHANNEL, ROOM
+from unified.store.schema import CHANNEL_SQL, ROOM
 
 WAIT_SECONDS = 0.25  # how often the listener looks at its stop flag
 IDLE_PING_SECONDS = 10.0  # a pooled connection idle this long is pinged before use
@@ -123,7 +123,8 @@ def libpq_url(url: sa.URL) -> str:
 
 
 class Listener(ListenerThread):
-    """A thread that LISTENs on :data:`CHANNEL` and calls ``callback(queue)`` for each notification."""
+    """A thread that LISTENs on its schema's channel (:data:`unified.store.schema.CHANNEL_SQL`) and calls
+    ``callback(queue)`` for each notification."""
 
     def __init__(
         self,
@@ -140,7 +141,8 @@ class Listener(ListenerThread):
 
     def _serve(self) -> None:
         with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(f"LISTEN {CHANNEL}")
+            channel = conn.execute(f"SELECT {CHANNEL_SQL}").fetchone()[0]  # type: ignore[index]
+            conn.execute(f'LISTEN "{channel}"')
             self._connected()
             while not self._stopping.is_set():
                 for notify in conn.notifies(timeout=WAIT_SECONDS):

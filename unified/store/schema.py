@@ -484,12 +484,15 @@ CLAIM_SEQS = claim_statement(sa.bindparam("_seqs", expanding=True))
 # The store collects them during a transaction and sends each queue once, just before the commit. A payload
 # "room:<queue>" says a limited queue has room again (or its limit changed): every listener acts on those, while
 # plain ones are skipped by the process that sent them (its engine already woke its own workers).
-CHANNEL = "unified_tasks"
+# The channel is the schema's own (NOTIFY is database-wide): stores of different schemas of one database, such as
+# tests or tenants, do not wake each other. A fixed-length name from the schema, as the listener computes it too.
+CHANNEL_SQL = "'unified_tasks_' || left(md5(current_schema()), 16)"
+CHANNEL = sa.literal_column(CHANNEL_SQL)
 ROOM = "room:"
 # Every wake-up of a transaction in one statement (one round trip), each payload once: queues with new work, the
 # queues of tasks made claimable, room in the limited queues of tasks that stopped running, queues whose limit changed.
 NOTIFY = sa.text(
-    f"SELECT pg_notify('{CHANNEL}', p) FROM (SELECT q AS p FROM unnest(CAST(:_queues AS text[])) AS q "
+    f"SELECT pg_notify({CHANNEL_SQL}, p) FROM (SELECT q AS p FROM unnest(CAST(:_queues AS text[])) AS q "
     "UNION SELECT queue FROM tasks WHERE id = ANY(CAST(:_claimable AS text[])) "
     f"UNION SELECT '{ROOM}' || t.queue FROM tasks t JOIN queue_limits l ON l.queue = t.queue "
     "WHERE t.id = ANY(CAST(:_room AS text[])) "
