@@ -57,6 +57,7 @@ class WorkflowsFolder:
         self.folder = Path(folder).resolve() if folder else None
         self.report = LoadReport(str(self.folder) if self.folder else None)
         self._lock = threading.Lock()
+        self._preexisting: dict[str, ModuleType] | None = None
 
     def _module_names(self) -> list[tuple[str, Path]]:
         assert self.folder is not None
@@ -82,9 +83,10 @@ class WorkflowsFolder:
             seen: dict[str, Workflow] = {}
             names = self._module_names()
             # forget the last pass, the helpers it imported from the folder too, so that every file is read again
-            for module_name in [*self.report.imported, *(name for name, _ in names)]:
+            if self._preexisting is None:  # what the process had imported before the folder's first load
+                self._preexisting = dict(sys.modules)
+            for module_name in [*self.imported(), *(name for name, _ in names)]:
                 sys.modules.pop(module_name, None)
-            before = set(sys.modules)
             for module_name, path in names:
                 try:
                     module = importlib.import_module(module_name)
@@ -104,21 +106,22 @@ class WorkflowsFolder:
                             continue
                         seen[value.name] = value
                         report.workflows.append(value)
-            report.imported = self._imported_since(before)
+            report.imported = self.imported()
             self.report = report
             return report
 
-    def _imported_since(self, before: set[str]) -> dict[str, ModuleType]:
-        """The modules this load imported from files in the folder or below it: not what was imported before it
-        (unified itself, or packages of a virtual environment kept inside the folder)."""
+    def imported(self) -> dict[str, ModuleType]:
+        """The modules imported from files in the folder or below it since its first load: those its loads imported
+        and the helpers a task imported later, not what the process had before (unified itself, or the packages of
+        a virtual environment kept inside the folder)."""
         assert self.folder is not None
         inside = {}
-        for name in set(sys.modules) - before:
-            module = sys.modules.get(name)
+        for name, module in list(sys.modules.items()):
             file = getattr(module, "__file__", None)
-            if file and Path(file).resolve().is_relative_to(self.folder):
+            earlier = (self._preexisting or {}).get(name)
+            if module is not earlier and file and Path(file).resolve().is_relative_to(self.folder):
                 inside[name] = module
-        return inside  # type: ignore[return-value]
+        return inside
 
     def owns(self, import_path: str) -> bool:
         """True if ``import_path`` names something in a module loaded from the folder."""
@@ -167,7 +170,7 @@ def load_workflows(folder: WorkflowsFolder, manager: WorkflowManager) -> LoadRep
     The engine forgets the functions it resolved from the folder's modules (before and after this load), so tasks
     run after a reload use the reloaded code.
     """
-    previous = folder.report.imported
+    previous = folder.imported() if folder.folder is not None and folder.report.folder else {}
     report = folder.load()
     manager.engine.functions.forget({*previous, *report.imported})
     return register_workflows(report, manager)

@@ -124,6 +124,25 @@ def test_a_reload_reads_the_helper_modules_of_the_folder_again(tmp_path: Path, w
         sys.modules.pop(name, None)
 
 
+def test_a_reload_reads_again_a_helper_a_task_imported_after_the_load(
+    tmp_path: Path, workflows: WorkflowManager
+) -> None:
+    (tmp_path / "_registration_lazy_helper.py").write_text("VALUE = 'old'\n")
+    lazy = "def answer() -> str:\n    from _registration_lazy_helper import VALUE\n\n    return VALUE\n"
+    flow = FLOW.split("def answer", 1)[0] + lazy + "\n\n" + FLOW.rsplit("\n\n\n", 1)[1]
+    (tmp_path / "registration_lazy_flow.py").write_text(textwrap.dedent(flow))
+    folder = WorkflowsFolder(tmp_path)
+    load_workflows(folder, workflows)
+    workflow_id = workflows.list_workflows()[0]["workflow_id"]
+    assert _run(workflows, workflow_id) == "old"  # the helper is imported now, by the task
+
+    (tmp_path / "_registration_lazy_helper.py").write_text("VALUE = 'new'\n")
+    load_workflows(folder, workflows)
+    assert _run(workflows, workflow_id) == "new"
+    for name in ("registration_lazy_flow", "_registration_lazy_helper"):
+        sys.modules.pop(name, None)
+
+
 def test_a_reload_leaves_alone_modules_imported_from_the_folder_before_it(
     tmp_path: Path, workflows: WorkflowManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
