@@ -263,7 +263,7 @@ def _json_nodes(value: Any) -> Iterator[tuple[Any, int]]:
         if isinstance(item, dict):
             stack.extend((key, depth + 1) for key in item)
             stack.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list):
+        elif isinstance(item, list | tuple):  # a tuple is stored as a JSON array
             stack.extend((child, depth + 1) for child in item)
 
 
@@ -281,7 +281,7 @@ def stored_json(value: Any, what: str) -> str:
 
 def json_depth(value: Any) -> int:
     """How deeply lists and dicts nest in ``value`` (0 for a scalar, 1 for ``[1]``)."""
-    return max(depth + isinstance(item, dict | list) for item, depth in _json_nodes(value))
+    return max(depth + isinstance(item, dict | list | tuple) for item, depth in _json_nodes(value))
 
 
 def has_lone_surrogate(value: Any) -> bool:

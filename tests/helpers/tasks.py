@@ -87,11 +87,11 @@ def adds_a_task(ctx: TaskContext) -> str:
     return ctx.add_task(Task(task_id="child", func=add, args=(1, 2)))
 
 
-def nested(depth: int) -> object:
-    """A list holding a list ... ``depth`` deep."""
+def nested(depth: int, kind: str = "list") -> object:
+    """A list holding a list ... ``depth`` deep (tuples with ``kind="tuple"``)."""
     value: object = 1
     for _ in range(depth):
-        value = [value]
+        value = (value,) if kind == "tuple" else [value]
     return value
 
 

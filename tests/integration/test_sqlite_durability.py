@@ -67,10 +67,12 @@ def test_metadata_that_is_not_json_fails_the_attempt_instead_of_running_it_again
 def test_a_result_nested_too_deep_to_show_fails_the_task_and_the_lists_keep_working(tmp_path: Path) -> None:
     with TaskManager(store=f"sqlite:///{tmp_path}/u.db", max_workers=0) as tm:
         deep = tm.queue_task("tests.helpers.tasks:nested", args=(250,))
+        deep_tuples = tm.queue_task("tests.helpers.tasks:nested", args=(250, "tuple"))  # stored as arrays too
         fine = tm.queue_task("tests.helpers.tasks:nested", args=(150,))
         tm.run_until_idle()
-        meta = tm.get_task_metadata(deep)
-        assert meta["state"] == "failure" and "more than 200 deep" in meta["error"]["message"]
+        for task_id in (deep, deep_tuples):
+            meta = tm.get_task_metadata(task_id)
+            assert meta["state"] == "failure" and "more than 200 deep" in meta["error"]["message"]
         assert tm.get_task_metadata(fine)["state"] == "success"
 
 
