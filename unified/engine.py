@@ -278,7 +278,7 @@ class Engine(Submitting, Interventions, EngineEvents):
                 return child.task_id  # type: ignore[return-value]
             except StoreConflict:
                 attempts += 1
-                if attempts >= CONFLICT_RETRIES:
+                if attempts >= CONFLICT_RETRIES or getattr(self._local, "depth", 0):  # a caller's, all undone
                     raise
 
     def forget_attempt(self, task_id: str, attempt: int | None = None) -> None:
