@@ -85,6 +85,10 @@ class PlannedOutcome:
         if new is not None:
             check_transition(record.state, new)
         attempt = {"state": outcome.get("attempt_state") or state, "finished_at": now, "error": error}
+        if (began := outcome.get("started_at")) is not None:  # when its code began, not when it was claimed
+            attempt["started_at"] = began
+            if record.attempts == 1:
+                changes["started_at"] = began
         return cls(record, new, changes, outcome.get("logs") or (), attempt)
 
     def apply(self) -> None:

@@ -112,9 +112,8 @@ class WorkerPool(LeaseKeeping):
         self._mean_attempt = 0.0  # seconds, a moving average over this pool's attempts (0: none yet)
         self._running: dict[int, float] = {}  # runner thread ident -> when its current attempt began (perf_counter)
         self._reports: queue.SimpleQueue[Report | None] = queue.SimpleQueue()
-        # a commit that waits on I/O (a sync, round trips) is better waited for by a thread of its own: measured, W3
-        # ran 9% faster on SQLite with a reporter thread than with runners taking turns; the memory store has no
-        # such wait, and there runners taking turns made W4 55% faster than each applying its own outcome
+        # a commit that waits on I/O (a sync, round trips) is better waited for by a thread of its own (W3 on SQLite
+        # 9% faster than with runners taking turns); the memory store has none: runners taking turns, W4 55% faster
         self._reporter = not engine.store.keeps_objects
         self._reporting = threading.Lock()  # held by whoever applies outcomes: the reporter, or a runner alone
         self._held_back_since: float | None = None  # when a runner first held queued outcomes back (see _hold_back)
@@ -491,6 +490,7 @@ class WorkerPool(LeaseKeeping):
         inline = self.executor.runs_inline(task, func)
         if inline:
             self._inline[record.id] = threading.get_ident()
+        began = self.engine.clock.now()  # not the claim: a task claimed ahead waited in the buffer since
         try:
             outcome = self.executor.run_attempt(task, ctx, func)
         except Exception:
@@ -508,6 +508,7 @@ class WorkerPool(LeaseKeeping):
                 "retryable": outcome.retryable,
                 "logs": outcome.logs,
                 "metadata": ctx.metadata,
+                "started_at": began,
             },
         )
 

@@ -396,3 +396,27 @@ def test_an_attempt_given_up_without_a_report_leaves_nothing_behind_in_the_engin
         assert tm.pool is not None
         wait_until(lambda: not tm.pool._held, 5, "the pool to let go of the attempt")
         assert task_id not in engine._cancel_events and task_id not in engine._attempt_started
+
+
+def test_a_task_claimed_ahead_records_when_its_code_began_not_when_it_was_claimed() -> None:
+    clock = FakeClock()
+    engine = Engine(MemoryStore(), clock)
+    gate, started = threading.Event(), threading.Event()
+
+    def first() -> None:
+        started.set()
+        gate.wait(5)
+
+    engine.submit([Task(task_id="first", func=first, priority=1), Task(task_id="second", func=int)])
+    pool = WorkerPool(engine, max_workers=1, prefetch=1)  # claims "second" with "first", ahead
+    pool.start()
+    try:
+        assert started.wait(5)
+        clock.advance(60)  # "second" waits in the buffer a minute
+        gate.set()
+        wait_until(lambda: engine.store.get_task("second").state == "success", 5, "the second task's end")
+    finally:
+        pool.stop()
+    task = engine.store.get_task("second")
+    (attempt,) = engine.store.list_attempts("second")
+    assert task.started_at == attempt.started_at == clock.now(), "after its minute in the buffer, not at the claim"
