@@ -38,7 +38,8 @@ def main(argv: list[str]) -> None:
     # The launcher is a member of the group it leads: a signal the program sends its group (`kill -USR1 0`, a ^C)
     # must not end it, so it ignores every signal it can. The program gets them all back at their defaults, SIGPIPE
     # among them (Python ignores that one: `yes | head -1` would run on for good).
-    kept = (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, *range(32, signal.SIGRTMIN))  # glibc's own: 32, 33
+    glibc_own = range(32, getattr(signal, "SIGRTMIN", 32))  # Linux: 32 and 33 (macOS has no real-time signals)
+    kept = (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, *glibc_own)
     caught = [s for s in signal.valid_signals() if s not in kept]
     for number in caught:
         try:
