@@ -138,7 +138,8 @@ class Timing:
             object.__setattr__(self, "cron", check_cron(self.cron))
         else:
             interval = self.interval_seconds
-            # a new schedule takes MIN_INTERVAL_SECONDS to a year (check_interval); one stored before, what advances
+            # a new schedule takes MIN_INTERVAL_SECONDS to a year (check_interval, in Scheduler._add); one an earlier
+            # release stored is taken as long as its fire times advance, else check_interval says what is wanted
             if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval >= 1e-6:
                 check_interval(interval)
             if not isinstance(self.anchor, int | float):

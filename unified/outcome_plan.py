@@ -22,6 +22,11 @@ S = TaskState
 _JSON_AS_IS = frozenset({type(None), bool, int, str})  # values JSON gives back unchanged (a float may be NaN)
 
 
+def _unstorable(exc: SerializationError) -> dict[str, Any]:
+    """The error of an attempt whose result or metadata the store cannot keep (not retried: it would not change)."""
+    return {"type": "SerializationError", "message": str(exc)}
+
+
 class PlannedOutcome:
     """One reported attempt, planned: the move it asks of its task (None: none), with the fields that move sets."""
 
@@ -54,14 +59,14 @@ class PlannedOutcome:
             try:  # the result as stored: dependants handed it in this process see what a later read would give
                 result = from_json(stored_json(result, f"the result of task {record.task_id!r}"))
             except SerializationError as exc:
-                state, error, retryable = "failure", {"type": "SerializationError", "message": str(exc)}, False
+                state, error, retryable = "failure", _unstorable(exc), False
                 result = None
         metadata = outcome.get("metadata")
         if metadata and not keeps_objects:
             try:  # refused by the store, the whole report would be: the task would run again and again
                 stored_json(metadata, f"the ctx.metadata of task {record.task_id!r}")
             except SerializationError as exc:
-                state, error, retryable = "failure", {"type": "SerializationError", "message": str(exc)}, False
+                state, error, retryable = "failure", _unstorable(exc), False
                 metadata = result = None
         changes: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
         if metadata is not None:
