@@ -194,19 +194,18 @@ class Engine(Submitting, Interventions, EngineEvents):
     ) -> list[TaskRecord]:
         """Take up to ``limit`` ready tasks for ``worker`` and record the start of their attempts."""
         # the claim is one store transaction of its own (one statement on PostgreSQL when no limit applies)
-        now = self.clock.now()
-        local = self._local
+        now, local, holder = self.clock.now(), self._local, self.functions.holder
         if getattr(local, "depth", 0):  # inside a report's transaction: it may have released some of them
             # still pending: the claim may take them straight from there (see _release_dependants)
             releasing = local.releasing
-            claimed = self.store.claim_tasks(worker, now, lease_seconds, limit, queues, releasing)
+            claimed = self.store.claim_tasks(worker, now, lease_seconds, limit, queues, releasing, holder)
             if releasing:
                 taken = {r.id for r in claimed}
                 local.releasing = [task_id for task_id in releasing if task_id not in taken]
             local.taken += len(claimed)
             self._hand_off_upstream(claimed)
         else:
-            claimed = self.store.claim_tasks(worker, now, lease_seconds, limit, queues)
+            claimed = self.store.claim_tasks(worker, now, lease_seconds, limit, queues, holder=holder)
         for record in claimed:
             log.debug("task %s: claimed by %s (attempt %d)", record.id, worker, record.attempts)
             if (earlier := self._cancel_events.get(record.id)) is not None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -17,6 +20,8 @@ class FunctionRegistry:
     def __init__(self) -> None:
         self._functions: dict[str, Callable[..., Any]] = {}
         self._kept: dict[str, tuple[dict[str, Any], Task]] = {}  # task id -> (the spec object, its Task)
+        # names this registry in the tasks whose function only it holds (TaskRecord.holder): host, process, registry
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
     def register(self, task: Task) -> dict[str, Any]:
         """Remember ``task``'s callable and return its spec, which names it (``ref``) if it has no import path."""
@@ -26,6 +31,11 @@ class FunctionRegistry:
             spec["ref"] = f"{spec['func']}@{id(task.func):x}"
             self._functions[spec["ref"]] = task.func
         return spec
+
+    def holder_of(self, spec: dict[str, Any]) -> str | None:
+        """This registry's name if the task of ``spec`` runs a function only it holds (registered here by ref),
+        else None: any engine can run it."""
+        return self.holder if spec.get("ref") in self._functions else None
 
     def rebuild(self, spec: dict[str, Any], keep_as: str | None = None) -> Task:
         """The Task of a stored spec, with its callable found here or by import path.

@@ -18,10 +18,15 @@ def global_id(run_id: str | None, task_id: str) -> str:
 
 
 def new_record(
-    spec: Spec, run_id: str | None, schedule_id: str | None, now: float, existing: dict[str, TaskRecord]
+    spec: Spec,
+    run_id: str | None,
+    schedule_id: str | None,
+    now: float,
+    existing: dict[str, TaskRecord],
+    holder: str | None = None,
 ) -> TaskRecord:
     """The record of a new task, queued unless ``existing`` upstream tasks (by task id) hold it back or ended badly;
-    ``spec`` may have been stored by an older version, hence the defaults."""
+    ``spec`` may have been stored by an older version, hence the defaults. ``holder``: see TaskRecord."""
     task_id, deps = spec["task_id"], spec["dependencies"]
     state, reason, queued_at = "queued", None, now
     bad = [existing[d] for d in deps if d in existing and existing[d].state in BAD_STATES]
@@ -45,6 +50,7 @@ def new_record(
         finished_at=now if state == "skipped" else None,
         reason=reason,
         schedule_id=schedule_id,
+        holder=holder,
     )
 
 

@@ -58,6 +58,8 @@ def test_insert_and_get_round_trip_every_field(store: Store, make_task: MakeTask
         lease_owner="w1",
         lease_expires_at=1005.0,
         reason="because",
+        schedule_id="s1",
+        holder="host:1:abcd",
     )
     store.insert_tasks([record])
     assert record.seq > 0

@@ -225,7 +225,8 @@ class Store(Protocol):
         ...
 
     def claim_tasks(self, worker: str, now: float, lease_seconds: float, limit: int = 1,
-                    queues: Iterable[str] | None = None, released: Sequence[str] = ()) -> list[TaskRecord]:  # fmt: skip
+                    queues: Iterable[str] | None = None, released: Sequence[str] = (),
+                    holder: str | None = None) -> list[TaskRecord]:  # fmt: skip
         """Atomically take up to ``limit`` claimable tasks (queued, or retrying with not_before <= now).
 
         Highest priority first, then lowest seq, never taking a task of a queue that already has its limit of
@@ -238,6 +239,9 @@ class Store(Protocol):
         ``lock_dependants``). Those still pending compete as if they were queued, and one taken is queued in
         passing (``queued_at = now``); the caller queues the rest. So a task released and claimed in one
         transaction is written once, not twice. A store may queue them all first instead (a limited queue).
+
+        A task with a ``holder`` (the engine holding its in-process function) is taken only by a claim passing that
+        ``holder``; the others pass it by.
         """
         ...
 

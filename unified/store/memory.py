@@ -316,13 +316,16 @@ class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
             return moved, {task_id: [dependant(i) for i in sorted(ids)] for task_id, ids in locked.items()}
 
     def claim_tasks(self, worker: str, now: float, lease_seconds: float, limit: int = 1,
-                    queues: Iterable[str] | None = None, released: Sequence[str] = ()) -> list[TaskRecord]:  # fmt: skip
-        """Take up to ``limit`` claimable tasks, highest priority then oldest first (``released``: see Store)."""
+                    queues: Iterable[str] | None = None, released: Sequence[str] = (),
+                    holder: str | None = None) -> list[TaskRecord]:  # fmt: skip
+        """Take up to ``limit`` claimable tasks, highest priority then oldest first (``released``, ``holder``: see
+        Store)."""
         with self._lock:
             names = list(queues) if queues is not None else list(self._heaps.ready.keys() | self._heaps.delayed.keys())
-            pending = self._released_candidates(released, names, queues is None) if released else []
+            pending = self._released_candidates(released, names, queues is None, holder) if released else []
             room = self._room(names)
             claimed: list[TaskRecord] = []
+            passed: list[TaskRecord] = []  # held by another engine: back in their heaps after the claim
             while len(claimed) < limit:
                 if room:
                     names = [q for q in names if room.get(q, 1) > 0]
@@ -343,6 +346,9 @@ class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
                     del self._heaps.token[task_id]
                     if task.state not in CLAIMABLE_STATES:
                         continue
+                    if task.holder is not None and task.holder != holder:
+                        passed.append(task)
+                        continue
                 task.state = "running"
                 task.attempts += 1
                 if task.started_at is None:
@@ -353,12 +359,20 @@ class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
                 self._attempts[task_id].append(AttemptRecord(task_id, task.attempts, "running", now, worker=worker))
                 if queue in room:
                     room[queue] -= 1
+            for task in passed:
+                self._heaps.push(task)
             return claimed
 
-    def _released_candidates(self, released: Sequence[str], names: list[str], any_queue: bool) -> list[Any]:
+    def _released_candidates(
+        self, released: Sequence[str], names: list[str], any_queue: bool, holder: str | None
+    ) -> list[Any]:
         """The released tasks still pending as claim candidates, best last: each competes with the best of the heaps
         as if it were in its queue's heap (``names`` gains their queues when ``any_queue``)."""
-        ready = [t for i in released if (t := self._tasks.get(i)) is not None and t.state == "pending"]
+        tasks = self._tasks
+        ready = [
+            t for i in released
+            if (t := tasks.get(i)) is not None and t.state == "pending" and t.holder in (None, holder)
+        ]  # fmt: skip
         if any_queue:
             names += [q for q in dict.fromkeys(t.queue for t in ready) if q not in names]
         return sorted(((-t.priority, t.seq, t.id), t.queue) for t in ready if t.queue in names)[::-1]

@@ -37,6 +37,8 @@ class TaskRecord:
     reason: str | None = None  # why it was skipped or canceled
     seq: int = 0  # set by the store on insert: FIFO order among equal priorities
     schedule_id: str | None = None  # the schedule that fired it, if any
+    # the engine holding its in-process function (a lambda, closure or __main__ function): only that one claims it
+    holder: str | None = None
 
     def copy(self) -> TaskRecord:
         """A shallow copy; positional construction is about 6x faster than copy.copy or dataclasses.replace."""
@@ -44,7 +46,7 @@ class TaskRecord:
             self.id, self.task_id, self.run_id, self.name, self.spec, self.state, self.priority, self.queue,
             self.dependencies, self.attempts, self.result, self.error, self.metadata, self.created_at, self.queued_at,
             self.started_at, self.finished_at, self.not_before, self.lease_owner, self.lease_expires_at, self.reason,
-            self.seq, self.schedule_id,
+            self.seq, self.schedule_id, self.holder,
         )  # fmt: skip
 
 

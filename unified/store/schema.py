@@ -83,6 +83,7 @@ tasks = sa.Table(
     sa.Column("lease_expires_at", Time, nullable=True),
     sa.Column("reason", sa.Text, nullable=True),
     sa.Column("schedule_id", Id, nullable=True),
+    sa.Column("holder", sa.String(255), nullable=True),  # see TaskRecord.holder (migration 0006)
     sa.Index("ix_tasks_state", "state", "seq"),
     # partial indexes hold only the rows their queries read: fewer index pages written per task (migration 0003)
     *(
@@ -381,13 +382,17 @@ AUDIT = Codec(AuditRecord, audit, "audit_id", (), ("audit_id",))
 
 
 # statements built once (building a many-column statement costs more than running it)
+# a claim takes tasks any engine can run, and those whose in-process function the claiming engine holds (_holder)
+HELD_HERE = sa.or_(tasks.c.holder.is_(None), tasks.c.holder == sa.bindparam("_holder"))
+
+
 def pick_statement(where: sa.ColumnElement[bool] | None, limit: Any = None) -> sa.Select[Any]:
     """The seqs (and priorities) of claimable tasks, best first; on PostgreSQL they are locked, skipping rows others
     hold. ``where`` narrows the queues; ``limit`` defaults to the ``_limit`` bind parameter."""
     c = tasks.c
     # constants as SQL text, not bound: the claim then binds only the caller's values (see claim_statement)
     due = sa.or_(c.state == sa.literal_column("'queued'"), c.not_before.is_(None), c.not_before <= sa.bindparam("_now"))
-    pick = sa.select(c.seq, c.priority).where(sa.text(CLAIMABLE_SQL), due)  # the text matches the claim index
+    pick = sa.select(c.seq, c.priority).where(sa.text(CLAIMABLE_SQL), due, HELD_HERE)  # the text: the claim index
     if where is not None:
         pick = pick.where(where)
     return (

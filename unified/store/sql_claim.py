@@ -29,6 +29,7 @@ from unified.store.schema import (
     EXPIRED_LEASES,
     HAS_LIMIT,
     HAS_LIMIT_IN,
+    HELD_HERE,
     IN_QUEUES,
     LEASES_OF,
     LOCK_QUEUE_LIMITS,
@@ -57,7 +58,7 @@ def _claim_with_released(where: sa.ColumnElement[bool]) -> ByIds:
         # the state compared as an expression (state || ''), not through an index: else SQLite reads every pending
         # task by the state index and checks each against the few released ids
         is_pending = c.state.concat(sa.literal_column("''")) == sa.literal_column("'pending'")
-        pending = sa.select(c.seq, c.priority).where(released, is_pending, where)
+        pending = sa.select(c.seq, c.priority).where(released, is_pending, HELD_HERE, where)
         both = sa.union_all(sa.select(queued.c.seq, queued.c.priority), pending).subquery("candidates")
         best = sa.select(both.c.seq).order_by(both.c.priority.desc(), both.c.seq).limit(sa.bindparam("_limit"))
         return claim_statement(best.offset(sa.literal_column("0")), from_pending=True)
@@ -88,14 +89,17 @@ class SqlClaims:
     update_tasks: Any
 
     def claim_tasks(self, worker: str, now: float, lease_seconds: float, limit: int = 1,
-                    queues: Iterable[str] | None = None, released: Sequence[str] = ()) -> list[TaskRecord]:  # fmt: skip
+                    queues: Iterable[str] | None = None, released: Sequence[str] = (),
+                    holder: str | None = None) -> list[TaskRecord]:  # fmt: skip
         """Atomically take up to ``limit`` claimable tasks (queued, or retrying with not_before <= now) and record
         the start of their attempts. Highest priority first, then lowest seq, never beyond a queue's limit.
-        ``released``: pending tasks that compete as if queued (see Store); queued first where a limit applies."""
+        ``released``: pending tasks that compete as if queued (see Store); queued first where a limit applies.
+        ``holder``: the claiming engine, which may take the tasks it holds the functions of (see Store)."""
         names = None if queues is None else list(queues)
         if limit <= 0 or names == []:
             return []
-        params = {"_now": now, "_limit": limit, "_worker": worker, "_until": now + lease_seconds, "_queues": names}
+        params = {"_now": now, "_limit": limit, "_worker": worker, "_until": now + lease_seconds, "_queues": names,
+                  "_holder": holder}  # fmt: skip
         alone = None if released else self._autocommit()
         if alone is not None:
             with self._wrap_errors(), alone as conn:
