@@ -22,7 +22,7 @@ from unified.store.base import Store
 from unified.store.records import Dependant, RunRecord, TaskRecord
 from unified.task import Task
 from unified.task_records import Spec, global_id, new_record
-from unified.utils import Clock, new_id, to_json
+from unified.utils import Clock, check_params, new_id, to_json
 
 log = logging.getLogger("unified.engine")
 
@@ -69,8 +69,7 @@ class Submitting:
         metadata: dict[str, Any] | None,
         schedule_id: str | None,
     ) -> str:
-        if not self.store.keeps_objects:
-            to_json(params or {}, "run params")
+        check_params(params, "the run's params")
         now = self.clock.now()
         run = RunRecord(
             new_id(),

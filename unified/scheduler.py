@@ -24,7 +24,7 @@ from unified.engine import Engine
 from unified.errors import UnifiedError, ValidationError
 from unified.store.records import FireRecord, ScheduleRecord
 from unified.task import Task, check_sla
-from unified.utils import iso, new_id, to_json
+from unified.utils import check_params, iso, new_id, to_json
 
 log = logging.getLogger("unified.scheduler")
 
@@ -124,8 +124,7 @@ class Scheduler:
     ) -> str:
         """Schedule runs of a stored workflow with ``params``; returns the schedule id."""
         workflow = self.store.get_workflow(workflow_id)
-        if not self.store.keeps_objects:
-            to_json(params or {}, "the params of the scheduled runs")
+        check_params(params, "the params of the scheduled runs")
         target = {"workflow_id": workflow_id, "params": dict(params or {}), "sla_seconds": check_sla(sla_seconds)}
         return self._add("workflow", target, when, name or workflow.name)
 

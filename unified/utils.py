@@ -279,6 +279,14 @@ def stored_json(value: Any, what: str) -> str:
     return text
 
 
+def check_params(params: dict[str, Any] | None, what: str) -> None:
+    """Raise SerializationError unless a run's ``params`` can be stored and shown again: JSON, nested at most
+    MAX_STORED_DEPTH deep, no half of a surrogate pair (each task gets a deep copy, and every page shows them)."""
+    text = stored_json(params or {}, what)
+    if "\\ud" in text and has_lone_surrogate(params):
+        raise SerializationError(f"{what} hold half of a UTF-16 surrogate pair, which no UTF-8 text can: fix the text")
+
+
 def json_depth(value: Any) -> int:
     """How deeply lists and dicts nest in ``value`` (0 for a scalar, 1 for ``[1]``)."""
     return max(depth + isinstance(item, dict | list | tuple) for item, depth in _json_nodes(value))

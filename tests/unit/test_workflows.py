@@ -116,6 +116,28 @@ def test_each_run_records_params_and_trigger(wm: WorkflowManager) -> None:
     assert [r.run_id for r in wm.list_runs(wid)] == [result.run_id]
 
 
+def nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [(nested(900), "more than 200 deep"), ({"a": "\ud800"}, "surrogate"), ({"n": 10**5000}, "4300 digits")],
+)
+def test_params_that_could_not_be_copied_stored_or_shown_are_refused_before_the_run(
+    wm: WorkflowManager, params: dict, says: str
+) -> None:
+    wid = wm.register(Workflow("p", tasks=[Task(task_id="t", func=add, args=(1, 2))]))
+    with pytest.raises(ValidationError, match=says):  # was a RecursionError, or a run whose pages answered 500
+        wm.start_workflow(wid, params=params)
+    with pytest.raises(ValidationError, match=says):
+        wm.schedule_workflow(wid, interval_seconds=60, params=params)
+    assert wm.list_runs(wid) == [] and wm.store.list_schedules() == []
+
+
 def test_a_task_that_changes_its_params_changes_them_for_itself_only(wm: WorkflowManager) -> None:
     def meddle(ctx: TaskContext) -> None:
         ctx.params["day"] = "changed"
