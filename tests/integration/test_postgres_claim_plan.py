@@ -42,7 +42,7 @@ def backlog_store(pg_url: str) -> Iterator[SqlStore]:
 def generic_claim_plan(conn: sa.Connection, limit: int = 5) -> str:
     """The plan a prepared claim keeps for the session (its generic plan), as EXPLAIN prints it."""
     compiled = START_UNLIMITED.compile(dialect=asyncpg.dialect())  # $1, $2, ... placeholders, for PREPARE
-    values = compiled.construct_params({"_now": 1e12, "_worker": "w", "_until": 2e12, "_limit": limit})
+    values = compiled.construct_params({"_now": 1e12, "_worker": "w", "_until": 2e12, "_limit": limit, "_holder": "h"})
     arguments = [values[name] for name in compiled.positiontup]
     conn.exec_driver_sql(f"PREPARE claim_plan AS {compiled.string}")
     try:
