@@ -366,6 +366,8 @@ class Engine(Submitting, Interventions, EngineEvents):
                 continue  # the late report of an earlier attempt: what is kept here is for the one running now
             if not (p.moved and p.new is S.RETRYING):  # kept only for the next attempt (see FunctionRegistry)
                 self.functions.drop(task_id)
+                if p.moved and p.new is S.SUCCESS and p.record.holder is not None:
+                    self.functions.release(task_id, p.record.spec)
             self._cancel_events.pop(task_id, None)
             if claimed is not None:
                 p.started_at = self._attempt_started.pop(task_id)[1]

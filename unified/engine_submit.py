@@ -239,8 +239,11 @@ class Submitting:
             )
         if any(s["dependencies"] for s in specs):  # without any there is nothing to check (a lone queue_task)
             validate_graph({s["task_id"]: s["dependencies"] for s in specs}, existing=existing.keys(), scope=scope)
-        holder_of = self.functions.holder_of
-        records = [new_record(s, run_id, schedule_id, now, existing, holder_of(s)) for s in specs]
+        functions = self.functions
+        records = [new_record(s, run_id, schedule_id, now, existing, functions.holder_of(s)) for s in specs]
+        for record in records:
+            if record.holder is not None:
+                functions.hold(record.id, record.spec)
         in_batch = {r.task_id: r for r in records}
         for record in records:  # a task that depends on a batch-mate waits for it
             if record.state == "queued" and any(d in in_batch for d in record.spec["dependencies"]):

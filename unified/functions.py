@@ -19,18 +19,46 @@ class FunctionRegistry:
 
     def __init__(self) -> None:
         self._functions: dict[str, Callable[..., Any]] = {}
+        # in-process functions of single tasks (see register), by ref: the ids of those tasks yet to succeed
+        self._users: dict[str, set[str]] = {}
+        self._kept_for_good: set[str] = set()  # refs of workflows' and schedules' functions: they may run again
         self._kept: dict[str, tuple[dict[str, Any], Task]] = {}  # task id -> (the spec object, its Task)
         # names this registry in the tasks whose function only it holds (TaskRecord.holder): host, process, registry
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
-    def register(self, task: Task) -> dict[str, Any]:
-        """Remember ``task``'s callable and return its spec, which names it (``ref``) if it has no import path."""
+    def register(self, task: Task, for_good: bool = False) -> dict[str, Any]:
+        """Remember ``task``'s callable and return its spec, which names it (``ref``) if it has no import path.
+
+        ``for_good``: the task is a workflow's or a schedule's, which may run again. Else it is one task's own (queued
+        on its own, a run's or a parent's): its in-process function is let go once each task holding it succeeded
+        (see :meth:`hold`), with what it captured (closures over large frames queued in a loop were kept until
+        shutdown)."""
         spec = task.spec()
         if task.func is not None and task.func_path is None and not isinstance(task.func, str):
             # lambdas with equal code can differ in defaults or closures: each object gets its own ref
-            spec["ref"] = f"{spec['func']}@{id(task.func):x}"
-            self._functions[spec["ref"]] = task.func
+            ref = spec["ref"] = f"{spec['func']}@{id(task.func):x}"
+            self._functions[ref] = task.func
+            if for_good:
+                self._kept_for_good.add(ref)
         return spec
+
+    def hold(self, task_id: str, spec: dict[str, Any]) -> None:
+        """The task ``task_id`` runs the in-process function of ``spec``: kept until :meth:`release` of that task."""
+        ref = spec.get("ref")
+        if ref in self._functions and ref not in self._kept_for_good:
+            self._users.setdefault(ref, set()).add(task_id)  # type: ignore[arg-type]
+
+    def release(self, task_id: str, spec: dict[str, Any]) -> None:
+        """The task ``task_id`` succeeded (a success never runs again): its in-process function is let go once no
+        other task holds it. Releasing twice is harmless."""
+        ref = spec.get("ref")
+        users = self._users.get(ref) if ref else None
+        if users is not None:
+            users.discard(task_id)
+            if not users:
+                del self._users[ref]  # type: ignore[arg-type]
+                if ref not in self._kept_for_good:  # queued on its own first, then made a workflow's
+                    del self._functions[ref]  # type: ignore[arg-type]
 
     def holder_of(self, spec: dict[str, Any]) -> str | None:
         """This registry's name if the task of ``spec`` runs a function only it holds (registered here by ref),

@@ -108,7 +108,7 @@ class Scheduler:
         """Schedule an ad-hoc task (each fire queues a fresh copy); returns the schedule id."""
         if task.dependencies:  # each fire would fail: what it names is no task of its own
             raise ValidationError("a scheduled task cannot depend on other tasks: schedule a workflow instead")
-        spec = self.engine.functions.register(task)
+        spec = self.engine.functions.register(task, for_good=True)
         spec["task_id"] = None
         if not self.store.keeps_objects:
             to_json({k: v for k, v in spec.items() if k != "ref"}, f"the arguments of task {task.name!r}")

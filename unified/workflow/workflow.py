@@ -130,7 +130,7 @@ class WorkflowManager(ScheduleMethods):
     def register(self, workflow: Workflow) -> str:
         """Store a workflow defined in code; a workflow of the same name gets it as its new draft. Returns its id."""
         now = self.engine.clock.now()
-        specs = [self.engine.functions.register(t) for t in workflow.tasks.values()]
+        specs = [self.engine.functions.register(t, for_good=True) for t in workflow.tasks.values()]
         _check_graph(specs, workflow.name)  # Workflow checks what it is given, not changes made to its tasks since
         existing = self.store.find_workflow(workflow.name)
         if existing is None:
@@ -172,7 +172,7 @@ class WorkflowManager(ScheduleMethods):
             if task.task_id is None:
                 task.task_id = _fresh_task_id(task, existing)
             check_new_tasks({task.task_id: task.dependencies}, existing, f"workflow {record.name!r}")
-            record.tasks.append(self.engine.functions.register(task))
+            record.tasks.append(self.engine.functions.register(task, for_good=True))
             record.updated_at = self.engine.clock.now()
             self.store.put_workflow(record)
         return task.task_id

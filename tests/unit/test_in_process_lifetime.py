@@ -1,0 +1,80 @@
+"""How long this process keeps the in-process functions (lambdas, closures) of the tasks it queued: a task's own until
+it succeeded, a workflow's or a schedule's for good; what they captured goes with them."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from pathlib import Path
+
+import pytest
+
+from unified.task import Task, TaskContext
+from unified.task_manager import TaskManager
+from unified.testing import FakeClock, run_until_idle
+from unified.workflow.workflow import WorkflowManager
+
+
+class Frame:
+    """Stands for a large object a closure captures (a DataFrame)."""
+
+
+def fails_first(ctx: TaskContext) -> int:
+    """Raise on the first attempt."""
+    if ctx.attempt == 1:
+        raise RuntimeError("not yet")
+    return ctx.attempt
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def tm(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock):
+    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/t.db"
+    manager = TaskManager(store=url, max_workers=0, clock=clock)
+    yield manager
+    manager.shutdown()
+
+
+def test_a_task_that_succeeded_lets_go_of_its_closure(tm: TaskManager, clock: FakeClock) -> None:
+    frame = Frame()
+    captured = weakref.ref(frame)
+    func = lambda frame=frame: 1  # noqa: E731 - a closure over a large object, as in a notebook
+    del frame
+    first = tm.queue_task(func)
+    gate = tm.queue_task(fails_first, max_retries=1, retry_delay_seconds=60)
+    later = tm.queue_task(func, dependencies=[gate])
+    del func
+    run_until_idle(tm)
+    gc.collect()
+    assert tm.get_task_metadata(first)["state"] == "success" and captured() is not None  # `later` still needs it
+    clock.advance(61)
+    run_until_idle(tm)
+    assert tm.get_result(later) == 1
+    gc.collect()
+    assert captured() is None  # was kept until shutdown: a leak per closure queued in a loop
+
+
+def test_a_failed_task_keeps_its_function_so_it_can_be_retried(tm: TaskManager) -> None:
+    calls: list[int] = []
+
+    def fails_once() -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("first time")
+        return len(calls)
+
+    task_id = tm.queue_task(fails_once)
+    run_until_idle(tm)
+    assert tm.get_task_metadata(task_id)["state"] == "failure"
+    tm.retry_task(task_id)
+    run_until_idle(tm)
+    assert tm.get_result(task_id) == 2
+
+
+def test_a_workflows_lambdas_stay_for_its_next_runs(tm: TaskManager) -> None:
+    with WorkflowManager(task_manager=tm) as wm:
+        workflow_id = wm.register_workflow("twice")
+        wm.add_task_to_workflow(workflow_id, Task(task_id="t", func=lambda: "again"))
+        for _ in range(2):
+            run_id = wm.start_workflow(workflow_id)
+            run_until_idle(wm)
+            assert wm.get_run(run_id).results == {"t": "again"}
