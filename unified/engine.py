@@ -8,9 +8,11 @@ which checks the transition table of ``unified.task`` and writes with a compare-
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext, suppress
 from typing import Any
 
@@ -248,15 +250,19 @@ class Engine(Submitting, Interventions, EngineEvents):
             params=copy_data(run.params) if run and run.params else {},  # a task's changes stay its own
             upstream=upstream,
             metadata=dict(record.metadata),
-            add_task=lambda child: self._add_child(child, record),
+            add_task=functools.partial(self._add_child, parent=record, added=itertools.count(1)),
             cancel_event=cancel_event,
             name=record.name,
         )
         return task, ctx
 
-    def _add_child(self, child: Task, parent: TaskRecord) -> str:
+    def _add_child(self, child: Task, parent: TaskRecord, added: Iterator[int]) -> str:
         """``ctx.add_task``: a child an earlier attempt of the same parent added is not added again (a retried
-        parent re-adds its children as it goes), any other task of that id is a DuplicateTaskError."""
+        parent re-adds its children as it goes), any other task of that id is a DuplicateTaskError. A child without
+        an id is named by its parent and its place among those (``<parent>.<n>``, counted per attempt): a retried
+        parent adding the same children gets them back too."""
+        if child.task_id is None:
+            child.task_id = f"{parent.task_id}.{next(added)}"
         attempts = 0
         while True:  # as a submit of its own runs again after a deadlock, so does this one with its check
             try:

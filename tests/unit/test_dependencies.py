@@ -194,6 +194,26 @@ def test_a_retried_parent_adds_its_children_once_and_another_task_cannot_take_th
     assert run.tasks["other"]["state"] == "failure" and run.tasks["other"]["error"]["type"] == "DuplicateTaskError"
 
 
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+def test_children_without_ids_are_named_by_their_parent_and_a_retry_gets_them_back(
+    url: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    def flaky_fan(ctx: TaskContext) -> list[str]:
+        added = [ctx.add_task(Task(func="tests.helpers.tasks:add", args=(i, i))) for i in range(3)]
+        if ctx.attempt == 1:
+            raise RuntimeError("fails after adding its children")
+        return added
+
+    store = f"sqlite:///{tmp_path}/fan.db" if url == "sqlite" else url
+    with TaskManager(store=store, max_workers=0, clock=clock) as tm:
+        parent = tm.queue_task(flaky_fan, max_retries=1)
+        tm.run_until_idle()
+        children = tm.get_result(parent)
+        assert children == [f"{parent}.{n}" for n in (1, 2, 3)]  # the same three, not three more each attempt
+        assert [tm.get_result(child) for child in children] == [0, 2, 4]
+        assert len(tm.list_tasks(limit=100)) == 4
+
+
 def test_dynamic_task_with_a_cycle_or_unknown_name_fails_its_parent(drained: TaskManager) -> None:
     def parent(ctx: TaskContext) -> None:
         ctx.add_task(Task(task_id="orphan", func=print, dependencies=["nobody"]))
