@@ -57,26 +57,35 @@ class AttemptOutcome:
 
 # --- calling a function ---------------------------------------------------------------------------------------
 
-_context_names: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary()
+_context_slots: weakref.WeakKeyDictionary[Any, tuple[str, int | None] | None] = weakref.WeakKeyDictionary()
 
 
-def _context_name(func: Callable[..., Any]) -> str | None:
+def _context_slot(func: Callable[..., Any]) -> tuple[str, int | None] | None:
     """``context_parameter(func)``, cached: inspecting a signature costs far more than the fast path may."""
-    key = getattr(func, "__func__", func)  # bound methods are new objects on every access
+    bound = isinstance(func, types.MethodType)  # a new object on every access: cached by its function
+    key = func.__func__ if bound else func
     try:
-        return _context_names[key]
+        slot = _context_slots[key]
     except KeyError:
-        name = _context_names[key] = context_parameter(func)
-        return name
+        slot = _context_slots[key] = context_parameter(key)
     except TypeError:  # not weak-referenceable
-        return context_parameter(func)
+        slot = context_parameter(key)
+    if bound and slot is not None and slot[1] is not None:  # the method's first parameter is bound already
+        return (slot[0], slot[1] - 1) if slot[1] else None
+    return slot
 
 
 def call_with_context(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], ctx: TaskContext) -> Any:
-    """Call ``func(*args, **kwargs)``, passing ``ctx`` to the parameter that asks for it; run coroutines to the end."""
-    name = _context_name(func)
-    if name is not None:
-        kwargs = {**kwargs, name: ctx}
+    """Call ``func(*args, **kwargs)``, passing ``ctx`` to the parameter that asks for it where it is declared (``args``
+    fill the positional parameters around it); run coroutines to the end."""
+    slot = _context_slot(func)
+    if slot is not None:
+        name, position = slot
+        if position is not None and len(args) >= position:
+            args = (*args[:position], ctx, *args[position:])
+            kwargs = {k: v for k, v in kwargs.items() if k != name} if name in kwargs else kwargs
+        else:  # keyword-only, or after parameters the args leave to kwargs
+            kwargs = {**kwargs, name: ctx}
     result = func(*args, **kwargs)
     if inspect.iscoroutine(result):  # async def functions (iscoroutinefunction) and wrappers that return one
         result = _run_coroutine(result)

@@ -278,15 +278,15 @@ class TaskContext:
         return self._add_task(task)
 
 
-def context_parameter(func: Callable[..., Any]) -> str | None:
-    """The name of the parameter that receives the TaskContext (``ctx``, or one annotated ``TaskContext``), or None."""
+def context_parameter(func: Callable[..., Any]) -> tuple[str, int | None] | None:
+    """The parameter for the TaskContext (``ctx`` or annotated ``TaskContext``): (name, position or None), or None."""
     try:
         parameters = inspect.signature(func).parameters.values()
     except (TypeError, ValueError):
         return None
-    for p in parameters:
+    for i, p in enumerate(parameters):  # positional parameters come first; keyword-only ctx has no position
         if p.name == "ctx" or p.annotation in (TaskContext, "TaskContext"):
-            return p.name
+            return p.name, i if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) else None
     return None
 
 

@@ -125,6 +125,11 @@ def with_context(ctx: TaskContext, factor: int = 1) -> dict:
     }
 
 
+def ctx_first(ctx: TaskContext, i: int, j: int = 0) -> list:
+    """Declare ctx first, then positional parameters (``queue_task(ctx_first, args=(21,))``)."""
+    return [ctx.task_id, i, j]
+
+
 def exit_hard(code: int = 3) -> None:
     """Leave without reporting, as a crash would."""
     print("about to die", file=sys.stderr, flush=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.tasks import boom
+from tests.helpers.tasks import boom, ctx_first
 from unified.engine import Engine
 from unified.errors import ConflictError, CycleError, DuplicateTaskError, UnknownDependencyError
 from unified.graph import validate_graph
@@ -151,6 +151,17 @@ def test_dynamic_tasks_from_an_ad_hoc_task(drained: TaskManager) -> None:
     drained.run_until_idle()
     assert drained.get_result(parent_id) == "kid"
     assert drained.get_result("kid") == "kid ran"
+
+
+def test_queued_and_added_tasks_declaring_ctx_first_take_positional_args(drained: TaskManager) -> None:
+    def parent(ctx: TaskContext, n: int) -> str:
+        return ctx.add_task(Task(task_id="kid", func=ctx_first, args=(n, 2), dependencies=[ctx.task_id]))
+
+    queued = drained.queue_task(ctx_first, args=(21,), task_id="queued")
+    drained.queue_task(parent, args=(7,), task_id="parent")
+    drained.run_until_idle()
+    assert drained.get_result(queued) == ["queued", 21, 0]
+    assert drained.get_result("kid") == ["kid", 7, 2]
 
 
 def test_a_task_whose_attempt_has_ended_cannot_add_tasks(drained: TaskManager) -> None:

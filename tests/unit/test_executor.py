@@ -213,6 +213,47 @@ def test_context_injected_by_annotation(executor):
     assert attempt(executor, Task("by-string", func=helpers.annotated)).result == "by-string"
 
 
+class _Holder:
+    def method(self, ctx, i):
+        return [ctx.task_id, i]
+
+
+def _ctx_between(a, ctx, b=0):
+    return [a, ctx.task_id, b]
+
+
+def _ctx_keyword_only(*values, ctx):
+    return [*values, ctx.task_id]
+
+
+def _ctx_positional_only(ctx, i, /):
+    return [ctx.task_id, i]
+
+
+@pytest.mark.parametrize(
+    ("func", "args", "kwargs", "expected"),
+    [
+        (helpers.ctx_first, (21,), {}, ["c", 21, 0]),
+        (helpers.ctx_first, (21, 2), {}, ["c", 21, 2]),
+        (helpers.ctx_first, (), {"i": 5}, ["c", 5, 0]),
+        (_ctx_between, (1, 2), {}, [1, "c", 2]),
+        (_ctx_between, (1,), {"b": 3}, [1, "c", 3]),
+        (_ctx_between, (), {"a": 1}, [1, "c", 0]),  # the args stop before ctx: it goes by keyword
+        (_ctx_keyword_only, (1, 2), {}, [1, 2, "c"]),
+        (_ctx_positional_only, (7,), {}, ["c", 7]),
+        (_Holder().method, (4,), {}, ["c", 4]),  # self is bound: ctx is the method's first parameter
+    ],
+)
+def test_context_is_bound_where_it_is_declared(executor, func, args, kwargs, expected):
+    assert attempt(executor, Task("c", func=func, args=args, kwargs=kwargs)).result == expected
+    assert attempt(executor, Task("c", func=func, args=args, kwargs=kwargs, timeout=5)).result == expected
+
+
+def test_context_declared_first_with_positional_args_in_a_child_process(executor):
+    outcome = attempt(executor, Task("proc", func=helpers.ctx_first, args=(21,), isolation="process"))
+    assert (outcome.state, outcome.result) == ("success", ["proc", 21, 0])
+
+
 def test_function_without_context_gets_none_injected(executor):
     def job(**kwargs):
         return kwargs

@@ -47,6 +47,10 @@ def test_run_passes_params_to_the_context():
     assert Task("t", func=job).run(params={"day": "friday"}) == "friday"
 
 
+def test_run_binds_a_context_declared_before_the_positional_args():
+    assert Task("t", func=helpers.ctx_first, args=(21,)).run() == ["t", 21, 0]
+
+
 def test_failures_are_retried_until_success():
     job, seen = flaky(2)
     assert Task("t", func=job, max_retries=2).run() == 3
