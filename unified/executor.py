@@ -34,7 +34,7 @@ from typing import Any
 from unified.errors import SerializationError, TaskFailedError, ValidationError
 from unified.logger import LogLine, capture, current_buffer, install_capture
 from unified.task import CancelSignal, Task, TaskContext, context_parameter
-from unified.utils import Clock, SystemClock, import_path_of, readable_text, to_json
+from unified.utils import Clock, SystemClock, import_path_of, readable_text, split_lines, to_json
 
 POLL_SECONDS = 0.02  # how often waits look at the cancel event: cancel is seen within ~20 ms
 LIFELINE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lifeline.py")
@@ -450,7 +450,7 @@ class Executor:
             proc.stderr.fileno(): err_line,  # type: ignore[union-attr]
             **(extra or {}),
         }
-        partial = dict.fromkeys(handlers, b"")
+        pending: dict[int, list[bytes]] = {fd: [] for fd in handlers}  # what each pipe sent since its last newline
         exited_at: float | None = None
         with selectors.DefaultSelector() as selector:
             for fd in handlers:
@@ -477,11 +477,10 @@ class Executor:
                     data = os.read(key.fd, 65536)
                     if not data:
                         selector.unregister(key.fd)
-                        if partial[key.fd]:
-                            handlers[key.fd](partial[key.fd])
+                        if rest := b"".join(pending[key.fd]):
+                            handlers[key.fd](rest)
                         continue
-                    *lines, partial[key.fd] = (partial[key.fd] + data).split(b"\n")
-                    for line in lines:
+                    for line in split_lines(pending[key.fd], data):  # linear: a result is one line of many chunks
                         handlers[key.fd](line)
         _kill_group(proc)  # whatever the task left running in its group
         return None

@@ -319,3 +319,17 @@ def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     """``items`` in slices of at most ``size``."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def split_lines(pending: list[bytes], data: bytes) -> list[bytes]:
+    """The lines that ``data`` (read from a pipe) ends, without their newlines. ``pending`` holds what was read since
+    the last newline and keeps what ``data`` leaves after its last one: a line read in many chunks is joined once
+    (adding each chunk to the ones before copied a 40 MB line 640 times: 23 s)."""
+    if b"\n" not in data:
+        pending.append(data)
+        return []
+    first, *lines, rest = data.split(b"\n")
+    pending.append(first)
+    lines.insert(0, b"".join(pending))
+    pending[:] = [rest] if rest else []
+    return lines

@@ -130,6 +130,11 @@ def ctx_first(ctx: TaskContext, i: int, j: int = 0) -> list:
     return [ctx.task_id, i, j]
 
 
+def text_of_size(size: int) -> str:
+    """Return ``size`` characters (a result too big for one read of a pipe)."""
+    return "".join(chr(ord("a") + i % 26) for i in range(size // 1000)) * 1000
+
+
 def exit_hard(code: int = 3) -> None:
     """Leave without reporting, as a crash would."""
     print("about to die", file=sys.stderr, flush=True)

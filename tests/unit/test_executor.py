@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import tasks as helpers
+from unified import executor as executor_module
 from unified.errors import ValidationError
 from unified.executor import AttemptOutcome, Executor, error_info
 from unified.task import Task, TaskContext
+from unified.utils import split_lines
 
 
 @pytest.fixture(scope="module")
@@ -489,6 +491,48 @@ def test_process_success_with_context_metadata_and_logs(executor):
     assert ("WARNING", "a warning") in lines
     assert ("INFO", "printed line") in lines
     assert ("WARNING", "to stderr") in lines
+
+
+class _CountedBytes(bytes):
+    """What the executor reads from a pipe, counting each concatenation into a copy of over 1 MB."""
+
+    big_copies = 0
+
+    def __add__(self, other):
+        _CountedBytes.big_copies += len(self) + len(other) > 1_000_000
+        return bytes(self) + other
+
+    def __radd__(self, other):  # bytes + a subclass of bytes: Python asks the subclass first
+        _CountedBytes.big_copies += len(self) + len(other) > 1_000_000
+        return other + bytes(self)
+
+
+class _OsReadingCountedBytes:
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    def read(self, fd, size):
+        return _CountedBytes(os.read(fd, size))
+
+
+def test_a_large_process_result_arrives_whole_without_copying_the_line_per_chunk(executor, monkeypatch):
+    monkeypatch.setattr(executor_module, "os", _OsReadingCountedBytes())
+    _CountedBytes.big_copies = 0
+    size = 4_000_000  # one JSON line of some 60 reads of 64 KB
+    outcome = attempt(executor, Task("big", func=helpers.text_of_size, args=(size,), isolation="process"))
+    assert outcome.state == "success"
+    assert outcome.result == helpers.text_of_size(size)
+    assert _CountedBytes.big_copies == 0  # it was one per chunk: quadratic (40 MB took 23 s)
+
+
+def test_split_lines_joins_a_line_read_in_many_chunks_once():
+    pending: list[bytes] = []
+    assert [split_lines(pending, chunk) for chunk in (b"ab", b"c", b"")] == [[], [], []]
+    assert pending == [b"ab", b"c", b""]  # kept as read, not joined per chunk
+    assert split_lines(pending, b"d\nline 2\n\nrest") == [b"abcd", b"line 2", b""]
+    assert pending == [b"rest"]
+    assert split_lines(pending, b"\n") == [b"rest"]
+    assert pending == []
 
 
 def test_process_failure_carries_child_traceback(executor):
