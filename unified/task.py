@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import hashlib
 import inspect
 import logging
 import math
@@ -21,7 +20,7 @@ from typing import Any
 
 from unified.errors import ImportPathError, InvalidTransitionError, ValidationError
 from unified.logger import task_logger
-from unified.utils import backoff_delay, import_path_of, resolve_import_path
+from unified.utils import backoff_delay, callable_identity, import_path_of, resolve_import_path
 
 _CANCEL_LOCK = threading.Lock()  # makes each Task's cancel event once, whichever thread asks first
 
@@ -288,26 +287,6 @@ def context_parameter(func: Callable[..., Any]) -> tuple[str, int | None] | None
         if p.name == "ctx" or p.annotation in (TaskContext, "TaskContext"):
             return p.name, i if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) else None
     return None
-
-
-def callable_identity(func: Callable[..., Any]) -> str:
-    """A stable name for ``func``: its import path, or for lambdas and closures a hash of their code."""
-    path = import_path_of(func)
-    if path:
-        return path
-    code = getattr(func, "__code__", None)
-    if code is None:
-        material = repr(func)
-    else:
-        cells = []
-        for cell in getattr(func, "__closure__", None) or ():
-            try:
-                cells.append(repr(cell.cell_contents))
-            except ValueError:  # an empty cell
-                cells.append("<empty>")
-        material = repr((code.co_code, code.co_consts, code.co_names, func.__defaults__, func.__kwdefaults__, cells))
-    digest = hashlib.sha256(material.encode()).hexdigest()[:16]
-    return f"inproc:{getattr(func, '__qualname__', type(func).__name__)}#{digest}"
 
 
 def _registered(name: str) -> Callable[..., Any]:

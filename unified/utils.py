@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import json
 import math
@@ -222,6 +223,43 @@ def _find_import_path(obj: Any) -> str | None:
     if found is obj or getattr(found, "__wrapped__", None) is obj or getattr(found, "func", None) is obj:
         return path
     return None
+
+
+def callable_identity(func: Callable[..., Any]) -> str:
+    """A stable name for ``func``: its import path, or for lambdas and closures a hash of their code and of what they
+    hold (defaults, closure cells, a bound method's instance), those by type and id."""
+    path = import_path_of(func)
+    if path:
+        return path
+    code = getattr(func, "__code__", None)
+    if code is None:  # a callable object (a partial, an instance with __call__): the object itself
+        material = _held(func)
+    else:
+        cells = [_held(_cell_contents(cell)) for cell in getattr(func, "__closure__", None) or ()]
+        defaults = [_held(value) for value in getattr(func, "__defaults__", None) or ()]
+        kwdefaults = {name: _held(value) for name, value in (getattr(func, "__kwdefaults__", None) or {}).items()}
+        held = (_held(getattr(func, "__self__", None)), defaults, kwdefaults, cells)
+        material = repr((code.co_code, code.co_consts, code.co_names, held))
+    digest = hashlib.sha256(material.encode()).hexdigest()[:16]
+    return f"inproc:{getattr(func, '__qualname__', type(func).__name__)}#{digest}"
+
+
+def _held(value: Any) -> str:
+    """An object a function holds, by type and id, never by ``repr`` (a user's may raise, or take seconds for a list
+    of millions). What matters is that a function holding other objects is another callable: its workflow hashes
+    as a new version. Equal ids are the same object: the function of a stored version, kept by the engine, keeps the
+    objects it was hashed with alive."""
+    return f"{type(value).__module__}.{type(value).__qualname__}@{id(value):x}"
+
+
+_EMPTY_CELL = object()
+
+
+def _cell_contents(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell (a variable not assigned yet)
+        return _EMPTY_CELL
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # built once: json.dumps builds one per call

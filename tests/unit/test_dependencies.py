@@ -164,6 +164,17 @@ def test_queued_and_added_tasks_declaring_ctx_first_take_positional_args(drained
     assert drained.get_result("kid") == ["kid", 7, 2]
 
 
+def test_a_closure_over_an_object_whose_repr_raises_is_queued_and_runs(drained: TaskManager) -> None:
+    class Unprintable:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    held = Unprintable()
+    task_id = drained.queue_task(lambda: type(held).__name__)
+    drained.run_until_idle()
+    assert drained.get_result(task_id) == "Unprintable"
+
+
 def test_a_task_whose_attempt_has_ended_cannot_add_tasks(drained: TaskManager) -> None:
     refused: list[Exception] = []
 

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from unified.errors import ImportPathError, InvalidTransitionError, UnifiedError, ValidationError
-from unified.task import ALLOWED_TRANSITIONS, RetryPolicy, Task, TaskState, check_transition
+from unified.task import ALLOWED_TRANSITIONS, RetryPolicy, Task, TaskState, callable_identity, check_transition
 
 
 def test_states_are_exactly_the_documented_strings() -> None:
@@ -80,6 +80,35 @@ def test_lambda_spec_cannot_be_rebuilt_elsewhere_and_says_why() -> None:
     assert spec["func"].startswith("inproc:")
     with pytest.raises(ValidationError, match="module level"):
         Task.from_spec(spec)
+
+
+class _NoRepr:
+    """A value whose repr must not be asked for: it raises (as a user's may) and counts the calls."""
+
+    calls = 0
+
+    def __repr__(self) -> str:
+        _NoRepr.calls += 1
+        raise RuntimeError("no repr")
+
+
+def _closure_over(value: object, default: object) -> object:
+    def job(x=default, *, y=default):
+        return value, x, y
+
+    return job
+
+
+def test_a_closure_is_identified_by_the_objects_it_holds_without_their_repr() -> None:
+    held, other = _NoRepr(), _NoRepr()
+    first = callable_identity(_closure_over(held, held))
+    assert first.startswith("inproc:_closure_over.<locals>.job#")
+    assert callable_identity(_closure_over(held, held)) == first  # the same code over the same objects
+    assert callable_identity(_closure_over(other, held)) != first  # another object in a cell
+    assert callable_identity(_closure_over(held, other)) != first  # another default
+    assert callable_identity(lambda: [0] * 5) != callable_identity(lambda: [0] * 6)  # other code
+    assert Task(task_id="t", func=_closure_over(held, held)).spec()["func"] == first
+    assert _NoRepr.calls == 0
 
 
 def test_illegal_transition_raises() -> None:

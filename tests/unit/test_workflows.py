@@ -73,6 +73,29 @@ def test_an_earlier_version_runs_while_its_callables_exist(wm: WorkflowManager) 
     assert (old.version, old.results) == (1, {"t": "v1"})
 
 
+class _Named:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:  # a user's repr may fail: the workflow's hash must not depend on it
+        raise RuntimeError("no repr")
+
+
+def _reads(value: _Named):
+    return lambda: value.name
+
+
+def test_a_closure_over_another_object_is_a_new_version_and_over_the_same_one_is_not(wm: WorkflowManager) -> None:
+    first, second = _Named("first"), _Named("second")
+    wid = wm.register(Workflow("w", tasks=[Task(task_id="t", func=_reads(first))]))
+    assert run(wm, wid).results == {"t": "first"}
+    wm.register(Workflow("w", tasks=[Task(task_id="t", func=_reads(first))]))
+    assert run(wm, wid).version == 1
+    wm.register(Workflow("w", tasks=[Task(task_id="t", func=_reads(second))]))
+    again = run(wm, wid)
+    assert (again.version, again.results) == (2, {"t": "second"})  # not version 1's closure, over the first
+
+
 def test_an_earlier_version_whose_lambda_is_gone_says_which_one(drained: TaskManager) -> None:
     first = WorkflowManager(task_manager=drained)
     wid = first.register(Workflow("w", tasks=[Task(task_id="t", func=lambda: "v1")]))
