@@ -17,13 +17,13 @@ from typing import Any
 from unified import config
 from unified.alerts import AlertService, Channel
 from unified.engine import Engine
-from unified.errors import TaskFailedError, TimeoutExpired, ValidationError, not_found
+from unified.errors import ConflictError, TaskFailedError, TimeoutExpired, ValidationError, not_found
 from unified.events import EventBus
 from unified.executor import Executor
 from unified.scheduler import Scheduler, When
 from unified.store import Store, open_store
 from unified.store.records import AlertRecord, AttemptRecord, TaskRecord
-from unified.task import FINISHED_STATES, Task, TaskState, check_state_filter
+from unified.task import FINISHED_STATES, Task, TaskState, check_number, check_state_filter
 from unified.utils import Clock, FakeClock, iso, new_id
 from unified.worker import WorkerPool
 
@@ -91,6 +91,10 @@ class ScheduleMethods:
     scheduler: Scheduler
     alerts: AlertService
 
+    def _check_open(self) -> None:
+        """Raise ConflictError if the manager was shut down (each manager says how it knows)."""
+        raise NotImplementedError
+
     def pause_schedule(self, schedule_id: str) -> None:
         """Stop firing a schedule until :meth:`resume_schedule`."""
         self.scheduler.pause(schedule_id)
@@ -119,6 +123,7 @@ class ScheduleMethods:
         self, schedule_id: str, start: datetime | float | str, end: datetime | float | str
     ) -> list[dict[str, Any]]:
         """Run the schedule's fire times in ``[start, end]`` that never fired; one dict per fire started."""
+        self._check_open()
         return [
             {"fire_time": iso(f.fire_time), "state": f.state, "run_id": f.run_id, "task_id": f.task_id,
              "reason": f.reason}
@@ -181,6 +186,7 @@ class TaskManager(ScheduleMethods):
         self.store = self.engine.store
         self.clock = self.engine.clock
         self.allow_shell = allow_shell
+        self._shut_down = False
         workers = config.default_max_workers() if max_workers is None else max_workers
         self.pool: WorkerPool | None = None
         if workers > 0:
@@ -224,6 +230,7 @@ class TaskManager(ScheduleMethods):
 
         ``options`` takes the other Task options: ``jitter``, ``retry_on``, ``max_retry_delay_seconds``, ``queue``.
         """
+        self._check_open()
         if isinstance(func, Task):
             given = {"command": command, "args": args, "kwargs": kwargs, "name": name, "task_id": task_id,
                      "timeout": timeout, "max_retries": max_retries, "retry_delay_seconds": retry_delay_seconds,
@@ -271,6 +278,7 @@ class TaskManager(ScheduleMethods):
         ``task_options`` are those of :meth:`queue_task` (``timeout``, ``max_retries``, ``sla_seconds``, ...).
         See docs/scheduling.md for time zones, daylight saving, ``catchup`` and ``max_active_runs``.
         """
+        self._check_open()
         task = func if isinstance(func, Task) else Task(func=func, command=command, name=name, **task_options)
         when = When(cron, interval_seconds, timezone, start_at, end_at, catchup, max_active_runs)
         return self.scheduler.add_task(task, when, name)
@@ -368,6 +376,7 @@ class TaskManager(ScheduleMethods):
 
     def retry_task(self, task_id: str) -> None:
         """Run a task that ended in failure, timeout or canceled again, with a fresh retry budget."""
+        self._check_open()
         self.engine.retry_task(task_id)
 
     def set_queue_limit(self, queue: str, max_running: int | None) -> None:
@@ -400,17 +409,31 @@ class TaskManager(ScheduleMethods):
         return pool.run_until_idle()
 
     # -- lifecycle ---------------------------------------------------------------------------------------
-    def shutdown(self, wait: bool = True) -> None:
-        """Stop the scheduler and the workers (letting running attempts finish when ``wait``), send queued alerts
-        (for up to 5 s), and close the store if we opened it."""
+    def shutdown(self, wait: bool = True, timeout: float | None = 10.0) -> None:
+        """Stop the scheduler and the workers, send queued alerts (for up to 5 s), and close the store if we opened it.
+
+        With ``wait``, running attempts get ``timeout`` seconds to finish (None: as long as they take); what still runs
+        then is handed back (queued again, for another worker) and told to stop. Without ``wait`` that happens at once.
+        Afterwards the manager takes no new work: queueing, scheduling or retrying raises ConflictError.
+        """
+        if timeout is not None:
+            check_number("timeout", timeout)
+        self._shut_down = True
         self.run_scheduler = False
         self.scheduler.stop()
         if self.pool is not None:
-            self.pool.stop(wait=wait)
+            self.pool.stop(wait=wait, timeout=timeout)
             self.pool = None
         self.alerts.close()
         if self._owns_store:
             self.store.close()
+
+    def _check_open(self) -> None:
+        """Raise ConflictError once :meth:`shutdown` ran: no worker or scheduler of this manager would run new work."""
+        if self._shut_down:
+            raise ConflictError(
+                "this TaskManager was shut down and runs nothing more: create a new TaskManager (or WorkflowManager)"
+            )
 
     def __enter__(self) -> TaskManager:
         return self

@@ -11,12 +11,13 @@ import pytest
 
 from tests.helpers.workers import wait_until
 from unified.engine import Engine
-from unified.errors import StoreConflict, StoreError
+from unified.errors import ConflictError, StoreConflict, StoreError, ValidationError
 from unified.store.memory import MemoryStore
 from unified.task import Task, TaskContext
 from unified.task_manager import TaskManager
 from unified.utils import FakeClock
 from unified.worker import WorkerPool
+from unified.workflow.workflow import WorkflowManager
 
 
 def test_stop_hands_back_a_running_task_without_spending_a_retry() -> None:
@@ -42,6 +43,53 @@ def test_stop_hands_back_a_running_task_without_spending_a_retry() -> None:
     assert second.get_result(task_id, timeout=5) == "attempt 2"
     assert [a.state for a in store.list_attempts(task_id)] == ["handed_back", "success"]
     second.shutdown()
+
+
+def test_shutdown_gives_running_attempts_its_timeout_then_hands_them_back() -> None:
+    store = MemoryStore()
+    started = threading.Event()
+
+    def slow(ctx: TaskContext) -> str:
+        started.set()
+        ctx._cancel_event.wait(5)  # until the hand-back tells it to stop
+        return "stopped"
+
+    manager = TaskManager(store=store, max_workers=1)
+    task_id = manager.queue_task(slow)
+    assert started.wait(5)
+    with pytest.raises(ValidationError, match="timeout must be a finite number of 0 or more"):
+        manager.shutdown(timeout=-1)
+    manager.shutdown(wait=True, timeout=0.1)  # the default of 10 s would keep this test waiting that long
+    assert store.get_task(task_id).state == "queued"
+    assert [a.state for a in store.list_attempts(task_id)] == ["handed_back"]
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_shut_down_manager_refuses_new_work_and_says_to_make_a_new_one(kind: str, tmp_path: Path) -> None:
+    manager = TaskManager(store="memory://" if kind == "memory" else f"sqlite:///{tmp_path / 'shut.db'}")
+    workflows = WorkflowManager(task_manager=manager)
+    workflow_id = workflows.register_workflow("w")
+    workflows.add_task_to_workflow(workflow_id, Task(task_id="a", func=print))
+    failed = manager.queue_task(lambda: 1 / 0)
+    manager.wait(failed, timeout=5)
+    run_id = workflows.start_workflow(workflow_id)
+    workflows.wait_run(run_id, timeout=5)
+    schedule_id = manager.schedule_task(print, interval_seconds=60)
+    manager.shutdown()
+    calls = {
+        "queue_task": lambda: manager.queue_task(print),
+        "schedule_task": lambda: manager.schedule_task(print, interval_seconds=60),
+        "retry_task": lambda: manager.retry_task(failed),
+        "backfill": lambda: manager.backfill(schedule_id, 0, 1),
+        "start_workflow": lambda: workflows.start_workflow(workflow_id),
+        "run_workflow": lambda: workflows.run_workflow(workflow_id, timeout=5),
+        "schedule_workflow": lambda: workflows.schedule_workflow(workflow_id, interval_seconds=60),
+        "retry_run": lambda: workflows.retry_run(run_id),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ConflictError, match=r"was shut down .*create a new TaskManager"):
+            call()
+            pytest.fail(f"{name} took work on a shut-down manager")
 
 
 def test_a_late_report_after_lease_expiry_is_refused() -> None:

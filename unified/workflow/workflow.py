@@ -233,6 +233,7 @@ class WorkflowManager(ScheduleMethods):
 
         With ``sla_seconds``, an ``sla_missed`` alert goes out if the run has not finished that long after now.
         """
+        self._check_open()
         metadata = dict(metadata or {})
         if check_sla(sla_seconds) is not None:
             metadata["sla_seconds"] = sla_seconds
@@ -257,6 +258,7 @@ class WorkflowManager(ScheduleMethods):
 
         See docs/scheduling.md for time zones, daylight saving, ``catchup`` and ``max_active_runs``.
         """
+        self._check_open()
         when = When(cron, interval_seconds, timezone, start_at, end_at, catchup, max_active_runs)
         return self.scheduler.add_workflow(workflow_id, when, params, name, sla_seconds)
 
@@ -315,13 +317,19 @@ class WorkflowManager(ScheduleMethods):
 
     def retry_run(self, run_id: str) -> int:
         """Re-run the failed, timed-out and canceled tasks of a run and what they skipped; returns the count."""
+        self._check_open()
         return self.engine.retry_run(run_id)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
-    def shutdown(self, wait: bool = True) -> None:
-        """Stop the task manager this workflow manager created (not one it was given)."""
+    def shutdown(self, wait: bool = True, timeout: float | None = 10.0) -> None:
+        """Stop the task manager this workflow manager created (not one it was given): see
+        :meth:`TaskManager.shutdown`."""
         if self._owns_manager:
-            self.task_manager.shutdown(wait)
+            self.task_manager.shutdown(wait, timeout)
+
+    def _check_open(self) -> None:
+        """Raise ConflictError if its task manager was shut down: nothing would run the work."""
+        self.task_manager._check_open()
 
     def __enter__(self) -> WorkflowManager:
         return self
