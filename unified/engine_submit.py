@@ -20,7 +20,7 @@ from unified.functions import FunctionRegistry
 from unified.graph import validate_graph
 from unified.store.base import Store
 from unified.store.records import Dependant, RunRecord, TaskRecord
-from unified.task import Task
+from unified.task import Task, check_dict, check_number
 from unified.task_records import Spec, global_id, new_record
 from unified.utils import Clock, check_params, new_id, to_json
 
@@ -69,6 +69,7 @@ class Submitting:
         metadata: dict[str, Any] | None,
         schedule_id: str | None,
     ) -> str:
+        check_dict("params", params, "parameter names")
         check_params(params, "the run's params")
         now = self.clock.now()
         run = RunRecord(
@@ -104,6 +105,8 @@ class Submitting:
         schedule_id: str | None = None,
     ) -> str:
         """Start a run of a stored workflow (its draft, frozen first if it changed, or ``version``); returns the id."""
+        if version is not None:  # a number: "1" would find version 1 on a SQL store and nothing on the memory store
+            check_number("version", version, "at least 1", whole=True)
         if version is None:  # the draft, frozen as a new version if it changed since the current one
             frozen = self.store.freeze_draft(workflow_id, self.clock.now())
         else:

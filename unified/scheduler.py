@@ -23,7 +23,7 @@ from unified.cron import Timing, check_cron, check_interval, load_zone, to_epoch
 from unified.engine import Engine
 from unified.errors import UnifiedError, ValidationError
 from unified.store.records import FireRecord, ScheduleRecord
-from unified.task import Task, check_sla
+from unified.task import Task, check_dict, check_sla
 from unified.utils import check_params, iso, new_id, to_json
 
 log = logging.getLogger("unified.scheduler")
@@ -123,6 +123,7 @@ class Scheduler:
         sla_seconds: float | None = None,
     ) -> str:
         """Schedule runs of a stored workflow with ``params``; returns the schedule id."""
+        check_dict("params", params, "parameter names")
         workflow = self.store.get_workflow(workflow_id)
         check_params(params, "the params of the scheduled runs")
         target = {"workflow_id": workflow_id, "params": dict(params or {}), "sla_seconds": check_sla(sla_seconds)}

@@ -14,7 +14,7 @@ import math
 import sys
 import threading
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +91,7 @@ def check_transition(current: TaskState | str, new: TaskState | str) -> TaskStat
 
 
 ISOLATIONS = ("thread", "process")
+_NOT_ARGS = (str, bytes, bytearray, Mapping, Set)  # iterables whose items are no positional arguments
 
 
 @functools.lru_cache(maxsize=256)
@@ -128,6 +129,19 @@ def check_number(name: str, value: Any, kind: str = "0 or more", whole: bool = F
     number = "whole number" if whole else "finite number"
     wanted = f"a positive {number}" if kind == "positive" else f"a {number} of {kind}"
     raise ValidationError(f"{name} must be {wanted}, not {got}")
+
+
+def check_dict(name: str, value: Any, keys: str = "names") -> None:
+    """A ValidationError unless ``value`` is None or a dict (any mapping) whose keys are strings naming ``keys``."""
+    if value is not None and not (isinstance(value, Mapping) and all(isinstance(key, str) for key in value)):
+        got = "one with a key that is not a string" if isinstance(value, Mapping) else type(value).__name__
+        raise ValidationError(f"{name} must be a dict of {keys} (strings) to values, not {got}")
+
+
+def check_task(task: Any, call: str) -> None:
+    """A ValidationError unless ``task`` is a :class:`Task` (``call`` names the method it was given to)."""
+    if not isinstance(task, Task):
+        raise ValidationError(f"{call} takes a Task, not {type(task).__name__}: wrap it in Task(func=...)")
 
 
 def check_sla(sla_seconds: float | None) -> float | None:
@@ -272,6 +286,7 @@ class TaskContext:
 
     def add_task(self, task: Task) -> str:
         """Add ``task`` to the running workflow or task group; returns its task id."""
+        check_task(task, "ctx.add_task")
         if self._add_task is None:
             raise ValidationError("this task runs on its own (Task.run); add_task needs a TaskManager or workflow")
         return self._add_task(task)
@@ -338,6 +353,10 @@ class Task:
             raise ValidationError(f"isolation must be one of {ISOLATIONS}, not {isolation!r}")
         if task_id is not None and (not isinstance(task_id, str) or not task_id.strip()):
             raise ValidationError("task_id must be a non-empty string (or None to generate one)")
+        if not isinstance(args, tuple | list) and (isinstance(args, _NOT_ARGS) or not isinstance(args, Iterable)):
+            raise ValidationError(f"args must be a list or tuple, not {type(args).__name__}: for one, args=(x,)")
+        check_dict("kwargs", kwargs, "argument names")
+        check_dict("metadata", metadata)
         if isinstance(func, str) and ":" not in func:
             func = _registered(func)
         if isinstance(func, str):

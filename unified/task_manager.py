@@ -298,6 +298,8 @@ class TaskManager(ScheduleMethods):
         Reads the store in bulk (a chunk of tasks at a time), so waiting for thousands of tasks costs a few
         queries rather than two per task.
         """
+        if isinstance(task_ids, str):
+            raise ValidationError("wait_all takes a list of task ids, not one id as a string: use wait(task_id)")
         ids = list(task_ids)
         deadline = None if timeout is None else time.monotonic() + timeout
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers.tasks import boom, ctx_first
 from unified.engine import Engine
-from unified.errors import ConflictError, CycleError, DuplicateTaskError, UnknownDependencyError
+from unified.errors import ConflictError, CycleError, DuplicateTaskError, UnknownDependencyError, ValidationError
 from unified.graph import validate_graph
 from unified.store import open_store
 from unified.store.memory import MemoryStore
@@ -173,6 +173,23 @@ def test_a_closure_over_an_object_whose_repr_raises_is_queued_and_runs(drained: 
     task_id = drained.queue_task(lambda: type(held).__name__)
     drained.run_until_idle()
     assert drained.get_result(task_id) == "Unprintable"
+
+
+def test_ctx_add_task_and_wait_all_refuse_arguments_of_the_wrong_type(drained: TaskManager) -> None:
+    refused: list[str] = []
+
+    def parent(ctx: TaskContext) -> None:
+        try:
+            ctx.add_task(ctx_first)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            refused.append(str(exc))
+
+    task_id = drained.queue_task(parent)
+    drained.run_until_idle()
+    assert refused == ["ctx.add_task takes a Task, not function: wrap it in Task(func=...)"]
+    with pytest.raises(ValidationError, match=r"wait_all takes a list of task ids, not one id as a string"):
+        drained.wait_all(task_id, timeout=1)
+    assert [m["state"] for m in drained.wait_all([task_id], timeout=1)] == ["success"]
 
 
 def test_a_task_whose_attempt_has_ended_cannot_add_tasks(drained: TaskManager) -> None:

@@ -43,6 +43,14 @@ def test_states_are_exactly_the_documented_strings() -> None:
         ({"func": print, "retry_delay_seconds": float("inf")}, "retry_delay_seconds must be a finite number"),
         ({"func": print, "max_retry_delay_seconds": float("inf")}, "max_retry_delay_seconds must be a finite"),
         ({"func": print, "timeout": float("nan")}, "timeout must be a positive finite number, not nan"),
+        ({"func": print, "args": "abc"}, r"args must be a list or tuple, not str: for one, args=\(x,\)"),
+        ({"func": print, "args": b"abc"}, "args must be a list or tuple, not bytes"),
+        ({"func": print, "args": {"a": 1}}, "args must be a list or tuple, not dict"),
+        ({"func": print, "args": {1, 2}}, "args must be a list or tuple, not set"),
+        ({"func": print, "args": 5}, "args must be a list or tuple, not int"),
+        ({"func": print, "kwargs": [1]}, r"kwargs must be a dict of argument names \(strings\) to values, not list"),
+        ({"func": print, "kwargs": {1: 2}}, "kwargs must be a dict .* not one with a key that is not a string"),
+        ({"func": print, "metadata": [1]}, "metadata must be a dict of names"),
     ],
 )
 def test_bad_options_raise_validation_errors_that_say_what_to_do(kwargs: dict, words: str) -> None:

@@ -195,6 +195,27 @@ def test_a_failing_task_fails_the_run_and_retry_run_reruns_it_and_what_it_skippe
     assert again.state == "success" and again.results == {"a": "fine", "b": "b"}
 
 
+def test_arguments_of_the_wrong_type_are_validation_errors_that_say_what_to_pass(wm: WorkflowManager) -> None:
+    wid = wm.register_workflow("typed")
+    with pytest.raises(ValidationError, match=r"add_task_to_workflow takes a Task, not function: wrap it in Task"):
+        wm.add_task_to_workflow(wid, add)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="a Workflow takes a Task, not function"):
+        Workflow("w", tasks=[add])  # type: ignore[list-item]
+    with pytest.raises(ValidationError, match=r"Workflow\.add_task takes a Task, not str"):
+        Workflow("w").add_task("tests.helpers.tasks:add")  # type: ignore[arg-type]
+    wm.add_task_to_workflow(wid, Task(task_id="a", func=add, args=(1, 2)))
+    assert run(wm, wid).results == {"a": 3}
+    with pytest.raises(ValidationError, match=r"params must be a dict of parameter names \(strings\) to values"):
+        wm.start_workflow(wid, params=[1])  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="params must be a dict"):
+        wm.schedule_workflow(wid, interval_seconds=60, params=[1])  # type: ignore[arg-type]
+    for version in ("1", True, 1.0, 0):  # "1" ran version 1 on SQL stores and was no version on the memory store
+        with pytest.raises(ValidationError, match="version must be a whole number of at least 1"):
+            wm.start_workflow(wid, version=version)  # type: ignore[arg-type]
+    assert run(wm, wid, version=1).results == {"a": 3}
+    assert len(wm.list_runs(wid)) == 2 and wm.list_schedules() == []
+
+
 def test_timeout_fails_a_run(wm: WorkflowManager) -> None:
     wid = wm.register(
         Workflow("t", tasks=[Task(task_id="slow", func="tests.helpers.tasks:sleep_for", args=(5,), timeout=0.1)])
@@ -220,6 +241,12 @@ def test_bad_workflow_requests(wm: WorkflowManager) -> None:
         wm.start_workflow(wid, version=9)
     with pytest.raises(ValidationError, match="non-empty name"):
         wm.register_workflow(" ")
+    with pytest.raises(ValidationError, match=r"non-empty name \(a string\), not int"):
+        wm.register_workflow(5)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="description must be a string, not list"):
+        wm.register_workflow("y", description=["z"])  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="register takes a Workflow, not str: register_workflow"):
+        wm.register("z")  # type: ignore[arg-type]
 
 
 def test_run_workflow_blocks_until_done_with_real_threads() -> None:

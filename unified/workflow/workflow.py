@@ -21,7 +21,7 @@ from unified.graph import check_new_tasks, validate_graph
 from unified.scheduler import When, fires_as
 from unified.store import Store
 from unified.store.records import RunRecord, WorkflowRecord
-from unified.task import RUN_STATES, Task, check_sla, check_state_filter
+from unified.task import RUN_STATES, Task, check_sla, check_state_filter, check_task
 from unified.task_manager import ScheduleMethods, TaskManager, tasks_metadata
 from unified.utils import iso, new_id
 
@@ -32,8 +32,11 @@ class Workflow:
     def __init__(
         self, name: str, description: str = "", tasks: Iterable[Task] = (), schedule: When | None = None
     ) -> None:
-        if not name or not name.strip():
-            raise ValidationError("a workflow needs a non-empty name")
+        if not isinstance(name, str) or not name.strip():
+            got = repr(name) if isinstance(name, str) else type(name).__name__
+            raise ValidationError(f"a workflow needs a non-empty name (a string), not {got}")
+        if not isinstance(description, str):
+            raise ValidationError(f"a workflow's description must be a string, not {type(description).__name__}")
         self.name = name
         self.description = description
         self.schedule = schedule  # registering the workflow keeps one schedule of it in step with this
@@ -46,6 +49,7 @@ class Workflow:
         tasks = list(tasks)
         new: dict[str, Task] = {}
         for task in tasks:
+            check_task(task, "a Workflow")
             if task.task_id is None:
                 task.task_id = _fresh_task_id(task, new.keys() | self.tasks.keys())
             elif task.task_id in new:
@@ -59,6 +63,7 @@ class Workflow:
     def add_task(self, task: Task) -> Task:
         """Add ``task``; its dependencies must already be in the workflow (:meth:`add_tasks` takes several at once, in
         any order). Returns the task."""
+        check_task(task, "Workflow.add_task")
         if task.task_id is None:
             task.task_id = _fresh_task_id(task, self.tasks)
         check_new_tasks({task.task_id: task.dependencies}, self.tasks.keys(), f"workflow {self.name!r}")
@@ -129,6 +134,9 @@ class WorkflowManager(ScheduleMethods):
 
     def register(self, workflow: Workflow) -> str:
         """Store a workflow defined in code; a workflow of the same name gets it as its new draft. Returns its id."""
+        if not isinstance(workflow, Workflow):
+            what = type(workflow).__name__
+            raise ValidationError(f"register takes a Workflow, not {what}: register_workflow(name) makes an empty one")
         now = self.engine.clock.now()
         specs = [self.engine.functions.register(t, for_good=True) for t in workflow.tasks.values()]
         _check_graph(specs, workflow.name)  # Workflow checks what it is given, not changes made to its tasks since
@@ -166,6 +174,7 @@ class WorkflowManager(ScheduleMethods):
 
     def add_task_to_workflow(self, workflow_id: str, task: Task) -> str:
         """Add ``task`` to the workflow's draft; refuses duplicates, unknown dependencies and cycles. Returns its id."""
+        check_task(task, "add_task_to_workflow")
         with self.store.atomic():
             record = self.store.lock_workflow(workflow_id)
             existing = {s["task_id"] for s in record.tasks}
