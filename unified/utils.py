@@ -245,11 +245,18 @@ def callable_identity(func: Callable[..., Any]) -> str:
 
 
 def _held(value: Any) -> str:
-    """An object a function holds, by type and id, never by ``repr`` (a user's may raise, or take seconds for a list
-    of millions). What matters is that a function holding other objects is another callable: its workflow hashes
-    as a new version. Equal ids are the same object: the function of a stored version, kept by the engine, keeps the
-    objects it was hashed with alive."""
-    return f"{type(value).__module__}.{type(value).__qualname__}@{id(value):x}"
+    """An object a function holds: a plain scalar by value (the same in every process: a lambda registered again by
+    a new process is the same version), anything else by type and id, never by ``repr`` (a user's may raise, or
+    take seconds for a list of millions). What matters is that a function holding other objects is another
+    callable: its workflow hashes as a new version. Equal ids are the same object: the function of a stored version,
+    kept by the engine, keeps the objects it was hashed with alive."""
+    kind = type(value)
+    if kind is str or kind is bytes:
+        data = value.encode("utf-8", "surrogatepass") if kind is str else value
+        return f"{kind.__name__}:{hashlib.sha256(data).hexdigest()}"
+    if kind in (type(None), bool, float) or (kind is int and value.bit_length() < 4096):
+        return repr(value)
+    return f"{kind.__module__}.{kind.__qualname__}@{id(value):x}"
 
 
 _EMPTY_CELL = object()
