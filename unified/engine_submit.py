@@ -114,6 +114,8 @@ class Submitting:
             frozen = self.store.get_version(workflow_id, version)
         # the frozen specs (this start's own copies) become the run's task records as they are; each is checked
         # first, without building its Task, so a version whose lambdas are gone stores nothing
+        if any(self.functions.lost(spec) for spec in frozen.tasks):  # registered again here since?
+            self.functions.adopt(frozen.tasks, self.store.get_workflow(workflow_id).tasks)
         for spec in frozen.tasks:
             try:
                 self.functions.check(spec)

@@ -90,12 +90,24 @@ class FunctionRegistry:
         """Forget the Task kept for ``task_id``'s next attempt (it finished, or is no longer run here)."""
         self._kept.pop(task_id, None)
 
+    def lost(self, spec: dict[str, Any]) -> bool:
+        """Whether ``spec`` runs an in-process function that is not here (another process registered it)."""
+        return (spec.get("func") or "").startswith("inproc:") and spec.get("ref") not in self._functions
+
+    def adopt(self, specs: list[dict[str, Any]], current: list[dict[str, Any]]) -> None:
+        """Give each of ``specs`` whose function is lost here the ``ref`` of the task of the same id in ``current``
+        that runs the same function (same identity) from here: a workflow registered again by a new process hashes as
+        its stored version, whose refs were the old process's."""
+        mine = {s["task_id"]: s for s in current if s.get("ref") in self._functions}
+        for spec in specs:
+            if self.lost(spec) and (same := mine.get(spec["task_id"])) is not None and same["func"] == spec["func"]:
+                spec["ref"] = same["ref"]
+
     def check(self, spec: dict[str, Any]) -> None:
         """Raise ValidationError if the task of ``spec`` can run nowhere: a lambda or closure is only in the process
         that defined it. An import path is not resolved here: the workers that run the task need the code, a process
         that only starts runs (a scheduler, an API server without workers) does not."""
-        identity = spec.get("func") or ""
-        if identity.startswith("inproc:") and self._functions.get(spec.get("ref") or identity) is None:
+        if self.lost(spec):
             check_runnable(spec, None)
 
     def _callable(self, spec: dict[str, Any]) -> Callable[..., Any] | None:

@@ -5,10 +5,12 @@ process) pass such tasks by instead of claiming them and failing them for good."
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-from tests.helpers.workers import Fleet
+from tests.helpers.workers import ROOT, Fleet
 from unified.task import Task
 from unified.task_manager import TaskManager
 from unified.workflow.workflow import WorkflowManager
@@ -46,3 +48,25 @@ def test_a_worker_process_passes_lambdas_by_and_runs_the_rest(tmp_path: Path) ->
         with TaskManager(store=url, max_workers=1) as late:  # another engine of this process: not theirs either
             late.wait(late.queue_task("tests.helpers.tasks:add", args=(0, 0)), timeout=30)
             assert {r.state for r in tm.store.get_tasks(held)} == {"queued"}
+
+
+SCRIPT = """
+import sys
+from unified.task import Task
+from unified.workflow.workflow import Workflow, WorkflowManager
+with WorkflowManager(store=sys.argv[1]) as wm:
+    tasks = [Task(task_id="a", func=lambda: 20), Task(task_id="b", func=lambda ctx: ctx.upstream["a"] + 1,
+                                                      dependencies=["a"])]
+    result = wm.run_workflow(wm.register(Workflow("lambdas", tasks=tasks)), timeout=30)
+    print(result.state, result.version, result.results["b"])
+"""
+
+
+def test_a_script_of_lambdas_runs_its_workflow_again_in_a_new_process(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/script.db"
+    outputs = [
+        subprocess.run([sys.executable, "-c", SCRIPT, url], capture_output=True, text=True, timeout=60, cwd=ROOT)
+        for _ in range(2)
+    ]
+    # the second process's draft hashes as version 1, whose refs were the first process's: it runs with its own
+    assert [o.stdout.split() for o in outputs] == [["success", "1", "21"]] * 2, outputs[-1].stderr[-2000:]
