@@ -52,14 +52,29 @@ def track_sessions(engine: sa.Engine) -> set[int]:
 
 # planner settings for the store's sessions, each applied only where nobody set it (server, database, role, URL)
 CLAIM_PLANNER_SETTINGS = (("enable_bitmapscan", "off"), ("random_page_cost", "1.1"))
+# a session that stops in the middle of a transaction (its process frozen, its machine cut off) holds row locks that
+# every other worker's lease expiry and limited claims wait on: ended by the server after this long idle in it
+# (the server's default is never, and TCP keepalive notices a dead peer only after some two hours)
+SESSION_SETTINGS = (("idle_in_transaction_session_timeout", "1min"),)
 _SET_UNCONFIGURED = (
     "SELECT set_config(name, wanted.value, false) FROM (VALUES {}) AS wanted(name, value) "
     "JOIN pg_settings USING (name) WHERE pg_settings.source = 'default'"
-).format(", ".join(f"('{name}', '{value}')" for name, value in CLAIM_PLANNER_SETTINGS))
+).format(", ".join(f"('{name}', '{value}')" for name, value in CLAIM_PLANNER_SETTINGS + SESSION_SETTINGS))
+# libpq's, for a connection whose peer vanished (power loss, a cut network): a waiting read fails within about 30 s
+# instead of hanging, so a worker notices it cannot renew its leases and stops its attempts; the URL's own win
+CONNECTION_DEFAULTS = {
+    "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3, "tcp_user_timeout": 30_000,
+}  # fmt: skip
+
+
+def connection_defaults(url: sa.URL) -> dict[str, Any]:
+    """CONNECTION_DEFAULTS less those ``url`` sets itself, as SQLAlchemy's ``connect_args``."""
+    return {name: value for name, value in CONNECTION_DEFAULTS.items() if name not in url.query}
 
 
 def plan_claims_by_index(engine: sa.Engine) -> None:
-    """Make each new session of ``engine`` plan the claim as an ordered walk of its index, whatever the statistics.
+    """Make each new session of ``engine`` plan the claim as an ordered walk of its index, whatever the statistics
+    (and end itself when idle in a transaction: SESSION_SETTINGS, in the same statement).
 
     The claim takes the first few queued tasks in index order (``ix_tasks_claim``). Until the table is analyzed
     with work in it (a new database, or a burst after quiet hours), the planner believes about 1% of the tasks are

@@ -160,9 +160,10 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAttempts, SqlAdminRecords, SqlWorkflow
         SQLAlchemy also discards the whole pool on a disconnect error. Each session plans the claim as a walk of its
         index, whatever the table's statistics say (see ``postgres.plan_claims_by_index``).
         """
-        from unified.store.postgres import plan_claims_by_index, replace_dropped
+        from unified.store.postgres import connection_defaults, plan_claims_by_index, replace_dropped
 
-        engine = sa.create_engine(url, **{"pool_size": 10, "max_overflow": 40, **options})
+        connect_args = {**connection_defaults(sa.make_url(url)), **options.pop("connect_args", {})}
+        engine = sa.create_engine(url, **{"pool_size": 10, "max_overflow": 40, "connect_args": connect_args, **options})
         replace_dropped(engine)
         plan_claims_by_index(engine)
         return engine
