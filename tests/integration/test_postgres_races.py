@@ -197,7 +197,7 @@ def test_a_submit_that_loses_a_deadlock_to_an_outcome_runs_again_and_lands(
         def add_n() -> None:
             new = Task(task_id="n", func=print, dependencies=["z", "m"])
             try:
-                added = two.submit([new]) if how == "submit" else [two._add_child(new, claimed["p"])]
+                added = two.submit([new]) if how == "submit" else [two._add_child(new, claimed["p"], iter([1]))]
                 outcome["added"] = added
             except Exception as exc:  # reported below, with what the other thread did
                 outcome["failed"] = f"{type(exc).__name__}: {exc}"
