@@ -12,6 +12,7 @@ import functools
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext, suppress
 from typing import Any
@@ -20,7 +21,7 @@ from unified import events as ev
 from unified.engine_batch import Batch
 from unified.engine_events import EngineEvents
 from unified.engine_submit import CONFLICT_RETRIES, Submitting
-from unified.errors import ConflictError, NotFoundError, StoreConflict
+from unified.errors import ConflictError, NotFoundError, StoreConflict, StoreError
 from unified.events import EventBus
 from unified.functions import FunctionRegistry
 from unified.interventions import UNFINISHED, Interventions
@@ -42,6 +43,8 @@ from unified.utils import Clock, SystemClock, copy_data
 log = logging.getLogger("unified.engine")
 _JOINED = nullcontext()  # Engine.batch inside an open batch: the outermost one's transaction is already this block's
 
+# ctx.add_task's tries while the store is away: waits of 0.25, 0.5, ... 5 s, about 20 s in all (a lease's worth)
+ADD_TASK_STORE_RETRIES = 7
 MAX_HANDOFF = 10_000  # upstream results kept for claimed attempts not yet started (see Engine._hand_off_upstream)
 
 S = TaskState
@@ -263,7 +266,7 @@ class Engine(Submitting, Interventions, EngineEvents):
         parent adding the same children gets them back too."""
         if child.task_id is None:
             child.task_id = f"{parent.task_id}.{next(added)}"
-        attempts = 0
+        attempts = unreachable = 0
         while True:  # as a submit of its own runs again after a deadlock, so does this one with its check
             try:
                 with self.batch():
@@ -274,17 +277,22 @@ class Engine(Submitting, Interventions, EngineEvents):
                             f"({now.state} since; canceled, timed out or taken over), so its code should stop "
                             "(see ctx.cancelled)"
                         )
-                    if child.task_id is not None:
-                        with suppress(NotFoundError):
-                            added = self.store.get_task(global_id(parent.run_id, child.task_id))
-                            if added.spec.get("parent") == parent.id:
-                                return child.task_id
+                    with suppress(NotFoundError):
+                        earlier = self.store.get_task(global_id(parent.run_id, child.task_id))
+                        if earlier.spec.get("parent") == parent.id:
+                            return child.task_id
                     self.submit([child], run_id=parent.run_id, schedule_id=parent.schedule_id, parent=parent.id)
-                return child.task_id  # type: ignore[return-value]
+                return child.task_id
             except StoreConflict:
                 attempts += 1
                 if attempts >= CONFLICT_RETRIES or getattr(self._local, "depth", 0):  # a caller's, all undone
                     raise
+            except StoreError as exc:  # the store away for a moment (a restart, a dropped connection): waited out
+                unreachable += 1
+                if unreachable > ADD_TASK_STORE_RETRIES or getattr(self._local, "depth", 0):
+                    raise
+                log.warning("task %s: adding task %s met %s; trying again", parent.id, child.task_id, exc)
+                time.sleep(min(5.0, 0.25 * 2 ** (unreachable - 1)))
 
     def forget_attempt(self, task_id: str, attempt: int | None = None) -> None:
         """Drop what this process keeps about a claimed attempt that its worker gives up without a report (its lease

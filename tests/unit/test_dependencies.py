@@ -9,8 +9,16 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.tasks import boom, ctx_first
+from unified import engine as engine_module
 from unified.engine import Engine
-from unified.errors import ConflictError, CycleError, DuplicateTaskError, UnknownDependencyError, ValidationError
+from unified.errors import (
+    ConflictError,
+    CycleError,
+    DuplicateTaskError,
+    StoreError,
+    UnknownDependencyError,
+    ValidationError,
+)
 from unified.graph import validate_graph
 from unified.store import open_store
 from unified.store.memory import MemoryStore
@@ -231,6 +239,24 @@ def test_a_retried_parent_adds_its_children_once_and_another_task_cannot_take_th
     assert run.tasks["fan"]["state"] == "success" and run.tasks["fan"]["attempts"] == 2
     assert [run.results[f"part-{i}"] for i in range(3)] == [0, 2, 4]
     assert run.tasks["other"]["state"] == "failure" and run.tasks["other"]["error"]["type"] == "DuplicateTaskError"
+
+
+def test_a_child_added_while_the_store_is_away_for_a_moment_is_added_once_it_is_back(
+    drained: TaskManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    insert, failures = drained.store.insert_tasks, [StoreError("connection lost"), StoreError("connection lost")]
+
+    def away_twice(records: list) -> None:
+        if failures and records[0].task_id == "child":
+            raise failures.pop()
+        insert(records)
+
+    monkeypatch.setattr(drained.store, "insert_tasks", away_twice)
+    monkeypatch.setattr(engine_module.time, "sleep", lambda seconds: None)  # the waits between tries
+    parent = drained.queue_task(lambda ctx: ctx.add_task(Task(task_id="child", func="tests.helpers.tasks:add",
+                                                              args=(1, 1))))  # fmt: skip
+    drained.run_until_idle()
+    assert drained.get_result(parent) == "child" and drained.get_result("child") == 2  # the parent failed before
 
 
 @pytest.mark.parametrize("url", ["memory://", "sqlite"])
