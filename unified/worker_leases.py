@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from unified.engine import Engine
 from unified.errors import UnifiedError
@@ -29,6 +30,7 @@ class LeaseKeeping:
     _held: dict[str, int]  # task id -> attempt number: what the heartbeat renews
     _leases: LeaseGuard
     _stopping: threading.Event
+    _replace_runner_of: Callable[[str], None]
 
     def heartbeat(self) -> None:
         """Renew held leases, stop attempts whose lease was lost, and take back expired leases of others."""
@@ -40,6 +42,9 @@ class LeaseKeeping:
         for task_id in lost:
             log.warning("worker %s lost the lease of task %s; stopping its attempt", self.worker_id, task_id)
             self.engine.cancel_event(task_id).set()
+            # canceled or taken over elsewhere: code running in a runner's own thread may never return, and its slot
+            # is free at once, as for a cancel made in this process
+            self._replace_runner_of(task_id)
         for task_id, attempt in unknown.items():
             if self.engine.hand_back(task_id, attempt, why=UNKNOWN_LEASE):
                 log.warning("worker %s handed back task %s (attempt %d): %s", self.worker_id, task_id, attempt,

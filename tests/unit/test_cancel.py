@@ -307,3 +307,26 @@ def test_canceled_and_retried_from_another_process_the_next_attempt_runs_to_its_
     finally:
         worker.shutdown(wait=False)
         other.shutdown()
+
+
+def test_canceled_from_another_process_a_task_whose_code_ignores_it_frees_its_runner(tmp_path: Path) -> None:
+    gate, started = threading.Event(), threading.Event()
+
+    def stubborn() -> str:  # never looks at ctx.cancelled: its runner thread cannot be taken back
+        started.set()
+        gate.wait(10)
+        return "late"
+
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    with TaskManager(store=url, max_workers=1, run_scheduler=False) as tm:
+        other = TaskManager(store=url, max_workers=0, run_scheduler=False)  # the CLI or the API: an engine of its own
+        try:
+            stuck = tm.queue_task(stubborn)
+            assert started.wait(5)
+            assert other.cancel_task(stuck)
+            tm.pool.heartbeat()  # finds the lease gone (its next beat would, within heartbeat_seconds)
+            # the slot is free at once, not when the stubborn code returns
+            assert tm.get_result(tm.queue_task(lambda: "next"), timeout=5) == "next"
+        finally:
+            gate.set()
+            other.shutdown()
