@@ -48,8 +48,12 @@ class _Reporter:
             self._stream.flush()
 
 
+class AddTaskUnavailable(ValidationError):
+    """ctx.add_task in a child process: no attempt of the same task can do better, so it is not retried."""
+
+
 def _no_add_task(task: Task) -> str:
-    raise ValidationError(
+    raise AddTaskUnavailable(
         f"ctx.add_task({task.task_id or task.name!r}) is not available with isolation='process': the child process "
         "has no engine to add tasks to. Run the task that adds tasks in a thread (the default isolation)"
     )
@@ -78,7 +82,9 @@ def run_job(job: dict[str, Any], reporter: _Reporter) -> None:
         body = '"error":' + json.dumps(error) + ',"retryable":false'
     except BaseException as exc:
         paths = job.get("retry_on")
-        retryable = paths is None or isinstance(exc, tuple(resolve_import_path(path) for path in paths))
+        retryable = not isinstance(exc, AddTaskUnavailable) and (
+            paths is None or isinstance(exc, tuple(resolve_import_path(path) for path in paths))
+        )
         body = '"error":' + json.dumps(error_info(exc), default=str) + ',"retryable":' + json.dumps(retryable)
     try:
         metadata = to_json(ctx.metadata, "ctx.metadata")

@@ -550,12 +550,13 @@ def test_process_failure_is_retried_as_retry_on_says(executor, retry_on: tuple, 
     assert attempt(executor, task).retryable is retryable
 
 
-def test_process_task_adding_a_task_is_told_to_run_in_a_thread(executor) -> None:
-    outcome = attempt(executor, Task("t", func=helpers.adds_a_task, isolation="process"))
+def test_process_task_adding_a_task_is_told_to_run_in_a_thread_and_not_retried(executor) -> None:
+    outcome = attempt(executor, Task("t", func=helpers.adds_a_task, isolation="process", max_retries=3))
     assert (
-        outcome.error["type"] == "ValidationError"
+        outcome.error["type"] == "AddTaskUnavailable"
         and "Run the task that adds tasks in a thread" in outcome.error["message"]
     )
+    assert outcome.retryable is False  # every attempt would fail alike
 
 
 def test_process_failure_with_a_retry_on_class_a_child_cannot_import_is_reported_as_it_is(executor) -> None:
