@@ -1,5 +1,6 @@
 """A worker pool's leases: the heartbeat that renews what the pool holds, stops attempts whose lease was taken away,
-hands back leases the pool never learned it holds, and takes back expired leases of dead workers.
+hands back leases the pool never learned it holds and tasks it claimed ahead of an attempt that runs long, and takes
+back expired leases of dead workers.
 
 A mixin of :class:`unified.worker.WorkerPool`, using its engine, held attempts and lease guard.
 """
@@ -14,10 +15,13 @@ from collections.abc import Callable
 from unified.engine import Engine
 from unified.errors import UnifiedError
 from unified.lease_guard import LeaseGuard
+from unified.store.records import TaskRecord
 
 log = logging.getLogger("unified.worker")
 
 UNKNOWN_LEASE = "a claim of this worker committed but its answer was lost with the connection; back to the queue"
+CLAIMED_AHEAD = "claimed ahead by a worker whose runners are all busy with attempts that run long; back to the queue"
+HOARD_SECONDS = 1.0  # an attempt running this long: the tasks claimed ahead of it are handed back
 
 
 class LeaseKeeping:
@@ -31,6 +35,11 @@ class LeaseKeeping:
     _leases: LeaseGuard
     _stopping: threading.Event
     _replace_runner_of: Callable[[str], None]
+    _lock: threading.Lock
+    _buffer: list[tuple[int, int, TaskRecord]]  # claimed tasks waiting for a runner
+    _running: dict[int, float]  # runner -> when its attempt began (perf_counter)
+    _busy: int
+    max_workers: int
 
     def heartbeat(self) -> None:
         """Renew held leases, stop attempts whose lease was lost, and take back expired leases of others."""
@@ -49,7 +58,34 @@ class LeaseKeeping:
             if self.engine.hand_back(task_id, attempt, why=UNKNOWN_LEASE):
                 log.warning("worker %s handed back task %s (attempt %d): %s", self.worker_id, task_id, attempt,
                             UNKNOWN_LEASE)  # fmt: skip
+        self._hand_back_claimed_ahead()
         self.engine.expire_leases()
+
+    def _hand_back_claimed_ahead(self) -> None:
+        """Hand back the tasks waiting in the buffer while every runner has been busy for HOARD_SECONDS or more.
+
+        The pool claims ahead about PREFETCH_SECONDS of work as measured so far: after a run of instant tasks that is
+        up to MAX_PREFETCH tasks, which, if they run long, one worker would hold while the others idle. Handed back
+        (the attempt costs no retry), any worker takes them, this one too once a runner is free."""
+        with self._lock:
+            running = self._running.values()
+            if not self._buffer or len(running) < self.max_workers:
+                return
+            if time.perf_counter() - max(running) < HOARD_SECONDS:  # the attempt begun last
+                return
+            ahead = [record for _, _, record in self._buffer]
+            self._buffer.clear()
+            self._busy -= len(ahead)
+            for record in ahead:
+                self._held.pop(record.id, None)
+        for record in ahead:
+            self.engine.forget_attempt(record.id, record.attempts)
+            try:
+                self.engine.hand_back(record.id, record.attempts, why=CLAIMED_AHEAD)
+            except UnifiedError as exc:
+                log.error("worker %s could not hand back task %s (%s); its lease will expire",
+                          self.worker_id, record.id, exc)  # fmt: skip
+        log.info("worker %s handed back %d tasks claimed ahead of long attempts", self.worker_id, len(ahead))
 
     def _unknown_leases(self) -> dict[str, int]:
         """Tasks leased to this pool that it does not hold (while renewing, after the held ones were renewed).

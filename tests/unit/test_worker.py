@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from tests.helpers.workers import wait_until
+from unified import worker as worker_module
+from unified import worker_leases
 from unified.engine import Engine
 from unified.errors import ConflictError, StoreConflict, StoreError, ValidationError
 from unified.store.memory import MemoryStore
@@ -468,3 +470,29 @@ def test_a_task_claimed_ahead_records_when_its_code_began_not_when_it_was_claime
     task = engine.store.get_task("second")
     (attempt,) = engine.store.list_attempts("second")
     assert task.started_at == attempt.started_at == clock.now(), "after its minute in the buffer, not at the claim"
+
+
+def test_tasks_claimed_ahead_of_attempts_that_run_long_are_handed_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = threading.Event()
+    url = f"sqlite:///{tmp_path}/ahead.db"
+    with TaskManager(store=url, max_workers=1, run_scheduler=False) as tm:
+        try:
+            tm.wait_all([tm.queue_task("tests.helpers.tasks:add", args=(i, 1)) for i in range(50)], timeout=10)
+            assert tm.pool._prefetch() > 5  # instant tasks: the pool claims many ahead
+            with tm.batch():  # queued together: the next claim takes them all
+                slow = [tm.queue_task(gate.wait, args=(10,)) for _ in range(6)]
+            wait_until(lambda: sum(tm.get_task_metadata(t)["state"] == "running" for t in slow) == 6, 5, "claimed")
+            monkeypatch.setattr(worker_leases, "HOARD_SECONDS", 0.0)  # the first one has run long enough
+            monkeypatch.setattr(worker_module, "PREFETCH_SECONDS", 0.0)  # and claims no more ahead meanwhile
+            tm.pool.heartbeat()
+            states = [tm.get_task_metadata(t)["state"] for t in slow]
+            assert states.count("running") == 1 and states.count("queued") == 5  # for any worker to take
+            history = tm.get_task_metadata(next(t for t, s in zip(slow, states, strict=True) if s == "queued"))[
+                "history"
+            ]
+            assert [a["state"] for a in history] == ["handed_back"]
+        finally:
+            gate.set()
+        assert all(m["state"] == "success" for m in tm.wait_all(slow, timeout=10))
