@@ -125,6 +125,7 @@ class TaskOut(Response):
     queued_at: str | None
     started_at: str | None
     finished_at: str | None
+    next_attempt_at: str | None = None  # a retrying task's next attempt, once its backoff ends
     duration_seconds: float | None
     result: Any = None
     error: JsonObject | None

@@ -58,6 +58,7 @@ def task_metadata(record: TaskRecord, attempts: list[AttemptRecord]) -> dict[str
         "queued_at": iso(record.queued_at),
         "started_at": iso(record.started_at),
         "finished_at": iso(record.finished_at),
+        "next_attempt_at": iso(record.not_before) if record.state == "retrying" else None,  # its backoff ends then
         "duration_seconds": duration,
         "result": record.result,
         "error": error,

@@ -13,7 +13,7 @@ from tests.helpers.tasks import Flaky
 from unified.functions import FunctionRegistry
 from unified.task import Task
 from unified.task_manager import TaskManager
-from unified.utils import FakeClock, backoff_delay
+from unified.utils import FakeClock, backoff_delay, iso
 
 
 def test_backoff_formula_cap_and_jitter() -> None:
@@ -33,6 +33,7 @@ def test_max_retries_three_means_four_attempts_with_growing_delays(drained: Task
     for _ in range(3):
         record = drained.store.get_task(task_id)
         assert record.state == "retrying"
+        assert drained.get_task_metadata(task_id)["next_attempt_at"] == iso(record.not_before)  # shown to users
         waits.append(record.not_before - clock.now())
         clock.advance(record.not_before - clock.now() - 0.001)
         assert drained.run_until_idle() == 0, "a retrying task must not run before its delay"
@@ -40,7 +41,7 @@ def test_max_retries_three_means_four_attempts_with_growing_delays(drained: Task
         assert drained.run_until_idle() == 1
     assert waits == pytest.approx([10, 20, 40])
     meta = drained.get_task_metadata(task_id)
-    assert meta["state"] == "failure" and meta["attempts"] == 4 and flaky.calls == 4
+    assert meta["state"] == "failure" and meta["attempts"] == 4 and flaky.calls == 4 and meta["next_attempt_at"] is None
     assert [h["state"] for h in meta["history"]] == ["failure"] * 4
     assert meta["error"] == {"type": "ValueError", "message": "failure 4"}
     assert "Traceback" in meta["history"][0]["traceback"]
