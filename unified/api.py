@@ -20,17 +20,17 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from unified import __version__
-from unified.errors import AuthenticationError, CycleError, UnifiedError, ValidationError, http_status
+from unified.errors import AuthenticationError, CycleError, UnifiedError, http_status
 from unified.routes import alerts, api_keys, audit, health, metrics, runs, schedules, tasks, workflows
+from unified.routes.deps import MAX_JSON_DEPTH, problems_message, refuse_unstorable
 from unified.server import Server, ServerSettings
 from unified.store.records import AuditRecord
 from unified.ui import web
-from unified.utils import Clock, has_lone_surrogate, json_depth, new_id
+from unified.utils import Clock, new_id
 
 log = logging.getLogger("unified.api")
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-MAX_JSON_DEPTH = 64  # lists and objects in a request body (responses fail on JSON some 250 deep)
 ROUTERS = [
     health.router,
     workflows.router,
@@ -77,10 +77,7 @@ async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
             "brackets, and send Content-Type: application/json",
             problems,
         )
-    first = problems[0] if problems else {"loc": [], "msg": "invalid request"}
-    where = ".".join(str(part) for part in first["loc"]) or "request"
-    message = f"{where}: {first['msg']}" + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else "")
-    return error_response(422, "invalid", message, problems)
+    return error_response(422, "invalid", problems_message(problems), problems)
 
 
 async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -115,15 +112,7 @@ async def refuse_unstorable_json(request: Request) -> None:
         value = json.loads(body)
     except (ValueError, RecursionError):
         return  # malformed (or too deep for the parser): the route's own parsing answers 400
-    if deep and json_depth(value) > MAX_JSON_DEPTH:
-        raise ValidationError(
-            f"the request body nests lists and objects more than {MAX_JSON_DEPTH} deep: send flatter JSON"
-        )
-    if has_lone_surrogate(value):
-        raise ValidationError(
-            "the request body holds half of a UTF-16 surrogate pair (an escape in \\ud800-\\udfff without its "
-            "partner): send valid Unicode text"
-        )
+    refuse_unstorable(value)
 
 
 # -- middleware ----------------------------------------------------------------------------------------------------

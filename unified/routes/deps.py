@@ -20,10 +20,12 @@ from unified.schemas import ErrorResponse, TaskIn
 from unified.store.base import Store
 from unified.task import Task
 from unified.task_manager import TaskManager
+from unified.utils import has_lone_surrogate, json_depth
 from unified.workflow.workflow import WorkflowManager
 from unified.workflows_folder import WorkflowsFolder
 
 MAX_PAGE = 1000
+MAX_JSON_DEPTH = 64  # lists and objects in a request body (responses fail on JSON some 250 deep)
 
 
 @dataclass
@@ -88,6 +90,27 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 def set_target(request: Request, target: str) -> None:
     """Name what a mutating request acted on, for the audit log."""
     request.state.audit_target = target
+
+
+# -- checking requests ----------------------------------------------------------------------------------------
+def refuse_unstorable(value: Any, what: str = "the request body") -> None:
+    """A ValidationError for JSON that could be stored but not shown again: lists and dicts nested deeper than
+    MAX_JSON_DEPTH, or text holding a lone UTF-16 surrogate. Accepted, either would fail every response that lists
+    it. ``what`` names the value in the message."""
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise ValidationError(f"{what} nests lists and objects more than {MAX_JSON_DEPTH} deep: send flatter JSON")
+    if has_lone_surrogate(value):
+        raise ValidationError(
+            f"{what} holds half of a UTF-16 surrogate pair (an escape in \\ud800-\\udfff without its "
+            "partner): send valid Unicode text"
+        )
+
+
+def problems_message(problems: list[dict[str, Any]]) -> str:
+    """One line for a request model's problems (``loc`` and ``msg`` of each): where the first is, what is wrong."""
+    first = problems[0] if problems else {"loc": [], "msg": "invalid request"}
+    where = ".".join(str(part) for part in first["loc"]) or "request"
+    return f"{where}: {first['msg']}" + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else "")
 
 
 # -- cursors ---------------------------------------------------------------------------------------------------

@@ -8,11 +8,12 @@ from cron_descriptor import Options, get_description
 from fastapi import Request, Response
 
 from unified.alerts import ALERT_STATUSES
-from unified.auth import Role, parse_role
+from unified.auth import Role
 from unified.channels import shown_config
 from unified.errors import NotFoundError
 from unified.routes.api_keys import revoke_key
-from unified.ui.pages.base import PAGE_SIZE, Form, Page, back, clamp, page_router, redirect, render
+from unified.schemas import ApiKeyIn
+from unified.ui.pages.base import PAGE_SIZE, Form, Page, back, checked, clamp, page_router, redirect, render
 
 router = page_router()
 
@@ -116,8 +117,9 @@ def create_key(request: Request, ui: Page, form: Form) -> Response:
     """Create a key, then show the keys page with its secret this once: a redirect, so reloading that page
     creates no second key."""
     ui.require(Role.ADMIN)
-    role = parse_role(form.get("role", "viewer"))
-    record, key = ui.svc.keys.create(form.get("name", ""), role.value, owner=form.get("owner") or None)
+    fields = {"name": form.get("name", ""), "role": form.get("role") or "viewer", "owner": form.get("owner") or None}
+    body = checked(ApiKeyIn, fields)  # the REST API's rules: a name of 1-200 characters, a known role
+    record, key = ui.svc.keys.create(body.name, body.role, owner=body.owner)
     request.state.audit_target = record.key_id
     response = redirect(ui, "/ui/keys")
     response.set_cookie(NEW_KEY_COOKIE, f"{record.key_id}:{key}", max_age=60, httponly=True, samesite="strict",

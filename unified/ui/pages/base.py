@@ -21,17 +21,19 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from fastapi import Depends, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute, APIRouter
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel
+from pydantic import ValidationError as ModelError
 
 from unified.auth import Principal, Role, check_role
-from unified.errors import NotFoundError, UnifiedError, http_status
-from unified.routes.deps import Services, services
+from unified.errors import NotFoundError, UnifiedError, ValidationError, http_status
+from unified.routes.deps import Services, problems_message, services
 from unified.task import RUN_STATES
 
 HERE = Path(__file__).resolve().parent.parent
@@ -205,6 +207,20 @@ class CsrfError(UnifiedError):
     code = "csrf"
 
 
+class FormTooLarge(ValidationError):
+    """A form over MAX_FORM_BYTES."""
+
+    code = "payload_too_large"
+
+
+PAGE_STATUS: dict[type[UnifiedError], int] = {CsrfError: 403, FormTooLarge: 413}  # the pages' own errors
+
+
+def page_status(exc: UnifiedError) -> int:
+    """The HTTP status of an error page: the pages' own errors first, then the API's table."""
+    return next((status for kind, status in PAGE_STATUS.items() if isinstance(exc, kind)), http_status(exc))
+
+
 @dataclass
 class Ui:
     """One request as the pages see it: the services, the session and the signed-in principal (if any)."""
@@ -256,7 +272,10 @@ async def form_of(request: Request) -> dict[str, str]:
     """The request's urlencoded form, once its CSRF token matched the session's; CsrfError otherwise."""
     body = await request.body()
     if len(body) > MAX_FORM_BYTES:
-        raise CsrfError(f"the form is over {MAX_FORM_BYTES} bytes")
+        raise FormTooLarge(
+            f"the form is over the limit of {MAX_FORM_BYTES // 1024} KB ({len(body):,} bytes sent): send less, "
+            "or use the REST API (it takes larger bodies) for big params"
+        )
     form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
     found = decode_session(request.cookies.get(COOKIE), secret_of(request), time.time())
     token = form.get("csrf") or request.headers.get("x-csrf-token") or ""
@@ -335,7 +354,7 @@ class UiRoute(APIRoute):
                 return RedirectResponse(f"/login?next={quote(wanted, safe='')}", status_code=303)
             except UnifiedError as exc:
                 current = ui(request)
-                status = 403 if isinstance(exc, CsrfError) else http_status(exc)
+                status = page_status(exc)
                 back = same_site_page(request) if request.method == "POST" else None  # a refused form
                 return render(current, "error.html", status_code=status, status=status, message=str(exc), back=back)
 
@@ -345,6 +364,19 @@ class UiRoute(APIRoute):
 def page_router() -> APIRouter:
     """A router for pages: hidden from the OpenAPI document, errors shown as pages."""
     return APIRouter(route_class=UiRoute, include_in_schema=False)
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def checked(model: type[Model], fields: dict[str, Any]) -> Model:
+    """A form's ``fields`` read by the REST API's request ``model``, so a form takes just what the API takes; a
+    ValidationError naming the first problem otherwise."""
+    try:
+        return model.model_validate(fields)
+    except ModelError as exc:
+        problems = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        raise ValidationError(f"{problems_message(problems)}: fix it and retry") from None
 
 
 def clamp(value: str | None, default: int, low: int, high: int) -> int:

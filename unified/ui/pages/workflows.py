@@ -10,8 +10,10 @@ from fastapi import Request, Response
 
 from unified.auth import Role
 from unified.errors import ValidationError
+from unified.routes.deps import refuse_unstorable
 from unified.routes.runs import runs_page_after
 from unified.routes.workflows import refuse_shell_unless_allowed
+from unified.schemas import RunIn
 from unified.store.records import TaskRecord
 from unified.ui.pages.base import (
     PAGE_SIZE,
@@ -20,6 +22,7 @@ from unified.ui.pages.base import (
     Form,
     Page,
     Ui,
+    checked,
     clamp,
     one_of,
     page_router,
@@ -168,7 +171,8 @@ def workflow_page(
 
 
 def parse_params(text: str) -> dict[str, Any]:
-    """The Run form's params: a JSON object, or empty."""
+    """The Run form's params: a JSON object, or empty; refused as the REST API refuses them (nested too deep, a lone
+    surrogate, a number too long to read)."""
     if not text.strip():
         return {}
     try:
@@ -177,20 +181,28 @@ def parse_params(text: str) -> dict[str, Any]:
         raise ValidationError(
             f"params are not valid JSON ({exc.msg} at line {exc.lineno}): fix them and retry"
         ) from None
+    except (ValueError, RecursionError) as exc:  # a number of over 4,300 digits; brackets too deep for the parser
+        reason = "they nest too deep" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
+        raise ValidationError(f"params cannot be read ({reason}): fix them and retry") from None
     if not isinstance(value, dict):
         raise ValidationError('params must be a JSON object, like {"day": "2026-01-31"}')
+    refuse_unstorable(value, "params")
     return value
+
+
+def run_request(form: dict[str, str]) -> RunIn:
+    """The Run form as the REST API's request: its params and version (empty: the current draft), checked alike."""
+    return checked(RunIn, {"params": parse_params(form.get("params", "")), "version": form.get("version") or None})
 
 
 @router.post("/ui/workflows/{workflow_id}/run")
 def start_run(request: Request, workflow_id: str, ui: Page, form: Form) -> Response:
     """Start a run with the form's params (and version), then open its page."""
     principal = ui.require(Role.OPERATOR)
-    params = parse_params(form.get("params", ""))
-    version = clamp(form.get("version"), 0, 0, 10**6) or None
-    refuse_shell_unless_allowed(ui.svc, workflow_id, version)
+    body = run_request(form)
+    refuse_shell_unless_allowed(ui.svc, workflow_id, body.version)
     run_id = ui.svc.workflow_manager.start_workflow(
-        workflow_id, params, version, trigger="manual", metadata={"started_by": principal.name, "from": "web"}
+        workflow_id, body.params, body.version, trigger="manual", metadata={"started_by": principal.name, "from": "web"}
     )
     request.state.audit_target = run_id
     return redirect(ui, f"/ui/runs/{run_id}", "run started")
