@@ -9,6 +9,7 @@ them to docs/images/ (as does a run where one is missing).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import textwrap
 import time
@@ -273,6 +274,26 @@ def test_task_logs_follow_and_filter_by_level(browser: Any, server: UiServer, di
     page.select_option("#log-filters select", "WARNING")
     sync_api.expect(page.locator("#logs .log")).to_have_count(3)
     sync_api.expect(page.locator("#logs")).not_to_contain_text("starting")
+    page.context.close()
+
+
+def test_live_pages_go_to_sign_in_and_back_when_the_session_ends(
+    browser: Any, server: UiServer, dialogs: list[str]
+) -> None:
+    page = open_page(browser, server, server.admin_key, dialogs)
+    run_id = start_run(page, server, "ui-slow")
+    sync_api.expect(row(page, "wait")).to_contain_text("running")
+    page.context.clear_cookies()  # as a revoked key, the 12-hour expiry or a restart with a new secret do
+    signed_out = re.compile(re.escape(f"/login?next=%2Fui%2Fruns%2F{run_id}") + "$")
+    sync_api.expect(page).to_have_url(signed_out, timeout=WAIT_MS)  # run.js's poll, not retries for ever
+    page.fill("#api_key", server.admin_key)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"**/ui/runs/{run_id}")
+    page.goto("/")
+    sync_api.expect(page.locator("#dash")).to_be_visible()
+    page.context.clear_cookies()
+    sync_api.expect(page).to_have_url(re.compile(r"/login\?next=%2F$"), timeout=WAIT_MS)  # not a blank dashboard
+    server.api.post(f"/runs/{run_id}/cancel")
     page.context.close()
 
 

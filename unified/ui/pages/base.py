@@ -339,6 +339,24 @@ def back(ui: Ui, form: dict[str, str], fallback: str, flash: str) -> Response:
     return redirect(ui, local_path(target, fallback), flash)
 
 
+def scripted(request: Request) -> bool:
+    """True for a request a page's script sends (htmx's, which carry ``HX-Request``, or a fetch for JSON), not a
+    visit: a redirect would be followed inside it, out of sight."""
+    accept = request.headers.get("accept", "")
+    return "hx-request" in request.headers or ("application/json" in accept and "text/html" not in accept)
+
+
+def to_sign_in(request: Request) -> Response:
+    """Send a visitor with no session to the sign-in page, then back: a 303 for a visit; for a page's script, 401
+    with ``HX-Redirect`` (htmx goes there itself; run.js too) naming the page it runs on (its Referer)."""
+    if scripted(request):
+        page = same_site_page(request) or "/"
+        headers = {"HX-Redirect": f"/login?next={quote(page, safe='')}", **SECURITY_HEADERS}
+        return Response("signed out: sign in again", status_code=401, headers=headers, media_type="text/plain")
+    wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(wanted, safe='')}", status_code=303)
+
+
 class UiRoute(APIRoute):
     """A page route: no session sends the visitor to sign in; unified's errors become an HTML error page."""
 
@@ -350,8 +368,7 @@ class UiRoute(APIRoute):
             try:
                 return await handler(request)
             except LoginRequired:
-                wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-                return RedirectResponse(f"/login?next={quote(wanted, safe='')}", status_code=303)
+                return to_sign_in(request)
             except UnifiedError as exc:
                 current = ui(request)
                 status = page_status(exc)

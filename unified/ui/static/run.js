@@ -67,8 +67,17 @@
 
     function poll() {
       fetch(dataUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
-        .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
+        .then(function (r) {
+          if (r.status === 401 || r.redirected) {  // the session ended: sign in, then come back here
+            var here = window.location.pathname + window.location.search;
+            window.location.assign(r.headers.get("HX-Redirect") || "/login?next=" + encodeURIComponent(here));
+            return null;
+          }
+          if (!r.ok) throw new Error("HTTP " + r.status);
+          return r.json();
+        })
         .then(function (data) {
+          if (!data) return;
           var graph = window.unifiedGraphs && window.unifiedGraphs.graph;
           if (graph) data.tasks.forEach(function (t) { graph.setState(t.id, t.state); });
           draw(data);

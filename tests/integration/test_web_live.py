@@ -1,0 +1,30 @@
+"""The live parts of the web pages without a browser: what htmx and run.js are answered as a run goes on and when
+the session ends."""
+
+from __future__ import annotations
+
+from tests.integration.conftest import Api
+from tests.integration.test_web import pipeline_id, sign_in
+
+
+def test_a_page_script_of_an_ended_session_is_sent_to_sign_in_and_back(api: Api) -> None:
+    run_id = api.services.workflow_manager.start_workflow(pipeline_id(api))
+    task = api.services.store.run_tasks(run_id)[0].id
+    client = sign_in(api, "operator")
+    key = next(k for k in api.services.keys.list() if k.name == "operator-web")
+    api.services.keys.revoke(key.key_id)
+    base = str(api.client.base_url)
+    scripts = [
+        ("/", {"HX-Request": "true", "Referer": f"{base}/"}, "/login?next=%2F"),
+        (f"/ui/task-logs/{task}?follow=1", {"HX-Request": "true", "Referer": f"{base}/ui/tasks/{task}?level=INFO"},
+         f"/login?next=%2Fui%2Ftasks%2F{task}%3Flevel%3DINFO"),
+        (f"/ui/runs/{run_id}/data", {"Accept": "application/json", "Referer": f"{base}/ui/runs/{run_id}"},
+         f"/login?next=%2Fui%2Fruns%2F{run_id}"),
+    ]  # fmt: skip
+    for path, headers, target in scripts:
+        answer = client.get(path, headers=headers, follow_redirects=False)
+        assert answer.status_code == 401 and answer.headers["hx-redirect"] == target, path
+    elsewhere = client.get("/", headers={"HX-Request": "true", "Referer": "https://evil.example/x"})
+    assert elsewhere.headers["hx-redirect"] == "/login?next=%2F", "never a way off the site"
+    visit = client.get(f"/ui/runs/{run_id}", follow_redirects=False)
+    assert visit.status_code == 303 and visit.headers["location"] == f"/login?next=%2Fui%2Fruns%2F{run_id}"
