@@ -270,6 +270,9 @@ def test_task_logs_follow_and_filter_by_level(browser: Any, server: UiServer, di
     logs = page.locator("#logs")
     assert "attempt 4 done" not in (logs.text_content() or ""), "the task is still going when the page opens"
     sync_api.expect(logs).to_contain_text("attempt 4 done")  # follow mode brought it in
+    sync_api.expect(page.locator("#task-live h1")).to_contain_text("success")  # the head follows the task too
+    sync_api.expect(page.locator("#task-live")).to_contain_text("4 (retries allowed: 3)")
+    sync_api.expect(page.locator("#task-live button", has_text="Cancel task")).to_have_count(0)
     assert page.evaluate("window.__sameDocument === true"), "logs follow without a reload"
     page.select_option("#log-filters select", "WARNING")
     sync_api.expect(page.locator("#logs .log")).to_have_count(3)

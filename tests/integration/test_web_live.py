@@ -3,6 +3,9 @@ the session ends."""
 
 from __future__ import annotations
 
+import html
+import re
+
 from tests.integration.conftest import Api
 from tests.integration.test_web import pipeline_id, sign_in
 
@@ -28,3 +31,19 @@ def test_a_page_script_of_an_ended_session_is_sent_to_sign_in_and_back(api: Api)
     assert elsewhere.headers["hx-redirect"] == "/login?next=%2F", "never a way off the site"
     visit = client.get(f"/ui/runs/{run_id}", follow_redirects=False)
     assert visit.status_code == 303 and visit.headers["location"] == f"/login?next=%2Fui%2Fruns%2F{run_id}"
+
+
+def test_the_task_page_head_refreshes_until_the_task_finishes(api: Api) -> None:
+    task = api.call("POST", "/tasks", json={"task": "add", "args": [1, 2]}).json()["task_id"]
+    client = sign_in(api, "operator")
+    page = client.get(f"/ui/tasks/{task}").text
+    polled = re.search(r'id="task-live" hx-get="([^"]+)" hx-trigger="every 2s"', page)
+    assert polled and "Cancel task" in page
+    url = html.unescape(polled.group(1))
+    assert client.get(url).status_code == 204, "nothing moved: htmx keeps what it shows"
+    api.drain()
+    head = client.get(url)
+    assert head.status_code == 200 and 'id="task-live"' in head.text
+    assert "state-success" in head.text and "Cancel task" not in head.text and '<pre class="result">3' in head.text
+    assert "hx-trigger" not in head.text, "finished: the polling stops"
+    assert 'hx-trigger="every 2s"' not in client.get(f"/ui/tasks/{task}").text.split('id="logs"')[0]

@@ -5,15 +5,19 @@ Task ids may hold any character (a slash included), so a task's id is always the
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Request, Response
 
 from unified.auth import Role
 from unified.errors import ConflictError, NotFoundError
 from unified.routes.deps import decode_cursor, encode_cursor
+from unified.store.records import TaskRecord
 from unified.task import FINISHED_STATES
 from unified.ui.pages.base import (
     PAGE_SIZE,
     RETRYABLE,
+    SECURITY_HEADERS,
     TASK_STATES,
     Form,
     Page,
@@ -72,17 +76,39 @@ def task_logs(task_id: str, ui: Page, level: str | None = None, follow: str | No
     )  # fmt: skip
 
 
+def stamp(record: TaskRecord) -> str:
+    """What changes when a task moves on (a new state or attempt): the task head is sent again only then."""
+    return f"{record.state}.{record.attempts}.{record.started_at}.{record.finished_at}"
+
+
+def head_context(ui: Ui, task_id: str) -> dict[str, Any]:
+    """What the head of a task page shows (state, actions, metadata, attempts), and whether it is finished."""
+    meta = ui.svc.task_manager.get_task_metadata(task_id)
+    record = ui.svc.store.get_task(task_id)
+    return {"meta": meta, "task": record, "finished": record.state in FINISHED_STATES, "retryable": RETRYABLE,
+            "stamp": stamp(record)}  # fmt: skip
+
+
 @router.get("/ui/tasks/{task_id:path}")
 def task_page(task_id: str, ui: Page, level: str | None = None) -> Response:
     """One task: its metadata, every attempt with its error and traceback, and its logs."""
     ui.require(Role.VIEWER)
-    meta = ui.svc.task_manager.get_task_metadata(task_id)
-    record = ui.svc.store.get_task(task_id)
+    context = head_context(ui, task_id)
     lines, matched = shown_logs(ui, task_id, level)
     return render(
-        ui, "task.html", meta=meta, task=record, lines=lines, matched=matched, level=level or "", follow=False,
-        levels=LOG_LEVELS, max_lines=MAX_LOG_LINES, finished=record.state in FINISHED_STATES, retryable=RETRYABLE,
+        ui, "task.html", lines=lines, matched=matched, level=level or "", follow=False, levels=LOG_LEVELS,
+        max_lines=MAX_LOG_LINES, **context,
     )  # fmt: skip
+
+
+@router.get("/ui/task-head/{task_id:path}")
+def task_head(task_id: str, ui: Page, seen: str | None = None) -> Response:
+    """The head of a task page alone, refreshed by htmx while the task goes on; 204 (htmx keeps what it shows)
+    while the task is where it was when ``seen``."""
+    ui.require(Role.VIEWER)
+    if seen is not None and seen == stamp(ui.svc.store.get_task(task_id)):
+        return Response(status_code=204, headers=SECURITY_HEADERS)
+    return render(ui, "task_head.html", **head_context(ui, task_id))
 
 
 @router.post("/ui/task-actions/{action}/{task_id:path}")
