@@ -4,10 +4,14 @@ the session ends."""
 from __future__ import annotations
 
 import html
+import json
 import re
 
+from tests.helpers.api_tasks import log_value
 from tests.integration.conftest import Api
 from tests.integration.test_web import pipeline_id, sign_in
+from unified.task import Task
+from unified.workflow.workflow import Workflow
 
 
 def test_a_page_script_of_an_ended_session_is_sent_to_sign_in_and_back(api: Api) -> None:
@@ -47,3 +51,17 @@ def test_the_task_page_head_refreshes_until_the_task_finishes(api: Api) -> None:
     assert "state-success" in head.text and "Cancel task" not in head.text and '<pre class="result">3' in head.text
     assert "hx-trigger" not in head.text, "finished: the polling stops"
     assert 'hx-trigger="every 2s"' not in client.get(f"/ui/tasks/{task}").text.split('id="logs"')[0]
+
+
+def test_the_run_graph_links_every_task_page_whatever_its_id(api: Api) -> None:
+    odd = "a?b#c/d e%"
+    flow = Workflow("odd ids", tasks=[Task(task_id=odd, func=log_value, args=["x"])])
+    run_id = api.services.workflow_manager.start_workflow(api.services.workflow_manager.register(flow))
+    client = sign_in(api, "viewer")
+    found = re.search(
+        r'<script type="application/json" id="graph-data">(.*?)</script>', client.get(f"/ui/runs/{run_id}").text
+    )
+    assert found
+    (node,) = json.loads(html.unescape(found.group(1)))["nodes"]
+    opened = client.get(node["href"])
+    assert opened.status_code == 200 and f"<h1>{html.escape(odd)} " in opened.text

@@ -29,6 +29,7 @@ from unified.ui.pages.base import (
     pretty,
     redirect,
     render,
+    url_part,
 )
 
 router = page_router()
@@ -70,7 +71,7 @@ def run_graph_nodes(tasks: list[TaskRecord]) -> list[dict[str, Any]]:
             "label": t.name or t.task_id,
             "state": t.state,
             "deps": list(t.spec.get("dependencies", ())),
-            "href": f"/ui/tasks/{t.id}",
+            "href": f"/ui/tasks/{url_part(t.id)}",
         }
         for t in tasks
     ]
