@@ -91,6 +91,17 @@ def flaky_fetch(ctx) -> str:
     return "orders"
 
 
+def spawner(ctx) -> str:
+    gate = pathlib.Path(ctx.params["gate"])
+    for _ in range(600):  # up to a minute: the test opens the run page, then opens the gate
+        if gate.exists():
+            break
+        time.sleep(0.05)
+    ctx.add_task(Task(task_id="child-0", func=quick))
+    ctx.add_task(Task(task_id="child-1", func=quick, dependencies=["child-0"]))
+    return "spawned"
+
+
 def hostile(ctx) -> str:
     ctx.logger.warning("<img src=x onerror=alert(2)> and <b>bold</b>")
     return "<script>alert(3)</script>"
@@ -123,6 +134,8 @@ etl = Workflow("nightly-etl", "orders and customers into the warehouse, with a f
     Task(task_id="aggregate-weekly", func=step, dependencies=["join"]),
     Task(task_id="publish", func=step, dependencies=["aggregate-daily", "aggregate-weekly"]),
 ])
+
+grows = Workflow("ui-grows", "adds two tasks while it runs", [Task(task_id="spawner", func=spawner)])
 
 xss = Workflow("<script>alert(1)</script>", "<b>not bold</b>", [
     Task(task_id="<script>alert(1)</script>", func=hostile),
@@ -297,6 +310,28 @@ def test_live_pages_go_to_sign_in_and_back_when_the_session_ends(
     page.context.clear_cookies()
     sync_api.expect(page).to_have_url(re.compile(r"/login\?next=%2F$"), timeout=WAIT_MS)  # not a blank dashboard
     server.api.post(f"/runs/{run_id}/cancel")
+    page.context.close()
+
+
+def test_tasks_added_during_a_run_join_its_graph_and_timeline(
+    browser: Any, server: UiServer, dialogs: list[str], tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    body = {"params": {"gate": str(gate)}}
+    run_id = server.api.post(f"/workflows/{server.workflow_id('ui-grows')}/runs", json=body).json()["run_id"]
+    page = open_page(browser, server, server.admin_key, dialogs)
+    page.goto(f"/ui/runs/{run_id}")
+    sync_api.expect(page.locator("#graph .node-running")).to_have_count(1)
+    sync_api.expect(page.locator("#timeline .vis-label")).to_have_count(1)
+    gate.write_text("go")
+    sync_api.expect(row(page, "child-1")).to_contain_text("success", timeout=WAIT_MS)
+    sync_api.expect(page.locator("#graph .node-success")).to_have_count(3)
+    sync_api.expect(page.locator("#graph .edge")).to_have_count(1)
+    sync_api.expect(page.locator("#timeline .vis-label")).to_have_count(3)
+    sync_api.expect(page.locator("#timeline .vis-item.tl-success")).to_have_count(3)
+    page.locator("#graph a", has_text="child-1").click()
+    page.wait_for_url("**/ui/tasks/**")
+    sync_api.expect(page.locator("h1")).to_contain_text("child-1")
     page.context.close()
 
 

@@ -123,8 +123,9 @@ def timeline_items(ui: Ui, tasks: list[TaskRecord], attempts: dict[str, list[Att
 
 
 @router.get("/ui/runs/{run_id}/data")
-def run_data(run_id: str, ui: Page) -> Response:
-    """The run as JSON for the page's script: task states for the graph and attempt bars for the timeline."""
+def run_data(run_id: str, ui: Page, graph: str | None = None) -> Response:
+    """The run as JSON for the page's script: task states for the graph and attempt bars for the timeline; with
+    ``graph=1`` the graph's nodes too (for a run that gained tasks since the page was made)."""
     ui.require(Role.VIEWER)
     run, tasks, attempts = run_parts(ui, run_id)
     body = {
@@ -133,6 +134,8 @@ def run_data(run_id: str, ui: Page) -> Response:
         "items": timeline_items(ui, tasks, attempts),
         "now": ui.now() * 1000,
     }
+    if graph:
+        body["graph"] = graph_data(run_graph_nodes(tasks))
     return JSONResponse(body, headers=SECURITY_HEADERS)
 
 

@@ -33,6 +33,13 @@
 
   function Graph(container, data) {
     this.container = container;
+    this.draw(data);
+    this.enablePanZoom();
+  }
+
+  // lay the nodes out and draw them (again, when a run gained tasks), fitted to the box
+  Graph.prototype.draw = function (data) {
+    var container = this.container;
     this.icons = data.icons || {};
     this.nodes = {};
     var g = new dagre.graphlib.Graph();
@@ -72,8 +79,11 @@
     container.appendChild(svg);
     this.svg = svg;
     this.fit();
-    this.enablePanZoom();
-  }
+  };
+
+  Graph.prototype.has = function (id) {
+    return Object.prototype.hasOwnProperty.call(this.nodes, id);
+  };
 
   Graph.prototype.setState = function (id, state) {
     var node = this.nodes[id];
@@ -148,11 +158,17 @@
     if (fit) fit.addEventListener("click", function () { self.fitAll(); });
   };
 
-  window.unifiedGraphs = {};
+  // the graph in ``box``: drawn the first time, drawn again with new data after (unifiedGraphs[box.id] holds it)
+  function show(box, data) {
+    var graph = window.unifiedGraphs[box.id];
+    if (graph) graph.draw(data);
+    else if (data.nodes.length) window.unifiedGraphs[box.id] = new Graph(box, data);
+  }
+
+  window.unifiedGraphs = { show: show };
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll(".graph").forEach(function (box) {
-      var data = JSON.parse(document.getElementById(box.id + "-data").textContent);
-      if (data.nodes.length) window.unifiedGraphs[box.id] = new Graph(box, data);
+      show(box, JSON.parse(document.getElementById(box.id + "-data").textContent));
     });
   });
 })();

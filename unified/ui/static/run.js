@@ -34,15 +34,21 @@
     var page = document.getElementById("run-page");
     if (!page) return;
     var dataUrl = page.getAttribute("data-data-url"), liveUrl = page.getAttribute("data-live-url");
-    var box = document.getElementById("timeline"), timeline = null, dataset = null, touched = false, last = null;
+    var box = document.getElementById("timeline"), timeline = null, dataset = null, groups = null;
+    var touched = false, last = null, wantGraph = false;
+
+    function addGroups(data) {  // tasks added while the run goes on (ctx.add_task) get their line
+      data.tasks.forEach(function (t, n) {
+        if (!groups.get(t.id)) groups.add({ id: t.id, content: text("span", t.id), order: n });
+      });
+    }
 
     function draw(data) {
       if (!window.vis || !box) return;
       var list = items(data);
       if (!timeline) {
-        var groups = new vis.DataSet(data.tasks.map(function (t, n) {
-          return { id: t.id, content: text("span", t.id), order: n };
-        }));
+        groups = new vis.DataSet();
+        addGroups(data);
         dataset = new vis.DataSet(list);
         timeline = new vis.Timeline(box, dataset, groups, {
           stack: false, groupOrder: "order", orientation: "top", maxHeight: 560, verticalScroll: true,
@@ -54,6 +60,7 @@
         timeline.fit({ animation: false });
         return;
       }
+      addGroups(data);
       var ids = {};
       list.forEach(function (i) { ids[i.id] = true; });
       dataset.update(list);
@@ -65,8 +72,21 @@
       if (window.htmx) window.htmx.ajax("GET", liveUrl, { target: "#run-live", swap: "outerHTML" });
     }
 
+    // recolour the graph; draw it again (from data.graph) once the run has tasks it does not show
+    function recolour(data) {
+      var graphs = window.unifiedGraphs, graph = graphs && graphs.graph, graphBox = document.getElementById("graph");
+      if (data.graph && graphs && graphBox) {
+        graphs.show(graphBox, data.graph);
+        graph = graphs.graph;
+      }
+      wantGraph = !data.graph && !!graphs && !!graphBox &&  // asked once, at the next poll
+        data.tasks.some(function (t) { return !graph || !graph.has(t.id); });
+      if (graph) data.tasks.forEach(function (t) { graph.setState(t.id, t.state); });
+    }
+
     function poll() {
-      fetch(dataUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      var url = dataUrl + (wantGraph ? "?graph=1" : "");
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
         .then(function (r) {
           if (r.status === 401 || r.redirected) {  // the session ended: sign in, then come back here
             var here = window.location.pathname + window.location.search;
@@ -78,14 +98,15 @@
         })
         .then(function (data) {
           if (!data) return;
-          var graph = window.unifiedGraphs && window.unifiedGraphs.graph;
-          if (graph) data.tasks.forEach(function (t) { graph.setState(t.id, t.state); });
+          recolour(data);
           draw(data);
           var sig = signature(data);
           if (sig !== last) refreshLive();  // the first time too: the run may have moved since the page was made
           last = sig;
           page.setAttribute("data-state", data.run.state);
-          if (data.run.state === "running" || data.tasks.some(function (t) { return t.state === "running"; })) {
+          if (wantGraph) {
+            window.setTimeout(poll, 0);  // at once: the graph's new nodes
+          } else if (data.run.state === "running" || data.tasks.some(function (t) { return t.state === "running"; })) {
             window.setTimeout(poll, POLL_MS);
           } else if (timeline) {
             timeline.setOptions({ showCurrentTime: false });
