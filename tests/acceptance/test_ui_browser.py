@@ -263,6 +263,24 @@ def test_sign_in_and_watch_a_run_reach_success_live(browser: Any, server: UiServ
     page.context.close()
 
 
+def test_live_updates_replace_only_the_rows_whose_task_moved(
+    browser: Any, server: UiServer, dialogs: list[str]
+) -> None:
+    page = open_page(browser, server, server.admin_key, dialogs)
+    body = {"params": {"sleep": 2}}  # steps longer than a poll: rows move after the first one is marked
+    run_id = server.api.post(f"/workflows/{server.workflow_id('ui-demo')}/runs", json=body).json()["run_id"]
+    page.goto(f"/ui/runs/{run_id}")
+    sync_api.expect(row(page, "extract")).to_contain_text("success", timeout=WAIT_MS)
+    page.evaluate("document.querySelector('#run-tasks tr[data-task=extract]').__kept = true")
+    sync_api.expect(page.locator("#run-state")).to_contain_text("success", timeout=WAIT_MS)
+    sync_api.expect(row(page, "load")).to_contain_text("success")
+    assert page.evaluate("document.querySelector('#run-tasks tr[data-task=extract]').__kept === true"), (
+        "a row whose task did not move is left as it is (a run of 1,500 tasks swapped a 1.2 MB table each time)"
+    )
+    assert page.locator("#run-tasks tbody tr").count() == 3
+    page.context.close()
+
+
 def test_cancel_a_running_task(browser: Any, server: UiServer, dialogs: list[str]) -> None:
     page = open_page(browser, server, server.admin_key, dialogs)
     run_id = start_run(page, server, "ui-slow")

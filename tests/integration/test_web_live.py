@@ -7,10 +7,13 @@ import html
 import json
 import re
 
+import pytest
+
 from tests.helpers.api_tasks import log_value
 from tests.integration.conftest import Api
 from tests.integration.test_web import pipeline_id, sign_in
 from unified.task import Task
+from unified.ui.pages import runs
 from unified.workflow.workflow import Workflow
 
 
@@ -65,3 +68,23 @@ def test_the_run_graph_links_every_task_page_whatever_its_id(api: Api) -> None:
     (node,) = json.loads(html.unescape(found.group(1)))["nodes"]
     opened = client.get(node["href"])
     assert opened.status_code == 200 and f"<h1>{html.escape(odd)} " in opened.text
+
+
+def test_a_run_too_large_for_a_timeline_says_so_and_live_updates_send_the_rows_asked_for(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = api.services.workflow_manager.start_workflow(pipeline_id(api))
+    client = sign_in(api, "viewer")
+    assert 'id="timeline"' in client.get(f"/ui/runs/{run_id}").text
+    assert client.get(f"/ui/runs/{run_id}/data").json()["items"] is not None
+    monkeypatch.setattr(runs, "MAX_TIMELINE_TASKS", 2)
+    page = client.get(f"/ui/runs/{run_id}").text
+    assert 'id="timeline"' not in page and "drawn for runs of up to 2 tasks; this one has 3" in page
+    assert client.get(f"/ui/runs/{run_id}/data").json()["items"] is None, "no attempts read for a timeline"
+    stamps = re.findall(r'data-row="(\d+)" data-stamp="([a-z]+\.\d)"', page)
+    assert stamps == [("0", "queued.0"), ("1", "queued.0"), ("2", "pending.0")]
+    api.drain()
+    live = client.get(f"/ui/runs/{run_id}/live?rows=2,x,1").text
+    assert 'id="run-live" data-run-state="success"' in live
+    assert re.findall(r'data-task="(\w+)" data-row="(\d+)" data-stamp="success.1"', live) == [("b", "1"), ("sum", "2")]
+    assert len(re.findall(r"data-row=", client.get(f"/ui/runs/{run_id}/live").text)) == 3, "no rows named: all"

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from unified.auth import Role
 from unified.errors import NotFoundError
 from unified.routes.runs import runs_page_after
-from unified.store.records import AttemptRecord, RunRecord, TaskRecord
+from unified.store.records import AttemptRecord, TaskRecord
 from unified.task import FINISHED_STATES
 from unified.ui.pages.base import (
     PAGE_SIZE,
@@ -49,25 +49,35 @@ def runs_page(ui: Page, workflow: str | None = None, state: str | None = None, a
     )
 
 
-def run_parts(ui: Ui, run_id: str) -> tuple[RunRecord, list[TaskRecord], dict[str, list[AttemptRecord]]]:
-    """A run, its tasks in insertion order and each task's attempts."""
+MAX_TIMELINE_TASKS = 300  # vis-timeline froze the browser for some 20 s on a run of 1,500 tasks
+MAX_LIVE_ROWS = 300  # task rows sent by one live update; rows changed beyond come with the next
+
+
+def row_numbers(rows: str | None) -> set[int] | None:
+    """The task rows a live update asks for (``3,17,18``: positions in the run's task order), at most
+    MAX_LIVE_ROWS; None (every row) when it names none."""
+    if rows is None:
+        return None
+    numbers = {int(part) for part in rows.split(",") if part.strip().isdigit() and len(part.strip()) < 10}
+    return set(sorted(numbers)[:MAX_LIVE_ROWS])
+
+
+def live_context(ui: Ui, run_id: str, rows: set[int] | None = None) -> dict[str, Any]:
+    """What the live part of a run page shows: state, actions, counts, and the task rows ``rows`` (every row when
+    None), each with its attempts."""
     store = ui.svc.store
     run = store.get_run(run_id)
     tasks = store.run_tasks(run_id)
-    attempts = store.attempts_of(t.id for t in tasks)
-    return run, tasks, {t.id: attempts.get(t.id, []) for t in tasks}
-
-
-def live_context(ui: Ui, run_id: str) -> dict[str, Any]:
-    """What the live part of a run page shows: state, actions and every task with its attempts."""
-    run, tasks, attempts = run_parts(ui, run_id)
+    shown = [(n, t) for n, t in enumerate(tasks) if rows is None or n in rows]
+    attempts = store.attempts_of(t.id for _, t in shown)
     try:
-        workflow = ui.svc.store.get_workflow(run.workflow_id) if run.workflow_id else None
+        workflow = store.get_workflow(run.workflow_id) if run.workflow_id else None
     except NotFoundError:  # deleted since: its runs stay as history
         workflow = None
     return {
         "run": run,
         "tasks": tasks,
+        "rows": shown,
         "attempts": attempts,
         "workflow": workflow,
         "retryable": RETRYABLE,
@@ -79,17 +89,20 @@ def live_context(ui: Ui, run_id: str) -> dict[str, Any]:
 
 @router.get("/ui/runs/{run_id}")
 def run_page(run_id: str, ui: Page) -> Response:
-    """One run: the graph coloured by task state, the timeline of attempts, tasks and actions."""
+    """One run: the graph coloured by task state, the timeline of attempts (up to MAX_TIMELINE_TASKS tasks),
+    tasks and actions."""
     ui.require(Role.VIEWER)
     context = live_context(ui, run_id)
-    return render(ui, "run.html", graph=graph_data(run_graph_nodes(context["tasks"])), **context)
+    return render(ui, "run.html", graph=graph_data(run_graph_nodes(context["tasks"])), max_timeline=MAX_TIMELINE_TASKS,
+                  **context)  # fmt: skip
 
 
 @router.get("/ui/runs/{run_id}/live")
-def run_live(run_id: str, ui: Page) -> Response:
-    """The live part of the run page alone (swapped in while the run goes on)."""
+def run_live(run_id: str, ui: Page, rows: str | None = None) -> Response:
+    """The live part of the run page alone: its head, and the task rows ``rows`` names (``3,17,18``: the rows whose
+    task moved since the page showed it; every row without it)."""
     ui.require(Role.VIEWER)
-    return render(ui, "run_live.html", **live_context(ui, run_id))
+    return render(ui, "run_live.html", **live_context(ui, run_id, row_numbers(rows)))
 
 
 def _bar(task: TaskRecord, start: float, end: float, state: str, label: str, error: str = "") -> dict[str, Any]:
@@ -127,11 +140,14 @@ def run_data(run_id: str, ui: Page, graph: str | None = None) -> Response:
     """The run as JSON for the page's script: task states for the graph and attempt bars for the timeline; with
     ``graph=1`` the graph's nodes too (for a run that gained tasks since the page was made)."""
     ui.require(Role.VIEWER)
-    run, tasks, attempts = run_parts(ui, run_id)
+    store = ui.svc.store
+    run = store.get_run(run_id)
+    tasks = store.run_tasks(run_id)
+    timeline = len(tasks) <= MAX_TIMELINE_TASKS  # else no attempts are read, and run.js draws no timeline
     body = {
         "run": {"run_id": run.run_id, "state": run.state},
         "tasks": [{"id": t.task_id, "state": t.state, "attempts": t.attempts} for t in tasks],
-        "items": timeline_items(ui, tasks, attempts),
+        "items": timeline_items(ui, tasks, store.attempts_of(t.id for t in tasks)) if timeline else None,
         "now": ui.now() * 1000,
     }
     if graph:

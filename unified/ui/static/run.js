@@ -1,8 +1,9 @@
 // The run page: a vis-timeline Gantt of every attempt, and live updates (polling) of the graph, the timeline
-// and the task table until the run ends. Names from the server go into the page with textContent only.
+// and the task table until the run ends. Names from the server go into the page with textContent only; the
+// table's rows come from the server as HTML (its templates escape them), only those whose task moved.
 (function () {
   "use strict";
-  var POLL_MS = 1500;
+  var POLL_MS = 1500, MAX_ROWS = 300;  // rows asked for at once (the server's MAX_LIVE_ROWS)
 
   function text(tag, value, cls) {
     var node = document.createElement(tag);
@@ -26,8 +27,22 @@
     });
   }
 
-  function signature(data) {
-    return data.run.state + "|" + data.tasks.map(function (t) { return t.id + ":" + t.state + ":" + t.attempts; }).join(",");
+  // what a task row shows changes with its task's state and attempts (the row's data-stamp)
+  function stamp(task) {
+    return task.state + "." + task.attempts;
+  }
+
+  // a GET from this page; on a 401 or a redirect (the session ended) the browser goes to sign in, then back here
+  function get(url, accept) {
+    return fetch(url, { credentials: "same-origin", headers: { Accept: accept } }).then(function (r) {
+      if (r.status === 401 || r.redirected) {
+        var here = window.location.pathname + window.location.search;
+        window.location.assign(r.headers.get("HX-Redirect") || "/login?next=" + encodeURIComponent(here));
+        return null;
+      }
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      return accept === "application/json" ? r.json() : r.text();
+    });
   }
 
   document.addEventListener("DOMContentLoaded", function () {
@@ -35,7 +50,7 @@
     if (!page) return;
     var dataUrl = page.getAttribute("data-data-url"), liveUrl = page.getAttribute("data-live-url");
     var box = document.getElementById("timeline"), timeline = null, dataset = null, groups = null;
-    var touched = false, last = null, wantGraph = false;
+    var touched = false, wantGraph = false;
 
     function addGroups(data) {  // tasks added while the run goes on (ctx.add_task) get their line
       data.tasks.forEach(function (t, n) {
@@ -44,7 +59,7 @@
     }
 
     function draw(data) {
-      if (!window.vis || !box) return;
+      if (!window.vis || !box || !data.items) return;  // no items: a run too large for a timeline
       var list = items(data);
       if (!timeline) {
         groups = new vis.DataSet();
@@ -68,8 +83,29 @@
       if (!touched) timeline.fit({ animation: false });
     }
 
-    function refreshLive() {
-      if (window.htmx) window.htmx.ajax("GET", liveUrl, { target: "#run-live", swap: "outerHTML" });
+    // the head, and the rows of the table whose task moved since they were made, from the server; resolves to true
+    // when more rows moved than one update brings (the next brings them)
+    function refreshLive(data) {
+      var body = document.querySelector("#run-tasks > tbody"), head = document.getElementById("run-live");
+      if (!body || !head) return Promise.resolve(false);
+      var changed = [];
+      data.tasks.forEach(function (t, n) {
+        var shown = body.rows[n];
+        if (!shown || shown.getAttribute("data-stamp") !== stamp(t)) changed.push(n);
+      });
+      if (!changed.length && head.getAttribute("data-run-state") === data.run.state) return Promise.resolve(false);
+      return get(liveUrl + "?rows=" + changed.slice(0, MAX_ROWS).join(","), "text/html").then(function (html) {
+        if (html === null) return false;
+        var parsed = document.createElement("template");
+        parsed.innerHTML = html;
+        var fresh = parsed.content.getElementById("run-live");
+        if (fresh) head.replaceWith(fresh);
+        parsed.content.querySelectorAll("#live-rows > tbody > tr").forEach(function (row) {
+          var old = body.rows[Number(row.getAttribute("data-row"))];
+          if (old) old.replaceWith(row); else body.appendChild(row);
+        });
+        return changed.length > MAX_ROWS;
+      });
     }
 
     // recolour the graph; draw it again (from data.graph) once the run has tasks it does not show
@@ -85,28 +121,24 @@
     }
 
     function poll() {
-      var url = dataUrl + (wantGraph ? "?graph=1" : "");
-      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
-        .then(function (r) {
-          if (r.status === 401 || r.redirected) {  // the session ended: sign in, then come back here
-            var here = window.location.pathname + window.location.search;
-            window.location.assign(r.headers.get("HX-Redirect") || "/login?next=" + encodeURIComponent(here));
-            return null;
-          }
-          if (!r.ok) throw new Error("HTTP " + r.status);
-          return r.json();
-        })
+      var finished = false, signedOut = false;
+      get(dataUrl + (wantGraph ? "?graph=1" : ""), "application/json")
         .then(function (data) {
-          if (!data) return;
+          if (!data) {
+            signedOut = true;
+            return false;
+          }
           recolour(data);
           draw(data);
-          var sig = signature(data);
-          if (sig !== last) refreshLive();  // the first time too: the run may have moved since the page was made
-          last = sig;
           page.setAttribute("data-state", data.run.state);
+          finished = data.run.state !== "running" && !data.tasks.some(function (t) { return t.state === "running"; });
+          return refreshLive(data);  // the first time too: the run may have moved since the page was made
+        })
+        .then(function (more) {
+          if (signedOut) return;
           if (wantGraph) {
             window.setTimeout(poll, 0);  // at once: the graph's new nodes
-          } else if (data.run.state === "running" || data.tasks.some(function (t) { return t.state === "running"; })) {
+          } else if (!finished || more) {
             window.setTimeout(poll, POLL_MS);
           } else if (timeline) {
             timeline.setOptions({ showCurrentTime: false });
