@@ -430,6 +430,20 @@ def test_create_and_revoke_keys_and_a_viewer_sees_no_operator_buttons(
     viewer.context.close()
 
 
+@pytest.mark.parametrize("width", [1280, 390])
+def test_role_badges_stay_whole_in_the_keys_table(
+    browser: Any, server: UiServer, dialogs: list[str], width: int
+) -> None:
+    server.api.post("/api-keys", json={"name": f"badge-{width}", "role": "operator", "owner": "x" * 80})
+    page = open_page(browser, server, server.admin_key, dialogs, width=width)
+    page.goto("/ui/keys")
+    badges = page.locator("#keys .role")
+    sync_api.expect(badges.first).to_be_visible()
+    lines = badges.evaluate_all("els => els.map(e => [e.textContent, e.getClientRects().length])")
+    assert lines and all(count == 1 for _, count in lines), f"a badge broke over lines: {lines}"
+    page.context.close()
+
+
 def test_user_strings_show_as_text(browser: Any, server: UiServer, dialogs: list[str]) -> None:
     page = open_page(browser, server, server.admin_key, dialogs)
     page.goto("/ui/workflows")
