@@ -88,3 +88,15 @@ def test_a_run_too_large_for_a_timeline_says_so_and_live_updates_send_the_rows_a
     assert 'id="run-live" data-run-state="success"' in live
     assert re.findall(r'data-task="(\w+)" data-row="(\d+)" data-stamp="success.1"', live) == [("b", "1"), ("sum", "2")]
     assert len(re.findall(r"data-row=", client.get(f"/ui/runs/{run_id}/live").text)) == 3, "no rows named: all"
+
+
+def test_a_schedule_past_its_end_shows_as_ended_without_pause(api: Api) -> None:
+    manager = api.services.workflow_manager
+    now = api.clock.now()
+    manager.schedule_workflow(pipeline_id(api), interval_seconds=60, start_at=now - 7200, end_at=now - 3600, name="old")
+    manager.schedule_workflow(pipeline_id(api), interval_seconds=60, name="live")
+    page = sign_in(api, "operator").get("/ui/schedules").text
+    old, live = (page.split(f'data-schedule="{name}"')[1].split("</section>")[0] for name in ("old", "live"))
+    assert "state-ended" in old and "state-active" not in old and "Pause" not in old and "Resume" not in old
+    assert "none: the schedule ended" in old
+    assert "state-active" in live and "Pause" in live

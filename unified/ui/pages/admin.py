@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from cron_descriptor import Options, get_description
@@ -43,16 +44,24 @@ def in_words(schedule: dict[str, Any]) -> str:
     return every(float(schedule.get("interval_seconds") or 0))
 
 
+def ended(schedule: dict[str, Any], now: float) -> bool:
+    """True once the schedule's ``end_at`` has passed: it fires no more, so pausing or resuming it means nothing."""
+    end = schedule.get("end_at")
+    return end is not None and datetime.fromisoformat(end).timestamp() <= now
+
+
 @router.get("/ui/schedules")
 def schedules_page(ui: Page) -> Response:
     """Every schedule: timing in words, time zone, next five fire times, last fire; pause, resume, backfill."""
     ui.require(Role.VIEWER)
     manager = ui.svc.workflow_manager
     names = ui.svc.store.workflow_names()
+    now = ui.now()
     rows = [
-        {"s": s, "words": in_words(s), "next": manager.next_fire_times(s["schedule_id"], 5) if not s["paused"] else []}
+        {"s": s, "words": in_words(s), "ended": ended(s, now),
+         "next": manager.next_fire_times(s["schedule_id"], 5) if not s["paused"] else []}
         for s in manager.list_schedules()
-    ]
+    ]  # fmt: skip
     return render(ui, "schedules.html", rows=rows, workflow_names=names)
 
 

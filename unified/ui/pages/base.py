@@ -63,6 +63,7 @@ STATES: dict[str, str] = {
     "started": "▶",
     "paused": "❚❚",
     "active": "▶",
+    "ended": "■",
 }
 TASK_STATES = ("pending", "queued", "running", "retrying", "success", "failure", "timeout", "canceled", "skipped")
 RETRYABLE = frozenset({"failure", "timeout", "canceled", "skipped"})  # states a task can be retried from
