@@ -16,13 +16,19 @@ from unified.task import BAD_STATES, FINISHED_STATES, RETRYABLE_STATES, CancelSi
 from unified.utils import Clock
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
     from contextlib import AbstractContextManager
 
 log = logging.getLogger("unified.engine")
 
 S = TaskState
 UNFINISHED = ("pending", "queued", "running", "retrying")
+
+
+def retry_blocker(upstream: Iterable[TaskRecord]) -> TaskRecord | None:
+    """The first of a task's upstream tasks that failed, timed out, was canceled or skipped: while there is one, the
+    task cannot be retried on its own (its run can). None: it can."""
+    return next((u for u in upstream if u.state in BAD_STATES), None)
 
 
 class Interventions:
@@ -97,9 +103,7 @@ class Interventions:
                 f"task {record.task_id!r} is {record.state}; only failed, timed-out, canceled or skipped tasks retry"
             )
         upstream = self.store.get_tasks(record.dependencies)
-        blocked = [u for u in upstream if u.state in BAD_STATES]
-        if blocked:
-            first = blocked[0]
+        if (first := retry_blocker(upstream)) is not None:
             raise ConflictError(
                 f"task {record.task_id!r} waits on {first.task_id!r}, which is {first.state}: "
                 "retry that one (or the whole run) first"

@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-from tests.helpers.api_tasks import log_value
+from tests.helpers.api_tasks import fail, log_value
 from tests.integration.conftest import Api
-from tests.integration.test_web import pipeline_id, sign_in
+from tests.integration.test_web import csrf_of, pipeline_id, sign_in
 from unified.task import Task
 from unified.ui.pages import runs
 from unified.workflow.workflow import Workflow
@@ -100,3 +100,24 @@ def test_a_schedule_past_its_end_shows_as_ended_without_pause(api: Api) -> None:
     assert "state-ended" in old and "state-active" not in old and "Pause" not in old and "Resume" not in old
     assert "none: the schedule ended" in old
     assert "state-active" in live and "Pause" in live
+
+
+def test_no_retry_button_on_a_task_whose_upstream_must_be_retried_first(api: Api) -> None:
+    flow = Workflow("fails early", tasks=[
+        Task(task_id="bad", func=fail, args=["no"], max_retries=0),
+        Task(task_id="after", func=log_value, args=["x"], dependencies=["bad"]),
+    ])  # fmt: skip
+    run_id = api.services.workflow_manager.start_workflow(api.services.workflow_manager.register(flow))
+    api.drain()
+    bad, after = api.services.store.run_tasks(run_id)
+    assert (bad.state, after.state) == ("failure", "skipped")
+    client = sign_in(api, "operator")
+    run_page = client.get(f"/ui/runs/{run_id}").text
+    assert f"/ui/task-actions/retry/{bad.id}" in run_page and f"/ui/task-actions/retry/{after.id}" not in run_page
+    task_page = client.get(f"/ui/tasks/{after.id}").text
+    assert "Retry task" not in task_page and "retries after bad (failure)" in task_page
+    assert "Retry task" in client.get(f"/ui/tasks/{bad.id}").text
+    token = csrf_of(client, "/")
+    assert client.post(f"/ui/task-actions/retry/{after.id}", data={"csrf": token}).status_code == 409, "as offered"
+    client.post(f"/ui/task-actions/retry/{bad.id}", data={"csrf": token})
+    assert api.services.store.get_task(after.id).state == "pending", "retrying the upstream task brings it back"

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from unified.auth import Role
 from unified.errors import NotFoundError
+from unified.interventions import retry_blocker
 from unified.routes.runs import runs_page_after
 from unified.store.records import AttemptRecord, TaskRecord
 from unified.task import FINISHED_STATES
@@ -74,10 +75,15 @@ def live_context(ui: Ui, run_id: str, rows: set[int] | None = None) -> dict[str,
         workflow = store.get_workflow(run.workflow_id) if run.workflow_id else None
     except NotFoundError:  # deleted since: its runs stay as history
         workflow = None
+    by_id = {t.id: t for t in tasks}
+    held = {  # no Retry button: an upstream task must be retried first (409 otherwise)
+        t.id for _, t in shown if t.state in RETRYABLE and retry_blocker(by_id[d] for d in t.dependencies if d in by_id)
+    }
     return {
         "run": run,
         "tasks": tasks,
         "rows": shown,
+        "held": held,
         "attempts": attempts,
         "workflow": workflow,
         "retryable": RETRYABLE,

@@ -11,6 +11,7 @@ from fastapi import Request, Response
 
 from unified.auth import Role
 from unified.errors import ConflictError, NotFoundError
+from unified.interventions import retry_blocker
 from unified.routes.deps import decode_cursor, encode_cursor
 from unified.store.records import TaskRecord
 from unified.task import FINISHED_STATES
@@ -85,8 +86,9 @@ def head_context(ui: Ui, task_id: str) -> dict[str, Any]:
     """What the head of a task page shows (state, actions, metadata, attempts), and whether it is finished."""
     meta = ui.svc.task_manager.get_task_metadata(task_id)
     record = ui.svc.store.get_task(task_id)
+    blocker = retry_blocker(ui.svc.store.get_tasks(record.dependencies)) if record.state in RETRYABLE else None
     return {"meta": meta, "task": record, "finished": record.state in FINISHED_STATES, "retryable": RETRYABLE,
-            "stamp": stamp(record)}  # fmt: skip
+            "blocker": blocker, "stamp": stamp(record)}  # fmt: skip
 
 
 @router.get("/ui/tasks/{task_id:path}")
