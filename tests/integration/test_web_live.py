@@ -121,3 +121,20 @@ def test_no_retry_button_on_a_task_whose_upstream_must_be_retried_first(api: Api
     assert client.post(f"/ui/task-actions/retry/{after.id}", data={"csrf": token}).status_code == 409, "as offered"
     client.post(f"/ui/task-actions/retry/{bad.id}", data={"csrf": token})
     assert api.services.store.get_task(after.id).state == "pending", "retrying the upstream task brings it back"
+
+
+def test_the_run_page_shows_the_full_run_id_and_the_task_filter_takes_the_part_tables_show(api: Api) -> None:
+    manager = api.services.workflow_manager
+    runs_started = [manager.start_workflow(pipeline_id(api)) for _ in range(17)]  # two share a first character
+    run_id = runs_started[0]
+    client = sign_in(api, "viewer")
+    assert f'<code class="mono copyable" id="run-id">{run_id}</code>' in client.get(f"/ui/runs/{run_id}").text
+    shown = client.get("/ui/runs").text
+    assert f">{run_id[:12]}</a>" in shown  # what the tables show
+    page = client.get("/ui/tasks", params={"run": f" {run_id[:12]} "}).text
+    assert page.count(f'href="/ui/runs/{run_id}"') == 3 and f'value="{run_id}"' in page
+    assert client.get("/ui/tasks", params={"run": run_id}).text.count(f'href="/ui/runs/{run_id}"') == 3
+    shared = next(c for c in "0123456789abcdef" if sum(r.startswith(c) for r in runs_started) > 1)
+    ambiguous = client.get("/ui/tasks", params={"run": shared})
+    assert ambiguous.status_code == 422 and "more than one run id starts with" in ambiguous.text
+    assert "No tasks match" in client.get("/ui/tasks", params={"run": "no-such-run"}).text

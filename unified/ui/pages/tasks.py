@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import Request, Response
 
 from unified.auth import Role
-from unified.errors import ConflictError, NotFoundError
+from unified.errors import ConflictError, NotFoundError, ValidationError
 from unified.interventions import retry_blocker
 from unified.routes.deps import decode_cursor, encode_cursor
 from unified.store.records import TaskRecord
@@ -34,6 +34,31 @@ router = page_router()
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MAX_LOG_LINES = 2000
+MAX_PREFIX_RUNS = 5000  # newest runs searched for a run id prefix in the run filter
+RUN_SCAN_PAGE = 1000
+
+
+def run_named(ui: Ui, text: str) -> str:
+    """The run the Tasks page's filter names: its full id, or the start of it (the tables show 12 characters) that
+    one run alone of the newest MAX_PREFIX_RUNS begins with; ``text`` itself when none does (no task matches).
+
+    The store has no prefix lookup, so the runs are scanned newest first, a page at a time."""
+    store = ui.svc.store
+    try:
+        return store.get_run(text).run_id
+    except NotFoundError:
+        pass
+    found: list[str] = []
+    before: tuple[float, int] | None = None
+    for _ in range(MAX_PREFIX_RUNS // RUN_SCAN_PAGE):
+        page = store.list_runs(limit=RUN_SCAN_PAGE, before=before)
+        found += [r.run_id for r in page if r.run_id.startswith(text)]
+        if len(page) < RUN_SCAN_PAGE or len(found) > 1:
+            break
+        before = (page[-1].created_at, page[-1].seq)
+    if len(found) > 1:
+        raise ValidationError(f"more than one run id starts with {text!r} ({', '.join(found[:2])}): give more of it")
+    return found[0] if found else text
 
 
 @router.get("/ui/tasks")
@@ -42,7 +67,8 @@ def tasks_page(ui: Page, state: str | None = None, run: str | None = None, curso
     ui.require(Role.VIEWER)
     task_state = one_of(state, TASK_STATES)
     before = decode_cursor(cursor or None, "s")
-    found = ui.svc.store.list_tasks(task_state, run or None, limit=PAGE_SIZE + 1, before_seq=before)
+    run = run_named(ui, run.strip()) if run and run.strip() else None
+    found = ui.svc.store.list_tasks(task_state, run, limit=PAGE_SIZE + 1, before_seq=before)
     items = found[:PAGE_SIZE]
     next_cursor = encode_cursor("s", items[-1].seq) if len(found) > PAGE_SIZE else None
     return render(

@@ -31,6 +31,20 @@
     }
   });
 
+  // copy buttons put an element's text on the clipboard; where the browser has none (plain HTTP), they select it
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-copy]");
+    var source = button && document.getElementById(button.getAttribute("data-copy"));
+    if (!source) return;
+    if (navigator.clipboard) {
+      navigator.clipboard.writeText(source.textContent.trim()).then(
+        function () { button.textContent = "Copied"; },
+        function () { window.getSelection().selectAllChildren(source); });
+    } else {
+      window.getSelection().selectAllChildren(source);
+    }
+  });
+
   document.addEventListener("htmx:afterSettle", followLogs);
   document.addEventListener("DOMContentLoaded", followLogs);
 })();
