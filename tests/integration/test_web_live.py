@@ -138,3 +138,12 @@ def test_the_run_page_shows_the_full_run_id_and_the_task_filter_takes_the_part_t
     ambiguous = client.get("/ui/tasks", params={"run": shared})
     assert ambiguous.status_code == 422 and "more than one run id starts with" in ambiguous.text
     assert "No tasks match" in client.get("/ui/tasks", params={"run": "no-such-run"}).text
+
+
+def test_a_retrying_task_shows_when_its_next_attempt_is_due(api: Api) -> None:
+    task = api.call("POST", "/tasks", json={"task": "fail", "retry_delay_seconds": 90}).json()["task_id"]
+    api.drain()
+    meta = api.call("GET", f"/tasks/{task}").json()
+    assert meta["state"] == "retrying" and meta["next_attempt_at"] is not None
+    page = sign_in(api, "viewer").get(f"/ui/tasks/{task}").text
+    assert "Next attempt" in page
