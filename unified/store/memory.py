@@ -368,17 +368,21 @@ class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
     ) -> list[Any]:
         """The released tasks still pending as claim candidates, best last: each competes with the best of the heaps
         as if it were in its queue's heap (``names`` gains their queues when ``any_queue``)."""
-        tasks = self._tasks
-        ready = [
-            t for i in released
-            if (t := tasks.get(i)) is not None and t.state == "pending" and t.holder in (None, holder)
-        ]  # fmt: skip
-        if any_queue:
-            names += [q for q in dict.fromkeys(t.queue for t in ready) if q not in names]
-        return sorted(((-t.priority, t.seq, t.id), t.queue) for t in ready if t.queue in names)[::-1]
+        tasks, candidates = self._tasks, []
+        for task_id in released:
+            if (t := tasks.get(task_id)) is not None and t.state == "pending" and t.holder in (None, holder):
+                if t.queue not in names:
+                    if not any_queue:
+                        continue
+                    names.append(t.queue)
+                candidates.append(((-t.priority, t.seq, t.id), t.queue))
+        candidates.sort(reverse=True)  # no two alike: seq and id are unique
+        return candidates
 
     def _room(self, names: list[str]) -> dict[str, int]:
         """How many more tasks each limited queue among ``names`` may run now (empty: none is limited)."""
+        if not self._queue_limits:
+            return {}
         limits = {q: self._queue_limits[q] for q in names if q in self._queue_limits}
         if not limits:
             return {}
