@@ -349,25 +349,30 @@ class Engine(Submitting, Interventions, EngineEvents):
         with self.batch():
             moving = [p for p in planned if p.new is not None]
             moved, by_upstream = self.store.apply_outcomes(
-                [(p.record.id, p.record.state, p.attempt, {"state": p.new.value, **p.changes}) for p in moving],  # type: ignore[union-attr]
+                [(p.record.id, p.record.state, p.attempt, p.changes) for p in moving],
                 [p.new is S.SUCCESS for p in moving],  # their dependants may be released (see _release_dependants)
                 [(p.record.id, p.attempt, p.attempt_outcome) for p in planned],  # each attempt ends, moved or not
             )
+            succeeded = []
             for outcome, ok in zip(moving, moved, strict=True):
                 if ok:
                     outcome.apply()
-            succeeded = [p.record for p in planned if p.moved and p.new is S.SUCCESS]
+                    if outcome.new is S.SUCCESS:
+                        succeeded.append(outcome.record)
             open_ids = self._release_dependants(succeeded, by_upstream, now)
             settle: dict[str, None] = {}
+            logs: list[LogRecord] = []
             for p in planned:
                 record = p.record
                 if p.moved:  # the task's event ends its attempt; the tasks it skipped have theirs
                     event, skipped = self._after_move(p, now)
                     pending_events.append((event, record, p))
-                    pending_events += [(name, rec, None) for name, rec in skipped]
+                    if skipped:
+                        pending_events += [(name, rec, None) for name, rec in skipped]
                 if record.run_id and record.state in FINISHED_STATES and record.id not in open_ids:
                     settle[record.run_id] = None
-            logs = [LogRecord(p.record.id, p.attempt, ts, lvl, msg) for p in planned for ts, lvl, msg in p.logs]
+                if p.logs:
+                    logs += [LogRecord(record.id, p.attempt, ts, lvl, msg) for ts, lvl, msg in p.logs]
             if logs:
                 self.store.append_logs(logs)
             for run_id in settle:

@@ -28,7 +28,8 @@ def _unstorable(exc: SerializationError) -> dict[str, Any]:
 
 
 class PlannedOutcome:
-    """One reported attempt, planned: the move it asks of its task (None: none), with the fields that move sets."""
+    """One reported attempt, planned: the move it asks of its task (None: none), with the fields that move sets
+    (``changes``, the new state among them)."""
 
     __slots__ = ("attempt", "attempt_outcome", "changes", "logs", "moved", "new", "record", "started_at")
 
@@ -89,6 +90,7 @@ class PlannedOutcome:
                 changes.update(error=error, finished_at=now)
         if new is not None:
             check_transition(record.state, new)
+            changes["state"] = new.value
         attempt = {"state": outcome.get("attempt_state") or state, "finished_at": now, "error": error}
         if (began := outcome.get("started_at")) is not None:  # when its code began, not when it was claimed
             attempt["started_at"] = began
@@ -100,7 +102,6 @@ class PlannedOutcome:
         """The move happened: bring the record up to date."""
         record = self.record
         log.debug("task %s: %s -> %s", record.id, record.state, self.new)
-        record.state = self.new.value  # type: ignore[union-attr]
-        for name, value in self.changes.items():
+        for name, value in self.changes.items():  # the new state among them
             setattr(record, name, value)
         self.moved = True
