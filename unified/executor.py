@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
-import inspect
 import json
 import linecache
 import logging
@@ -87,7 +86,8 @@ def call_with_context(func: Callable[..., Any], args: tuple[Any, ...], kwargs: d
         else:  # keyword-only, or after parameters the args leave to kwargs
             kwargs = {**kwargs, name: ctx}
     result = func(*args, **kwargs)
-    if inspect.iscoroutine(result):  # async def functions (iscoroutinefunction) and wrappers that return one
+    # async def functions and wrappers that return a coroutine (inspect.iscoroutine, without its call per attempt)
+    if isinstance(result, types.CoroutineType):
         result = _run_coroutine(result)
     return result
 

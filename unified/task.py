@@ -511,7 +511,7 @@ class Task:
         if target is None:
             _check_command(spec)
         retry = RetryPolicy.of_spec(spec)
-        retry_on = tuple(_exception_class(p) for p in spec.get("retry_on", ["builtins:Exception"]))
+        retry_on = tuple(map(_exception_class, spec.get("retry_on", ["builtins:Exception"])))
         task = cls.__new__(cls)
         task._fill(
             spec.get("task_id"),
