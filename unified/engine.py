@@ -66,7 +66,7 @@ class Engine(Submitting, Interventions, EngineEvents):
         self._claimable_listeners: list[Callable[[int], None]] = []
         self._canceled_listeners: list[Callable[[str], None]] = []
         self._queueing_listeners: list[Callable[[bool], None]] = []
-        finished = threading.Lock()
+        finished = self._finished_lock = threading.Lock()  # taken as is where no Condition method is called
         self._finished = threading.Condition(finished)  # a task finished
         # a run finished: its own waiters (wait_run) sleep through the task ends of the run, one per chain step
         self._run_finished = threading.Condition(finished)
@@ -157,7 +157,7 @@ class Engine(Submitting, Interventions, EngineEvents):
         self.after_commit(lambda: self._bump_finished(run_ended))
 
     def _bump_finished(self, run_ended: bool) -> None:
-        with self._finished:
+        with self._finished_lock:  # the conditions' own lock: their __enter__ is Python code, once per task
             self.finished_generation += 1
             waiting = self._waiting
             if waiting[0]:
@@ -211,8 +211,10 @@ class Engine(Submitting, Interventions, EngineEvents):
             self._hand_off_upstream(claimed)
         else:
             claimed = self.store.claim_tasks(worker, now, lease_seconds, limit, queues, holder=holder)
+        debug = log.isEnabledFor(logging.DEBUG)  # asked once per claim, not once per task
         for record in claimed:
-            log.debug("task %s: claimed by %s (attempt %d)", record.id, worker, record.attempts)
+            if debug:
+                log.debug("task %s: claimed by %s (attempt %d)", record.id, worker, record.attempts)
             if (earlier := self._cancel_events.get(record.id)) is not None:
                 earlier.set()  # an earlier attempt still running here was canceled or lost elsewhere: it must stop
             self._cancel_events[record.id] = CancelFlag()
@@ -427,8 +429,10 @@ class Engine(Submitting, Interventions, EngineEvents):
                         pending[dependant.id] = dependant
         done = {r.id: r for r in succeeded}  # just succeeded here
         others = {u for d in pending.values() for u in d.dependencies if u not in done}
-        upstream_by_id = {u.id: u for u in self.store.get_tasks(others)} if others else {}
-        upstream_by_id.update(done)
+        upstream_by_id = done
+        if others:
+            upstream_by_id = {u.id: u for u in self.store.get_tasks(others)}
+            upstream_by_id.update(done)
         ready = []
         for dependant in pending.values():
             upstream = [upstream_by_id[u] for u in dict.fromkeys(dependant.dependencies) if u in upstream_by_id]
