@@ -368,20 +368,21 @@ class WorkerPool(LeaseKeeping):
                     "runner takes its place", self.worker_id, task_id, runner.name)  # fmt: skip
 
     def _report(self, report: Report) -> None:
-        """A runner's outcome: applied by this runner when its task is the pool's only one and no outcome waits (the
-        reporter would only add two thread hand-overs, with nothing to run meanwhile); else queued for the reporter,
-        or on the memory store for the runner that leads the applying. On SQLite, while this process queues tasks,
-        left to the queueing transaction (see ParkedOutcomes)."""
+        """A runner's outcome: applied by this runner when its task is the pool's only one and no outcome waits (a
+        reporter or the queue would only add hand-overs); else queued for the reporter, or on the memory store for the
+        runner that leads the applying. On SQLite, while this process queues tasks, left to ParkedOutcomes."""
         if self._parking is not None and self._parking.park(report):
             return
-        if self._reporter and self._alone() and self._reporting.acquire(blocking=False):
+        if self._alone() and self._reporting.acquire(blocking=False):
             try:
                 self._apply([report], gather=True, by_runner=True)
             finally:
                 self._reporting.release()
-            return
-        self._reports.put(report)
-        if not self._reporter and not self._hold_back():
+        else:
+            self._reports.put(report)
+            if self._reporter or self._hold_back():
+                return
+        if not self._reporter:  # and what runners that found the lead taken queued meanwhile (see _lead_reports)
             self._lead_reports()
 
     def _alone(self) -> bool:
@@ -499,18 +500,8 @@ class WorkerPool(LeaseKeeping):
         finally:
             if inline and self._inline.get(record.id) == threading.get_ident():  # not a later attempt's runner
                 self._inline.pop(record.id, None)
-        return (
-            record,
-            outcome.state,
-            {
-                "result": outcome.result,
-                "error": outcome.error,
-                "retryable": outcome.retryable,
-                "logs": outcome.logs,
-                "metadata": ctx.metadata,
-                "started_at": began,
-            },
-        )
+        return record, outcome.state, {"result": outcome.result, "error": outcome.error, "retryable": outcome.retryable,
+                                       "logs": outcome.logs, "metadata": ctx.metadata, "started_at": began}  # fmt: skip
 
     def _apply(
         self, batch: list[Report], claim_next: bool = True, by_runner: bool = False, gather: bool = False
