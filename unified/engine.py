@@ -154,7 +154,8 @@ class Engine(Submitting, Interventions, EngineEvents):
             listener(count)
 
     def _notify_finished(self, run_ended: bool = False) -> None:
-        self.after_commit(lambda: self._bump_finished(run_ended))
+        # a partial: no Python frame of its own per task
+        self.after_commit(functools.partial(self._bump_finished, run_ended))
 
     def _bump_finished(self, run_ended: bool) -> None:
         with self._finished_lock:  # the conditions' own lock: their __enter__ is Python code, once per task
@@ -231,7 +232,7 @@ class Engine(Submitting, Interventions, EngineEvents):
         released = self._local.released
         handoff = {(r.id, r.attempts): released.pop(r.id) for r in claimed if r.id in released}
         if handoff:
-            self.after_commit(lambda: self._keep_handoff(handoff))
+            self.after_commit(functools.partial(self._keep_handoff, handoff))
 
     def _keep_handoff(self, handoff: dict[tuple[str, int], dict[str, Any]]) -> None:
         # full only of attempts never prepared here (lost leases): drop them all, which costs each a read at most;
