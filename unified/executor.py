@@ -56,19 +56,21 @@ class AttemptOutcome:
 
 # --- calling a function ---------------------------------------------------------------------------------------
 
-_context_slots: weakref.WeakKeyDictionary[Any, tuple[str, int | None] | None] = weakref.WeakKeyDictionary()
+# callable's id -> (weak ref, slot): a WeakKeyDictionary's lookup is Python code; an entry leaves with its callable
+_context_slots: dict[int, tuple[weakref.ref[Any], tuple[str, int | None] | None]] = {}
 
 
 def _context_slot(func: Callable[..., Any]) -> tuple[str, int | None] | None:
     """``context_parameter(func)``, cached: inspecting a signature costs far more than the fast path may."""
     bound = isinstance(func, types.MethodType)  # a new object on every access: cached by its function
     key = func.__func__ if bound else func
-    try:
-        slot = _context_slots[key]
-    except KeyError:
-        slot = _context_slots[key] = context_parameter(key)
-    except TypeError:  # not weak-referenceable
+    known = _context_slots.get(key_id := id(key))
+    if known is not None and known[0]() is key:
+        slot = known[1]
+    else:
         slot = context_parameter(key)
+        with contextlib.suppress(TypeError):  # not weak-referenceable: not cached
+            _context_slots[key_id] = (weakref.ref(key, lambda _, k=key_id: _context_slots.pop(k, None)), slot)
     if bound and slot is not None and slot[1] is not None:  # the method's first parameter is bound already
         return (slot[0], slot[1] - 1) if slot[1] else None
     return slot
