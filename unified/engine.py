@@ -27,7 +27,7 @@ from unified.functions import FunctionRegistry
 from unified.interventions import UNFINISHED, Interventions
 from unified.outcome_plan import PlannedOutcome
 from unified.store.base import Store
-from unified.store.records import Dependant, LogRecord, RunRecord, TaskRecord
+from unified.store.records import Dependant, LogRecord, RunRecord, TaskMove, TaskRecord
 from unified.task import (
     FINISHED_STATES,
     CancelFlag,
@@ -350,12 +350,16 @@ class Engine(Submitting, Interventions, EngineEvents):
         pending_events: list[tuple[str, TaskRecord, PlannedOutcome | None]] = []
         run_events: list[tuple[str, RunRecord]] = []
         with self.batch():
-            moving = [p for p in planned if p.new is not None]
-            moved, by_upstream = self.store.apply_outcomes(
-                [(p.record.id, p.record.state, p.attempt, p.changes) for p in moving],
-                [p.new is S.SUCCESS for p in moving],  # their dependants may be released (see _release_dependants)
-                [(p.record.id, p.attempt, p.attempt_outcome) for p in planned],  # each attempt ends, moved or not
-            )
+            moving: list[PlannedOutcome] = []
+            moves: list[TaskMove] = []
+            locking: list[bool] = []  # whether each move's dependants may be released (see _release_dependants)
+            for p in planned:  # one loop, not a comprehension per list: called once per chain step
+                if p.new is not None:
+                    moving.append(p)
+                    moves.append((p.record.id, p.record.state, p.attempt, p.changes))
+                    locking.append(p.new is S.SUCCESS)
+            ends = [(p.record.id, p.attempt, p.attempt_outcome) for p in planned]  # each attempt ends, moved or not
+            moved, by_upstream = self.store.apply_outcomes(moves, locking, ends)
             succeeded = []
             for outcome, ok in zip(moving, moved, strict=True):
                 if ok:

@@ -90,7 +90,7 @@ class PlannedOutcome:
                 changes.update(error=error, finished_at=now)
         if new is not None:
             check_transition(record.state, new)
-            changes["state"] = new.value
+            changes["state"] = str(new)  # its value (a StrEnum), without .value's two Python calls
         attempt = {"state": outcome.get("attempt_state") or state, "finished_at": now, "error": error}
         if (began := outcome.get("started_at")) is not None:  # when its code began, not when it was claimed
             attempt["started_at"] = began

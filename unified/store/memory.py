@@ -312,8 +312,9 @@ class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
                 if ok and lock and (dependants := self._dependants.get(task_id)):
                     locked[task_id] = dependants
             self._finish_running(ends)
-            dependant = self._dependant
-            return moved, {task_id: [dependant(i) for i in sorted(ids)] for task_id, ids in locked.items()}
+            for task_id, ids in locked.items():  # read once every move is made
+                locked[task_id] = [self._dependant(i) for i in sorted(ids)]
+            return moved, locked
 
     def claim_tasks(self, worker: str, now: float, lease_seconds: float, limit: int = 1,
                     queues: Iterable[str] | None = None, released: Sequence[str] = (),
