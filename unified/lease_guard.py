@@ -38,7 +38,10 @@ class LeaseGuard:
             self._reports += 1
 
     def __exit__(self, *exc_info: object) -> None:
-        self.end_report()
+        with self._lock:  # end_report's work here, not a call to it: once per batch of outcomes
+            self._reports -= 1
+            if self._renewal and not self._reports:
+                self._changed.notify_all()
 
     def try_report(self) -> bool:
         """Begin a report without waiting: False if a renewal is under way or waiting. End it with end_report."""
@@ -50,10 +53,7 @@ class LeaseGuard:
 
     def end_report(self) -> None:
         """End a report (begun by :meth:`try_report`)."""
-        with self._lock:
-            self._reports -= 1
-            if self._renewal and not self._reports:
-                self._changed.notify_all()
+        self.__exit__(None, None, None)
 
     @contextmanager
     def renewing(self) -> Iterator[None]:
