@@ -84,10 +84,14 @@ def copy_data(value: Any) -> Any:
     """A deep copy of nested dicts, lists, tuples and sets; anything else inside is shared, not copied (JSON values
     are immutable). About twice as fast as ``copy.deepcopy``, which memoises every object it meets: a 2,000-task
     workflow's specs took it 18 ms per copy, this 9."""
-    if isinstance(value, dict):
-        return {key: item if type(item) in _SCALARS else copy_data(item) for key, item in value.items()}
+    if isinstance(value, dict):  # copied whole in C, then what is not a scalar copied in turn (a spec: 5 of 19)
+        copied = dict(value)
+        for key, item in copied.items():
+            if type(item) not in _SCALARS:
+                copied[key] = copy_data(item)  # a value replaced, no key added: the iteration goes on
+        return copied
     if isinstance(value, list):
-        return [item if type(item) in _SCALARS else copy_data(item) for item in value]
+        return [item if type(item) in _SCALARS else copy_data(item) for item in value] if value else []
     if isinstance(value, tuple):
         return tuple(item if type(item) in _SCALARS else copy_data(item) for item in value)
     if isinstance(value, set):
