@@ -14,14 +14,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, nullcontext, suppress
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from unified import events as ev
 from unified.engine_batch import Batch
 from unified.engine_events import EngineEvents
 from unified.engine_submit import CONFLICT_RETRIES, Submitting
-from unified.errors import ConflictError, NotFoundError, StoreConflict, StoreError
+from unified.errors import ConflictError, StoreConflict, StoreError
 from unified.events import EventBus
 from unified.functions import FunctionRegistry
 from unified.interventions import UNFINISHED, Interventions
@@ -266,8 +266,9 @@ class Engine(Submitting, Interventions, EngineEvents):
         """``ctx.add_task``: a child an earlier attempt of the same parent added is not added again (a retried
         parent re-adds its children as it goes), any other task of that id is a DuplicateTaskError. A child without
         an id is named by its parent and its place among those (``<parent>.<n>``, counted per attempt): a retried
-        parent adding the same children gets them back too."""
-        if child.task_id is None:
+        parent adding the same children gets them back too; a name taken by another task is passed over."""
+        named = child.task_id is None
+        if named:
             child.task_id = f"{parent.task_id}.{next(added)}"
         attempts = unreachable = 0
         while True:  # as a submit of its own runs again after a deadlock, so does this one with its check
@@ -280,11 +281,14 @@ class Engine(Submitting, Interventions, EngineEvents):
                             f"({now.state} since; canceled, timed out or taken over), so its code should stop "
                             "(see ctx.cancelled)"
                         )
-                    with suppress(NotFoundError):
-                        earlier = self.store.get_task(global_id(parent.run_id, child.task_id))
-                        if earlier.spec.get("parent") == parent.id:
-                            return child.task_id
-                    self.submit([child], run_id=parent.run_id, schedule_id=parent.schedule_id, parent=parent.id)
+                    while found := self.store.get_tasks([global_id(parent.run_id, child.task_id)]):
+                        spec = found[0].spec
+                        if spec.get("parent") == parent.id and spec.get("named_by_parent", False) == named:
+                            return child.task_id  # an earlier attempt's
+                        if not named:
+                            break  # the submit says the id is taken
+                        child.task_id = f"{parent.task_id}.{next(added)}"
+                    self.submit([child], parent.run_id, parent.schedule_id, parent=parent.id, named_by_parent=named)
                 return child.task_id
             except StoreConflict:
                 attempts += 1

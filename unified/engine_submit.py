@@ -125,14 +125,22 @@ class Submitting:
         return self._start_run(workflow_id, frozen.number, frozen.tasks, params, trigger, metadata, schedule_id)
 
     def submit(
-        self, tasks: list[Task], run_id: str | None = None, schedule_id: str | None = None, parent: str | None = None
+        self,
+        tasks: list[Task],
+        run_id: str | None = None,
+        schedule_id: str | None = None,
+        parent: str | None = None,
+        named_by_parent: bool = False,
     ) -> list[str]:
         """Store ``tasks`` (ad-hoc when ``run_id`` is None) and queue those whose dependencies are met; a task without
-        a ``task_id`` is given one. ``parent``: the id of the task whose attempt adds them (``ctx.add_task``)."""
+        a ``task_id`` is given one. ``parent``: the id of the task whose attempt adds them (``ctx.add_task``), which
+        named them (``named_by_parent``) or not."""
         specs = self._specs(tasks)
         if parent is not None:
             for spec in specs:
                 spec["parent"] = parent
+                if named_by_parent:
+                    spec["named_by_parent"] = True
         if self.store.keeps_objects:  # their first attempts run a copy of the Task as given, not one rebuilt
             for task, spec in zip(tasks, specs, strict=True):
                 self.functions.keep(global_id(run_id, spec["task_id"]), spec, task.snapshot())

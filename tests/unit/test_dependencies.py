@@ -279,6 +279,20 @@ def test_children_without_ids_are_named_by_their_parent_and_a_retry_gets_them_ba
         assert len(tm.list_tasks(limit=100)) == 4
 
 
+def test_a_name_a_parent_would_give_that_is_taken_is_passed_over(drained: TaskManager) -> None:
+    def fan(ctx: TaskContext) -> list[str]:
+        named = ctx.add_task(Task(task_id=f"{ctx.task_id}.1", func="tests.helpers.tasks:add", args=(1, 1)))
+        return [named, ctx.add_task(Task(func="tests.helpers.tasks:add", args=(2, 2)))]
+
+    wm = WorkflowManager(task_manager=drained)
+    tasks = [Task(task_id="p", func=fan), Task(task_id="p.2", func="tests.helpers.tasks:add", args=(3, 3))]
+    run_id = wm.start_workflow(wm.register(Workflow("taken", tasks=tasks)))
+    drained.run_until_idle()
+    run = wm.get_run(run_id)
+    assert run.state == "success" and run.results["p"] == ["p.1", "p.3"]  # p.1 its own, p.2 the workflow's
+    assert (run.results["p.1"], run.results["p.2"], run.results["p.3"]) == (2, 6, 4)
+
+
 def test_dynamic_task_with_a_cycle_or_unknown_name_fails_its_parent(drained: TaskManager) -> None:
     def parent(ctx: TaskContext) -> None:
         ctx.add_task(Task(task_id="orphan", func=print, dependencies=["nobody"]))
