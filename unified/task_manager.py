@@ -255,7 +255,8 @@ class TaskManager(ScheduleMethods):
 
         Queueing many tasks this way costs one commit instead of one each: the ids returned inside are durable, and
         the tasks claimable, once the block exits; an exception inside stores none of them (on SQL stores). On
-        SQLite the block holds this process's write turn, so keep it to queueing.
+        SQLite the block holds this process's write turn, so keep it to queueing; on PostgreSQL a block idle for 10
+        minutes between its calls is ended by the server (a StoreError: see docs/deployment.md).
         """
         return self.engine.batch()
 

@@ -122,14 +122,16 @@ def _run_state(store: SqlStore, run_id: str) -> str:
 
 def test_a_session_stopped_in_a_transaction_ends_and_a_vanished_peer_is_noticed(pg_url: str) -> None:
     """A frozen or cut-off worker's open transaction held the row locks every other worker's lease expiry waits on
-    until TCP keepalive noticed it (about two hours): the server now ends it after a minute idle, and the client's
-    socket gives up on a vanished server within about 30 s. What the URL sets is kept."""
+    until TCP keepalive noticed it (about two hours): the server now ends it within about 30 s when the client is gone
+    and after 10 minutes idle when it is frozen, and the client's socket gives up on a vanished server within about
+    30 s. What the URL sets is kept."""
     own = sa.make_url(pg_url).update_query_dict({"keepalives_idle": "99"})
     for url, idle in ((pg_url, "10"), (own.render_as_string(hide_password=False), "99")):
         opened = SqlStore(url)
         try:
             with opened._engine.connect() as conn:
-                assert conn.exec_driver_sql("SHOW idle_in_transaction_session_timeout").scalar() == "1min"
+                assert conn.exec_driver_sql("SHOW idle_in_transaction_session_timeout").scalar() == "10min"
+                assert conn.exec_driver_sql("SHOW tcp_keepalives_idle").scalar() == "10"  # the server's side
                 libpq = conn.connection.driver_connection.info.get_parameters()  # type: ignore[union-attr]
                 assert (libpq["keepalives_idle"], libpq["tcp_user_timeout"]) == (idle, "30000")
         finally:

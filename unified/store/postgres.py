@@ -52,10 +52,15 @@ def track_sessions(engine: sa.Engine) -> set[int]:
 
 # planner settings for the store's sessions, each applied only where nobody set it (server, database, role, URL)
 CLAIM_PLANNER_SETTINGS = (("enable_bitmapscan", "off"), ("random_page_cost", "1.1"))
-# a session that stops in the middle of a transaction (its process frozen, its machine cut off) holds row locks that
-# every other worker's lease expiry and limited claims wait on: ended by the server after this long idle in it
-# (the server's default is never, and TCP keepalive notices a dead peer only after some two hours)
-SESSION_SETTINGS = (("idle_in_transaction_session_timeout", "1min"),)
+# a session that stops in the middle of a transaction holds row locks that every other worker's lease expiry and
+# limited claims wait on. A client machine that died or was cut off: the server's keepalives end its session within
+# about 30 s (the system's default takes two hours). A client process frozen (stopped, a paused VM), whose kernel
+# still answers: ended after 10 minutes idle in a transaction (the default is never); long enough for a user's
+# TaskManager.batch() that waits on slow input between its calls
+SESSION_SETTINGS = (
+    ("tcp_keepalives_idle", "10"), ("tcp_keepalives_interval", "5"), ("tcp_keepalives_count", "3"),
+    ("tcp_user_timeout", "30000"), ("idle_in_transaction_session_timeout", "10min"),
+)  # fmt: skip
 _SET_UNCONFIGURED = (
     "SELECT set_config(name, wanted.value, false) FROM (VALUES {}) AS wanted(name, value) "
     "JOIN pg_settings USING (name) WHERE pg_settings.source = 'default'"
