@@ -19,8 +19,9 @@ class FunctionRegistry:
 
     def __init__(self) -> None:
         self._functions: dict[str, Callable[..., Any]] = {}
-        # in-process functions of single tasks (see register), by ref: the ids of those tasks yet to succeed
-        self._users: dict[str, set[str]] = {}
+        # in-process functions of single tasks (see register), by ref: the ids of those tasks yet to succeed (and
+        # the id() of a spec registered whose task is not stored yet)
+        self._users: dict[str, set[str | int]] = {}
         self._kept_for_good: set[str] = set()  # refs of workflows' and schedules' functions: they may run again
         self._kept: dict[str, tuple[dict[str, Any], Task]] = {}  # task id -> (the spec object, its Task)
         # names this registry in the tasks whose function only it holds (TaskRecord.holder): host, process, registry
@@ -40,13 +41,17 @@ class FunctionRegistry:
             self._functions[ref] = task.func
             if for_good:
                 self._kept_for_good.add(ref)
+            else:  # held for this spec until hold() names its task: a release meanwhile must not let go of it
+                self._users.setdefault(ref, set()).add(id(spec))
         return spec
 
     def hold(self, task_id: str, spec: dict[str, Any]) -> None:
         """The task ``task_id`` runs the in-process function of ``spec``: kept until :meth:`release` of that task."""
         ref = spec.get("ref")
         if ref in self._functions and ref not in self._kept_for_good:
-            self._users.setdefault(ref, set()).add(task_id)  # type: ignore[arg-type]
+            users = self._users.setdefault(ref, set())  # type: ignore[arg-type]
+            users.add(task_id)
+            users.discard(id(spec))  # type: ignore[arg-type]
 
     def release(self, task_id: str, spec: dict[str, Any]) -> None:
         """The task ``task_id`` succeeded (a success never runs again): its in-process function is let go once no

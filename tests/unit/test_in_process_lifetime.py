@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from unified.functions import FunctionRegistry
 from unified.task import Task, TaskContext
 from unified.task_manager import TaskManager
 from unified.testing import FakeClock, run_until_idle
@@ -78,3 +79,16 @@ def test_a_workflows_lambdas_stay_for_its_next_runs(tm: TaskManager) -> None:
             run_id = wm.start_workflow(workflow_id)
             run_until_idle(wm)
             assert wm.get_run(run_id).results == {"t": "again"}
+
+
+def test_a_function_registered_for_a_task_not_stored_yet_outlives_the_success_of_another() -> None:
+    registry = FunctionRegistry()
+    func = lambda: 1  # noqa: E731
+    first = registry.register(Task(task_id="a", func=func))
+    registry.hold("a", first)
+    second = registry.register(Task(task_id="b", func=func))  # b's insert waits for a lock meanwhile
+    registry.release("a", first)  # a's success is applied
+    assert registry.holder_of(second) == registry.holder  # b is stored as held, its function still here
+    registry.hold("b", second)
+    registry.release("b", second)
+    assert registry.holder_of(second) is None  # let go once b succeeded too
