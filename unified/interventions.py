@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 
 from unified import events as ev
 from unified.errors import ConflictError, ValidationError
+from unified.functions import FunctionRegistry
 from unified.store.base import Store
-from unified.store.records import RunRecord, TaskRecord
+from unified.store.records import UNFINISHED_STATES, RunRecord, TaskRecord
 from unified.task import BAD_STATES, FINISHED_STATES, RETRYABLE_STATES, CancelSignal, TaskState
 from unified.utils import Clock
 
@@ -22,7 +23,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("unified.engine")
 
 S = TaskState
-UNFINISHED = ("pending", "queued", "running", "retrying")
+UNFINISHED = UNFINISHED_STATES
+HELD_GONE = (
+    "canceled: it runs a lambda, closure or function of __main__ that only the process that queued it held, and that "
+    "process shut down (define the function at module level so that any worker can run it)"
+)
 
 
 def retry_blocker(upstream: Iterable[TaskRecord]) -> TaskRecord | None:
@@ -36,6 +41,7 @@ class Interventions:
 
     store: Store
     clock: Clock
+    functions: FunctionRegistry
     _cancel_events: dict[str, CancelSignal]
     _canceled_listeners: list[Callable[[str], None]]
     if TYPE_CHECKING:
@@ -50,7 +56,13 @@ class Interventions:
         complete: Callable[..., None]
 
     # -- requests from users -----------------------------------------------------------------------------
-    def cancel_task(self, task_id: str) -> bool:
+    def cancel_held(self) -> int:
+        """Cancel the unfinished tasks whose in-process function only this engine holds (it is shutting down): no other
+        process can run them, so they would wait for good. Returns how many."""
+        held = self.store.held_tasks(self.functions.holder)
+        return sum(self.cancel_task(task_id, HELD_GONE) for task_id in held)
+
+    def cancel_task(self, task_id: str, reason: str = "canceled by request") -> bool:
         """Cancel a task that has not finished; False if it already had."""
         for _ in range(10):  # the task may move under us (claimed, finished); look again
             record = self.store.get_task(task_id)
@@ -63,13 +75,13 @@ class Interventions:
                     record,
                     S.CANCELED,
                     finished_at=now,
-                    reason="canceled by request",
+                    reason=reason,
                     lease_owner=None,
                     lease_expires_at=None,
                 ):
                     continue
                 if running:  # its attempt ends now, whenever its code returns (a thread cannot be stopped)
-                    error = {"type": "Canceled", "message": "canceled by request while running"}
+                    error = {"type": "Canceled", "message": f"{reason} while running"}
                     self.store.finish_attempt(record.id, record.attempts, if_running=True, state="canceled",
                                               finished_at=now, error=error)  # fmt: skip
                 skipped = self._skip_downstream(record, now)

@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from datetime import datetime
 from typing import Any
 
 from unified import config
 from unified.alerts import AlertService, Channel
 from unified.engine import Engine
-from unified.errors import ConflictError, TaskFailedError, TimeoutExpired, ValidationError, not_found
+from unified.errors import ConflictError, StoreError, TaskFailedError, TimeoutExpired, ValidationError, not_found
 from unified.events import EventBus
 from unified.executor import Executor
 from unified.scheduler import Scheduler, When
@@ -428,6 +428,8 @@ class TaskManager(ScheduleMethods):
         if self.pool is not None:
             self.pool.stop(wait=wait, timeout=timeout)
             self.pool = None
+        with suppress(StoreError):  # unreachable now: they stay queued
+            self.engine.cancel_held()
         self.alerts.close()
         if self._owns_store:
             self.store.close()

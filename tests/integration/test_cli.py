@@ -39,6 +39,7 @@ def until_canceled(ctx) -> None:
 
 
 stuck = Workflow("stuck", "runs until it is told to stop", [Task(task_id="wait", func=until_canceled, timeout=30)])
+lam = Workflow("lam", "a lambda: only the process that loads this file holds it", [Task(task_id="l", func=lambda: 1)])
 bad = Workflow("bad", "fails in the middle", [
     Task(task_id="first", func=hello),
     Task(task_id="boom", func=boom, dependencies=["first"]),
@@ -83,6 +84,15 @@ def test_run_wait_exits_0_on_success_and_passes_params(cli: Cli) -> None:
     assert run["state"] == "success"
     assert run["results"] == {"first": "hello world", "second": "hello world"}
     assert run["params"] == {"who": "world"}
+
+
+def test_a_file_of_lambdas_runs_only_here_with_wait(cli: Cli) -> None:
+    flows = str(cli.folder / "cli_flows.py")
+    for extra in ((), ("--wait", "--workers", "0")):  # nobody here to run it: it would wait for good
+        refused = cli("run", flows, "--workflow", "lam", *extra, code=2).stderr
+        assert "task 'l' runs a lambda" in refused and "--wait" in refused
+    assert run_file(cli, "lam")["state"] == "success"
+    assert cli.json("run", flows, "--workflow", "good")["state"] == "running"  # its functions are importable
 
 
 def test_run_a_stored_version_and_refuse_a_param_given_twice(cli: Cli) -> None:

@@ -92,3 +92,15 @@ def test_a_function_registered_for_a_task_not_stored_yet_outlives_the_success_of
     registry.hold("b", second)
     registry.release("b", second)
     assert registry.holder_of(second) is None  # let go once b succeeded too
+
+
+def test_what_only_a_shut_down_engine_could_run_is_canceled_saying_why(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/gone.db"
+    tm = TaskManager(store=url, max_workers=0)
+    held = tm.queue_task(lambda: 1)
+    anyone = tm.queue_task("tests.helpers.tasks:add", args=(1, 2))
+    tm.shutdown()
+    with TaskManager(store=url, max_workers=0) as later:  # the next process to look
+        meta = later.get_task_metadata(held)
+        assert meta["state"] == "canceled" and "only the process that queued it held" in meta["reason"]
+        assert later.get_task_metadata(anyone)["state"] == "queued"  # any worker runs that one

@@ -257,6 +257,10 @@ class Store(Protocol):
         """The running tasks leased to ``worker`` whose lease expires before ``expiring_before``: id -> attempt."""
         ...
 
+    def held_tasks(self, holder: str) -> list[str]:
+        """The ids of the unfinished tasks held by ``holder`` (see ``claim_tasks``), oldest first."""
+        ...
+
     def next_not_before(self) -> float | None:
         """The earliest not_before among retrying tasks, or None."""
         ...

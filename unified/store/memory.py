@@ -18,6 +18,7 @@ from unified.store.memory_admin import MemoryAdminRecords
 from unified.store.memory_workflows import MemoryWorkflows
 from unified.store.records import (
     CLAIMABLE_STATES,
+    UNFINISHED_STATES,
     AttemptEnd,
     AttemptRecord,
     Dependant,
@@ -410,6 +411,12 @@ class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
                 if t.state == "running" and t.lease_expires_at is not None and t.lease_expires_at < now
             ]
             return expired[:limit]
+
+    def held_tasks(self, holder: str) -> list[str]:
+        """The ids of the unfinished tasks held by ``holder``, oldest first."""
+        with self._lock:
+            held = [t for t in self._tasks.values() if t.holder == holder and t.state in UNFINISHED_STATES]
+            return [t.id for t in sorted(held, key=lambda t: t.seq)]
 
     def leases_of(self, worker: str, expiring_before: float) -> dict[str, int]:
         """The running tasks leased to ``worker`` whose lease expires before ``expiring_before``: id -> attempt."""

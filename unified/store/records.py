@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 CLAIMABLE_STATES = ("queued", "retrying")
+UNFINISHED_STATES = ("pending", "queued", "running", "retrying")
 
 
 @dataclass(slots=True)

@@ -19,6 +19,7 @@ from unified.errors import SerializationError
 from unified.store import spec_packing
 from unified.store.base import check_changes
 from unified.store.records import (
+    UNFINISHED_STATES,
     AlertRecord,
     AlertRuleRecord,
     ApiKeyRecord,
@@ -93,6 +94,7 @@ tasks = sa.Table(
             ("ix_tasks_schedule", ("schedule_id", "seq"), "schedule_id IS NOT NULL"),
             ("ix_tasks_not_before", ("not_before",), RETRYING_SQL),
             ("ix_tasks_lease", ("lease_expires_at",), RUNNING_SQL),
+            ("ix_tasks_holder", ("holder", "seq"), "holder IS NOT NULL"),  # few: lambdas of running processes
         )
     ),
     sqlite_autoincrement=True,  # seq never reuses a number
@@ -555,6 +557,11 @@ LEASES_OF = (
     .where(sa.text(RUNNING_SQL), tasks.c.lease_expires_at < sa.bindparam("_before"))
     .where(tasks.c.lease_owner == sa.bindparam("_worker"))
     .with_hint(tasks, "INDEXED BY ix_tasks_lease", "sqlite")
+)
+HELD_BY = (
+    sa.select(tasks.c.id)
+    .where(tasks.c.holder == sa.bindparam("_holder"), tasks.c.state.in_(UNFINISHED_STATES))
+    .order_by(tasks.c.seq)
 )
 ATTEMPTS_OF = ATTEMPTS.select.where(attempts.c.task_id == sa.bindparam("_id")).order_by(attempts.c.number)
 # a task and its attempts in one read (the attempt columns are NULL for a task without any)

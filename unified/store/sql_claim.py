@@ -29,6 +29,7 @@ from unified.store.schema import (
     EXPIRED_LEASES,
     HAS_LIMIT,
     HAS_LIMIT_IN,
+    HELD_BY,
     HELD_HERE,
     IN_QUEUES,
     LEASES_OF,
@@ -174,6 +175,11 @@ class SqlClaims:
     def expired_leases(self, now: float, limit: int = 100) -> list[TaskRecord]:
         """Running tasks whose lease expired before ``now``."""
         return self._all(TASKS, EXPIRED_LEASES, {"_now": now, "_limit": limit})
+
+    def held_tasks(self, holder: str) -> list[str]:
+        """The ids of the unfinished tasks held by ``holder``, oldest first."""
+        with self._tx(write=False) as conn:
+            return [row[0] for row in self._direct.rows(conn, HELD_BY, {"_holder": holder})]
 
     def leases_of(self, worker: str, expiring_before: float) -> dict[str, int]:
         """The running tasks leased to ``worker`` whose lease expires before ``expiring_before``: id -> attempt."""

@@ -170,6 +170,15 @@ def run(
     with session(db, create=from_file, workers=workers if wait else 0) as s:
         if defined is not None:
             workflow_id = s.workflows.register(defined)
+            if not (wait and workers):  # no runner here: a function only this process holds could run nowhere
+                functions = s.tasks.engine.functions
+                if held := [
+                    spec["task_id"] for spec in s.store.get_workflow(workflow_id).tasks if functions.holder_of(spec)
+                ]:
+                    raise fail(
+                        f"task {held[0]!r} runs a lambda, a closure or a function defined in __main__, which only this "
+                        "process holds: run it here with --wait, or define the function at module level"
+                    )
         else:
             workflow_id = find_workflow(s.workflows, target)["workflow_id"]
         run_id = s.workflows.start_workflow(workflow_id, params, version=version, metadata={"started_by": "cli"})

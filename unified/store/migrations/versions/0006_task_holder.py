@@ -1,4 +1,5 @@
-"""The engine holding a task's in-process function: only that engine claims the task.
+"""The engine holding a task's in-process function: only that engine claims the task (and cancels it when it shuts
+down: an index finds them).
 
 A lambda, a closure or a function of ``__main__`` exists only in the process that queued it. Without this column any
 worker of the database claimed such a task and failed it for good (another TaskManager on the same SQLite file, a
@@ -25,9 +26,12 @@ def upgrade() -> None:
     """Add tasks.holder."""
     with op.batch_alter_table("tasks") as batch:
         batch.add_column(sa.Column("holder", sa.String(255), nullable=True))
+    where = sa.text("holder IS NOT NULL")
+    op.create_index("ix_tasks_holder", "tasks", ["holder", "seq"], sqlite_where=where, postgresql_where=where)
 
 
 def downgrade() -> None:
     """Drop tasks.holder."""
+    op.drop_index("ix_tasks_holder", table_name="tasks")
     with op.batch_alter_table("tasks") as batch:
         batch.drop_column("holder")
