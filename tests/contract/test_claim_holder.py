@@ -48,8 +48,6 @@ def test_released_tasks_held_elsewhere_are_left_pending(store: Store, make_task:
 
 
 def test_held_tasks_lists_the_unfinished_ones_of_a_holder_oldest_first(store: Store, make_task: MakeTask) -> None:
-    store.insert_tasks(
-        [make_task("a", holder=MINE), make_task("done", holder=MINE, state="success"), make_task("free")]
-        + [make_task("theirs", holder=THEIRS), make_task("b", holder=MINE, state="pending")]
-    )
+    others = [make_task("done", holder=MINE, state="success"), make_task("free"), make_task("x", holder=THEIRS)]
+    store.insert_tasks([make_task("a", holder=MINE), *others, make_task("b", holder=MINE, state="pending")])
     assert store.held_tasks(MINE) == ["a", "b"] and store.held_tasks("nobody") == []
