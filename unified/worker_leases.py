@@ -40,6 +40,7 @@ class LeaseKeeping:
     _running: dict[int, float]  # runner -> when its attempt began (perf_counter)
     _busy: int
     max_workers: int
+    prefetch: int | None  # None: measured (see WorkerPool._prefetch)
 
     def heartbeat(self) -> None:
         """Renew held leases, stop attempts whose lease was lost, and take back expired leases of others."""
@@ -69,7 +70,7 @@ class LeaseKeeping:
         (the attempt costs no retry), any worker takes them, this one too once a runner is free."""
         with self._lock:
             running = self._running.values()
-            if not self._buffer or len(running) < self.max_workers:
+            if not self._buffer or len(running) < self.max_workers or self.prefetch is not None:  # set: as asked
                 return
             if time.perf_counter() - max(running) < HOARD_SECONDS:  # the attempt begun last
                 return
