@@ -49,16 +49,10 @@ def test_stop_hands_back_a_running_task_without_spending_a_retry() -> None:
 
 def test_shutdown_gives_running_attempts_its_timeout_then_hands_them_back() -> None:
     store = MemoryStore()
-    started = threading.Event()
-
-    def slow(ctx: TaskContext) -> str:
-        started.set()
-        ctx._cancel_event.wait(5)  # until the hand-back tells it to stop
-        return "stopped"
-
     manager = TaskManager(store=store, max_workers=1)
-    task_id = manager.queue_task(slow)
-    assert started.wait(5)
+    # by import path: a lambda's task would be canceled at shutdown instead, as no other process could run it
+    task_id = manager.queue_task("tests.helpers.tasks:wait_for_cancel", kwargs={"seconds": 5})
+    wait_until(lambda: store.get_task(task_id).state == "running", 5, "the task to start")
     with pytest.raises(ValidationError, match="timeout must be a finite number of 0 or more"):
         manager.shutdown(timeout=-1)
     manager.shutdown(wait=True, timeout=0.1)  # the default of 10 s would keep this test waiting that long
