@@ -239,7 +239,8 @@ class Submitting:
         Read unlocked, an upstream task could succeed between the read and the insert: its release would not find
         the new task yet, and the new task would stay pending for good (a dynamic fan-in added while its last
         upstream task finishes). ``lock_tasks`` holds the upstream rows until the insert commits."""
-        locked = self.store.lock_tasks([global_id(run_id, d) for d in upstream_ids]) if upstream_ids else []  # type: ignore[arg-type]
+        upstream = [global_id(run_id, d) for d in upstream_ids]
+        locked = self.store.lock_tasks(upstream, for_dependant=True) if upstream else []
         existing = {r.task_id: r for r in locked}
         scope = "the run" if run_id else "the queued tasks"
         missing = upstream_ids - existing.keys()

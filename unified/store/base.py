@@ -197,10 +197,10 @@ class Store(Protocol):
         """How many tasks of a run are in each state."""
         ...
 
-    def lock_tasks(self, task_ids: list[str]) -> list[TaskRecord]:
+    def lock_tasks(self, task_ids: list[str], for_dependant: bool = False) -> list[TaskRecord]:
         """The tasks with these ids that exist, as they are now, locked until the surrounding atomic() ends (in id
-        order): a task added with dependencies on them decides pending or queued from states no one changes
-        before it is stored, so the upstream task finishing meanwhile finds it and releases it."""
+        order): a task added with dependencies on them (``for_dependant``) decides pending or queued from states no
+        one changes before it is stored, so the upstream task finishing meanwhile finds it and releases it."""
         ...
 
     def lock_dependants(self, task_ids: list[str]) -> dict[str, list[Dependant]]:

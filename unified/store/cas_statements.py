@@ -49,10 +49,12 @@ def outcome_statement(
     """PostgreSQL: one outcome in one statement (its round trip is most of what each costs there): ``update_statement``
     of one task; the end of one attempt if ``end_columns`` (set while it is still running, bind parameters prefixed
     with END_PREFIX); and with ``locking``, if the task changed, its dependants locked as LOCK_DEPENDANTS locks
-    them. Rows of ``(id, state, dependencies, depends_on)``: the changed task with the last three NULL, then its
-    dependants."""
-    moved = _updating(tasks, columns, conditions).returning(tasks.c.id).cte("moved")
-    rows: list[sa.Select[Any]] = [sa.select(moved.c.id, sa.null(), sa.null(), sa.null())]
+    them. Rows of ``(id, state, dependencies, depends_on)``: the changed task with the last two NULL and ``state``
+    'gained' if a task was added on it meanwhile (``gained_dependants``), then its dependants."""
+    moved = _updating(tasks, columns, conditions).returning(tasks.c.id, tasks.c.gained_dependants).cte("moved")
+    # the mark as of the row's newest version (a waited-for lock's): set, the dependants read here may miss some
+    gained = sa.case((moved.c.gained_dependants, sa.literal("gained")), else_=sa.null())
+    rows: list[sa.Select[Any]] = [sa.select(moved.c.id, gained, sa.null(), sa.null())]
     if locking:
         dependants = locked_dependants(
             sa.and_(task_deps.c.depends_on == sa.bindparam("_w_id"), sa.exists(sa.select(moved.c.id)))

@@ -233,7 +233,7 @@ class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
         task = self._tasks[task_id]
         return Dependant(task_id, task.state, tuple(task.dependencies))
 
-    def lock_tasks(self, task_ids: list[str]) -> list[TaskRecord]:
+    def lock_tasks(self, task_ids: list[str], for_dependant: bool = False) -> list[TaskRecord]:
         """The tasks with these ids that exist, as they are now, in id order (atomic() already holds the one lock)."""
         with self._lock:
             return [self._tasks[i].copy() for i in sorted(set(task_ids)) if i in self._tasks]

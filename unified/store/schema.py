@@ -85,6 +85,8 @@ tasks = sa.Table(
     sa.Column("reason", sa.Text, nullable=True),
     sa.Column("schedule_id", Id, nullable=True),
     sa.Column("holder", sa.String(255), nullable=True),  # see TaskRecord.holder (migration 0006)
+    # PostgreSQL: a task added on it while it was unfinished (see SqlOutcomes.lock_tasks); not part of TaskRecord
+    sa.Column("gained_dependants", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_tasks_state", "state", "seq"),
     # partial indexes hold only the rows their queries read: fewer index pages written per task (migration 0003)
     *(
@@ -513,6 +515,14 @@ LOCK_QUEUE_LIMITS_OF = QUEUE_LIMITS.where(
 ).with_for_update()
 # the reads of every finished task, built once: building a statement and its cache key costs more than running it
 TASKS_BY_IDS = by_ids(tasks.c.id, TASKS.select.where)
+MARK_GAINED = by_ids(
+    tasks.c.id,
+    lambda matches: (
+        sa.update(tasks)
+        .where(matches, tasks.c.state.in_(UNFINISHED_STATES), tasks.c.gained_dependants.is_(False))
+        .values(gained_dependants=True)
+    ),
+)
 LOCK_TASKS = by_ids(
     tasks.c.id, lambda matches: TASKS.select.where(matches).order_by(tasks.c.id).with_for_update(of=tasks)
 )

@@ -20,13 +20,14 @@ from unified.store.cas_statements import (
     update_by_ids,
     update_statement,
 )
-from unified.store.records import CLAIMABLE_STATES, AttemptEnd, Dependant, TaskMove, TaskRecord
+from unified.store.records import CLAIMABLE_STATES, UNFINISHED_STATES, AttemptEnd, Dependant, TaskMove, TaskRecord
 from unified.store.schema import (
     ATTEMPTS,
     CHUNK,
     LOCK_DEPENDANTS,
     LOCK_DEPENDANTS_IN,
     LOCK_TASKS,
+    MARK_GAINED,
     TASKS,
 )
 from unified.store.sql_direct import DirectStatements
@@ -150,6 +151,9 @@ class SqlOutcomes:
             moved = any(upstream is None for *_, upstream in rows)
             if moved:
                 self._wake_moved(task_id, expected_state, changes)
+                if locking[0] and any(upstream is None and state == "gained" for _, state, _, upstream in rows):
+                    # a task was added on it: this statement's snapshot may predate that insert, a new one does not
+                    return [moved], self.lock_dependants([task_id])
         found = sorted(Dependant(i, state, tuple(from_json(deps))) for i, state, deps, upstream in rows if upstream)
         return [moved], ({task_id: found} if found else {})
 
@@ -176,13 +180,18 @@ class SqlOutcomes:
                     found.setdefault(upstream, []).append(Dependant(task_id, state, tuple(from_json(dependencies))))
         return found
 
-    def lock_tasks(self, task_ids: list[str]) -> list[TaskRecord]:
+    def lock_tasks(self, task_ids: list[str], for_dependant: bool = False) -> list[TaskRecord]:
         """The tasks with these ids that exist, as they are now, locked FOR UPDATE in id order until the transaction
-        ends (SQLite's writers are serialised already)."""
+        ends (SQLite's writers are serialised already). ``for_dependant``: a task is added on them; on PostgreSQL the
+        unfinished ones are marked (``gained_dependants``), so that an outcome whose statement began before the insert
+        commits, and waits for these rows, looks for its dependants again (see ``outcome_statement``)."""
         found: list[TaskRecord] = []
         with self._wrap_errors(), self._tx() as conn:
             for chunk in chunks(sorted(set(task_ids)), CHUNK):
                 found += [TASKS.record(row) for row in self._rows_by_ids(conn, LOCK_TASKS, chunk)]
+            unfinished = [t.id for t in found if t.state in UNFINISHED_STATES]
+            for chunk in chunks(unfinished, CHUNK) if for_dependant and self.may_miss_new_dependants else ():
+                self._direct.rowcount(conn, MARK_GAINED.array, {"_ids": chunk})  # PostgreSQL's only
         return found
 
     def finish_attempts(self, outcomes: list[AttemptEnd]) -> None:
