@@ -175,9 +175,6 @@ class Submitting:
             records, unannounced = self._store_new_again_on_conflict(specs, run_id, schedule_id, now, upstream_ids)
         else:
             records, unannounced = self._store_new(specs, run_id, schedule_id, now, upstream_ids)
-        if upstream_ids and self.store.may_miss_new_dependants and any(r.state == "pending" for r in records):
-            waited_on = [global_id(run_id, d) for d in upstream_ids]  # an outcome of theirs may have waited for it
-            self.after_commit(lambda: self._release_missed(waited_on))
         run = self._run_cache.get(run_id) if run_id else None
         for listener in self._submit_listeners:
             try:
@@ -210,25 +207,6 @@ class Submitting:
                 if attempts >= CONFLICT_RETRIES or getattr(self._local, "depth", 0):
                     raise
                 log.info("adding %d task(s) met a deadlock and runs again (attempt %d)", len(specs), attempts + 1)
-
-    def _release_missed(self, upstream_ids: list[str]) -> None:
-        """Release the pending dependants of those of ``upstream_ids`` that succeeded meanwhile.
-
-        A new task was inserted pending on them in a transaction that held their rows. An outcome that waited for
-        those locks may have looked for dependants with the snapshot its statement began with, from before the
-        insert (``Store.may_miss_new_dependants``), and left the new task pending for good. Locking the rows again
-        waits for any such outcome to commit; a dependant it did release is no longer pending and stays as it is."""
-        for attempt in range(CONFLICT_RETRIES):
-            try:
-                with self.batch():
-                    succeeded = [r for r in self.store.lock_tasks(upstream_ids) if r.state == "success"]
-                    if succeeded:
-                        dependants = self.store.lock_dependants([r.id for r in succeeded])
-                        self._release_dependants(succeeded, dependants, self.clock.now())
-                return
-            except StoreConflict:  # aborted to break a deadlock with an outcome: nothing of it was kept, again
-                if attempt == CONFLICT_RETRIES - 1:
-                    raise
 
     def _store_new(
         self, specs: list[Spec], run_id: str | None, schedule_id: str | None, now: float, upstream_ids: set[str]

@@ -45,10 +45,6 @@ class Store(Protocol):
 
     url: str
     keeps_objects: bool  # True if results are kept as Python objects (memory); False if they must be JSON
-    # True if apply_outcomes may read a task's dependants with the snapshot its statement began with (PostgreSQL's
-    # one-statement outcome): a dependant inserted by a transaction that statement waited for is then not found, so
-    # the engine looks again once such an insert commits (see Engine._release_missed)
-    may_miss_new_dependants: bool
 
     def close(self) -> None:
         """Release connections."""

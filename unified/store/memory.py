@@ -72,7 +72,6 @@ class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
     """Every record in dicts behind one re-entrant lock (a ``YieldingLock``)."""
 
     keeps_objects = True
-    may_miss_new_dependants = False  # one lock: an outcome and an insert never overlap
 
     def __init__(self, url: str = "memory://") -> None:
         self.url = url

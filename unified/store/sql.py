@@ -93,7 +93,9 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAttempts, SqlAdminRecords, SqlWorkflow
     """A store on a SQLAlchemy URL; ``SqlStore("sqlite:///...")`` gives a :class:`SqliteStore`."""
 
     keeps_objects = False
-    may_miss_new_dependants = False  # True on PostgreSQL (set in __init__)
+    # True on PostgreSQL (set in __init__): its one-statement outcome reads a task's dependants with the snapshot it
+    # began with, so a task added on it meanwhile is marked for it (see SqlOutcomes.lock_tasks)
+    may_miss_new_dependants = False
     statement_rollback = False  # True where a failed statement undoes only itself and the transaction goes on
     # compare-and-sets alike but for the id as one statement (see SqlOutcomes.update_tasks): on PostgreSQL 32 of them
     # took 1.74 ms against 2.23 as an executemany; SQLite runs a prepared update by key faster than it reads ids
