@@ -24,10 +24,10 @@ from unified.engine_submit import CONFLICT_RETRIES, Submitting
 from unified.errors import ConflictError, StoreConflict, StoreError
 from unified.events import EventBus
 from unified.functions import FunctionRegistry
-from unified.interventions import UNFINISHED, Interventions
+from unified.interventions import Interventions
 from unified.outcome_plan import PlannedOutcome
 from unified.store.base import Store
-from unified.store.records import Dependant, LogRecord, RunRecord, TaskMove, TaskRecord
+from unified.store.records import UNFINISHED_STATES, Dependant, LogRecord, RunRecord, TaskMove, TaskRecord
 from unified.task import (
     FINISHED_STATES,
     CancelFlag,
@@ -478,7 +478,7 @@ class Engine(Submitting, Interventions, EngineEvents):
             return None
         self.store.lock_run(run_id)  # one settler at a time, and the second one sees the first one's commit
         progress = self.store.run_progress(run_id)
-        if any(progress.get(s) for s in UNFINISHED):
+        if any(progress.get(s) for s in UNFINISHED_STATES):
             return None
         if progress.get("failure") or progress.get("timeout"):
             state, event = "failure", ev.WORKFLOW_FAILED

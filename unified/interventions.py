@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("unified.engine")
 
 S = TaskState
-UNFINISHED = UNFINISHED_STATES
 HELD_GONE = (
     "canceled: it runs a lambda, closure or function of __main__ that only the process that queued it held, and that "
     "process shut down (define the function at module level so that any worker can run it)"
@@ -105,7 +104,7 @@ class Interventions:
             raise ConflictError(f"run {run_id!r} already ended {run.state}; only running runs can be canceled")
         # newest first: a task's dependants were added after it, so they are canceled rather than skipped
         tasks = reversed(self.store.run_tasks(run_id))
-        return sum(self.cancel_task(r.id) for r in tasks if r.state in UNFINISHED)
+        return sum(self.cancel_task(r.id) for r in tasks if r.state in UNFINISHED_STATES)
 
     def retry_task(self, task_id: str) -> None:
         """Run a task that ended in failure, timeout, canceled or skipped again, with a fresh retry budget."""

@@ -22,13 +22,12 @@ from unified import events as ev
 from unified.cron import Timing, check_cron, check_interval, load_zone, to_epoch
 from unified.engine import Engine
 from unified.errors import UnifiedError, ValidationError
-from unified.store.records import FireRecord, ScheduleRecord
+from unified.store.records import UNFINISHED_STATES, FireRecord, ScheduleRecord
 from unified.task import Task, check_dict, check_sla
 from unified.utils import check_params, iso, new_id, to_json
 
 log = logging.getLogger("unified.scheduler")
 
-UNFINISHED_TASK_STATES = ("pending", "queued", "running", "retrying")
 FINISH_EVENTS = (
     ev.TASK_SUCCEEDED, ev.TASK_FAILED, ev.TASK_TIMEOUT, ev.TASK_CANCELED, ev.TASK_SKIPPED,
     ev.WORKFLOW_SUCCEEDED, ev.WORKFLOW_FAILED, ev.WORKFLOW_CANCELED,
@@ -301,7 +300,7 @@ class Scheduler:
         cap, sid = schedule.max_active_runs, schedule.schedule_id
         if schedule.target_type == "workflow":
             return len(self.store.list_runs(state="running", limit=cap, schedule_id=sid))
-        return sum(len(self.store.list_tasks(state=s, limit=cap, schedule_id=sid)) for s in UNFINISHED_TASK_STATES)
+        return sum(len(self.store.list_tasks(state=s, limit=cap, schedule_id=sid)) for s in UNFINISHED_STATES)
 
     def _fire(
         self, schedule: ScheduleRecord, fire_time: float, now: float, skip_reason: str | None = None

@@ -189,9 +189,10 @@ class SqlOutcomes:
         with self._wrap_errors(), self._tx() as conn:
             for chunk in chunks(sorted(set(task_ids)), CHUNK):
                 found += [TASKS.record(row) for row in self._rows_by_ids(conn, LOCK_TASKS, chunk)]
-            unfinished = [t.id for t in found if t.state in UNFINISHED_STATES]
-            for chunk in chunks(unfinished, CHUNK) if for_dependant and self.may_miss_new_dependants else ():
-                self._direct.rowcount(conn, MARK_GAINED.array, {"_ids": chunk})  # PostgreSQL's only
+            if for_dependant and self.may_miss_new_dependants:  # PostgreSQL's only
+                unfinished = [t.id for t in found if t.state in UNFINISHED_STATES]
+                for chunk in chunks(unfinished, CHUNK):
+                    self._direct.rowcount(conn, MARK_GAINED.array, {"_ids": chunk})
         return found
 
     def finish_attempts(self, outcomes: list[AttemptEnd]) -> None:
