@@ -21,7 +21,7 @@ from typing import Any
 from unified import events as ev
 from unified.cron import Timing, check_cron, check_interval, load_zone, to_epoch
 from unified.engine import Engine
-from unified.errors import UnifiedError, ValidationError
+from unified.errors import NotFoundError, UnifiedError, ValidationError
 from unified.store.records import UNFINISHED_STATES, FireRecord, ScheduleRecord
 from unified.task import Task, check_dict, check_sla
 from unified.utils import check_params, iso, new_id, to_json
@@ -33,6 +33,8 @@ FINISH_EVENTS = (
     ev.WORKFLOW_SUCCEEDED, ev.WORKFLOW_FAILED, ev.WORKFLOW_CANCELED,
 )  # fmt: skip
 BACKFILL_LIMIT = 10_000
+QUEUED_REASON = "backfill: waits for a free run (max_active_runs)"
+QUEUED_SWEEP_LIMIT = 1000  # queued fires looked at per pass
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ class Scheduler:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._listening = False
+        self.queued_sweep_seconds = 30.0  # how often to look for queued backfill fires while none were seen
+        self._queued_at: float | None = None  # when a look found none; None: look on the next pass
         self.clock.on_advance(self.wake)
 
     # -- defining schedules ------------------------------------------------------------------------------
@@ -242,11 +246,16 @@ class Scheduler:
                     log.exception("schedule %s (%s) could not fire; will try again",
                                   schedule.schedule_id, schedule.name)  # fmt: skip
         self._blocked &= seen  # paused or removed meanwhile: no longer waited for
+        try:
+            fired += self._start_queued(now)
+        except UnifiedError:
+            log.exception("backfilled fire times waiting for a free run could not start; will try again")
         return fired
 
     def backfill(self, schedule_id: str, start: datetime | float | str, end: datetime | float | str) -> list[Fired]:
         """Fire the schedule's fire times in ``[start, end]`` (up to now, and within its own start and end) that have
-        not fired yet, oldest first: all of them, whether it is paused or how many of its runs are unfinished."""
+        not fired yet, oldest first, whether or not it is paused: as many as its ``max_active_runs`` leaves room for
+        now, the rest recorded ``queued`` and started by the scheduler as its runs finish."""
         schedule = self.store.get_schedule(schedule_id)
         timing = timing_of(schedule)
         first, last = to_epoch(start, timing.zone, "start"), to_epoch(end, timing.zone, "end")
@@ -256,8 +265,51 @@ class Scheduler:
         times = timing.between(first, min(last, now), limit=BACKFILL_LIMIT + 1)  # type: ignore[arg-type, type-var]
         if len(times) > BACKFILL_LIMIT:
             raise ValidationError(f"that range holds more than {BACKFILL_LIMIT} fire times: backfill it in parts")
-        fired = [f for t in times if (f := self._fire(schedule, t, now)) is not None]
+        free = schedule.max_active_runs - self._active(schedule)
+        fired: list[Fired] = []
+        for fire_time in times:
+            if free > 0:
+                outcome = self._fire(schedule, fire_time, now)
+                free -= outcome is not None and outcome.state == "started"
+            elif self.store.insert_fire(FireRecord(schedule_id, fire_time, now, state="queued", reason=QUEUED_REASON)):
+                outcome = Fired(schedule_id, fire_time, "queued", reason=QUEUED_REASON)
+                self._queued_at = None  # look for it on the next pass
+                self._listen()
+            else:
+                outcome = None  # fired (or queued) before
+            if outcome is not None:
+                fired.append(outcome)
         log.info("schedule %s backfilled %d fire(s) of %d in range", schedule_id, len(fired), len(times))
+        return fired
+
+    def _start_queued(self, now: float) -> list[Fired]:
+        """Start backfilled fire times waiting for a free run, oldest first, as their schedules' runs finish."""
+        if self._queued_at is not None and now - self._queued_at < self.queued_sweep_seconds:
+            return []
+        queued = self.store.queued_fires(limit=QUEUED_SWEEP_LIMIT)
+        self._queued_at = None if queued else now  # while some wait, every pass looks (runs finish elsewhere)
+        fired: list[Fired] = []
+        free: dict[str, int] = {}
+        schedules: dict[str, ScheduleRecord | None] = {}
+        for fire in queued:
+            sid = fire.schedule_id
+            if sid not in schedules:
+                try:
+                    schedules[sid] = self.store.get_schedule(sid)
+                except NotFoundError:
+                    schedules[sid] = None
+            schedule = schedules[sid]
+            if schedule is None:
+                reason = "the schedule was removed before this backfilled time could start"
+                self.store.update_fire(sid, fire.fire_time, expected_state="queued", state="failed", reason=reason)
+                continue
+            if sid not in free:
+                free[sid] = schedule.max_active_runs - self._active(schedule)
+            if free[sid] > 0:
+                outcome = self._fire(schedule, fire.fire_time, now, queued=True)
+                if outcome is not None:
+                    fired.append(outcome)
+                free[sid] -= outcome is None or outcome.state == "started"
         return fired
 
     def _fire_due(self, schedule: ScheduleRecord, now: float) -> list[Fired]:
@@ -303,16 +355,26 @@ class Scheduler:
         return sum(len(self.store.list_tasks(state=s, limit=cap, schedule_id=sid)) for s in UNFINISHED_STATES)
 
     def _fire(
-        self, schedule: ScheduleRecord, fire_time: float, now: float, skip_reason: str | None = None
+        self,
+        schedule: ScheduleRecord,
+        fire_time: float,
+        now: float,
+        skip_reason: str | None = None,
+        queued: bool = False,
     ) -> Fired | None:
-        """Record the fire and start its target in one transaction; None if another scheduler fired it first."""
+        """Record the fire and start its target in one transaction; None if another scheduler fired it first. A
+        ``queued`` fire (a backfilled time that waited for a free run) is taken from ``queued`` to started instead."""
         sid = schedule.schedule_id
         run_id = task_id = None
         inserted = False
         try:
             with self.engine.batch():
                 state = "skipped" if skip_reason else "started"
-                if not self.store.insert_fire(FireRecord(sid, fire_time, now, state=state, reason=skip_reason)):
+                if queued:
+                    taken = self.store.update_fire(sid, fire_time, expected_state="queued", state=state, reason=None)
+                else:
+                    taken = self.store.insert_fire(FireRecord(sid, fire_time, now, state=state, reason=skip_reason))
+                if not taken:
                     return None
                 inserted = True
                 if skip_reason:
@@ -327,7 +389,11 @@ class Scheduler:
             reason = f"{type(exc).__name__}: {exc}"
             log.error("schedule %s (%s) could not start its %s fire: %s", sid, schedule.name, iso(fire_time), reason)
             # a SQL store rolled the fire back with the run; the memory store keeps it
-            if not self.store.insert_fire(FireRecord(sid, fire_time, now, state="failed", reason=reason)):
+            if queued:  # back to queued on a SQL store (unless another scheduler took it since); started on memory
+                expected = None if self.store.keeps_objects else "queued"
+                if not self.store.update_fire(sid, fire_time, expected_state=expected, state="failed", reason=reason):
+                    return None
+            elif not self.store.insert_fire(FireRecord(sid, fire_time, now, state="failed", reason=reason)):
                 if not self.store.keeps_objects:
                     return None  # another scheduler fired that time since: its record stands
                 self.store.update_fire(sid, fire_time, state="failed", reason=reason)
@@ -375,9 +441,14 @@ class Scheduler:
 
     def _block(self, schedule_id: str) -> None:
         self._blocked.add(schedule_id)
-        if not self._listening:  # wake up when a run ends rather than polling for it
+        self._listen()
+
+    def _listen(self) -> None:
+        """Wake up when a run ends (a catch-up or a backfill waits for one) rather than polling for it."""
+        if not self._listening:
             self._listening = True
-            self.engine.bus.subscribe(lambda _event: self._blocked and self.wake(), FINISH_EVENTS)
+            waiting = lambda _event: (self._blocked or self._queued_at is None) and self.wake()  # noqa: E731
+            self.engine.bus.subscribe(waiting, FINISH_EVENTS)
 
     # -- the background loop -----------------------------------------------------------------------------
     def start(self) -> None:

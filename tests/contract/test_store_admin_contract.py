@@ -220,6 +220,19 @@ def test_update_fire_and_list_fires_newest_first(store: Store) -> None:
         store.update_fire("s1", NOW + 1, state="skipped")
 
 
+def test_queued_fires_are_listed_oldest_first_and_taken_once(store: Store) -> None:
+    for sid, offset in (("s2", 60), ("s1", 120), ("s1", 0)):
+        store.insert_fire(FireRecord(sid, NOW + offset, NOW, state="queued", reason="waits"))
+    store.insert_fire(FireRecord("s1", NOW + 30, NOW))
+    assert [(f.schedule_id, f.fire_time) for f in store.queued_fires()] == [
+        ("s1", NOW), ("s2", NOW + 60), ("s1", NOW + 120),
+    ]  # fmt: skip
+    assert store.update_fire("s1", NOW, expected_state="queued", state="started", reason=None) is True
+    assert store.update_fire("s1", NOW, expected_state="queued", state="failed") is False, "taken already"
+    assert store.list_fires("s1")[-1].state == "started"
+    assert [f.fire_time for f in store.queued_fires(limit=1)] == [NOW + 60]
+
+
 # api keys and the audit log
 def test_api_keys_put_get_list_update(store: Store) -> None:
     full = key("k1", role="admin", owner="ana", expires_at=NOW + 3600, last_used_at=NOW + 1, revoked_at=NOW + 2)

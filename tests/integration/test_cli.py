@@ -194,7 +194,7 @@ def test_tasks_list_show_logs_cancel_retry(cli: Cli) -> None:
 def test_schedules_add_list_pause_resume_backfill_remove(cli: Cli) -> None:
     run_file(cli, "good")
     added = cli.json("schedules", "add", "--workflow", "good", "--cron", "0 2 * * *", "--timezone", "Europe/Berlin",
-                     "-p", "who=cron", "--name", "nightly")  # fmt: skip
+                     "-p", "who=cron", "--name", "nightly", "--max-active-runs", "2")  # fmt: skip
     schedule_id = added["schedule_id"]
     assert len(added["next_fire_times"]) == 5
     assert added["target"]["params"] == {"who": "cron"}

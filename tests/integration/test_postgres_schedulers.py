@@ -68,3 +68,28 @@ def test_run_scheduler_fires_due_schedules_until_stopped(pg_url: str) -> None:
         assert not thread.is_alive()
     finally:
         store.close()
+
+
+def test_two_schedulers_start_each_queued_backfill_time_once_within_max_active_runs(pg_url: str) -> None:
+    clock = FakeClock()
+    clock.advance(7 * 86400)
+    stores = [SqlStore(pg_url), SqlStore(pg_url)]
+    schedulers = [Scheduler(Engine(store, clock)) for store in stores]
+    try:
+        workflow_id = add_workflow(schedulers[0].engine)
+        sid = schedulers[0].add_workflow(workflow_id, When(cron="@daily", max_active_runs=1))
+        fired = schedulers[0].backfill(sid, "2026-01-01T00:00:00Z", "2026-01-06T00:00:00Z")
+        assert [f.state for f in fired] == ["started"] + ["queued"] * 5
+        started = [fired[0]]
+        for _ in range(6):
+            for run in stores[0].list_runs(schedule_id=sid, state="running"):
+                schedulers[0].engine.cancel_run(run.run_id)
+            ticks = run_threads(lambda n: schedulers[n].run_once(), count=2)  # racing for the same queued time
+            started += [f for outcome in ticks.values() for f in outcome]  # type: ignore[attr-defined]
+            assert len(stores[0].list_runs(schedule_id=sid, state="running")) <= 1
+        fires = stores[0].list_fires(sid, limit=100)
+    finally:
+        for store in stores:
+            store.close()
+    assert sorted(f.fire_time for f in started) == sorted(f.fire_time for f in fired), "each queued time once"
+    assert Counter(f.state for f in fires) == {"started": 6}

@@ -254,34 +254,6 @@ def test_resume_with_catchup_fires_what_was_missed(drained: TaskManager, clock: 
     assert [t[11:16] for t in fire_times(drained, sid)] == ["01:00", "02:00", "03:00"]
 
 
-def test_backfill_runs_a_past_range_once(drained: TaskManager, clock: FakeClock) -> None:
-    clock.advance(10 * 24 * HOUR)
-    sid = drained.schedule_task(add, args=(2, 2), cron="0 6 * * *", timezone="Europe/Berlin")
-    fired = drained.backfill(sid, datetime(2026, 1, 2), datetime(2026, 1, 4, 23, 59))  # naive: Berlin time
-    assert [f["fire_time"] for f in fired] == [f"2026-01-0{d}T05:00:00Z" for d in (2, 3, 4)]
-    assert all(f["state"] == "started" and f["task_id"] for f in fired)
-    assert drained.backfill(sid, "2026-01-01T00:00:00Z", "2026-01-05T00:00:00Z") == [
-        {"fire_time": "2026-01-01T05:00:00Z", "state": "started", "run_id": None,
-         "task_id": drained.list_tasks(schedule_id=sid, limit=1)[0]["id"], "reason": None}
-    ], "only the time not fired before"  # fmt: skip
-    assert drained.backfill(sid, clock.now() + HOUR, clock.now() + 2 * HOUR) == [], "the future is not backfilled"
-    drained.run_until_idle()
-    assert len(drained.list_tasks(state="success", schedule_id=sid)) == 4
-    with pytest.raises(ValidationError, match="end is before its start"):
-        drained.backfill(sid, "2026-01-05T00:00:00Z", "2026-01-01T00:00:00Z")
-    with pytest.raises(ValidationError, match="more than 10000 fire times"):
-        every_minute = drained.schedule_task(add, args=(1, 1), cron="* * * * *")
-        drained.backfill(every_minute, 0, clock.now())
-    bounded = drained.schedule_task(
-        add, args=(1, 1), cron="0 6 * * *", start_at="2026-01-05", end_at="2026-01-07T12:00"
-    )
-    fired = drained.backfill(bounded, "2026-01-01T00:00:00Z", "2026-01-10T00:00:00Z")
-    assert [f["fire_time"][:10] for f in fired] == ["2026-01-05", "2026-01-06", "2026-01-07"], "within its own bounds"
-    for start, end in (("0001-01-01T00:00:00Z", "2026-01-01T00:00:00Z"), ("2026-01-01T00:00:00Z", "9999-12-31")):
-        with pytest.raises(ValidationError, match="must fall between 1970 and the year 9000"):
-            drained.backfill(sid, start, end)
-
-
 def test_workflow_schedules_start_runs_with_trigger_fire_time_and_params(
     drained: TaskManager, clock: FakeClock
 ) -> None:

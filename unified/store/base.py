@@ -357,8 +357,16 @@ class Store(Protocol):
         """Record a fire; False (and nothing written) if that (schedule_id, fire_time) exists already."""
         ...
 
-    def update_fire(self, schedule_id: str, fire_time: float, **changes: Any) -> None:
-        """Set fields of a fire (run_id, task_id, state, reason)."""
+    def update_fire(
+        self, schedule_id: str, fire_time: float, expected_state: str | None = None, **changes: Any
+    ) -> bool:
+        """Set fields of a fire (run_id, task_id, state, reason); with ``expected_state``, only if the fire is in that
+        state (False, nothing written, if not: another scheduler changed it first)."""
+        ...
+
+    def queued_fires(self, limit: int = 100) -> list[FireRecord]:
+        """Fires waiting for a free run (state ``queued``: a backfill at max_active_runs) of every schedule, oldest
+        fire_time first."""
         ...
 
     def list_fires(self, schedule_id: str, limit: int = 100) -> list[FireRecord]:

@@ -113,14 +113,25 @@ class MemoryAdminRecords:
             self._fires[key] = copy.deepcopy(fire)
             return True
 
-    def update_fire(self, schedule_id: str, fire_time: float, **changes: Any) -> None:
-        """Set fields of a fire."""
+    def update_fire(
+        self, schedule_id: str, fire_time: float, expected_state: str | None = None, **changes: Any
+    ) -> bool:
+        """Set fields of a fire (only if it is in ``expected_state``, when given)."""
         with self._lock:
             fire = self._fires.get((schedule_id, fire_time))
             if fire is None:
                 raise NotFoundError(f"schedule {schedule_id!r} has no fire at {fire_time}")
+            if expected_state is not None and fire.state != expected_state:
+                return False
             for name, value in changes.items():
                 setattr(fire, name, value)
+            return True
+
+    def queued_fires(self, limit: int = 100) -> list[FireRecord]:
+        """Fires waiting for a free run, oldest first."""
+        with self._lock:
+            queued = sorted((f for f in self._fires.values() if f.state == "queued"), key=lambda f: f.fire_time)
+            return [copy.deepcopy(f) for f in queued[:limit]]
 
     def list_fires(self, schedule_id: str, limit: int = 100) -> list[FireRecord]:
         """Fires of a schedule, newest first."""

@@ -119,11 +119,20 @@ class SqlAdminRecords:
         with self._tx() as conn:
             return conn.execute(stmt).first() is not None
 
-    def update_fire(self, schedule_id: str, fire_time: float, **changes: Any) -> None:
-        """Set fields of a fire (run_id, task_id, state, reason)."""
-        where = {"schedule_id": schedule_id, "fire_time": fire_time}
+    def update_fire(
+        self, schedule_id: str, fire_time: float, expected_state: str | None = None, **changes: Any
+    ) -> bool:
+        """Set fields of a fire (run_id, task_id, state, reason); only if it is in ``expected_state``, when given."""
+        where: dict[str, Any] = {"schedule_id": schedule_id, "fire_time": fire_time}
+        if expected_state is not None:
+            where["state"] = expected_state
         what = f"fire at {fire_time} of schedule {schedule_id!r}"
-        self._update(FIRES, where, 2, FIRES.changes(changes, schedule_id), what)
+        return self._update(FIRES, where, 2, FIRES.changes(changes, schedule_id), what)
+
+    def queued_fires(self, limit: int = 100) -> list[FireRecord]:
+        """Fires waiting for a free run (state ``queued``) of every schedule, oldest fire_time first."""
+        c = FIRES.table.c
+        return self._all(FIRES, FIRES.select.where(c.state == "queued").order_by(c.fire_time).limit(limit))
 
     def list_fires(self, schedule_id: str, limit: int = 100) -> list[FireRecord]:
         """Fires of a schedule, newest fire_time first."""

@@ -79,7 +79,10 @@ def schedule_action(request: Request, schedule_id: str, action: str, ui: Page, f
         message = "schedule resumed"
     elif action == "backfill":
         fired = manager.backfill(schedule_id, form.get("start", ""), form.get("end", ""))
-        message = f"backfill started {len(fired)} fire(s)"
+        queued = sum(f["state"] == "queued" for f in fired)
+        message = f"backfill started {len(fired) - queued} fire(s)" + (
+            f", {queued} queued for max_active_runs" if queued else ""
+        )
     else:
         raise NotFoundError(f"schedules have no action {action!r}: use pause, resume or backfill")
     return back(ui, form, "/ui/schedules", message)
