@@ -15,7 +15,7 @@ import logging
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from unified.errors import ValidationError
+from unified.errors import ChannelError, ValidationError
 
 if TYPE_CHECKING:
     from email.message import EmailMessage
@@ -139,8 +139,17 @@ class WebhookChannel:
             headers[SIGNATURE_HEADER] = sign(self.secret, body)
         import httpx  # here, not at the top: it costs about half of `import unified.task_manager`
 
-        response = httpx.post(self.url, content=body, headers=headers, timeout=self.timeout_seconds)
-        response.raise_for_status()
+        shown = hide_url_in_logs(self.url)
+        try:
+            response = httpx.post(self.url, content=body, headers=headers, timeout=self.timeout_seconds)
+        except httpx.HTTPError as exc:  # its text may hold the address, which the alert's error and the log show
+            detail = str(exc).replace(self.url, shown) or "no detail"
+            raise ChannelError(f"POST to {shown} failed: {type(exc).__name__}: {detail}") from None
+        if not response.is_success:
+            raise ChannelError(
+                f"POST to {shown} was answered {response.status_code} {response.reason_phrase}: check the address "
+                "and the receiving service"
+            )
 
     def config(self) -> dict[str, Any]:
         """``{"type": "webhook", "url", "secret", "timeout_seconds"}``."""
@@ -228,18 +237,51 @@ SECRET_FIELDS = frozenset({"secret", "password", "token"})
 
 
 def shown_config(config: dict[str, Any]) -> dict[str, Any]:
-    """A channel's config as people are shown it: secrets as ``***``, and an address by its scheme and host only (a
-    Slack webhook's path is its credential, as are a user:password@ part and a ?token= query)."""
+    """A channel's config as people are shown it: secrets as ``***``, and an address as :func:`shown_url` shows it."""
     shown = {k: ("***" if k in SECRET_FIELDS and v else v) for k, v in config.items()}
-    url = shown.get("url")
-    if isinstance(url, str):
-        parts = urlsplit(url)
-        try:
-            port = f":{parts.port}" if parts.port else ""
-        except ValueError:  # stored before addresses were checked
-            port = ""
-        host = f"{parts.scheme}://{parts.hostname or ''}{port}"
-        shown["url"] = host if url.rstrip("/") == host and not parts.username else host + "/***"
+    if isinstance(shown.get("url"), str):
+        shown["url"] = shown_url(shown["url"])
+    return shown
+
+
+def shown_url(url: str) -> str:
+    """An address by its scheme, host and port only, ``/***`` for the rest (a Slack webhook's path is its
+    credential, as are a user:password@ part and a ?token= query)."""
+    parts = urlsplit(url)
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # stored before addresses were checked
+        port = ""
+    host = f"{parts.scheme}://{parts.hostname or ''}{port}"
+    return host if url.rstrip("/") == host and not parts.username else host + "/***"
+
+
+class _HiddenUrls(logging.Filter):
+    """Shows the channel addresses in httpx's own log lines ("HTTP Request: POST <url> ...", at INFO) as
+    :func:`shown_url` does; other addresses pass unchanged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: dict[str, str] = {}  # address -> as shown
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and self.urls:
+            record.args = tuple(self.urls.get(str(arg), arg) if type(arg).__name__ == "URL" else arg
+                                for arg in record.args)  # fmt: skip
+        return True
+
+
+_HIDDEN_URLS = _HiddenUrls()
+
+
+def hide_url_in_logs(url: str) -> str:
+    """Keep ``url`` out of httpx's log lines from now on; returns it as shown."""
+    import httpx
+
+    shown = shown_url(url)
+    if url not in _HIDDEN_URLS.urls:
+        _HIDDEN_URLS.urls[url] = _HIDDEN_URLS.urls[str(httpx.URL(url))] = shown  # as given, and as httpx writes it
+        logging.getLogger("httpx").addFilter(_HIDDEN_URLS)  # once: a filter already there is not added again
     return shown
 
 

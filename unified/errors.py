@@ -135,6 +135,13 @@ class StoreConflict(StoreError):
     code = "store_conflict"
 
 
+class ChannelError(UnifiedError):
+    """An alert channel could not deliver an alert: the address did not answer, or answered with an error. The
+    message shows the address without its secret parts (a Slack webhook's path is its credential)."""
+
+    code = "channel_error"
+
+
 class AuthenticationError(UnifiedError):
     """A request without a usable API key: none given, unknown, revoked or expired."""
 

@@ -128,8 +128,34 @@ def test_a_refused_connection_is_retried_then_recorded_failed(drained: TaskManag
     task_id = fail_task(drained)
     (alert,) = drained.list_alerts()
     assert (alert["status"], alert["attempts"]) == ("failed", 3)
-    assert alert["error"].startswith("ConnectError") and alert["delivered_at"] is None
+    assert alert["error"].startswith("ChannelError: POST to http://127.0.0.1:") and "ConnectError" in alert["error"]
+    assert alert["delivered_at"] is None
     assert drained.get_task_metadata(task_id)["state"] == "failure", "the engine is untouched"
+
+
+def test_a_webhook_address_is_neither_logged_nor_recorded_when_it_fails_or_succeeds(
+    drained: TaskManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    failing = Receiver(statuses=(500, 500, 500))
+    drained.alerts.retry_delay_seconds = 0.01
+    secret_path = "/services/T000/B000/XXXXsecret"
+    drained.add_alert_rule(["task_failed"], SlackChannel(failing.url.replace("/hook", secret_path)))
+    caplog.set_level("DEBUG")
+    fail_task(drained)
+    failing.close()
+    (alert,) = drained.list_alerts()
+    assert (alert["status"], alert["attempts"]) == ("failed", 3)
+    assert alert["error"] == (
+        f"ChannelError: POST to {failing.url.removesuffix('/hook')}/*** was answered 500 Internal Server Error: "
+        "check the address and the receiving service"
+    )
+    working = Receiver()
+    drained.add_alert_rule(["task_failed"], WebhookChannel(working.url + "?token=XXXXsecret"))
+    fail_task(drained)
+    working.close()
+    assert len(working.requests) == 1 and "HTTP Request: POST" in caplog.text, "httpx logs its requests"
+    assert "XXXXsecret" not in caplog.text
+    assert all("XXXXsecret" not in (a["error"] or "") for a in drained.list_alerts())
 
 
 def test_slack_gets_a_text_message(drained: TaskManager, receiver: Receiver) -> None:
