@@ -151,9 +151,11 @@ class Timing:
     def _unbounded_from(self, t: float) -> Iterator[float]:
         """Fire times at or after ``t``, ignoring start and end."""
         if self.cron is not None:
-            # cronsim yields times strictly after its start, at minute precision
+            # cronsim yields times strictly after its start, at minute precision, by wall clock: from the second copy
+            # of a repeated hour (fall back) it also yields that hour's first copy, earlier than ``t``: not ours
             for moment in CronSim(self.cron, datetime.fromtimestamp(t - 0.001, self.zone)):
-                yield moment.timestamp()
+                if (fire := moment.timestamp()) >= t:
+                    yield fire
             return
         interval, anchor = float(self.interval_seconds), float(self.anchor)  # type: ignore[arg-type]
         k = max(0, math.ceil((t - anchor) / interval - 1e-9))

@@ -74,3 +74,15 @@ def test_next_fire_times_are_aware_datetimes_in_the_schedule_zone() -> None:
         "2026-03-30T02:30:00+02:00",
     ]
     assert all(t.tzinfo == BERLIN for t in times)
+
+
+def test_a_range_that_starts_in_the_repeated_hour_holds_no_earlier_fire_time() -> None:
+    # Berlin 2026-10-25: 02:30 CEST is 00:30Z, the repeated hour 02:00-03:00 CET is 01:00Z-02:00Z; from 02:10 CET the
+    # daily 02:30 already happened (at 02:30 CEST), so neither a backfill nor a start_at there brings it back
+    clock = FakeClock("2026-10-26T12:00:00Z")
+    with TaskManager(store="memory://", max_workers=0, clock=clock) as tm:
+        daily = tm.schedule_task(add, args=(1, 1), cron="30 2 * * *", timezone="Europe/Berlin", max_active_runs=9)
+        assert tm.backfill(daily, "2026-10-25T01:10:00Z", "2026-10-25T23:00:00Z") == []
+        late = tm.schedule_task(add, args=(1, 1), cron="30 2 * * *", timezone="Europe/Berlin",
+                                start_at="2026-10-25T02:10:00+01:00", catchup=True)  # fmt: skip
+        assert tm.get_schedule(late)["next_fire_time"] == "2026-10-26T01:30:00Z", "not before its start_at"
