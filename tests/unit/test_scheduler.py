@@ -83,6 +83,7 @@ def test_cron_extensions(drained: TaskManager, cron: str, expected: list[str]) -
         ({"cron": "61 * * * *"}, "cron expression '61 \\* \\* \\* \\*' is invalid \\(Bad minute\\)"),
         ({"cron": "* * * *"}, "cron expression .* has 4 fields, not 5"),
         ({"cron": "0 0 30 FEB *"}, "is invalid \\(Bad day-of-month\\)"),
+        ({"cron": "0 0 15W * *"}, "is invalid \\(Bad day-of-month\\)"),
         ({"cron": "@sometimes"}, "has 1 fields"),
         ({"cron": "0 * * * *", "timezone": "Mars/Olympus"}, "timezone 'Mars/Olympus' is not an IANA time zone"),
         ({"cron": "0 * * * *", "timezone": "Europe"}, "timezone 'Europe' is not an IANA time zone"),
@@ -410,3 +411,21 @@ def test_a_scheduler_and_a_run_start_need_not_have_the_task_code(tmp_path, clock
 def test_a_fake_clock_starts_at_iso_text_as_schedules_take_it() -> None:
     assert FakeClock("2026-03-28T00:00:00Z").now() == FakeClock(datetime(2026, 3, 28, tzinfo=UTC)).now()
     assert FakeClock("2026-03-28T00:00:00").now() == FakeClock("2026-03-28T01:00:00+01:00").now()  # naive is UTC
+
+
+@pytest.mark.parametrize(
+    ("cron", "expected"),
+    [
+        ("0 0 L * *", ["01-31", "02-28", "03-31"]),
+        ("0 0 LW * *", ["01-30", "02-27", "03-31"]),
+        ("0 0 * * 5L", ["01-30", "02-27", "03-27"]),
+        ("0 0 * * 5#3", ["01-16", "02-20", "03-20"]),
+        ("0 0 1-7 * MON", ["01-02", "01-03", "01-04"]),  # day-of-month or day-of-week
+        ("0 0 */2 * MON", ["01-05", "01-19", "02-09"]),  # a '*' field: Mondays on odd days, as in Vixie cron
+        ("0 0 29 2 *", ["2028-02-29", "2032-02-29", "2036-02-29"]),
+    ],
+)
+def test_cron_day_rules_as_documented(drained: TaskManager, cron: str, expected: list[str]) -> None:
+    sid = drained.schedule_task(add, args=(1, 1), cron=cron)
+    fmt = "%Y-%m-%d" if len(expected[0]) == 10 else "%m-%d"
+    assert [t.strftime(fmt) for t in drained.next_fire_times(sid, 3)] == expected
