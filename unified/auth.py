@@ -201,9 +201,23 @@ class ApiKeys:
                 self.store.update_api_key(key_id, revoked_at=record.revoked_at)
         return record
 
+    def end_sessions(self, key_id: str) -> None:
+        """End every web session signed in with this key (sign-out): their cookies no longer match its epoch."""
+        with self.store.atomic():
+            record = self.store.get_api_key(key_id)
+            self.store.update_api_key(key_id, session_epoch=record.session_epoch + 1)
+
     def list(self) -> list[ApiKeyRecord]:
         """Every key, oldest first."""
         return self.store.list_api_keys()
+
+
+def session_stamp(record: ApiKeyRecord) -> str:
+    """What a web session made with this key remembers of it: a digest of its hash, role and session epoch. A
+    session whose stamp differs from its key's was made before a sign-out, a change of role, or with another key
+    of the same id (deleted and made again), and has ended."""
+    seen = f"{record.key_hash}:{record.role}:{record.session_epoch}"
+    return hashlib.sha256(seen.encode("utf-8")).hexdigest()[:32]
 
 
 def presented_key(request: Request) -> str | None:

@@ -243,8 +243,9 @@ def test_api_keys_put_get_list_update(store: Store) -> None:
     assert store.list_api_keys() == [full, plain]
     store.update_api_key("k2", last_used_at=NOW + 5)
     store.update_api_key("k2", revoked_at=NOW + 6)
+    store.update_api_key("k2", session_epoch=3)
     found = store.get_api_key("k2")
-    assert (found.last_used_at, found.revoked_at) == (NOW + 5, NOW + 6)
+    assert (found.last_used_at, found.revoked_at, found.session_epoch) == (NOW + 5, NOW + 6, 3)
     store.put_api_key(key("k1", role="operator"))
     assert [(k.key_id, k.role) for k in store.list_api_keys()] == [("k1", "operator"), ("k2", "viewer")]
 

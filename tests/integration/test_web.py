@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -301,6 +302,32 @@ def test_a_revoked_key_ends_its_sessions(api: Api) -> None:
     assert client.get("/").status_code == 200
     key = next(k for k in api.services.keys.list() if k.name == "operator-web")
     api.services.keys.revoke(key.key_id)
+    assert client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_signing_out_ends_the_session_on_the_server_so_a_copied_cookie_stops_working(api: Api) -> None:
+    client = sign_in(api, "operator")
+    copied = client.cookies.get(COOKIE)
+    other_browser = TestClient(api.app, cookies={COOKIE: copied})
+    assert other_browser.get("/", follow_redirects=False).status_code == 200
+    client.post("/logout", data={"csrf": csrf_of(client, "/")})
+    assert other_browser.get("/", follow_redirects=False).status_code == 303
+    token = csrf_of(other_browser, "/login")
+    workflow = pipeline_id(api)
+    refused = other_browser.post(f"/ui/workflows/{workflow}/run", data={"csrf": token}, follow_redirects=False)
+    assert refused.status_code == 303 and not api.services.store.list_runs()
+    assert sign_in(api, "operator").get("/").status_code == 200, "signing in again makes a new session"
+
+
+def test_a_change_of_role_or_a_deleted_key_ends_its_sessions(api: Api) -> None:
+    client = sign_in(api, "admin")
+    admin = api.services.store.get_api_key(api.services.keys.list()[0].key_id)
+    api.services.store.update_api_key(admin.key_id, role="viewer")
+    assert client.get("/", follow_redirects=False).status_code == 303
+    api.services.store.update_api_key(admin.key_id, role="admin")
+    client = sign_in(api, "viewer")
+    viewer = next(k for k in api.services.keys.list() if k.name == "viewer-web")
+    api.services.store.put_api_key(replace(viewer, key_hash="0" * 64))  # deleted and made again with the same id
     assert client.get("/", follow_redirects=False).status_code == 303
 
 

@@ -237,6 +237,7 @@ class ApiKeyRecord:
     expires_at: float | None = None
     last_used_at: float | None = None
     revoked_at: float | None = None
+    session_epoch: int = 0  # raised when every web session signed in with this key must end (sign-out)
 
 
 @dataclass(slots=True)

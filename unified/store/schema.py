@@ -265,6 +265,7 @@ api_keys = sa.Table(
     sa.Column("expires_at", Time, nullable=True),
     sa.Column("last_used_at", Time, nullable=True),
     sa.Column("revoked_at", Time, nullable=True),
+    sa.Column("session_epoch", sa.Integer, nullable=False, server_default="0"),  # migration 0007
 )
 
 audit = sa.Table(

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
+from unified.auth import session_stamp
 from unified.errors import AuthenticationError, NotFoundError
 from unified.ui.pages import admin, dashboard, runs, tasks, workflows
 from unified.ui.pages.base import (
@@ -48,15 +49,19 @@ def login(request: Request, ui: Page, form: Form) -> Response:
     except AuthenticationError as exc:
         return render(ui, "login.html", status_code=401, next=local_path(form.get("next")), error=str(exc))
     request.state.principal = principal
-    ui.session = Session.fresh(principal.key_id)
+    ui.session = Session.fresh(principal.key_id, session_stamp(ui.svc.store.get_api_key(principal.key_id)))
     ui.new_session = True
     return redirect(ui, local_path(form.get("next")), f"signed in as {principal.name} ({principal.role.value})")
 
 
 @router.post("/logout")
-def logout(ui: Page, form: Form) -> Response:
-    """End the session and go back to the sign-in page."""
-    response = redirect(ui, "/login")
+def logout(request: Request, ui: Page, form: Form) -> Response:
+    """End every session of the signed-in key, on the server (a copy of the cookie stops working too), and go back to
+    the sign-in page."""
+    if ui.principal is not None:
+        request.state.principal = ui.principal  # the audit log names who signed out
+        ui.svc.keys.end_sessions(ui.principal.key_id)
+    response = redirect(ui, "/login", "signed out: every session of this key, on any browser, has ended")
     set_session(response, ui.request, Session.fresh())
     return response
 

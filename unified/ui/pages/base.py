@@ -1,11 +1,12 @@
 """What every web page shares: the signed session cookie, CSRF tokens, roles, templates and error pages.
 
-A session is a cookie holding ``{key id, CSRF token, issued at}`` signed with HMAC-SHA256 under the server's
-secret; it never holds the API key itself. Each request looks the key up again, so a revoked or expired key
-ends its sessions at once. The cookie is HttpOnly and SameSite=Strict, and every POST must carry the session's
-CSRF token (form field ``csrf`` or header ``X-CSRF-Token``), sign-in included (visitors get a session without a
-key). Templates autoescape everything; pages are served with a Content-Security-Policy that allows no inline
-script.
+A session is a cookie holding ``{key id, key stamp, CSRF token, issued at}`` signed with HMAC-SHA256 under the
+server's secret; it never holds the API key itself. Each request looks the key up again, so a revoked, expired or
+deleted key ends its sessions at once, and so does a sign-out or a change of the key's role: each changes the key's
+stamp (``auth.session_stamp``), which the session must match. The cookie is HttpOnly and SameSite=Strict, and every
+POST must carry the session's CSRF token (form field ``csrf`` or header ``X-CSRF-Token``), sign-in included
+(visitors get a session without a key). Templates autoescape everything; pages are served with a
+Content-Security-Policy that allows no inline script.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
 from pydantic import ValidationError as ModelError
 
-from unified.auth import Principal, Role, check_role
+from unified.auth import Principal, Role, check_role, session_stamp
 from unified.errors import NotFoundError, UnifiedError, ValidationError, http_status
 from unified.routes.deps import Services, problems_message, services
 from unified.task import RUN_STATES
@@ -142,16 +143,17 @@ ENV.globals.update(STATES=STATES, TASK_STATES=TASK_STATES, RUN_STATES=RUN_STATES
 # -- sessions -------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Session:
-    """What the session cookie holds: the signed-in key's id (None for a visitor) and the CSRF token."""
+    """What the session cookie holds: the signed-in key's id and stamp (None for a visitor) and the CSRF token."""
 
     key_id: str | None
     csrf: str
     issued_at: float
+    stamp: str | None = None
 
     @classmethod
-    def fresh(cls, key_id: str | None = None) -> Session:
+    def fresh(cls, key_id: str | None = None, stamp: str | None = None) -> Session:
         """A new session with a new CSRF token."""
-        return cls(key_id, secrets.token_urlsafe(24), time.time())
+        return cls(key_id, secrets.token_urlsafe(24), time.time(), stamp)
 
 
 def _b64(data: bytes) -> str:
@@ -160,7 +162,8 @@ def _b64(data: bytes) -> str:
 
 def encode_session(session: Session, secret: bytes) -> str:
     """The cookie value: base64 JSON, a dot, and its HMAC-SHA256."""
-    body = _b64(json.dumps({"k": session.key_id, "c": session.csrf, "t": session.issued_at}).encode())
+    fields = {"k": session.key_id, "c": session.csrf, "t": session.issued_at, "s": session.stamp}
+    body = _b64(json.dumps(fields).encode())
     return f"{body}.{_b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())}"
 
 
@@ -174,7 +177,7 @@ def decode_session(value: str | None, secret: bytes, now: float) -> Session | No
         return None
     try:
         data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-        session = Session(data["k"], str(data["c"]), float(data["t"]))
+        session = Session(data["k"], str(data["c"]), float(data["t"]), data.get("s"))
     except (ValueError, KeyError, TypeError):
         return None
     return session if 0 <= now - session.issued_at < SESSION_SECONDS else None
@@ -249,14 +252,18 @@ class Ui:
         return self.svc.task_manager.clock.now()
 
 
-def _principal(svc: Services, key_id: str | None, now: float) -> Principal | None:
-    if key_id is None:
+def _principal(svc: Services, session: Session, now: float) -> Principal | None:
+    """The session's key as a principal, unless the key is gone, revoked, expired or no longer the one (and in the
+    state) the session was made with."""
+    if session.key_id is None or not isinstance(session.stamp, str):
         return None
     try:
-        record = svc.store.get_api_key(key_id)
+        record = svc.store.get_api_key(session.key_id)
     except NotFoundError:
         return None
     if record.revoked_at is not None or (record.expires_at is not None and record.expires_at <= now):
+        return None
+    if not hmac.compare_digest(session.stamp.encode(), session_stamp(record).encode()):
         return None
     return Principal(record.key_id, record.name, Role(record.role))
 
@@ -266,7 +273,7 @@ def ui(request: Request) -> Ui:
     svc = services(request)
     found = decode_session(request.cookies.get(COOKIE), secret_of(request), time.time())
     session = found or Session.fresh()
-    return Ui(request, svc, session, _principal(svc, session.key_id, svc.task_manager.clock.now()), found is None)
+    return Ui(request, svc, session, _principal(svc, session, svc.task_manager.clock.now()), found is None)
 
 
 async def form_of(request: Request) -> dict[str, str]:
