@@ -188,6 +188,24 @@ def test_a_task_whose_id_holds_a_slash_is_reached_by_every_task_route(api: Api) 
     assert api.call("POST", f"/tasks/{task_id}/retry").json()["state"] == "queued"
 
 
+def test_task_ids_ending_in_an_action_name_are_reached_with_their_slashes_escaped(api: Api) -> None:
+    manager = api.services.task_manager
+    manager.queue_task("tests.helpers.tasks:add", args=(1, 1), task_id="a")
+    for action in ("logs", "cancel", "retry"):
+        manager.queue_task("tests.helpers.tasks:add", args=(1, 1), task_id=f"a/{action}")
+    assert api.call("GET", "/tasks/a%2Flogs").json()["id"] == "a/logs"
+    assert api.call("GET", "/tasks/a%2flogs").json()["id"] == "a/logs"
+    assert api.call("GET", "/tasks/a/logs").json() == {"items": [], "next_cursor": None}, "the documented URL"
+    assert api.call("GET", "/tasks/a%2Flogs/logs").json()["items"] == []
+    for action in ("cancel", "retry"):
+        assert api.call("GET", f"/tasks/a%2F{action}").json()["id"] == f"a/{action}"
+        refused = api.call("POST", f"/tasks/a%2F{action}")
+        assert refused.status_code == 404 and f"POST /tasks/<the id, quoted>/{action}" in refused.text
+    assert api.services.store.get_task("a").state == "queued", "no action on the id before the escaped slash"
+    canceled = api.call("POST", "/tasks/a%2Fcancel/cancel").json()
+    assert canceled == {"task_id": "a/cancel", "state": "canceled"}
+
+
 def test_task_list_filters_and_paginates_newest_first(api: Api) -> None:
     ids = [api.call("POST", "/tasks", json={"task": "add", "args": [n, n]}).json()["task_id"] for n in range(5)]
     api.drain()

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 
 from unified.auth import Principal
-from unified.errors import ConflictError
+from unified.errors import ConflictError, NotFoundError
 from unified.routes.deps import (
     ERROR_RESPONSES,
     MAX_PAGE,
@@ -62,9 +64,27 @@ def list_tasks(
     )
 
 
+def escaped_action(request: Request, action: str) -> bool:
+    """True when the URL's ``/<action>`` is escaped (``/tasks/a%2Flogs``): the client quoted the whole task id, as
+    ``unified.client`` does, and the id itself ends in ``/<action>``. The router sees paths decoded, so a task id
+    ending in ``/logs``, ``/cancel`` or ``/retry`` would otherwise read as that action on the id before it."""
+    raw = request.scope.get("raw_path")
+    return isinstance(raw, bytes) and not raw.split(b"?")[0].endswith(b"/" + action.encode())
+
+
+def refuse_escaped_action(request: Request, task_id: str, action: str) -> None:
+    """A NotFoundError for a POST whose URL names a task (an id ending in an escaped ``/<action>``) and no action."""
+    if escaped_action(request, action):
+        raise NotFoundError(
+            f"POST /tasks/{{id}} takes an action: to {action} task {task_id + '/' + action!r}, "
+            f"send POST /tasks/<the id, quoted>/{action}"
+        )
+
+
 @router.post("/{task_id:path}/cancel", response_model=TaskAction, dependencies=[OPERATOR], summary="Cancel a task")
 def cancel_task(request: Request, task_id: str) -> TaskAction:
     """Cancel a task that has not finished (409 if it has)."""
+    refuse_escaped_action(request, task_id, "cancel")
     svc = services(request)
     set_target(request, task_id)
     if not svc.task_manager.cancel_task(task_id):
@@ -76,6 +96,7 @@ def cancel_task(request: Request, task_id: str) -> TaskAction:
 @router.post("/{task_id:path}/retry", response_model=TaskAction, dependencies=[OPERATOR], summary="Retry a task")
 def retry_task(request: Request, task_id: str) -> TaskAction:
     """Run a failed, timed-out, canceled or skipped task again with a fresh retry budget (409 otherwise)."""
+    refuse_escaped_action(request, task_id, "retry")
     svc = services(request)
     set_target(request, task_id)
     svc.task_manager.retry_task(task_id)
@@ -87,6 +108,8 @@ def task_logs(
     request: Request, task_id: str, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000, cursor: str | None = None
 ) -> LogPage:
     """The captured log lines of every attempt, oldest first; paginated."""
+    if escaped_action(request, "logs"):  # GET /tasks/a%2Flogs: the metadata of the task "a/logs"
+        return JSONResponse(jsonable_encoder(get_task(request, f"{task_id}/logs")))  # type: ignore[return-value]
     items, next_cursor = page_of(services(request).task_manager.get_task_logs(task_id), cursor, limit)
     return LogPage(items=items, next_cursor=next_cursor)
 
