@@ -1,4 +1,4 @@
-"""The FastAPI app: routers, API-key auth, the error envelope, the body-size limit and the audit log.
+"""The FastAPI app: routers, API-key auth, the error envelope, the body-size limit, baseline headers and the audit log.
 
 ``uvicorn unified.api:app`` serves it configured from ``UNIFIED_*`` environment variables; tests and the CLI
 build their own with :func:`create_app`. Every error answers ``{"error": {"code", "message", "details"}}``.
@@ -151,6 +151,36 @@ class BodyLimitMiddleware:
         await self.app(scope, counted, send)
 
 
+STATIC_PREFIX = "/ui/static/"
+BASELINE_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"))
+NO_STORE = (b"cache-control", b"no-store")
+
+
+class BaselineHeadersMiddleware:
+    """Adds what every response should carry unless it set its own: ``nosniff``, no framing, and ``no-store`` on all
+    but the static files. API answers hold task results, new keys' secrets and the audit log, which neither a shared
+    cache nor the browser's disk should keep."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on and add the missing headers to the response's start."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        wanted = BASELINE_HEADERS if scope["path"].startswith(STATIC_PREFIX) else (*BASELINE_HEADERS, NO_STORE)
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                missing = [header for header in wanted if header[0] not in present]
+                message = {**message, "headers": [*message.get("headers", []), *missing]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 def _header_key(scope: Scope) -> str | None:
     """The API key in a raw request's headers (for requests refused before authentication ran)."""
     headers = dict(scope.get("headers", []))
@@ -243,6 +273,7 @@ def create_app(settings: ServerSettings | None = None, clock: Clock | None = Non
     app.add_exception_handler(Exception, on_unexpected_error)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AuditMiddleware)
+    app.add_middleware(BaselineHeadersMiddleware)  # outermost: error answers of the other middleware get them too
     web.install(app)
     return app
 

@@ -162,3 +162,18 @@ def test_unknown_paths_and_methods_answer_in_the_envelope(api: Api) -> None:
     assert missing.status_code == 404 and "/docs" in error_of(missing)["message"]
     wrong = api.client.put("/health")
     assert wrong.status_code == 405 and error_of(wrong)["code"] == "method_not_allowed"
+
+
+def test_answers_are_not_cached_or_sniffed_and_static_files_stay_cacheable(api: Api) -> None:
+    created = api.call("POST", "/api-keys", json={"name": "ci", "role": "viewer"})
+    answers = [created, api.call("GET", "/tasks"), api.call("GET", "/audit"), api.client.get("/tasks")]
+    answers.append(api.client.post("/tasks", content=b"x" * 70_000, headers={"X-API-Key": api.admin_key}))
+    for response in answers:
+        assert response.headers["cache-control"] == "no-store", response.request.url
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+    assert answers[-1].status_code == 413, "refused by the body limit, before any route"
+    static = api.client.get("/ui/static/app.css")
+    assert static.headers["x-content-type-options"] == "nosniff" and "cache-control" not in static.headers
+    page = api.client.get("/login")
+    assert page.headers.get_list("cache-control") == ["no-store"], "the pages' own headers are not doubled"
