@@ -6,7 +6,7 @@ anyway, says whether that epoch is still current. Rows written before this revis
 
 Revision ID: 0007
 Revises: 0006
-Create Date: 2026-12-02
+Create Date: 2026-12-01
 """
 
 from __future__ import annotations
