@@ -239,6 +239,7 @@ schedules = sa.Table(
     sa.Index("ix_schedules_due", "paused", "next_fire_at"),
 )
 
+QUEUED_FIRE = sa.text("state = 'queued'")
 # no foreign key to schedules: a deleted schedule's fires stay as history
 fires = sa.Table(
     "fires",
@@ -250,6 +251,8 @@ fires = sa.Table(
     sa.Column("task_id", Id, nullable=True),
     sa.Column("state", sa.String(32), nullable=False),
     sa.Column("reason", sa.Text, nullable=True),
+    # backfilled fire times waiting for a free run, looked for by every scheduler pass (migration 0008)
+    sa.Index("ix_fires_queued", "fire_time", sqlite_where=QUEUED_FIRE, postgresql_where=QUEUED_FIRE),
 )
 
 api_keys = sa.Table(
