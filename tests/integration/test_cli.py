@@ -308,3 +308,9 @@ def test_queue_limits_from_the_cli(tmp_path: Path) -> None:
     assert json.loads(runner.invoke(app, ["queues", "list", "--db", db, "--json"]).output) == []
     bad = runner.invoke(app, ["queues", "limit", "gpu", "lots", "--db", db])
     assert bad.exit_code == 2 and "whole number" in bad.output
+
+
+def test_a_file_that_calls_sys_exit_while_importing_is_a_file_that_failed_to_import(cli: Cli) -> None:
+    (cli.folder / "cli_exits.py").write_text("import sys\nsys.exit(3)\n")
+    exits = cli("run", str(cli.folder / "cli_exits.py"), code=2)  # not 3, which says "not found"
+    assert "failed to import (SystemExit: 3)" in exits.stderr

@@ -74,7 +74,7 @@ def load_file(path: Path, name: str | None) -> Workflow:
     importlib.invalidate_caches()
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a file's sys.exit() would end the CLI with the file's own code, silently
         err.print("".join(traceback.format_exception(exc)), markup=False)
         raise fail(f"{path} failed to import ({type(exc).__name__}: {exc}); fix the file and run it again") from None
     found: dict[str, Workflow] = {}
