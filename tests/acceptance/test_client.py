@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -232,3 +235,24 @@ def test_ids_go_into_paths_escaped_and_redirects_are_errors() -> None:
         with pytest.raises(UnifiedError, match="HTTP 307"):
             client.get_task("moved")
     assert seen[:3] == ["/tasks/run.extract%2Forders", "/tasks/%2E%2E", "/tasks/a%20b%3Fc/logs"]
+
+
+def api_md_example(phrase: str) -> str:
+    """The Python block of docs/api.md that contains ``phrase``."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    [block] = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if phrase in b]
+    return textwrap.dedent(block)
+
+
+def test_the_client_example_of_api_md_runs_as_written_on_a_fresh_server(tmp_path: Path) -> None:
+    flows = tmp_path / "flows"  # the code the example names: load_orders as api.md registers it, flows:report
+    flows.mkdir()
+    registered = api_md_example('@unified.task(name="load_orders"')
+    (flows / "flows.py").write_text(f"{registered}\n\ndef report(ctx):\n    return sorted(ctx.upstream)\n")
+    example = api_md_example("from unified.client import Client")
+    with running_server(tmp_path, flows) as server:
+        printed = io.StringIO()
+        namespace = {"KEY": server.admin_key}
+        with contextlib.redirect_stdout(printed):  # no task has failed yet on this server: nothing to retry
+            exec(compile(example.replace("http://127.0.0.1:8000", server.url), "api.md", "exec"), namespace)
+    assert printed.getvalue() == "success {'extract': None, 'report': ['extract']}\n"
