@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 from tests.helpers.server import clean_env, command
+from unified.task_manager import TaskManager
 
 FLOWS = """
 from unified.task import Task
@@ -88,3 +91,50 @@ def test_the_server_refuses_an_unusable_database_path_or_a_taken_port_in_one_lin
     assert clash.returncode == 4, clash.stderr  # a conflict with what exists
     assert f"cannot listen on 127.0.0.1:{port}" in clash.stderr and "Traceback" not in clash.stderr
     assert not (tmp_path / ".unified").exists()  # refused before anything was created or shown (no admin key)
+
+
+LINGER = """
+import time
+
+from unified.task import Task
+from unified.workflow.workflow import Workflow
+
+
+def linger(ctx) -> None:
+    deadline = time.monotonic() + 30  # bounded: a task never handed back ends by itself
+    while not ctx.cancelled and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+lingers = Workflow("lingers", "", [Task(task_id="linger", func=linger)])
+"""
+
+
+def test_sigterm_stops_run_wait_as_ctrl_c_does_and_hands_its_task_back(tmp_path: Path) -> None:
+    (tmp_path / "sub_linger.py").write_text(textwrap.dedent(LINGER))
+    db = f"sqlite:///{tmp_path / '.unified' / 'unified.db'}"
+    waiting = subprocess.Popen(
+        [*command(), "run", "sub_linger.py", "--wait"], cwd=tmp_path, env=clean_env(), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while task_state(db) != "running":  # bounded: the CLI starts, stores the file and runs its task
+            assert time.monotonic() < deadline and waiting.poll() is None, waiting.stderr
+            time.sleep(0.05)
+        waiting.send_signal(signal.SIGTERM)  # what `timeout`, a canceled CI job or `docker stop` sends
+        waiting.wait(timeout=15)
+    finally:
+        waiting.kill()
+        waiting.communicate()
+    assert waiting.returncode == 130  # as after Ctrl-C
+    assert task_state(db) == "queued", "handed back at once, not left running until its lease expires"
+
+
+def task_state(db: str) -> str | None:
+    """The state of the only task on ``db`` (None before the CLI stored it)."""
+    if not Path(db.removeprefix("sqlite:///")).exists():
+        return None
+    with TaskManager(store=db, max_workers=0, run_scheduler=False) as tm:
+        tasks = tm.list_tasks()
+    return tasks[0]["state"] if tasks else None

@@ -9,10 +9,13 @@ runs its tasks too (unless ``--workers 0``) and shows them live, and the exit co
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
+import threading
 import time
 import traceback
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -91,6 +94,24 @@ def load_file(path: Path, name: str | None) -> Workflow:
     return next(iter(found.values()))
 
 
+@contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """Inside, SIGTERM (a canceled CI job, ``timeout``, a stopped container) stops the command as Ctrl-C does, so what
+    runs here is handed back at once rather than held as ``running`` until its lease expires and a worker reaps it."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def render(run: RunRecord, tasks: list[TaskRecord], now: float) -> Group:
     """The live view: a header, a progress bar of finished tasks, and one row per task."""
     finished = sum(1 for t in tasks if t.state in FINISHED_STATES)
@@ -167,7 +188,10 @@ def run(
     defined = load_file(path, workflow) if from_file else None
     if defined is None:
         import_from_cwd()  # stored import paths are relative to the project folder, as for `python -m`
-    with session(db, create=from_file, workers=workers if wait else 0) as s:
+    with (
+        sigterm_as_ctrl_c() if wait else nullcontext(),
+        session(db, create=from_file, workers=workers if wait else 0) as s,
+    ):
         if defined is not None:
             workflow_id = s.workflows.register(defined)
             if not (wait and workers):  # no runner here: a function only this process holds could run nowhere
