@@ -12,6 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from tests.helpers.postgres import postgres_schema_url
+from unified.errors import StoreError
 from unified.store import migrations
 from unified.store.schema import metadata
 from unified.store.sql import SqlStore, driver_url
@@ -130,3 +131,15 @@ def test_workflows_sharing_a_name_before_names_were_unique_are_renamed_all_but_t
         assert store.workflow_names() == {"a": "etl", "c": "etl (c)", "b": "etl (b)", "d": "solo"}
     finally:
         store.close()
+
+
+def test_a_database_upgraded_by_a_newer_unified_is_refused_with_what_to_do(url: str) -> None:
+    SqlStore(url).close()
+    engine = sa.create_engine(driver_url(url), poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    finally:
+        engine.dispose()
+    with pytest.raises(StoreError, match=r"revision 9999, newer than this version of unified knows .*install that"):
+        SqlStore(url)

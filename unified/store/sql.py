@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from unified.errors import ConflictError, DuplicateTaskError, NotFoundError, ValidationError, not_found
+from unified.errors import ConflictError, DuplicateTaskError, NotFoundError, StoreError, ValidationError, not_found
 from unified.store import migrations
 from unified.store.cas_statements import exists_statement, update_statement
 from unified.store.records import CLAIMABLE_STATES, RunRecord, TaskRecord
@@ -179,6 +179,11 @@ class SqlStore(SqlClaims, SqlOutcomes, SqlAttempts, SqlAdminRecords, SqlWorkflow
                 current = None
         if current == migrations.HEAD:
             return
+        if current is not None and current > migrations.HEAD:  # zero-padded numbers: their order is the history's
+            raise StoreError(
+                f"{self._safe_url} is at schema revision {current}, newer than this version of unified knows "
+                f"({migrations.HEAD}): a newer unified upgraded it; install that version of unified here too"
+            )
         if current is None and not create:
             raise ValidationError(
                 f"{self._safe_url} holds no unified tables: check the URL, or create them with `unified db upgrade` "
