@@ -99,7 +99,7 @@ def test_run_a_stored_version_and_refuse_a_param_given_twice(cli: Cli) -> None:
     run_file(cli, "good", "--param", "who=one")
     run = cli.json("run", "good", "--version", "1", "--wait", "--param", "who=two")
     assert (run["version"], run["state"], run["results"]["second"]) == (1, "success", "hello two")
-    assert "no version 7 of workflow" in cli("run", "good", "--version", "7", code=3).stderr
+    assert "has no version 7: `unified workflows versions good`" in cli("run", "good", "--version", "7", code=3).stderr
     assert "is given twice" in cli("run", "good", "--param", "a=1", "--param", "a=2", code=2).stderr
     assert "not a file" in cli("run", str(cli.folder / "cli_flows.py"), "--version", "1", code=2).stderr
 

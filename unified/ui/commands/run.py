@@ -27,7 +27,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from unified.errors import TimeoutExpired
+from unified.errors import NotFoundError, TimeoutExpired
 from unified.logger import configure_logging
 from unified.store.records import RunRecord, TaskRecord
 from unified.task import FINISHED_STATES
@@ -205,7 +205,13 @@ def run(
                     )
         else:
             workflow_id = find_workflow(s.workflows, target)["workflow_id"]
-        run_id = s.workflows.start_workflow(workflow_id, params, version=version, metadata={"started_by": "cli"})
+        try:
+            run_id = s.workflows.start_workflow(workflow_id, params, version=version, metadata={"started_by": "cli"})
+        except NotFoundError:
+            if version is None:
+                raise
+            hint = f"`unified workflows versions {target}`"
+            raise fail(f"workflow {target!r} has no version {version}: {hint}", 3) from None
         if not wait:
             record = {"run_id": run_id, "workflow_id": workflow_id, "state": "running"}
             done(f"run {run_id} queued; a server or worker on this database runs it: `unified runs show {run_id}`",
