@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from psycopg import sql as psql
 from sqlalchemy.dialects.postgresql import asyncpg
 
-from unified.store.schema import START_UNLIMITED
+from unified.store.claim_statements import START_UNLIMITED
 from unified.store.sql import SqlStore
 from unified.task_manager import TaskManager
 

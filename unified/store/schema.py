@@ -390,56 +390,6 @@ AUDIT = Codec(AuditRecord, audit, "audit_id", (), ("audit_id",))
 
 
 # statements built once (building a many-column statement costs more than running it)
-# a claim takes tasks any engine can run, and those whose in-process function the claiming engine holds (_holder)
-HELD_HERE = sa.or_(tasks.c.holder.is_(None), tasks.c.holder == sa.bindparam("_holder"))
-
-
-def pick_statement(where: sa.ColumnElement[bool] | None, limit: Any = None) -> sa.Select[Any]:
-    """The seqs (and priorities) of claimable tasks, best first; on PostgreSQL they are locked, skipping rows others
-    hold. ``where`` narrows the queues; ``limit`` defaults to the ``_limit`` bind parameter."""
-    c = tasks.c
-    # constants as SQL text, not bound: the claim then binds only the caller's values (see claim_statement)
-    due = sa.or_(c.state == sa.literal_column("'queued'"), c.not_before.is_(None), c.not_before <= sa.bindparam("_now"))
-    pick = sa.select(c.seq, c.priority).where(sa.text(CLAIMABLE_SQL), due, HELD_HERE)  # the text: the claim index
-    if where is not None:
-        pick = pick.where(where)
-    return (
-        pick.order_by(c.priority.desc(), c.seq)
-        .limit(sa.bindparam("_limit") if limit is None else limit)
-        .offset(sa.literal_column("0"))  # SQLite's dialect adds an OFFSET to every LIMIT: a bound 0 if not given
-        .with_for_update(skip_locked=True)
-        .with_hint(tasks, "INDEXED BY ix_tasks_claim", "sqlite")  # SQLite's planner may not pick it before ANALYZE
-    )
-
-
-def claim_statement(seqs: Any, from_pending: bool = False) -> sa.Update:
-    """The claim: an UPDATE of the tasks whose seq is in ``seqs`` (a subquery of picked rows, or a list).
-    ``from_pending``: some may be pending tasks released in passing, whose ``queued_at`` is set too.
-
-    Its constants are written into the SQL rather than bound: with every parameter the caller's, the store runs it
-    on the driver's cursor without SQLAlchemy building the parameters (see ``sql_direct``), on every claim."""
-    c = tasks.c
-    now = sa.bindparam("_now", type_=Time)
-    queued_at = {"queued_at": sa.case((c.state == sa.literal_column("'pending'"), now), else_=c.queued_at)}
-    return (
-        sa.update(tasks)
-        .where(c.seq.in_(seqs))
-        .values(
-            state=sa.literal_column("'running'"),
-            attempts=c.attempts + sa.literal_column("1"),
-            started_at=sa.func.coalesce(c.started_at, now),
-            lease_owner=sa.bindparam("_worker"),
-            lease_expires_at=sa.bindparam("_until"),
-            **(queued_at if from_pending else {}),
-        )
-        .returning(*TASKS.columns)
-    )
-
-
-def _picked(where: sa.ColumnElement[bool] | None) -> sa.Select[Any]:
-    return pick_statement(where).with_only_columns(tasks.c.seq)
-
-
 class ByIds(NamedTuple):
     """A statement for a list of ids, in two forms, each built once and run on the driver's cursor: ``array`` for
     PostgreSQL, ``= ANY`` of one array parameter (``_ids``), and ``json`` for SQLite, the list as one JSON array
@@ -467,32 +417,6 @@ LAST_SEQ = sa.select(sa.func.max(tasks.c.seq))
 SEQS_ABOVE = sa.select(tasks.c.id, tasks.c.seq).where(tasks.c.seq > sa.bindparam("_seq"))
 SEQS_OF = by_ids(tasks.c.id, lambda matches: sa.select(tasks.c.id, tasks.c.seq).where(matches))  # after a COPY
 INSERT_DEPS = sa.insert(task_deps)
-IN_QUEUES = tasks.c.queue.in_(sa.bindparam("_queues", expanding=True))
-# the claim when no queue served has a limit, checked in the same statement: one round trip instead of two
-ANY_LIMIT = sa.exists().where(queue_limits.c.queue.is_not(None))
-ANY_LIMIT_IN = sa.exists().where(queue_limits.c.queue.in_(sa.bindparam("_queues", expanding=True)))
-CLAIM_UNLIMITED = claim_statement(_picked(~ANY_LIMIT))
-CLAIM_UNLIMITED_IN = claim_statement(_picked(sa.and_(IN_QUEUES, ~ANY_LIMIT_IN)))
-HAS_LIMIT, HAS_LIMIT_IN = sa.select(ANY_LIMIT), sa.select(ANY_LIMIT_IN)
-
-
-def starting_statement(claim: sa.Update) -> sa.Select[Any]:
-    """PostgreSQL: ``claim`` that also records the start of each claimed attempt, in the same statement."""
-    claimed = claim.cte("claimed")
-    starts = sa.select(
-        claimed.c.id,
-        claimed.c.attempts,
-        sa.literal("running"),
-        sa.cast(sa.bindparam("_now"), attempts.c.started_at.type),
-        sa.cast(sa.bindparam("_worker"), attempts.c.worker.type),
-    )
-    started = sa.insert(attempts).from_select(["task_id", "number", "state", "started_at", "worker"], starts)
-    return sa.select(*claimed.c).add_cte(started.cte("started"))
-
-
-START_UNLIMITED = starting_statement(CLAIM_UNLIMITED)
-START_UNLIMITED_IN = starting_statement(CLAIM_UNLIMITED_IN)
-CLAIM_SEQS = claim_statement(sa.bindparam("_seqs", expanding=True))
 # PostgreSQL: tell listeners (postgres.Listener) that a task of a queue became claimable; delivered at commit.
 # The store collects them during a transaction and sends each queue once, just before the commit. A payload
 # "room:<queue>" says a limited queue has room again (or its limit changed): every listener acts on those, while

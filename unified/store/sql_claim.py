@@ -17,32 +17,34 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from unified.store.records import AttemptRecord, TaskRecord
-from unified.store.schema import (
+from unified.store.claim_statements import (
     ANY_LIMIT,
     ANY_LIMIT_IN,
-    ATTEMPTS,
-    CHUNK,
     CLAIM_SEQS,
     CLAIM_UNLIMITED,
     CLAIM_UNLIMITED_IN,
-    EXPIRED_LEASES,
     HAS_LIMIT,
     HAS_LIMIT_IN,
-    HELD_BY,
     HELD_HERE,
     IN_QUEUES,
-    LEASES_OF,
-    LOCK_QUEUE_LIMITS,
-    LOCK_QUEUE_LIMITS_OF,
     START_UNLIMITED,
     START_UNLIMITED_IN,
-    TASKS,
-    ByIds,
-    by_ids,
     claim_statement,
     pick_statement,
     starting_statement,
+)
+from unified.store.records import AttemptRecord, TaskRecord
+from unified.store.schema import (
+    ATTEMPTS,
+    CHUNK,
+    EXPIRED_LEASES,
+    HELD_BY,
+    LEASES_OF,
+    LOCK_QUEUE_LIMITS,
+    LOCK_QUEUE_LIMITS_OF,
+    TASKS,
+    ByIds,
+    by_ids,
     tasks,
 )
 from unified.store.sql_direct import DirectStatements
