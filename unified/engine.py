@@ -78,6 +78,7 @@ class Engine(Submitting, Interventions, EngineEvents):
         # starts without reading them back (see claim)
         self._handoff: dict[tuple[str, int], dict[str, Any]] = {}
         self._local = threading.local()  # per thread: transaction depth and after-commit callbacks
+        self._holder_until: float | None = None  # see Interventions.renew_holder
 
     # -- transactions ------------------------------------------------------------------------------------
     def batch(self, savepoint: bool = False) -> AbstractContextManager[None]:

@@ -42,6 +42,7 @@ class Submitting:
     _queueing_listeners: list[Callable[[bool], None]]
     batch: Callable[..., AbstractContextManager[None]]
     _notify_ready: Callable[[int], None]
+    _holding: Callable[[float], None]
     _emit: Callable[..., None]
     after_commit: Callable[[Callable[[], None]], None]
     _release_dependants: Callable[[list[TaskRecord], dict[str, list[Dependant]], float], set[str]]
@@ -233,9 +234,13 @@ class Submitting:
             validate_graph({s["task_id"]: s["dependencies"] for s in specs}, existing=existing.keys(), scope=scope)
         functions = self.functions
         records = [new_record(s, run_id, schedule_id, now, existing, functions.holder_of(s)) for s in specs]
+        holding = False
         for record in records:
             if record.holder is not None:
                 functions.hold(record.id, record.spec)
+                holding = True
+        if holding:
+            self._holding(now)
         in_batch = {r.task_id: r for r in records}
         for record in records:  # a task that depends on a batch-mate waits for it
             if record.state == "queued" and any(d in in_batch for d in record.spec["dependencies"]):

@@ -1,10 +1,12 @@
 """Interventions in the life of tasks: cancel, manual retry, queue limits, and taking work back from workers
-(expired leases, hand-back on shutdown). A mixin of :class:`unified.engine.Engine`, whose state writer and
-helpers it uses; split out so that engine.py keeps the normal path (submit, claim, complete).
+(expired leases, hand-back on shutdown) and from dead holders of in-process functions. A mixin of
+:class:`unified.engine.Engine`, whose state writer and helpers it uses; split out so that engine.py keeps the normal
+path (submit, claim, complete).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING
 
@@ -14,7 +16,7 @@ from unified.functions import FunctionRegistry
 from unified.store.base import Store
 from unified.store.records import UNFINISHED_STATES, RunRecord, TaskRecord
 from unified.task import BAD_STATES, FINISHED_STATES, RETRYABLE_STATES, CancelSignal, TaskState
-from unified.utils import Clock
+from unified.utils import Clock, chunks
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -27,6 +29,17 @@ HELD_GONE = (
     "canceled: it runs a lambda, closure or function of __main__ that only the process that queued it held, and that "
     "process shut down (define the function at module level so that any worker can run it)"
 )
+HELD_BY_THE_DEAD = (
+    "canceled: it runs a lambda, closure or function of __main__ that only the process that queued it held ({}), "
+    "and that process stopped proving it is alive (killed, out of memory, a restarted kernel, or asleep for long): "
+    "queue it again from a process that has the function, or register the function by import path "
+    "(@unified.task, at module level) so that any worker can run it"
+)
+# a holder's proof of life lasts this long after each renewal (every heartbeat, 10 s by default): four leases' worth,
+# so a long pause of the process (a garbage collection, a laptop asleep for a minute) loses nothing
+HOLDER_SECONDS = 120.0
+SWEEP_LIMIT = 1000  # held tasks of dead holders canceled by one sweep (it runs in a heartbeat); the rest at the next
+SWEEP_CHUNK = 200  # of them canceled per transaction
 
 
 def retry_blocker(upstream: Iterable[TaskRecord]) -> TaskRecord | None:
@@ -43,6 +56,7 @@ class Interventions:
     functions: FunctionRegistry
     _cancel_events: dict[str, CancelSignal]
     _canceled_listeners: list[Callable[[str], None]]
+    _holder_until: float | None  # when this engine's proof of life as a holder expires, as last written (None: none)
     if TYPE_CHECKING:
         batch: Callable[[], AbstractContextManager[None]]
         _move: Callable[..., bool]
@@ -53,13 +67,17 @@ class Interventions:
         _notify_ready: Callable[[int], None]
         _notify_finished: Callable[..., None]
         complete: Callable[..., None]
+        after_commit: Callable[[Callable[[], None]], None]
 
     # -- requests from users -----------------------------------------------------------------------------
     def cancel_held(self) -> int:
         """Cancel the unfinished tasks whose in-process function only this engine holds (it is shutting down): no other
         process can run them, so they would wait for good. Returns how many."""
         held = self.store.held_tasks(self.functions.holder)
-        return sum(self.cancel_task(task_id, HELD_GONE) for task_id in held)
+        canceled = sum(self.cancel_task(task_id, HELD_GONE) for task_id in held)
+        self.store.drop_holder(self.functions.holder)
+        self._holder_until = None
+        return canceled
 
     def cancel_task(self, task_id: str, reason: str = "canceled by request") -> bool:
         """Cancel a task that has not finished; False if it already had."""
@@ -187,6 +205,59 @@ class Interventions:
             log.warning("task %s: lease of %s expired; attempt %d lost", record.id, record.lease_owner, record.attempts)
             self.complete(record, "failure", error=error, attempt_state="lost")
         return len(expired)
+
+    # -- holders of in-process functions ------------------------------------------------------------------
+    def renew_holder(self, seconds: float = HOLDER_SECONDS) -> None:
+        """Prove in the store that this engine is alive for ``seconds`` more, while it holds the in-process function of
+        any stored task (nothing to do otherwise). A worker pool's heartbeat calls it; whoever drives an engine
+        without one must, or other engines take it for dead once the proof expires (see :meth:`expire_holders`)."""
+        if self._holder_until is not None:
+            self._prove_alive(self.clock.now(), seconds)
+
+    def _prove_alive(self, now: float, seconds: float = HOLDER_SECONDS) -> None:
+        """Write this engine's proof of life as a holder (in the caller's transaction, if any), and say so if another
+        engine presumed it dead meanwhile."""
+        holder, until = self.functions.holder, now + seconds
+        if not self.store.renew_holder(holder, until) and self._holder_until is not None:
+            log.error(
+                "this process (holder %s) did not prove it was alive in time (its proof lapsed %.0f s ago: a long "
+                "pause, or asleep?); another engine presumed it dead and canceled the tasks it held that were not "
+                "running. Queue them again; tasks queued from now on are held as before",
+                holder, now - self._holder_until,
+            )  # fmt: skip
+        self.after_commit(functools.partial(setattr, self, "_holder_until", until))
+
+    def _holding(self, now: float) -> None:
+        """A submit stores tasks this engine holds: prove it alive in that transaction if its proof is not fresh (the
+        first such submit, or without a heartbeat renewing it), so that no held task is ever stored without one."""
+        until = self._holder_until
+        if until is None or until - now < HOLDER_SECONDS / 2:
+            self._prove_alive(now)
+
+    def expire_holders(self) -> int:
+        """Cancel the tasks that engines whose proof of life expired held and that are not running (their process
+        died without shutting down, and nothing else can run them), saying why; returns how many. Running ones are
+        left to their leases: once lost they retry, and the next sweep cancels them. A holder's proof is deleted
+        once nothing it held is unfinished; one that renews meanwhile learns that it was presumed dead."""
+        now, canceled = self.clock.now(), 0
+        for holder in self.store.expired_holders(now):
+            if holder == self.functions.holder or not self.store.sweep_holder(holder, now):
+                continue  # alive: this engine (it renews before it sweeps), or renewed since it was listed
+            held = self.store.held_tasks(holder)
+            budget = max(0, SWEEP_LIMIT - canceled)
+            records = self.store.get_tasks(held[:budget])
+            # newest first, as cancel_run: a task's dependants were added after it, so they are canceled, saying why
+            waiting = [r for r in reversed(records) if r.state != "running"]
+            reason, before = HELD_BY_THE_DEAD.format(holder), canceled
+            for chunk in chunks(waiting, SWEEP_CHUNK):
+                with self.batch():  # one commit for the chunk; each cancel skips its dependants and settles its run
+                    canceled += sum(self.cancel_task(r.id, reason) for r in chunk)
+            if canceled > before:
+                log.warning("holder %s stopped proving it is alive: canceled %d task(s) it held", holder,
+                            canceled - before)  # fmt: skip
+            if len(held) <= budget and len(waiting) == len(records):
+                self.store.drop_holder(holder, only_swept=True)
+        return canceled
 
     def hand_back(
         self, task_id: str, attempt: int, why: str = "the worker shut down before the attempt finished"

@@ -26,6 +26,7 @@ from unified.store.records import AlertRecord, AttemptRecord, TaskRecord
 from unified.task import FINISHED_STATES, Task, TaskState, check_number, check_state_filter
 from unified.utils import Clock, FakeClock, iso, new_id
 from unified.worker import WorkerPool
+from unified.worker_leases import HolderHeartbeat
 
 log = logging.getLogger("unified.task_manager")
 
@@ -195,6 +196,13 @@ class TaskManager(ScheduleMethods):
             self.pool = WorkerPool(self.engine, executor, workers, queues, lease_seconds, heartbeat_seconds)
             self.pool.start()
         fake_time = isinstance(self.clock, FakeClock)
+        # the proof of life of the tasks this process holds (lambdas): a pool's heartbeat renews it, else a thread
+        # of its own, or each advance of a fake clock (whose tests run no threads)
+        self._holder_heartbeat: HolderHeartbeat | None = None
+        if fake_time:
+            self.clock.on_advance(self.engine.renew_holder)
+        elif self.pool is None:
+            self._holder_heartbeat = HolderHeartbeat(self.engine, heartbeat_seconds)
         self.scheduler = Scheduler(self.engine)
         self.alerts = AlertService(self.engine, sla_thread=not fake_time)
         self.run_scheduler = run_scheduler
@@ -428,7 +436,9 @@ class TaskManager(ScheduleMethods):
         if self.pool is not None:
             self.pool.stop(wait=wait, timeout=timeout)
             self.pool = None
-        with suppress(StoreError):  # unreachable now: they stay queued
+        if self._holder_heartbeat is not None:
+            self._holder_heartbeat.stop()
+        with suppress(StoreError):  # unreachable now: they stay queued until their holder's proof expires
             self.engine.cancel_held()
         self.alerts.close()
         if self._owns_store:

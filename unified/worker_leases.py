@@ -1,6 +1,8 @@
 """A worker pool's leases: the heartbeat that renews what the pool holds, stops attempts whose lease was taken away,
 hands back leases the pool never learned it holds and tasks it claimed ahead of an attempt that runs long, and takes
-back expired leases of dead workers.
+back expired leases of dead workers. It also renews its engine's proof of life as the holder of in-process functions
+and cancels what dead holders held (``Engine.renew_holder``, ``Engine.expire_holders``); a process without a pool
+renews that proof with a :class:`HolderHeartbeat`.
 
 A mixin of :class:`unified.worker.WorkerPool`, using its engine, held attempts and lease guard.
 """
@@ -14,6 +16,7 @@ from collections.abc import Callable
 
 from unified.engine import Engine
 from unified.errors import UnifiedError
+from unified.interventions import HOLDER_SECONDS
 from unified.lease_guard import LeaseGuard
 from unified.store.records import TaskRecord
 
@@ -43,7 +46,8 @@ class LeaseKeeping:
     prefetch: int | None  # None: measured (see WorkerPool._prefetch)
 
     def heartbeat(self) -> None:
-        """Renew held leases, stop attempts whose lease was lost, and take back expired leases of others."""
+        """Renew held leases and the engine's proof of life, stop attempts whose lease was lost, take back expired
+        leases of others and cancel what dead holders held."""
         with self._leases.renewing():  # no report under way: one would make its task look lost (see LeaseGuard)
             held = dict(self._held)
             kept = set(self.engine.extend_leases(self.worker_id, held, self.lease_seconds)) if held else set()
@@ -60,7 +64,10 @@ class LeaseKeeping:
                 log.warning("worker %s handed back task %s (attempt %d): %s", self.worker_id, task_id, attempt,
                             UNKNOWN_LEASE)  # fmt: skip
         self._hand_back_claimed_ahead()
-        self.engine.expire_leases()
+        # before the sweep, which must never find this process's own proof lapsed; longer leases, a longer margin
+        self.engine.renew_holder(max(HOLDER_SECONDS, 4 * self.lease_seconds))
+        self.engine.expire_leases()  # first: a dead holder's attempts lost now are retrying, which the sweep cancels
+        self.engine.expire_holders()
 
     def _hand_back_claimed_ahead(self) -> None:
         """Hand back the tasks waiting in the buffer while every runner has been busy for HOARD_SECONDS or more.
@@ -117,3 +124,25 @@ class LeaseKeeping:
         for task_id in list(self._held):
             log.error("worker %s stops task %s: %s", self.worker_id, task_id, why)
             self.engine.cancel_event(task_id).set()
+
+
+class HolderHeartbeat:
+    """Renews an engine's proof of life as a holder (``Engine.renew_holder``) every ``seconds`` from a thread of its
+    own, for a process without a worker pool (whose heartbeat would): its held tasks wait for ``run_until_idle``."""
+
+    def __init__(self, engine: Engine, seconds: float) -> None:
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, args=(engine, seconds), name="unified-holder", daemon=True)
+        self._thread.start()
+
+    def _loop(self, engine: Engine, seconds: float) -> None:
+        while not self._stopping.wait(seconds):
+            try:
+                engine.renew_holder()
+            except UnifiedError as exc:  # the store is away: the next beat tries again, well within the margin
+                log.error("could not renew this process's proof of life as a holder (%s); retrying", exc)
+
+    def stop(self) -> None:
+        """Stop renewing (the engine let go of what it held, or its process ends)."""
+        self._stopping.set()
+        self._thread.join(5.0)

@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -39,6 +40,17 @@ def postgres_schema_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         admin.dispose()
+
+
+@contextmanager
+def database_url(kind: str, folder: Path, name: str = "unified.db") -> Iterator[str]:
+    """The URL of an empty database that processes can share: a SQLite file ``name`` in ``folder`` (``kind``
+    "sqlite"), else a fresh PostgreSQL schema (skips without the env)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder}/{name}"
+        return
+    with postgres_schema_url() as url:
+        yield url
 
 
 def drop_connections(url: str) -> int:

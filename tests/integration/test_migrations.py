@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from tests.helpers.postgres import postgres_schema_url
+from tests.helpers.postgres import database_url
 from unified.errors import StoreError
 from unified.store import migrations
 from unified.store.schema import metadata
@@ -21,11 +21,8 @@ from unified.store.sql import SqlStore, driver_url
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty SQLite file or PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/migrated.db"
-        return
-    with postgres_schema_url() as schema_url:
-        yield schema_url
+    with database_url(request.param, tmp_path, "migrated.db") as empty:
+        yield empty
 
 
 def _diffs(engine: sa.Engine, target: sa.MetaData) -> list[object]:
@@ -143,3 +140,31 @@ def test_a_database_upgraded_by_a_newer_unified_is_refused_with_what_to_do(url: 
         engine.dispose()
     with pytest.raises(StoreError, match=r"revision 9999, newer than this version of unified knows .*install that"):
         SqlStore(url)
+
+
+def test_tasks_held_before_holders_proved_themselves_are_left_as_they_were(url: str) -> None:
+    from alembic import command
+
+    from unified.engine import Engine
+    from unified.utils import FakeClock
+
+    engine = sa.create_engine(driver_url(url), poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(migrations.alembic_config(conn), "0008")
+            spec = json.dumps({"task_id": "t", "func": "inproc:<lambda>", "ref": "inproc:<lambda>@1"})
+            conn.execute(
+                sa.text(
+                    "INSERT INTO tasks (id, task_id, name, spec, state, priority, queue, dependencies, attempts, "
+                    "metadata, created_at, holder) VALUES ('t', 't', 'lambda', :spec, 'queued', 0, 'default', '[]', "
+                    "0, '{}', 0, 'host:1:old')"
+                ),
+                {"spec": spec},
+            )
+    finally:
+        engine.dispose()
+    with SqlStore(url) as store:  # opening it upgrades it to the head: the holders table, empty
+        assert store.expired_holders(1e12) == []
+        assert Engine(store, FakeClock(1e12)).expire_holders() == 0  # no proof to find expired: not taken for dead
+        assert store.get_task("t").state == "queued"
+        assert store.renew_holder("host:1:old", 10.0) is False  # a first proof

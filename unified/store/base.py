@@ -257,6 +257,25 @@ class Store(Protocol):
         """The ids of the unfinished tasks held by ``holder`` (see ``claim_tasks``), oldest first."""
         ...
 
+    def renew_holder(self, holder: str, until: float) -> bool:
+        """Prove the engine ``holder`` (see ``claim_tasks``) alive until ``until``. True if its proof was there and
+        not swept; else the proof is written anew, not swept, and False is returned: it never proved itself, or
+        another engine presumed it dead (:meth:`sweep_holder`)."""
+        ...
+
+    def expired_holders(self, now: float, limit: int = 100) -> list[str]:
+        """The holders whose proof of life expired before ``now`` (swept or not), the longest expired first."""
+        ...
+
+    def sweep_holder(self, holder: str, now: float) -> bool:
+        """Mark ``holder`` swept at ``now`` if its proof is still expired then (the caller goes on to cancel what it
+        held); False if it was renewed meanwhile or is gone."""
+        ...
+
+    def drop_holder(self, holder: str, only_swept: bool = False) -> None:
+        """Delete ``holder``'s proof (it holds nothing more); with ``only_swept``, only while it is marked swept."""
+        ...
+
     def next_not_before(self) -> float | None:
         """The earliest not_before among retrying tasks, or None."""
         ...

@@ -34,6 +34,37 @@ class MemoryAdminRecords:
         self._audit: list[AuditRecord] = []
         self._queue_limits: dict[str, int] = {}
         self._alerts: dict[str, AlertRecord] = {}
+        self._holders: dict[str, tuple[float, float | None]] = {}  # holder -> (expires_at, swept_at)
+
+    # proofs of life of holding engines (see Store.renew_holder)
+    def renew_holder(self, holder: str, until: float) -> bool:
+        """Prove ``holder`` alive until ``until``; False if its proof was missing or swept (it is written anew)."""
+        with self._lock:
+            proof = self._holders.get(holder)
+            self._holders[holder] = (until, None)
+            return proof is not None and proof[1] is None
+
+    def expired_holders(self, now: float, limit: int = 100) -> list[str]:
+        """The holders whose proof of life expired before ``now`` (swept or not), the longest expired first."""
+        with self._lock:
+            expired = sorted((expires_at, h) for h, (expires_at, _) in self._holders.items() if expires_at < now)
+            return [holder for _, holder in expired[:limit]]
+
+    def sweep_holder(self, holder: str, now: float) -> bool:
+        """Mark ``holder`` swept at ``now`` if its proof is still expired then; False if it was renewed or is gone."""
+        with self._lock:
+            proof = self._holders.get(holder)
+            if proof is None or proof[0] >= now:
+                return False
+            self._holders[holder] = (proof[0], now)
+            return True
+
+    def drop_holder(self, holder: str, only_swept: bool = False) -> None:
+        """Delete ``holder``'s proof; with ``only_swept``, only while it is marked swept."""
+        with self._lock:
+            proof = self._holders.get(holder)
+            if proof is not None and (not only_swept or proof[1] is not None):
+                del self._holders[holder]
 
     # alert rules
     def put_alert_rule(self, rule: AlertRuleRecord) -> None:

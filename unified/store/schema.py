@@ -294,6 +294,15 @@ queue_limits = sa.Table(
     sa.Column("max_running", sa.Integer, nullable=False),
 )
 
+# an engine holding tasks' in-process functions proves it is alive until expires_at (migration 0009); swept_at: when
+# another engine found the proof expired and began canceling its tasks (the holder learns of it at its next renewal)
+holders = sa.Table(
+    "holders",
+    metadata,
+    sa.Column("holder", sa.String(255), primary_key=True),
+    sa.Column("expires_at", Time, nullable=False),
+    sa.Column("swept_at", Time, nullable=True),
+)
 CHUNK = 500  # ids per IN (...) list
 
 R = TypeVar("R")

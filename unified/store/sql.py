@@ -49,6 +49,7 @@ from unified.store.sql_attempts import SqlAttempts
 from unified.store.sql_claim import SqlClaims
 from unified.store.sql_direct import COPY_MIN, DirectStatements
 from unified.store.sql_errors import checkout, database_errors
+from unified.store.sql_holders import SqlHolders
 from unified.store.sql_outcomes import SqlOutcomes, cas_where
 from unified.store.sql_wakeups import LimitsSeen, Wakeups
 from unified.store.sql_workflows import SqlWorkflows
@@ -89,7 +90,7 @@ def _fk_violation(exc: sa.exc.IntegrityError) -> bool:
     return getattr(exc.orig, "sqlstate", None) == "23503" or "FOREIGN KEY" in str(exc.orig)
 
 
-class SqlStore(SqlClaims, SqlOutcomes, SqlAttempts, SqlAdminRecords, SqlWorkflows):
+class SqlStore(SqlClaims, SqlOutcomes, SqlAttempts, SqlAdminRecords, SqlWorkflows, SqlHolders):
     """A store on a SQLAlchemy URL; ``SqlStore("sqlite:///...")`` gives a :class:`SqliteStore`."""
 
     keeps_objects = False
