@@ -142,27 +142,38 @@ def test_a_database_upgraded_by_a_newer_unified_is_refused_with_what_to_do(url: 
         SqlStore(url)
 
 
-def test_tasks_held_before_holders_proved_themselves_are_left_as_they_were(url: str) -> None:
+def _held_and_free_tasks_at(url: str, revision: str) -> None:
+    """A database at ``revision`` with a held task ``t`` (holder ``host:1:old``) queued before a free one ``u``."""
     from alembic import command
-
-    from unified.engine import Engine
-    from unified.utils import FakeClock
 
     engine = sa.create_engine(driver_url(url), poolclass=sa.pool.NullPool)
     try:
         with engine.begin() as conn:
-            command.upgrade(migrations.alembic_config(conn), "0008")
+            command.upgrade(migrations.alembic_config(conn), revision)
             spec = json.dumps({"task_id": "t", "func": "inproc:<lambda>", "ref": "inproc:<lambda>@1"})
-            conn.execute(
-                sa.text(
-                    "INSERT INTO tasks (id, task_id, name, spec, state, priority, queue, dependencies, attempts, "
-                    "metadata, created_at, holder) VALUES ('t', 't', 'lambda', :spec, 'queued', 0, 'default', '[]', "
-                    "0, '{}', 0, 'host:1:old')"
-                ),
-                {"spec": spec},
+            insert = (
+                "INSERT INTO tasks (id, task_id, name, spec, state, priority, queue, dependencies, attempts, "
+                "metadata, created_at, holder) VALUES (:id, :id, 'task', :spec, 'queued', 0, 'default', '[]', 0, "
+                "'{}', 0, :holder)"
             )
+            conn.execute(sa.text(insert), {"id": "t", "spec": spec, "holder": "host:1:old"})
+            conn.execute(sa.text(insert), {"id": "u", "spec": '{"func": "tests.helpers.tasks:noop"}', "holder": None})
     finally:
         engine.dispose()
+
+
+def test_a_migrated_claim_index_serves_held_tasks_to_their_holder_only(url: str) -> None:
+    _held_and_free_tasks_at(url, "0009")
+    with SqlStore(url) as store:  # opening it upgrades it to the head: the claim index split in two
+        assert [t.id for t in store.claim_tasks("w", 1.0, 30.0, limit=5, holder="host:2:new")] == ["u"]
+        assert [t.id for t in store.claim_tasks("w", 1.0, 30.0, limit=5, holder="host:1:old")] == ["t"]
+
+
+def test_tasks_held_before_holders_proved_themselves_are_left_as_they_were(url: str) -> None:
+    from unified.engine import Engine
+    from unified.utils import FakeClock
+
+    _held_and_free_tasks_at(url, "0008")
     with SqlStore(url) as store:  # opening it upgrades it to the head: the holders table, empty
         assert store.expired_holders(1e12) == []
         assert Engine(store, FakeClock(1e12)).expire_holders() == 0  # no proof to find expired: not taken for dead

@@ -8,28 +8,40 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from unified.store.schema import CLAIMABLE_SQL, TASKS, Time, attempts, queue_limits, tasks
+from unified.store.schema import CLAIMABLE_SQL, FREE_SQL, TASKS, Time, attempts, queue_limits, tasks
 
 # a claim takes tasks any engine can run, and those whose in-process function the claiming engine holds (_holder)
-HELD_HERE = sa.or_(tasks.c.holder.is_(None), tasks.c.holder == sa.bindparam("_holder"))
+HELD_BY_CLAIMER = tasks.c.holder == sa.bindparam("_holder")
+HELD_HERE = sa.or_(tasks.c.holder.is_(None), HELD_BY_CLAIMER)
 
 
 def pick_statement(where: sa.ColumnElement[bool] | None, limit: Any = None) -> sa.Select[Any]:
     """The seqs (and priorities) of claimable tasks, best first; on PostgreSQL they are locked, skipping rows others
-    hold. ``where`` narrows the queues; ``limit`` defaults to the ``_limit`` bind parameter."""
+    hold. ``where`` narrows the queues; ``limit`` defaults to the ``_limit`` bind parameter.
+
+    The best of two ordered index walks: the tasks any engine can run (``ix_tasks_claim``) and those the claiming
+    engine holds (``ix_tasks_claim_held``, by holder). One walk of all claimable tasks, passing by those of other
+    holders one row at a time, took 9-14 ms a claim with 20,000 of them queued ahead (0.5-2 ms without)."""
     c = tasks.c
     # constants as SQL text, not bound: the claim then binds only the caller's values (see claim_statement)
     due = sa.or_(c.state == sa.literal_column("'queued'"), c.not_before.is_(None), c.not_before <= sa.bindparam("_now"))
-    pick = sa.select(c.seq, c.priority).where(sa.text(CLAIMABLE_SQL), due, HELD_HERE)  # the text: the claim index
-    if where is not None:
-        pick = pick.where(where)
-    return (
-        pick.order_by(c.priority.desc(), c.seq)
-        .limit(sa.bindparam("_limit") if limit is None else limit)
-        .offset(sa.literal_column("0"))  # SQLite's dialect adds an OFFSET to every LIMIT: a bound 0 if not given
-        .with_for_update(skip_locked=True)
-        .with_hint(tasks, "INDEXED BY ix_tasks_claim", "sqlite")  # SQLite's planner may not pick it before ANALYZE
-    )
+    limit = sa.bindparam("_limit") if limit is None else limit
+    walks = []
+    for index, whose in (("ix_tasks_claim", sa.text(FREE_SQL)), ("ix_tasks_claim_held", HELD_BY_CLAIMER)):
+        pick = sa.select(c.seq, c.priority).where(sa.text(CLAIMABLE_SQL), whose, due)  # the text: the index's own
+        walk = (
+            (pick if where is None else pick.where(where))
+            .order_by(c.priority.desc(), c.seq)
+            .limit(limit)
+            .offset(sa.literal_column("0"))  # SQLite's dialect adds an OFFSET to every LIMIT: a bound 0 if not given
+            .with_for_update(skip_locked=True)
+            .with_hint(tasks, f"INDEXED BY {index}", "sqlite")  # SQLite's planner may not pick it before ANALYZE
+            .subquery()
+        )
+        walks.append(sa.select(walk.c.seq, walk.c.priority))
+    both = sa.union_all(*walks).subquery("picked")
+    best = sa.select(both.c.seq, both.c.priority).order_by(both.c.priority.desc(), both.c.seq)
+    return best.limit(limit).offset(sa.literal_column("0"))
 
 
 def claim_statement(seqs: Any, from_pending: bool = False) -> sa.Update:
@@ -57,7 +69,8 @@ def claim_statement(seqs: Any, from_pending: bool = False) -> sa.Update:
 
 
 def _picked(where: sa.ColumnElement[bool] | None) -> sa.Select[Any]:
-    return pick_statement(where).with_only_columns(tasks.c.seq)
+    picked = pick_statement(where).subquery("best")
+    return sa.select(picked.c.seq)
 
 
 IN_QUEUES = tasks.c.queue.in_(sa.bindparam("_queues", expanding=True))

@@ -41,8 +41,10 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-# the claim index holds only claimable tasks; queries must repeat this exact text for the planner to use it
+# the claim index holds only claimable tasks any engine can run; queries must repeat this exact text for the planner
+# to use it. Held ones (see TaskRecord.holder) have an index of their own, which only their holder's claims walk
 CLAIMABLE_SQL = "state IN ('queued', 'retrying')"
+FREE_SQL, HELD_SQL = "holder IS NULL", "holder IS NOT NULL"
 RETRYING_SQL = "state = 'retrying'"  # as text, so SQLite sees that a query matches the partial index's condition
 RUNNING_SQL = "state = 'running'"
 
@@ -96,18 +98,16 @@ tasks = sa.Table(
             ("ix_tasks_schedule", ("schedule_id", "seq"), "schedule_id IS NOT NULL"),
             ("ix_tasks_not_before", ("not_before",), RETRYING_SQL),
             ("ix_tasks_lease", ("lease_expires_at",), RUNNING_SQL),
-            ("ix_tasks_holder", ("holder", "seq"), "holder IS NOT NULL"),  # few: lambdas of running processes
+            ("ix_tasks_holder", ("holder", "seq"), HELD_SQL),  # few: lambdas of running processes
         )
     ),
     sqlite_autoincrement=True,  # seq never reuses a number
 )
-sa.Index(
-    "ix_tasks_claim",
-    tasks.c.priority.desc(),
-    tasks.c.seq,
-    sqlite_where=sa.text(CLAIMABLE_SQL),
-    postgresql_where=sa.text(CLAIMABLE_SQL),
-)
+for _name, _columns, _where in (  # migration 0010 split them
+    ("ix_tasks_claim", (tasks.c.priority.desc(), tasks.c.seq), f"{CLAIMABLE_SQL} AND {FREE_SQL}"),
+    ("ix_tasks_claim_held", (tasks.c.holder, tasks.c.priority.desc(), tasks.c.seq), f"{CLAIMABLE_SQL} AND {HELD_SQL}"),
+):
+    sa.Index(_name, *_columns, sqlite_where=sa.text(_where), postgresql_where=sa.text(_where))
 
 task_deps = sa.Table(
     "task_deps",
