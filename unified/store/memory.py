@@ -40,26 +40,36 @@ def _check_moves(moves: list[TaskMove]) -> None:
         check_changes(changes, _TASK_CHANGEABLE, "tasks", task_id)
 
 
+HeapKey = tuple[str, "str | None"]  # (queue, holder): a claim looks only at the heaps of its queues it may take from
+
+
 class _ReadyHeaps:
-    """Per-queue heaps of claimable task ids: ready ones by (-priority, seq), waiting ones by not_before."""
+    """Heaps of claimable task ids per queue and holder (None: any engine runs them): ready ones by (-priority, seq),
+    waiting ones by not_before. Held tasks have heaps of their own, so a claim never pops (and pushes back) the
+    entries of tasks other engines hold: 20,000 of them queued ahead made each claim take 130 ms instead of 11 us."""
 
     def __init__(self) -> None:
-        self.ready: dict[str, list[tuple[int, int, str, int]]] = defaultdict(list)
-        self.delayed: dict[str, list[tuple[float, int, int, str, int]]] = defaultdict(list)
+        self.ready: dict[HeapKey, list[tuple[int, int, str, int]]] = defaultdict(list)
+        self.delayed: dict[HeapKey, list[tuple[float, int, int, str, int]]] = defaultdict(list)
         self.token: dict[str, int] = {}  # a task's newest entry; older entries are stale
         self._tokens = itertools.count(1)
 
     def push(self, task: TaskRecord) -> None:
         token = next(self._tokens)
         self.token[task.id] = token
+        key = (task.queue, task.holder)
         if task.not_before is not None and task.state == "retrying":
-            heapq.heappush(self.delayed[task.queue], (task.not_before, -task.priority, task.seq, task.id, token))
+            heapq.heappush(self.delayed[key], (task.not_before, -task.priority, task.seq, task.id, token))
         else:
-            heapq.heappush(self.ready[task.queue], (-task.priority, task.seq, task.id, token))
+            heapq.heappush(self.ready[key], (-task.priority, task.seq, task.id, token))
 
-    def best(self, queue: str, now: float) -> tuple[int, int, str] | None:
-        """The head of ``queue``'s ready heap after promoting due entries and dropping stale ones."""
-        delayed, ready = self.delayed[queue], self.ready[queue]
+    def queues(self) -> set[str]:
+        """The queues that have (or had) heaps."""
+        return {queue for queue, _ in self.ready.keys() | self.delayed.keys()}
+
+    def best(self, key: HeapKey, now: float) -> tuple[int, int, str] | None:
+        """The head of the ready heap of ``key`` after promoting due entries and dropping stale ones."""
+        delayed, ready = self.delayed[key], self.ready[key]
         while delayed and delayed[0][0] <= now:
             _, neg_priority, seq, task_id, token = heapq.heappop(delayed)
             heapq.heappush(ready, (neg_priority, seq, task_id, token))
@@ -322,33 +332,31 @@ class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
         """Take up to ``limit`` claimable tasks, highest priority then oldest first (``released``, ``holder``: see
         Store)."""
         with self._lock:
-            names = list(queues) if queues is not None else list(self._heaps.ready.keys() | self._heaps.delayed.keys())
+            names = list(queues) if queues is not None else list(self._heaps.queues())
             pending = self._released_candidates(released, names, queues is None, holder) if released else []
             room = self._room(names)
             claimed: list[TaskRecord] = []
-            passed: list[TaskRecord] = []  # held by another engine: back in their heaps after the claim
+            holders = (None,) if holder is None else (None, holder)
             while len(claimed) < limit:
                 if room:
                     names = [q for q in names if room.get(q, 1) > 0]
-                    pending = [p for p in pending if p[1] in names]
-                candidates = [(entry, q) for q in names if (entry := self._heaps.best(q, now)) is not None]
+                    pending = [p for p in pending if p[1][0] in names]
+                keys = [(q, h) for q in names for h in holders]
+                candidates = [(entry, key) for key in keys if (entry := self._heaps.best(key, now)) is not None]
                 if pending:
                     candidates.append(pending[-1])
                 if not candidates:
                     break
                 best = min(candidates)
-                (_, _, task_id), queue = best
+                (_, _, task_id), (queue, _) = best
                 task = self._tasks[task_id]
                 if pending and best is pending[-1]:
                     pending.pop()
                     task.queued_at = now  # queued in passing
                 else:
-                    heapq.heappop(self._heaps.ready[queue])
+                    heapq.heappop(self._heaps.ready[best[1]])
                     del self._heaps.token[task_id]
                     if task.state not in CLAIMABLE_STATES:
-                        continue
-                    if task.holder is not None and task.holder != holder:
-                        passed.append(task)
                         continue
                 task.state = "running"
                 task.attempts += 1
@@ -360,8 +368,6 @@ class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
                 self._attempts[task_id].append(AttemptRecord(task_id, task.attempts, "running", now, worker=worker))
                 if queue in room:
                     room[queue] -= 1
-            for task in passed:
-                self._heaps.push(task)
             return claimed
 
     def _released_candidates(
@@ -376,7 +382,7 @@ class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
                     if not any_queue:
                         continue
                     names.append(t.queue)
-                candidates.append(((-t.priority, t.seq, t.id), t.queue))
+                candidates.append(((-t.priority, t.seq, t.id), (t.queue, t.holder)))
         candidates.sort(reverse=True)  # no two alike: seq and id are unique
         return candidates
 
