@@ -201,7 +201,7 @@ class Engine(Submitting, Interventions, EngineEvents):
     ) -> list[TaskRecord]:
         """Take up to ``limit`` ready tasks for ``worker`` and record the start of their attempts."""
         # the claim is one store transaction of its own (one statement on PostgreSQL when no limit applies)
-        now, local, holder = self.clock.now(), self._local, self.functions.holder
+        now, local, holder = self.clock.now(), self._local, self.functions.claiming_holder
         if getattr(local, "depth", 0):  # inside a report's transaction: it may have released some of them
             # still pending: the claim may take them straight from there (see _release_dependants)
             releasing = local.releasing

@@ -104,3 +104,13 @@ def test_what_only_a_shut_down_engine_could_run_is_canceled_saying_why(tmp_path:
         meta = later.get_task_metadata(held)
         assert meta["state"] == "canceled" and "only the process that queued it held" in meta["reason"]
         assert later.get_task_metadata(anyone)["state"] == "queued"  # any worker runs that one
+
+
+def test_claims_name_the_engine_as_holder_only_while_it_holds_a_function() -> None:
+    registry = FunctionRegistry()
+    assert registry.claiming_holder is None  # nothing can be held by it: the store walks the free tasks alone
+    spec = registry.register(Task(task_id="one", func=lambda: 1))
+    registry.hold("one", spec)
+    assert registry.claiming_holder == registry.holder
+    registry.release("one", spec)
+    assert registry.claiming_holder is None

@@ -20,6 +20,8 @@ import sqlalchemy as sa
 from unified.store.claim_statements import (
     ANY_LIMIT,
     ANY_LIMIT_IN,
+    CLAIM_FREE,
+    CLAIM_FREE_IN,
     CLAIM_SEQS,
     CLAIM_UNLIMITED,
     CLAIM_UNLIMITED_IN,
@@ -27,6 +29,8 @@ from unified.store.claim_statements import (
     HAS_LIMIT_IN,
     HELD_HERE,
     IN_QUEUES,
+    START_FREE,
+    START_FREE_IN,
     START_UNLIMITED,
     START_UNLIMITED_IN,
     claim_statement,
@@ -106,7 +110,7 @@ class SqlClaims:
         alone = None if released else self._autocommit()
         if alone is not None:
             with self._wrap_errors(), alone as conn:
-                rows = self._direct.rows(conn, START_UNLIMITED if names is None else START_UNLIMITED_IN, params)
+                rows = self._direct.rows(conn, _unlimited(names, holder, True), params)
                 # nothing claimable and no limit to look behind: no transaction for the limited path
                 if not rows and not (
                     self._may_be_limited(conn)
@@ -126,10 +130,7 @@ class SqlClaims:
                     fused = CLAIM_RELEASED if names is None else CLAIM_RELEASED_IN
                 rows = self._rows_by_ids(conn, fused, list(released), params)
             elif alone is None:  # the unlimited claim has not run yet
-                if self._notifies:
-                    unlimited, recorded = (START_UNLIMITED if names is None else START_UNLIMITED_IN), True
-                else:
-                    unlimited = CLAIM_UNLIMITED if names is None else CLAIM_UNLIMITED_IN
+                unlimited, recorded = _unlimited(names, holder, self._notifies), self._notifies
                 rows = self._direct.rows(conn, unlimited, params)
             if not rows and self._may_be_limited(conn):
                 released = self._queue_released(released, now)  # a limit may apply: the limited path takes queued ones
@@ -193,6 +194,17 @@ def _sorted_records(rows: list[Any]) -> list[TaskRecord]:
     claimed = [TASKS.record(row) for row in rows]
     claimed.sort(key=lambda t: (-t.priority, t.seq))
     return claimed
+
+
+def _unlimited(names: list[str] | None, holder: str | None, starting: bool) -> Any:
+    """The claim while no queue served has a limit: of the given queues or any; taking held tasks too only for a
+    claimer that holds functions (a second index walk); ``starting``: recording the attempts too (PostgreSQL)."""
+    statements = (
+        (START_FREE, START_FREE_IN, START_UNLIMITED, START_UNLIMITED_IN)
+        if starting
+        else (CLAIM_FREE, CLAIM_FREE_IN, CLAIM_UNLIMITED, CLAIM_UNLIMITED_IN)
+    )
+    return statements[(names is not None) + 2 * (holder is not None)]
 
 
 def _claim_limited(
