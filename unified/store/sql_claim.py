@@ -55,17 +55,18 @@ from unified.store.sql_direct import DirectStatements
 from unified.utils import chunks
 
 
-def _claim_with_released(where: sa.ColumnElement[bool]) -> ByIds:
+def _claim_with_released(where: sa.ColumnElement[bool], held: bool) -> ByIds:
     """The unlimited claim whose candidates are the best claimable tasks and the released pending ones (``_ids``),
-    best first: one statement, the released ones queued in passing."""
+    best first: one statement, the released ones queued in passing. ``held``: held tasks of the claimer too."""
 
     def build(released: sa.ColumnElement[bool]) -> sa.Update:
         c = tasks.c
-        queued = pick_statement(where).subquery("queued")
+        queued = pick_statement(where, held=held).subquery("queued")
         # the state compared as an expression (state || ''), not through an index: else SQLite reads every pending
         # task by the state index and checks each against the few released ids
         is_pending = c.state.concat(sa.literal_column("''")) == sa.literal_column("'pending'")
-        pending = sa.select(c.seq, c.priority).where(released, is_pending, HELD_HERE, where)
+        whose = HELD_HERE if held else c.holder.is_(None)
+        pending = sa.select(c.seq, c.priority).where(released, is_pending, whose, where)
         both = sa.union_all(sa.select(queued.c.seq, queued.c.priority), pending).subquery("candidates")
         best = sa.select(both.c.seq).order_by(both.c.priority.desc(), both.c.seq).limit(sa.bindparam("_limit"))
         return claim_statement(best.offset(sa.literal_column("0")), from_pending=True)
@@ -73,11 +74,14 @@ def _claim_with_released(where: sa.ColumnElement[bool]) -> ByIds:
     return by_ids(tasks.c.id, build)
 
 
-CLAIM_RELEASED = _claim_with_released(~ANY_LIMIT)
-CLAIM_RELEASED_IN = _claim_with_released(sa.and_(IN_QUEUES, ~ANY_LIMIT_IN))
+# by (queues given, claimer holding functions): of any queue or the given ones; with the claimer's held tasks or not
+CLAIM_RELEASED = {
+    (given, held): _claim_with_released(sa.and_(IN_QUEUES, ~ANY_LIMIT_IN) if given else ~ANY_LIMIT, held)
+    for given in (False, True)
+    for held in (False, True)
+}
 # PostgreSQL: the same, recording the attempts' starts in the statement (SQLite has no use for the JSON form here)
-START_RELEASED = ByIds(starting_statement(CLAIM_RELEASED.array), CLAIM_RELEASED.json)
-START_RELEASED_IN = ByIds(starting_statement(CLAIM_RELEASED_IN.array), CLAIM_RELEASED_IN.json)
+START_RELEASED = {key: ByIds(starting_statement(claim.array), claim.json) for key, claim in CLAIM_RELEASED.items()}
 
 
 class SqlClaims:
@@ -124,11 +128,8 @@ class SqlClaims:
             if len(released) > CHUNK:  # too many for one parameter: queued first, then claimed as usual
                 released = self._queue_released(released, now)
             if released:
-                if self._notifies:
-                    fused, recorded = (START_RELEASED if names is None else START_RELEASED_IN), True
-                else:
-                    fused = CLAIM_RELEASED if names is None else CLAIM_RELEASED_IN
-                rows = self._rows_by_ids(conn, fused, list(released), params)
+                fused, recorded = (START_RELEASED if self._notifies else CLAIM_RELEASED), self._notifies
+                rows = self._rows_by_ids(conn, fused[names is not None, holder is not None], list(released), params)
             elif alone is None:  # the unlimited claim has not run yet
                 unlimited, recorded = _unlimited(names, holder, self._notifies), self._notifies
                 rows = self._direct.rows(conn, unlimited, params)
