@@ -102,6 +102,19 @@ def test_a_schedule_past_its_end_shows_as_ended_without_pause(api: Api) -> None:
     assert "state-active" in live and "Pause" in live
 
 
+def test_a_schedule_past_its_end_with_fire_times_left_to_catch_up_keeps_its_pause(api: Api) -> None:
+    manager = api.services.workflow_manager
+    now = api.clock.now()
+    manager.schedule_workflow(
+        pipeline_id(api), interval_seconds=60, start_at=now + 60, end_at=now + 180, catchup=True, name="late"
+    )
+    api.clock.set(now + 3600)  # the end passed while no scheduler ran: its fire times before it are still due
+    assert manager.list_schedules()[0]["next_fire_time"] is not None
+    page = sign_in(api, "operator").get("/ui/schedules").text
+    late = page.split('data-schedule="late"')[1].split("</section>")[0]
+    assert "state-ended" not in late and "Pause" in late
+
+
 def test_no_retry_button_on_a_task_whose_upstream_must_be_retried_first(api: Api) -> None:
     flow = Workflow("fails early", tasks=[
         Task(task_id="bad", func=fail, args=["no"], max_retries=0),

@@ -45,9 +45,10 @@ def in_words(schedule: dict[str, Any]) -> str:
 
 
 def ended(schedule: dict[str, Any], now: float) -> bool:
-    """True once the schedule's ``end_at`` has passed: it fires no more, so pausing or resuming it means nothing."""
+    """True once the schedule's ``end_at`` has passed and no fire time before it is left (a catch-up after a
+    scheduler was down may still fire those): it fires no more, so pausing or resuming it means nothing."""
     end = schedule.get("end_at")
-    return end is not None and datetime.fromisoformat(end).timestamp() <= now
+    return end is not None and datetime.fromisoformat(end).timestamp() <= now and not schedule.get("next_fire_time")
 
 
 @router.get("/ui/schedules")
