@@ -349,10 +349,21 @@ class TaskManager(ScheduleMethods):
             seen = self.engine.run_generation if runs else self.engine.finished_generation
             if done():
                 return
+            self._check_something_runs(what)
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise TimeoutExpired(f"{what} did not finish within {timeout} s; wait longer or cancel it")
             self.engine.wait_for_change(seen, poll if remaining is None else min(poll, remaining), runs)
+
+    def _check_something_runs(self, what: str) -> None:
+        """Refuse to wait where nothing can ever finish the work: no runners here and a memory store of our own."""
+        if self.pool is None and self._owns_store and self.store.keeps_objects:
+            state = "shut down" if self._shut_down else "made with max_workers=0"
+            raise ConflictError(
+                f"{what} cannot finish: this TaskManager was {state} and its in-memory store is seen by no other"
+                " process; run the work with run_until_idle(), or use max_workers >= 1 (or a sqlite:// or"
+                " postgresql:// store that workers share)"
+            )
 
     def get_result(self, task_id: str, timeout: float | None = None) -> Any:
         """The task's return value once it succeeds; raises TaskFailedError if it ends any other way."""

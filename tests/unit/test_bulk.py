@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from unified.errors import NotFoundError, TimeoutExpired
+from unified.errors import ConflictError, NotFoundError, TimeoutExpired
 from unified.task_manager import TaskManager
 
 
@@ -43,5 +43,6 @@ def test_wait_all_names_an_unknown_task_and_times_out_on_unfinished_ones(url: st
         queued = tm.queue_task(double, args=(1,))
         with pytest.raises(NotFoundError, match="nope"):
             tm.wait_all([queued, "nope"], timeout=1)
-        with pytest.raises(TimeoutExpired, match=queued):
+        # a private memory store with no runners can never finish it: said at once rather than at the timeout
+        with pytest.raises(ConflictError if url == "memory://" else TimeoutExpired, match=queued):
             tm.wait_all([queued], timeout=0.05)
