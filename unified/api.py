@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from unified import __version__
-from unified.errors import AuthenticationError, CycleError, UnifiedError, http_status
+from unified.errors import AuthenticationError, CycleError, TooManyAttempts, UnifiedError, http_status
 from unified.routes import alerts, api_keys, audit, health, metrics, runs, schedules, tasks, workflows
 from unified.routes.deps import MAX_JSON_DEPTH, problems_message, refuse_unstorable
 from unified.server import Server, ServerSettings
@@ -59,6 +59,9 @@ async def on_unified_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, UnifiedError)
     details = {"cycle": exc.cycle} if isinstance(exc, CycleError) else None
     headers = {"WWW-Authenticate": 'ApiKey header="X-API-Key"'} if isinstance(exc, AuthenticationError) else None
+    if isinstance(exc, TooManyAttempts):
+        headers = {"Retry-After": str(exc.retry_after_seconds)}
+        details = {"retry_after_seconds": exc.retry_after_seconds}
     return error_response(http_status(exc), exc.code, str(exc), details, headers)
 
 

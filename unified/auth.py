@@ -22,6 +22,7 @@ from typing import Any
 
 from fastapi import Request
 
+from unified.auth_throttle import AuthThrottle
 from unified.errors import (
     AuthenticationError,
     ConflictError,
@@ -110,10 +111,17 @@ def check_operator_key(key: str) -> None:
 class ApiKeys:
     """Creates, checks and revokes API keys on a store."""
 
-    def __init__(self, store: Store, clock: Clock, touch_interval_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        touch_interval_seconds: float = 60.0,
+        throttle: AuthThrottle | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.touch_interval_seconds = touch_interval_seconds  # last_used_at is written at most this often
+        self.throttle = AuthThrottle(clock) if throttle is None else throttle
 
     def create(
         self, name: str, role: str, expires_at: float | None = None, owner: str | None = None
@@ -154,10 +162,23 @@ class ApiKeys:
             return None
         return self.create("admin", Role.ADMIN.value, owner="created on first start")[1]
 
-    def authenticate(self, key: str | None) -> Principal:
-        """The principal of a presented key; AuthenticationError if it is missing, wrong, revoked or expired."""
+    def authenticate(self, key: str | None, client: str | None = None) -> Principal:
+        """The principal of a presented key; AuthenticationError if it is missing, wrong, revoked or expired.
+
+        ``client`` (a request's peer address) turns on the throttle: a key that fails counts against it, and a client
+        over its limit gets TooManyAttempts without its key being checked."""
         if not key:
             raise AuthenticationError("no API key: send it in the X-API-Key header (or Authorization: Bearer KEY)")
+        if client is None:
+            return self._authenticate(key)
+        self.throttle.check(client)
+        try:
+            return self._authenticate(key)
+        except AuthenticationError:
+            self.throttle.failed(client)
+            raise
+
+    def _authenticate(self, key: str) -> Principal:
         try:
             record = self.store.get_api_key(key_id_of(key))
         except NotFoundError:
@@ -218,6 +239,12 @@ def session_stamp(record: ApiKeyRecord) -> str:
     of the same id (deleted and made again), and has ended."""
     seen = f"{record.key_hash}:{record.role}:{record.session_epoch}"
     return hashlib.sha256(seen.encode("utf-8")).hexdigest()[:32]
+
+
+def client_address(request: Request) -> str:
+    """The peer address a request came from, as the ASGI server gives it (behind a proxy: the proxy's, unless
+    the server was told to trust its ``X-Forwarded-For``)."""
+    return request.client.host if request.client else "unknown"
 
 
 def presented_key(request: Request) -> str | None:

@@ -15,6 +15,7 @@
     ├── StoreError                 the database could not be used
     │   └── StoreConflict          it aborted a transaction to break a deadlock: safe to run again
     ├── AuthenticationError        no API key, or one that is wrong, revoked or expired
+    ├── TooManyAttempts            too many failed authentications from one client: wait and try again
     └── PermissionDeniedError      a valid key whose role is too low for the request
 
 Each message says what to do about it. ``HTTP_STATUS`` maps branches to HTTP codes for the API.
@@ -148,6 +149,16 @@ class AuthenticationError(UnifiedError):
     code = "unauthorized"
 
 
+class TooManyAttempts(UnifiedError):
+    """Too many failed authentications came from one client; ``retry_after_seconds`` says when it may try again."""
+
+    code = "too_many_attempts"
+
+    def __init__(self, message: str, *, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
 class PermissionDeniedError(UnifiedError):
     """A request whose API key is valid but whose role does not allow it."""
 
@@ -157,6 +168,7 @@ class PermissionDeniedError(UnifiedError):
 HTTP_STATUS: dict[type[UnifiedError], int] = {
     AuthenticationError: 401,
     PermissionDeniedError: 403,
+    TooManyAttempts: 429,
     ValidationError: 422,
     NotFoundError: 404,
     ConflictError: 409,

@@ -17,6 +17,7 @@ import uvicorn
 
 from unified import config
 from unified.auth import ApiKeys, check_operator_key
+from unified.auth_throttle import DEFAULT_MAX_FAILURES, DEFAULT_WINDOW_SECONDS, AuthThrottle
 from unified.errors import ConflictError, ValidationError
 from unified.metrics import Metrics
 from unified.routes.deps import Services
@@ -65,6 +66,9 @@ class ServerSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     announce: bool = True  # print the URL and a created admin key on start
     url_known: bool = True  # False: served by a command of the user's own (`uvicorn unified.api:app --port N`)
+    auth_max_failures: int = DEFAULT_MAX_FAILURES  # failed authentications per client within the window; 0: no limit
+    auth_window_seconds: float = DEFAULT_WINDOW_SECONDS
+    trusted_proxies: str | None = None  # addresses whose X-Forwarded-For uvicorn believes (`serve` only); None: none
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ServerSettings:
@@ -81,6 +85,12 @@ class ServerSettings:
             found["allow_shell"] = _flag(env["UNIFIED_ALLOW_SHELL"], "UNIFIED_ALLOW_SHELL")
         if env.get("UNIFIED_WORKERS"):
             found["workers"] = _int(env["UNIFIED_WORKERS"], "UNIFIED_WORKERS")
+        if env.get("UNIFIED_AUTH_MAX_FAILURES"):
+            found["auth_max_failures"] = _int(env["UNIFIED_AUTH_MAX_FAILURES"], "UNIFIED_AUTH_MAX_FAILURES")
+        if env.get("UNIFIED_AUTH_WINDOW_SECONDS"):
+            found["auth_window_seconds"] = _int(env["UNIFIED_AUTH_WINDOW_SECONDS"], "UNIFIED_AUTH_WINDOW_SECONDS", 1)
+        if env.get("UNIFIED_TRUSTED_PROXIES"):
+            found["trusted_proxies"] = env["UNIFIED_TRUSTED_PROXIES"]
         if env.get("UNIFIED_MAX_BODY_BYTES"):
             found["max_body_bytes"] = _int(env["UNIFIED_MAX_BODY_BYTES"], "UNIFIED_MAX_BODY_BYTES", 1024)
         found.update({k: v for k, v in overrides.items() if v is not None})
@@ -119,7 +129,8 @@ class Server:
         task_manager = TaskManager(store=store, max_workers=workers, clock=self.clock, run_scheduler=settings.scheduler,
                                    allow_shell=settings.allow_shell)  # fmt: skip
         clock = task_manager.clock
-        keys = ApiKeys(store, clock)
+        throttle = AuthThrottle(clock, settings.auth_max_failures, settings.auth_window_seconds)
+        keys = ApiKeys(store, clock, throttle=throttle)
         self.created_admin_key = keys.bootstrap(settings.admin_key)
         workflow_manager = WorkflowManager(task_manager=task_manager)
         report = register_workflows(loaded, workflow_manager)
@@ -189,6 +200,20 @@ def check_port_free(host: str, port: int) -> None:
             raise ConflictError(message) from None
 
 
+def uvicorn_options(settings: ServerSettings) -> dict[str, Any]:
+    """How ``serve`` runs uvicorn. ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are believed only from
+    ``trusted_proxies``: uvicorn's own default believes them from 127.0.0.1, so a local client could pose as any
+    address to the authentication throttle."""
+    proxies = settings.trusted_proxies
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "lifespan": "on",
+        "proxy_headers": bool(proxies),
+        "forwarded_allow_ips": proxies or "",
+    }
+
+
 def serve(app: Any, settings: ServerSettings, log_level: str = "info") -> None:
     """Run ``app`` under uvicorn until interrupted."""
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, lifespan="on")
+    uvicorn.run(app, log_level=log_level, **uvicorn_options(settings))

@@ -1,4 +1,5 @@
-"""The role matrix: every route of the app x {no key, wrong key, revoked key, expired key, viewer, operator, admin}.
+"""The role matrix: every route of the app x {no key, wrong key, revoked key, expired key, viewer, operator, admin},
+and every route for a client throttled after too many failed authentications.
 
 The expected role of each route is written here by hand; the test fails when the app has a route this table
 does not name (or the table names one the app lacks), so a new route cannot escape the matrix.
@@ -7,12 +8,15 @@ does not name (or the table names one the app lacks), so a new route cannot esca
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from starlette.routing import BaseRoute, Route
 
-from tests.integration.conftest import Api
+from tests.integration.conftest import Api, start_api
 from unified.auth import Role
+from unified.server import ServerSettings
 from unified.ui import web
 
 PUBLIC = None
@@ -68,6 +72,20 @@ EXPECTED: dict[tuple[str, str], Role | None] = {
 CREDENTIALS = ["none", "wrong", "revoked", "expired", "viewer", "operator", "admin"]
 
 
+@pytest.fixture
+def api(flows_folder: Path) -> Iterator[Api]:
+    """The conftest's app, with room for the matrix's wrong keys from its one client (some 130 within a second)."""
+    settings = ServerSettings(
+        database_url="memory://", workers=0, announce=False, workflows_dir=str(flows_folder), auth_max_failures=1000
+    )
+    yield from start_api(settings)
+
+
+def concrete(path: str) -> str:
+    """A path of the table with each parameter filled."""
+    return re.sub(r"\{number\}", "1", re.sub(r"\{(?!number)\w+\}", "missing", path))
+
+
 def walk(routes: list[BaseRoute], prefix: str = "") -> set[tuple[str, str]]:
     """Every (method, path) of a route table, descending into included routers (FastAPI may keep them nested)."""
     found = set()
@@ -119,14 +137,30 @@ def expected_status(needed: Role | None, credential: str) -> str:
 def test_every_route_refuses_and_admits_the_right_credentials(api: Api, credentials: dict) -> None:
     failures = []
     for (method, path), needed in sorted(EXPECTED.items(), key=lambda item: item[0][1]):
-        concrete = re.sub(r"\{number\}", "1", re.sub(r"\{(?!number)\w+\}", "missing", path))
         for credential in CREDENTIALS:
             kwargs = {"json": {}} if method == "POST" else {}
-            status = api.client.request(method, concrete, headers=credentials[credential], **kwargs).status_code
+            status = api.client.request(method, concrete(path), headers=credentials[credential], **kwargs).status_code
             outcome = str(status) if status in (401, 403) else "ok"
-            assert status < 500, f"{method} {concrete} with {credential} answered {status}"
+            assert status < 500, f"{method} {path} with {credential} answered {status}"
             if outcome != expected_status(needed, credential):
                 failures.append(
                     f"{method} {path} with {credential}: {status}, wanted {expected_status(needed, credential)}"
                 )
+    assert not failures, "\n".join(failures)
+
+
+def test_a_throttled_client_gets_429_from_every_route_that_needs_a_key(api: Api, credentials: dict) -> None:
+    for _ in range(api.services.keys.throttle.max_failures):
+        api.services.keys.throttle.failed("testclient")
+    failures = []
+    for (method, path), needed in sorted(EXPECTED.items(), key=lambda item: item[0][1]):
+        for credential in CREDENTIALS:
+            kwargs = {"json": {}} if method == "POST" else {}
+            answer = api.client.request(method, concrete(path), headers=credentials[credential], **kwargs)
+            if needed is None or credential == "none":  # no key is checked: nothing to refuse
+                wanted = answer.status_code != 429
+            else:
+                wanted = answer.status_code == 429 and answer.headers.get("Retry-After") == "60"
+            if not wanted:
+                failures.append(f"{method} {path} with {credential}: {answer.status_code}")
     assert not failures, "\n".join(failures)

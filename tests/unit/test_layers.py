@@ -49,6 +49,7 @@ LAYERS: dict[str, int] = {
     "unified.registry": 5,
     "unified.workflows_folder": 5,
     "unified.auth": 6,
+    "unified.auth_throttle": 6,
     "unified.schemas": 6,
     "unified.routes": 6,
     "unified.metrics": 6,

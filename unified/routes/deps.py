@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import Depends, Request
 
-from unified.auth import ApiKeys, Principal, Role, check_role, presented_key
+from unified.auth import ApiKeys, Principal, Role, check_role, client_address, presented_key
 from unified.errors import PermissionDeniedError, ValidationError
 from unified.metrics import Metrics
 from unified.registration import REGISTRY, RegisteredTask, TaskRegistry
@@ -59,7 +59,7 @@ def require(role: Role) -> Any:
     """A dependency that authenticates the request and refuses it unless its key has ``role`` or higher."""
 
     def dependency(request: Request) -> Principal:
-        principal = services(request).keys.authenticate(presented_key(request))
+        principal = services(request).keys.authenticate(presented_key(request), client_address(request))
         request.state.principal = principal  # the audit log names the key even when the role is too low
         check_role(principal, role)
         return principal
@@ -83,6 +83,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (409, "conflict with the current state"),
         (413, "request body too large"),
         (422, "invalid input"),
+        (429, "too many failed authentications from this client: wait for Retry-After"),
     ]
 }
 

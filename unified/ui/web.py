@@ -15,8 +15,8 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
-from unified.auth import session_stamp
-from unified.errors import AuthenticationError, NotFoundError
+from unified.auth import client_address, session_stamp
+from unified.errors import AuthenticationError, NotFoundError, TooManyAttempts
 from unified.ui.pages import admin, dashboard, runs, tasks, workflows
 from unified.ui.pages.base import (
     COOKIE,
@@ -43,11 +43,16 @@ def login_page(ui: Page, next: str | None = None) -> Response:
 
 @router.post("/login")
 def login(request: Request, ui: Page, form: Form) -> Response:
-    """Check the key; on success start a new session (new CSRF token) and go where the visitor was going."""
+    """Check the key; on success start a new session (new CSRF token) and go where the visitor was going. Failed
+    sign-ins count against the visitor's address (``unified.auth_throttle``)."""
     try:
-        principal = ui.svc.keys.authenticate(form.get("api_key", "").strip() or None)
+        principal = ui.svc.keys.authenticate(form.get("api_key", "").strip() or None, client_address(request))
     except AuthenticationError as exc:
         return render(ui, "login.html", status_code=401, next=local_path(form.get("next")), error=str(exc))
+    except TooManyAttempts as exc:
+        page = render(ui, "login.html", status_code=429, next=local_path(form.get("next")), error=str(exc))
+        page.headers["Retry-After"] = str(exc.retry_after_seconds)
+        return page
     request.state.principal = principal
     ui.session = Session.fresh(principal.key_id, session_stamp(ui.svc.store.get_api_key(principal.key_id)))
     ui.new_session = True
