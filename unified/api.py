@@ -22,7 +22,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from unified import __version__
 from unified.errors import AuthenticationError, CycleError, TooManyAttempts, UnifiedError, http_status
 from unified.routes import alerts, api_keys, audit, health, metrics, runs, schedules, tasks, workflows
-from unified.routes.deps import MAX_JSON_DEPTH, problems_message, refuse_unstorable
+from unified.routes.deps import (
+    MAX_JSON_DEPTH,
+    logged_with_reference,
+    problems_message,
+    public_message,
+    refuse_unstorable,
+)
 from unified.server import Server, ServerSettings
 from unified.store.records import AuditRecord
 from unified.ui import web
@@ -57,12 +63,15 @@ def error_response(
 async def on_unified_error(request: Request, exc: Exception) -> JSONResponse:
     """unified's own errors, with the status of ``errors.HTTP_STATUS``."""
     assert isinstance(exc, UnifiedError)
-    details = {"cycle": exc.cycle} if isinstance(exc, CycleError) else None
+    message, reference = public_message(request, exc)
+    details: dict[str, Any] | None = {"cycle": exc.cycle} if isinstance(exc, CycleError) else None
     headers = {"WWW-Authenticate": 'ApiKey header="X-API-Key"'} if isinstance(exc, AuthenticationError) else None
     if isinstance(exc, TooManyAttempts):
         headers = {"Retry-After": str(exc.retry_after_seconds)}
         details = {"retry_after_seconds": exc.retry_after_seconds}
-    return error_response(http_status(exc), exc.code, str(exc), details, headers)
+    if reference is not None:
+        details = {"reference": reference}
+    return error_response(http_status(exc), exc.code, message, details, headers)
 
 
 async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -97,8 +106,9 @@ async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     """A bug: logged with its traceback, answered as a 500 without internals."""
-    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal", "the server failed unexpectedly; the log has the details")
+    reference = logged_with_reference(request, exc, "unexpected error")
+    message = f"the server failed unexpectedly: retry, and if it goes on, report reference {reference} (in its log)"
+    return error_response(500, "internal", message, {"reference": reference})
 
 
 async def refuse_unstorable_json(request: Request) -> None:

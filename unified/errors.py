@@ -124,9 +124,17 @@ class TimeoutExpired(UnifiedError, TimeoutError):
 
 
 class StoreError(UnifiedError):
-    """The store could not be reached or used."""
+    """The store could not be reached or used. The message may name the database's host, port, user and name (for
+    the operator); :meth:`for_clients` is what API clients and web pages are told instead."""
 
     code = "store_error"
+
+    def for_clients(self, reference: str) -> str:
+        """What happened in general and what to do, with the ``reference`` the full message was logged under."""
+        return (
+            "the server could not use its database just now: retry in a moment; if it goes on, ask the server's "
+            f"operator to look for reference {reference} in the server's log"
+        )
 
 
 class StoreConflict(StoreError):
@@ -134,6 +142,13 @@ class StoreConflict(StoreError):
     it again is safe."""
 
     code = "store_conflict"
+
+    def for_clients(self, reference: str) -> str:
+        """A deadlock broken: nothing was kept, and the same request may simply be sent again."""
+        return (
+            "the database stopped this request to break a deadlock with another one, and kept nothing of it: send "
+            f"it again (reference {reference} in the server's log)"
+        )
 
 
 class ChannelError(UnifiedError):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import math
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 from fastapi import Depends, Request
 
 from unified.auth import ApiKeys, Principal, Role, check_role, client_address, presented_key
-from unified.errors import PermissionDeniedError, ValidationError
+from unified.errors import PermissionDeniedError, StoreError, UnifiedError, ValidationError
 from unified.metrics import Metrics
 from unified.registration import REGISTRY, RegisteredTask, TaskRegistry
 from unified.schemas import ErrorResponse, TaskIn
@@ -23,6 +25,8 @@ from unified.task_manager import TaskManager
 from unified.utils import has_lone_surrogate, json_depth
 from unified.workflow.workflow import WorkflowManager
 from unified.workflows_folder import WorkflowsFolder
+
+log = logging.getLogger("unified.api")
 
 MAX_PAGE = 1000
 MAX_JSON_DEPTH = 64  # lists and objects in a request body (responses fail on JSON some 250 deep)
@@ -91,6 +95,25 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 def set_target(request: Request, target: str) -> None:
     """Name what a mutating request acted on, for the audit log."""
     request.state.audit_target = target
+
+
+# -- what clients are told -----------------------------------------------------------------------------------
+def logged_with_reference(request: Request, exc: BaseException, what: str) -> str:
+    """Log ``exc`` in full (its traceback and causes) as ``what`` happened to ``request``, under a new reference that
+    a client can be given instead of the details; returns the reference."""
+    reference = secrets.token_hex(6)
+    log.error("%s on %s %s, reference %s: %s", what, request.method, request.url.path, reference, exc, exc_info=exc)
+    return reference
+
+
+def public_message(request: Request, exc: UnifiedError) -> tuple[str, str | None]:
+    """The message an API client or web page gets for ``exc``, and the reference the withheld text was logged under
+    (None when nothing was withheld). A StoreError's own text is for the operator: the driver's error names the
+    database's host, port, user and name."""
+    if not isinstance(exc, StoreError):
+        return str(exc), None
+    reference = logged_with_reference(request, exc, "the store failed")
+    return exc.for_clients(reference), reference
 
 
 # -- checking requests ----------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from pydantic import ValidationError as ModelError
 
 from unified.auth import Principal, Role, check_role, session_stamp
 from unified.errors import NotFoundError, UnifiedError, ValidationError, http_status
-from unified.routes.deps import Services, problems_message, services
+from unified.routes.deps import Services, problems_message, public_message, services
 from unified.task import RUN_STATES
 
 HERE = Path(__file__).resolve().parent.parent
@@ -378,10 +378,11 @@ class UiRoute(APIRoute):
             except LoginRequired:
                 return to_sign_in(request)
             except UnifiedError as exc:
+                message, _ = public_message(request, exc)
                 current = ui(request)
                 status = page_status(exc)
                 back = same_site_page(request) if request.method == "POST" else None  # a refused form
-                return render(current, "error.html", status_code=status, status=status, message=str(exc), back=back)
+                return render(current, "error.html", status_code=status, status=status, message=message, back=back)
 
         return page_handler
 
