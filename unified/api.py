@@ -275,6 +275,8 @@ def create_app(settings: ServerSettings | None = None, clock: Clock | None = Non
         description="Workflow orchestrator REST API. Authenticate with the X-API-Key header "
         "(or Authorization: Bearer). Roles: viewer < operator < admin.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load scripts from a CDN: unified.ui.pages.api_docs serves vendored ones
+        redoc_url=None,
     )
     app.state.services = None
     app.state.settings = settings

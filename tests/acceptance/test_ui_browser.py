@@ -472,6 +472,40 @@ def shot(name: str, scratch: Path) -> str:
     return str(scratch / name)
 
 
+def test_the_api_docs_render_from_this_server_alone_within_their_csp(browser: Any, server: UiServer) -> None:
+    context = browser.new_context(base_url=server.url)
+    context.add_init_script(
+        "window.__violations = [];"
+        "document.addEventListener('securitypolicyviolation', e => window.__violations.push("
+        "e.violatedDirective + ' ' + e.blockedURI));"
+    )
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    requested: list[str] = []
+    errors: list[str] = []
+    page.on("requestfinished", lambda request: requested.append(request.url))  # a request the CSP refused fails
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto("/docs")
+    sync_api.expect(page.locator(".opblock-summary-path", has_text="/runs/{run_id}/cancel")).to_be_visible()
+    page.locator(".opblock-summary-path", has_text="/health").first.click()
+    page.click("text=Try it out")
+    page.click("text=Execute")
+    sync_api.expect(page.locator(".live-responses-table tr.response .response-col_status").first).to_contain_text("200")
+    assert page.evaluate("window.__violations") == [], "Swagger UI did something its CSP refuses"
+    page.goto("/redoc")
+    sync_api.expect(page.locator("h1", has_text="unified")).to_be_visible()
+    page.fill("input[placeholder='Search...']", "backfill")
+    sync_api.expect(page.locator("[data-role='search:results'] li").first).to_be_visible()
+    # ReDoc's menu shows its maker's logo from their CDN; the CSP refuses it and ReDoc hides the broken image
+    logo = "img-src https://cdn.redoc.ly/redoc/logo-mini.svg"
+    assert [v for v in page.evaluate("window.__violations") if v != logo] == [], "ReDoc did what its CSP refuses"
+    elsewhere = [url for url in requested if not url.startswith((server.url, "data:", "blob:"))]
+    assert elsewhere == [], "the docs loaded something from another origin"
+    assert [e for e in errors if "cdn.redoc.ly" not in e] == []
+    context.close()
+
+
 def test_phone_width_and_screenshots(browser: Any, server: UiServer, dialogs: list[str], tmp_path: Path) -> None:
     page = open_page(browser, server, server.admin_key, dialogs)
     big = server.workflow_id("warehouse-rebuild")

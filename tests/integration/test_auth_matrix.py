@@ -25,9 +25,6 @@ V, OP, A = Role.VIEWER, Role.OPERATOR, Role.ADMIN
 EXPECTED: dict[tuple[str, str], Role | None] = {
     ("GET", "/health"): PUBLIC,
     ("GET", "/openapi.json"): PUBLIC,
-    ("GET", "/docs"): PUBLIC,
-    ("GET", "/docs/oauth2-redirect"): PUBLIC,
-    ("GET", "/redoc"): PUBLIC,
     ("GET", "/workflows"): V,
     ("POST", "/workflows"): A,
     ("GET", "/workflows/folder"): V,

@@ -46,6 +46,8 @@ EXPECTED: dict[tuple[str, str], Role | None] = {
     ("POST", "/ui/keys"): A,
     ("POST", "/ui/keys/{key_id}/revoke"): A,
     ("GET", "/ui/audit"): A,
+    ("GET", "/docs"): PUBLIC,  # the API's docs (Swagger UI, ReDoc): what /openapi.json says
+    ("GET", "/redoc"): PUBLIC,
     ("GET", "/ui/{rest:path}"): PUBLIC,  # the HTML "no such page": says nothing a visitor may not know
 }
 

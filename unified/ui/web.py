@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from unified.auth import client_address, session_stamp
 from unified.errors import AuthenticationError, NotFoundError, TooManyAttempts
-from unified.ui.pages import admin, dashboard, runs, tasks, workflows
+from unified.ui.pages import admin, api_docs, dashboard, runs, tasks, workflows
 from unified.ui.pages.base import (
     COOKIE,
     STATIC,
@@ -76,6 +76,7 @@ router.include_router(workflows.router)
 router.include_router(runs.router)
 router.include_router(tasks.router)
 router.include_router(admin.router)
+router.include_router(api_docs.router)
 
 
 @router.get("/ui/{rest:path}")
