@@ -515,3 +515,25 @@ def test_backfill_a_range_and_read_the_audit_log(api: Api) -> None:
     assert "Last fire" in done.text and "never" not in done.text.split("Last fire")[1][:200]
     audit = client.get("/ui/audit").text
     assert f"/ui/schedules/{schedule}/backfill" in audit and "admin" in audit
+
+
+def test_a_new_key_s_secret_is_held_on_the_server_and_shown_once_to_its_creator(api: Api) -> None:
+    client = sign_in(api)
+    token = csrf_of(client, "/ui/keys")
+    created = client.post("/ui/keys", data={"csrf": token, "name": "once", "role": "viewer"}, follow_redirects=False)
+    reveal = created.cookies.get("unified_new_key")
+    record = next(k for k in api.services.keys.list() if k.name == "once")
+    assert reveal and record.key_id not in reveal, "the cookie holds a random token, not the key"
+    other_admin = TestClient(api.app, cookies={"unified_new_key": reveal})
+    other_key = api.services.keys.create("other-admin", "admin")[1]
+    other_admin.post("/login", data={"api_key": other_key, "csrf": csrf_of(other_admin)})
+    assert 'id="new-key"' not in other_admin.get("/ui/keys").text, "only the admin who created it sees it"
+    shown = client.get("/ui/keys")
+    secret = re.search(r'id="new-key">([^<]+)<', shown.text)
+    assert secret and api.services.keys.identify(secret.group(1)).key_id == record.key_id
+    client.cookies.set("unified_new_key", reveal, path="/ui/keys")  # the same token again: gone
+    again = client.get("/ui/keys")
+    assert secret.group(1) not in again.text and "cannot be shown" in again.text
+    client.post("/ui/keys", data={"csrf": token, "name": "late", "role": "viewer"}, follow_redirects=False)
+    api.clock.advance(61)
+    assert 'id="new-key"' not in client.get("/ui/keys").text, "a secret not fetched within a minute is dropped"

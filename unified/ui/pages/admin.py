@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -108,19 +110,61 @@ def alerts_page(ui: Page, limit: str | None = None, status: str | None = None) -
     )
 
 
-NEW_KEY_COOKIE = "unified_new_key"  # the key just created, for the page the creation redirects to (deleted there)
+NEW_KEY_COOKIE = "unified_new_key"  # a one-time token naming the key just created (not its secret)
+REVEAL_SECONDS = 60.0
+MAX_REVEALS = 100
+
+
+class KeyReveals:
+    """Secrets of keys just created in the web UI, each held in this process's memory for the one page that shows it:
+    taken once, by the admin key that created it, within REVEAL_SECONDS; the browser holds only a random token. So
+    the secret is in no cookie (which a browser may keep on disk and a proxy may log) and no second view shows it."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[str, str, str, float]] = {}  # token: key id, secret, creator's key id, until
+        self._lock = threading.Lock()
+
+    def hold(self, key_id: str, secret: str, creator: str, now: float) -> str:
+        """Hold ``secret`` for its creator; returns the token that takes it."""
+        token = secrets.token_urlsafe(24)
+        with self._lock:
+            self._held = {t: held for t, held in self._held.items() if held[3] > now}
+            while len(self._held) >= MAX_REVEALS:  # a flood of creations: the oldest are not shown, never stored
+                del self._held[next(iter(self._held))]
+            self._held[token] = (key_id, secret, creator, now + REVEAL_SECONDS)
+        return token
+
+    def take(self, token: str, viewer: str, now: float) -> tuple[str, str] | None:
+        """The (key id, secret) ``token`` holds for ``viewer``, once; None if it is unknown, taken, expired or not
+        ``viewer``'s."""
+        with self._lock:
+            held = self._held.get(token)
+            if held is None or held[2] != viewer:
+                return None
+            del self._held[token]
+        return (held[0], held[1]) if held[3] > now else None
+
+
+def key_reveals(request: Request) -> KeyReveals:
+    """The app's KeyReveals (made on first use)."""
+    state = request.app.state
+    if getattr(state, "key_reveals", None) is None:
+        state.key_reveals = KeyReveals()
+    return state.key_reveals
 
 
 @router.get("/ui/keys")
 def keys_page(request: Request, ui: Page) -> Response:
     """Every API key (admin): name, role, owner, created, last used, revoked; and, once, the secret of the key
     just created here."""
-    ui.require(Role.ADMIN)
+    principal = ui.require(Role.ADMIN)
     keys = ui.svc.keys.list()
-    key_id, _, secret = request.cookies.get(NEW_KEY_COOKIE, "").partition(":")
-    record = next((k for k in keys if k.key_id == key_id), None) if secret else None
-    response = render(ui, "keys.html", keys=keys, created={"record": record, "key": secret} if record else None)
-    if key_id:
+    token = request.cookies.get(NEW_KEY_COOKIE)
+    taken = key_reveals(request).take(token, principal.key_id, ui.now()) if token else None
+    record = next((k for k in keys if taken and k.key_id == taken[0]), None)
+    created = {"record": record, "key": taken[1]} if taken and record else None
+    response = render(ui, "keys.html", keys=keys, created=created, missed=bool(token) and created is None)
+    if token:
         response.delete_cookie(NEW_KEY_COOKIE, path="/ui/keys")
     return response
 
@@ -129,13 +173,14 @@ def keys_page(request: Request, ui: Page) -> Response:
 def create_key(request: Request, ui: Page, form: Form) -> Response:
     """Create a key, then show the keys page with its secret this once: a redirect, so reloading that page
     creates no second key."""
-    ui.require(Role.ADMIN)
+    principal = ui.require(Role.ADMIN)
     fields = {"name": form.get("name", ""), "role": form.get("role") or "viewer", "owner": form.get("owner") or None}
     body = checked(ApiKeyIn, fields)  # the REST API's rules: a name of 1-200 characters, a known role
     record, key = ui.svc.keys.create(body.name, body.role, owner=body.owner)
     request.state.audit_target = record.key_id
+    token = key_reveals(request).hold(record.key_id, key, principal.key_id, ui.now())
     response = redirect(ui, "/ui/keys")
-    response.set_cookie(NEW_KEY_COOKIE, f"{record.key_id}:{key}", max_age=60, httponly=True, samesite="strict",
+    response.set_cookie(NEW_KEY_COOKIE, token, max_age=int(REVEAL_SECONDS), httponly=True, samesite="strict",
                         secure=request.url.scheme == "https", path="/ui/keys")  # fmt: skip
     return response
 
