@@ -68,8 +68,10 @@ class FunctionRegistry:
     @property
     def claiming_holder(self) -> str | None:
         """What a claim passes as its holder: this registry's name while it holds any in-process function, else None
-        (no task can be held by it then, and the store claims with one index walk instead of two)."""
-        return self.holder if self._functions else None
+        (no task can be held by it then, and the store claims with one index walk instead of two). Functions found by
+        import path, cached in ``_functions`` too, hold no task: every register by ref lands in ``_users`` or
+        ``_kept_for_good``, and a ref leaves ``_functions`` only with its last user."""
+        return self.holder if self._users or self._kept_for_good else None
 
     def holder_of(self, spec: dict[str, Any]) -> str | None:
         """This registry's name if the task of ``spec`` runs a function only it holds (registered here by ref),

@@ -114,3 +114,12 @@ def test_claims_name_the_engine_as_holder_only_while_it_holds_a_function() -> No
     assert registry.claiming_holder == registry.holder
     registry.release("one", spec)
     assert registry.claiming_holder is None
+
+
+def test_functions_found_by_import_path_hold_nothing_so_claims_walk_the_free_tasks_alone() -> None:
+    registry = FunctionRegistry()
+    spec = registry.register(Task(task_id="add", func="tests.helpers.tasks:add", args=(1, 2)))
+    assert registry.rebuild(spec).resolve()(1, 2) == 3  # its callable is cached here now
+    assert registry.claiming_holder is None  # yet no task can be held by this registry
+    registry.register(Task(task_id="kept", func=lambda: 1), for_good=True)  # a workflow's lambda: held for good
+    assert registry.claiming_holder == registry.holder
