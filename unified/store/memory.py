@@ -52,20 +52,18 @@ class _ReadyHeaps:
         self.ready: dict[HeapKey, list[tuple[int, int, str, int]]] = defaultdict(list)
         self.delayed: dict[HeapKey, list[tuple[float, int, int, str, int]]] = defaultdict(list)
         self.token: dict[str, int] = {}  # a task's newest entry; older entries are stale
+        self.names: set[str] = set()  # the queues that have (or had) heaps
         self._tokens = itertools.count(1)
 
     def push(self, task: TaskRecord) -> None:
         token = next(self._tokens)
         self.token[task.id] = token
         key = (task.queue, task.holder)
+        self.names.add(task.queue)
         if task.not_before is not None and task.state == "retrying":
             heapq.heappush(self.delayed[key], (task.not_before, -task.priority, task.seq, task.id, token))
         else:
             heapq.heappush(self.ready[key], (-task.priority, task.seq, task.id, token))
-
-    def queues(self) -> set[str]:
-        """The queues that have (or had) heaps."""
-        return {queue for queue, _ in self.ready.keys() | self.delayed.keys()}
 
     def best(self, key: HeapKey, now: float) -> tuple[int, int, str] | None:
         """The head of the ready heap of ``key`` after promoting due entries and dropping stale ones."""
@@ -332,30 +330,34 @@ class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
         """Take up to ``limit`` claimable tasks, highest priority then oldest first (``released``, ``holder``: see
         Store)."""
         with self._lock:
-            names = list(queues) if queues is not None else list(self._heaps.queues())
+            heaps = self._heaps
+            names = list(queues) if queues is not None else list(heaps.names)
             pending = self._released_candidates(released, names, queues is None, holder) if released else []
             room = self._room(names)
-            claimed: list[TaskRecord] = []
+            if room:
+                names = [q for q in names if room.get(q, 1) > 0]
+                pending = [p for p in pending if p[1][0] in names]
             holders = (None,) if holder is None else (None, holder)
+            # the head of each heap this claim may take from, as (entry, key): looked at once, and again only for
+            # the heap a task was taken from (not every heap's per task claimed)
+            heads = [(entry, key) for q in names for h in holders if (entry := heaps.best(key := (q, h), now))]
+            claimed: list[TaskRecord] = []
             while len(claimed) < limit:
-                if room:
-                    names = [q for q in names if room.get(q, 1) > 0]
-                    pending = [p for p in pending if p[1][0] in names]
-                keys = [(q, h) for q in names for h in holders]
-                candidates = [(entry, key) for key in keys if (entry := self._heaps.best(key, now)) is not None]
-                if pending:
-                    candidates.append(pending[-1])
-                if not candidates:
-                    break
-                best = min(candidates)
-                (_, _, task_id), (queue, _) = best
-                task = self._tasks[task_id]
-                if pending and best is pending[-1]:
-                    pending.pop()
+                best = min(heads) if heads else None
+                if pending and (best is None or pending[-1] < best):
+                    (_, _, task_id), (queue, _) = pending.pop()
+                    task = self._tasks[task_id]
                     task.queued_at = now  # queued in passing
+                elif best is None:
+                    break
                 else:
-                    heapq.heappop(self._heaps.ready[best[1]])
-                    del self._heaps.token[task_id]
+                    (_, _, task_id), key = best
+                    heapq.heappop(heaps.ready[key])
+                    del heaps.token[task_id]
+                    heads.remove(best)
+                    if (head := heaps.best(key, now)) is not None:
+                        heads.append((head, key))
+                    task, queue = self._tasks[task_id], key[0]
                     if task.state not in CLAIMABLE_STATES:
                         continue
                 task.state = "running"
@@ -368,6 +370,9 @@ class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
                 self._attempts[task_id].append(AttemptRecord(task_id, task.attempts, "running", now, worker=worker))
                 if queue in room:
                     room[queue] -= 1
+                    if room[queue] <= 0:  # full: nothing more from its heaps nor its released tasks
+                        heads = [h for h in heads if h[1][0] != queue]
+                        pending = [p for p in pending if p[1][0] != queue]
             return claimed
 
     def _released_candidates(
