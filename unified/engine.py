@@ -443,17 +443,20 @@ class Engine(Submitting, Interventions, EngineEvents):
         if others:
             upstream_by_id = {u.id: u for u in self.store.get_tasks(others)}
             upstream_by_id.update(done)
-        ready = []
-        for dependant in pending.values():
-            upstream = [upstream_by_id[u] for u in dict.fromkeys(dependant.dependencies) if u in upstream_by_id]
-            if all(u.state == "success" for u in upstream):
-                ready.append((dependant, upstream))
         # not queued here: a claim later in this transaction (a worker's report) takes what it can straight from
         # pending, so each of those is written once; _before_commit queues the rest
         local, released = self._local, 0
-        for dependant, upstream in ready:
-            if dependant.id not in local.released:  # not already released by an earlier batch of this transaction
-                local.released[dependant.id] = upstream_results(dependant.dependencies, upstream)
+        for dependant in pending.values():
+            if dependant.id in local.released:  # already released by an earlier batch of this transaction
+                continue
+            results = {}  # the upstream results it is handed (see upstream_results), gathered as they are checked
+            for upstream_id in dependant.dependencies:
+                if (upstream := upstream_by_id.get(upstream_id)) is not None:
+                    if upstream.state != "success":
+                        break
+                    results[upstream.task_id] = upstream.result
+            else:
+                local.released[dependant.id] = results
                 local.releasing.append(dependant.id)
                 released += 1
         local.released_at = now
