@@ -31,6 +31,7 @@ from unified.store.records import (
     LogRecord,
     RunRecord,
     ScheduleRecord,
+    SlaWatchRecord,
     TaskMove,
     TaskRecord,
     VersionRecord,
@@ -329,6 +330,40 @@ class Store(Protocol):
 
     def list_alerts(self, limit: int = 100, status: str | None = None) -> list[AlertRecord]:
         """Alerts, newest first; only those whose delivery is ``status`` (sent, failed, pending) when given."""
+        ...
+
+    def take_alerts(self, owner: str, now: float, until: float, limit: int = 100) -> list[AlertRecord]:
+        """Lease to ``owner`` until ``until`` the pending alerts whose lease expired before ``now`` (an alert without
+        a lease is never taken), the longest expired first, and return them as taken. Each is taken by
+        compare-and-set: of two concurrent takers, one gets it."""
+        ...
+
+    def renew_alerts(self, owner: str, until: float) -> int:
+        """Extend to ``until`` the leases of the pending alerts leased to ``owner``; how many there were."""
+        ...
+
+    def update_owned_alert(self, alert_id: str, owner: str, /, **changes: Any) -> bool:
+        """Set fields of an alert only while it is pending and leased to ``owner`` (the fence of a delivery: an alert
+        another process took over meanwhile is left as it is); True if it changed, NotFoundError for no such alert."""
+        ...
+
+    # SLA watches
+    def insert_sla_watches(self, watches: Iterable[SlaWatchRecord]) -> None:
+        """Store deadlines to watch; one already stored (same kind and key) is left as it is."""
+        ...
+
+    def due_sla_watches(self, now: float, limit: int = 100) -> list[SlaWatchRecord]:
+        """Unsettled watches whose deadline is at or before ``now``, earliest first (read through an index of the
+        unsettled ones: settled watches cost nothing)."""
+        ...
+
+    def settle_sla_watch(self, kind: str, key: str, outcome: str, at: float) -> bool:
+        """Set the outcome of a watch if it has none yet (compare-and-set: of several watchers, one settles it);
+        True if this call did."""
+        ...
+
+    def next_sla_deadline(self) -> float | None:
+        """The earliest deadline among unsettled watches, or None."""
         ...
 
     def put_alert_rule(self, rule: AlertRuleRecord) -> None:

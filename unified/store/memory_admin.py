@@ -7,6 +7,7 @@ A mixin of :class:`unified.store.memory.MemoryStore`, sharing its lock; split ou
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from typing import Any
 
 from unified.errors import NotFoundError, not_found
@@ -17,6 +18,7 @@ from unified.store.records import (
     AuditRecord,
     FireRecord,
     ScheduleRecord,
+    SlaWatchRecord,
 )
 from unified.store.yielding_lock import YieldingLock
 
@@ -34,6 +36,7 @@ class MemoryAdminRecords:
         self._audit: list[AuditRecord] = []
         self._queue_limits: dict[str, int] = {}
         self._alerts: dict[str, AlertRecord] = {}
+        self._sla_watches: dict[tuple[str, str], SlaWatchRecord] = {}
         self._holders: dict[str, tuple[float, float | None]] = {}  # holder -> (expires_at, swept_at)
 
     # proofs of life of holding engines (see Store.renew_holder)
@@ -247,3 +250,60 @@ class MemoryAdminRecords:
             found = [a for a in self._alerts.values() if status is None or a.status == status]
             alerts = sorted(found, key=lambda a: a.created_at, reverse=True)
             return [copy.deepcopy(a) for a in alerts[:limit]]
+
+    def take_alerts(self, owner: str, now: float, until: float, limit: int = 100) -> list[AlertRecord]:
+        """Lease to ``owner`` the pending alerts whose lease expired before ``now``, the longest expired first."""
+        with self._lock:
+            pending = [a for a in self._alerts.values() if a.status == "pending" and a.lease_expires_at is not None]
+            lapsed = [a for a in pending if a.lease_expires_at < now]  # type: ignore[operator]
+            lapsed.sort(key=lambda a: a.lease_expires_at)  # type: ignore[arg-type, return-value]
+            for alert in lapsed[:limit]:
+                alert.owner, alert.lease_expires_at = owner, until
+            return [copy.deepcopy(a) for a in lapsed[:limit]]
+
+    def renew_alerts(self, owner: str, until: float) -> int:
+        """Extend the leases of the pending alerts leased to ``owner``; how many there were."""
+        with self._lock:
+            held = [a for a in self._alerts.values() if a.status == "pending" and a.owner == owner]
+            for alert in held:
+                alert.lease_expires_at = until
+            return len(held)
+
+    def update_owned_alert(self, alert_id: str, owner: str, /, **changes: Any) -> bool:
+        """Set fields of an alert only while it is pending and leased to ``owner``; True if it changed."""
+        with self._lock:
+            alert = self._alerts.get(alert_id)
+            if alert is None:
+                raise not_found(f"alert with id {alert_id!r}")
+            if alert.status != "pending" or alert.owner != owner:
+                return False
+            self._set_fields(self._alerts, alert_id, "alert", changes)
+            return True
+
+    # SLA watches
+    def insert_sla_watches(self, watches: Iterable[SlaWatchRecord]) -> None:
+        """Store deadlines to watch; one already stored is left as it is."""
+        with self._lock:
+            for watch in watches:
+                self._sla_watches.setdefault((watch.kind, watch.key), copy.copy(watch))
+
+    def due_sla_watches(self, now: float, limit: int = 100) -> list[SlaWatchRecord]:
+        """Unsettled watches due at ``now``, earliest first."""
+        with self._lock:
+            due = sorted((w for w in self._sla_watches.values() if w.outcome is None and w.deadline <= now),
+                         key=lambda w: w.deadline)  # fmt: skip
+            return [copy.copy(w) for w in due[:limit]]
+
+    def settle_sla_watch(self, kind: str, key: str, outcome: str, at: float) -> bool:
+        """Set the outcome of a watch if it has none yet; True if this call did."""
+        with self._lock:
+            watch = self._sla_watches.get((kind, key))
+            if watch is None or watch.outcome is not None:
+                return False
+            watch.outcome, watch.settled_at = outcome, at
+            return True
+
+    def next_sla_deadline(self) -> float | None:
+        """The earliest deadline among unsettled watches."""
+        with self._lock:
+            return min((w.deadline for w in self._sla_watches.values() if w.outcome is None), default=None)

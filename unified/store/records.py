@@ -174,6 +174,23 @@ class AlertRecord:
     rule_id: str | None = None
     attempts: int = 0  # delivery attempts made
     delivered_at: float | None = None
+    # a pending alert is leased to the alert service delivering it (migration 0011); once the lease lapses (its
+    # process died) any other service takes it over. Both None on alerts stored before, and on handler alerts
+    owner: str | None = None
+    lease_expires_at: float | None = None
+
+
+@dataclass(slots=True)
+class SlaWatchRecord:
+    """A deadline of a task or run that declared ``sla_seconds``, stored with it (migration 0012); ``outcome`` is
+    None until one watcher settles it (``missed``, ``met``, or ``gone`` for work deleted meanwhile)."""
+
+    kind: str  # task or run
+    key: str  # the task's global id or the run's id
+    deadline: float
+    sla_seconds: float
+    outcome: str | None = None
+    settled_at: float | None = None
 
 
 @dataclass(slots=True)

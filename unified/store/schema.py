@@ -29,6 +29,7 @@ from unified.store.records import (
     LogRecord,
     RunRecord,
     ScheduleRecord,
+    SlaWatchRecord,
     TaskRecord,
     VersionRecord,
     WorkflowRecord,
@@ -186,6 +187,7 @@ versions = sa.Table(
     sa.Column("created_at", Time, nullable=False),
 )
 
+PENDING_ALERT = sa.text("status = 'pending'")
 alerts = sa.Table(
     "alerts",
     metadata,
@@ -200,7 +202,11 @@ alerts = sa.Table(
     sa.Column("rule_id", Id, nullable=True),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("delivered_at", Time, nullable=True),
+    sa.Column("owner", sa.String(255), nullable=True),  # the lease of a pending alert (migration 0011)
+    sa.Column("lease_expires_at", Time, nullable=True),
     sa.Index("ix_alerts_created", "created_at", "seq"),
+    # the pending alerts, by lease: what a takeover or a renewal reads (few: those being delivered)
+    sa.Index("ix_alerts_pending", "lease_expires_at", sqlite_where=PENDING_ALERT, postgresql_where=PENDING_ALERT),
 )
 
 alert_rules = sa.Table(
@@ -303,6 +309,20 @@ holders = sa.Table(
     sa.Column("expires_at", Time, nullable=False),
     sa.Column("swept_at", Time, nullable=True),
 )
+# the deadlines of tasks and runs that declared sla_seconds, written with them (migration 0012); a watcher of any
+# process settles each once (outcome set by compare-and-set). The partial index holds only the unsettled ones
+UNSETTLED_SLA = sa.text("outcome IS NULL")
+sla_watches = sa.Table(
+    "sla_watches",
+    metadata,
+    sa.Column("kind", sa.String(8), primary_key=True),
+    sa.Column("key", Id, primary_key=True),
+    sa.Column("deadline", Time, nullable=False),
+    sa.Column("sla_seconds", Time, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=True),
+    sa.Column("settled_at", Time, nullable=True),
+    sa.Index("ix_sla_watches_due", "deadline", sqlite_where=UNSETTLED_SLA, postgresql_where=UNSETTLED_SLA),
+)
 CHUNK = 500  # ids per IN (...) list
 
 R = TypeVar("R")
@@ -396,6 +416,7 @@ SCHEDULES = Codec(ScheduleRecord, schedules, "schedule_id", ("target",), ("sched
 FIRES = Codec(FireRecord, fires, "schedule_id", (), ("schedule_id", "fire_time"))
 API_KEYS = Codec(ApiKeyRecord, api_keys, "key_id", (), ("key_id",))
 AUDIT = Codec(AuditRecord, audit, "audit_id", (), ("audit_id",))
+SLA_WATCHES = Codec(SlaWatchRecord, sla_watches, "key", (), ("kind", "key"))
 
 
 # statements built once (building a many-column statement costs more than running it)

@@ -4,8 +4,8 @@ It owns transactions (a re-entrant, per-thread ``atomic()``), the claim query (o
 subquery takes ``FOR UPDATE SKIP LOCKED`` rows on PostgreSQL; SQLite serialises writers with ``BEGIN IMMEDIATE``, see
 sqlite.py), translation of database errors into the unified error tree, and bringing the schema to the Alembic head.
 The verbs of the records around the work (schedules and fires, alert rules, API keys, audit log) are in the
-``SqlAdminRecords`` mixin of sql_admin.py, those of attempts and log lines in ``SqlAttempts`` (sql_attempts.py), on
-the row helpers defined here.
+``SqlAdminRecords`` mixin of sql_admin.py, those of alerts and SLA watches in ``SqlAlerts`` (sql_alerts.py), those of
+attempts and log lines in ``SqlAttempts`` (sql_attempts.py), on the row helpers defined here.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from unified.store.schema import (
     tasks,
 )
 from unified.store.sql_admin import SqlAdminRecords
+from unified.store.sql_alerts import SqlAlerts
 from unified.store.sql_attempts import SqlAttempts
 from unified.store.sql_claim import SqlClaims
 from unified.store.sql_direct import COPY_MIN, DirectStatements
@@ -90,7 +91,7 @@ def _fk_violation(exc: sa.exc.IntegrityError) -> bool:
     return getattr(exc.orig, "sqlstate", None) == "23503" or "FOREIGN KEY" in str(exc.orig)
 
 
-class SqlStore(SqlClaims, SqlOutcomes, SqlAttempts, SqlAdminRecords, SqlWorkflows, SqlHolders):
+class SqlStore(SqlClaims, SqlOutcomes, SqlAttempts, SqlAdminRecords, SqlAlerts, SqlWorkflows, SqlHolders):
     """A store on a SQLAlchemy URL; ``SqlStore("sqlite:///...")`` gives a :class:`SqliteStore`."""
 
     keeps_objects = False

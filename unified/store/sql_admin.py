@@ -1,5 +1,5 @@
-"""The SQL store's records around the work itself: schedules and fires, alert rules and alerts, API keys, audit log,
-queue limits.
+"""The SQL store's records around the work itself: schedules and fires, alert rules, API keys, audit log, queue
+limits (alerts and SLA watches are in ``sql_alerts.py``).
 
 A mixin of :class:`unified.store.sql.SqlStore`, using its transaction and row helpers; split out to keep each module
 small, as ``memory_admin.py`` is from ``memory.py``. A fire is written with ``INSERT ... ON CONFLICT DO NOTHING`` on
@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from unified.store.records import AlertRecord, AlertRuleRecord, ApiKeyRecord, AuditRecord, FireRecord, ScheduleRecord
+from unified.store.records import AlertRuleRecord, ApiKeyRecord, AuditRecord, FireRecord, ScheduleRecord
 from unified.store.schema import (
     ALERT_RULES,
-    ALERTS,
     API_KEYS,
     AUDIT,
     FIRES,
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
 
 
 class SqlAdminRecords:
-    """Schedules, fires, alert rules and alerts, API keys, the audit log and queue limits, as rows of their tables."""
+    """Schedules, fires, alert rules, API keys, the audit log and queue limits, as rows of their tables."""
 
     if TYPE_CHECKING:  # provided by SqlStore
         _limits_seen: LimitsSeen
@@ -187,18 +186,3 @@ class SqlAdminRecords:
         """Every queue limit: queue name -> max_running."""
         with self._tx(write=False) as conn:
             return dict(conn.execute(QUEUE_LIMITS).all())
-
-    # alerts
-    def insert_alert(self, alert: AlertRecord) -> None:
-        """Store an alert."""
-        self._insert(ALERTS, [ALERTS.row(alert)], f"alert {alert.alert_id!r}")
-
-    def update_alert(self, alert_id: str, **changes: Any) -> None:
-        """Set the delivery fields of an alert."""
-        self._cas(ALERTS, alert_id, None, changes)
-
-    def list_alerts(self, limit: int = 100, status: str | None = None) -> list[AlertRecord]:
-        """Alerts, newest first; only those whose delivery is ``status`` when given."""
-        c = ALERTS.table.c
-        stmt = ALERTS.select.where(c.status == status) if status is not None else ALERTS.select
-        return self._all(ALERTS, stmt.order_by(c.created_at.desc(), c.seq.desc()).limit(limit))
