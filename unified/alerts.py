@@ -1,21 +1,27 @@
-"""Alerts: rules that route engine events to channels, a bounded background sender, and SLA watching.
+"""Alerts: rules that route engine events to channels, a bounded background sender, leases, and SLA watching.
 
 An :class:`AlertService` listens on the engine's event bus. Each event that matches a stored rule becomes an
-alert: it is stored as ``pending`` and put on its channel's bounded queue, and that channel's sender thread
-delivers it, retrying with backoff, then records it ``sent`` or ``failed`` with the error (a channel that does not
-answer delays only its own alerts). Nothing here blocks or breaks the engine: a full queue, a broken channel or a
-failing store is recorded or logged. Alerts still queued when the service closes are recorded ``failed``.
+alert: it is stored as ``pending``, leased to this service, and put on its channel's bounded queue, and that
+channel's sender thread delivers it, retrying with backoff, then records it ``sent`` or ``failed`` with the error (a
+channel that does not answer delays only its own alerts). Nothing here blocks or breaks the engine: a full queue, a
+broken channel or a failing store is recorded or logged.
 
-SLA: a task or run that declares ``sla_seconds`` and has not finished that long after it was queued raises
-one ``sla_missed`` event (published on the same bus, so rules and handlers see it like any other event).
+Leases make delivery outlive the process: the service's keeper renews the leases of the alerts it holds, and takes
+over (by compare-and-set, ``Store.take_alerts``) the pending alerts whose lease lapsed, because the process holding
+them died or closed with them still queued. Two live services never both send an alert while their leases are
+renewed; an alert whose process died mid-delivery may be sent twice (at least once).
+
+SLA: a task or run that declares ``sla_seconds`` and has not finished that long after it was queued raises one
+``sla_missed`` event (see :mod:`unified.sla`; the keeper runs its checks).
 """
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
+import os
 import queue
+import socket
 import threading
 import time
 from collections.abc import Iterable
@@ -34,7 +40,8 @@ from unified.channels import (
 )
 from unified.engine import Engine
 from unified.errors import UnifiedError, ValidationError
-from unified.store.records import AlertRecord, AlertRuleRecord, RunRecord, TaskRecord
+from unified.sla import SlaWatch
+from unified.store.records import AlertRecord, AlertRuleRecord
 from unified.utils import backoff_delay, iso, new_id
 
 log = logging.getLogger("unified.alerts")
@@ -86,16 +93,26 @@ class AlertService:
         retry_delay_seconds: float = 1.0,
         max_retry_delay_seconds: float = 30.0,
         rules_cache_seconds: float = 5.0,
-        sla_thread: bool = True,
+        lease_seconds: float = 60.0,
+        threaded: bool = True,
     ) -> None:
+        """``lease_seconds``: how long a pending alert stays this service's without a renewal (renewed every third of
+        it); another process takes it over once it lapses. ``threaded=False``: no keeper thread, the caller calls
+        :meth:`keep` (a manager on a fake clock does on every advance)."""
         if max_attempts < 1:
             raise ValidationError(f"max_attempts must be at least 1, not {max_attempts}")
+        if not lease_seconds > 0:
+            raise ValidationError(f"lease_seconds must be positive, not {lease_seconds}: it is how long a process "
+                                  "holds a pending alert before another one may take it over")  # fmt: skip
         self.engine, self.store, self.clock = engine, engine.store, engine.clock
         self.max_attempts = max_attempts
         self.retry_delay_seconds = retry_delay_seconds
         self.max_retry_delay_seconds = max_retry_delay_seconds
         self.rules_cache_seconds = rules_cache_seconds  # how soon rules edited by another process are seen
         self.queue_size = queue_size  # of each channel's queue
+        self.lease_seconds = lease_seconds
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{new_id()[:6]}"  # the leases of this service
+        self._held: set[str] = set()  # the alerts leased to this service and in its lanes (queued or being sent)
         self._lanes: dict[str, tuple[queue.Queue[Any], threading.Thread]] = {}  # by channel config: queue, sender
         self._pending = 0  # alerts queued or being delivered
         self._idle = threading.Condition()
@@ -105,8 +122,16 @@ class AlertService:
         self._rule_events: frozenset[str] = frozenset()  # the events the enabled rules name
         self._rules_read_at = 0.0
         self._workflow_names: dict[str, str] = {}
-        self.sla = SlaWatch(engine, threaded=sla_thread)
+        self.sla = SlaWatch(engine)
         engine.bus.subscribe(self.handle, accepts=self._accepts)
+        self._wake = threading.Event()
+        self._keeper: threading.Thread | None = None
+        if threaded:
+            self.sla.on_sooner = self._wake.set
+            self._keeper = threading.Thread(target=self._keep_loop, name="unified-alerts-keeper", daemon=True)
+            self._keeper.start()
+        else:
+            engine.clock.on_advance(self.keep)
 
     # -- rules -------------------------------------------------------------------------------------------
     def add_rule(
@@ -192,22 +217,84 @@ class AlertService:
         alert.update(alert_id=new_id(), rule_id=rule.rule_id, created_at=iso(now))
         alert["summary"] = summary(alert)
         alert = json.loads(json.dumps(alert, default=str))
+        lease = now + self.lease_seconds
         record = AlertRecord(alert["alert_id"], event["event"], alert, now, rule.channel.get("type", "?"), "pending",
-                             rule_id=rule.rule_id)  # fmt: skip
-        self.store.insert_alert(record)
+                             rule_id=rule.rule_id, owner=self.owner, lease_expires_at=lease)  # fmt: skip
+        self._held.add(record.alert_id)  # before it is stored: the keeper renews what it holds
+        try:
+            self.store.insert_alert(record)
+        except BaseException:
+            self._held.discard(record.alert_id)
+            raise
+        self._enqueue(record.alert_id, rule.channel, alert, 0)
+
+    def _enqueue(self, alert_id: str, config: dict[str, Any], alert: dict[str, Any], attempts: int) -> None:
+        """Put a held alert on its channel's queue; a full queue (or a stopped service) records it failed."""
         with self._idle:
             self._pending += 1
-        lane = self._lane(rule.channel)
+        lane = self._lane(config)
         try:
             if lane is None:
                 raise queue.Full
-            lane.put_nowait((record.alert_id, rule.channel, alert))
+            lane.put_nowait((alert_id, config, alert, attempts))
         except queue.Full:
-            self._done()
+            self._done(alert_id)
             error = (f"the alert queue of this channel is full ({self.queue_size} waiting); this alert was not sent"
                      if lane is not None else "the alert service has stopped; this alert was not sent")  # fmt: skip
-            log.error("alert %s dropped: %s", record.alert_id, error)
-            self.store.update_alert(record.alert_id, status="failed", error=error)
+            log.error("alert %s dropped: %s", alert_id, error)
+            self._record(alert_id, status="failed", error=error)
+
+    def _record(self, alert_id: str, **changes: Any) -> bool:
+        """Write the outcome of an alert this service holds; False (and logged) if another process took it over."""
+        if self.store.update_owned_alert(alert_id, self.owner, **changes):
+            return True
+        log.warning("alert %s was taken over by another process (this one's lease lapsed): that one records it",
+                    alert_id)  # fmt: skip
+        return False
+
+    # -- leases ------------------------------------------------------------------------------------------
+    def keep(self) -> int:
+        """Check SLA deadlines, renew the leases of the alerts this service holds, and take over the pending alerts
+        whose lease lapsed (their process died); returns how many were taken over. The keeper thread calls it every
+        third of ``lease_seconds`` (sooner for an SLA deadline)."""
+        self.sla.check()
+        now = self.clock.now()
+        if self._held:
+            self.store.renew_alerts(self.owner, now + self.lease_seconds)
+        return self.take_over(now)
+
+    def take_over(self, now: float | None = None) -> int:
+        """Lease to this service the pending alerts whose lease lapsed before ``now`` (default: the clock's) and queue
+        them for delivery; how many were taken. An alert whose rule was deleted is recorded failed."""
+        if self._stopping.is_set():
+            return 0
+        now = self.clock.now() if now is None else now
+        taken = self.store.take_alerts(self.owner, now, now + self.lease_seconds, self.queue_size)
+        if not taken:
+            return 0
+        rules = {rule.rule_id: rule for rule in self.store.list_alert_rules()}
+        for record in taken:
+            if record.alert_id in self._held:
+                continue  # in a lane here already: this process was too slow to renew, and now holds it again
+            rule = rules.get(record.rule_id or "")
+            self._held.add(record.alert_id)
+            if rule is None:
+                self._record(record.alert_id, status="failed", error="not sent: its alert rule was deleted first")
+                self._held.discard(record.alert_id)
+                continue
+            log.warning("alert %s: taking over its delivery (the lease of the process that raised it lapsed)",
+                        record.alert_id)  # fmt: skip
+            self._enqueue(record.alert_id, rule.channel, record.payload, record.attempts)
+        return len(taken)
+
+    def _keep_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.keep()
+            except Exception:
+                log.exception("alert keeper: a check failed; trying again shortly")
+            self._wake.wait(min(self.lease_seconds / 3, self.sla.seconds_to_next()))
+            self._wake.clear()
 
     # -- delivering --------------------------------------------------------------------------------------
     def _lane(self, config: dict[str, Any]) -> queue.Queue[Any] | None:
@@ -233,17 +320,19 @@ class AlertService:
             except Exception:
                 log.exception("alert %s: recording its delivery failed", item[0])
             finally:
-                self._done()
+                self._done(item[0])
 
-    def _done(self) -> None:
+    def _done(self, alert_id: str) -> None:
+        self._held.discard(alert_id)
         with self._idle:
             self._pending -= 1
             self._idle.notify_all()
 
-    def deliver(self, alert_id: str, config: dict[str, Any], alert: dict[str, Any]) -> bool:
-        """Send one alert, retrying with backoff, and record the outcome; True if it was delivered."""
+    def deliver(self, alert_id: str, config: dict[str, Any], alert: dict[str, Any], attempts: int = 0) -> bool:
+        """Send one alert this service holds, retrying with backoff, and record the outcome; True if it was delivered.
+        ``attempts``: those made before (by a process whose lease lapsed), counted against ``max_attempts``.
+        Interrupted by :meth:`close`, it hands the alert back (pending, its lease lapsed) for another process."""
         error = "not attempted"
-        attempts = 0
         try:
             channel = channel_from_config(config)
         except ValidationError as exc:
@@ -257,15 +346,14 @@ class AlertService:
                 log.warning("alert %s via %s, attempt %d of %d: %s", alert_id, channel.type, attempts,
                             self.max_attempts, error)  # fmt: skip
             else:
-                self.store.update_alert(alert_id, status="sent", attempts=attempts, error=None,
-                                        delivered_at=self.clock.now())  # fmt: skip
+                self._record(alert_id, status="sent", attempts=attempts, error=None, delivered_at=self.clock.now())
                 return True
             delay = backoff_delay(attempts, self.retry_delay_seconds, 2.0, self.max_retry_delay_seconds)
             if attempts < self.max_attempts and self._stopping.wait(delay):
-                error += " (gave up at shutdown)"
-                break
+                self._record(alert_id, attempts=attempts, error=error, lease_expires_at=self.clock.now())
+                return False  # handed back: another process (or this one's next start) goes on with it
         log.error("alert %s could not be delivered after %d attempt(s): %s", alert_id, attempts, error)
-        self.store.update_alert(alert_id, status="failed", attempts=attempts, error=error)
+        self._record(alert_id, status="failed", attempts=attempts, error=error)
         return False
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -280,122 +368,31 @@ class AlertService:
         return True
 
     def close(self, timeout: float = 5.0) -> None:
-        """Deliver what is queued (up to ``timeout`` seconds), then stop the senders and the SLA watch; alerts still
-        queued then are recorded ``failed`` (a delivery under way gives up between its attempts)."""
+        """Deliver what is queued (up to ``timeout`` seconds), then stop the senders and the keeper. Alerts still
+        queued then are handed back: they stay ``pending`` with their lease lapsed, and the alert service of another
+        process (or of this one's next start) delivers them. A delivery under way hands its alert back between its
+        attempts."""
         self.flush(timeout)
         with self._lock:
             self._stopping.set()
             lanes, self._lanes = list(self._lanes.values()), {}
-        self.sla.stop()
+        self._wake.set()
         for lane, _ in lanes:
             while True:
                 try:
                     item = lane.get_nowait()
                 except queue.Empty:
                     break
-                self.store.update_alert(item[0], status="failed", error="not sent: the alert service stopped first")
-                self._done()
+                try:
+                    self._record(item[0], lease_expires_at=self.clock.now())
+                finally:
+                    self._done(item[0])
             lane.put(_STOP)
         for _, sender in lanes:
             sender.join(timeout)
-
-
-class SlaWatch:
-    """Raises ``sla_missed`` once for each task or run still unfinished ``sla_seconds`` after it was queued."""
-
-    def __init__(self, engine: Engine, threaded: bool = True) -> None:
-        self.engine = engine
-        self.threaded = threaded  # False: call check() (the manager does on every fake-clock advance)
-        self._heap: list[tuple[float, str, str, float]] = []  # (deadline, kind, id, sla_seconds)
-        self._runs_seen: dict[str, None] = {}  # runs whose SLA is tracked or done (insertion-ordered, capped)
-        self._cond = threading.Condition()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        engine.on_submitted(self.watch)
-        engine.clock.on_advance(self._wake)
-
-    def watch(self, records: list[TaskRecord], run: RunRecord | None) -> None:
-        """Track the SLAs of newly submitted tasks and of their run (an ``Engine.on_submitted`` listener)."""
-        entries = [(r.created_at + r.spec["sla_seconds"], "task", r.id, r.spec["sla_seconds"])
-                   for r in records if r.spec.get("sla_seconds")]  # fmt: skip
-        sla = run.metadata.get("sla_seconds") if run is not None else None
-        if run is not None and sla and run.run_id not in self._runs_seen:
-            self._runs_seen[run.run_id] = None
-            if len(self._runs_seen) > 100_000:
-                del self._runs_seen[next(iter(self._runs_seen))]
-            entries.append((run.created_at + float(sla), "run", run.run_id, float(sla)))
-        if not entries:
-            return
-        with self._cond:
-            for entry in entries:
-                heapq.heappush(self._heap, entry)
-            self._cond.notify_all()
-        if self.threaded and self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="unified-sla", daemon=True)
-            self._thread.start()
-
-    def check(self) -> int:
-        """Raise sla_missed for every deadline that passed with its task or run unfinished; returns how many."""
-        now = self.engine.clock.now()
-        due = []
-        with self._cond:
-            while self._heap and self._heap[0][0] <= now:
-                due.append(heapq.heappop(self._heap))
-        return sum(self._check_one(*entry, now) for entry in due)
-
-    def _check_one(self, deadline: float, kind: str, key: str, sla: float, now: float) -> bool:
-        store = self.engine.store
-        try:
-            if kind == "task":
-                record = store.get_task(key)
-                if record.finished_at is not None:
-                    return False
-                run = store.get_run(record.run_id) if record.run_id else None
-                ids = {"task_id": record.task_id, "id": record.id, "run_id": record.run_id, "name": record.name,
-                       "state": record.state, "attempt": record.attempts}  # fmt: skip
-            else:
-                run = store.get_run(key)
-                if run.finished_at is not None:
-                    return False
-                ids = {"task_id": None, "id": None, "run_id": run.run_id, "name": None, "state": run.state,
-                       "attempt": None}  # fmt: skip
-        except UnifiedError:
-            return False  # deleted, or never committed
-        what = f"{kind} {ids['name'] or key!r}"
-        message = f"{what} had not finished {sla:g} s after it was queued"
-        self.engine.bus.publish(
-            {"event": ev.SLA_MISSED, **ids, "workflow_id": run.workflow_id if run else None, "at": now,
-             "error": {"type": "SlaMissed", "message": message}, "sla_seconds": sla, "deadline": iso(deadline)}
-        )  # fmt: skip
-        log.warning("%s", message)
-        return True
-
-    def _wake(self) -> None:
-        if self.threaded:
-            with self._cond:
-                self._cond.notify_all()
-        else:
-            self.check()
-
-    def _loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self.check()
-            except Exception:
-                log.exception("SLA check failed; trying again shortly")
-            with self._cond:
-                wait = 60.0 if not self._heap else self._heap[0][0] - self.engine.clock.now()
-                if wait > 0 and not self._stopping.is_set():
-                    self._cond.wait(min(wait, 60.0))
-
-    def stop(self) -> None:
-        """Stop the background checks."""
-        self._stopping.set()
-        with self._cond:
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(5.0)
-            self._thread = None
+        if self._keeper is not None:
+            self._keeper.join(timeout)
+            self._keeper = None
 
 
 __all__ = [

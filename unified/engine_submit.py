@@ -19,7 +19,7 @@ from unified.errors import StoreConflict, UnknownDependencyError, ValidationErro
 from unified.functions import FunctionRegistry
 from unified.graph import validate_graph
 from unified.store.base import Store
-from unified.store.records import Dependant, RunRecord, TaskRecord
+from unified.store.records import Dependant, RunRecord, SlaWatchRecord, TaskRecord
 from unified.task import Task, check_dict, check_number
 from unified.task_records import Spec, global_id, new_record
 from unified.utils import Clock, check_params, new_id, to_json
@@ -87,9 +87,12 @@ class Submitting:
             schedule_id,
         )
         self._run_cache[run.run_id] = run  # submit's listeners see the run
+        sla = run.metadata.get("sla_seconds")
         try:
             with self.batch():
                 self.store.insert_run(run)
+                if sla:  # watched by any process from now on (see unified.alerts.SlaWatch)
+                    self.store.insert_sla_watches([SlaWatchRecord("run", run.run_id, now + float(sla), float(sla))])
                 self._submit_specs(specs, run.run_id, schedule_id)
         except BaseException:
             self._run_cache.pop(run.run_id, None)
@@ -246,6 +249,8 @@ class Submitting:
             if record.state == "queued" and any(d in in_batch for d in record.spec["dependencies"]):
                 record.state, record.queued_at = "pending", None
         queued = sum(r.state == "queued" for r in records)
+        # the SLA deadlines, stored with the tasks so that any process watches them (see unified.alerts.SlaWatch)
+        watches = [SlaWatchRecord("task", r.id, now + sla, sla) for r in records if (sla := r.spec.get("sla_seconds"))]
         if queued and self._claimable_listeners:  # claimed in the inserting transaction (see on_claimable)
             # only a transaction of its own: inside a caller's, the claim waits for the caller's commit
             marks = () if getattr(self._local, "depth", 0) else self._queueing_listeners
@@ -254,11 +259,18 @@ class Submitting:
             try:
                 with self.batch():
                     self.store.insert_tasks(records)
+                    if watches:
+                        self.store.insert_sla_watches(watches)
                     self._local.claimable += queued
                     self._notify_ready(queued)  # netted against what the claim takes
             finally:
                 for listener in marks:
                     listener(False)
             return records, 0
-        self.store.insert_tasks(records)  # its own transaction: no savepoint around a multi-row insert
+        if watches:
+            with self.batch():
+                self.store.insert_tasks(records)
+                self.store.insert_sla_watches(watches)
+        else:
+            self.store.insert_tasks(records)  # its own transaction: no savepoint around a multi-row insert
         return records, queued

@@ -204,7 +204,7 @@ class TaskManager(ScheduleMethods):
         elif self.pool is None:
             self._holder_heartbeat = HolderHeartbeat(self.engine, heartbeat_seconds)
         self.scheduler = Scheduler(self.engine)
-        self.alerts = AlertService(self.engine, sla_thread=not fake_time)
+        self.alerts = AlertService(self.engine, threaded=not fake_time)
         self.run_scheduler = run_scheduler
         if run_scheduler and fake_time:
             self.clock.on_advance(self._fire_due_schedules)

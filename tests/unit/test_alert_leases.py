@@ -1,0 +1,125 @@
+"""Alerts outlive the process that raised them: a pending alert is leased to its alert service, renewed while that
+service lives, and taken over (once) by another service when the lease lapses. SLA deadlines are stored with the
+work and settled once by whichever process checks them first."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from tests.helpers.tasks import add
+from tests.unit.test_alerts_channels import Receiver
+from unified.alerts import AlertService, LogChannel, WebhookChannel
+from unified.engine import Engine
+from unified.executor import Executor
+from unified.store.memory import MemoryStore
+from unified.store.records import AlertRecord
+from unified.task_manager import TaskManager
+from unified.utils import FakeClock
+from unified.worker import WorkerPool
+
+FAILED = {"event": "task_failed", "task_id": "t", "name": "t", "workflow_id": None, "at": 0.0}
+
+
+def test_a_live_service_keeps_its_alerts_and_a_dead_ones_are_taken_over_once() -> None:
+    store, clock = MemoryStore(), FakeClock()
+    hold = threading.Event()
+    hook = Receiver(hold=hold)
+    alive = AlertService(Engine(store, clock), threaded=False, lease_seconds=30)
+    other = AlertService(Engine(store, clock), threaded=False, lease_seconds=30)
+    try:
+        alive.add_rule(["task_failed"], WebhookChannel(hook.url))
+        alive.engine.bus.publish(FAILED)
+        assert hook.got.wait(5), "the delivery is under way (held by the receiver)"
+        for _ in range(30):
+            clock.advance(9)  # every keeper looks each 10 s at most: the live one renews its lease
+        assert other.take_over() == 0, "a live service's alert is never taken over"
+        (held,) = store.list_alerts()
+        assert (held.status, held.owner, held.lease_expires_at) == ("pending", alive.owner, clock.now() + 30)
+        # a process that raised an alert and died before sending it: nothing renews its lease
+        log_rule = alive.add_rule(["task_retrying"], LogChannel())
+        orphan = AlertRecord("orphan", "task_retrying", dict(FAILED, alert_id="orphan"), clock.now(), "log",
+                             "pending", rule_id=log_rule, owner="dead", lease_expires_at=clock.now() + 30)  # fmt: skip
+        store.insert_alert(orphan)
+        clock.advance(29)
+        assert other.take_over() == 0, "not before its lease lapsed"
+        clock.advance(2)  # a keeper takes it over on the advance (the first to look: `alive`, renewing its own)
+        # `alive` sends it from its log lane while its webhook alert is still held
+        deadline = time.monotonic() + 5
+        while not store.list_alerts(status="sent") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert store.list_alerts(status="sent")[0].alert_id == "orphan"
+        taken = next(a for a in store.list_alerts() if a.alert_id == "orphan")
+        assert (taken.owner, taken.attempts, taken.error) == (alive.owner, 1, None)
+        assert other.take_over() == 0 and alive.take_over() == 0, "taken once"
+    finally:
+        hold.set()
+        alive.close()
+        other.close()
+        hook.close()
+    assert [len(hook.requests), {a.status for a in store.list_alerts()}] == [1, {"sent"}]
+
+
+def test_a_taken_over_alert_whose_rule_is_gone_is_recorded_failed() -> None:
+    store, clock = MemoryStore(), FakeClock()
+    store.insert_alert(AlertRecord("a1", "task_failed", dict(FAILED, alert_id="a1"), clock.now(), "log", "pending",
+                                   rule_id="deleted", owner="dead", lease_expires_at=clock.now()))  # fmt: skip
+    service = AlertService(Engine(store, clock), threaded=False)
+    clock.advance(1)
+    (alert,) = service.list_alerts()
+    assert (alert["status"], alert["error"]) == ("failed", "not sent: its alert rule was deleted first")
+    service.close()
+
+
+def test_a_delivery_fenced_off_by_a_takeover_leaves_the_record_to_the_new_owner() -> None:
+    store, clock = MemoryStore(), FakeClock()
+    first = AlertService(Engine(store, clock), threaded=False)
+    rule_id = first.add_rule(["task_failed"], LogChannel())
+    record = AlertRecord("a1", "task_failed", dict(FAILED, alert_id="a1"), clock.now(), "log", "pending",
+                         rule_id=rule_id, owner=first.owner, lease_expires_at=clock.now())  # fmt: skip
+    store.insert_alert(record)
+    assert store.take_alerts("another", clock.now() + 1, clock.now() + 60)  # first stalled past its lease
+    assert first.deliver("a1", {"type": "log"}, record.payload) is True  # sent all the same (at least once) ...
+    (alert,) = store.list_alerts()
+    assert (alert.status, alert.owner) == ("pending", "another"), "... but the record is the new owner's to write"
+    first.close()
+
+
+def sla_events(tm: TaskManager) -> list[dict[str, Any]]:
+    """The sla_missed events a handler of ``tm`` heard."""
+    heard: list[dict[str, Any]] = []
+    tm.add_alert_handler(heard.append, events=["sla_missed"])
+    return heard
+
+
+def test_sla_deadlines_outlive_the_submitting_process_and_are_raised_once(clock: FakeClock) -> None:
+    store = MemoryStore()
+    submitter = TaskManager(store=store, max_workers=0, clock=FakeClock(clock.now()), run_scheduler=False)
+    late = submitter.queue_task(add, args=(1, 1), name="late", sla_seconds=60, queue="never")
+    on_time = submitter.queue_task(add, args=(2, 2), name="on-time", sla_seconds=60, queue="soon")
+    finished_late = submitter.queue_task(add, args=(3, 3), name="finished-late", sla_seconds=60, queue="later")
+    submitter.shutdown()  # gone, and its watch with it
+    runner = TaskManager(store=store, max_workers=0, clock=clock, run_scheduler=False)  # no one hears sla_missed
+    managers = [runner]
+    try:
+        clock.advance(30)
+        assert WorkerPool(runner.engine, Executor(clock), 0, ["soon"]).run_until_idle() == 1
+        clock.advance(40)  # past the deadlines, which nobody here listens for: they wait for someone who does
+        assert runner.alerts.sla.check() == 0
+        assert WorkerPool(runner.engine, Executor(clock), 0, ["later"]).run_until_idle() == 1
+        first = TaskManager(store=store, max_workers=0, clock=clock, run_scheduler=False)
+        second = TaskManager(store=store, max_workers=0, clock=clock, run_scheduler=False)
+        managers += [first, second]
+        heard_first, heard_second = sla_events(first), sla_events(second)
+        clock.advance(1)  # both check on the advance
+        heard = heard_first + heard_second
+        assert sorted(e["id"] for e in heard) == sorted([late, finished_late]), "each once, by one process"
+        assert {e["id"]: e["state"] for e in heard} == {late: "queued", finished_late: "success"}
+        clock.advance(600)
+        assert len(heard_first + heard_second) == 2
+        assert not store.due_sla_watches(clock.now()), "every deadline settled, the one met too"
+        assert store.settle_sla_watch("task", on_time, "missed", clock.now()) is False
+    finally:
+        for tm in managers:
+            tm.shutdown()
