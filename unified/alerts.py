@@ -255,9 +255,13 @@ class AlertService:
     # -- leases ------------------------------------------------------------------------------------------
     def keep(self) -> int:
         """Check SLA deadlines, renew the leases of the alerts this service holds, and take over the pending alerts
-        whose lease lapsed (their process died); returns how many were taken over. The keeper thread calls it every
-        third of ``lease_seconds`` (sooner for an SLA deadline)."""
+        whose lease lapsed (their process died); returns how many were taken over. The keeper thread does the same,
+        the SLA checks when a deadline is due (every ``SlaWatch.poll_seconds`` at most), the rest every third of
+        ``lease_seconds``."""
         self.sla.check()
+        return self._keep_leases()
+
+    def _keep_leases(self) -> int:
         now = self.clock.now()
         if self._held:
             self.store.renew_alerts(self.owner, now + self.lease_seconds)
@@ -288,13 +292,19 @@ class AlertService:
         return len(taken)
 
     def _keep_loop(self) -> None:
+        leases_due = 0.0  # time.monotonic() of the next renewal and takeover
         while not self._stopping.is_set():
-            try:
-                self.keep()
-            except Exception:
-                log.exception("alert keeper: a check failed; trying again shortly")
-            self._wake.wait(min(self.lease_seconds / 3, self.sla.seconds_to_next()))
             self._wake.clear()
+            try:
+                self.sla.check()
+                if time.monotonic() >= leases_due:
+                    self._keep_leases()
+                    leases_due = time.monotonic() + self.lease_seconds / 3
+            except Exception:
+                log.exception("alert keeper: a check failed; trying again in a second")
+                self._stopping.wait(1.0)
+                continue
+            self._wake.wait(max(0.0, min(leases_due - time.monotonic(), self.sla.seconds_to_next())))
 
     # -- delivering --------------------------------------------------------------------------------------
     def _lane(self, config: dict[str, Any]) -> queue.Queue[Any] | None:

@@ -55,7 +55,8 @@ class SlaWatch:
     def check(self) -> int:
         """Settle every deadline that passed; returns how many ``sla_missed`` events this call raised."""
         if not self.engine.bus.wants(ev.SLA_MISSED):
-            return 0  # nobody here would hear it: another process settles it
+            self._soonest = math.inf  # nobody here would hear it: another process settles it (looked at each poll)
+            return 0
         store, now = self.engine.store, self.engine.clock.now()
         raised = 0
         for _ in range(10):  # at most 10 * limit per call: the rest at the next

@@ -123,3 +123,11 @@ def test_sla_deadlines_outlive_the_submitting_process_and_are_raised_once(clock:
     finally:
         for tm in managers:
             tm.shutdown()
+
+
+def test_a_process_nobody_in_which_hears_sla_missed_waits_a_poll_not_a_passed_deadline(drained: TaskManager) -> None:
+    drained.queue_task(add, args=(1, 1), sla_seconds=1)
+    assert drained.alerts.sla.seconds_to_next() == 1.0, "woken for the deadline it submitted"
+    drained.clock.advance(2)  # the check runs: no rule or handler here takes sla_missed
+    assert drained.alerts.sla.seconds_to_next() == drained.alerts.sla.poll_seconds, "no busy loop on the deadline"
+    assert [w.key for w in drained.store.due_sla_watches(drained.clock.now())], "left for a process that listens"
