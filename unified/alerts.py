@@ -2,9 +2,11 @@
 
 An :class:`AlertService` listens on the engine's event bus. Each event that matches a stored rule becomes an
 alert: it is stored as ``pending``, leased to this service, and put on its channel's bounded queue, and that
-channel's sender thread delivers it, retrying with backoff, then records it ``sent`` or ``failed`` with the error (a
-channel that does not answer delays only its own alerts). Nothing here blocks or breaks the engine: a full queue, a
-broken channel or a failing store is recorded or logged.
+channel's sender thread delivers it, then records it ``sent``, or ``failed`` with the error once ``max_attempts``
+were made (a channel that does not answer delays only its own alerts). Retries back off exponentially over minutes:
+between attempts the alert waits in the store (pending, leased to nobody, due at its next attempt), not in the
+sender, so the channel's other alerts go on and a restart loses nothing. Nothing here blocks or breaks the engine: a
+full queue, a broken channel or a failing store is recorded or logged.
 
 Leases make delivery outlive the process: the service's keeper renews the leases of the alerts it holds, and takes
 over (by compare-and-set, ``Store.take_alerts``) the pending alerts whose lease lapsed, because the process holding
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import queue
 import socket
@@ -89,16 +92,21 @@ class AlertService:
         engine: Engine,
         *,
         queue_size: int = 1000,
-        max_attempts: int = 3,
-        retry_delay_seconds: float = 1.0,
-        max_retry_delay_seconds: float = 30.0,
+        max_attempts: int = 10,
+        retry_delay_seconds: float = 2.0,
+        max_retry_delay_seconds: float = 300.0,
+        inline_retry_seconds: float = 0.5,
         rules_cache_seconds: float = 5.0,
         lease_seconds: float = 60.0,
         threaded: bool = True,
     ) -> None:
-        """``lease_seconds``: how long a pending alert stays this service's without a renewal (renewed every third of
-        it); another process takes it over once it lapses. ``threaded=False``: no keeper thread, the caller calls
-        :meth:`keep` (a manager on a fake clock does on every advance)."""
+        """A failed delivery is tried again after ``retry_delay_seconds``, doubling up to ``max_retry_delay_seconds``,
+        ``max_attempts`` times in all (by default about 13 minutes from the first attempt to the last). A wait up to
+        ``inline_retry_seconds`` is taken in the channel's sender; a longer one parks the alert in the store, where
+        any process's keeper takes it up when it is due, so other alerts of the channel go on meanwhile and a
+        restart does not lose it. ``lease_seconds``: how long a pending alert stays this service's without a renewal
+        (renewed every third of it); another process takes it over once it lapses. ``threaded=False``: no keeper
+        thread, the caller calls :meth:`keep` (a manager on a fake clock does on every advance)."""
         if max_attempts < 1:
             raise ValidationError(f"max_attempts must be at least 1, not {max_attempts}")
         if not lease_seconds > 0:
@@ -108,6 +116,8 @@ class AlertService:
         self.max_attempts = max_attempts
         self.retry_delay_seconds = retry_delay_seconds
         self.max_retry_delay_seconds = max_retry_delay_seconds
+        self.inline_retry_seconds = inline_retry_seconds
+        self._retries: dict[str, float] = {}  # alerts this service parked for a later attempt: id -> when
         self.rules_cache_seconds = rules_cache_seconds  # how soon rules edited by another process are seen
         self.queue_size = queue_size  # of each channel's queue
         self.lease_seconds = lease_seconds
@@ -263,6 +273,8 @@ class AlertService:
 
     def _keep_leases(self) -> int:
         now = self.clock.now()
+        with self._lock:  # those due have lapsed leases: taken below, unless another process took them first
+            self._retries = {alert_id: due for alert_id, due in self._retries.items() if due >= now}
         if self._held:
             self.store.renew_alerts(self.owner, now + self.lease_seconds)
         return self.take_over(now)
@@ -297,14 +309,21 @@ class AlertService:
             self._wake.clear()
             try:
                 self.sla.check()
-                if time.monotonic() >= leases_due:
+                if time.monotonic() >= leases_due or self._retry_in() <= 0:
                     self._keep_leases()
                     leases_due = time.monotonic() + self.lease_seconds / 3
             except Exception:
                 log.exception("alert keeper: a check failed; trying again in a second")
                 self._stopping.wait(1.0)
                 continue
-            self._wake.wait(max(0.0, min(leases_due - time.monotonic(), self.sla.seconds_to_next())))
+            wait = min(leases_due - time.monotonic(), self.sla.seconds_to_next(), self._retry_in())
+            self._wake.wait(max(0.0, wait))
+
+    def _retry_in(self) -> float:
+        """Seconds until the first alert this service parked is due (its lease lapses strictly after ``due``)."""
+        with self._lock:
+            soonest = min(self._retries.values(), default=math.inf)
+        return soonest - self.clock.now() + 0.001
 
     # -- delivering --------------------------------------------------------------------------------------
     def _lane(self, config: dict[str, Any]) -> queue.Queue[Any] | None:
@@ -339,15 +358,17 @@ class AlertService:
             self._idle.notify_all()
 
     def deliver(self, alert_id: str, config: dict[str, Any], alert: dict[str, Any], attempts: int = 0) -> bool:
-        """Send one alert this service holds, retrying with backoff, and record the outcome; True if it was delivered.
-        ``attempts``: those made before (by a process whose lease lapsed), counted against ``max_attempts``.
-        Interrupted by :meth:`close`, it hands the alert back (pending, its lease lapsed) for another process."""
-        error = "not attempted"
+        """Send one alert this service holds and record the outcome; True if it was delivered. ``attempts``: those
+        made before (by this service or another), counted against ``max_attempts``.
+
+        A failed attempt with attempts left is tried again: after a short wait (up to ``inline_retry_seconds``) here,
+        else the alert is parked (see :meth:`_park`). Interrupted by :meth:`close`, it hands the alert back for
+        another process."""
         try:
             channel = channel_from_config(config)
         except ValidationError as exc:
-            channel, error = None, str(exc)
-        while channel is not None and attempts < self.max_attempts:
+            return self._give_up(alert_id, attempts, str(exc))
+        while True:
             attempts += 1
             try:
                 channel.send(alert)
@@ -358,16 +379,35 @@ class AlertService:
             else:
                 self._record(alert_id, status="sent", attempts=attempts, error=None, delivered_at=self.clock.now())
                 return True
+            if attempts >= self.max_attempts:
+                return self._give_up(alert_id, attempts, error)
             delay = backoff_delay(attempts, self.retry_delay_seconds, 2.0, self.max_retry_delay_seconds)
-            if attempts < self.max_attempts and self._stopping.wait(delay):
-                self._record(alert_id, attempts=attempts, error=error, lease_expires_at=self.clock.now())
-                return False  # handed back: another process (or this one's next start) goes on with it
+            if delay > self.inline_retry_seconds:
+                self._park(alert_id, attempts, error, delay)
+                return False
+            if self._stopping.wait(delay):
+                self._park(alert_id, attempts, error, 0.0)  # handed back: another process goes on with it
+                return False
+
+    def _give_up(self, alert_id: str, attempts: int, error: str) -> bool:
         log.error("alert %s could not be delivered after %d attempt(s): %s", alert_id, attempts, error)
         self._record(alert_id, status="failed", attempts=attempts, error=error)
         return False
 
+    def _park(self, alert_id: str, attempts: int, error: str, delay: float) -> None:
+        """Leave an alert for an attempt ``delay`` seconds from now: pending, leased to nobody, its lease expiring
+        then, so the first keeper to look after that (this one's, woken for it, or any other process's) takes it."""
+        due = self.clock.now() + delay
+        if self._record(alert_id, attempts=attempts, error=error, owner=None, lease_expires_at=due):
+            if delay > 0:
+                log.warning("alert %s: attempt %d of %d in %.0f s", alert_id, attempts + 1, self.max_attempts, delay)
+            with self._lock:
+                self._retries[alert_id] = due
+            self._wake.set()
+
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every queued alert was delivered or failed; False if ``timeout`` seconds passed first."""
+        """Wait until every queued alert was delivered, failed or parked for a later attempt; False if ``timeout``
+        seconds passed first."""
         deadline = time.monotonic() + timeout
         with self._idle:
             while self._pending > 0:
@@ -394,7 +434,7 @@ class AlertService:
                 except queue.Empty:
                     break
                 try:
-                    self._record(item[0], lease_expires_at=self.clock.now())
+                    self._record(item[0], owner=None, lease_expires_at=self.clock.now())
                 finally:
                     self._done(item[0])
             lane.put(_STOP)

@@ -124,6 +124,7 @@ def test_a_failing_endpoint_is_retried_with_backoff(drained: TaskManager) -> Non
 
 def test_a_refused_connection_is_retried_then_recorded_failed(drained: TaskManager) -> None:
     drained.alerts.retry_delay_seconds = 0.01
+    drained.alerts.max_attempts = 3  # all in the sender: no wait parks it
     drained.add_alert_rule(["task_failed"], WebhookChannel(f"http://127.0.0.1:{free_port()}/", timeout_seconds=2))
     task_id = fail_task(drained)
     (alert,) = drained.list_alerts()
@@ -138,6 +139,7 @@ def test_a_webhook_address_is_neither_logged_nor_recorded_when_it_fails_or_succe
 ) -> None:
     failing = Receiver(statuses=(500, 500, 500))
     drained.alerts.retry_delay_seconds = 0.01
+    drained.alerts.max_attempts = 3  # all in the sender: no wait parks it
     secret_path = "/services/T000/B000/XXXXsecret"
     drained.add_alert_rule(["task_failed"], SlackChannel(failing.url.replace("/hook", secret_path)))
     caplog.set_level("DEBUG")
@@ -200,6 +202,7 @@ def test_a_wrong_smtp_password_is_recorded_failed(drained: TaskManager) -> None:
     controller.start()
     try:
         drained.alerts.retry_delay_seconds = 0.01
+        drained.alerts.max_attempts = 3  # all in the sender: no wait parks it
         channel = EmailChannel("127.0.0.1", "u@example.org", "o@example.org", port=port, username="bot", password="x")
         drained.add_alert_rule(["task_failed"], channel)
         fail_task(drained)
