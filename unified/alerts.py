@@ -239,18 +239,21 @@ class AlertService:
         self._enqueue(record.alert_id, rule.channel, alert, 0)
 
     def _enqueue(self, alert_id: str, config: dict[str, Any], alert: dict[str, Any], attempts: int) -> None:
-        """Put a held alert on its channel's queue; a full queue (or a stopped service) records it failed."""
+        """Put a held alert on its channel's queue; a full queue records it failed, a stopped service hands it back
+        (leased to nobody, its lease lapsed) for another process."""
         with self._idle:
             self._pending += 1
         lane = self._lane(config)
         try:
             if lane is None:
-                raise queue.Full
+                self._done(alert_id)
+                log.warning("alert %s: left for another process (this alert service has stopped)", alert_id)
+                self._record(alert_id, owner=None, lease_expires_at=self.clock.now())
+                return
             lane.put_nowait((alert_id, config, alert, attempts))
         except queue.Full:
             self._done(alert_id)
-            error = (f"the alert queue of this channel is full ({self.queue_size} waiting); this alert was not sent"
-                     if lane is not None else "the alert service has stopped; this alert was not sent")  # fmt: skip
+            error = f"the alert queue of this channel is full ({self.queue_size} waiting); this alert was not sent"
             log.error("alert %s dropped: %s", alert_id, error)
             self._record(alert_id, status="failed", error=error)
 

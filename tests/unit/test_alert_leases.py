@@ -131,3 +131,17 @@ def test_a_process_nobody_in_which_hears_sla_missed_waits_a_poll_not_a_passed_de
     drained.clock.advance(2)  # the check runs: no rule or handler here takes sla_missed
     assert drained.alerts.sla.seconds_to_next() == drained.alerts.sla.poll_seconds, "no busy loop on the deadline"
     assert [w.key for w in drained.store.due_sla_watches(drained.clock.now())], "left for a process that listens"
+
+
+def test_an_event_after_the_service_closed_leaves_its_alert_for_another_process() -> None:
+    store, clock = MemoryStore(), FakeClock()
+    closed = AlertService(Engine(store, clock), threaded=False)
+    closed.add_rule(["task_failed"], LogChannel())
+    closed.close()
+    closed.engine.bus.publish(FAILED)  # an attempt ending while its process shuts down
+    (alert,) = store.list_alerts()
+    assert (alert.status, alert.owner, alert.lease_expires_at) == ("pending", None, clock.now())
+    other = AlertService(Engine(store, clock), threaded=False)
+    clock.advance(1)
+    assert other.flush(10) and store.list_alerts(status="sent")
+    other.close()
