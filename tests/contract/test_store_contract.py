@@ -319,6 +319,14 @@ def test_claim_filters_queues(store: Store, make_task: MakeTask) -> None:
     assert ids(store.claim_tasks("w", NOW, 30.0, limit=5, queues=iter(["alpha"]))) == ["a"]
 
 
+def test_a_queue_named_twice_is_claimed_from_once(store: Store, make_task: MakeTask) -> None:
+    # a worker started with `--queues a,a`: each task is taken once, in order, and none is lost from the queue
+    store.insert_tasks([make_task(f"t{i}", queue="alpha", priority=i % 2) for i in range(4)])
+    claimed = store.claim_tasks("w", NOW, 30.0, limit=3, queues=["alpha", "alpha"])
+    assert ids(claimed) == ["t1", "t3", "t0"]
+    assert ids(store.claim_tasks("w", NOW, 30.0, limit=3, queues=["alpha", "alpha"])) == ["t2"]
+
+
 def test_requeued_task_is_claimed_again(store: Store, make_task: MakeTask) -> None:
     store.insert_tasks([make_task("a")])
     (task,) = store.claim_tasks("w1", NOW, 30.0)

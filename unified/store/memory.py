@@ -331,7 +331,8 @@ class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
         Store)."""
         with self._lock:
             heaps = self._heaps
-            names = list(queues) if queues is not None else list(heaps.names)
+            # each queue once: a queue named twice would put its heap's head among the heads twice
+            names = list(dict.fromkeys(queues)) if queues is not None else list(heaps.names)
             pending = self._released_candidates(released, names, queues is None, holder) if released else []
             room = self._room(names)
             if room:
