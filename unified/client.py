@@ -8,7 +8,8 @@
 
 Every error the server answers is raised as the same :mod:`unified.errors` class the server raised (its
 ``code`` first, else the HTTP status: 401 AuthenticationError, 403 PermissionDeniedError, 404 NotFoundError,
-409 ConflictError, 400/413/422 ValidationError, 503 StoreError), with ``status_code`` and ``details`` attached.
+409 ConflictError, 400/413/422 ValidationError, 429 TooManyAttempts with ``retry_after_seconds``, 503 StoreError),
+with ``status_code`` and ``details`` attached.
 Lists follow ``next_cursor`` to the end unless ``limit`` caps them.
 """
 
@@ -24,7 +25,7 @@ from urllib.parse import quote
 import httpx
 
 from unified import errors
-from unified.errors import CycleError, TaskFailedError, TimeoutExpired, UnifiedError, ValidationError
+from unified.errors import CycleError, TaskFailedError, TimeoutExpired, TooManyAttempts, UnifiedError, ValidationError
 
 Json = dict[str, Any]
 PAGE = 1000  # the API's largest page
@@ -45,9 +46,20 @@ ERRORS_BY_STATUS: dict[int, type[UnifiedError]] = {
     409: errors.ConflictError,
     413: errors.ValidationError,
     422: errors.ValidationError,
+    429: errors.TooManyAttempts,
     503: errors.StoreError,
     504: TimeoutExpired,
 }
+
+
+def _retry_after(response: httpx.Response, details: Any) -> int:
+    """The seconds a 429 asks to wait: its ``Retry-After`` header (a proxy's 429 has only that), else its details'
+    ``retry_after_seconds``, else 1."""
+    header = response.headers.get("retry-after", "")
+    if header.isdigit():
+        return int(header)
+    found = details.get("retry_after_seconds") if isinstance(details, dict) else None
+    return found if isinstance(found, int) and found >= 0 else 1
 
 
 def error_from_response(response: httpx.Response) -> UnifiedError:
@@ -63,6 +75,8 @@ def error_from_response(response: httpx.Response) -> UnifiedError:
         error: UnifiedError = CycleError(list(details["cycle"]))
     elif issubclass(cls, TaskFailedError):
         error = TaskFailedError(message, task_id="", state="")
+    elif issubclass(cls, TooManyAttempts):
+        error = TooManyAttempts(message, retry_after_seconds=_retry_after(response, details))
     else:
         error = cls(message)
     error.status_code = response.status_code  # type: ignore[attr-defined]

@@ -19,6 +19,7 @@ from unified.errors import (
     CycleError,
     NotFoundError,
     PermissionDeniedError,
+    TooManyAttempts,
     UnifiedError,
     ValidationError,
 )
@@ -211,6 +212,25 @@ def test_error_mapping_without_a_server(status: int, body: object, expected: typ
     error = error_from_response(response)
     assert isinstance(error, expected) and error.status_code == status  # type: ignore[attr-defined]
     assert str(error)
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        ({"error": {"code": "too_many_attempts", "message": "wait", "details": {"retry_after_seconds": 7}}}, {}),
+        ({"error": {"code": "too_many_attempts", "message": "wait"}}, {"Retry-After": "7"}),
+        (None, {"Retry-After": "7"}),  # a proxy's own 429, in no JSON of ours
+    ],
+)
+def test_a_throttled_request_raises_too_many_attempts_saying_when(body: object, headers: dict[str, str]) -> None:
+    import httpx
+
+    from unified.client import error_from_response
+
+    response = httpx.Response(429, json=body, headers=headers) if body else httpx.Response(429, headers=headers)
+    error = error_from_response(response)
+    assert isinstance(error, TooManyAttempts) and error.status_code == 429  # type: ignore[attr-defined]
+    assert error.retry_after_seconds == 7
 
 
 def test_ids_go_into_paths_escaped_and_redirects_are_errors() -> None:
