@@ -72,11 +72,13 @@ class AuthThrottle:
         if self.max_failures == 0:
             return None
         client = client_of(address)
+        now = self.clock.now()
         with self._lock:
             failures = self._failures.get(client)
             if failures is None or len(failures) < self.max_failures:
                 return None
-            wait = failures[0] + self.window_seconds - self.clock.now()
+            _not_after(failures, now)
+            wait = failures[0] + self.window_seconds - now
         return wait if wait > 0 else None
 
     def check(self, address: str | None, what: str = "failed authentications") -> None:
@@ -104,5 +106,15 @@ class AuthThrottle:
                 failures = deque(maxlen=self.max_failures)
                 while len(self._failures) >= self.max_clients:
                     self._failures.popitem(last=False)
+            _not_after(failures, now)
             failures.append(now)
             self._failures[client] = failures  # now the most recent
+
+
+def _not_after(failures: deque[float], now: float) -> None:
+    """Count failures the clock puts after ``now`` as made ``now``: the wall clock was set back (NTP, an operator),
+    and a client must not wait out the step on top of the window."""
+    if failures and failures[-1] > now:
+        for index, at in enumerate(failures):
+            if at > now:
+                failures[index] = now

@@ -58,3 +58,31 @@ def test_zero_failures_allowed_turns_it_off() -> None:
         throttle.failed("10.0.0.1")
     throttle.check("10.0.0.1")
     assert len(throttle) == 0
+
+
+class SettableClock:
+    """A wall clock an operator (or NTP) can set back, which FakeClock refuses to do."""
+
+    def __init__(self, now: float) -> None:
+        self.at = now
+
+    def now(self) -> float:
+        return self.at
+
+    def on_advance(self, callback: object) -> None:
+        """Never called: tests set ``at`` directly."""
+
+
+def test_a_clock_set_back_holds_a_client_for_one_window_at_most() -> None:
+    clock = SettableClock(10_000.0)
+    throttle = AuthThrottle(clock, max_failures=2, window_seconds=60)  # type: ignore[arg-type]
+    throttle.failed("10.0.0.1")
+    throttle.failed("10.0.0.1")
+    clock.at -= 3600  # the wall clock was an hour fast, and is corrected
+    assert throttle.retry_after("10.0.0.1") == 60  # not 3,660 s: the failures count as just now
+    clock.at += 60
+    throttle.check("10.0.0.1")
+    throttle.failed("10.0.0.1")  # failures after the step count as ever
+    assert throttle.retry_after("10.0.0.1") is None
+    throttle.failed("10.0.0.1")
+    assert throttle.retry_after("10.0.0.1") == 60
