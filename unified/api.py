@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from unified import __version__
+from unified.auth_throttle import AuthThrottle, client_of
 from unified.errors import AuthenticationError, CycleError, TooManyAttempts, UnifiedError, http_status
 from unified.routes import alerts, api_keys, audit, health, metrics, runs, schedules, tasks, workflows
 from unified.routes.deps import (
@@ -37,6 +38,7 @@ from unified.utils import Clock, new_id
 log = logging.getLogger("unified.api")
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+ANONYMOUS_AUDITS = 20  # audit rows a minute per client address for requests refused before a key was accepted
 ROUTERS = [
     health.router,
     workflows.router,
@@ -203,10 +205,16 @@ def _header_key(scope: Scope) -> str | None:
 
 
 class AuditMiddleware:
-    """Writes every mutating request to the audit log: key name, role, method, path, target, outcome."""
+    """Writes every mutating request to the audit log: key name, role, method, path, target, outcome.
+
+    Requests refused before any key was accepted (no key, a wrong one, a throttled client) are written at most
+    ``ANONYMOUS_AUDITS`` per client address a minute, the rest counted in the server's log: anyone can send them,
+    and one row (a committed write) each would let a stranger fill the database's disk at the server's request rate.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._anonymous: tuple[AuthThrottle, AuthThrottle] | None = None  # made with the services' clock on first use
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the request on and record how it ended."""
@@ -227,13 +235,15 @@ class AuditMiddleware:
         finally:
             await run_in_threadpool(self._record, scope, state, outcome)
 
-    @staticmethod
-    def _record(scope: Scope, state: dict[str, Any], outcome: int) -> None:
+    def _record(self, scope: Scope, state: dict[str, Any], outcome: int) -> None:
         services = getattr(scope.get("app"), "state", None)
         services = getattr(services, "services", None)
         if services is None:
             return
-        principal = state.get("principal") or services.keys.identify(_header_key(scope))
+        principal = state.get("principal")
+        if principal is None and not self._audits_anonymous(scope, services.task_manager.clock, outcome):
+            return
+        principal = principal or services.keys.identify(_header_key(scope))
         target = state.get("audit_target") or "/".join(str(v) for v in scope.get("path_params", {}).values()) or None
         entry = AuditRecord(
             audit_id=new_id(),
@@ -249,6 +259,23 @@ class AuditMiddleware:
             services.store.insert_audit(entry)
         except Exception:
             log.exception("cannot write the audit entry for %s %s", entry.method, entry.path)
+
+    def _audits_anonymous(self, scope: Scope, clock: Clock, outcome: int) -> bool:
+        """Whether this client's request, refused before a key was accepted, still fits its audit budget."""
+        if self._anonymous is None or self._anonymous[0].clock is not clock:
+            # the audit budget, and one warning a minute per client once it is spent
+            self._anonymous = (AuthThrottle(clock, ANONYMOUS_AUDITS), AuthThrottle(clock, 1))
+        budget, warned = self._anonymous
+        client = (scope.get("client") or ("unknown",))[0]
+        if budget.retry_after(client) is None:
+            budget.failed(client)
+            return True
+        if warned.retry_after(client) is None:
+            warned.failed(client)
+            log.warning("over %d requests a minute refused before a key was accepted from %s: the rest of this minute's"
+                        " are not audited (the last: %s %s -> %d)", ANONYMOUS_AUDITS, client_of(client),
+                        scope["method"], scope["path"], outcome)  # fmt: skip
+        return False
 
 
 # -- the app -------------------------------------------------------------------------------------------------------

@@ -69,3 +69,22 @@ def test_the_sign_in_form_is_throttled_too_and_says_when_to_try_again(api: Api) 
     api.clock.advance(DEFAULT_WINDOW_SECONDS)
     signed_in = api.client.post("/login", data={"api_key": api.admin_key, "csrf": token, "next": "/ui/runs"})
     assert signed_in.status_code == 200 and signed_in.url.path == "/ui/runs"
+
+
+def test_refused_requests_are_audited_at_most_a_budget_a_minute_per_client(api: Api, caplog) -> None:
+    """Anyone can send keyless or throttled requests: each one a committed audit row would let a stranger fill the
+    disk, so past a budget a minute they are only counted in the log (one warning a minute)."""
+    from unified.api import ANONYMOUS_AUDITS
+
+    def audited() -> int:
+        return sum(e["outcome"] in (401, 429) for e in api.call("GET", "/audit?limit=200").json()["items"])
+
+    for _ in range(3 * ANONYMOUS_AUDITS):
+        assert api.client.post("/workflows", json={}).status_code == 401
+    for _ in range(DEFAULT_MAX_FAILURES + 5):
+        assert api.client.post("/workflows", json={}, headers=WRONG).status_code in (401, 429)
+    api.clock.advance(60)  # the wrong keys throttled this client, the admin's key included: wait that out
+    assert audited() == ANONYMOUS_AUDITS
+    assert sum("are not audited" in r.getMessage() for r in caplog.records) == 1
+    assert api.client.post("/workflows", json={}).status_code == 401  # a new minute, a new budget
+    assert audited() == ANONYMOUS_AUDITS + 1
