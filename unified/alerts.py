@@ -270,7 +270,10 @@ class AlertService:
         """Check SLA deadlines, renew the leases of the alerts this service holds, and take over the pending alerts
         whose lease lapsed (their process died); returns how many were taken over. The keeper thread does the same,
         the SLA checks when a deadline is due (every ``SlaWatch.poll_seconds`` at most), the rest every third of
-        ``lease_seconds``."""
+        ``lease_seconds``. Once the service is closed it does nothing (a fake clock shared with other managers still
+        calls it on each advance)."""
+        if self._stopping.is_set():
+            return 0
         self.sla.check()
         return self._keep_leases()
 

@@ -145,3 +145,19 @@ def test_an_event_after_the_service_closed_leaves_its_alert_for_another_process(
     clock.advance(1)
     assert other.flush(10) and store.list_alerts(status="sent")
     other.close()
+
+
+def test_a_shut_down_manager_on_a_shared_fake_clock_checks_no_more_deadlines(clock: FakeClock) -> None:
+    store = MemoryStore()
+    closed = TaskManager(store=store, max_workers=0, clock=clock, run_scheduler=False)
+    heard_closed = sla_events(closed)
+    closed.shutdown()
+    live = TaskManager(store=store, max_workers=0, clock=clock, run_scheduler=False)
+    try:
+        heard_live = sla_events(live)
+        task_id = live.queue_task(add, args=(1, 1), sla_seconds=5)
+        clock.advance(10)  # every keeper registered on the clock is called, the closed service's first
+        assert heard_closed == [], "a shut-down manager raises nothing"
+        assert [e["id"] for e in heard_live] == [task_id], "the live one settles the deadline and hears it"
+    finally:
+        live.shutdown()
