@@ -27,7 +27,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from unified import events as ev
@@ -274,8 +274,18 @@ class AlertService:
         calls it on each advance)."""
         if self._stopping.is_set():
             return 0
-        self.sla.check()
+        self._attempt(self.sla.check, "an SLA check")  # a failing one must not stop the leases being kept
         return self._keep_leases()
+
+    @staticmethod
+    def _attempt(check: Callable[[], object], what: str) -> bool:
+        """Run one of the keeper's checks, logging (not raising) its failure; False if it failed."""
+        try:
+            check()
+        except Exception:
+            log.exception("alert keeper: %s failed; trying again shortly", what)
+            return False
+        return True
 
     def _keep_leases(self) -> int:
         now = self.clock.now()
@@ -313,17 +323,15 @@ class AlertService:
         leases_due = 0.0  # time.monotonic() of the next renewal and takeover
         while not self._stopping.is_set():
             self._wake.clear()
-            try:
-                self.sla.check()
-                if time.monotonic() >= leases_due or self._retry_in() <= 0:
-                    self._keep_leases()
+            # each check on its own: SLA deadlines that cannot be read must not let the leases lapse (double sends)
+            failed = not self._attempt(self.sla.check, "an SLA check")
+            if time.monotonic() >= leases_due or self._retry_in() <= 0:
+                if self._attempt(self._keep_leases, "renewing and taking over alert leases"):
                     leases_due = time.monotonic() + self.lease_seconds / 3
-            except Exception:
-                log.exception("alert keeper: a check failed; trying again in a second")
-                self._stopping.wait(1.0)
-                continue
+                else:
+                    failed = True
             wait = min(leases_due - time.monotonic(), self.sla.seconds_to_next(), self._retry_in())
-            self._wake.wait(max(0.0, wait))
+            self._wake.wait(1.0 if failed else max(0.0, wait))
 
     def _retry_in(self) -> float:
         """Seconds until the first alert this service parked is due (its lease lapses strictly after ``due``)."""

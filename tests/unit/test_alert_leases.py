@@ -12,9 +12,10 @@ from tests.helpers.tasks import add
 from tests.unit.test_alerts_channels import Receiver
 from unified.alerts import AlertService, LogChannel, WebhookChannel
 from unified.engine import Engine
+from unified.errors import StoreError
 from unified.executor import Executor
 from unified.store.memory import MemoryStore
-from unified.store.records import AlertRecord
+from unified.store.records import AlertRecord, SlaWatchRecord
 from unified.task_manager import TaskManager
 from unified.utils import FakeClock
 from unified.worker import WorkerPool
@@ -161,3 +162,41 @@ def test_a_shut_down_manager_on_a_shared_fake_clock_checks_no_more_deadlines(clo
         assert [e["id"] for e in heard_live] == [task_id], "the live one settles the deadline and hears it"
     finally:
         live.shutdown()
+
+
+class SlaReadsFail(MemoryStore):
+    """A store whose SLA deadlines cannot be read (one bad row, a table left behind by a failed migration)."""
+
+    def due_sla_watches(self, now: float, limit: int = 100) -> list[SlaWatchRecord]:
+        raise StoreError("the sla_watches table cannot be read")
+
+
+def orphaned_alert(store: MemoryStore, service: AlertService, now: float) -> None:
+    """A pending alert of ``service``'s log rule (which also takes sla_missed), left by a process that died."""
+    rule_id = service.add_rule(["task_failed", "sla_missed"], LogChannel())
+    store.insert_alert(AlertRecord("orphan", "task_failed", dict(FAILED, alert_id="orphan"), now, "log", "pending",
+                                   rule_id=rule_id, owner="dead", lease_expires_at=now))  # fmt: skip
+
+
+def test_a_failing_sla_check_does_not_stop_the_leases_on_a_fake_clock() -> None:
+    store, clock = SlaReadsFail(), FakeClock()
+    service = AlertService(Engine(store, clock), threaded=False)
+    try:
+        orphaned_alert(store, service, clock.now())
+        clock.advance(1)  # the SLA check fails (logged), the takeover goes on; the advance does not raise
+        assert service.flush(10) and [a.alert_id for a in store.list_alerts(status="sent")] == ["orphan"]
+    finally:
+        service.close()
+
+
+def test_a_failing_sla_check_does_not_stop_the_keeper_thread_renewing_and_taking_over() -> None:
+    store = SlaReadsFail()
+    service = AlertService(Engine(store), lease_seconds=0.3)  # the keeper looks every 0.1 s
+    try:
+        orphaned_alert(store, service, time.time())
+        deadline = time.monotonic() + 10
+        while not store.list_alerts(status="sent") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [a.alert_id for a in store.list_alerts(status="sent")] == ["orphan"], "taken over despite the failure"
+    finally:
+        service.close()
