@@ -297,11 +297,14 @@ class AlertService:
 
     def take_over(self, now: float | None = None) -> int:
         """Lease to this service the pending alerts whose lease lapsed before ``now`` (default: the clock's) and queue
-        them for delivery; how many were taken. An alert whose rule was deleted is recorded failed."""
-        if self._stopping.is_set():
+        them for delivery; how many were taken. An alert whose rule was deleted is recorded failed. No more are taken
+        than the fullest channel queue has room for, so a taken alert is not dropped for a full queue: the rest wait
+        in the store for a later round."""
+        room = self.queue_size - self._fullest_lane()
+        if self._stopping.is_set() or room <= 0:
             return 0
         now = self.clock.now() if now is None else now
-        taken = self.store.take_alerts(self.owner, now, now + self.lease_seconds, self.queue_size)
+        taken = self.store.take_alerts(self.owner, now, now + self.lease_seconds, room)
         if not taken:
             return 0
         rules = {rule.rule_id: rule for rule in self.store.list_alert_rules()}
@@ -318,6 +321,11 @@ class AlertService:
                         record.alert_id)  # fmt: skip
             self._enqueue(record.alert_id, rule.channel, record.payload, record.attempts)
         return len(taken)
+
+    def _fullest_lane(self) -> int:
+        """How many alerts wait in this service's fullest channel queue."""
+        with self._lock:
+            return max((lane.qsize() for lane, _ in self._lanes.values()), default=0)
 
     def _keep_loop(self) -> None:
         leases_due = 0.0  # time.monotonic() of the next renewal and takeover

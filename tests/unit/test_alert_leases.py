@@ -200,3 +200,30 @@ def test_a_failing_sla_check_does_not_stop_the_keeper_thread_renewing_and_taking
         assert [a.alert_id for a in store.list_alerts(status="sent")] == ["orphan"], "taken over despite the failure"
     finally:
         service.close()
+
+
+def test_a_takeover_takes_no_more_than_the_lanes_have_room_for() -> None:
+    store, clock = MemoryStore(), FakeClock()
+    hold = threading.Event()
+    hook = Receiver(hold=hold)
+    service = AlertService(Engine(store, clock), threaded=False, queue_size=2)
+    try:
+        rule_id = service.add_rule(["task_failed"], WebhookChannel(hook.url))
+        for n in range(5):  # left by a process that died with them pending
+            alert_id, now = f"a{n}", clock.now()
+            store.insert_alert(AlertRecord(alert_id, "task_failed", dict(FAILED, alert_id=alert_id), now + n, "webhook",
+                                           "pending", rule_id=rule_id, owner="dead", lease_expires_at=now))  # fmt: skip
+        clock.advance(1)  # taken: as many as the channel's queue holds
+        assert hook.got.wait(5), "the first is being sent (held by the receiver)"
+        clock.advance(1)  # the queue is still full: the rest wait in the store, not recorded failed
+        assert not store.list_alerts(status="failed"), "a taken-over alert is never dropped for a full queue"
+        hold.set()
+        deadline = time.monotonic() + 10
+        while len(store.list_alerts(status="sent")) < 5 and time.monotonic() < deadline:
+            clock.advance(1)  # each keeper round takes what fits
+            service.flush(5)
+        assert sorted(a.alert_id for a in store.list_alerts(status="sent")) == [f"a{n}" for n in range(5)]
+    finally:
+        hold.set()
+        service.close()
+        hook.close()
