@@ -292,7 +292,7 @@ class AlertService:
         with self._lock:  # those due have lapsed leases: taken below, unless another process took them first
             self._retries = {alert_id: due for alert_id, due in self._retries.items() if due >= now}
         if self._held:
-            self.store.renew_alerts(self.owner, now + self.lease_seconds)
+            self.store.renew_alerts(self.owner, now + self.lease_seconds, list(self._held))
         return self.take_over(now)
 
     def take_over(self, now: float | None = None) -> int:

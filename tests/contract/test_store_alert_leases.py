@@ -37,14 +37,16 @@ def test_only_pending_alerts_whose_lease_lapsed_are_taken_longest_lapsed_first(s
     assert by_id["unleased"].owner is None and by_id["sent"].owner == THEIRS
 
 
-def test_a_renewal_extends_only_the_owners_pending_leases(store: Store) -> None:
+def test_a_renewal_extends_only_the_named_pending_leases_of_the_owner(store: Store) -> None:
     store.insert_alert(alert("a", MINE, 100.0))
     store.insert_alert(alert("b", MINE, 100.0))
     store.insert_alert(alert("done", MINE, 100.0, status="sent"))
     store.insert_alert(alert("c", THEIRS, 100.0))
-    assert store.renew_alerts(MINE, 300.0) == 2
-    assert [a.alert_id for a in store.take_alerts("host:3:cccc", 200.0, 260.0)] == ["c"]
-    assert store.renew_alerts("host:9:none", 300.0) == 0
+    store.insert_alert(alert("dropped", MINE, 100.0))  # leased to MINE, but no longer in its hands: not named
+    assert store.renew_alerts(MINE, 300.0, ["a", "b", "done", "c", "missing"]) == 2
+    assert [a.alert_id for a in store.take_alerts("host:3:cccc", 200.0, 260.0)] == ["c", "dropped"]
+    assert store.renew_alerts("host:9:none", 300.0, ["a", "b"]) == 0
+    assert store.renew_alerts(MINE, 300.0, []) == 0
 
 
 def test_an_owned_update_is_fenced_by_owner_and_pending(store: Store) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tests.helpers.tasks import add
@@ -202,12 +204,26 @@ def test_a_failing_sla_check_does_not_stop_the_keeper_thread_renewing_and_taking
         service.close()
 
 
-def test_a_takeover_takes_no_more_than_the_lanes_have_room_for() -> None:
-    store, clock = MemoryStore(), FakeClock()
+@contextmanager
+def held_webhook(
+    store: MemoryStore, clock: FakeClock, **options: Any
+) -> Iterator[tuple[AlertService, Receiver, threading.Event]]:
+    """An alert service (keeping on ``clock``'s advances) and a webhook receiver holding each request until the event
+    is set; all closed afterwards."""
     hold = threading.Event()
     hook = Receiver(hold=hold)
-    service = AlertService(Engine(store, clock), threaded=False, queue_size=2)
+    service = AlertService(Engine(store, clock), threaded=False, **options)
     try:
+        yield service, hook, hold
+    finally:
+        hold.set()
+        service.close()
+        hook.close()
+
+
+def test_a_takeover_takes_no_more_than_the_lanes_have_room_for() -> None:
+    store, clock = MemoryStore(), FakeClock()
+    with held_webhook(store, clock, queue_size=2) as (service, hook, hold):
         rule_id = service.add_rule(["task_failed"], WebhookChannel(hook.url))
         for n in range(5):  # left by a process that died with them pending
             alert_id, now = f"a{n}", clock.now()
@@ -223,7 +239,33 @@ def test_a_takeover_takes_no_more_than_the_lanes_have_room_for() -> None:
             clock.advance(1)  # each keeper round takes what fits
             service.flush(5)
         assert sorted(a.alert_id for a in store.list_alerts(status="sent")) == [f"a{n}" for n in range(5)]
-    finally:
-        hold.set()
-        service.close()
-        hook.close()
+
+
+class FirstRecordFails(MemoryStore):
+    """A store that fails the first write of an alert's outcome (the database was briefly unreachable)."""
+
+    failed = False
+
+    def update_owned_alert(self, alert_id: str, owner: str, /, **changes: Any) -> bool:
+        if not self.failed:
+            self.failed = True
+            raise StoreError("the database is unreachable")
+        return super().update_owned_alert(alert_id, owner, **changes)
+
+
+def test_an_alert_whose_outcome_could_not_be_recorded_is_not_renewed_for_ever() -> None:
+    store, clock = FirstRecordFails(), FakeClock()
+    with held_webhook(store, clock, lease_seconds=30) as (service, hook, _):
+        service.add_rule(["task_retrying"], LogChannel())
+        service.add_rule(["task_failed"], WebhookChannel(hook.url))
+        service.engine.bus.publish(dict(FAILED, event="task_retrying"))
+        assert service.flush(10) and store.failed, "sent, but its outcome was not recorded: pending, leased here"
+        service.engine.bus.publish(FAILED)  # another alert this service holds meanwhile (a slow channel)
+        assert hook.got.wait(5)
+        for _ in range(4):
+            clock.advance(9)  # the keeper renews what it holds; the unrecorded alert is no longer in its hands
+        assert service.flush(0) is False, "the webhook alert is still being sent"
+        deadline = time.monotonic() + 5  # its lease lapsed and it was taken over: sent again (at least once)
+        while not store.list_alerts(status="sent") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [a.event for a in store.list_alerts(status="sent")] == ["task_retrying"]

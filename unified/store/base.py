@@ -338,8 +338,10 @@ class Store(Protocol):
         compare-and-set: of two concurrent takers, one gets it."""
         ...
 
-    def renew_alerts(self, owner: str, until: float) -> int:
-        """Extend to ``until`` the leases of the pending alerts leased to ``owner``; how many there were."""
+    def renew_alerts(self, owner: str, until: float, alert_ids: Iterable[str]) -> int:
+        """Extend to ``until`` the leases of those of ``alert_ids`` still pending and leased to ``owner``; how many
+        there were. Named, not every alert of the owner: one whose outcome the owner failed to record is no longer in
+        its hands, and must lapse for a takeover rather than stay leased for as long as the owner lives."""
         ...
 
     def update_owned_alert(self, alert_id: str, owner: str, /, **changes: Any) -> bool:

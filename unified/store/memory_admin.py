@@ -261,10 +261,11 @@ class MemoryAdminRecords:
                 alert.owner, alert.lease_expires_at = owner, until
             return [copy.deepcopy(a) for a in lapsed[:limit]]
 
-    def renew_alerts(self, owner: str, until: float) -> int:
-        """Extend the leases of the pending alerts leased to ``owner``; how many there were."""
+    def renew_alerts(self, owner: str, until: float, alert_ids: Iterable[str]) -> int:
+        """Extend the leases of those of ``alert_ids`` pending and leased to ``owner``; how many there were."""
         with self._lock:
-            held = [a for a in self._alerts.values() if a.status == "pending" and a.owner == owner]
+            found = (self._alerts.get(alert_id) for alert_id in set(alert_ids))
+            held = [a for a in found if a is not None and a.status == "pending" and a.owner == owner]
             for alert in held:
                 alert.lease_expires_at = until
             return len(held)

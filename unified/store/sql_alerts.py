@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from unified.store.records import AlertRecord, SlaWatchRecord
-from unified.store.schema import ALERTS, SLA_WATCHES, Codec, alerts, sla_watches
+from unified.store.schema import ALERTS, CHUNK, SLA_WATCHES, Codec, alerts, sla_watches
+from unified.utils import chunks
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects.postgresql import Insert
@@ -43,7 +44,9 @@ TAKE = (
 )
 RENEW = (
     sa.update(alerts)
-    .where(_PENDING, alerts.c.owner == sa.bindparam("_owner"))
+    .where(
+        _PENDING, alerts.c.owner == sa.bindparam("_owner"), alerts.c.alert_id.in_(sa.bindparam("_ids", expanding=True))
+    )
     .values(lease_expires_at=sa.bindparam("_until"))
 )
 _UNSETTLED = sla_watches.c.outcome.is_(None)
@@ -96,10 +99,15 @@ class SqlAlerts:
             taken = [ALERTS.record(row) for row in conn.execute(TAKE, params)]
         return sorted(taken, key=lambda a: a.created_at)
 
-    def renew_alerts(self, owner: str, until: float) -> int:
-        """Extend to ``until`` the leases of the pending alerts leased to ``owner``; how many there were."""
+    def renew_alerts(self, owner: str, until: float, alert_ids: Iterable[str]) -> int:
+        """Extend to ``until`` the leases of those of ``alert_ids`` pending and leased to ``owner``; how many there
+        were (one transaction, an UPDATE per CHUNK ids)."""
+        ids = sorted(set(alert_ids))
+        if not ids:
+            return 0
         with self._tx() as conn:
-            return conn.execute(RENEW, {"_owner": owner, "_until": until}).rowcount
+            params = {"_owner": owner, "_until": until}
+            return sum(conn.execute(RENEW, {**params, "_ids": chunk}).rowcount for chunk in chunks(ids, CHUNK))
 
     def update_owned_alert(self, alert_id: str, owner: str, /, **changes: Any) -> bool:
         """Set fields of an alert only while it is pending and leased to ``owner``; True if it changed."""
