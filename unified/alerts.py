@@ -329,8 +329,10 @@ class AlertService:
 
     def _keep_loop(self) -> None:
         leases_due = 0.0  # time.monotonic() of the next renewal and takeover
-        while not self._stopping.is_set():
+        while True:
             self._wake.clear()
+            if self._stopping.is_set():  # checked after the clear, which undoes the wake of a close() just before it
+                return
             # each check on its own: SLA deadlines that cannot be read must not let the leases lapse (double sends)
             failed = not self._attempt(self.sla.check, "an SLA check")
             if time.monotonic() >= leases_due or self._retry_in() <= 0:

@@ -269,3 +269,27 @@ def test_an_alert_whose_outcome_could_not_be_recorded_is_not_renewed_for_ever() 
         while not store.list_alerts(status="sent") and time.monotonic() < deadline:
             time.sleep(0.01)
         assert [a.event for a in store.list_alerts(status="sent")] == ["task_retrying"]
+
+
+class CloseBeforeClear(threading.Event):
+    """The keeper's wake event, with a close() landing between the keeper's stop check and its clear of the event
+    (what close() does: stop, then wake the keeper; the clear undoes the wake)."""
+
+    def __init__(self, service: AlertService) -> None:
+        super().__init__()
+        self.service = service
+
+    def clear(self) -> None:
+        self.service._stopping.set()
+        self.set()
+        super().clear()
+
+
+def test_a_close_just_before_the_keeper_clears_its_wake_still_stops_it_at_once() -> None:
+    service = AlertService(Engine(MemoryStore()), threaded=False)
+    service._wake = CloseBeforeClear(service)
+    keeper = threading.Thread(target=service._keep_loop, daemon=True)
+    keeper.start()
+    keeper.join(2)  # the keeper would otherwise sleep its whole wait (5 s and more) before it saw the stop
+    assert not keeper.is_alive(), "a closed service leaves no keeper thread behind"
+    service.close()
