@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from unified import events as ev
+from unified.alert_rules import ALERT_EVENTS, AlertRules, list_alerts
 from unified.channels import (
     Channel,
     EmailChannel,
@@ -42,46 +42,14 @@ from unified.channels import (
     verify_signature,
 )
 from unified.engine import Engine
-from unified.errors import UnifiedError, ValidationError
+from unified.errors import ValidationError
 from unified.sla import SlaWatch
 from unified.store.records import AlertRecord, AlertRuleRecord
 from unified.utils import backoff_delay, iso, new_id
 
 log = logging.getLogger("unified.alerts")
 
-ALERT_EVENTS = (
-    ev.TASK_FAILED, ev.TASK_TIMEOUT, ev.TASK_RETRYING, ev.WORKFLOW_FAILED, ev.WORKFLOW_SUCCEEDED,
-    ev.SCHEDULE_MISSED, ev.SLA_MISSED,
-)  # fmt: skip
-ALERT_STATUSES = ("pending", "sent", "failed")  # an alert's delivery: queued, delivered, given up on
 _STOP = object()
-
-
-def check_events(events: Iterable[str] | str) -> list[str]:
-    """``events`` as a list of known event names; a ValidationError naming any unknown one."""
-    names = [events] if isinstance(events, str) else list(events)
-    if not names:
-        raise ValidationError(f"an alert rule needs at least one event, for example {list(ALERT_EVENTS)}")
-    unknown = sorted(set(names) - ev.EVENTS)
-    if unknown:
-        raise ValidationError(f"unknown event names {unknown}; alert on any of {sorted(ev.EVENTS)}")
-    return names
-
-
-def alert_dict(record: AlertRecord) -> dict[str, Any]:
-    """A stored alert and its delivery outcome as a JSON-ready dict."""
-    return {
-        "alert_id": record.alert_id,
-        "event": record.event,
-        "rule_id": record.rule_id,
-        "channel": record.channel,
-        "status": record.status,
-        "attempts": record.attempts,
-        "error": record.error,
-        "created_at": iso(record.created_at),
-        "delivered_at": iso(record.delivered_at),
-        "alert": record.payload,
-    }
 
 
 class AlertService:
@@ -118,7 +86,6 @@ class AlertService:
         self.max_retry_delay_seconds = max_retry_delay_seconds
         self.inline_retry_seconds = inline_retry_seconds
         self._retries: dict[str, float] = {}  # alerts this service parked for a later attempt: id -> when
-        self.rules_cache_seconds = rules_cache_seconds  # how soon rules edited by another process are seen
         self.queue_size = queue_size  # of each channel's queue
         self.lease_seconds = lease_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{new_id()[:6]}"  # the leases of this service
@@ -128,12 +95,9 @@ class AlertService:
         self._idle = threading.Condition()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self._rules: list[AlertRuleRecord] | None = None
-        self._rule_events: frozenset[str] = frozenset()  # the events the enabled rules name
-        self._rules_read_at = 0.0
-        self._workflow_names: dict[str, str] = {}
+        self.rules = AlertRules(self.store, self.clock, rules_cache_seconds)
         self.sla = SlaWatch(engine)
-        engine.bus.subscribe(self.handle, accepts=self._accepts)
+        engine.bus.subscribe(self.handle, accepts=self.rules.accepts)
         self._wake = threading.Event()
         self._keeper: threading.Thread | None = None
         if threaded:
@@ -143,7 +107,7 @@ class AlertService:
         else:
             engine.clock.on_advance(self.keep)
 
-    # -- rules -------------------------------------------------------------------------------------------
+    # -- rules (kept by AlertRules) -----------------------------------------------------------------------
     def add_rule(
         self,
         events: Iterable[str] | str,
@@ -152,78 +116,30 @@ class AlertService:
         task_name: str | None = None,
     ) -> str:
         """Send the named events (optionally only of one workflow id or name, or task name) to ``channel``."""
-        config = channel_from_config(channel).config() if isinstance(channel, dict) else channel.config()
-        rule = AlertRuleRecord(new_id(), check_events(events), config, workflow, task_name, True, self.clock.now())
-        self.store.put_alert_rule(rule)
-        self._rules = None
-        return rule.rule_id
+        return self.rules.add(events, channel, workflow, task_name)
 
     def remove_rule(self, rule_id: str) -> None:
         """Delete an alert rule; alerts it raised stay listed."""
-        self.store.delete_alert_rule(rule_id)
-        self._rules = None
+        self.rules.remove(rule_id)
 
     def list_rules(self) -> list[dict[str, Any]]:
         """Every rule: id, events, channel config, filters, enabled, created_at."""
-        return [
-            {
-                "rule_id": r.rule_id,
-                "events": r.events,
-                "channel": r.channel,
-                "workflow": r.workflow,
-                "task_name": r.task_name,
-                "enabled": r.enabled,
-                "created_at": iso(r.created_at),
-            }
-            for r in self.store.list_alert_rules()
-        ]
+        return self.rules.listed()
 
     def list_alerts(self, limit: int = 100, status: str | None = None) -> list[dict[str, Any]]:
         """Alerts, newest first, each with its delivery status, attempts and error; only ``status`` ones if given."""
-        if status is not None and status not in ALERT_STATUSES:
-            raise ValidationError(f"{status!r} is not an alert status: filter by one of {', '.join(ALERT_STATUSES)}")
-        return [alert_dict(a) for a in self.store.list_alerts(limit, status)]
-
-    def _current_rules(self) -> list[AlertRuleRecord]:
-        if self._rules is None or time.monotonic() - self._rules_read_at > self.rules_cache_seconds:
-            rules = self.store.list_alert_rules()
-            self._rule_events = frozenset(name for rule in rules if rule.enabled for name in rule.events)
-            self._rules, self._rules_read_at = rules, time.monotonic()
-        return self._rules
-
-    def _accepts(self, name: str) -> bool:
-        """Whether an enabled rule names this event: with none, the engine builds no event for the alerts."""
-        self._current_rules()
-        return name in self._rule_events
-
-    def _workflow_name(self, workflow_id: str | None) -> str | None:
-        if workflow_id is None:
-            return None
-        if workflow_id not in self._workflow_names:
-            try:
-                self._workflow_names[workflow_id] = self.store.get_workflow(workflow_id).name
-            except UnifiedError:
-                return None
-        return self._workflow_names[workflow_id]
-
-    def _matches(self, rule: AlertRuleRecord, event: dict[str, Any]) -> bool:
-        if not rule.enabled or event["event"] not in rule.events:
-            return False
-        wid = event.get("workflow_id")
-        if rule.workflow is not None and rule.workflow not in (wid, self._workflow_name(wid)):
-            return False
-        return rule.task_name is None or rule.task_name in (event.get("name"), event.get("task_id"))
+        return list_alerts(self.store, limit, status)
 
     # -- raising -----------------------------------------------------------------------------------------
     def handle(self, event: dict[str, Any]) -> None:
         """Turn ``event`` into one stored, queued alert per matching rule (called by the event bus)."""
-        for rule in self._current_rules():
-            if self._matches(rule, event):
-                self._raise(rule, event)
+        for rule in self.rules.matching(event):
+            self._raise(rule, event)
 
     def _raise(self, rule: AlertRuleRecord, event: dict[str, Any]) -> None:
         now = self.clock.now()
-        alert = {**event, "at": iso(event.get("at")), "workflow_name": self._workflow_name(event.get("workflow_id"))}
+        workflow_name = self.rules.workflow_name(event.get("workflow_id"))
+        alert = {**event, "at": iso(event.get("at")), "workflow_name": workflow_name}
         alert.update(alert_id=new_id(), rule_id=rule.rule_id, created_at=iso(now))
         alert["summary"] = summary(alert)
         alert = json.loads(json.dumps(alert, default=str))

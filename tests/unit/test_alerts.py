@@ -89,7 +89,7 @@ def test_a_slow_channel_never_holds_up_the_engine(drained: TaskManager) -> None:
 
 def test_events_are_built_only_for_what_an_enabled_rule_or_a_subscriber_takes(drained: TaskManager) -> None:
     engine, bus = drained.engine, drained.engine.bus
-    drained.alerts.rules_cache_seconds = 0  # rules changed in the store are seen at once
+    drained.alerts.rules.cache_seconds = 0  # rules changed in the store are seen at once
     built: list[str] = []
     publish = engine._publish
     engine._publish = lambda event: built.append(event["event"]) or publish(event)  # type: ignore[method-assign]

@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "unified.worker_leases": 4,
     "unified.lease_guard": 4,
     "unified.alerts": 4,
+    "unified.alert_rules": 4,
     "unified.sla": 4,
     "unified.channels": 4,
     "unified.task_manager": 5,

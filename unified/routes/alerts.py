@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from unified.alerts import ALERT_STATUSES
+from unified.alert_rules import ALERT_STATUSES
 from unified.channels import shown_config
 from unified.routes.deps import (
     ADMIN,

@@ -10,7 +10,7 @@ from typing import Any
 from cron_descriptor import Options, get_description
 from fastapi import Request, Response
 
-from unified.alerts import ALERT_STATUSES
+from unified.alert_rules import ALERT_STATUSES
 from unified.auth import Role
 from unified.channels import shown_config
 from unified.errors import NotFoundError
