@@ -37,3 +37,12 @@ def test_the_docs_pages_load_nothing_from_elsewhere_and_no_inline_script(api: Ap
 def test_fastapi_s_cdn_pages_and_oauth_redirect_are_gone(api: Api) -> None:
     assert "cdn.jsdelivr.net" not in api.client.get("/docs").text
     assert api.client.get("/docs/oauth2-redirect").status_code == 404
+
+
+def test_the_document_declares_how_a_key_is_sent_on_the_routes_that_need_one(api: Api) -> None:
+    doc = api.client.get("/openapi.json").json()
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["APIKeyHeader"] == {**schemes["APIKeyHeader"], "type": "apiKey", "in": "header", "name": "X-API-Key"}
+    assert schemes["HTTPBearer"]["scheme"] == "bearer"
+    assert doc["paths"]["/workflows"]["get"]["security"] == [{"APIKeyHeader": []}, {"HTTPBearer": []}]
+    assert "security" not in doc["paths"]["/health"]["get"]

@@ -10,9 +10,10 @@ import math
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from unified.auth import ApiKeys, Principal, Role, check_role, client_address, presented_key
 from unified.errors import PermissionDeniedError, StoreError, UnifiedError, ValidationError
@@ -59,10 +60,18 @@ def services(request: Request) -> Services:
 ROLE_ATTRIBUTE = "required_role"
 
 
+# How a key is sent, declared for the OpenAPI document (so /docs offers "Authorize" and clients generated from the
+# document send it); the key itself is read by ``presented_key``, which answers a missing or wrong one with 401.
+API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key (`unified keys create`)")
+BEARER = HTTPBearer(auto_error=False, description="the same API key as `Authorization: Bearer <key>`")
+KeyInHeader = Annotated[str | None, Security(API_KEY_HEADER)]
+KeyAsBearer = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+
+
 def require(role: Role) -> Any:
     """A dependency that authenticates the request and refuses it unless its key has ``role`` or higher."""
 
-    def dependency(request: Request) -> Principal:
+    def dependency(request: Request, _header: KeyInHeader = None, _bearer: KeyAsBearer = None) -> Principal:
         principal = services(request).keys.authenticate(presented_key(request), client_address(request))
         request.state.principal = principal  # the audit log names the key even when the role is too low
         check_role(principal, role)
