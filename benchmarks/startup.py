@@ -25,6 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 IMPORT = "import time; t = time.perf_counter(); import unified.task_manager; print(time.perf_counter() - t)"
 WARM_UP = "import unified.task_manager, unified.api, unified.server, unified.ui.ui"  # what the two figures load
 CACHED = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+# the server runs from a temporary folder: this checkout goes first on its path, not the installed package (the
+# ``unified`` console script of a venv imports whichever tree was installed into it); the code is the console script's
+CHECKOUT = {**CACHED, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), CACHED.get("PYTHONPATH")]))}
+SERVER = "from unified.ui.ui import main; main()"
 
 
 def import_seconds() -> float:
@@ -50,11 +54,11 @@ def server_health_seconds(timeout: float = 30.0) -> float:
     """Seconds from starting ``unified server`` on a new SQLite file until ``GET /health`` answers 200."""
     port = _free_port()
     with tempfile.TemporaryDirectory() as workdir:
-        cmd = [str(Path(sys.executable).with_name("unified")), "server", "--port", str(port),
+        cmd = [sys.executable, "-c", SERVER, "server", "--port", str(port),
                "--db", f"sqlite:///{workdir}/server.db", "--log-level", "warning"]  # fmt: skip
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env={**CACHED, "UNIFIED_ADMIN_KEY": secrets.token_urlsafe(32)})  # fmt: skip
+                                env={**CHECKOUT, "UNIFIED_ADMIN_KEY": secrets.token_urlsafe(32)})  # fmt: skip
         try:
             while time.perf_counter() - started < timeout:
                 try:
