@@ -1,4 +1,5 @@
-"""`unified server` start-up order: the workflows folder is imported before the workers claim anything."""
+"""`unified server` start-up: the workflows folder is imported before the workers claim anything; what the start
+builds and imports before the server answers."""
 
 from __future__ import annotations
 
@@ -30,3 +31,31 @@ def test_tasks_queued_before_a_restart_find_the_folders_code_when_the_workers_st
         server.stop()
         sys.path.remove(str(folder))
         sys.modules.pop("start_order_flow", None)
+
+
+def test_routers_build_no_error_responses_of_their_own_and_the_app_documents_them(tmp_path: Path) -> None:
+    from fastapi.routing import APIRoute
+    from fastapi.testclient import TestClient
+
+    from unified.api import create_app
+    from unified.routes import alerts, api_keys, audit, metrics, runs, schedules, tasks, workflows
+    from unified.routes.deps import ERROR_RESPONSES
+
+    # declared on an APIRouter, each of its routes builds a serializer per error status at import (~300 in all)
+    for module in (alerts, api_keys, audit, metrics, runs, schedules, tasks, workflows):
+        for route in module.router.routes:
+            assert isinstance(route, APIRoute)
+            assert not set(route.response_fields) & set(ERROR_RESPONSES), f"{route.path} built its error responses"
+    settings = ServerSettings(database_url=f"sqlite:///{tmp_path / 'docs.db'}", workers=0, announce=False)
+    with TestClient(create_app(settings)) as client:
+        paths = client.get("/openapi.json").json()["paths"]
+    documented = {
+        (path, method): set(operation["responses"])
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+    }
+    errors = {str(status) for status in ERROR_RESPONSES}
+    assert documented[("/health", "get")] == {"200"}
+    assert len(documented) > 30
+    for (path, method), statuses in documented.items():
+        assert path == "/health" or statuses >= errors, f"{method} {path} documents {sorted(statuses)}"

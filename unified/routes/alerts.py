@@ -10,7 +10,6 @@ from unified.alert_rules import ALERT_STATUSES
 from unified.channels import shown_config
 from unified.routes.deps import (
     ADMIN,
-    ERROR_RESPONSES,
     MAX_PAGE,
     VIEWER,
     decode_cursor,
@@ -21,7 +20,7 @@ from unified.routes.deps import (
 )
 from unified.schemas import AlertPage, AlertRuleIn, AlertRuleOut
 
-router = APIRouter(tags=["alerts"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["alerts"])
 
 
 def masked(rule: dict[str, Any]) -> AlertRuleOut:

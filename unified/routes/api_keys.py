@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, status
 
 from unified.auth import key_dict
-from unified.routes.deps import ADMIN, ERROR_RESPONSES, services, set_target, timestamp
+from unified.routes.deps import ADMIN, services, set_target, timestamp
 from unified.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut
 
-router = APIRouter(prefix="/api-keys", tags=["api-keys"], responses=ERROR_RESPONSES, dependencies=[ADMIN])
+router = APIRouter(prefix="/api-keys", tags=["api-keys"], dependencies=[ADMIN])
 
 
 @router.post("", response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED, summary="Create an API key")

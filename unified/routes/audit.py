@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from unified.routes.deps import ADMIN, ERROR_RESPONSES, MAX_PAGE, decode_cursor, offset_page, services
+from unified.routes.deps import ADMIN, MAX_PAGE, decode_cursor, offset_page, services
 from unified.schemas import AuditOut, AuditPage
 from unified.utils import iso
 
-router = APIRouter(prefix="/audit", tags=["audit"], responses=ERROR_RESPONSES, dependencies=[ADMIN])
+router = APIRouter(prefix="/audit", tags=["audit"], dependencies=[ADMIN])
 
 
 @router.get("", response_model=AuditPage, summary="The audit log, newest first")

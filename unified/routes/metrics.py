@@ -6,9 +6,9 @@ from fastapi import APIRouter, Request, Response
 
 from unified.errors import NotFoundError
 from unified.metrics import CONTENT_TYPE
-from unified.routes.deps import ERROR_RESPONSES, VIEWER, services
+from unified.routes.deps import VIEWER, services
 
-router = APIRouter(tags=["metrics"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["metrics"])
 
 
 @router.get(

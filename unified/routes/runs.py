@@ -9,7 +9,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from unified.routes.deps import (
-    ERROR_RESPONSES,
     MAX_PAGE,
     OPERATOR,
     VIEWER,
@@ -27,7 +26,7 @@ from unified.store.records import RunRecord
 from unified.task import RUN_STATES
 from unified.utils import iso
 
-router = APIRouter(prefix="/runs", tags=["runs"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/runs", tags=["runs"])
 
 RunState = Annotated[str | None, Query(pattern=f"^({'|'.join(RUN_STATES)})$", description="run state")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]

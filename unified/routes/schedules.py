@@ -11,7 +11,6 @@ from unified.auth import Principal
 from unified.errors import ValidationError
 from unified.routes.deps import (
     ADMIN,
-    ERROR_RESPONSES,
     MAX_PAGE,
     OPERATOR,
     VIEWER,
@@ -22,7 +21,7 @@ from unified.routes.deps import (
 )
 from unified.schemas import BackfillIn, FireOut, ScheduleDetail, ScheduleIn, SchedulePage
 
-router = APIRouter(prefix="/schedules", tags=["schedules"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/schedules", tags=["schedules"])
 NEXT_FIRES = 5
 WHEN_FIELDS = {"cron", "interval_seconds", "timezone", "start_at", "end_at", "catchup", "max_active_runs"}
 

@@ -11,7 +11,6 @@ from fastapi.responses import JSONResponse
 from unified.auth import Principal
 from unified.errors import ConflictError, NotFoundError
 from unified.routes.deps import (
-    ERROR_RESPONSES,
     MAX_PAGE,
     OPERATOR,
     VIEWER,
@@ -27,7 +26,7 @@ from unified.schemas import LogPage, TaskAction, TaskIn, TaskOut, TaskPage, Task
 from unified.task import TaskState
 from unified.task_manager import tasks_metadata
 
-router = APIRouter(prefix="/tasks", tags=["tasks"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/tasks", tags=["tasks"])
 
 TaskStateFilter = Annotated[
     str | None, Query(pattern=f"^({'|'.join(s.value for s in TaskState)})$", description="task state")

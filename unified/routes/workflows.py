@@ -11,7 +11,6 @@ from unified.errors import ConflictError, NotFoundError, PermissionDeniedError, 
 from unified.graph import validate_graph
 from unified.routes.deps import (
     ADMIN,
-    ERROR_RESPONSES,
     MAX_PAGE,
     OPERATOR,
     VIEWER,
@@ -37,7 +36,7 @@ from unified.schemas import (
 from unified.workflow.workflow import Workflow
 from unified.workflows_folder import load_workflows
 
-router = APIRouter(prefix="/workflows", tags=["workflows"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/workflows", tags=["workflows"])
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 
 
