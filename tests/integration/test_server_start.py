@@ -3,6 +3,7 @@ builds and imports before the server answers."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -59,3 +60,9 @@ def test_routers_build_no_error_responses_of_their_own_and_the_app_documents_the
     assert len(documented) > 30
     for (path, method), statuses in documented.items():
         assert path == "/health" or statuses >= errors, f"{method} {path} documents {sorted(statuses)}"
+
+
+def test_the_server_command_loads_no_console_library() -> None:
+    code = "import sys, unified.ui.ui, unified.api, unified.server\nprint('rich' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "False", "rich is loaded by `unified server` (only commands that print need it)"

@@ -18,14 +18,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Group
-from rich.live import Live
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
 
 from unified.errors import NotFoundError, TimeoutExpired
 from unified.logger import configure_logging
@@ -37,18 +32,20 @@ from unified.ui.commands.common import (
     Json,
     Params,
     Session,
+    console,
     done,
-    err,
     fail,
     find_workflow,
     import_from_cwd,
-    out,
     parse_params,
     print_json,
     session,
     show,
 )
 from unified.workflow.workflow import Workflow
+
+if TYPE_CHECKING:
+    from rich.console import Group
 
 STATE_STYLES = {
     "success": "green",
@@ -78,7 +75,7 @@ def load_file(path: Path, name: str | None) -> Workflow:
     try:
         module = importlib.import_module(module_name)
     except (Exception, SystemExit) as exc:  # a file's sys.exit() would end the CLI with the file's own code, silently
-        err.print("".join(traceback.format_exception(exc)), markup=False)
+        console(stderr=True).print("".join(traceback.format_exception(exc)), markup=False)
         raise fail(f"{path} failed to import ({type(exc).__name__}: {exc}); fix the file and run it again") from None
     found: dict[str, Workflow] = {}
     for value in vars(module).values():
@@ -114,6 +111,11 @@ def sigterm_as_ctrl_c() -> Iterator[None]:
 
 def render(run: RunRecord, tasks: list[TaskRecord], now: float) -> Group:
     """The live view: a header, a progress bar of finished tasks, and one row per task."""
+    from rich.console import Group
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+
     finished = sum(1 for t in tasks if t.state in FINISHED_STATES)
     header = Text.assemble(
         (f"run {run.run_id} ", "bold"),
@@ -135,10 +137,12 @@ def render(run: RunRecord, tasks: list[TaskRecord], now: float) -> Group:
 
 def watch(s: Session, run_id: str, timeout: float | None, live: bool) -> RunRecord:
     """Follow a run until it ends (showing it live if ``live``); TimeoutExpired after ``timeout`` seconds."""
+    from rich.live import Live
+
     started = time.monotonic()
     deadline = None if timeout is None else started + timeout
     run, tasks = s.store.get_run(run_id), s.store.run_tasks(run_id)
-    view = Live(render(run, tasks, s.tasks.clock.now()), console=out, auto_refresh=False) if live else None
+    view = Live(render(run, tasks, s.tasks.clock.now()), console=console(), auto_refresh=False) if live else None
     with view or nullcontext():
         while run.state == "running":
             if deadline is not None and time.monotonic() >= deadline:
@@ -217,7 +221,7 @@ def run(
             done(f"run {run_id} queued; a server or worker on this database runs it: `unified runs show {run_id}`",
                  record, as_json)  # fmt: skip
             return
-        live = not as_json and out.is_terminal
+        live = not as_json and console().is_terminal
         # task log lines are captured per attempt (`unified tasks logs`); printed bare, without their task, they would
         # tear the live view and clutter a log or a pipe
         configure_logging("error")
@@ -226,9 +230,11 @@ def run(
         finally:  # ended or not (--timeout): a pipe reading the JSON gets the run as it is
             if as_json:
                 print_json(asdict(s.workflows.get_run(run_id)))
-        if not as_json and not out.is_terminal:  # a log or a pipe gets the final view once
+        if not as_json and not console().is_terminal:  # a log or a pipe gets the final view once
             show(render(final, s.store.run_tasks(run_id), s.tasks.clock.now()))
     if final.state != "success":
         if not as_json:
-            err.print(f"run {run_id} ended {final.state}: `unified runs show {run_id}` has the details")
+            console(stderr=True).print(
+                f"run {run_id} ended {final.state}: `unified runs show {run_id}` has the details"
+            )
         raise typer.Exit(EXIT_FAILED)

@@ -16,10 +16,10 @@ from unified.ui.commands.common import (
     Json,
     Limit,
     check_choice,
+    console,
     done,
     emit,
     emit_one,
-    out,
     print_json,
     session,
 )
@@ -117,7 +117,7 @@ def logs(
                 if as_json:
                     typer.echo(json.dumps(line))
                 else:
-                    out.print(f"{line['ts']} [{line['level']}] (attempt {line['attempt']}) {line['message']}")
+                    console().print(f"{line['ts']} [{line['level']}] (attempt {line['attempt']}) {line['message']}")
             shown = len(lines)
             if not follow or finished:
                 return

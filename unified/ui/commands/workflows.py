@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from unified.graph import validate_graph
-from unified.ui.commands.common import Db, Json, emit, emit_one, fail, find_workflow, out, print_json, session
+from unified.ui.commands.common import Db, Json, console, emit, emit_one, fail, find_workflow, print_json, session
 
 app = typer.Typer(help="Inspect workflows: list, show, versions, graph.", no_args_is_help=True)
 
@@ -112,8 +112,8 @@ def graph(
         edges = [[d, t] for t, ds in deps.items() for d in ds]
         print_json({"workflow": record["name"], "levels": levels, "edges": edges})
         return
-    out.print(f"{record['name']} ({len(specs)} tasks)")
+    console().print(f"{record['name']} ({len(specs)} tasks)")
     for n, ids in enumerate(levels):
         for task_id in ids:
             after = f"  <- {', '.join(deps[task_id])}" if deps[task_id] else ""
-            out.print(f"{'    ' * n}{'└─ ' if n else ''}{task_id}{after}")
+            console().print(f"{'    ' * n}{'└─ ' if n else ''}{task_id}{after}")
