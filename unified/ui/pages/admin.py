@@ -7,7 +7,6 @@ import threading
 from datetime import datetime
 from typing import Any
 
-from cron_descriptor import Options, get_description
 from fastapi import Request, Response
 
 from unified.alert_rules import ALERT_STATUSES
@@ -37,6 +36,8 @@ def every(seconds: float) -> str:
 def in_words(schedule: dict[str, Any]) -> str:
     """When a schedule fires, in words (cron-descriptor for cron expressions)."""
     if schedule.get("cron"):
+        from cron_descriptor import Options, get_description
+
         options = Options()
         options.use_24hour_time_format = True
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import Request, Response
 from fastapi.responses import HTMLResponse
 
-from unified.ui.pages.base import ENV, page_router
+from unified.ui.pages.base import page_router, templates
 
 router = page_router()
 
@@ -30,7 +30,7 @@ DOCS_HEADERS = {
 def docs_page(request: Request, template: str) -> Response:
     """``template`` with the app's title and the URL of its OpenAPI document."""
     app = request.app
-    html = ENV.get_template(template).render(title=app.title, openapi_url=app.openapi_url)
+    html = templates().get_template(template).render(title=app.title, openapi_url=app.openapi_url)
     return HTMLResponse(html, headers=DOCS_HEADERS)
 
 

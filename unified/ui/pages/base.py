@@ -12,6 +12,7 @@ Content-Security-Policy that allows no inline script.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -22,13 +23,12 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from fastapi import Depends, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute, APIRouter
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
 from pydantic import ValidationError as ModelError
 
@@ -36,6 +36,9 @@ from unified.auth import Principal, Role, check_role, session_stamp
 from unified.errors import NotFoundError, UnifiedError, ValidationError, http_status
 from unified.routes.deps import Services, problems_message, public_message, services
 from unified.task import RUN_STATES
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 HERE = Path(__file__).resolve().parent.parent
 TEMPLATES = HERE / "templates"
@@ -133,11 +136,17 @@ def url_part(value: Any) -> str:
     return quote(str(value), safe="")
 
 
-ENV = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]))
-ENV.filters.update(
-    when=when, duration=duration, first_line=first_line, error_line=error_line, pretty=pretty, q=url_part
-)
-ENV.globals.update(STATES=STATES, TASK_STATES=TASK_STATES, RUN_STATES=RUN_STATES, Role=Role)
+@functools.cache
+def templates() -> Environment:
+    """The pages' templates, set up on the first page shown: jinja2 is not loaded before the server answers."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]))
+    env.filters.update(
+        when=when, duration=duration, first_line=first_line, error_line=error_line, pretty=pretty, q=url_part
+    )
+    env.globals.update(STATES=STATES, TASK_STATES=TASK_STATES, RUN_STATES=RUN_STATES, Role=Role)
+    return env
 
 
 # -- sessions -------------------------------------------------------------------------------------------------
@@ -309,8 +318,12 @@ def _finish(response: Response, ui: Ui) -> Response:
 def render(ui: Ui, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     """The page ``template`` rendered with ``context`` plus the session, principal and flash message."""
     flash = unquote(ui.request.cookies.get(FLASH_COOKIE, ""))
-    html = ENV.get_template(template).render(
-        ui=ui, principal=ui.principal, csrf=ui.session.csrf, flash=flash[:300], path=ui.request.url.path, **context
+    html = (
+        templates()
+        .get_template(template)
+        .render(
+            ui=ui, principal=ui.principal, csrf=ui.session.csrf, flash=flash[:300], path=ui.request.url.path, **context
+        )
     )
     return _finish(HTMLResponse(html, status_code=status_code), ui)  # type: ignore[return-value]
 
