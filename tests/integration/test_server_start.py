@@ -3,10 +3,16 @@ builds and imports before the server answers."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+from typer.testing import CliRunner
+
+from tests.helpers.server import free_port
 from unified.server import Server, ServerSettings
 from unified.task_manager import TaskManager
 
@@ -70,3 +76,37 @@ def test_the_server_command_loads_neither_the_console_nor_the_page_libraries() -
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "", f"`unified server` loads {out.stdout.strip()} before it answers"
+
+
+@pytest.fixture
+def unfrozen() -> Iterator[None]:
+    """Gives back to the collector what a server command run in this process froze."""
+    yield
+    gc.unfreeze()
+    gc.enable()
+
+
+def test_the_server_command_freezes_what_its_start_made_and_collects_again_before_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unfrozen: None
+) -> None:
+    import unified.logger
+    import unified.server
+    from unified.ui.ui import app
+
+    seen: dict[str, int | bool] = {}
+
+    def serve(*_args: object, **_options: object) -> None:
+        seen.update(enabled=gc.isenabled(), frozen=gc.get_freeze_count())
+
+    monkeypatch.setattr(unified.server, "serve", serve)
+    monkeypatch.setattr(unified.logger, "configure_logging", lambda level: None)  # this process's logs stay as they are
+    db = f"sqlite:///{tmp_path / 'frozen.db'}"
+    result = CliRunner().invoke(app, ["server", "--db", db, "--port", str(free_port()), "--log-level", "warning"])
+    assert result.exit_code == 0, result.output
+    assert seen["enabled"] is True
+    assert int(seen["frozen"]) > 10_000  # the app, its routes and every module imported so far
+
+    gc.unfreeze()
+    refused = CliRunner().invoke(app, ["server", "--db", db, "--workflows", str(tmp_path / "nowhere")])
+    assert refused.exit_code == 2
+    assert gc.isenabled() and gc.get_freeze_count() == 0  # a start that fails freezes nothing
