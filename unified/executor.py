@@ -13,7 +13,6 @@ import contextlib
 import errno
 import gc
 import json
-import linecache
 import logging
 import os
 import selectors
@@ -33,6 +32,7 @@ from typing import Any
 from unified.errors import SerializationError, TaskFailedError, ValidationError
 from unified.logger import LogLine, capture, current_buffer, install_capture
 from unified.task import CancelSignal, Task, TaskContext, context_parameter
+from unified.tracebacks import message_of, traceback_text
 from unified.utils import Clock, SystemClock, import_path_of, readable_text, split_lines, to_json
 
 POLL_SECONDS = 0.02  # how often waits look at the cancel event: cancel is seen within ~20 ms
@@ -128,65 +128,8 @@ def error_info(exc: BaseException) -> dict[str, Any]:
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename in _OWN_FILES:
         tb = tb.tb_next
-    return {"type": type(exc).__name__, "message": _text(exc), "traceback": _format_traceback(exc, tb)}
-
-
-def _text(exc: BaseException) -> str:
-    """``str(exc)``, or what the traceback module writes when that fails (a user's ``__str__`` may raise)."""
-    try:
-        return str(exc)
-    except Exception:
-        return "<exception str() failed>"
-
-
-def _exception_line(exc: BaseException) -> str:
-    """``traceback.format_exception_only``'s text, written directly for a plain exception (no notes, not a
-    SyntaxError): the traceback module builds a TracebackException for it, more than half of a failure's cost."""
-    kind, module = type(exc), type(exc).__module__
-    if issubclass(kind, SyntaxError) or getattr(exc, "__notes__", None) is not None or not isinstance(module, str):
-        return "".join(traceback.format_exception_only(kind, exc))
-    name = kind.__qualname__ if module in ("__main__", "builtins") else f"{module}.{kind.__qualname__}"
-    text = _text(exc)
-    return f"{name}: {text}\n" if text else f"{name}\n"
-
-
-SIMPLE_TRACEBACK_FRAMES = 40  # deeper ones (recursion) go through the traceback module, which folds repeats
-
-
-def _format_traceback(exc: BaseException, tb: types.TracebackType | None) -> str:
-    """``traceback.format_exception`` without the ``^^^`` markers under each line: Python 3.11+ parses every frame's
-    source to place them, which costs more than the rest of a failed attempt's bookkeeping together.
-
-    A lone exception (no cause, context or group members) with a short stack is written directly from its frames:
-    the same text for a fifth of the cost (the traceback module also stats every source file per exception).
-    """
-    frames = []
-    while tb is not None and len(frames) <= SIMPLE_TRACEBACK_FRAMES:
-        frames.append(tb)
-        tb = tb.tb_next
-    lone = exc.__cause__ is None and exc.__context__ is None and not isinstance(exc, BaseExceptionGroup)
-    if lone and tb is None:
-        lines = ["Traceback (most recent call last):\n"] if frames else []
-        for frame in frames:
-            code = frame.tb_frame.f_code
-            lines.append(f'  File "{code.co_filename}", line {frame.tb_lineno}, in {code.co_name}\n')
-            if source := linecache.getline(code.co_filename, frame.tb_lineno, frame.tb_frame.f_globals).strip():
-                lines.append(f"    {source}\n")
-        return "".join(lines) + _exception_line(exc)
-    tb = frames[0] if frames else None
-    summary = traceback.TracebackException(type(exc), exc, tb, compact=True)
-    seen: set[int] = set()
-    todo = [summary]
-    while todo:
-        current = todo.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        for frame in current.stack:
-            frame.colno = None
-        todo += [c for c in (current.__cause__, current.__context__) if c is not None]
-        todo += getattr(current, "exceptions", None) or []  # the members of an ExceptionGroup
-    return "".join(summary.format())
+    message = message_of(exc)
+    return {"type": type(exc).__name__, "message": message, "traceback": traceback_text(exc, tb, message)}
 
 
 def _where(thread: threading.Thread) -> str:

@@ -12,6 +12,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -148,6 +149,26 @@ def test_traceback_text_is_the_traceback_modules_without_carets(raiser) -> None:
             frame.colno = None
         todo += [c for c in (current.__cause__, current.__context__) if c is not None]
     assert error_info(exc)["traceback"] == "".join(expected.format())
+    assert error_info(exc)["traceback"] == "".join(expected.format())  # again, from the frames' kept text
+
+
+def test_equal_code_in_two_files_keeps_each_files_traceback_text(tmp_path) -> None:
+    # code objects compare equal across files (their filename is not compared): each frame's kept text must still be
+    # its own file's
+    source = "def fail():\n    raise ValueError('same code')\n"
+    texts = []
+    for name in ("first_copy.py", "second_copy.py"):
+        path = tmp_path / name
+        path.write_text(source)
+        namespace: dict[str, Any] = {}
+        exec(compile(source, str(path), "exec"), namespace)
+        try:
+            namespace["fail"]()
+        except ValueError as exc:
+            texts.append(error_info(exc)["traceback"])
+    assert f'"{tmp_path / "first_copy.py"}", line 2, in fail' in texts[0]
+    assert f'"{tmp_path / "second_copy.py"}", line 2, in fail' in texts[1]
+    assert all("raise ValueError('same code')" in text for text in texts)
 
 
 @pytest.mark.parametrize("timeout", [None, 5], ids=["inline", "thread"])

@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "unified.cron": 1,
     "unified.logger": 1,
     "unified.gc_pace": 1,
+    "unified.tracebacks": 1,
     "unified.store": 2,
     "unified.executor": 2,
     "unified.executor_child": 2,
