@@ -166,6 +166,8 @@ def backoff_delay(
     """Seconds to wait before retry ``retry_number`` (1-based): base * factor**(n-1), capped, full jitter."""
     if retry_number < 1:
         raise ValueError("retry_number starts at 1")
+    if not base_seconds:  # none, however many retries (factor ** n overflows to inf past a thousand or so)
+        return 0.0
     try:
         delay = base_seconds * factor ** (retry_number - 1)
     except OverflowError:

@@ -24,6 +24,13 @@ def test_backoff_formula_cap_and_jitter() -> None:
     assert all(0 <= d <= 18 for d in delays) and len(set(delays)) > 100
 
 
+def test_no_retry_delay_stays_none_past_the_float_range() -> None:
+    # 2.0 ** 1024 overflows: a task retried without delay more than a thousand times waited forever (or max_seconds)
+    assert backoff_delay(1100, 0, 2.0) == 0.0
+    assert backoff_delay(1100, 0, 2.0, max_seconds=5, jitter=True) == 0.0
+    assert backoff_delay(1100, 1, 2.0, max_seconds=5) == 5
+
+
 def test_max_retries_three_means_four_attempts_with_growing_delays(drained: TaskManager, clock: FakeClock) -> None:
     flaky = Flaky(failures=10)
     task_id = drained.queue_task(flaky, max_retries=3, retry_delay_seconds=10, backoff_factor=2)
