@@ -21,7 +21,7 @@ from unified.graph import validate_graph
 from unified.store.base import Store
 from unified.store.records import Dependant, RunRecord, SlaWatchRecord, TaskRecord
 from unified.task import Task, check_dict, check_number
-from unified.task_records import Spec, global_id, new_record
+from unified.task_records import Spec, global_id, new_records
 from unified.utils import Clock, check_params, new_id, to_json
 
 log = logging.getLogger("unified.engine")
@@ -236,7 +236,7 @@ class Submitting:
         if any(s["dependencies"] for s in specs):  # without any there is nothing to check (a lone queue_task)
             validate_graph({s["task_id"]: s["dependencies"] for s in specs}, existing=existing.keys(), scope=scope)
         functions = self.functions
-        records = [new_record(s, run_id, schedule_id, now, existing, functions.holder_of(s)) for s in specs]
+        records = new_records(specs, run_id, schedule_id, now, existing, functions.holder_of)
         holding = False
         for record in records:
             if record.holder is not None:
@@ -244,10 +244,6 @@ class Submitting:
                 holding = True
         if holding:
             self._holding(now)
-        in_batch = {r.task_id: r for r in records}
-        for record in records:  # a task that depends on a batch-mate waits for it
-            if record.state == "queued" and any(d in in_batch for d in record.spec["dependencies"]):
-                record.state, record.queued_at = "pending", None
         queued = sum(r.state == "queued" for r in records)
         # the SLA deadlines, stored with the tasks so that any process watches them (see unified.alerts.SlaWatch)
         watches = [SlaWatchRecord("task", r.id, now + sla, sla) for r in records if (sla := r.spec.get("sla_seconds"))]

@@ -3,7 +3,7 @@ results a task's upstream tasks hand it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from unified.store.records import TaskRecord
@@ -17,41 +17,39 @@ def global_id(run_id: str | None, task_id: str) -> str:
     return task_id if run_id is None else f"{run_id}.{task_id}"
 
 
-def new_record(
-    spec: Spec,
+def new_records(
+    specs: list[Spec],
     run_id: str | None,
     schedule_id: str | None,
     now: float,
     existing: dict[str, TaskRecord],
-    holder: str | None = None,
-) -> TaskRecord:
-    """The record of a new task, queued unless ``existing`` upstream tasks (by task id) hold it back or ended badly;
-    ``spec`` may have been stored by an older version, hence the defaults. ``holder``: see TaskRecord."""
-    task_id, deps = spec["task_id"], spec["dependencies"]
-    state, reason, queued_at = "queued", None, now
-    bad = [existing[d] for d in deps if d in existing and existing[d].state in BAD_STATES]
-    if bad:
-        state, reason, queued_at = "skipped", f"upstream task {bad[0].task_id!r} ended {bad[0].state}", None
-    elif any(d in existing and existing[d].state != "success" for d in deps):
-        state, queued_at = "pending", None
-    return TaskRecord(
-        id=global_id(run_id, task_id),
-        task_id=task_id,
-        run_id=run_id,
-        name=spec.get("name") or task_id,
-        spec=spec,
-        state=state,
-        priority=spec.get("priority", 0),
-        queue=spec.get("queue", "default"),
-        dependencies=[global_id(run_id, d) for d in deps],
-        metadata=dict(spec.get("metadata") or {}),
-        created_at=now,
-        queued_at=queued_at,
-        finished_at=now if state == "skipped" else None,
-        reason=reason,
-        schedule_id=schedule_id,
-        holder=holder,
-    )
+    holder_of: Callable[[Spec], str | None],
+) -> list[TaskRecord]:
+    """The records of new tasks, one per spec: each queued unless an upstream task holds it back (pending: a
+    batch-mate, or one of ``existing``, the upstream tasks by task id, that has not succeeded) or ended badly
+    (skipped). A spec may have been stored by an older version, hence the defaults. ``holder_of``: see TaskRecord.
+    """
+    in_batch = {s["task_id"] for s in specs}
+    records = []
+    for spec in specs:
+        task_id, deps = spec["task_id"], spec["dependencies"]
+        state, reason, queued_at = "queued", None, now
+        if deps:
+            bad = [existing[d] for d in deps if d in existing and existing[d].state in BAD_STATES] if existing else ()
+            if bad:
+                state, reason, queued_at = "skipped", f"upstream task {bad[0].task_id!r} ended {bad[0].state}", None
+            elif not in_batch.isdisjoint(deps) or any(d in existing and existing[d].state != "success" for d in deps):
+                state, queued_at = "pending", None
+        # positional: faster than by keyword for its 24 fields (W2's 1,000 records: 1.4 ms against 1.9 in all)
+        record = TaskRecord(
+            global_id(run_id, task_id), task_id, run_id, spec.get("name") or task_id, spec, state,
+            spec.get("priority", 0), spec.get("queue", "default"),
+            [f"{run_id}.{d}" for d in deps] if run_id is not None else list(deps), 0, None, None,
+            dict(spec.get("metadata") or {}), now, queued_at, None, now if state == "skipped" else None, None, None,
+            None, reason, 0, schedule_id, holder_of(spec),
+        )  # fmt: skip
+        records.append(record)
+    return records
 
 
 def upstream_results(dependencies: Iterable[str], upstream: Iterable[TaskRecord]) -> dict[str, Any]:
