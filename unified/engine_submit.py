@@ -116,11 +116,13 @@ class Submitting:
         else:
             self.store.get_workflow(workflow_id)  # an unknown workflow says so before its versions are looked up
             frozen = self.store.get_version(workflow_id, version)
-        # the frozen specs (this start's own copies) become the run's task records as they are; each is checked
-        # first, without building its Task, so a version whose lambdas are gone stores nothing
-        if any(self.functions.lost(spec) for spec in frozen.tasks):  # registered again here since?
-            self.functions.adopt(frozen.tasks, self.store.get_workflow(workflow_id).tasks)
-        for spec in frozen.tasks:
+        # the frozen specs (this start's own copies) become the run's task records as they are; those whose
+        # function is not here are checked first, without building their Tasks, so a version whose lambdas are gone
+        # stores nothing (only a lost function fails the check)
+        lost = [spec for spec in frozen.tasks if self.functions.lost(spec)]
+        if lost:  # registered again here since?
+            self.functions.adopt(lost, self.store.get_workflow(workflow_id).tasks)
+        for spec in lost:
             try:
                 self.functions.check(spec)
             except ValidationError as exc:
