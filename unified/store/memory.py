@@ -164,21 +164,22 @@ class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
         tasks = list(tasks)
         with self._lock:
             ids = [t.id for t in tasks]
-            clash = next((i for i in ids if i in self._tasks), None)
+            stored_tasks, dependants, run_tasks, seq = self._tasks, self._dependants, self._run_tasks, self._seq
+            clash = None if stored_tasks.keys().isdisjoint(ids) else next(i for i in ids if i in stored_tasks)
             if clash is None and len(set(ids)) != len(ids):
                 clash = next(i for i in ids if ids.count(i) > 1)
             if clash is not None:
                 raise DuplicateTaskError(f"a task with id {clash!r} already exists: choose another task_id")
             for task in tasks:
+                task.seq = next(seq)
                 stored = task.copy()
-                stored.dependencies = list(task.dependencies)
-                stored.seq = next(self._seq)
-                task.seq = stored.seq
-                self._tasks[stored.id] = stored
-                for upstream in stored.dependencies:
-                    self._dependants[upstream].append(stored.id)
+                deps = stored.dependencies = list(task.dependencies)
+                task_id = stored.id
+                stored_tasks[task_id] = stored
+                for upstream in deps:
+                    dependants[upstream].append(task_id)
                 if stored.run_id is not None:
-                    self._run_tasks[stored.run_id].append(stored.id)
+                    run_tasks[stored.run_id].append(task_id)
                 if stored.state in CLAIMABLE_STATES:
                     self._heaps.push(stored)
 
