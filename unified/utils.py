@@ -111,6 +111,38 @@ def _copy_dict(value: dict[Any, Any]) -> dict[Any, Any]:
     return copied
 
 
+CopyPlan = tuple[tuple[Any, ...], tuple[Any, ...]]
+
+
+def copy_plan(value: dict[Any, Any]) -> CopyPlan:
+    """How :func:`copy_at` copies ``value``: the keys of its lists and dicts that hold scalars only (a spec's
+    arguments, dependencies, metadata: copied in one step each), then those of its other values that are not
+    scalars (copied by :func:`copy_data`)."""
+    flat, other = [], []
+    for key, item in value.items():
+        kind = type(item)
+        if kind in _SCALARS:
+            continue
+        inside = item if kind is list else item.values() if kind is dict else None
+        if inside is not None and all(type(each) in _SCALARS for each in inside):
+            flat.append(key)
+        else:
+            other.append(key)
+    return tuple(flat), tuple(other)
+
+
+def copy_at(value: dict[Any, Any], plan: CopyPlan) -> dict[Any, Any]:
+    """``copy_data(value)`` for a dict unchanged since ``plan = copy_plan(value)``: only the values the plan names
+    are looked at (a spec's 5 of 19), and its containers of scalars are copied without a look inside."""
+    copied = dict(value)
+    flat, other = plan
+    for key in flat:
+        copied[key] = copied[key].copy()
+    for key in other:
+        copied[key] = copy_data(copied[key])
+    return copied
+
+
 def _copy_list(value: list[Any]) -> list[Any]:
     for item in value:
         if type(item) not in _SCALARS:  # a container inside: each item copied as it needs

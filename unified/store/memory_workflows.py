@@ -9,20 +9,40 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from unified.errors import ValidationError, name_taken, not_found
 from unified.graph import graph_hash
 from unified.store.records import RunRecord, VersionRecord, WorkflowRecord, WorkflowSummary
 from unified.store.yielding_lock import YieldingLock
-from unified.utils import copy_data
+from unified.utils import copy_at, copy_plan
 
 _Graph = TypeVar("_Graph", WorkflowRecord, VersionRecord)
 
 
+class _StoredSpecs(list):  # type: ignore[type-arg]
+    """Task specs as this store keeps them: its own copies, never changed in place, each with its ``copy_plan``, so
+    that a copy for a caller (each read, each run's start) looks at the values the plan names only."""
+
+    __slots__ = ("_plans",)
+
+    def __init__(self, specs: list[dict[str, Any]]) -> None:
+        self._plans = [copy_plan(spec) for spec in specs]  # a copy's plan is its original's
+        super().__init__(copy_at(spec, plan) for spec, plan in zip(specs, self._plans, strict=True))
+
+    def copied(self) -> list[dict[str, Any]]:
+        """A deep copy of the specs (as ``copy_data``'s), which the caller may change."""
+        return [copy_at(spec, plan) for spec, plan in zip(self, self._plans, strict=True)]
+
+
+def _kept(record: _Graph) -> _Graph:
+    """A copy of a caller's workflow or version for the store to keep (see _StoredSpecs)."""
+    return dataclasses.replace(record, tasks=_StoredSpecs(record.tasks))
+
+
 def _with_own_tasks(record: _Graph) -> _Graph:
-    """A copy of a workflow or version whose task specs the caller may change without changing the store's."""
-    return dataclasses.replace(record, tasks=copy_data(record.tasks))
+    """A copy of a stored workflow or version whose task specs the caller may change without changing the store's."""
+    return dataclasses.replace(record, tasks=cast(_StoredSpecs, record.tasks).copied())
 
 
 class MemoryWorkflows:
@@ -37,7 +57,7 @@ class MemoryWorkflows:
 
     def put_workflow(self, workflow: WorkflowRecord) -> None:
         """Insert or replace a workflow (its ``draft_hash`` computed here; a replace keeps its ``current_version``)."""
-        stored = _with_own_tasks(workflow)
+        stored = _kept(workflow)
         stored.draft_hash = graph_hash(stored.tasks)
         with self._lock:
             other = self._named(workflow.name)
@@ -112,9 +132,9 @@ class MemoryWorkflows:
             if current is None or current.hash != workflow.draft_hash:
                 number = max((v.number for v in versions), default=0) + 1
                 digest: str = workflow.draft_hash  # type: ignore[assignment]  # put_workflow always sets it
-                # the version shares the draft's spec dicts: both are this store's own, never edited in place (a put
+                # the version shares the draft's specs: both are this store's own, never edited in place (a put
                 # replaces the whole draft), and every way out copies them
-                current = VersionRecord(workflow_id, number, digest, list(workflow.tasks), created_at)
+                current = VersionRecord(workflow_id, number, digest, workflow.tasks, created_at)
                 versions.append(current)
                 workflow.current_version = number
             return _with_own_tasks(current)
