@@ -288,15 +288,20 @@ class WorkerPool(LeaseKeeping):
                 continue
             self._accept(claimed)
 
-    def _accept(self, claimed: list[TaskRecord], by_runner: bool = False) -> None:
+    def _accept(self, claimed: list[TaskRecord], by_runner: bool = False, done: Iterable[TaskRecord] = ()) -> None:
         """Hold the leases of ``claimed`` (the heartbeat renews them) and hand the tasks to the runners. ``by_runner``:
         a runner claimed them and takes the first itself next (waking another would only move the work), unless
-        outcomes wait (it applies them first) or it was replaced meanwhile (_replace_runner_of: it ends instead)."""
+        outcomes wait (it applies them first) or it was replaced meanwhile (_replace_runner_of: it ends instead).
+        ``done``: attempts whose leases are no longer renewed (see :meth:`_forget`), in the same hold of the lock."""
         by_runner = by_runner and self._reports.empty() and threading.get_ident() not in self._retired
         with self._lock:
+            held = self._held
+            for record in done:  # not a later attempt's claimed here since (canceled elsewhere)
+                if held.get(record.id) == record.attempts:
+                    del held[record.id]
             self._busy += len(claimed)
             for record in claimed:
-                self._held[record.id] = record.attempts
+                held[record.id] = record.attempts
                 heapq.heappush(self._buffer, (-record.priority, record.seq, record))
             if (others := len(claimed) - by_runner) > 0:  # notify(0) still walks Condition's Python code
                 self._has_work.notify(others)
@@ -332,26 +337,34 @@ class WorkerPool(LeaseKeeping):
         return self._thread(self._run_loop, f"unified-runner-{next(self._runner_names)}")
 
     def _run_loop(self) -> None:
-        replaced = False
         runner = threading.get_ident()
-        while not replaced and (record := self._next_claimed()) is not None:
+        record = self._next_claimed()
+        while record is not None:
             started = self._running[runner] = time.perf_counter()
             try:
                 if (report := self._attempt(record)) is not None:
                     self._report(report)
-            finally:  # the task leaves the pool's count even if reporting it failed (see _guarded)
-                took = time.perf_counter() - started  # applying included: the time per task sizes the prefetch
-                with self._lock:
-                    self._running.pop(runner, None)
-                    # canceled while running inline: it left the count then, and this thread ends here
-                    if replaced := runner in self._retired:
-                        self._retired.discard(runner)
-                    else:
-                        self._mean_attempt = took if not self._mean_attempt else 0.9 * self._mean_attempt + 0.1 * took
-                        self._busy -= 1
-                        # only a dispatcher waiting for room needs it (notify() costs even with nobody to wake)
-                        if self._awaiting_room and self._busy < self.max_workers:
-                            self._freed.notify()
+            except BaseException:  # the task leaves the pool's count even if reporting it failed (see _guarded)
+                self._attempt_ended(runner, started, take_next=False)
+                raise
+            record = self._attempt_ended(runner, started, take_next=True)
+
+    def _attempt_ended(self, runner: int, started: float, take_next: bool) -> TaskRecord | None:
+        """The runner's attempt (begun at ``started``) left the pool's count; with ``take_next``, the best buffered
+        task next, in the same hold of the lock (None once the pool stops or this runner was replaced)."""
+        took = time.perf_counter() - started  # applying included: the time per task sizes the prefetch
+        with self._lock:
+            self._running.pop(runner, None)
+            # canceled while running inline: it left the count then, and this thread ends here
+            if runner in self._retired:
+                self._retired.discard(runner)
+                return None
+            self._mean_attempt = took if not self._mean_attempt else 0.9 * self._mean_attempt + 0.1 * took
+            self._busy -= 1
+            # only a dispatcher waiting for room needs it (notify() costs even with nobody to wake)
+            if self._awaiting_room and self._busy < self.max_workers:
+                self._freed.notify()
+            return self._take_claimed() if take_next else None
 
     def _replace_runner_of(self, task_id: str) -> None:
         """A task canceled while its code runs in a runner's own thread: that code cannot be stopped, only left to
@@ -376,7 +389,9 @@ class WorkerPool(LeaseKeeping):
         runner that leads the applying. On SQLite, while this process queues tasks, left to ParkedOutcomes."""
         if self._parking is not None and self._parking.park(report):
             return
-        if self._alone() and self._reporting.acquire(blocking=False):
+        # alone: this runner's task is the only one the pool has claimed and no outcome waits (read without the lock:
+        # a hint, as stale once a lock is let go as before)
+        if self._busy == 1 and self._reports.empty() and self._reporting.acquire(blocking=False):
             try:
                 self._apply([report], gather=True, by_runner=True)
             finally:
@@ -388,19 +403,18 @@ class WorkerPool(LeaseKeeping):
         if not self._reporter:  # and what runners that found the lead taken queued meanwhile (see _lead_reports)
             self._lead_reports()
 
-    def _alone(self) -> bool:
-        """Whether the calling runner's task is the only one this pool has claimed and no outcome waits."""
-        with self._lock:
-            return self._busy == 1 and self._reports.empty()
-
     def _next_claimed(self) -> TaskRecord | None:
         """The best buffered task, waiting for one; None once the pool stops."""
         with self._lock:
-            while not self._buffer and not self._stopping.is_set():
-                self._has_work.wait()
-            if self._stopping.is_set():
-                return None
-            return heapq.heappop(self._buffer)[2]
+            return self._take_claimed()
+
+    def _take_claimed(self) -> TaskRecord | None:
+        """As :meth:`_next_claimed`, under ``_lock``."""
+        while not self._buffer and not self._stopping.is_set():
+            self._has_work.wait()
+        if self._stopping.is_set():
+            return None
+        return heapq.heappop(self._buffer)[2]
 
     def _report_loop(self) -> None:
         while (first := self._reports.get()) is not None:
@@ -532,8 +546,7 @@ class WorkerPool(LeaseKeeping):
                         reports = [(r.copy(), state, outcome) for r, state, outcome in batch] if self._copy else batch
                         self.engine.complete_all(reports)
                         claimed = self._claim_more() if claim_next else []
-                    self._forget(record for record, _, _ in batch)
-                self._accept(claimed, by_runner)
+                    self._accept(claimed, by_runner, done=[record for record, _, _ in batch])
                 if not claim_next:
                     self.wake(1)  # a finished task may have made room in a limited queue
                 return
@@ -583,10 +596,7 @@ class WorkerPool(LeaseKeeping):
 
     def _forget(self, records: Iterable[TaskRecord]) -> None:
         """Stop renewing these attempts' leases, not a later attempt's claimed here since (canceled elsewhere)."""
-        with self._lock:
-            for record in records:
-                if self._held.get(record.id) == record.attempts:
-                    del self._held[record.id]
+        self._accept([], done=records)
 
     def _give_up(self, records: list[TaskRecord]) -> None:
         """Let go of attempts that will not be reported from here: their leases lapse unrenewed."""
