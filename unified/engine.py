@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import operator
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -27,7 +28,15 @@ from unified.functions import FunctionRegistry
 from unified.interventions import Interventions
 from unified.outcome_plan import PlannedOutcome
 from unified.store.base import Store
-from unified.store.records import UNFINISHED_STATES, Dependant, LogRecord, RunRecord, TaskMove, TaskRecord
+from unified.store.records import (
+    UNFINISHED_STATES,
+    AttemptEnd,
+    Dependant,
+    LogRecord,
+    RunRecord,
+    TaskMove,
+    TaskRecord,
+)
 from unified.task import (
     FINISHED_STATES,
     CancelFlag,
@@ -45,9 +54,10 @@ _JOINED = nullcontext()  # Engine.batch inside an open batch: the outermost one'
 
 # ctx.add_task's tries while the store is away: waits of 0.25, 0.5, ... 5 s, about 20 s in all (a lease's worth)
 ADD_TASK_STORE_RETRIES = 7
-MAX_HANDOFF = 10_000  # upstream results kept for claimed attempts not yet started (see Engine._hand_off_upstream)
+MAX_HANDOFF = 10_000  # upstream results kept for claimed attempts not yet started (see Engine._keep_handoff)
 
 S = TaskState
+_ID = operator.attrgetter("id")
 
 
 class Engine(Submitting, Interventions, EngineEvents):
@@ -202,18 +212,19 @@ class Engine(Submitting, Interventions, EngineEvents):
         """Take up to ``limit`` ready tasks for ``worker`` and record the start of their attempts."""
         # the claim is one store transaction of its own (one statement on PostgreSQL when no limit applies)
         now, local, holder = self.clock.now(), self._local, self.functions.claiming_holder
+        released: dict[str, dict[str, Any]] = {}
         if getattr(local, "depth", 0):  # inside a report's transaction: it may have released some of them
             # still pending: the claim may take them straight from there (see _release_dependants)
             releasing = local.releasing
             claimed = self.store.claim_tasks(worker, now, lease_seconds, limit, queues, releasing, holder)
-            if releasing:
-                taken = {r.id for r in claimed}
-                local.releasing = [task_id for task_id in releasing if task_id not in taken]
+            if releasing:  # in C, without a comprehension's frame: once per chain step
+                local.releasing = list(itertools.filterfalse(set(map(_ID, claimed)).__contains__, releasing))
             local.taken += len(claimed)
-            self._hand_off_upstream(claimed)
+            released = local.released
         else:
             claimed = self.store.claim_tasks(worker, now, lease_seconds, limit, queues, holder=holder)
         debug = log.isEnabledFor(logging.DEBUG)  # asked once per claim, not once per task
+        handoff: dict[tuple[str, int], dict[str, Any]] = {}
         for record in claimed:
             if debug:
                 log.debug("task %s: claimed by %s (attempt %d)", record.id, worker, record.attempts)
@@ -221,21 +232,19 @@ class Engine(Submitting, Interventions, EngineEvents):
                 earlier.set()  # an earlier attempt still running here was canceled or lost elsewhere: it must stop
             self._cancel_events[record.id] = CancelFlag()
             self._attempt_started[record.id] = (record.attempts, now)
-        return claimed
-
-    def _hand_off_upstream(self, claimed: list[TaskRecord]) -> None:
-        """Keep the upstream results read when this transaction released some of ``claimed``, for their attempts.
-
-        The release read them under lock to decide that every upstream task succeeded; a chain step or a fan-in
-        claimed in the same transaction (a worker's report) then starts without reading them again. Kept only once
-        the transaction commits, so a rolled-back release leaves nothing behind.
-        """
-        released = self._local.released
-        handoff = {(r.id, r.attempts): released.pop(r.id) for r in claimed if r.id in released}
+            if released and record.id in released:  # released by this transaction: see _keep_handoff
+                handoff[(record.id, record.attempts)] = released.pop(record.id)
         if handoff:
             self.after_commit(functools.partial(self._keep_handoff, handoff))
+        return claimed
 
     def _keep_handoff(self, handoff: dict[tuple[str, int], dict[str, Any]]) -> None:
+        """Once the transaction commits, keep the upstream results its release read for the attempts it claimed.
+
+        The release read them under lock to decide that every upstream task succeeded; a chain step or a fan-in
+        claimed in the same transaction (a worker's report) then starts without reading them again. Kept only after
+        the commit, so a rolled-back release leaves nothing behind.
+        """
         # full only of attempts never prepared here (lost leases): drop them all, which costs each a read at most;
         # clear() is one step, where evicting the oldest would iterate while runner threads pop entries
         if len(self._handoff) >= MAX_HANDOFF:
@@ -352,44 +361,11 @@ class Engine(Submitting, Interventions, EngineEvents):
         now = self.clock.now()
         keeps = self.store.keeps_objects
         planned = [PlannedOutcome.plan(record, state, outcome, now, keeps) for record, state, outcome in reports]
-        pending_events: list[tuple[str, TaskRecord, PlannedOutcome | None]] = []
-        run_events: list[tuple[str, RunRecord]] = []
-        with self.batch():
-            moving: list[PlannedOutcome] = []
-            moves: list[TaskMove] = []
-            locking: list[bool] = []  # whether each move's dependants may be released (see _release_dependants)
-            for p in planned:  # one loop, not a comprehension per list: called once per chain step
-                if p.new is not None:
-                    moving.append(p)
-                    moves.append((p.record.id, p.record.state, p.attempt, p.changes))
-                    locking.append(p.new is S.SUCCESS)
-            ends = [(p.record.id, p.attempt, p.attempt_outcome) for p in planned]  # each attempt ends, moved or not
-            moved, by_upstream = self.store.apply_outcomes(moves, locking, ends)
-            succeeded = []
-            for outcome, ok in zip(moving, moved, strict=True):
-                if ok:
-                    outcome.apply()
-                    if outcome.new is S.SUCCESS:
-                        succeeded.append(outcome.record)
-            open_ids = self._release_dependants(succeeded, by_upstream, now)
-            settle: dict[str, None] = {}
-            logs: list[LogRecord] = []
-            for p in planned:
-                record = p.record
-                if p.moved:  # the task's event ends its attempt; the tasks it skipped have theirs
-                    event, skipped = self._after_move(p, now)
-                    pending_events.append((event, record, p))
-                    if skipped:
-                        pending_events += [(name, rec, None) for name, rec in skipped]
-                if record.run_id and record.state in FINISHED_STATES and record.id not in open_ids:
-                    settle[record.run_id] = None
-                if p.logs:
-                    logs += [LogRecord(record.id, p.attempt, ts, lvl, msg) for ts, lvl, msg in p.logs]
-            if logs:
-                self.store.append_logs(logs)
-            for run_id in settle:
-                if (run_event := self._settle_run(run_id, now)) is not None:
-                    run_events.append(run_event)
+        if getattr(self._local, "depth", 0):  # a worker's report: its transaction's, joined as it is (no frames)
+            pending_events, run_events = self._apply_planned(planned, now)
+        else:
+            with self.batch():
+                pending_events, run_events = self._apply_planned(planned, now)
         for p in planned:
             task_id = p.record.id
             claimed = self._attempt_started.get(task_id)
@@ -407,6 +383,55 @@ class Engine(Submitting, Interventions, EngineEvents):
         for run_event in run_events:
             self._emit_run(*run_event)
         self._notify_finished(run_ended=bool(run_events))
+
+    def _apply_planned(
+        self, planned: list[PlannedOutcome], now: float
+    ) -> tuple[list[tuple[str, TaskRecord, PlannedOutcome | None]], list[tuple[str, RunRecord]]]:
+        """complete_all's transaction: the moves, the attempts' ends, the released dependants, logs and settled runs;
+        returns the task and run events to publish."""
+        pending_events: list[tuple[str, TaskRecord, PlannedOutcome | None]] = []
+        run_events: list[tuple[str, RunRecord]] = []
+        moving: list[PlannedOutcome] = []
+        moves: list[TaskMove] = []
+        locking: list[bool] = []  # whether each move's dependants may be released (see _release_dependants)
+        ends: list[AttemptEnd] = []  # each attempt ends, moved or not
+        for p in planned:  # one loop, not a comprehension per list: called once per chain step
+            task_id = p.record.id
+            if p.new is not None:
+                moving.append(p)
+                moves.append((task_id, p.record.state, p.attempt, p.changes))
+                locking.append(p.new is S.SUCCESS)
+            ends.append((task_id, p.attempt, p.attempt_outcome))
+        moved, by_upstream = self.store.apply_outcomes(moves, locking, ends)
+        succeeded = []
+        debug = log.isEnabledFor(logging.DEBUG)  # asked once per batch, not once per task
+        for outcome, ok in zip(moving, moved, strict=True):
+            if ok:
+                if debug:
+                    log.debug("task %s: %s -> %s", outcome.record.id, outcome.record.state, outcome.new)
+                outcome.apply()
+                if outcome.new is S.SUCCESS:
+                    succeeded.append(outcome.record)
+        open_ids = self._release_dependants(succeeded, by_upstream, now)
+        settle: dict[str, None] = {}
+        logs: list[LogRecord] = []
+        for p in planned:
+            record = p.record
+            if p.moved:  # the task's event ends its attempt; the tasks it skipped have theirs
+                event, skipped = self._after_move(p, now)
+                pending_events.append((event, record, p))
+                if skipped:
+                    pending_events += [(name, rec, None) for name, rec in skipped]
+            if record.run_id and record.state in FINISHED_STATES and record.id not in open_ids:
+                settle[record.run_id] = None
+            if p.logs:
+                logs += [LogRecord(record.id, p.attempt, ts, lvl, msg) for ts, lvl, msg in p.logs]
+        if logs:
+            self.store.append_logs(logs)
+        for run_id in settle:
+            if (run_event := self._settle_run(run_id, now)) is not None:
+                run_events.append(run_event)
+        return pending_events, run_events
 
     def _after_move(self, outcome: PlannedOutcome, now: float) -> tuple[str, list[tuple[str, TaskRecord]]]:
         """The event of a task that just moved, and what the move sets off: a retry is announced to workers,
@@ -431,14 +456,16 @@ class Engine(Submitting, Interventions, EngineEvents):
             return set()
         unfinished: set[str] = set()
         pending: dict[str, Dependant] = {}
+        done = dict(zip(map(_ID, succeeded), succeeded, strict=True))  # just succeeded here (in C: no frame)
+        others: set[str] = set()  # the other upstream tasks of those pending, to be read
         for up, found in by_upstream.items():  # one pass: a chain step has one of each
             for dependant in found:
                 if dependant.state not in FINISHED_STATES:
                     unfinished.add(up)
-                    if dependant.state == "pending":
+                    if dependant.state == "pending" and dependant.id not in pending:
                         pending[dependant.id] = dependant
-        done = {r.id: r for r in succeeded}  # just succeeded here
-        others = {u for d in pending.values() for u in d.dependencies if u not in done}
+                        others.update(dependant.dependencies)
+        others.difference_update(done)
         upstream_by_id = done
         if others:
             upstream_by_id = {u.id: u for u in self.store.get_tasks(others)}

@@ -7,7 +7,6 @@ of the task, with the fields that move sets and what the attempt's own record ge
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,8 +14,6 @@ from unified.errors import SerializationError
 from unified.store.records import TaskRecord
 from unified.task import RetryPolicy, TaskState, check_transition
 from unified.utils import from_json, stored_json
-
-log = logging.getLogger("unified.engine")
 
 S = TaskState
 _JSON_AS_IS = frozenset({type(None), bool, int, str})  # values JSON gives back unchanged (a float may be NaN)
@@ -99,9 +96,8 @@ class PlannedOutcome:
         return cls(record, new, changes, outcome.get("logs") or (), attempt)
 
     def apply(self) -> None:
-        """The move happened: bring the record up to date."""
+        """The move happened: bring the record up to date (the engine logs the move)."""
         record = self.record
-        log.debug("task %s: %s -> %s", record.id, record.state, self.new)
         for name, value in self.changes.items():  # the new state among them
             setattr(record, name, value)
         self.moved = True
