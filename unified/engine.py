@@ -360,7 +360,9 @@ class Engine(Submitting, Interventions, EngineEvents):
         one read of all their dependants), so a worker's batch of reports costs a few statements, not a few each."""
         now = self.clock.now()
         keeps = self.store.keeps_objects
-        planned = [PlannedOutcome.plan(record, state, outcome, now, keeps) for record, state, outcome in reports]
+        planned = []
+        for record, state, outcome in reports:  # a loop, not a comprehension: no frame of its own per chain step
+            planned.append(PlannedOutcome.plan(record, state, outcome, now, keeps))
         if getattr(self._local, "depth", 0):  # a worker's report: its transaction's, joined as it is (no frames)
             pending_events, run_events = self._apply_planned(planned, now)
         else:
@@ -418,10 +420,13 @@ class Engine(Submitting, Interventions, EngineEvents):
         for p in planned:
             record = p.record
             if p.moved:  # the task's event ends its attempt; the tasks it skipped have theirs
-                event, skipped = self._after_move(p, now)
-                pending_events.append((event, record, p))
-                if skipped:
-                    pending_events += [(name, rec, None) for name, rec in skipped]
+                if p.new is S.SUCCESS:  # nothing set off: no call
+                    pending_events.append((ev.TASK_SUCCEEDED, record, p))
+                else:
+                    event, skipped = self._after_move(p, now)
+                    pending_events.append((event, record, p))
+                    if skipped:
+                        pending_events += [(name, rec, None) for name, rec in skipped]
             if record.run_id and record.state in FINISHED_STATES and record.id not in open_ids:
                 settle[record.run_id] = None
             if p.logs:
@@ -434,11 +439,9 @@ class Engine(Submitting, Interventions, EngineEvents):
         return pending_events, run_events
 
     def _after_move(self, outcome: PlannedOutcome, now: float) -> tuple[str, list[tuple[str, TaskRecord]]]:
-        """The event of a task that just moved, and what the move sets off: a retry is announced to workers,
-        and a task that ended badly skips what depends on it (their events come second)."""
+        """The event of a task that just moved to anything but success, and what the move sets off: a retry is
+        announced to workers, and a task that ended badly skips what depends on it (their events come second)."""
         record, new = outcome.record, outcome.new
-        if new is S.SUCCESS:
-            return ev.TASK_SUCCEEDED, []
         if new is S.RETRYING:
             self._notify_ready(1)
             return ev.TASK_RETRYING, []
@@ -487,7 +490,7 @@ class Engine(Submitting, Interventions, EngineEvents):
                 local.releasing.append(dependant.id)
                 released += 1
         local.released_at = now
-        self._notify_ready(released)
+        local.ready += released  # told at commit (see _notify_ready): this runs inside a transaction
         return unfinished
 
     def _skip_downstream(self, record: TaskRecord, now: float) -> list[tuple[str, TaskRecord]]:

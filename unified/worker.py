@@ -25,6 +25,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import operator
 import os
 import queue
 import socket
@@ -52,6 +53,7 @@ MAX_PREFETCH = 256
 CHILD_STOP_SECONDS = 2.0  # how long a stopping pool waits for its runners to kill the child processes it handed back
 REPORT_DELAY = 0.001  # seconds a runner with claimed work waiting may run it before its outcomes are applied
 BUSY_LOOK_SECONDS = 0.05  # how often the dispatcher of a busy pool looks for overdue held-back outcomes
+_RECORD = operator.itemgetter(0)  # a report's record
 
 
 def default_worker_id() -> str:
@@ -400,7 +402,8 @@ class WorkerPool(LeaseKeeping):
             self._reports.put(report)
             if self._reporter or self._hold_back():
                 return
-        if not self._reporter:  # and what runners that found the lead taken queued meanwhile (see _lead_reports)
+        # and what runners that found the lead taken queued meanwhile (see _lead_reports; a look first)
+        if not self._reporter and not self._reports.empty():
             self._lead_reports()
 
     def _next_claimed(self) -> TaskRecord | None:
@@ -539,14 +542,14 @@ class WorkerPool(LeaseKeeping):
             try:
                 with self._leases.reporting():  # not renewed while they are reported (see heartbeat)
                     with self.engine.batch():
-                        if gather:
+                        if gather and not self._reports.empty():  # a look first: a lone runner's usual case
                             self._gather(batch)
-                            gather = False  # a retry applies the same batch
+                        gather = False  # a retry applies the same batch
                         # copies where a failed commit rolls back: the same batch is applied again, unmoved
                         reports = [(r.copy(), state, outcome) for r, state, outcome in batch] if self._copy else batch
                         self.engine.complete_all(reports)
                         claimed = self._claim_more() if claim_next else []
-                    self._accept(claimed, by_runner, done=[record for record, _, _ in batch])
+                    self._accept(claimed, by_runner, done=map(_RECORD, batch))
                 if not claim_next:
                     self.wake(1)  # a finished task may have made room in a limited queue
                 return

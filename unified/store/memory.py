@@ -322,7 +322,7 @@ class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
                     locked[task_id] = dependants
             self._finish_running(ends)
             for task_id, ids in locked.items():  # read once every move is made
-                locked[task_id] = [self._dependant(i) for i in sorted(ids)]
+                locked[task_id] = list(map(self._dependant, sorted(ids)))
             return moved, locked
 
     def claim_tasks(self, worker: str, now: float, lease_seconds: float, limit: int = 1,
@@ -342,7 +342,11 @@ class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
             holders = (None,) if holder is None else (None, holder)
             # the head of each heap this claim may take from, as (entry, key): looked at once, and again only for
             # the heap a task was taken from (not every heap's per task claimed)
-            heads = [(entry, key) for q in names for h in holders if (entry := heaps.best(key := (q, h), now))]
+            heads = []  # a loop, not a comprehension: no frame of its own, once per chain step
+            for q in names:
+                for h in holders:
+                    if (entry := heaps.best(key := (q, h), now)) is not None:
+                        heads.append((entry, key))
             claimed: list[TaskRecord] = []
             while len(claimed) < limit:
                 best = min(heads) if heads else None
