@@ -79,3 +79,22 @@ def test_a_waiter_gets_the_lock_once_the_holder_lets_go(monkeypatch: pytest.Monk
     assert took.wait(WAIT)
     first.join(WAIT)
     second.join(WAIT)
+
+
+def test_a_reentry_leaves_the_hold_as_long_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hold's age runs from the outermost entry: a waiter sleeps at once on a long hold the owner re-entered."""
+    clock = [0.0]
+    naps: list[float] = []
+    monkeypatch.setattr(yielding_lock, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(yielding_lock, "sleep", naps.append)
+    lock = YieldingLock()
+    took = threading.Event()
+    with lock:
+        clock[0] = 1.0  # far beyond BRIEF_SECONDS
+        with lock:
+            waiter = threading.Thread(target=lambda: (lock.__enter__(), took.set(), lock.__exit__(None, None, None)))
+            waiter.start()
+            assert not took.wait(0.02)
+    assert took.wait(WAIT)
+    waiter.join(WAIT)
+    assert naps == []

@@ -12,42 +12,39 @@ about 20% faster, W4 about 13%, W2 and W3 level.
 
 from __future__ import annotations
 
-import threading
-import time
-from typing import Any
+import _thread
+from time import perf_counter, sleep
 
 TRIES = 10
 NAP_SECONDS = 0.00002
 BRIEF_SECONDS = 0.0001
 
 
-class YieldingLock:
-    """A re-entrant lock used as a context manager (``with lock:``); see the module docstring for how it waits."""
+class YieldingLock(_thread.RLock):
+    """A re-entrant lock used as a context manager (``with lock:``); see the module docstring for how it waits.
 
-    __slots__ = ("_depth", "_lock", "_since")
+    A subclass of the C ``RLock`` (what ``threading.RLock()`` makes), so that its exit is the C release and an
+    owner's re-entry is two C calls: the store enters it again inside every engine transaction (twice per chain
+    step)."""
+
+    __slots__ = ("_since",)
 
     def __init__(self) -> None:
-        self._lock = threading.RLock()
-        self._depth = 0  # re-entries of the owner; written only by the owner
         self._since = 0.0  # when the owner took the lock (read by waiters without the lock: a float, a hint)
 
     def __enter__(self) -> None:
-        if not self._lock.acquire(False):
+        if self._is_owned():  # the owner's re-entry: it cannot wait, and its hold began at the outermost entry
+            self.acquire()
+            return
+        if not self.acquire(False):
             self._wait()
-        self._depth += 1
-        if self._depth == 1:
-            self._since = time.perf_counter()
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self._depth -= 1
-        self._lock.release()
+        self._since = perf_counter()
 
     def _wait(self) -> None:
-        lock = self._lock
         for _ in range(TRIES):
-            if time.perf_counter() - self._since > BRIEF_SECONDS:
+            if perf_counter() - self._since > BRIEF_SECONDS:
                 break
-            time.sleep(NAP_SECONDS)
-            if lock.acquire(False):
+            sleep(NAP_SECONDS)
+            if self.acquire(False):
                 return
-        lock.acquire()
+        self.acquire()
