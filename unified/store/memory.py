@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import heapq
 import itertools
 import operator
@@ -31,6 +32,8 @@ from unified.store.yielding_lock import YieldingLock
 
 _TASK_CHANGEABLE = frozenset(f.name for f in dataclasses.fields(TaskRecord)) - {"id", "seq"}
 _NUMBER = operator.attrgetter("number")  # attempts sort by their number
+# Dependant((id, state, dependencies)) in C: a NamedTuple's own __new__ is a Python frame, once per chain step
+_DEPENDANT = functools.partial(tuple.__new__, Dependant)
 
 
 def _check_moves(moves: list[TaskMove]) -> None:
@@ -232,14 +235,18 @@ class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
         lock); tasks with no dependants are left out."""
         with self._lock:
             return {
-                task_id: [self._dependant(i) for i in sorted(self._dependants[task_id])]
+                task_id: self._dependants_of(self._dependants[task_id])
                 for task_id in dict.fromkeys(task_ids)
                 if self._dependants.get(task_id)
             }
 
-    def _dependant(self, task_id: str) -> Dependant:
-        task = self._tasks[task_id]
-        return Dependant(task_id, task.state, tuple(task.dependencies))
+    def _dependants_of(self, task_ids: Iterable[str]) -> list[Dependant]:
+        """The Dependant of each of these tasks, in id order."""
+        tasks, found = self._tasks, []
+        for task_id in sorted(task_ids):  # a loop, not a call per dependant: once per chain step
+            task = tasks[task_id]
+            found.append(_DEPENDANT((task_id, task.state, tuple(task.dependencies))))
+        return found
 
     def lock_tasks(self, task_ids: list[str], for_dependant: bool = False) -> list[TaskRecord]:
         """The tasks with these ids that exist, as they are now, in id order (atomic() already holds the one lock)."""
@@ -322,7 +329,7 @@ class MemoryStore(MemoryWorkflows, MemoryAdminRecords):
                     locked[task_id] = dependants
             self._finish_running(ends)
             for task_id, ids in locked.items():  # read once every move is made
-                locked[task_id] = list(map(self._dependant, sorted(ids)))
+                locked[task_id] = self._dependants_of(ids)
             return moved, locked
 
     def claim_tasks(self, worker: str, now: float, lease_seconds: float, limit: int = 1,
