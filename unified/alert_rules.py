@@ -110,14 +110,20 @@ class AlertRules:
     def current(self) -> list[AlertRuleRecord]:
         """The rules, read again once the cache is ``cache_seconds`` old or a rule changed here."""
         if self._rules is None or time.monotonic() - self._read_at > self.cache_seconds:
-            rules = self.store.list_alert_rules()
-            self._events = frozenset(name for rule in rules if rule.enabled for name in rule.events)
-            self._rules, self._read_at = rules, time.monotonic()
+            return self._read()
         return self._rules
+
+    def _read(self) -> list[AlertRuleRecord]:
+        rules = self.store.list_alert_rules()
+        self._events = frozenset(name for rule in rules if rule.enabled for name in rule.events)
+        self._rules, self._read_at = rules, time.monotonic()
+        return rules
 
     def accepts(self, name: str) -> bool:
         """Whether an enabled rule names this event: with none, the engine builds no event for the alerts."""
-        self.current()
+        # current()'s test without its call: asked at every task transition (EventBus.wants)
+        if self._rules is None or time.monotonic() - self._read_at > self.cache_seconds:
+            self._read()
         return name in self._events
 
     def matching(self, event: dict[str, Any]) -> list[AlertRuleRecord]:

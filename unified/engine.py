@@ -380,8 +380,7 @@ class Engine(Submitting, Interventions, EngineEvents):
             self._cancel_events.pop(task_id, None)
             if claimed is not None:
                 p.started_at = self._attempt_started.pop(task_id)[1]
-        for name, rec, ended in pending_events:
-            self._emit(name, rec, ended)
+        self._emit_all(pending_events)
         for run_event in run_events:
             self._emit_run(*run_event)
         self._notify_finished(run_ended=bool(run_events))
@@ -417,13 +416,17 @@ class Engine(Submitting, Interventions, EngineEvents):
         open_ids = self._release_dependants(succeeded, by_upstream, now)
         settle: dict[str, None] = {}
         logs: list[LogRecord] = []
+        retried = 0
         for p in planned:
             record = p.record
             if p.moved:  # the task's event ends its attempt; the tasks it skipped have theirs
                 if p.new is S.SUCCESS:  # nothing set off: no call
                     pending_events.append((ev.TASK_SUCCEEDED, record, p))
+                elif p.new is S.RETRYING:  # announced to workers once for the batch, below
+                    retried += 1
+                    pending_events.append((ev.TASK_RETRYING, record, p))
                 else:
-                    event, skipped = self._after_move(p, now)
+                    event, skipped = self._after_end(p, now)
                     pending_events.append((event, record, p))
                     if skipped:
                         pending_events += [(name, rec, None) for name, rec in skipped]
@@ -431,6 +434,8 @@ class Engine(Submitting, Interventions, EngineEvents):
                 settle[record.run_id] = None
             if p.logs:
                 logs += [LogRecord(record.id, p.attempt, ts, lvl, msg) for ts, lvl, msg in p.logs]
+        if retried:
+            self._notify_ready(retried)
         if logs:
             self.store.append_logs(logs)
         for run_id in settle:
@@ -438,13 +443,10 @@ class Engine(Submitting, Interventions, EngineEvents):
                 run_events.append(run_event)
         return pending_events, run_events
 
-    def _after_move(self, outcome: PlannedOutcome, now: float) -> tuple[str, list[tuple[str, TaskRecord]]]:
-        """The event of a task that just moved to anything but success, and what the move sets off: a retry is
-        announced to workers, and a task that ended badly skips what depends on it (their events come second)."""
+    def _after_end(self, outcome: PlannedOutcome, now: float) -> tuple[str, list[tuple[str, TaskRecord]]]:
+        """The event of a task that just ended badly (failed, timed out or canceled), and the tasks it skips
+        downstream (their events come second)."""
         record, new = outcome.record, outcome.new
-        if new is S.RETRYING:
-            self._notify_ready(1)
-            return ev.TASK_RETRYING, []
         event = {S.CANCELED: ev.TASK_CANCELED, S.TIMEOUT: ev.TASK_TIMEOUT}.get(new, ev.TASK_FAILED)  # type: ignore[arg-type]
         return event, self._skip_downstream(record, now)
 

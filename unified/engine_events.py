@@ -24,8 +24,18 @@ class EngineEvents:
 
     def _emit(self, name: str, record: TaskRecord, ended: PlannedOutcome | None = None) -> None:
         """Publish a task event once the transaction commits; ``ended``: the attempt the event ends, if any."""
-        if not self.bus.wants(name):
-            return
+        if self.bus.wants(name):
+            self._publish_task_event(name, record, ended)
+
+    def _emit_all(self, events: list[tuple[str, TaskRecord, PlannedOutcome | None]]) -> None:
+        """:meth:`_emit` of each ``(name, record, ended)``: a batch of reports' events, with no call for those that no
+        subscriber wants (usually all of them)."""
+        wants = self.bus.wants
+        for name, record, ended in events:
+            if wants(name):
+                self._publish_task_event(name, record, ended)
+
+    def _publish_task_event(self, name: str, record: TaskRecord, ended: PlannedOutcome | None) -> None:
         run = self._run(record.run_id) if record.run_id else None
         attempt_state = attempt_seconds = None
         if ended is not None:

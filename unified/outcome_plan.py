@@ -12,7 +12,7 @@ from typing import Any
 
 from unified.errors import SerializationError
 from unified.store.records import TaskRecord
-from unified.task import RetryPolicy, TaskState, check_transition
+from unified.task import ALLOWED_MOVES, RetryPolicy, TaskState, check_transition
 from unified.utils import from_json, stored_json
 
 S = TaskState
@@ -77,16 +77,17 @@ class PlannedOutcome:
             new = S.CANCELED if record.state == "running" else None
             changes.update(finished_at=now)
         else:
-            policy = RetryPolicy.of_spec(record.spec)
             tries = record.attempts - record.spec.get("retry_base", 0)
-            if retryable and policy.allows_retry(tries):
+            delay = RetryPolicy.of_spec(record.spec).delay_after(tries) if retryable else None
+            if delay is not None:
                 new = S.RETRYING
-                changes.update(error=error, not_before=now + policy.delay(tries))
+                changes.update(error=error, not_before=now + delay)
             else:
                 new = S.TIMEOUT if state == "timeout" else S.FAILURE
                 changes.update(error=error, finished_at=now)
         if new is not None:
-            check_transition(record.state, new)
+            if (record.state, new) not in ALLOWED_MOVES:
+                check_transition(record.state, new)  # raises
             changes["state"] = str(new)  # its value (a StrEnum), without .value's two Python calls
         attempt = {"state": outcome.get("attempt_state") or state, "finished_at": now, "error": error}
         if (began := outcome.get("started_at")) is not None:  # when its code began, not when it was claimed

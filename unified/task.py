@@ -71,6 +71,9 @@ ALLOWED_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     _S.CANCELED: frozenset({_S.PENDING, _S.QUEUED}),
     _S.SKIPPED: frozenset({_S.PENDING, _S.QUEUED}),
 }
+# the allowed (current, new) pairs by value: a move checked in passing (once per attempt) without a call; a StrEnum
+# member hashes and compares as its value
+ALLOWED_MOVES = frozenset((now.value, new.value) for now, allowed in ALLOWED_TRANSITIONS.items() for new in allowed)
 
 
 _STATES = {state.value: state for state in TaskState}  # a member or its value -> the member, without Enum's lookup
@@ -181,6 +184,15 @@ class RetryPolicy:
     def allows_retry(self, attempts_made: int) -> bool:
         """True if another attempt may follow ``attempts_made`` attempts."""
         return attempts_made <= self.max_retries
+
+    def delay_after(self, attempts_made: int) -> float | None:
+        """Seconds before the attempt after ``attempts_made`` attempts (``delay`` of the retry it is), or None when
+        none may follow: the two questions a failure's plan asks, in one call."""
+        if attempts_made > self.max_retries:
+            return None
+        if not self.retry_delay_seconds and attempts_made >= 1:  # backoff_delay's own answer, without its call
+            return 0.0
+        return self.delay(attempts_made)
 
     @staticmethod
     def of_spec(spec: dict[str, Any]) -> RetryPolicy:

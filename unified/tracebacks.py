@@ -42,14 +42,23 @@ def traceback_text(exc: BaseException, tb: types.TracebackType | None, message: 
     while tb is not None and len(frames) <= SIMPLE_TRACEBACK_FRAMES:
         frames.append(tb)
         tb = tb.tb_next
-    name = _class_name(type(exc))
+    kind = type(exc)
+    name = _CLASS_NAME.get(kind, kind)  # a retried task's class is known: no call (None is a kept answer)
+    if name is kind:
+        name = _class_name(kind)
     lone = exc.__cause__ is None and exc.__context__ is None and getattr(exc, "__notes__", None) is None
     if name is not None and tb is None and lone:
         text = message_of(exc) if message is None else message
         last = f"{name}: {text}\n" if text else f"{name}\n"
         if not frames:
             return last
-        return "".join(["Traceback (most recent call last):\n", *map(_frame_text, frames), last])
+        parts = ["Traceback (most recent call last):\n"]
+        for entry in frames:  # the kept text looked up here: a retried task fails at the same lines again
+            code = entry.tb_frame.f_code
+            known = _FRAME_TEXT.get((id(code), entry.tb_lineno))
+            parts.append(known[1] if known is not None and known[0] is code else _frame_text(entry, code))
+        parts.append(last)
+        return "".join(parts)
     summary = traceback.TracebackException(type(exc), exc, frames[0] if frames else None, compact=True)
     seen: set[int] = set()
     todo = [summary]
@@ -65,13 +74,10 @@ def traceback_text(exc: BaseException, tb: types.TracebackType | None, message: 
     return "".join(summary.format())
 
 
-def _frame_text(tb: types.TracebackType) -> str:
-    """One frame's lines: where it is, and its source line when there is one."""
+def _frame_text(tb: types.TracebackType, code: types.CodeType) -> str:
+    """One frame's lines (``code`` its code object), not kept yet: where it is, and its source line when there is
+    one; kept for the next time."""
     frame, line = tb.tb_frame, tb.tb_lineno
-    code = frame.f_code
-    known = _FRAME_TEXT.get((id(code), line))
-    if known is not None and known[0] is code:
-        return known[1]
     text = f'  File "{code.co_filename}", line {line}, in {code.co_name}\n'
     if source := linecache.getline(code.co_filename, line, frame.f_globals).strip():
         text += f"    {source}\n"
@@ -83,11 +89,7 @@ def _frame_text(tb: types.TracebackType) -> str:
 
 def _class_name(kind: type[BaseException]) -> str | None:
     """How the last line of a traceback names ``kind`` (``module.Class``, builtins bare), or None where the traceback
-    module writes that line itself."""
-    try:
-        return _CLASS_NAME[kind]
-    except KeyError:
-        pass
+    module writes that line itself; kept for the next time."""
     module = kind.__module__
     name: str | None = None
     if not issubclass(kind, (SyntaxError, BaseExceptionGroup)) and isinstance(module, str):

@@ -11,7 +11,7 @@ import pytest
 from tests.helpers import tasks as helpers
 from tests.helpers.tasks import Flaky
 from unified.functions import FunctionRegistry
-from unified.task import Task
+from unified.task import RetryPolicy, Task
 from unified.task_manager import TaskManager
 from unified.utils import FakeClock, backoff_delay, iso
 
@@ -203,3 +203,17 @@ def test_a_task_canceled_or_skipped_before_it_ran_keeps_no_task(drained: TaskMan
     drained.run_until_idle()
     assert [drained.store.get_task(i).state for i in (failing, skipped, canceled)] == ["failure", "skipped", "canceled"]
     assert drained.engine.functions._kept == {}
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        RetryPolicy(max_retries=3),
+        RetryPolicy(max_retries=3, retry_delay_seconds=2.0, backoff_factor=3.0),
+        RetryPolicy(max_retries=3, retry_delay_seconds=2.0, max_retry_delay_seconds=5.0),
+    ],
+)
+def test_delay_after_is_allows_retry_and_delay_in_one(policy: RetryPolicy) -> None:
+    for made in range(1, 6):
+        expected = policy.delay(made) if policy.allows_retry(made) else None
+        assert policy.delay_after(made) == expected
