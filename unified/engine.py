@@ -254,7 +254,7 @@ class Engine(Submitting, Interventions, EngineEvents):
     def prepare(self, record: TaskRecord, cancel_event: CancelSignal) -> tuple[Task, TaskContext]:
         """The runnable Task of a claimed record and the context its function sees."""
         task = self.functions.rebuild(record.spec, keep_as=record.id if self.store.keeps_objects else None)
-        run = self._run(record.run_id)
+        run = self._run(record.run_id) if record.run_id is not None else None  # no call for a lone task
         upstream = self._handoff.pop((record.id, record.attempts), None)
         if upstream is None:
             deps = record.dependencies

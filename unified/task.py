@@ -218,11 +218,9 @@ class CancelFlag:
     4-6% of a runner's CPU; the Event is made on the first ``wait``.
     """
 
-    __slots__ = ("_event", "_flag")
-
-    def __init__(self) -> None:
-        self._flag = False
-        self._event: threading.Event | None = None
+    # class defaults, not slots set by an __init__: one is made per claimed attempt, and so without a Python call
+    _flag = False
+    _event: threading.Event | None = None
 
     def is_set(self) -> bool:
         """True once set (and not cleared since)."""
