@@ -79,7 +79,9 @@ def _context_slot(func: Callable[..., Any]) -> tuple[str, int | None] | None:
 def call_with_context(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], ctx: TaskContext) -> Any:
     """Call ``func(*args, **kwargs)``, passing ``ctx`` to the parameter that asks for it where it is declared (``args``
     fill the positional parameters around it); run coroutines to the end."""
-    slot = _context_slot(func)
+    # a plain function's cached slot read here: no call of _context_slot per attempt
+    known = None if isinstance(func, types.MethodType) else _context_slots.get(id(func))
+    slot = known[1] if known is not None and known[0]() is func else _context_slot(func)
     if slot is not None:
         name, position = slot
         if position is not None and len(args) >= position:
