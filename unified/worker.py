@@ -122,7 +122,8 @@ class WorkerPool(LeaseKeeping):
         # records themselves, not copies (a copy per attempt was about 2% of W4's work)
         self._copy = not engine.store.keeps_objects
         self._held_back_since: float | None = None  # when a runner first held queued outcomes back (see _hold_back)
-        self._stopping = threading.Event()
+        self._stopping = threading.Event()  # waited on; read through _stopped
+        self._stopped = False  # set with it: an attribute read, where Event.is_set is a Python call (twice a task)
         self._runners: list[threading.Thread] = []
         self._services: list[threading.Thread] = []
         self._inline: dict[str, int] = {}  # task id -> the ident of the runner thread calling its code itself
@@ -183,6 +184,7 @@ class WorkerPool(LeaseKeeping):
     def stop(self, wait: bool = True, timeout: float | None = 10.0) -> None:
         """Stop taking work. With ``wait``, let running attempts finish for up to ``timeout`` seconds; what is still
         running then is handed back (it returns to the queue for another worker) and told to stop."""
+        self._stopped = True
         self._stopping.set()
         if self._unlisten is not None:
             self._unlisten()
@@ -261,15 +263,15 @@ class WorkerPool(LeaseKeeping):
     # -- the threads -------------------------------------------------------------------------------------
     def _dispatch_loop(self) -> None:
         failures = 0
-        while not self._stopping.is_set():
+        while not self._stopped:
             with self._lock:
-                while self._busy >= self.max_workers and not self._stopping.is_set() and not self._overdue():
+                while self._busy >= self.max_workers and not self._stopped and not self._overdue():
                     self._awaiting_room = True
                     self._freed.wait(self._until_overdue())
                     self._awaiting_room = False
                 overdue = self._overdue()
                 wanted = self.max_workers - self._busy + self._prefetch()
-            if self._stopping.is_set():
+            if self._stopped:
                 return
             if overdue:  # the runners are still busy with what they ran before applying these
                 self._lead_reports(by_runner=False)
@@ -331,7 +333,7 @@ class WorkerPool(LeaseKeeping):
         if due is not None:
             timeout = max(0.0, min(timeout, due - self.engine.clock.now()))
         with self._lock:
-            if self._signals <= 0 and timeout > 0 and not self._stopping.is_set():
+            if self._signals <= 0 and timeout > 0 and not self._stopped:
                 self._ready.wait(timeout)
             self._signals = 0
 
@@ -374,7 +376,7 @@ class WorkerPool(LeaseKeeping):
         with self._lock:
             ident = self._inline.pop(task_id, None)
             runner = next((t for t in self._runners if t.ident == ident), None) if ident is not None else None
-            if runner is None or self._stopping.is_set():
+            if runner is None or self._stopped:
                 return  # not running inline here, or drained in the caller's thread (run_until_idle)
             self._runners.remove(runner)
             self._runners.append(self._new_runner())
@@ -413,9 +415,9 @@ class WorkerPool(LeaseKeeping):
 
     def _take_claimed(self) -> TaskRecord | None:
         """As :meth:`_next_claimed`, under ``_lock``."""
-        while not self._buffer and not self._stopping.is_set():
+        while not self._buffer and not self._stopped:
             self._has_work.wait()
-        if self._stopping.is_set():
+        if self._stopped:
             return None
         return heapq.heappop(self._buffer)[2]
 
@@ -580,7 +582,7 @@ class WorkerPool(LeaseKeeping):
         """Inside the reporting transaction: claim up to the pool's free room (what the outcomes made ready, the room
         they freed in a limited queue), so the dispatcher is not woken for either."""
         with self._lock:
-            room = 0 if self._stopping.is_set() else self.max_workers + self._prefetch() - self._busy
+            room = 0 if self._stopped else self.max_workers + self._prefetch() - self._busy
         if room <= 0:
             return []
         return self.engine.claim(self.worker_id, room, self.queues, self.lease_seconds)
