@@ -28,11 +28,13 @@ class EngineEvents:
             self._publish_task_event(name, record, ended)
 
     def _emit_all(self, events: list[tuple[str, TaskRecord, PlannedOutcome | None]]) -> None:
-        """:meth:`_emit` of each ``(name, record, ended)``: a batch of reports' events, with no call for those that no
-        subscriber wants (usually all of them)."""
-        wants = self.bus.wants
+        """:meth:`_emit` of each ``(name, record, ended)``: a batch of reports' events, the bus asked once per name
+        (a batch holds two or three), and no call for those that no subscriber wants (usually all of them)."""
+        wanted: dict[str, bool] = {}
         for name, record, ended in events:
-            if wants(name):
+            if (wants := wanted.get(name)) is None:
+                wants = wanted[name] = self.bus.wants(name)
+            if wants:
                 self._publish_task_event(name, record, ended)
 
     def _publish_task_event(self, name: str, record: TaskRecord, ended: PlannedOutcome | None) -> None:
