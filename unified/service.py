@@ -25,7 +25,8 @@ from unified.executor import Executor
 from unified.scheduler import Scheduler
 from unified.store import Store, open_store
 from unified.task import ISOLATIONS
-from unified.worker import WorkerPool, backoff
+from unified.worker import WorkerPool
+from unified.worker_attempt import backoff
 
 log = logging.getLogger("unified.service")
 

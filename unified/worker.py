@@ -41,12 +41,12 @@ from unified.lease_guard import LeaseGuard
 from unified.store.records import TaskRecord
 from unified.task import ISOLATIONS
 from unified.utils import new_id
+from unified.worker_attempt import AttemptRunning, backoff
 from unified.worker_leases import LeaseKeeping
 from unified.worker_parking import ParkedOutcomes, Report
 
 log = logging.getLogger("unified.worker")
 
-MAX_BACKOFF_SECONDS = 30.0
 REPORT_BATCH = 256
 PREFETCH_SECONDS = 0.05  # claim ahead only as much work as the runners get through in this time
 MAX_PREFETCH = 256
@@ -61,12 +61,7 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{new_id()[:6]}"
 
 
-def backoff(failures: int) -> float:
-    """Seconds to wait after ``failures`` consecutive store errors: 0.5, 1, 2, ... capped."""
-    return min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** (failures - 1))
-
-
-class WorkerPool(LeaseKeeping):
+class WorkerPool(AttemptRunning, LeaseKeeping):
     """``max_workers`` runner threads serving ``queues`` (all when None) of one engine."""
 
     def __init__(
@@ -488,43 +483,7 @@ class WorkerPool(LeaseKeeping):
                 return
             batch.append(item)
 
-    # -- one attempt, and applying outcomes --------------------------------------------------------------
-    def _attempt(self, record: TaskRecord) -> Report | None:
-        """Run one claimed attempt; returns what to report, None if the attempt is given up (never raises)."""
-        cancel = self.engine.cancel_event(record.id)
-        failures = 0
-        while True:
-            try:
-                task, ctx = self.engine.prepare(record, cancel)
-                break
-            except StoreError as exc:  # the database is away: wait for it rather than fail the task
-                failures += 1
-                log.error("worker %s cannot load task %s (%s); retrying in %.1f s",
-                          self.worker_id, record.id, exc, backoff(failures))  # fmt: skip
-                if cancel.wait(backoff(failures)):  # lease lost or abandoned: no longer renewed, it expires
-                    self._give_up([record])
-                    return None
-            except UnifiedError as exc:
-                error = {"type": type(exc).__name__, "message": str(exc)}
-                return record, "failure", {"error": error, "retryable": False}
-        if self.isolation == "thread" or (self.isolation == "process" and task.func_path is not None):
-            task.isolation = self.isolation
-        func = task.resolve()
-        inline = self.executor.runs_inline(task, func)
-        if inline:
-            self._inline[record.id] = threading.get_ident()
-        began = self.engine.clock.now()  # not the claim: a task claimed ahead waited in the buffer since
-        try:
-            outcome = self.executor.run_attempt(task, ctx, func)
-        except Exception:
-            log.exception("worker %s failed while running task %s", self.worker_id, record.id)
-            return record, "failure", {"error": {"type": "WorkerError", "message": "see the worker log"}}
-        finally:
-            if inline and self._inline.get(record.id) == threading.get_ident():  # not a later attempt's runner
-                self._inline.pop(record.id, None)
-        return record, outcome.state, {"result": outcome.result, "error": outcome.error, "retryable": outcome.retryable,
-                                       "logs": outcome.logs, "metadata": ctx.metadata, "started_at": began}  # fmt: skip
-
+    # -- applying outcomes --------------------------------------------------------------
     def _apply(
         self, batch: list[Report], claim_next: bool = True, by_runner: bool = False, gather: bool = False
     ) -> None:

@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "unified.worker": 4,
     "unified.worker_parking": 4,
     "unified.worker_leases": 4,
+    "unified.worker_attempt": 4,
     "unified.lease_guard": 4,
     "unified.alerts": 4,
     "unified.alert_rules": 4,
