@@ -569,32 +569,6 @@ class Task:
         return f"Task(task_id={self.task_id!r}, name={self.name!r})"
 
 
-def spec_template() -> dict[str, Any]:
-    """Every key of :meth:`Task.spec`, in its order, at the value a Task has when the option is not given (``task_id``,
-    ``name``, ``func`` and ``dependencies`` as None); new lists and dicts on every call, which a caller may change."""
-    return {
-        "task_id": None,
-        "name": None,
-        "func": None,
-        "command": None,
-        "args": [],
-        "kwargs": {},
-        "dependencies": None,
-        "timeout": None,
-        "max_retries": 0,
-        "retry_delay_seconds": 0,
-        "backoff_factor": 2.0,
-        "max_retry_delay_seconds": None,
-        "jitter": False,
-        "retry_on": ["builtins:Exception"],
-        "priority": 0,
-        "metadata": {},
-        "isolation": "thread",
-        "queue": "default",
-        "sla_seconds": None,
-    }
-
-
 class _CallableModule(types.ModuleType):
     """This module's type: calling ``unified.task`` registers a function, as ``@unified.task`` or with options."""
 

@@ -12,9 +12,9 @@ from tests.helpers.tasks import add
 from unified.store.base import Store
 from unified.store.records import TaskRecord, WorkflowRecord
 from unified.store.schema import tasks, versions
-from unified.store.spec_packing import MARK, pack, unpack
+from unified.store.spec_packing import MARK, pack, spec_template, unpack
 from unified.store.sql import SqlStore
-from unified.task import Task, spec_template
+from unified.task import Task
 
 SPECS = {
     "defaults": Task(task_id="a", func=add, dependencies=["x", "y"]).spec(),
