@@ -44,7 +44,7 @@ def new_records(
         record = TaskRecord(
             global_id(run_id, task_id), task_id, run_id, spec.get("name") or task_id, spec, state,
             spec.get("priority", 0), spec.get("queue", "default"),
-            [f"{run_id}.{d}" for d in deps] if run_id is not None else list(deps), 0, None, None,
+            [global_id(run_id, d) for d in deps], 0, None, None,
             dict(spec.get("metadata") or {}), now, queued_at, None, now if state == "skipped" else None, None, None,
             None, reason, 0, schedule_id, holder_of(spec),
         )  # fmt: skip
